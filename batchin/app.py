@@ -1,0 +1,106 @@
+"""Composition root: builds settings, store and services once, and the app that serves them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+
+from batchin.config import Settings
+from batchin.core.accounts import AccountService
+from batchin.core.auth import AuthService
+from batchin.core.ledger import LedgerService
+from batchin.core.limits import InMemoryRateLimiter, RateLimiter
+from batchin.core.metering import MeteringService
+from batchin.core.topups import TopupService
+from batchin.core.usage import UsageService
+from batchin.store.database import Database
+from batchin.store.migrate import upgrade
+
+log = logging.getLogger("batchin")
+
+_SWEEP_INTERVAL_SECONDS = 60.0
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database: Database
+    limiter: RateLimiter
+    auth: AuthService
+    accounts: AccountService
+    ledger: LedgerService
+    metering: MeteringService
+    usage: UsageService
+    topups: TopupService
+
+    async def close(self) -> None:
+        await self.auth.drain()
+        await self.limiter.close()
+        await self.database.dispose()
+
+
+async def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    database = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
+    if migrate:
+        await upgrade(database)
+    limiter: RateLimiter
+    if settings.redis_url:
+        from batchin.core.limits_redis import RedisRateLimiter
+
+        limiter = RedisRateLimiter(settings.redis_url)
+    else:
+        limiter = InMemoryRateLimiter()
+    auth = AuthService(database, limiter, cache_seconds=settings.auth_cache_seconds)
+    ledger = LedgerService(database)
+    return Services(
+        settings=settings,
+        database=database,
+        limiter=limiter,
+        auth=auth,
+        accounts=AccountService(database, auth, default_rpm=settings.default_rate_limit_rpm),
+        ledger=ledger,
+        metering=MeteringService(ledger),
+        usage=UsageService(database),
+        topups=TopupService(database, settings),
+    )
+
+
+async def _sweep_forever(services: Services) -> None:
+    while True:
+        try:
+            released = await services.ledger.sweep_stale(services.settings.stale_reservation_seconds)
+            if released:
+                log.warning("released %d stale reservations left by interrupted calls", released)
+        except Exception:
+            log.exception("stale reservation sweep failed")
+        await asyncio.sleep(_SWEEP_INTERVAL_SECONDS)
+
+
+def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+    """The ASGI app. Without `services`, its lifespan builds them (and migrates) at start-up."""
+    from batchin.http_api.app import build_http_app
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = services is None
+        current = services or await build_services(settings)
+        app.state.services = current
+        sweeper = asyncio.get_running_loop().create_task(_sweep_forever(current))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            if owned:
+                await current.close()
+
+    app = build_http_app(lifespan=lifespan)
+    if services is not None:
+        app.state.services = services
+    return app

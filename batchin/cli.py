@@ -1,0 +1,179 @@
+"""`batchin` command line: serve, db, users, keys. Every command prints JSON to stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import BaseModel
+
+from batchin.app import Services, build_services, create_app
+from batchin.config import Settings
+from batchin.errors import BatchInError
+from batchin.protocol.accounts import KeyCreateRequest
+
+T = TypeVar("T")
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="BatchIn model-API platform.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+users_app = typer.Typer(no_args_is_help=True, help="Users and their credit.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+
+DEMO_EMAIL = "demo@batchin.local"
+
+
+def _emit(value: Any) -> None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list):
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    sys.stdout.write(json.dumps(value, indent=None) + "\n")
+
+
+def _run(work: Callable[[Services], Awaitable[T]]) -> T:
+    async def main() -> T:
+        services = await build_services(Settings.load())
+        try:
+            return await work(services)
+        finally:
+            await services.close()
+
+    try:
+        return asyncio.run(main())
+    except BatchInError as exc:
+        sys.stderr.write(json.dumps(exc.body()) + "\n")
+        raise typer.Exit(code=1) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (BATCHIN_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (BATCHIN_PORT)")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Serve the HTTP API (and MCP at /v1/mcp) on one port."""
+    import uvicorn
+
+    overrides: dict[str, Any] = {}
+    if host:
+        overrides["host"] = host
+    if port:
+        overrides["port"] = port
+    settings = Settings.load(**overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply migrations up to the newest revision."""
+    from batchin.store.migrate import current_revision
+
+    async def work(services: Services) -> str | None:
+        return await current_revision(services.database)
+
+    _emit({"revision": _run(work)})
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="unique email")],
+    name: Annotated[str, typer.Option(help="display name")],
+    credit_cents: Annotated[int, typer.Option(help="starting credit in cents")] = 0,
+) -> None:
+    """Create a user with a first API key; prints the key once."""
+    _emit(_run(lambda s: s.accounts.create_user(email, name, credit_cents)))
+
+
+@users_app.command("credit")
+def users_credit(
+    user: Annotated[str, typer.Option(help="user id or email")],
+    cents: Annotated[int, typer.Option(help="amount to add, in cents")],
+    note: Annotated[str | None, typer.Option(help="why")] = None,
+) -> None:
+    """Add credit to a user's balance (recorded as an admin top-up)."""
+
+    async def work(services: Services) -> Any:
+        target = await services.accounts.find_user(user)
+        await services.topups.credit(target.id, cents, note=note)
+        return await services.accounts.get_user(target.id)
+
+    _emit(_run(work))
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """All users with their balances."""
+    _emit(_run(lambda s: s.accounts.list_users()))
+
+
+@users_app.command("demo")
+def users_demo(credit_cents: Annotated[int, typer.Option(help="demo credit")] = 10_000) -> None:
+    """Create a demo user if the store has none (prints its key once); otherwise say so."""
+
+    async def work(services: Services) -> Any:
+        if await services.accounts.count_users():
+            return {"created": False, "message": "the store already has users; no demo user created"}
+        created = await services.accounts.create_user(DEMO_EMAIL, "Demo", credit_cents)
+        return {"created": True, **created.model_dump(mode="json")}
+
+    _emit(_run(work))
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[str, typer.Option(help="user id or email")],
+    name: Annotated[str | None, typer.Option(help="key name")] = None,
+    rpm: Annotated[int | None, typer.Option(help="requests per minute")] = None,
+    budget_cents: Annotated[int | None, typer.Option(help="monthly budget in cents")] = None,
+) -> None:
+    """Create an API key for a user; prints the secret once."""
+
+    async def work(services: Services) -> Any:
+        target = await services.accounts.find_user(user)
+        request = KeyCreateRequest(name=name, rate_limit_rpm=rpm, monthly_budget_cents=budget_cents)
+        return await services.accounts.create_key(target.id, request)
+
+    _emit(_run(work))
+
+
+@keys_app.command("list")
+def keys_list(user: Annotated[str, typer.Option(help="user id or email")]) -> None:
+    """A user's keys (never the secrets)."""
+
+    async def work(services: Services) -> Any:
+        target = await services.accounts.find_user(user)
+        return await services.accounts.list_keys(target.id)
+
+    _emit(_run(work))
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="API key id")]) -> None:
+    """Revoke a key at once."""
+
+    async def work(services: Services) -> Any:
+        await services.accounts.revoke_key_admin(key_id)
+        return {"id": key_id, "revoked": True}
+
+    _emit(_run(work))
+
+
+def main() -> None:
+    app()

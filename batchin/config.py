@@ -1,0 +1,81 @@
+"""Settings: environment variables `BATCHIN_*`, then an optional TOML file named by `BATCHIN_CONFIG`.
+
+Built once at start-up (`Settings.load()`) and passed down; nothing reads the environment later.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class UsdcChain(BaseModel):
+    chain: str
+    deposit_address: str
+    required_confirmations: int = 12
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BATCHIN_", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; SQLite in data_dir if unset"
+    )
+    models: Path | None = Field(default=None, description="operator's model catalog (TOML)")
+    redis_url: str | None = Field(default=None, description="shares rate limits across server processes")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    region: str = "global"
+    environment: str = "development"
+    admin_token: str | None = Field(default=None, description="bearer token for /metrics from non-loopback")
+
+    max_body_bytes: int = 2 * 1024 * 1024
+    default_rate_limit_rpm: int = 600
+    auth_cache_seconds: float = 5.0
+    # A reservation still held this long after admission belongs to a call that died with its process.
+    stale_reservation_seconds: float = 3600.0
+    db_pool_size: int = 10
+
+    public_base_url: str = "http://127.0.0.1:8000"
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = Field(default=None, description="override Stripe's API host (tests)")
+    stripe_currency: str = "usd"
+    topup_min_cents: int = 100
+    topup_max_cents: int = 1_000_000
+    usdc_chains: list[UsdcChain] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("BATCHIN_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        return cls(**overrides)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'batchin.db').resolve()}"

@@ -1,0 +1,1 @@
+"""The service layer: one module per concept, no HTTP or MCP types."""

@@ -1,0 +1,41 @@
+"""Who is calling and on whose behalf: passed explicitly into every core function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from batchin.core.clock import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated API key and the user it belongs to."""
+
+    user_id: str
+    key_id: str
+    key_prefix: str
+    rate_limit_rpm: int
+    monthly_budget_cents: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitState:
+    limit: int
+    remaining: int
+    reset_seconds: float
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-ratelimit-limit": str(self.limit),
+            "x-ratelimit-remaining": str(self.remaining),
+            "x-ratelimit-reset": f"{self.reset_seconds:.3f}",
+        }
+
+
+@dataclass(slots=True)
+class CallContext:
+    principal: Principal
+    request_id: str
+    region: str | None = None
+    rate_limit: RateLimitState | None = None
+    started_at: float = field(default_factory=lambda: utcnow().timestamp())

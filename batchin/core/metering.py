@@ -1,0 +1,105 @@
+"""The paid-call wrapper every inference path uses: reserve → work → settle, or release.
+
+    async with metering.call(ctx, model=..., endpoint=..., max_cost_units=...) as call:
+        ...admission (may refuse: nothing is billed, nothing is logged)...
+        call.begin()                          # the engine starts working from here
+        ...
+        call.record(input_tokens=..., output_tokens=..., cost_units=...)
+
+Leaving the block normally settles the recorded cost (`succeeded`). A cancellation (client gone)
+after `begin()` settles what was recorded so far (`cancelled`: the unused part is released). Any
+other error after `begin()` writes a `failed` log with no charge. Before `begin()` every exit is a
+release: a refusal never bills and never writes a cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from batchin.core.context import CallContext
+from batchin.core.ledger import LedgerService, Reservation, UsageRecord
+
+
+@dataclass(slots=True)
+class MeteredCall:
+    reservation: Reservation
+    model: str
+    endpoint: str
+    request_id: str
+    started: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+    units: float = 0.0
+    unit: str = "tokens"
+    cost_units: int = 0
+    charged_units: int | None = None
+    began_at: float = field(default_factory=time.perf_counter)
+
+    def begin(self) -> None:
+        self.started = True
+
+    def record(
+        self,
+        *,
+        cost_units: int,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        units: float | None = None,
+        unit: str | None = None,
+    ) -> None:
+        """Record usage so far (replaces earlier figures: call it as a stream progresses)."""
+        self.cost_units = cost_units
+        if input_tokens is not None:
+            self.input_tokens = input_tokens
+        if output_tokens is not None:
+            self.output_tokens = output_tokens
+        if units is not None:
+            self.units = units
+        if unit is not None:
+            self.unit = unit
+
+    def usage(self, status: str, *, charge: bool = True) -> UsageRecord:
+        return UsageRecord(
+            request_id=self.request_id,
+            model=self.model,
+            endpoint=self.endpoint,
+            cost_units=self.cost_units if charge else 0,
+            latency_ms=int((time.perf_counter() - self.began_at) * 1000),
+            status=status,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            units=self.units if self.units else float(self.input_tokens + self.output_tokens),
+            unit=self.unit,
+        )
+
+
+class MeteringService:
+    def __init__(self, ledger: LedgerService) -> None:
+        self._ledger = ledger
+
+    @asynccontextmanager
+    async def call(
+        self, ctx: CallContext, *, model: str, endpoint: str, max_cost_units: int
+    ) -> AsyncIterator[MeteredCall]:
+        reservation = await self._ledger.reserve(ctx.principal, max_cost_units)
+        call = MeteredCall(reservation, model, endpoint, ctx.request_id)
+        try:
+            yield call
+        except asyncio.CancelledError:
+            await asyncio.shield(self._close(call, "cancelled", charge=True))
+            raise
+        except BaseException:
+            await asyncio.shield(self._close(call, "failed", charge=False))
+            raise
+        else:
+            await self._close(call, "succeeded", charge=True)
+
+    async def _close(self, call: MeteredCall, status: str, *, charge: bool) -> None:
+        if not call.started:
+            await self._ledger.release(call.reservation)
+            return
+        call.charged_units = await self._ledger.settle(call.reservation, call.usage(status, charge=charge))

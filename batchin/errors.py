@@ -1,0 +1,99 @@
+"""The one error hierarchy. Core raises these; each surface maps them in exactly one place.
+
+BatchInError                  500 internal_error
+├── InvalidRequest            400 invalid_request  (param names the field at fault)
+├── Unauthorized              401 unauthorized
+├── PaymentRequired           402 payment_required
+├── NotFound                  404 not_found
+├── MethodNotAllowed          405 method_not_allowed
+├── PayloadTooLarge           413 payload_too_large
+├── RateLimited               429 rate_limited      (retry_after seconds → Retry-After)
+├── NotImplementedYet         501 not_implemented
+└── ServiceUnavailable        503 service_unavailable
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class BatchInError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    type: ClassVar[str] = "server_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        """The error envelope: `param` is always present (null when no parameter is at fault)."""
+        return {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}
+
+
+class InvalidRequest(BatchInError):
+    status = 400
+    code = "invalid_request"
+    type = "invalid_request_error"
+
+
+class Unauthorized(BatchInError):
+    status = 401
+    code = "unauthorized"
+    type = "authentication_error"
+
+
+class PaymentRequired(BatchInError):
+    status = 402
+    code = "payment_required"
+    type = "insufficient_quota"
+
+
+class NotFound(BatchInError):
+    status = 404
+    code = "not_found"
+    type = "invalid_request_error"
+
+
+class MethodNotAllowed(BatchInError):
+    status = 405
+    code = "method_not_allowed"
+    type = "invalid_request_error"
+
+
+class PayloadTooLarge(BatchInError):
+    status = 413
+    code = "payload_too_large"
+    type = "invalid_request_error"
+
+
+class RateLimited(BatchInError):
+    status = 429
+    code = "rate_limited"
+    type = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after: float, headers: dict[str, str] | None = None) -> None:
+        merged = {"Retry-After": str(max(1, int(retry_after + 0.999)))}
+        merged.update(headers or {})
+        super().__init__(message, headers=merged)
+        self.retry_after = retry_after
+
+
+class NotImplementedYet(BatchInError):
+    status = 501
+    code = "not_implemented"
+    type = "server_error"
+
+
+class ServiceUnavailable(BatchInError):
+    status = 503
+    code = "service_unavailable"
+    type = "server_error"

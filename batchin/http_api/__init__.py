@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP surface: thin routes over core."""

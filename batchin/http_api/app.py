@@ -1,0 +1,41 @@
+"""The Starlette app, declared in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from batchin.http_api.endpoint import Endpoint
+from batchin.http_api.errors import EXCEPTION_HANDLERS
+from batchin.http_api.middleware import RequestIdMiddleware
+from batchin.http_api.openapi import build_openapi
+from batchin.http_api.routes import accounts, system, topup, usage
+
+
+def all_endpoints() -> list[Endpoint]:
+    return [*system.ENDPOINTS, *accounts.ENDPOINTS, *usage.ENDPOINTS, *topup.ENDPOINTS]
+
+
+def build_http_app(
+    *,
+    lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
+    server_url: str = "/",
+) -> Starlette:
+    endpoints = all_endpoints()
+    routes = [route for ep in endpoints for route in ep.routes()]
+    handlers: Any = EXCEPTION_HANDLERS
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestIdMiddleware)],
+        exception_handlers=handlers,
+        lifespan=lifespan,
+    )
+    app.state.openapi = build_openapi(endpoints, server_url=server_url)
+    return app
+
+
+__all__ = ["all_endpoints", "build_http_app"]

@@ -1,0 +1,124 @@
+"""OpenAPI 3.1, generated from the route table and the protocol models (never written by hand)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from batchin import __version__
+from batchin.errors import (
+    BatchInError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    PaymentRequired,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+)
+from batchin.http_api.endpoint import Endpoint
+from batchin.protocol.common import ErrorResponse
+
+_REF = "#/components/schemas/{model}"
+_ERRORS: dict[int, type[BatchInError]] = {
+    400: InvalidRequest,
+    401: Unauthorized,
+    402: PaymentRequired,
+    404: NotFound,
+    413: PayloadTooLarge,
+    429: RateLimited,
+    503: ServiceUnavailable,
+}
+
+
+class _Schemas:
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def ref(self, annotation: Any) -> dict[str, Any]:
+        schema = TypeAdapter(annotation).json_schema(ref_template=_REF, mode="serialization")
+        self.components.update(schema.pop("$defs", {}))
+        title = schema.get("title")
+        if schema.get("type") == "object" and isinstance(title, str) and re.fullmatch(r"\w+", title):
+            self.components[title] = schema
+            return {"$ref": _REF.format(model=title)}
+        return schema
+
+    def request_ref(self, annotation: Any) -> dict[str, Any]:
+        schema = TypeAdapter(annotation).json_schema(ref_template=_REF, mode="validation")
+        self.components.update(schema.pop("$defs", {}))
+        title = schema.get("title", "Request")
+        self.components[title] = schema
+        return {"$ref": _REF.format(model=title)}
+
+
+def build_openapi(endpoints: list[Endpoint], *, server_url: str) -> dict[str, Any]:
+    schemas = _Schemas()
+    error_ref = schemas.ref(ErrorResponse)
+    paths: dict[str, dict[str, Any]] = {}
+    for ep in endpoints:
+        for path in (ep.path, *ep.extra_paths):
+            paths.setdefault(path, {})[ep.method.lower()] = _operation(ep, path, schemas, error_ref)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "BatchIn API",
+            "version": __version__,
+            "description": "OpenAI-compatible model API with accounts, keys, billing and usage.",
+        },
+        "servers": [{"url": server_url}],
+        "security": [{"bearerAuth": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "batchin_api_…"}
+            },
+            "schemas": schemas.components,
+        },
+    }
+
+
+def _operation(ep: Endpoint, path: str, schemas: _Schemas, error_ref: dict[str, Any]) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": ep.operation_id if path == ep.path else f"{ep.operation_id}_alias",
+        "summary": ep.summary,
+        "tags": [ep.tag],
+    }
+    if ep.public:
+        op["security"] = []
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"{(\w+)}", path)
+    ]
+    parameters += [
+        {"name": q.name, "in": "query", "required": False, "schema": q.schema, "description": q.description}
+        for q in ep.query
+    ]
+    if parameters:
+        op["parameters"] = parameters
+    if ep.request_model is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schemas.request_ref(ep.request_model)}},
+        }
+    responses: dict[str, Any] = {}
+    if ep.status_code == 204:
+        responses["204"] = {"description": "No Content"}
+    elif ep.response_model is not None:
+        responses[str(ep.status_code)] = {
+            "description": "OK",
+            "content": {ep.content_type: {"schema": schemas.ref(ep.response_model)}},
+        }
+    else:
+        responses[str(ep.status_code)] = {"description": "OK", "content": {ep.content_type: {}}}
+    codes = set(ep.errors) | ({401, 429} if not ep.public else set())
+    for status in sorted(codes):
+        error = _ERRORS.get(status, BatchInError)
+        responses[str(status)] = {
+            "description": f"`{error.code}`",
+            "content": {"application/json": {"schema": error_ref}},
+        }
+    op["responses"] = responses
+    return op

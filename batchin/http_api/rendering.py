@@ -1,0 +1,82 @@
+"""Request parsing and response rendering: the one place bodies become models and back."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from batchin.errors import InvalidRequest, PayloadTooLarge
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def render(payload: BaseModel | list[Any] | dict[str, Any], status_code: int = 200) -> Response:
+    if isinstance(payload, BaseModel):
+        content: Any = payload.model_dump(mode="json")
+    elif isinstance(payload, list):
+        content = [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in payload]
+    else:
+        content = payload
+    return JSONResponse(content, status_code=status_code)
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, refused with 413 as soon as it passes `max_bytes` (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def parse_json(request: Request, model: type[M]) -> M:
+    body = await read_body(request, request.app.state.services.settings.max_body_bytes)
+    if not body.strip():
+        data: Any = {}
+    else:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise InvalidRequest("Request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("Request body must be a JSON object.")
+    return validate(model, data)
+
+
+def validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        message = first["msg"]
+        raise InvalidRequest(
+            f"Invalid value for '{param}': {message}." if param else message, param=param
+        ) from None
+
+
+def query_int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequest(f"Query parameter '{name}' must be an integer.", param=name) from None

@@ -1,0 +1,38 @@
+"""Usage logs and totals (seed: /v1/usage/*)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class UsageLog(BaseModel):
+    id: str
+    request_id: str
+    key_id: str | None
+    model: str
+    endpoint: str
+    input_tokens: int
+    output_tokens: int
+    units: float = Field(description="billed quantity in `unit` (tokens, images, audio_seconds, ...)")
+    unit: str
+    cost_cents: int | float
+    cost_micro_cents: int = Field(description="exact cost; 1 cent = 1,000,000 micro-cents")
+    latency_ms: int
+    status: str
+    created_at: str
+
+
+class UsageTotals(BaseModel):
+    total_requests: int
+    total_input_tokens: int
+    total_output_tokens: int
+    total_cost_cents: int | float
+    total_cost_micro_cents: int
+
+
+class UsageSummary(UsageTotals):
+    pass
+
+
+class ModelUsage(UsageTotals):
+    model: str

@@ -1,0 +1,1 @@
+"""Persistence: table definitions, the async engine, and migrations."""
