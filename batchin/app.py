@@ -40,6 +40,7 @@ class Services:
 
     async def close(self) -> None:
         await self.auth.drain()
+        await self.ledger.close()
         await self.limiter.close()
         await self.database.dispose()
 

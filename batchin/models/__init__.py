@@ -1,0 +1,1 @@
+"""Model runners behind small interfaces, and the catalog that picks them. Engines import lazily."""

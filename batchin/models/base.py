@@ -1,0 +1,92 @@
+"""The text runner contract: what core needs from any engine (embedded llama.cpp, ExLlamaV2, a
+remote OpenAI-compatible upstream). Runners know nothing of users, money or HTTP.
+
+Flow for one call:
+    prepared = await runner.prepare_chat(params)      # apply the chat template, count prompt tokens
+    async for delta in runner.generate(prepared):     # stream text; the last delta has usage
+        ...
+Closing the iterator early (client gone) must stop the engine's work for that request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str  # system | user | assistant | tool
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatParams:
+    messages: tuple[ChatMessage, ...]
+    sampling: SamplingParams
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionParams:
+    prompt: str
+    sampling: SamplingParams
+    suffix: str | None = None  # fill-in-the-middle when set
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedPrompt:
+    """A request ready for the engine. `prompt_tokens` is exact for local engines and an estimate
+    for remote ones (the upstream's reported usage replaces it when the call settles)."""
+
+    prompt_tokens: int
+    sampling: SamplingParams
+    payload: Any = None  # engine-specific: token ids, rendered text, or the upstream request body
+    exact: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+    finish_reason: str | None = None  # "stop" | "length" on the last delta
+    usage: Usage | None = None  # set on the last delta
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerHealth:
+    status: str  # always_on | on_demand | loading | unavailable
+    reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TextRunner(Protocol):
+    """One loaded (or reachable) text model."""
+
+    context_length: int
+    supports_fim: bool
+    max_concurrency: int
+
+    async def prepare_chat(self, params: ChatParams) -> PreparedPrompt: ...
+
+    async def prepare_completion(self, params: CompletionParams) -> PreparedPrompt: ...
+
+    def generate(self, prepared: PreparedPrompt) -> AsyncIterator[TextDelta]: ...
+
+    def health(self) -> RunnerHealth: ...
+
+    async def close(self) -> None: ...
