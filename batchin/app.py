@@ -12,12 +12,19 @@ from starlette.applications import Starlette
 
 from batchin.config import Settings
 from batchin.core.accounts import AccountService
+from batchin.core.admission import AdmissionController
 from batchin.core.auth import AuthService
+from batchin.core.catalog_service import CatalogService
+from batchin.core.flow import FlowPolicy
+from batchin.core.inference import InferenceService
 from batchin.core.ledger import LedgerService
 from batchin.core.limits import InMemoryRateLimiter, RateLimiter
 from batchin.core.metering import MeteringService
+from batchin.core.metrics import InferenceMetrics
 from batchin.core.topups import TopupService
 from batchin.core.usage import UsageService
+from batchin.models.catalog import load_catalog
+from batchin.models.registry import ModelRegistry
 from batchin.store.database import Database
 from batchin.store.migrate import upgrade
 
@@ -37,15 +44,31 @@ class Services:
     metering: MeteringService
     usage: UsageService
     topups: TopupService
+    registry: ModelRegistry
+    catalog: CatalogService
+    admission: AdmissionController
+    metrics: InferenceMetrics
+    inference: InferenceService
+    owns_registry: bool = True
 
     async def close(self) -> None:
+        if self.owns_registry:
+            await self.registry.close()
         await self.auth.drain()
         await self.ledger.close()
         await self.limiter.close()
         await self.database.dispose()
 
 
-async def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+async def build_services(
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    start_models: bool = True,
+    registry: ModelRegistry | None = None,
+) -> Services:
+    """Everything the surfaces call. A `registry` passed in is shared (tests load each engine once)
+    and is not closed with these services."""
     database = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
     if migrate:
         await upgrade(database)
@@ -58,6 +81,16 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         limiter = InMemoryRateLimiter()
     auth = AuthService(database, limiter, cache_seconds=settings.auth_cache_seconds)
     ledger = LedgerService(database)
+    metering = MeteringService(ledger)
+    owns_registry = registry is None
+    if registry is None:
+        registry = ModelRegistry(load_catalog(settings.models))
+        if start_models:
+            await registry.start()
+    admission = AdmissionController()
+    metrics = InferenceMetrics()
+    metrics.watch_admission(admission.snapshot)
+    flow = FlowPolicy(settings, limiter, admission)
     return Services(
         settings=settings,
         database=database,
@@ -65,9 +98,15 @@ async def build_services(settings: Settings, *, migrate: bool = True) -> Service
         auth=auth,
         accounts=AccountService(database, auth, default_rpm=settings.default_rate_limit_rpm),
         ledger=ledger,
-        metering=MeteringService(ledger),
+        metering=metering,
         usage=UsageService(database),
         topups=TopupService(database, settings),
+        registry=registry,
+        catalog=CatalogService(registry),
+        admission=admission,
+        metrics=metrics,
+        inference=InferenceService(settings, registry, metering, flow, metrics),
+        owns_registry=owns_registry,
     )
 
 

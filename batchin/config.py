@@ -24,6 +24,22 @@ class UsdcChain(BaseModel):
     required_confirmations: int = 12
 
 
+class LaneConfig(BaseModel):
+    """A dedicated lane (the seed's 独立 lane): its users get their own admission pools."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    users: list[str] = Field(default_factory=list, description="user ids bound to this lane")
+    max_concurrency: int = Field(default=1, ge=1)
+    queue_size: int = Field(default=16, ge=0)
+    rpm: int | None = Field(default=None, ge=1, description="requests per minute for the whole lane")
+
+
+class RegionLimit(BaseModel):
+    region: str
+    model: str
+    rpm: int = Field(ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BATCHIN_", extra="ignore")
 
@@ -45,6 +61,13 @@ class Settings(BaseSettings):
     # A reservation still held this long after admission belongs to a call that died with its process.
     stale_reservation_seconds: float = 3600.0
     db_pool_size: int = 10
+
+    # Flow control.
+    regions: list[str] = Field(default_factory=list, description="entry regions accepted (default: [region])")
+    region_limits: list[RegionLimit] = Field(default_factory=list)
+    lanes: list[LaneConfig] = Field(default_factory=list)
+    stream_buffer_chunks: int = Field(default=1024, ge=1)
+    slow_consumer_timeout_seconds: float = Field(default=10.0, gt=0)
 
     public_base_url: str = "http://127.0.0.1:8000"
     stripe_secret_key: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from batchin.core.clock import utcnow
+from batchin.core.tracing import TraceContext, continue_trace, new_run_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,4 +39,16 @@ class CallContext:
     request_id: str
     region: str | None = None
     rate_limit: RateLimitState | None = None
+    trace: TraceContext = field(default_factory=lambda: continue_trace(None))
+    run_id: str = field(default_factory=new_run_id)
+    prompt_version: str = "default"
     started_at: float = field(default_factory=lambda: utcnow().timestamp())
+
+    def response_headers(self) -> dict[str, str]:
+        """The run receipt headers every inference response carries (X-Request-Id is added by the
+        HTTP middleware)."""
+        return {
+            "traceparent": self.trace.traceparent,
+            "X-BatchIn-Run-Id": self.run_id,
+            "X-BatchIn-Prompt-Version": self.prompt_version,
+        }

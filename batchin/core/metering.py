@@ -7,7 +7,8 @@
         call.record(input_tokens=..., output_tokens=..., cost_units=...)
 
 Leaving the block normally settles the recorded cost (`succeeded`). A cancellation (client gone)
-after `begin()` settles what was recorded so far (`cancelled`: the unused part is released). Any
+(or ClientGone) after `begin()` settles what was recorded so far (`cancelled`: the unused part is
+released). Any
 other error after `begin()` writes a `failed` log with no charge. Before `begin()` every exit is a
 release: a refusal never bills and never writes a cost.
 """
@@ -77,6 +78,11 @@ class MeteredCall:
         )
 
 
+class ClientGone(Exception):
+    """The caller stopped reading (disconnect, stalled reader dropped): like a cancellation, the
+    work done so far is charged and the rest of the reservation released."""
+
+
 class MeteringService:
     def __init__(self, ledger: LedgerService) -> None:
         self._ledger = ledger
@@ -89,7 +95,7 @@ class MeteringService:
         call = MeteredCall(reservation, model, endpoint, ctx.request_id)
         try:
             yield call
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ClientGone):
             await asyncio.shield(self._close(call, "cancelled", charge=True))
             raise
         except BaseException:

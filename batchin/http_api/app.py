@@ -13,11 +13,18 @@ from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.errors import EXCEPTION_HANDLERS
 from batchin.http_api.middleware import RequestIdMiddleware
 from batchin.http_api.openapi import build_openapi
-from batchin.http_api.routes import accounts, system, topup, usage
+from batchin.http_api.routes import accounts, models, system, text, topup, usage
 
 
 def all_endpoints() -> list[Endpoint]:
-    return [*system.ENDPOINTS, *accounts.ENDPOINTS, *usage.ENDPOINTS, *topup.ENDPOINTS]
+    return [
+        *system.ENDPOINTS,
+        *models.ENDPOINTS,
+        *text.ENDPOINTS,
+        *accounts.ENDPOINTS,
+        *usage.ENDPOINTS,
+        *topup.ENDPOINTS,
+    ]
 
 
 def build_http_app(

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from batchin.core.context import CallContext
+from batchin.core.tracing import continue_trace
 from batchin.errors import Unauthorized
 
 Handler = Callable[[Request, CallContext], Awaitable[Response]]
@@ -73,12 +74,19 @@ class Endpoint:
                 request_id=request.state.request_id,
                 region=request.headers.get("x-batchin-region"),
                 rate_limit=rate,
+                trace=continue_trace(request.headers.get("traceparent")),
+                prompt_version=_prompt_version(request.headers.get("x-batchin-prompt-version")),
             )
             response: Response = await handler(request, ctx)
             response.headers.update(rate.headers())
             return response
 
         return run
+
+
+def _prompt_version(header: str | None) -> str:
+    value = (header or "").strip()
+    return value[:200] if value else "default"
 
 
 def bearer_secret(request: Request) -> str:

@@ -7,6 +7,7 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 
 from batchin.errors import BatchInError, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge
 from batchin.http_api.rendering import JSONResponse
@@ -32,13 +33,23 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
         error = NotFound(f"No route for {request.method} {request.url.path}.")
     elif exc.status_code == 405:
         error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}.")
-        if exc.headers and "Allow" in exc.headers:
-            error.headers["Allow"] = exc.headers["Allow"]
+        allowed = _allowed_methods(request)
+        if allowed:
+            error.headers["Allow"] = allowed
     elif exc.status_code == 413:
         error = PayloadTooLarge("Request body too large.")
     else:
         error = InvalidRequest(str(exc.detail))
     return error_response(error)
+
+
+def _allowed_methods(request: Request) -> str:
+    # Starlette's 405 names only the first route matching the path; one path may have several routes.
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

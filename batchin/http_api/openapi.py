@@ -60,7 +60,9 @@ def build_openapi(endpoints: list[Endpoint], *, server_url: str) -> dict[str, An
     paths: dict[str, dict[str, Any]] = {}
     for ep in endpoints:
         for path in (ep.path, *ep.extra_paths):
-            paths.setdefault(path, {})[ep.method.lower()] = _operation(ep, path, schemas, error_ref)
+            paths.setdefault(re.sub(r"{(\w+):\w+}", r"{\1}", path), {})[ep.method.lower()] = _operation(
+                ep, path, schemas, error_ref
+            )
     return {
         "openapi": "3.1.0",
         "info": {
@@ -90,7 +92,7 @@ def _operation(ep: Endpoint, path: str, schemas: _Schemas, error_ref: dict[str, 
         op["security"] = []
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in re.findall(r"{(\w+)}", path)
+        for name in re.findall(r"{(\w+)(?::\w+)?}", path)
     ]
     parameters += [
         {"name": q.name, "in": "query", "required": False, "schema": q.schema, "description": q.description}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,7 +35,7 @@ async def get_metrics(request: Request) -> Response:
     token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
     if not (_is_loopback(client) or (settings.admin_token and token == settings.admin_token)):
         raise Unauthorized("/metrics is for operators: call it from loopback or with the admin token.")
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(request.app.state.services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _is_loopback(host: str) -> bool:

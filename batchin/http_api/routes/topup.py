@@ -59,7 +59,7 @@ ENDPOINTS = [
         public=True,
         response_model=WebhookAck,
         tag="billing",
-        errors=(400, 503),
+        errors=(400, 413, 503),
     ),
     Endpoint(
         "GET",

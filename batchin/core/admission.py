@@ -1,0 +1,121 @@
+"""Admission control per model (and per lane): bounded concurrency, a bounded queue, priorities.
+
+Priority classes, served strictly in this order: interactive, batch_high, batch_low, fill. `fill`
+therefore only runs on capacity nothing else is waiting for. A full queue refuses at once
+(RateLimited with a Retry-After estimated from recent service times) instead of growing memory;
+a waiter whose caller goes away leaves the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from batchin.errors import RateLimited
+
+
+class Priority(IntEnum):
+    INTERACTIVE = 0
+    BATCH_HIGH = 1
+    BATCH_LOW = 2
+    FILL = 3
+
+
+@dataclass(order=True)
+class _Waiter:
+    priority: int
+    sequence: int
+    future: asyncio.Future[None] = field(compare=False)
+
+
+class AdmissionPool:
+    def __init__(self, name: str, max_concurrency: int, queue_size: int) -> None:
+        if max_concurrency < 1 or queue_size < 0:
+            raise ValueError("max_concurrency must be ≥ 1 and queue_size ≥ 0")
+        self.name = name
+        self.max_concurrency = max_concurrency
+        self.queue_size = queue_size
+        self.running = 0
+        self._waiters: list[_Waiter] = []
+        self._sequence = itertools.count()
+        self._service_ema = 1.0  # seconds a slot is typically held; feeds Retry-After
+
+    @property
+    def queued(self) -> int:
+        return sum(1 for w in self._waiters if not w.future.done())
+
+    @asynccontextmanager
+    async def slot(self, priority: Priority = Priority.INTERACTIVE) -> AsyncIterator[float]:
+        """Hold one unit of concurrency; yields the seconds spent queued."""
+        queued_for = await self._acquire(priority)
+        started = time.monotonic()
+        try:
+            yield queued_for
+        finally:
+            held = time.monotonic() - started
+            self._service_ema = 0.8 * self._service_ema + 0.2 * held
+            self._release()
+
+    async def _acquire(self, priority: Priority) -> float:
+        if self.running < self.max_concurrency and not self._has_waiters_at_or_above(priority):
+            self.running += 1
+            return 0.0
+        if self.queued >= self.queue_size:
+            retry_after = self._service_ema * (self.queued + 1) / self.max_concurrency
+            raise RateLimited(
+                f"Model '{self.name}' is at capacity ({self.running} running, {self.queued} queued); "
+                f"retry after {retry_after:.1f}s.",
+                retry_after=retry_after,
+            )
+        waiter = _Waiter(int(priority), next(self._sequence), asyncio.get_running_loop().create_future())
+        heapq.heappush(self._waiters, waiter)
+        enqueued = time.monotonic()
+        try:
+            await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self._release()  # we were handed a slot just as we were cancelled: pass it on
+            raise
+        return time.monotonic() - enqueued
+
+    def _has_waiters_at_or_above(self, priority: Priority) -> bool:
+        return any(w.priority <= priority and not w.future.done() for w in self._waiters)
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = heapq.heappop(self._waiters)
+            if not waiter.future.done():
+                waiter.future.set_result(None)  # the slot passes straight to the waiter
+                return
+        self.running -= 1
+
+
+class AdmissionController:
+    """One pool per (lane, model), created from the model's limits on first use."""
+
+    def __init__(self) -> None:
+        self._pools: dict[tuple[str, str], AdmissionPool] = {}
+
+    def pool(self, model: str, *, lane: str, max_concurrency: int, queue_size: int) -> AdmissionPool:
+        key = (lane, model)
+        pool = self._pools.get(key)
+        if pool is None:
+            label = model if lane == "shared" else f"{model}@{lane}"
+            pool = self._pools[key] = AdmissionPool(label, max_concurrency, queue_size)
+        return pool
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        return {
+            f"{lane}/{model}": {
+                "running": p.running,
+                "queued": p.queued,
+                "max_concurrency": p.max_concurrency,
+            }
+            for (lane, model), p in self._pools.items()
+        }

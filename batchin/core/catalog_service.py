@@ -1,0 +1,53 @@
+"""The public model list: catalog facts plus live status."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from batchin.models.catalog import CatalogEntry
+from batchin.models.registry import ModelRegistry
+from batchin.protocol.models import ModelCard, ModelList, ModelPricing
+
+
+def _usd(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _discounted(value: Decimal | None, discount: Decimal) -> float | None:
+    return None if value is None else float(value * (1 - discount))
+
+
+class CatalogService:
+    def __init__(self, registry: ModelRegistry) -> None:
+        self._registry = registry
+
+    def list_models(self) -> ModelList:
+        return ModelList(data=[self._card(entry) for entry in self._registry.entries()])
+
+    def get_model(self, model_id: str) -> ModelCard:
+        return self._card(self._registry.entry(model_id))
+
+    def _card(self, entry: CatalogEntry) -> ModelCard:
+        health = self._registry.status(entry.id)
+        p = entry.pricing
+        return ModelCard(
+            id=entry.id,
+            owned_by=entry.owned_by,
+            kind=list(entry.kind),
+            status=health.status,
+            status_reason=health.reason,
+            context_length=entry.context_length,
+            pricing=ModelPricing(
+                std_input=_usd(p.input_per_1m),
+                std_output=_usd(p.output_per_1m),
+                batch_input=_discounted(p.input_per_1m, p.batch_discount),
+                batch_output=_discounted(p.output_per_1m, p.batch_discount),
+                per_image=_usd(p.per_image),
+                per_audio_second=_usd(p.per_audio_second),
+                per_video_second=_usd(p.per_video_second),
+                batch_discount=float(p.batch_discount),
+            ),
+            licence=entry.licence,
+            description=entry.description,
+            regions=list(entry.regions),
+        )

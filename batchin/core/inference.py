@@ -1,0 +1,233 @@
+"""Text inference: chat completions, completions and responses over any TextRunner.
+
+One path for all three: resolve the model → prepare the prompt (exact token count, context check)
+→ reserve the maximum cost → flow policy (region, lane) → admission slot → engine → settle. The
+caller gets a TextGeneration to stream from or to collect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, replace
+
+from batchin.config import Settings
+from batchin.core.admission import AdmissionPool, Priority
+from batchin.core.context import CallContext
+from batchin.core.flow import FlowPolicy
+from batchin.core.generation import TextGeneration
+from batchin.core.metering import MeteringService
+from batchin.core.metrics import InferenceMetrics
+from batchin.core.money import cost_per_million
+from batchin.errors import InvalidRequest, ServiceUnavailable
+from batchin.models.base import (
+    ChatMessage,
+    ChatParams,
+    CompletionParams,
+    PreparedPrompt,
+    SamplingParams,
+    TextRunner,
+)
+from batchin.models.catalog import CatalogEntry
+from batchin.models.registry import ModelRegistry
+from batchin.protocol.text import (
+    DEFAULT_COMPLETION_MAX_TOKENS,
+    ChatCompletionRequest,
+    CompletionRequest,
+    ResponseCreateRequest,
+    SamplingFields,
+)
+
+# Remote upstreams count prompt tokens themselves; reserve for a generous over-estimate of ours.
+_ESTIMATE_HEADROOM = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class StartedText:
+    generation: TextGeneration
+    entry: CatalogEntry
+    prompt_tokens: int
+
+
+class InferenceService:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        metering: MeteringService,
+        flow: FlowPolicy,
+        metrics: InferenceMetrics,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._metering = metering
+        self._flow = flow
+        self._metrics = metrics
+
+    async def start_chat(
+        self,
+        ctx: CallContext,
+        request: ChatCompletionRequest,
+        *,
+        endpoint: str = "chat.completions",
+        priority: Priority = Priority.INTERACTIVE,
+    ) -> StartedText:
+        request.refuse_unsupported()
+        entry, runner = await self._text_model(request.model, "chat")
+        messages = tuple(ChatMessage(role=_engine_role(m.role), content=m.text()) for m in request.messages)
+        max_tokens = request.requested_max_tokens()
+        sampling = self._sampling(request, entry, max_tokens or 1)
+        prepared = await runner.prepare_chat(ChatParams(messages=messages, sampling=sampling))
+        if max_tokens is None:
+            # No limit asked: the completion may use the rest of the context (OpenAI's semantics).
+            rest = replace(sampling, max_tokens=max(1, (entry.context_length or 0) - prepared.prompt_tokens))
+            prepared = await runner.prepare_chat(ChatParams(messages=messages, sampling=rest))
+        return await self._start(ctx, entry, runner, prepared, endpoint, priority)
+
+    async def start_completion(
+        self, ctx: CallContext, request: CompletionRequest, *, priority: Priority = Priority.INTERACTIVE
+    ) -> StartedText:
+        request.refuse_unsupported()
+        entry, runner = await self._text_model(request.model, "completion")
+        if request.suffix is not None and not runner.supports_fim:
+            raise InvalidRequest(
+                f"Model '{entry.id}' has no fill-in-the-middle support; omit suffix or use a FIM model.",
+                param="suffix",
+            )
+        sampling = self._sampling(request, entry, request.max_tokens or DEFAULT_COMPLETION_MAX_TOKENS)
+        params = CompletionParams(prompt=request.prompt_text(), sampling=sampling, suffix=request.suffix)
+        prepared = await runner.prepare_completion(params)
+        return await self._start(ctx, entry, runner, prepared, "completions", priority)
+
+    async def start_response(self, ctx: CallContext, request: ResponseCreateRequest) -> StartedText:
+        request.refuse_unsupported()
+        chat = ChatCompletionRequest(
+            model=request.model,
+            messages=request.chat_messages(),
+            max_tokens=request.max_output_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+        )
+        return await self.start_chat(ctx, chat, endpoint="responses")
+
+    # -- shared path ---------------------------------------------------------------------------
+
+    async def _text_model(self, model_id: str, kind: str) -> tuple[CatalogEntry, TextRunner]:
+        entry = self._registry.entry(model_id)
+        if kind not in entry.kind:
+            raise InvalidRequest(
+                f"Model '{model_id}' does not serve {kind} requests (it serves {', '.join(entry.kind)}).",
+                param="model",
+            )
+        health = self._registry.status(model_id)
+        if health.status == "unavailable":
+            raise ServiceUnavailable(f"Model '{model_id}' is unavailable: {health.reason}.")
+        return entry, await self._registry.text_runner(model_id)
+
+    @staticmethod
+    def _sampling(request: SamplingFields, entry: CatalogEntry, max_tokens: int) -> SamplingParams:
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=1.0 if request.temperature is None else request.temperature,
+            top_p=1.0 if request.top_p is None else request.top_p,
+            stop=request.stop_sequences(),
+            seed=request.seed,
+        )
+
+    def _max_cost(self, entry: CatalogEntry, prepared: PreparedPrompt) -> int:
+        prompt = (
+            prepared.prompt_tokens
+            if prepared.exact
+            else int(prepared.prompt_tokens * _ESTIMATE_HEADROOM) + 16
+        )
+        return self._cost(entry, prompt, prepared.sampling.max_tokens)
+
+    @staticmethod
+    def _cost(entry: CatalogEntry, prompt_tokens: int, completion_tokens: int) -> int:
+        pricing = entry.pricing
+        return cost_per_million(prompt_tokens, pricing.input_per_1m or 0) + cost_per_million(
+            completion_tokens, pricing.output_per_1m or 0
+        )
+
+    async def _start(
+        self,
+        ctx: CallContext,
+        entry: CatalogEntry,
+        runner: TextRunner,
+        prepared: PreparedPrompt,
+        endpoint: str,
+        priority: Priority,
+    ) -> StartedText:
+        generation = TextGeneration(
+            buffer_size=self._settings.stream_buffer_chunks,
+            stall_timeout=self._settings.slow_consumer_timeout_seconds,
+            prompt_tokens=prepared.prompt_tokens,
+        )
+
+        async def produce(gen: TextGeneration, admitted: asyncio.Future[None]) -> None:
+            await self._produce(gen, admitted, ctx, entry, runner, prepared, endpoint, priority)
+
+        await generation.start(produce)
+        return StartedText(generation, entry, prepared.prompt_tokens)
+
+    async def _produce(
+        self,
+        gen: TextGeneration,
+        admitted: asyncio.Future[None],
+        ctx: CallContext,
+        entry: CatalogEntry,
+        runner: TextRunner,
+        prepared: PreparedPrompt,
+        endpoint: str,
+        priority: Priority,
+    ) -> None:
+        status = "failed"
+        try:
+            async with self._metering.call(
+                ctx, model=entry.id, endpoint=endpoint, max_cost_units=self._max_cost(entry, prepared)
+            ) as call:
+                pool: AdmissionPool = await self._flow.admit(ctx, entry)
+                async with pool.slot(priority) as queued_seconds:
+                    call.begin()
+                    gen.admitted(admitted, queued_seconds)
+                    prompt_tokens, completion = prepared.prompt_tokens, 0
+                    async for delta in runner.generate(prepared):
+                        if delta.usage is not None:
+                            prompt_tokens, completion = (
+                                delta.usage.prompt_tokens,
+                                delta.usage.completion_tokens,
+                            )
+                        elif delta.text:
+                            completion += 1
+                        call.record(
+                            cost_units=self._cost(entry, prompt_tokens, completion),
+                            input_tokens=prompt_tokens,
+                            output_tokens=completion,
+                        )
+                        gen.stats.prompt_tokens, gen.stats.completion_tokens = prompt_tokens, completion
+                        if delta.finish_reason is not None:
+                            gen.stats.finish_reason = delta.finish_reason
+                        await gen.push(delta)
+                    gen.stats.finished_at = time.monotonic()
+            status = "succeeded"
+        except (asyncio.CancelledError, Exception) as exc:
+            status = "cancelled" if isinstance(exc, asyncio.CancelledError) else type(exc).__name__
+            raise
+        finally:
+            self._observe(entry.id, endpoint, gen, status)
+
+    def _observe(self, model: str, endpoint: str, gen: TextGeneration, status: str) -> None:
+        m, stats = self._metrics, gen.stats
+        m.requests.labels(model, endpoint, status).inc()
+        if stats.admitted_at:
+            m.queue_seconds.labels(model, endpoint).observe(stats.queued_seconds)
+        if stats.ttft_seconds is not None:
+            m.ttft_seconds.labels(model, endpoint).observe(stats.ttft_seconds)
+        decode = stats.decode_seconds
+        if decode and stats.completion_tokens > 1:
+            m.inter_token_seconds.labels(model, endpoint).observe(decode / (stats.completion_tokens - 1))
+            m.tokens_per_second.labels(model, endpoint).observe((stats.completion_tokens - 1) / decode)
+
+
+def _engine_role(role: str) -> str:
+    return "system" if role == "developer" else role

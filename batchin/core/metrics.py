@@ -1,0 +1,77 @@
+"""Prometheus metrics of the inference path, on a registry owned by the app (no global state).
+
+Per request: queue time, time to first token, inter-token latency, decode tokens/s, and the outcome;
+per admission pool: running and queued, read live at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1)
+_TPS_BUCKETS = (1, 5, 10, 25, 50, 100, 200, 400, 800, 1600)
+
+
+class _AdmissionCollector(Collector):
+    def __init__(self, snapshot: Callable[[], dict[str, dict[str, int]]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        running = GaugeMetricFamily("batchin_admission_running", "Requests holding a slot", labels=["pool"])
+        queued = GaugeMetricFamily("batchin_admission_queued", "Requests waiting for a slot", labels=["pool"])
+        for pool, figures in self._snapshot().items():
+            running.add_metric([pool], figures["running"])
+            queued.add_metric([pool], figures["queued"])
+        yield running
+        yield queued
+
+
+class InferenceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ["model", "endpoint"]
+        self.queue_seconds = Histogram(
+            "batchin_queue_seconds",
+            "Time spent waiting for an engine slot",
+            labels,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.ttft_seconds = Histogram(
+            "batchin_ttft_seconds",
+            "Time from admission to the first token",
+            labels,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.inter_token_seconds = Histogram(
+            "batchin_inter_token_seconds",
+            "Mean time between tokens, per request",
+            labels,
+            buckets=_ITL_BUCKETS,
+            registry=self.registry,
+        )
+        self.tokens_per_second = Histogram(
+            "batchin_tokens_per_second",
+            "Decode speed per request",
+            labels,
+            buckets=_TPS_BUCKETS,
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "batchin_inference_requests",
+            "Inference requests by outcome",
+            [*labels, "status"],
+            registry=self.registry,
+        )
+
+    def watch_admission(self, snapshot: Callable[[], dict[str, dict[str, int]]]) -> None:
+        self.registry.register(_AdmissionCollector(snapshot))
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,43 @@
+"""W3C trace context: continue the caller's `traceparent` or start a trace; every call gets a span
+of its own and a run id (`X-BatchIn-Run-Id`)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    trace_id: str
+    span_id: str  # this call's span
+    parent_span_id: str | None  # the caller's span, when it sent one
+    sampled: bool = True
+
+    @property
+    def traceparent(self) -> str:
+        return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"
+
+
+def new_span_id() -> str:
+    return secrets.token_hex(8)
+
+
+def new_run_id() -> str:
+    return "run_" + secrets.token_hex(12)
+
+
+def continue_trace(header: str | None) -> TraceContext:
+    """Parse an incoming traceparent (invalid or absent → a new trace), per W3C Trace Context §3.2."""
+    if header:
+        match = _TRACEPARENT.match(header.strip().lower())
+        if match:
+            version, trace_id, parent, flags = match.groups()
+            if version != "ff" and trace_id != _ZERO_TRACE and parent != _ZERO_SPAN:
+                return TraceContext(trace_id, new_span_id(), parent, sampled=bool(int(flags, 16) & 1))
+    return TraceContext(secrets.token_hex(16), new_span_id(), None)

@@ -1,0 +1,82 @@
+"""Server-sent events and disconnect handling for inference routes.
+
+Streams: JSON strings as `data:` events, then `data: [DONE]`. An error after the headers were sent
+becomes one `data: {"error": …}` event followed by `[DONE]` (the openai SDK raises APIError on it).
+Non-streaming calls race the work against the client's disconnect, so a caller that goes away
+cancels the engine's work and pays only for what was made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel
+from sse_starlette import EventSourceResponse
+from starlette.requests import Request
+
+from batchin.errors import BatchInError
+
+log = logging.getLogger("batchin.http")
+
+T = TypeVar("T")
+
+_PING_SECONDS = 15
+
+
+def _encode(item: BaseModel | dict[str, Any]) -> str:
+    if isinstance(item, BaseModel):
+        return item.model_dump_json(exclude_none=False)
+    return orjson.dumps(item).decode()
+
+
+def sse_response(
+    request: Request,
+    items: AsyncIterator[BaseModel | dict[str, Any]],
+    *,
+    headers: dict[str, str],
+    on_close: Callable[[], Awaitable[None]],
+    send_timeout: float,
+) -> EventSourceResponse:
+    async def events() -> AsyncIterator[str]:
+        try:
+            async for item in items:
+                yield _encode(item)
+        except BatchInError as exc:
+            yield orjson.dumps(exc.body()).decode()
+        except Exception:
+            log.exception("stream failed (request %s)", request.state.request_id)
+            yield orjson.dumps(BatchInError("The stream failed on the server.").body()).decode()
+        finally:
+            await on_close()
+        yield "[DONE]"
+
+    return EventSourceResponse(events(), headers=headers, ping=_PING_SECONDS, send_timeout=send_timeout)
+
+
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Run `work`; if the client disconnects first, cancel it and raise CancelledError."""
+    task: asyncio.Future[T] = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        pending: set[asyncio.Future[Any]] = {task, watcher}
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.wait({task})
+        raise asyncio.CancelledError("client disconnected")
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()

@@ -1,0 +1,42 @@
+"""The public model list (/v1/models)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class ModelPricing(BaseModel):
+    """USD. Text: per 1M tokens (`std_*` as the seed names them, `batch_*` after the batch discount);
+    other kinds: per image, per audio second or per video second."""
+
+    std_input: float | None = None
+    std_output: float | None = None
+    batch_input: float | None = None
+    batch_output: float | None = None
+    per_image: float | None = None
+    per_audio_second: float | None = None
+    per_video_second: float | None = None
+    batch_discount: float = 0.0
+    currency: Literal["USD"] = "USD"
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str
+    kind: list[str]
+    status: str = Field(description="always_on | on_demand | loading | unavailable, computed live")
+    status_reason: str | None = None
+    context_length: int | None
+    pricing: ModelPricing
+    licence: str
+    description: str
+    regions: list[str]
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,0 +1,291 @@
+"""Chat completions, completions and responses: OpenAI's request and response shapes.
+
+Requests own their conversion to engine parameters (`sampling()`), and refuse what BatchIn does not
+do with a 400 that names the parameter, rather than silently ignoring it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from batchin.errors import InvalidRequest
+from batchin.protocol.common import RequestModel
+
+DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatMessageIn(BaseModel):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        parts: list[str] = []
+        for part in self.content:
+            kind = part.get("type")
+            if kind in ("text", "input_text", "output_text") and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            else:
+                raise InvalidRequest(
+                    f"Content part of type '{kind}' is not supported by text models; send text parts.",
+                    param="messages",
+                )
+        return "".join(parts)
+
+
+class SamplingFields(RequestModel):
+    model: str = Field(min_length=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int | None = Field(default=None, ge=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logprobs: Any = None
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return value
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        stops = [self.stop] if isinstance(self.stop, str) else self.stop
+        return tuple(s for s in stops if s)
+
+    def refuse_unsupported(self) -> None:
+        if self.n not in (None, 1):
+            raise InvalidRequest("Only n=1 is supported; send separate requests for more choices.", param="n")
+        if self.logprobs not in (None, False, 0):
+            raise InvalidRequest("logprobs are not supported.", param="logprobs")
+        for name in ("frequency_penalty", "presence_penalty"):
+            if getattr(self, name) not in (None, 0, 0.0):
+                raise InvalidRequest(f"{name} is not supported; leave it at 0.", param=name)
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    response_format: dict[str, Any] | None = None
+
+    def refuse_unsupported(self) -> None:
+        super().refuse_unsupported()
+        if self.tools:
+            raise InvalidRequest("Tool calling is not supported by this model.", param="tools")
+        if self.tool_choice not in (None, "none", "auto"):
+            raise InvalidRequest("Tool calling is not supported by this model.", param="tool_choice")
+        if self.response_format and self.response_format.get("type") not in (None, "text"):
+            raise InvalidRequest(
+                "Only response_format {'type': 'text'} is supported by this model.", param="response_format"
+            )
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class CompletionRequest(SamplingFields):
+    prompt: str | list[str]
+    suffix: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    echo: bool = False
+    best_of: int | None = Field(default=None, ge=1)
+
+    def refuse_unsupported(self) -> None:
+        super().refuse_unsupported()
+        if self.echo:
+            raise InvalidRequest("echo is not supported.", param="echo")
+        if self.best_of not in (None, 1):
+            raise InvalidRequest("Only best_of=1 is supported.", param="best_of")
+
+    def prompt_text(self) -> str:
+        if isinstance(self.prompt, str):
+            return self.prompt
+        if len(self.prompt) == 1:
+            return self.prompt[0]
+        raise InvalidRequest(
+            "Send one prompt per request (a list of one string is accepted).", param="prompt"
+        )
+
+
+class ResponseInputMessage(BaseModel):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[dict[str, Any]]
+    type: Literal["message"] | None = None
+
+    def as_chat(self) -> ChatMessageIn:
+        return ChatMessageIn(role=self.role, content=self.content)
+
+
+class ResponseCreateRequest(RequestModel):
+    model: str = Field(min_length=1)
+    input: str | list[ResponseInputMessage]
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    stream: bool = False
+    metadata: dict[str, str] | None = None
+    tools: list[dict[str, Any]] | None = None
+    previous_response_id: str | None = None
+    user: str | None = None
+
+    @model_validator(mode="after")
+    def _non_empty_input(self) -> ResponseCreateRequest:
+        if isinstance(self.input, list) and not self.input:
+            raise ValueError("input must not be empty")
+        return self
+
+    def refuse_unsupported(self) -> None:
+        if self.tools:
+            raise InvalidRequest("Tools are not supported by this model.", param="tools")
+        if self.previous_response_id:
+            raise InvalidRequest(
+                "previous_response_id is not supported: responses are not stored.",
+                param="previous_response_id",
+            )
+
+    def chat_messages(self) -> list[ChatMessageIn]:
+        messages: list[ChatMessageIn] = []
+        if self.instructions:
+            messages.append(ChatMessageIn(role="system", content=self.instructions))
+        if isinstance(self.input, str):
+            messages.append(ChatMessageIn(role="user", content=self.input))
+        else:
+            messages.extend(m.as_chat() for m in self.input)
+        return messages
+
+
+# ---- responses (what the server returns) ----
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatMessageOut(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: ChatMessageOut
+    finish_reason: str
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: CompletionUsage
+    system_fingerprint: str | None = None
+
+
+class ChatDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChatDelta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: CompletionUsage | None = None
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: CompletionUsage | None = None
+
+
+class ResponseUsage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    input_tokens_details: dict[str, int] = Field(default_factory=lambda: {"cached_tokens": 0})
+    output_tokens_details: dict[str, int] = Field(default_factory=lambda: {"reasoning_tokens": 0})
+
+
+class ResponseOutputText(BaseModel):
+    type: Literal["output_text"] = "output_text"
+    text: str
+    annotations: list[Any] = Field(default_factory=list)
+
+
+class ResponseOutputMessage(BaseModel):
+    type: Literal["message"] = "message"
+    id: str
+    status: Literal["in_progress", "completed", "incomplete"] = "completed"
+    role: Literal["assistant"] = "assistant"
+    content: list[ResponseOutputText]
+
+
+class ResponseObject(BaseModel):
+    id: str
+    object: Literal["response"] = "response"
+    created_at: int
+    status: Literal["in_progress", "completed", "incomplete", "failed"]
+    model: str
+    output: list[ResponseOutputMessage]
+    usage: ResponseUsage | None = None
+    instructions: str | None = None
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    incomplete_details: dict[str, str] | None = None
+    error: dict[str, Any] | None = None
+    parallel_tool_calls: bool = False
+    tool_choice: str = "none"
+    tools: list[Any] = Field(default_factory=list)
+    text: dict[str, Any] = Field(default_factory=lambda: {"format": {"type": "text"}})
