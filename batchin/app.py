@@ -13,16 +13,23 @@ from starlette.applications import Starlette
 from batchin.config import Settings
 from batchin.core.accounts import AccountService
 from batchin.core.admission import AdmissionController
+from batchin.core.audio import AudioService
+from batchin.core.audit import AuditService
 from batchin.core.auth import AuthService
 from batchin.core.catalog_service import CatalogService
+from batchin.core.embeddings import EmbeddingsService
+from batchin.core.files import FileService
 from batchin.core.flow import FlowPolicy
+from batchin.core.images import ImageService
 from batchin.core.inference import InferenceService
 from batchin.core.ledger import LedgerService
 from batchin.core.limits import InMemoryRateLimiter, RateLimiter
 from batchin.core.metering import MeteringService
 from batchin.core.metrics import InferenceMetrics
 from batchin.core.topups import TopupService
+from batchin.core.traces import TraceService
 from batchin.core.usage import UsageService
+from batchin.core.videos import VideoService
 from batchin.models.catalog import load_catalog
 from batchin.models.registry import ModelRegistry
 from batchin.store.database import Database
@@ -49,12 +56,23 @@ class Services:
     admission: AdmissionController
     metrics: InferenceMetrics
     inference: InferenceService
+    files: FileService
+    images: ImageService
+    videos: VideoService
+    embeddings: EmbeddingsService
+    audio: AudioService
+    audit: AuditService
+    traces: TraceService
     owns_registry: bool = True
 
     async def close(self) -> None:
+        await self.videos.stop()
         if self.owns_registry:
             await self.registry.close()
+        await self.audit.close()
+        await self.traces.close()
         await self.auth.drain()
+        await self.topups.close()
         await self.ledger.close()
         await self.limiter.close()
         await self.database.dispose()
@@ -91,6 +109,9 @@ async def build_services(
     metrics = InferenceMetrics()
     metrics.watch_admission(admission.snapshot)
     flow = FlowPolicy(settings, limiter, admission)
+    files = FileService(database, settings.data_dir)
+    audit = await AuditService.open(settings, database, registry)
+    traces = TraceService.open(settings, database)
     return Services(
         settings=settings,
         database=database,
@@ -105,7 +126,14 @@ async def build_services(
         catalog=CatalogService(registry),
         admission=admission,
         metrics=metrics,
-        inference=InferenceService(settings, registry, metering, flow, metrics),
+        inference=InferenceService(settings, registry, metering, flow, metrics, audit, traces),
+        files=files,
+        images=ImageService(settings, registry, metering, flow, files),
+        videos=VideoService(settings, database, registry, ledger, flow, admission, files),
+        embeddings=EmbeddingsService(registry, metering, flow),
+        audio=AudioService(registry, metering, flow),
+        audit=audit,
+        traces=traces,
         owns_registry=owns_registry,
     )
 
@@ -131,9 +159,11 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         current = services or await build_services(settings)
         app.state.services = current
         sweeper = asyncio.get_running_loop().create_task(_sweep_forever(current))
+        await current.videos.start()  # durable video jobs: resumes what a previous process left
         try:
             yield
         finally:
+            await current.videos.stop()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -26,6 +27,8 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+vaas_app = typer.Typer(no_args_is_help=True, help="Verifiable audit records and their signing key.")
+app.add_typer(vaas_app, name="vaas")
 
 DEMO_EMAIL = "demo@batchin.local"
 
@@ -40,7 +43,8 @@ def _emit(value: Any) -> None:
 
 def _run(work: Callable[[Services], Awaitable[T]]) -> T:
     async def main() -> T:
-        services = await build_services(Settings.load())
+        # Administrative commands never touch the engines: don't load models to create a user.
+        services = await build_services(Settings.load(), start_models=False)
         try:
             return await work(services)
         finally:
@@ -69,6 +73,9 @@ def serve(
         overrides["port"] = port
     settings = Settings.load(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # The HTTP clients log every upstream request at INFO: a line per call on the hot path.
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -173,6 +180,53 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="API key id")]) -> No
         return {"id": key_id, "revoked": True}
 
     _emit(_run(work))
+
+
+@vaas_app.command("verify")
+def vaas_verify(
+    evidence: Annotated[Path, typer.Argument(help="an evidence pack (GET /v1/vaas/{id}/evidence), JSON")],
+    input_file: Annotated[Path | None, typer.Option(help="the call's input, to check input_hash")] = None,
+    output_file: Annotated[Path | None, typer.Option(help="the call's output, to check output_hash")] = None,
+    trusted_key: Annotated[list[str] | None, typer.Option(help="pin the operator's public keys, hex")] = None,
+) -> None:
+    """Verify an evidence pack offline; prints a JSON verdict, exit code 0 when valid, 1 when not."""
+    from batchin.core.audit_verify import verify_evidence
+
+    try:
+        pack = json.loads(evidence.read_text(encoding="utf-8"))
+        if not isinstance(pack, dict):
+            raise ValueError("an evidence pack is a JSON object")
+    except (OSError, ValueError) as exc:
+        _emit({"valid": False, "record_id": None, "checks": {"format": False}, "errors": [str(exc)]})
+        raise typer.Exit(code=1) from None
+    verdict = verify_evidence(
+        pack,
+        input_text=input_file.read_bytes() if input_file else None,
+        output_text=output_file.read_bytes() if output_file else None,
+        trusted_keys=[k.removeprefix("ed25519:") for k in trusted_key] if trusted_key else None,
+    )
+    _emit(verdict)
+    if not verdict["valid"]:
+        raise typer.Exit(code=1)
+
+
+@vaas_app.command("rotate-key")
+def vaas_rotate_key() -> None:
+    """Make a new signing key (the old one's public key stays registered, so its records verify)."""
+    from batchin.core.audit import rotate_key
+    from batchin.store.database import Database
+    from batchin.store.migrate import upgrade
+
+    async def work() -> Any:
+        settings = Settings.load()
+        database = Database(settings.resolved_database_url)
+        try:
+            await upgrade(database)
+            return await rotate_key(settings, database)
+        finally:
+            await database.dispose()
+
+    _emit(asyncio.run(work()))
 
 
 def main() -> None:

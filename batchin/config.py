@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(default=None, description="bearer token for /metrics from non-loopback")
 
     max_body_bytes: int = 2 * 1024 * 1024
+    # Multipart uploads (audio files): refused with 413 while streaming in, past this size.
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     default_rate_limit_rpm: int = 600
     auth_cache_seconds: float = 5.0
     # A reservation still held this long after admission belongs to a call that died with its process.
@@ -68,6 +70,25 @@ class Settings(BaseSettings):
     lanes: list[LaneConfig] = Field(default_factory=list)
     stream_buffer_chunks: int = Field(default=1024, ge=1)
     slow_consumer_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # Traces (docs/traces.md): the write-behind span buffer, the OTLP receiver's body limit (raw and
+    # after gzip), and an optional OTLP/HTTP collector our own spans are pushed to.
+    trace_buffer_calls: int = Field(default=10_000, ge=1, description="calls held before the oldest drop")
+    trace_flush_seconds: float = Field(default=0.2, gt=0)
+    otlp_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP collector base or /v1/traces URL")
+    otlp_headers: str | None = Field(default=None, description="k=v,k2=v2 sent to the collector")
+
+    # Video jobs: how often an idle worker looks for queued jobs, and how long an in_progress job's
+    # heartbeat may be silent before its worker is taken for dead and the job is queued again.
+    video_poll_seconds: float = Field(default=1.0, gt=0)
+    video_job_stale_seconds: float = Field(default=60.0, gt=0)
+
+    # Verifiable audit: the Ed25519 signing key file (default data_dir/vaas/signing_key, made 0600 if
+    # missing) and the grid the servers run on, for the carbon estimate (docs/audit.md).
+    vaas_key_file: Path | None = None
+    grid_gco2_per_kwh: float | None = Field(default=None, ge=0, description="grid gCO2e/kWh")
+    energy_source: str | None = Field(default=None, max_length=200, description="e.g. 'Renewable grid mix'")
 
     public_base_url: str = "http://127.0.0.1:8000"
     stripe_secret_key: str | None = None

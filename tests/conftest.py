@@ -17,7 +17,10 @@ from starlette.applications import Starlette
 
 from batchin.app import Services, build_services, create_app
 from batchin.config import Settings
+from batchin.models.catalog import load_catalog
+from batchin.models.registry import ModelRegistry
 from batchin.protocol.accounts import UserCreated
+from batchin.store.tables import metadata
 
 POSTGRES_URL = os.environ.get("BATCHIN_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("BATCHIN_TEST_REDIS_URL")
@@ -45,6 +48,16 @@ async def postgres_url() -> AsyncIterator[str | None]:
         await admin.close()
 
 
+@pytest.fixture(scope="session")
+async def model_registry() -> AsyncIterator[ModelRegistry]:
+    """The built-in catalog, shared by the whole session: each engine loads once, on first use."""
+    registry = ModelRegistry(load_catalog(None))
+    try:
+        yield registry
+    finally:
+        await registry.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -63,19 +76,15 @@ def settings(tmp_path: Path, backend: str, postgres_url: str | None) -> Settings
 
 
 @pytest.fixture
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    built = await build_services(settings)
+async def services(settings: Settings, model_registry: ModelRegistry) -> AsyncIterator[Services]:
+    built = await build_services(settings, registry=model_registry)
     try:
         yield built
     finally:
         if built.database.dialect == "postgresql":
+            tables = ", ".join(table.name for table in metadata.sorted_tables)
             async with built.database.write() as conn:
-                await conn.execute(
-                    text(
-                        "TRUNCATE users, api_keys, key_spend, reservations, usage_logs,"
-                        " usage_rollups, topups CASCADE"
-                    )
-                )
+                await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
         await built.close()
 
 

@@ -16,8 +16,7 @@ from sqlalchemy import select, update
 from batchin.core.clock import utcnow
 from batchin.core.context import Principal, RateLimitState
 from batchin.core.keys import hash_secret, hashes_match, looks_like_key
-from batchin.core.limits import RateLimiter
-from batchin.core.limits_redis import KeyRevoked
+from batchin.core.limits import KeyRevoked, RateLimiter
 from batchin.errors import RateLimited, Unauthorized
 from batchin.store.database import Database
 from batchin.store.tables import api_keys
@@ -59,7 +58,9 @@ class AuthService:
         """Authenticate, then count one request against the key's RPM limit."""
         principal = await self.authenticate(secret)
         try:
-            decision = await self._limiter.hit(f"key:{principal.key_id}", principal.rate_limit_rpm)
+            decision = await self._limiter.hit(
+                f"key:{principal.key_id}", principal.rate_limit_rpm, key_id=principal.key_id
+            )
         except KeyRevoked:
             self._cache.pop(hash_secret(secret or ""), None)
             raise Unauthorized(_INVALID_KEY) from None

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from batchin.core.metering import ClientGone
+from batchin.errors import ServiceUnavailable
 from batchin.models.base import TextDelta
 
 
@@ -77,6 +78,8 @@ class TextGeneration:
         except asyncio.CancelledError:
             if not admitted.done():
                 admitted.cancel()
+            # A reader still waiting (the cancellation came from elsewhere, e.g. shutdown) must not hang.
+            self._offer(ServiceUnavailable("The generation was stopped before it finished."))
             raise
         except Exception as exc:
             if not admitted.done():

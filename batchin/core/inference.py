@@ -8,18 +8,25 @@ caller gets a TextGeneration to stream from or to collect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from dataclasses import dataclass, replace
 
+import orjson
+
 from batchin.config import Settings
 from batchin.core.admission import AdmissionPool, Priority
+from batchin.core.audit import AuditService
+from batchin.core.audit_records import AuditReceipt, AuditUsage, PendingRecord
 from batchin.core.context import CallContext
 from batchin.core.flow import FlowPolicy
 from batchin.core.generation import TextGeneration
-from batchin.core.metering import MeteringService
+from batchin.core.metering import ClientGone, MeteredCall, MeteringService
 from batchin.core.metrics import InferenceMetrics
 from batchin.core.money import cost_per_million
-from batchin.errors import InvalidRequest, ServiceUnavailable
+from batchin.core.traces import TraceService
+from batchin.errors import BatchInError, InvalidRequest, ServiceUnavailable
 from batchin.models.base import (
     ChatMessage,
     ChatParams,
@@ -38,15 +45,24 @@ from batchin.protocol.text import (
     SamplingFields,
 )
 
+log = logging.getLogger("batchin.inference")
+
 # Remote upstreams count prompt tokens themselves; reserve for a generous over-estimate of ours.
 _ESTIMATE_HEADROOM = 1.5
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartedText:
     generation: TextGeneration
     entry: CatalogEntry
     prompt_tokens: int
+    audit: PendingRecord
+    receipt: AuditReceipt | None = None  # set when the call's audit record is signed and logged
+
+    def audit_headers(self) -> dict[str, str]:
+        """X-VaaS-*: the final record's signature once it exists (whole answers), else the opening
+        statement's (streams, whose headers leave before the output exists)."""
+        return (self.receipt or self.audit).response_headers()
 
 
 class InferenceService:
@@ -57,12 +73,16 @@ class InferenceService:
         metering: MeteringService,
         flow: FlowPolicy,
         metrics: InferenceMetrics,
+        audit: AuditService,
+        traces: TraceService,
     ) -> None:
         self._settings = settings
         self._registry = registry
         self._metering = metering
         self._flow = flow
         self._metrics = metrics
+        self._audit = audit
+        self._traces = traces
 
     async def start_chat(
         self,
@@ -77,12 +97,13 @@ class InferenceService:
         messages = tuple(ChatMessage(role=_engine_role(m.role), content=m.text()) for m in request.messages)
         max_tokens = request.requested_max_tokens()
         sampling = self._sampling(request, entry, max_tokens or 1)
-        prepared = await runner.prepare_chat(ChatParams(messages=messages, sampling=sampling))
+        prepared = await runner.prepare_chat(ChatParams(messages, sampling, stream=request.stream))
         if max_tokens is None:
             # No limit asked: the completion may use the rest of the context (OpenAI's semantics).
             rest = replace(sampling, max_tokens=max(1, (entry.context_length or 0) - prepared.prompt_tokens))
-            prepared = await runner.prepare_chat(ChatParams(messages=messages, sampling=rest))
-        return await self._start(ctx, entry, runner, prepared, endpoint, priority)
+            prepared = await runner.prepare_chat(ChatParams(messages, rest, stream=request.stream))
+        audit_input = orjson.dumps([{"role": m.role, "content": m.content} for m in messages])
+        return await self._start(ctx, entry, runner, prepared, endpoint, priority, audit_input)
 
     async def start_completion(
         self, ctx: CallContext, request: CompletionRequest, *, priority: Priority = Priority.INTERACTIVE
@@ -95,9 +116,12 @@ class InferenceService:
                 param="suffix",
             )
         sampling = self._sampling(request, entry, request.max_tokens or DEFAULT_COMPLETION_MAX_TOKENS)
-        params = CompletionParams(prompt=request.prompt_text(), sampling=sampling, suffix=request.suffix)
+        params = CompletionParams(
+            request.prompt_text(), sampling, suffix=request.suffix, stream=request.stream
+        )
         prepared = await runner.prepare_completion(params)
-        return await self._start(ctx, entry, runner, prepared, "completions", priority)
+        audit_input = orjson.dumps({"prompt": params.prompt, "suffix": params.suffix})
+        return await self._start(ctx, entry, runner, prepared, "completions", priority, audit_input)
 
     async def start_response(self, ctx: CallContext, request: ResponseCreateRequest) -> StartedText:
         request.refuse_unsupported()
@@ -107,6 +131,7 @@ class InferenceService:
             max_tokens=request.max_output_tokens,
             temperature=request.temperature,
             top_p=request.top_p,
+            stream=request.stream,
         )
         return await self.start_chat(ctx, chat, endpoint="responses")
 
@@ -157,64 +182,115 @@ class InferenceService:
         prepared: PreparedPrompt,
         endpoint: str,
         priority: Priority,
+        audit_input: bytes,
     ) -> StartedText:
         generation = TextGeneration(
             buffer_size=self._settings.stream_buffer_chunks,
             stall_timeout=self._settings.slow_consumer_timeout_seconds,
             prompt_tokens=prepared.prompt_tokens,
         )
+        audit = self._audit.begin_call(ctx, model_id=entry.id, input_text=audit_input)
+        started = StartedText(generation, entry, prepared.prompt_tokens, audit)
 
         async def produce(gen: TextGeneration, admitted: asyncio.Future[None]) -> None:
-            await self._produce(gen, admitted, ctx, entry, runner, prepared, endpoint, priority)
+            await self._produce(started, admitted, ctx, runner, prepared, endpoint, priority)
 
         await generation.start(produce)
-        return StartedText(generation, entry, prepared.prompt_tokens)
+        return started
 
     async def _produce(
         self,
-        gen: TextGeneration,
+        started: StartedText,
         admitted: asyncio.Future[None],
         ctx: CallContext,
-        entry: CatalogEntry,
         runner: TextRunner,
         prepared: PreparedPrompt,
         endpoint: str,
         priority: Priority,
     ) -> None:
+        gen, entry = started.generation, started.entry
         status = "failed"
+        metered: MeteredCall | None = None
         try:
-            async with self._metering.call(
-                ctx, model=entry.id, endpoint=endpoint, max_cost_units=self._max_cost(entry, prepared)
-            ) as call:
-                pool: AdmissionPool = await self._flow.admit(ctx, entry)
-                async with pool.slot(priority) as queued_seconds:
-                    call.begin()
-                    gen.admitted(admitted, queued_seconds)
-                    prompt_tokens, completion = prepared.prompt_tokens, 0
-                    async for delta in runner.generate(prepared):
-                        if delta.usage is not None:
-                            prompt_tokens, completion = (
-                                delta.usage.prompt_tokens,
-                                delta.usage.completion_tokens,
-                            )
-                        elif delta.text:
-                            completion += 1
-                        call.record(
-                            cost_units=self._cost(entry, prompt_tokens, completion),
-                            input_tokens=prompt_tokens,
-                            output_tokens=completion,
-                        )
-                        gen.stats.prompt_tokens, gen.stats.completion_tokens = prompt_tokens, completion
-                        if delta.finish_reason is not None:
-                            gen.stats.finish_reason = delta.finish_reason
-                        await gen.push(delta)
-                    gen.stats.finished_at = time.monotonic()
+            # Cheap refusals (region, lane limits) first; then money; then a slot, so a call refused
+            # for money never holds engine capacity.
+            pool: AdmissionPool = await self._flow.admit(ctx, entry)
+            async with (
+                self._metering.call(
+                    ctx, model=entry.id, endpoint=endpoint, max_cost_units=self._max_cost(entry, prepared)
+                ) as call,
+                pool.slot(priority) as queued_seconds,
+            ):
+                metered = call
+                call.begin()
+                gen.admitted(admitted, queued_seconds)
+                await self._pump(gen, call, entry, runner, prepared)
+                gen.stats.finished_at = time.monotonic()
             status = "succeeded"
-        except (asyncio.CancelledError, Exception) as exc:
-            status = "cancelled" if isinstance(exc, asyncio.CancelledError) else type(exc).__name__
+        except (asyncio.CancelledError, ClientGone):
+            status = "cancelled"
+            raise
+        except BatchInError as exc:
+            status = "refused" if exc.status in (402, 429) else "failed"
             raise
         finally:
+            if gen.stats.admitted_at:  # the engine ran: the call gets its audit record
+                await self._seal(started)
             self._observe(entry.id, endpoint, gen, status)
+            self._traces.record_generation(
+                ctx,
+                endpoint=endpoint,
+                model_id=entry.id,
+                timings=gen.stats,
+                status=status,
+                route_id=started.audit.route_id,
+                provider=started.audit.provider,
+                record_id=started.receipt.record_id if started.receipt else None,
+                prompt_tokens=gen.stats.prompt_tokens,
+                completion_tokens=gen.stats.completion_tokens,
+                cost_units=(metered.charged_units or 0) if metered else 0,
+            )
+
+    async def _seal(self, started: StartedText) -> None:
+        """Sign and log the call's audit record over what was actually produced (also for a
+        cancelled stream: the record covers what was billed)."""
+        stats = started.generation.stats
+        usage = AuditUsage(input_tokens=stats.prompt_tokens, output_tokens=stats.completion_tokens)
+        try:
+            started.receipt = await asyncio.shield(
+                self._audit.finish(started.audit, output_text="".join(stats.text_parts), usage=usage)
+            )
+        except Exception:
+            # The answer stands without its receipt; the operator must hear about it.
+            log.exception("audit record %s could not be written", started.audit.record_id)
+
+    async def _pump(
+        self,
+        gen: TextGeneration,
+        call: MeteredCall,
+        entry: CatalogEntry,
+        runner: TextRunner,
+        prepared: PreparedPrompt,
+    ) -> None:
+        """Engine → buffer, recording usage as it grows so a cancellation charges what was made."""
+        prompt_tokens, completion = prepared.prompt_tokens, 0
+        async with contextlib.aclosing(runner.generate(prepared)) as deltas:
+            async for delta in deltas:
+                if delta.usage is not None:
+                    prompt_tokens, completion = delta.usage.prompt_tokens, delta.usage.completion_tokens
+                elif delta.text:
+                    completion += 1
+                call.record(
+                    cost_units=self._cost(entry, prompt_tokens, completion),
+                    input_tokens=prompt_tokens,
+                    output_tokens=completion,
+                )
+                gen.stats.prompt_tokens, gen.stats.completion_tokens = prompt_tokens, completion
+                if delta.finish_reason is not None:
+                    gen.stats.finish_reason = delta.finish_reason
+                if delta.text:
+                    gen.stats.text_parts.append(delta.text)
+                await gen.push(delta)
 
     def _observe(self, model: str, endpoint: str, gen: TextGeneration, status: str) -> None:
         m, stats = self._metrics, gen.stats

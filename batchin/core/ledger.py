@@ -29,7 +29,7 @@ from batchin.core.context import Principal
 from batchin.core.money import cents_to_units
 from batchin.errors import InvalidRequest, PaymentRequired
 from batchin.store.database import Database
-from batchin.store.tables import reservations
+from batchin.store.tables import reservations, video_jobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +125,18 @@ class LedgerService:
     async def sweep_stale(self, older_than_seconds: float) -> int:
         """Release reservations left `held` by calls whose process died. Returns how many."""
         cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+        # A queued or running video job legitimately holds its reservation for as long as it waits;
+        # its own recovery settles or releases it.
+        live_jobs = select(video_jobs.c.reservation_id).where(
+            video_jobs.c.status.in_(("queued", "in_progress"))
+        )
         async with self._db.read() as conn:
             rows = (
                 await conn.execute(
                     select(reservations).where(
-                        reservations.c.status == "held", reservations.c.created_at < cutoff
+                        reservations.c.status == "held",
+                        reservations.c.created_at < cutoff,
+                        reservations.c.id.not_in(live_jobs),
                     )
                 )
             ).all()

@@ -60,7 +60,16 @@ async def chat_completion(started: StartedText) -> ChatCompletion:
     )
 
 
-async def chat_chunks(started: StartedText, *, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
+def _token_chunk(template: dict[str, Any], choice: dict[str, Any]) -> dict[str, Any]:
+    # Per-token chunks are plain dicts shaped exactly like ChatCompletionChunk / Completion (those
+    # models document them): a pydantic model per token costs more than the rest of the gateway's
+    # per-token work together.
+    return {**template, "choices": [choice]}
+
+
+async def chat_chunks(
+    started: StartedText, *, include_usage: bool
+) -> AsyncIterator[ChatCompletionChunk | dict[str, Any]]:
     ident, created, model = _id("chatcmpl-"), int(time.time()), started.entry.id
 
     def chunk(delta: ChatDelta, finish: str | None = None) -> ChatCompletionChunk:
@@ -71,10 +80,12 @@ async def chat_chunks(started: StartedText, *, include_usage: bool) -> AsyncIter
             choices=[ChatChunkChoice(delta=delta, finish_reason=finish)],
         )
 
+    template = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
     yield chunk(ChatDelta(role="assistant", content=""))
     async for delta in started.generation:
         if delta.text:
-            yield chunk(ChatDelta(content=delta.text))
+            choice = {"index": 0, "delta": {"content": delta.text}, "finish_reason": None, "logprobs": None}
+            yield _token_chunk(template, choice)
     yield chunk(ChatDelta(), started.generation.stats.finish_reason or "stop")
     if include_usage:
         yield ChatCompletionChunk(id=ident, created=created, model=model, choices=[], usage=_usage(started))
@@ -91,15 +102,15 @@ async def completion(started: StartedText) -> Completion:
     )
 
 
-async def completion_chunks(started: StartedText, *, include_usage: bool) -> AsyncIterator[Completion]:
+async def completion_chunks(
+    started: StartedText, *, include_usage: bool
+) -> AsyncIterator[Completion | dict[str, Any]]:
     ident, created, model = _id("cmpl-"), int(time.time()), started.entry.id
+    template = {"id": ident, "object": "text_completion", "created": created, "model": model}
     async for delta in started.generation:
         if delta.text:
-            yield Completion(
-                id=ident,
-                created=created,
-                model=model,
-                choices=[CompletionChoice(text=delta.text, finish_reason=None)],
+            yield _token_chunk(
+                template, {"index": 0, "text": delta.text, "finish_reason": None, "logprobs": None}
             )
     yield Completion(
         id=ident,

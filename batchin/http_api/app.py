@@ -14,6 +14,13 @@ from batchin.http_api.errors import EXCEPTION_HANDLERS
 from batchin.http_api.middleware import RequestIdMiddleware
 from batchin.http_api.openapi import build_openapi
 from batchin.http_api.routes import accounts, models, system, text, topup, usage
+from batchin.http_api.routes import audio as audio_routes
+from batchin.http_api.routes import audit as audit_routes
+from batchin.http_api.routes import embeddings as embedding_routes
+from batchin.http_api.routes import files as file_routes
+from batchin.http_api.routes import images as image_routes
+from batchin.http_api.routes import traces as trace_routes
+from batchin.http_api.routes import videos as video_routes
 
 
 def all_endpoints() -> list[Endpoint]:
@@ -21,9 +28,16 @@ def all_endpoints() -> list[Endpoint]:
         *system.ENDPOINTS,
         *models.ENDPOINTS,
         *text.ENDPOINTS,
+        *embedding_routes.ENDPOINTS,
+        *audio_routes.ENDPOINTS,
+        *image_routes.ENDPOINTS,
+        *video_routes.ENDPOINTS,
+        *file_routes.ENDPOINTS,
         *accounts.ENDPOINTS,
         *usage.ENDPOINTS,
         *topup.ENDPOINTS,
+        *audit_routes.ENDPOINTS,
+        *trace_routes.ENDPOINTS,
     ]
 
 

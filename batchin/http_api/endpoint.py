@@ -3,6 +3,7 @@ and the OpenAPI document are built, so the two never disagree."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,10 @@ class Endpoint:
     content_type: str = "application/json"
     raw_body: bool = False
     extra_paths: tuple[str, ...] = field(default=())
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return (self.path, *self.extra_paths)
 
     @property
     def operation_id(self) -> str:
@@ -87,6 +92,11 @@ class Endpoint:
 def _prompt_version(header: str | None) -> str:
     value = (header or "").strip()
     return value[:200] if value else "default"
+
+
+def openapi_path(path: str) -> str:
+    """A route path as OpenAPI writes it: Starlette's converters (`{id:path}`) dropped."""
+    return re.sub(r"{(\w+):\w+}", r"{\1}", path)
 
 
 def bearer_secret(request: Request) -> str:

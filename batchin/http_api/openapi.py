@@ -18,7 +18,7 @@ from batchin.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
-from batchin.http_api.endpoint import Endpoint
+from batchin.http_api.endpoint import Endpoint, openapi_path
 from batchin.protocol.common import ErrorResponse
 
 _REF = "#/components/schemas/{model}"
@@ -60,7 +60,7 @@ def build_openapi(endpoints: list[Endpoint], *, server_url: str) -> dict[str, An
     paths: dict[str, dict[str, Any]] = {}
     for ep in endpoints:
         for path in (ep.path, *ep.extra_paths):
-            paths.setdefault(re.sub(r"{(\w+):\w+}", r"{\1}", path), {})[ep.method.lower()] = _operation(
+            paths.setdefault(openapi_path(path), {})[ep.method.lower()] = _operation(
                 ep, path, schemas, error_ref
             )
     return {

@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 
-from batchin.errors import BatchInError
+from batchin.core.metering import ClientGone
+from batchin.errors import BatchInError, ServiceUnavailable
 
 log = logging.getLogger("batchin.http")
 
@@ -39,7 +40,6 @@ def sse_response(
     *,
     headers: dict[str, str],
     on_close: Callable[[], Awaitable[None]],
-    send_timeout: float,
 ) -> EventSourceResponse:
     async def events() -> AsyncIterator[str]:
         try:
@@ -47,6 +47,11 @@ def sse_response(
                 yield _encode(item)
         except BatchInError as exc:
             yield orjson.dumps(exc.body()).decode()
+        except ClientGone:
+            # A reader that stalled past the timeout was dropped: tell it, if it ever reads again.
+            yield orjson.dumps(
+                ServiceUnavailable("The stream was dropped: the reader fell too far behind.").body()
+            ).decode()
         except Exception:
             log.exception("stream failed (request %s)", request.state.request_id)
             yield orjson.dumps(BatchInError("The stream failed on the server.").body()).decode()
@@ -54,11 +59,24 @@ def sse_response(
             await on_close()
         yield "[DONE]"
 
-    return EventSourceResponse(events(), headers=headers, ping=_PING_SECONDS, send_timeout=send_timeout)
+    # No send_timeout: a stalled reader is already cut off from the engine by its generation's
+    # bounded buffer (core/generation.py), and a timeout here costs a cancel scope per event.
+    return EventSourceResponse(
+        events(),
+        headers=headers,
+        ping=_PING_SECONDS,
+    )
+
+
+class ClientDisconnected(Exception):
+    """The caller went away before the response was ready; its work has been cancelled."""
 
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Run `work`; if the client disconnects first, cancel it and raise CancelledError."""
+    """Run `work`; if the client disconnects first, cancel it and raise ClientDisconnected.
+
+    Not CancelledError: this task was not cancelled, and the server would log that as a crash of
+    the ASGI application on every disconnect."""
     task: asyncio.Future[T] = asyncio.ensure_future(work)
 
     async def watch() -> None:
@@ -75,7 +93,7 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
             return task.result()
         task.cancel()
         await asyncio.wait({task})
-        raise asyncio.CancelledError("client disconnected")
+        raise ClientDisconnected
     finally:
         watcher.cancel()
         if not task.done():

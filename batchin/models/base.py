@@ -10,7 +10,7 @@ Closing the iterator early (client gone) must stop the engine's work for that re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +34,9 @@ class ChatMessage:
 class ChatParams:
     messages: tuple[ChatMessage, ...]
     sampling: SamplingParams
+    # False: the caller wants the whole answer, so a runner may fetch it in one piece (a remote
+    # upstream then answers one JSON body instead of an event per token). Deltas are the same.
+    stream: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class CompletionParams:
     prompt: str
     sampling: SamplingParams
     suffix: str | None = None  # fill-in-the-middle when set
+    stream: bool = True  # as in ChatParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,11 @@ class TextDelta:
     usage: Usage | None = None  # set on the last delta
 
 
+class EngineUnavailable(Exception):
+    """A runner's engine cannot run here (library missing or failing at import, no GPU). Raised by a
+    runner's `load()`; the registry shows the model `unavailable` with this message as the reason."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunnerHealth:
     status: str  # always_on | on_demand | loading | unavailable
@@ -85,7 +94,7 @@ class TextRunner(Protocol):
 
     async def prepare_completion(self, params: CompletionParams) -> PreparedPrompt: ...
 
-    def generate(self, prepared: PreparedPrompt) -> AsyncIterator[TextDelta]: ...
+    def generate(self, prepared: PreparedPrompt) -> AsyncGenerator[TextDelta, None]: ...
 
     def health(self) -> RunnerHealth: ...
 

@@ -1,14 +1,17 @@
-"""Top-ups (seed: /v1/topup/*)."""
+"""Top-ups (seed: /v1/topup/*), and the part of Stripe's webhook events that crediting relies on."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from batchin.protocol.common import RequestModel
 
 
 class CheckoutRequest(RequestModel):
-    amount_cents: int = Field(description="amount to add, in cents")
+    # Strict: "5000", 50.0 or true are refused rather than coerced into a charge the caller never typed.
+    amount_cents: StrictInt = Field(description="amount to add, in cents")
 
 
 class CheckoutResponse(BaseModel):
@@ -19,9 +22,9 @@ class CheckoutResponse(BaseModel):
 class TopupRecord(BaseModel):
     id: str
     amount_cents: int
-    source: str
-    reference_id: str
-    status: str
+    source: str = Field(description="stripe | usdc | admin")
+    reference_id: str = Field(description="the Stripe Checkout Session id for Stripe top-ups")
+    status: str = Field(description="pending | completed | expired | failed")
     created_at: str
     completed_at: str | None
 
@@ -39,3 +42,30 @@ class UsdcChainsResponse(BaseModel):
 class WebhookAck(BaseModel):
     received: bool
     credited: bool
+
+
+class StripeCheckoutSession(BaseModel):
+    """The fields of a Checkout Session object that a webhook may act on; Stripe sends many more."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    payment_status: str | None = None
+    amount_total: int | None = None
+    currency: str | None = None
+    client_reference_id: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class StripeEventData(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    object: dict[str, Any]
+
+
+class StripeEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    type: str
+    data: StripeEventData

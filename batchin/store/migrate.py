@@ -20,7 +20,7 @@ def alembic_config(connection: Any | None = None) -> Config:
     return config
 
 
-async def upgrade(database: Database, revision: str = "head") -> None:
+async def upgrade(database: Database, revision: str = "heads") -> None:
     # A write transaction: on SQLite it holds the write lock, so two processes migrate one at a time.
     async with database.write() as conn:
         await conn.run_sync(lambda sync_conn: command.upgrade(alembic_config(sync_conn), revision))

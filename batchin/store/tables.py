@@ -134,3 +134,144 @@ topups = Table(
     UniqueConstraint("source", "reference_id", name="uq_topups_source_reference"),
     Index("ix_topups_user_created", "user_id", "created_at"),
 )
+
+# Stored files: generated outputs (images by URL, videos) and, later, uploads (purpose "batch").
+# `storage_path` is relative to BATCHIN_DATA_DIR, so a moved data dir keeps working.
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(64), primary_key=True),  # "file-<hex>"
+    Column("user_id", String(UUID_LEN), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(100), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("storage_path", String(1024), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Index("ix_files_user_created", "user_id", "created_at"),
+)
+
+# Video generation jobs: durable rows claimed by a worker (queued → in_progress → completed | failed;
+# deleted hides a row but keeps it so billing recovery can still close its reservation).
+video_jobs = Table(
+    "video_jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),  # "video_<hex>"
+    Column("user_id", String(UUID_LEN), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("key_id", String(UUID_LEN), nullable=True),
+    Column("request_id", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("seconds", Integer, nullable=False),
+    Column("size", String(32), nullable=False),
+    Column("seed", BigInteger, nullable=True),
+    Column("status", String(16), nullable=False),  # queued | in_progress | completed | failed | deleted
+    Column("progress", Integer, nullable=False, default=0),
+    Column("reservation_id", String(UUID_LEN), nullable=False),
+    Column("file_id", String(64), nullable=True),
+    Column("worker_id", String(64), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("created_at", TS, nullable=False),
+    Column("started_at", TS, nullable=True),
+    Column("heartbeat_at", TS, nullable=True),
+    Column("completed_at", TS, nullable=True),
+    Index("ix_video_jobs_user_created", "user_id", "created_at"),
+    Index("ix_video_jobs_status_created", "status", "created_at"),
+)
+
+# Traces (core/traces.py). One row per (tenant, trace): the same W3C trace id seen by two users is
+# two rows, so no user can read another's. Listing is "this user's newest traces first".
+trace_summaries = Table(
+    "trace_summaries",
+    metadata,
+    Column("user_id", String(UUID_LEN), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("trace_id", String(32), primary_key=True),
+    Column("run_id", String(64), nullable=True),
+    Column("record_id", String(64), nullable=True),
+    Column("route_id", String(200), nullable=True),
+    Column("provider", String(200), nullable=True),
+    Column("environment", String(200), nullable=True),
+    Column("prompt_version_id", String(200), nullable=True),
+    Column("model_id", String(200), nullable=True),
+    Column("source", String(8), nullable=False),  # batchin | otlp: who first reported the trace
+    Column("created_at", TS, nullable=False),
+    Index("ix_trace_summaries_user_created", "user_id", "created_at", "trace_id"),
+)
+
+# Spans of our own calls (source batchin) and those sent to /v1/otlp/traces (source otlp).
+# Attributes, events and links are kept in OTLP's JSON form so export loses nothing.
+trace_spans = Table(
+    "trace_spans",
+    metadata,
+    Column("user_id", String(UUID_LEN), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("trace_id", String(32), primary_key=True),
+    Column("span_id", String(16), primary_key=True),
+    Column("parent_span_id", String(16), nullable=True),
+    Column("name", Text, nullable=False),
+    Column("kind", Integer, nullable=False),  # OTLP SpanKind number
+    Column("start_unix_nano", BigInteger, nullable=False),
+    Column("end_unix_nano", BigInteger, nullable=False),
+    Column("status_code", Integer, nullable=False),  # OTLP StatusCode number
+    Column("status_message", Text, nullable=False),
+    Column("trace_state", Text, nullable=False),
+    Column("flags", BigInteger, nullable=False),
+    Column("scope_name", String(200), nullable=False),
+    Column("scope_version", String(200), nullable=False),
+    Column("attributes", Text, nullable=False),
+    Column("resource_attributes", Text, nullable=False),
+    Column("events", Text, nullable=False),
+    Column("links", Text, nullable=False),
+    Column("source", String(8), nullable=False),
+    Index("ix_trace_spans_user_start", "user_id", "start_unix_nano"),
+)
+
+# Verifiable audit (VaaS): public keys by id (old keys stay, so old records still verify), signed
+# records, and the RFC 6962 transparency log over them (see core/audit_log.py).
+vaas_keys = Table(
+    "vaas_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("public_key", String(64), nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+vaas_records = Table(
+    "vaas_records",
+    metadata,
+    Column("id", String(UUID_LEN), primary_key=True),
+    Column("leaf_index", BigInteger, nullable=False, unique=True),
+    Column("user_id", String(UUID_LEN), nullable=True),  # no FK: deleting a user must not drop records
+    Column("key_id", String(32), nullable=False),
+    Column("payload", Text, nullable=False),  # RFC 8785 canonical JSON: the signed bytes
+    Column("signature", String(128), nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+# Perfect subtrees of the log: (level, idx) covers leaves [idx·2^level, (idx+1)·2^level).
+vaas_log_nodes = Table(
+    "vaas_log_nodes",
+    metadata,
+    Column("level", Integer, primary_key=True),
+    Column("idx", BigInteger, primary_key=True),
+    Column("hash", String(64), nullable=False),
+)
+
+# One row (id = 1): the log's size. Appenders update it first, which serialises them on both databases.
+vaas_log_state = Table(
+    "vaas_log_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tree_size", BigInteger, nullable=False),
+)
+
+vaas_checkpoints = Table(
+    "vaas_checkpoints",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True),
+    Column("root_hash", String(64), nullable=False),
+    Column("timestamp", String(40), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("signature", String(128), nullable=False),
+)

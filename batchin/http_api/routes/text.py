@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -14,7 +14,7 @@ from batchin.core.context import CallContext
 from batchin.core.inference import StartedText
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.rendering import parse_json, render
-from batchin.http_api.streaming import sse_response, until_disconnect
+from batchin.http_api.streaming import ClientDisconnected, sse_response, until_disconnect
 from batchin.protocol.text import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -25,57 +25,85 @@ from batchin.protocol.text import (
 )
 
 _TEXT_ERRORS = (400, 402, 404, 413, 503)
+_CLIENT_CLOSED_REQUEST = 499  # nginx's status for a caller that went away
 
 
-def _stream(
-    request: Request, ctx: CallContext, started: StartedText, items: AsyncIterator[BaseModel | dict[str, Any]]
+Start = Callable[[], Awaitable[StartedText]]
+
+
+async def _respond(
+    request: Request,
+    ctx: CallContext,
+    *,
+    stream: bool,
+    start: Start,
+    whole: Callable[[StartedText], Awaitable[BaseModel]],
+    chunks: Callable[[StartedText], AsyncIterator[BaseModel | dict[str, Any]]],
 ) -> Response:
-    settings = request.app.state.services.settings
-    return sse_response(
-        request,
-        items,
-        headers=ctx.response_headers(),
-        on_close=started.generation.aclose,
-        send_timeout=settings.slow_consumer_timeout_seconds,
-    )
+    """Admission (which may queue) and, when not streaming, the whole generation run under a
+    disconnect watch: a caller that leaves while queued or waiting cancels its work."""
+    if stream:
+        try:
+            started = await until_disconnect(request, start())
+        except ClientDisconnected:
+            return Response(status_code=_CLIENT_CLOSED_REQUEST)
+        headers = {**ctx.response_headers(), **started.audit_headers()}
+        return sse_response(request, chunks(started), headers=headers, on_close=started.generation.aclose)
 
+    async def run() -> tuple[BaseModel, dict[str, str]]:
+        started = await start()
+        try:
+            result = await whole(started)
+        finally:
+            await started.generation.aclose()
+        return result, started.audit_headers()
 
-async def _whole(request: Request, ctx: CallContext, started: StartedText, work: Any) -> Response:
     try:
-        result = await until_disconnect(request, work)
-    finally:
-        await started.generation.aclose()
+        result, audit_headers = await until_disconnect(request, run())
+    except ClientDisconnected:
+        return Response(status_code=_CLIENT_CLOSED_REQUEST)  # nobody is left to read it
     response = render(result)
-    response.headers.update(ctx.response_headers())
+    response.headers.update({**ctx.response_headers(), **audit_headers})
     return response
 
 
 async def create_chat_completion(request: Request, ctx: CallContext) -> Response:
     body = await parse_json(request, ChatCompletionRequest)
-    started = await request.app.state.services.inference.start_chat(ctx, body)
-    if body.stream:
-        return _stream(
-            request, ctx, started, text_serving.chat_chunks(started, include_usage=body.include_usage)
-        )
-    return await _whole(request, ctx, started, text_serving.chat_completion(started))
+    inference = request.app.state.services.inference
+    return await _respond(
+        request,
+        ctx,
+        stream=body.stream,
+        start=lambda: inference.start_chat(ctx, body),
+        whole=text_serving.chat_completion,
+        chunks=lambda started: text_serving.chat_chunks(started, include_usage=body.include_usage),
+    )
 
 
 async def create_completion(request: Request, ctx: CallContext) -> Response:
     body = await parse_json(request, CompletionRequest)
-    started = await request.app.state.services.inference.start_completion(ctx, body)
-    if body.stream:
-        return _stream(
-            request, ctx, started, text_serving.completion_chunks(started, include_usage=body.include_usage)
-        )
-    return await _whole(request, ctx, started, text_serving.completion(started))
+    inference = request.app.state.services.inference
+    return await _respond(
+        request,
+        ctx,
+        stream=body.stream,
+        start=lambda: inference.start_completion(ctx, body),
+        whole=text_serving.completion,
+        chunks=lambda started: text_serving.completion_chunks(started, include_usage=body.include_usage),
+    )
 
 
 async def create_response(request: Request, ctx: CallContext) -> Response:
     body = await parse_json(request, ResponseCreateRequest)
-    started = await request.app.state.services.inference.start_response(ctx, body)
-    if body.stream:
-        return _stream(request, ctx, started, text_serving.response_events(started, body))
-    return await _whole(request, ctx, started, text_serving.response_object(started, body))
+    inference = request.app.state.services.inference
+    return await _respond(
+        request,
+        ctx,
+        stream=body.stream,
+        start=lambda: inference.start_response(ctx, body),
+        whole=lambda started: text_serving.response_object(started, body),
+        chunks=lambda started: text_serving.response_events(started, body),
+    )
 
 
 ENDPOINTS = [

@@ -1,0 +1,143 @@
+"""What an audit record says: the signed payload, the pending record of a call in flight, the receipt.
+
+The payload is flat and holds only strings, integers and null so that its canonical form is cheap
+and unambiguous (energy in micro-watt-hours, carbon in micrograms: integers, never floats). Texts
+never enter it, only their SHA-256. A stream's record id is fixed before the first byte; its
+headers then carry a signature over the *opening* statement (the same record id, run, trace, model
+and input hash), which anyone can rebuild from the final payload and check (docs/audit.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "AuditReceipt",
+    "AuditUsage",
+    "PendingRecord",
+    "opening_statement",
+    "sha256_ref",
+]
+
+RECORD_TYPE = "batchin.vaas.record"
+OPENING_TYPE = "batchin.vaas.opening"
+VERSION = 1
+
+
+def sha256_ref(data: str | bytes) -> str:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditUsage:
+    """What the call consumed; `units`/`unit` for non-token kinds (images, audio seconds)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    units: float = 0.0
+    unit: str = "tokens"
+
+
+@dataclass(slots=True)
+class PendingRecord:
+    """A call's record between `begin_call` and `finish`: id reserved, headers ready."""
+
+    record_id: str
+    user_id: str | None
+    run_id: str
+    trace_id: str
+    route_id: str
+    provider: str
+    environment: str
+    prompt_version_id: str
+    model_id: str
+    gpu_id: str | None
+    input_hash: str
+    started_at: str
+    key_id: str
+    public_key_hex: str
+    # Signs canonical bytes; the opening signature is made only when a stream asks for headers.
+    signer: Callable[[dict[str, Any]], str] = field(repr=False)
+    finished: bool = field(default=False)
+    _opening_signature: str | None = field(default=None, repr=False)
+
+    @property
+    def opening_signature_hex(self) -> str:
+        if self._opening_signature is None:
+            self._opening_signature = self.signer(self.opening())
+        return self._opening_signature
+
+    def opening(self) -> dict[str, Any]:
+        return opening_statement(
+            {
+                "record_id": self.record_id,
+                "run_id": self.run_id,
+                "trace_id": self.trace_id,
+                "model_id": self.model_id,
+                "input_hash": self.input_hash,
+                "key_id": self.key_id,
+            }
+        )
+
+    def response_headers(self) -> dict[str, str]:
+        """For a stream, sent before the output exists: the signature is the opening statement's."""
+        return {
+            "X-VaaS-Record-Id": self.record_id,
+            "X-VaaS-Signature": self.opening_signature_hex,
+            "X-VaaS-PublicKey": self.public_key_hex,
+        }
+
+    def payload(
+        self, *, output_hash: str, usage: AuditUsage, energy: dict[str, Any], finished_at: str
+    ) -> dict[str, Any]:
+        return {
+            "type": RECORD_TYPE,
+            "version": VERSION,
+            "record_id": self.record_id,
+            "run_id": self.run_id,
+            "trace_id": self.trace_id,
+            "route_id": self.route_id,
+            "provider": self.provider,
+            "environment": self.environment,
+            "prompt_version_id": self.prompt_version_id,
+            "model_id": self.model_id,
+            "gpu_id": self.gpu_id,
+            "input_hash": self.input_hash,
+            "output_hash": output_hash,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            # Milli-units: an integer keeps the signed bytes free of float formatting.
+            "units_milli": round(usage.units * 1000),
+            "unit": usage.unit,
+            **energy,
+            "started_at": self.started_at,
+            "finished_at": finished_at,
+            "key_id": self.key_id,
+        }
+
+
+def opening_statement(fields: dict[str, Any]) -> dict[str, Any]:
+    """The statement a stream's X-VaaS-Signature signs; rebuildable from the final payload."""
+    keys = ("record_id", "run_id", "trace_id", "model_id", "input_hash", "key_id")
+    return {"type": OPENING_TYPE, "version": VERSION, **{k: fields[k] for k in keys}}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReceipt:
+    record_id: str
+    signature_hex: str
+    public_key_hex: str
+    key_id: str
+    leaf_index: int
+    payload: dict[str, Any]
+
+    def response_headers(self) -> dict[str, str]:
+        return {
+            "X-VaaS-Record-Id": self.record_id,
+            "X-VaaS-Signature": self.signature_hex,
+            "X-VaaS-PublicKey": self.public_key_hex,
+        }

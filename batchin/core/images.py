@@ -1,0 +1,106 @@
+"""Image generation: model → flow policy → reserve (per image) → admission slot → engine in a thread
+→ PNGs stored as files (response_format "url") or inlined (b64_json) → settle.
+
+Storing the outputs happens inside the metered call, so a failure to store them is not billed.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+
+from batchin.config import Settings
+from batchin.core.admission import Priority
+from batchin.core.context import CallContext
+from batchin.core.files import FileService
+from batchin.core.flow import FlowPolicy
+from batchin.core.metering import MeteringService
+from batchin.core.money import cost_per_unit
+from batchin.errors import InvalidRequest, NotFound, ServiceUnavailable
+from batchin.models.catalog import CatalogEntry, Kind
+from batchin.models.images import DiffusersImageRunner, ImageParams
+from batchin.models.registry import ModelRegistry
+from batchin.protocol.files import IMAGE_OUTPUT
+from batchin.protocol.images import ImageData, ImageGenerateRequest, ImagesResponse
+
+__all__ = ["ImageService", "media_model"]
+
+
+def media_model(registry: ModelRegistry, model_id: str | None, kind: Kind) -> CatalogEntry:
+    """The catalog entry for a media call: the named model (which must serve `kind`), or the first
+    model of that kind; an unavailable model is a 503 before anything is reserved."""
+    if model_id is None:
+        entry = next((e for e in registry.entries() if kind in e.kind), None)
+        if entry is None:
+            raise NotFound(f"This server has no {kind} model.", param="model")
+    else:
+        entry = registry.entry(model_id)
+        if kind not in entry.kind:
+            raise InvalidRequest(
+                f"Model '{model_id}' does not generate {kind}s (it serves {', '.join(entry.kind)}).",
+                param="model",
+            )
+    health = registry.status(entry.id)
+    if health.status == "unavailable":
+        raise ServiceUnavailable(f"Model '{entry.id}' is unavailable: {health.reason}.")
+    return entry
+
+
+class ImageService:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        metering: MeteringService,
+        flow: FlowPolicy,
+        files: FileService,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._metering = metering
+        self._flow = flow
+        self._files = files
+
+    async def generate(self, ctx: CallContext, request: ImageGenerateRequest) -> ImagesResponse:
+        entry = media_model(self._registry, request.model, "image")
+        width, height = request.dimensions
+        runner = await self._registry.runner(entry.id)
+        if not isinstance(runner, DiffusersImageRunner):
+            raise ServiceUnavailable(f"Model '{entry.id}' has no image engine.")
+        price = entry.pricing.per_image or 0
+        seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+        params = ImageParams(prompt=request.prompt, width=width, height=height, n=request.n, seed=seed)
+        pool = await self._flow.admit(ctx, entry)
+        async with (
+            self._metering.call(
+                ctx,
+                model=entry.id,
+                endpoint="images.generations",
+                max_cost_units=cost_per_unit(request.n, price),
+            ) as call,
+            pool.slot(Priority.INTERACTIVE),
+        ):
+            call.begin()
+            pngs = await runner.generate(params)
+            data = [
+                await self._render(ctx, png, request.response_format, index) for index, png in enumerate(pngs)
+            ]
+            call.record(cost_units=cost_per_unit(len(pngs), price), units=len(pngs), unit="images")
+        return ImagesResponse(created=int(time.time()), data=data, size=f"{width}x{height}")
+
+    async def _render(self, ctx: CallContext, png: bytes, response_format: str, index: int) -> ImageData:
+        if response_format == "b64_json":
+            return ImageData(b64_json=base64.b64encode(png).decode("ascii"))
+        stored = await self._files.store(
+            ctx.principal.user_id,
+            png,
+            filename=f"image-{ctx.request_id}-{index}.png",
+            purpose=IMAGE_OUTPUT,
+            content_type="image/png",
+        )
+        return ImageData(url=file_url(self._settings, stored.id))
+
+
+def file_url(settings: Settings, file_id: str) -> str:
+    return f"{settings.public_base_url.rstrip('/')}/v1/files/{file_id}/content"

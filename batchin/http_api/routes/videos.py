@@ -1,0 +1,128 @@
+"""/v1/videos: asynchronous video jobs. Creation takes the seed's JSON or the openai SDK's multipart
+form; both become one VideoCreateRequest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from batchin.core.context import CallContext
+from batchin.errors import InvalidRequest, PayloadTooLarge
+from batchin.http_api.endpoint import Endpoint, QueryParam
+from batchin.http_api.rendering import parse_json, query_int, render, validate
+from batchin.http_api.routes.files import file_response
+from batchin.protocol.videos import Video, VideoCreateRequest, VideoDeleted, VideoList
+
+_FORM_FIELDS = ("prompt", "model", "seconds", "size", "duration_seconds", "aspect_ratio", "seed")
+
+
+async def _create_body(request: Request) -> VideoCreateRequest:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        return await parse_json(request, VideoCreateRequest)
+    limit = request.app.state.services.settings.max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+    async with request.form(max_files=1, max_fields=32) as form:
+        if isinstance(form.get("input_reference"), UploadFile):
+            raise InvalidRequest(
+                "input_reference (image-to-video) is not supported.", param="input_reference"
+            )
+        data: dict[str, Any] = {}
+        for name in _FORM_FIELDS:
+            value = form.get(name)
+            if isinstance(value, str):
+                data[name] = value
+    return validate(VideoCreateRequest, data)
+
+
+async def create_video(request: Request, ctx: CallContext) -> Response:
+    body = await _create_body(request)
+    video = await request.app.state.services.videos.submit(ctx, body)
+    response = render(video)
+    response.headers.update(ctx.response_headers())
+    return response
+
+
+async def retrieve_video(request: Request, ctx: CallContext) -> Response:
+    video = await request.app.state.services.videos.get(
+        ctx.principal.user_id, request.path_params["video_id"]
+    )
+    return render(video)
+
+
+async def list_videos(request: Request, ctx: CallContext) -> Response:
+    videos = await request.app.state.services.videos.list(
+        ctx.principal.user_id,
+        limit=query_int(request, "limit", 20),
+        order=request.query_params.get("order", "desc"),
+        after=request.query_params.get("after") or None,
+    )
+    return render(videos)
+
+
+async def retrieve_video_content(request: Request, ctx: CallContext) -> Response:
+    content = await request.app.state.services.videos.content(
+        ctx.principal.user_id, request.path_params["video_id"], request.query_params.get("variant", "video")
+    )
+    return file_response(content, ctx)
+
+
+async def delete_video(request: Request, ctx: CallContext) -> Response:
+    deleted = await request.app.state.services.videos.delete(
+        ctx.principal.user_id, request.path_params["video_id"]
+    )
+    return render(deleted)
+
+
+_ID = "/v1/videos/{video_id}"
+
+ENDPOINTS = [
+    Endpoint(
+        "POST",
+        "/v1/videos",
+        create_video,
+        "Queue a text-to-video job (JSON as in the seed, or multipart as the openai SDK sends); "
+        "reserves the price of its seconds, billed once when it completes.",
+        request_model=VideoCreateRequest,
+        response_model=Video,
+        tag="videos",
+        errors=(400, 402, 404, 413, 429, 503),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/videos",
+        list_videos,
+        "The caller's video jobs, newest first.",
+        response_model=VideoList,
+        tag="videos",
+        query=(
+            QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "page size"),
+            QueryParam("order", {"type": "string", "enum": ["asc", "desc"]}, "by creation time"),
+            QueryParam("after", {"type": "string"}, "a video id: list the jobs after it"),
+        ),
+    ),
+    Endpoint("GET", _ID, retrieve_video, "One video job.", response_model=Video, tag="videos", errors=(404,)),
+    Endpoint(
+        "GET",
+        f"{_ID}/content",
+        retrieve_video_content,
+        "The finished MP4 (H.264).",
+        tag="videos",
+        errors=(400, 404),
+        content_type="video/mp4",
+    ),
+    Endpoint(
+        "DELETE",
+        _ID,
+        delete_video,
+        "Delete a job (not yet finished: cancelled and its reservation released).",
+        response_model=VideoDeleted,
+        tag="videos",
+        errors=(404,),
+    ),
+]

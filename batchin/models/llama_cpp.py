@@ -1,0 +1,334 @@
+"""Embedded GGUF text models on llama.cpp (llama-cpp-python), on CPU.
+
+One `Llama` instance is one context and is not thread-safe, so a runner decodes one request at a
+time (`max_concurrency` 1), on its own worker thread. Tokens travel to the async side through a
+bounded hand-off (`_Handoff`); closing the async iterator (client gone) stops the decode loop at the
+next token. The model's own chat template (GGUF `tokenizer.chat_template`) and tokenizer give exact
+prompt token counts.
+
+Determinism: by default each request evaluates its whole prompt afresh, so temperature 0 (and a
+fixed seed) give the same text every time. `engine_options.prompt_cache = true` reuses the KV prefix
+shared with the previous request instead: faster for long shared prompts, not bit-for-bit repeatable.
+
+Counting: `completion_tokens` is every token the model sampled for the request, the end-of-generation
+token included, so `finish_reason == "length"` means exactly `max_tokens` tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import secrets
+import threading
+from collections.abc import AsyncGenerator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from batchin.errors import BatchInError, InvalidRequest, ServiceUnavailable
+from batchin.models.base import (
+    ChatParams,
+    CompletionParams,
+    EngineUnavailable,
+    PreparedPrompt,
+    RunnerHealth,
+    SamplingParams,
+    TextDelta,
+    Usage,
+)
+from batchin.models.catalog import CatalogEntry
+from batchin.models.text_stream import ChatTemplate, StopMatcher, Utf8Stream, check_context
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+__all__ = ["LlamaCppRunner"]
+
+_HANDOFF_SLOTS = 64  # deltas the decode thread may run ahead of a slow consumer
+_POLL_SECONDS = 0.05
+_LONG_TEXT = 8192  # characters; longer prompts are tokenised off the event loop
+
+
+@dataclass(frozen=True, slots=True)
+class _Tokens:
+    ids: tuple[int, ...]
+
+
+def _close_devnull_handles() -> None:
+    from llama_cpp import _utils
+
+    for handle in (_utils.outnull_file, _utils.errnull_file):
+        handle.close()
+
+
+class _Handoff:
+    """Decode thread → event loop, bounded: the thread waits for a free slot (or cancellation)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[TextDelta | BaseException] = asyncio.Queue()
+        self._slots = threading.Semaphore(_HANDOFF_SLOTS)
+        self.cancelled = threading.Event()
+
+    def put(self, item: TextDelta | BaseException) -> bool:
+        """From the thread; False when the consumer is gone (stop decoding)."""
+        while not self._slots.acquire(timeout=_POLL_SECONDS):
+            if self.cancelled.is_set():
+                return False
+        if self.cancelled.is_set():
+            return False
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed
+            self.cancelled.set()
+            return False
+        return True
+
+    async def get(self) -> TextDelta | BaseException:
+        item = await self._queue.get()
+        self._slots.release()
+        return item
+
+
+class LlamaCppRunner:
+    """A GGUF model on llama.cpp. Built from its catalog entry; `load()` opens the verified weights."""
+
+    def __init__(self, entry: CatalogEntry) -> None:
+        if entry.context_length is None:
+            raise ValueError(f"model {entry.id}: llama_cpp needs a context_length")
+        self.entry = entry
+        self.context_length: int = entry.context_length
+        self.max_concurrency = 1
+        self.supports_fim = False
+        self._llama: Llama | None = None
+        self._template: ChatTemplate | None = None
+        self._fim: tuple[int, int, int] | None = None
+        self._add_bos = True
+        self._bos = -1
+        self._executor: ThreadPoolExecutor | None = None
+        self._engine_lock = threading.Lock()  # one decode per Llama instance, whatever the async side does
+        self._slot = asyncio.Semaphore(1)
+        self._closed = False
+        self._prompt_cache = bool(entry.engine_options.get("prompt_cache", False))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def load(self, weights: Path | None) -> None:
+        """Open the model (slow-ish: runs in a thread). Raises on failure; the registry reports it."""
+        if weights is None:
+            raise ValueError(f"model {self.entry.id}: llama_cpp needs [weights] in the catalog")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{self.entry.id}")
+        loop = asyncio.get_running_loop()
+        self._llama = await loop.run_in_executor(self._executor, self._open, weights)
+
+    def _open(self, weights: Path) -> Llama:
+        try:
+            from llama_cpp import Llama
+        except (ImportError, OSError) as exc:
+            raise EngineUnavailable(
+                f"llama-cpp-python cannot be imported: {type(exc).__name__}: {exc}"
+            ) from exc
+
+        options = self.entry.engine_options
+        threads = int(str(options.get("n_threads", os.cpu_count() or 1)))
+        llama = Llama(
+            model_path=str(weights),
+            n_ctx=self.context_length,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_batch=int(str(options.get("n_batch", 512))),
+            verbose=False,
+        )
+        # llama-cpp-python keeps two /dev/null handles open for its whole life (to silence the C
+        # library); close them at exit so the interpreter does not warn about them at shutdown.
+        atexit.unregister(_close_devnull_handles)
+        atexit.register(_close_devnull_handles)
+        model = llama._model
+        self._bos = llama.token_bos()
+        template = llama.metadata.get("tokenizer.chat_template")
+        if template:
+            eos = llama.token_eos()
+            self._template = ChatTemplate(
+                template,
+                bos_token=model.token_get_text(self._bos) if self._bos >= 0 else "",
+                eos_token=model.token_get_text(eos) if eos >= 0 else "",
+            )
+        self._add_bos = llama.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
+        self._fim = self._find_fim(llama)
+        self.supports_fim = self._fim is not None
+        return llama
+
+    def _find_fim(self, llama: Llama) -> tuple[int, int, int] | None:
+        fim = self.entry.fim
+        if fim is not None:
+            ids = []
+            for text in (fim.prefix, fim.suffix, fim.middle):
+                tokens = llama.tokenize(text.encode(), add_bos=False, special=True)
+                if len(tokens) != 1:
+                    raise ValueError(
+                        f"model {self.entry.id}: fim token {text!r} is not one token in its vocab"
+                    )
+                ids.append(tokens[0])
+            return ids[0], ids[1], ids[2]
+        model = llama._model
+        found = (model.token_prefix(), model.token_suffix(), model.token_middle())
+        return found if min(found) >= 0 else None
+
+    async def close(self) -> None:
+        self._closed = True
+        async with self._slot:  # wait for a running decode to finish
+            llama, self._llama = self._llama, None
+            if llama is not None:
+                llama.close()
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+    def health(self) -> RunnerHealth:
+        if self._closed:
+            return RunnerHealth(status="unavailable", reason="closed")
+        return RunnerHealth(
+            status=self.entry.status,
+            extra={"loaded": self._llama is not None, "busy": self._slot.locked()},
+        )
+
+    def _require(self) -> Llama:
+        if self._llama is None:
+            raise ServiceUnavailable(f"model {self.entry.id} is not loaded")
+        return self._llama
+
+    # -- preparing prompts -------------------------------------------------------------------
+
+    async def _tokenize(self, text: str, *, add_bos: bool) -> list[int]:
+        llama = self._require()
+        data = text.encode("utf-8")
+        if len(text) > _LONG_TEXT:
+            return await asyncio.to_thread(llama.tokenize, data, add_bos=add_bos, special=True)
+        return llama.tokenize(data, add_bos=add_bos, special=True)
+
+    async def prepare_chat(self, params: ChatParams) -> PreparedPrompt:
+        self._require()
+        if self._template is None:
+            raise InvalidRequest(f"model {self.entry.id} has no chat template", param="model")
+        if not params.messages:
+            raise InvalidRequest("messages must not be empty", param="messages")
+        text = self._template.render(params.messages)
+        # The template writes any BOS itself (as transformers' apply_chat_template does).
+        ids = await self._tokenize(text, add_bos=False)
+        return self._prepared(ids, params.sampling, prompt_param="messages")
+
+    async def prepare_completion(self, params: CompletionParams) -> PreparedPrompt:
+        self._require()
+        if params.suffix is not None:
+            if self._fim is None:
+                raise InvalidRequest(
+                    f"model {self.entry.id} has no fill-in-the-middle support", param="suffix"
+                )
+            prefix_ids = await self._tokenize(params.prompt, add_bos=False)
+            suffix_ids = await self._tokenize(params.suffix, add_bos=False)
+            pre, suf, mid = self._fim
+            bos = [self._bos] if self._add_bos and self._bos >= 0 else []
+            ids = [*bos, pre, *prefix_ids, suf, *suffix_ids, mid]
+        else:
+            ids = await self._tokenize(params.prompt, add_bos=True)
+            if not ids:
+                if self._bos < 0:
+                    raise InvalidRequest("prompt must not be empty for this model", param="prompt")
+                ids = [self._bos]
+        return self._prepared(ids, params.sampling, prompt_param="prompt")
+
+    def _prepared(self, ids: list[int], sampling: SamplingParams, *, prompt_param: str) -> PreparedPrompt:
+        check_context(len(ids), sampling.max_tokens, self.context_length, prompt_param=prompt_param)
+        return PreparedPrompt(prompt_tokens=len(ids), sampling=sampling, payload=_Tokens(tuple(ids)))
+
+    # -- generating --------------------------------------------------------------------------
+
+    async def generate(self, prepared: PreparedPrompt) -> AsyncGenerator[TextDelta, None]:
+        if not isinstance(prepared.payload, _Tokens):
+            raise TypeError("generate() takes a PreparedPrompt from this runner's prepare_*()")
+        async with self._slot:
+            llama, executor = self._require(), self._executor
+            if executor is None:
+                raise ServiceUnavailable(f"model {self.entry.id} is not loaded")
+            handoff = _Handoff(asyncio.get_running_loop())
+            work = asyncio.get_running_loop().run_in_executor(
+                executor, self._decode, llama, prepared, handoff
+            )
+            try:
+                while True:
+                    item = await handoff.get()
+                    if isinstance(item, BatchInError):
+                        raise item
+                    if isinstance(item, BaseException):
+                        raise BatchInError(f"model {self.entry.id} failed while generating") from item
+                    yield item
+                    if item.finish_reason is not None:
+                        break
+            finally:
+                handoff.cancelled.set()
+                # The thread notices within one token; keep the slot until it has let go of the model.
+                await asyncio.shield(work)
+
+    def _decode(self, llama: Llama, prepared: PreparedPrompt, handoff: _Handoff) -> None:
+        import llama_cpp
+
+        with self._engine_lock:
+            if handoff.cancelled.is_set():
+                return
+            try:
+                self._decode_locked(llama_cpp, llama, prepared, handoff)
+            except Exception as exc:  # handed to the async side, which raises it there
+                handoff.put(exc)
+
+    def _decode_locked(self, lib: Any, llama: Llama, prepared: PreparedPrompt, handoff: _Handoff) -> None:
+        sampling = prepared.sampling
+        tokens: tuple[int, ...] = prepared.payload.ids
+        llama.set_seed(sampling.seed if sampling.seed is not None else secrets.randbits(31))
+        if not self._prompt_cache:
+            # Reusing the previous request's KV prefix evaluates the prompt in a different batch
+            # shape, which changes logits enough to flip greedy choices: forget it for determinism.
+            cast(Any, llama).reset()  # untyped in llama-cpp-python
+        vocab = llama._model.vocab
+        utf8, stops = Utf8Stream(), StopMatcher(sampling.stop)
+        completion_tokens, finish = 0, "length"
+        steps = llama.generate(
+            list(tokens),
+            top_k=0,
+            top_p=sampling.top_p,
+            min_p=0.0,
+            typical_p=1.0,
+            temp=max(sampling.temperature, 0.0),
+            repeat_penalty=1.0,
+            reset=True,
+        )
+        try:
+            for token in steps:
+                completion_tokens += 1
+                if lib.llama_vocab_is_eog(vocab, token):
+                    finish = "stop"
+                    break
+                text = stops.feed(utf8.feed(llama.detokenize([token])))
+                if stops.stopped:
+                    finish = "stop"
+                    if text:
+                        handoff.put(TextDelta(text))
+                    break
+                if text and not handoff.put(TextDelta(text)):
+                    return
+                if handoff.cancelled.is_set():
+                    return
+                if completion_tokens >= sampling.max_tokens:
+                    break
+        finally:
+            steps.close()
+        tail = ""
+        if not stops.stopped:
+            tail = stops.feed(utf8.flush())
+            if stops.stopped:
+                finish = "stop"
+            else:
+                tail += stops.flush()
+        usage = Usage(prompt_tokens=prepared.prompt_tokens, completion_tokens=completion_tokens)
+        handoff.put(TextDelta(tail, finish_reason=finish, usage=usage))

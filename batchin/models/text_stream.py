@@ -1,0 +1,112 @@
+"""Pieces every local text engine needs between its tokens and a `TextDelta` stream: the model's own
+chat template, UTF-8-safe incremental detokenising, stop strings that are never emitted, and the
+context-length check."""
+
+from __future__ import annotations
+
+import codecs
+from datetime import datetime
+from typing import Any
+
+from jinja2 import TemplateError
+from jinja2.ext import loopcontrols
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from batchin.errors import InvalidRequest
+from batchin.models.base import ChatMessage
+
+__all__ = ["ChatTemplate", "StopMatcher", "Utf8Stream", "check_context"]
+
+
+def _raise(message: str) -> None:
+    raise InvalidRequest(f"the model's chat template refused the messages: {message}", param="messages")
+
+
+class ChatTemplate:
+    """A Hugging Face style Jinja chat template, rendered in a sandbox as transformers does."""
+
+    def __init__(self, source: str, *, bos_token: str, eos_token: str) -> None:
+        environment = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols], autoescape=False
+        )
+        self._template = environment.from_string(source)
+        self._bos = bos_token
+        self._eos = eos_token
+
+    def render(self, messages: tuple[ChatMessage, ...]) -> str:
+        payload: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in messages]
+        try:
+            return self._template.render(
+                messages=payload,
+                bos_token=self._bos,
+                eos_token=self._eos,
+                add_generation_prompt=True,
+                raise_exception=_raise,
+                strftime_now=lambda fmt: datetime.now().strftime(fmt),
+            )
+        except TemplateError as exc:
+            raise InvalidRequest(f"the model's chat template failed: {exc}", param="messages") from exc
+
+
+class Utf8Stream:
+    """Bytes of token pieces in, whole characters out: a character split across tokens waits."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, piece: bytes) -> str:
+        return self._decoder.decode(piece)
+
+    def flush(self) -> str:
+        return self._decoder.decode(b"", final=True)
+
+
+class StopMatcher:
+    """Holds back text that may be the start of a stop string, so a stop string is never emitted."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self._stops = tuple(s for s in stops if s)
+        self._held = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        """Text safe to emit now. After a stop string is seen, `stopped` is True and the rest is dropped."""
+        if self.stopped:
+            return ""
+        if not self._stops:
+            return text
+        buffer = self._held + text
+        cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            self._held = ""
+            return buffer[:cut]
+        keep = 0
+        for stop in self._stops:
+            for length in range(min(len(stop) - 1, len(buffer)), keep, -1):
+                if buffer.endswith(stop[:length]):
+                    keep = length
+                    break
+        self._held = buffer[len(buffer) - keep :] if keep else ""
+        return buffer[: len(buffer) - keep]
+
+    def flush(self) -> str:
+        """At the end of generation, held text was not a stop string after all."""
+        held, self._held = ("" if self.stopped else self._held), ""
+        return held
+
+
+def check_context(prompt_tokens: int, max_tokens: int, context_length: int, *, prompt_param: str) -> None:
+    if max_tokens < 1:
+        raise InvalidRequest("max_tokens must be at least 1", param="max_tokens")
+    if prompt_tokens >= context_length:
+        raise InvalidRequest(
+            f"the prompt is {prompt_tokens} tokens; this model's context length is {context_length}",
+            param=prompt_param,
+        )
+    if prompt_tokens + max_tokens > context_length:
+        raise InvalidRequest(
+            f"prompt ({prompt_tokens} tokens) + max_tokens ({max_tokens}) exceeds this model's context"
+            f" length of {context_length}; lower max_tokens to at most {context_length - prompt_tokens}",
+            param="max_tokens",
+        )

@@ -1,0 +1,123 @@
+"""Reading an OpenAI-compatible SSE stream (chat or legacy completions) into text and usage.
+
+Fed the body's raw bytes as they arrive (any chunking: it keeps a partial line for the next
+chunk), so the runner stays in charge of the connection and of closing it. Lines are handled as
+bytes and event data goes to orjson undecoded: per event that is the cheapest path, and the
+gateway does this for every token of every stream. Blank lines end an event, as the SSE spec says.
+What upstreams send, in order: content chunks, a chunk with `finish_reason`, with
+`stream_options.include_usage` a chunk with `choices: []` and `usage`, then `data: [DONE]`. Some
+engines put usage on every chunk; the last one seen wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from batchin.errors import ServiceUnavailable
+from batchin.models.base import TextDelta, Usage
+
+__all__ = ["FINISH_REASONS", "StreamDecoder"]
+
+# Engines name the end of generation differently; core speaks OpenAI's names.
+FINISH_REASONS = {"length": "length", "content_filter": "content_filter", "tool_calls": "tool_calls"}
+
+
+class StreamDecoder:
+    __slots__ = ("_chat", "_data", "_event", "_pending", "deltas", "done", "finish_reason", "usage")
+
+    def __init__(self, *, chat: bool) -> None:
+        self._chat = chat
+        self._data: list[bytes] = []
+        self._event = b""
+        self._pending = b""  # an incomplete last line, waiting for the next chunk
+        self.deltas = 0  # content deltas seen: the completion-token count when usage is missing
+        self.done = False  # `[DONE]` arrived
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+
+    @property
+    def complete(self) -> bool:
+        """The generation ended normally (some engines omit `[DONE]` after the finish chunk)."""
+        return self.done or self.finish_reason is not None
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """Take the next bytes of the body; returns the content texts of the events they completed."""
+        if self._pending:
+            chunk = self._pending + chunk
+        *lines, self._pending = chunk.split(b"\n")
+        texts: list[str] = []
+        for line in lines:
+            text = self._line(line)
+            if text:
+                texts.append(text)
+        return texts
+
+    def end(self) -> list[str]:
+        """The body ended: take an unterminated last line and an event no blank line ended."""
+        pending, self._pending = self._pending, b""
+        texts = [self._line(pending) if pending else None, self._dispatch()]
+        return [text for text in texts if text]
+
+    def final(self, estimated_prompt_tokens: int) -> TextDelta:
+        """The last delta. Usage is the upstream's, exactly; when it sent none, the prompt
+        estimate and one completion token per content delta (engines stream about one token per
+        delta, so this is close but not exact)."""
+        usage = self.usage or Usage(estimated_prompt_tokens, self.deltas)
+        return TextDelta("", finish_reason=self.finish_reason or "stop", usage=usage)
+
+    def _line(self, line: bytes) -> str | None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line:
+            return self._dispatch()
+        if line.startswith(b"data:"):
+            value = line[5:]
+            self._data.append(value[1:] if value.startswith(b" ") else value)
+        elif line.startswith(b"event:"):
+            self._event = line[6:].strip()
+        return None  # comments (":" keep-alives), id: and retry: carry nothing for us
+
+    def _dispatch(self) -> str | None:
+        if not self._data:
+            return None
+        data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+        event, self._event = self._event, b""
+        self._data.clear()
+        if data == b"[DONE]":
+            self.done = True
+            return None
+        try:
+            chunk = orjson.loads(data)  # also refuses invalid UTF-8
+        except orjson.JSONDecodeError as exc:
+            raise ServiceUnavailable("The upstream sent an unreadable stream event.") from exc
+        if not isinstance(chunk, dict):
+            raise ServiceUnavailable("The upstream sent an unreadable stream event.")
+        if event == b"error" or "error" in chunk:
+            raise ServiceUnavailable(f"The upstream failed mid-stream: {_error_message(chunk)}")
+        return self._take(chunk)
+
+    def _take(self, chunk: dict[str, Any]) -> str | None:
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.usage = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        text: str | None = None
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:  # we ask for n=1; ignore anything else
+                continue
+            text = (choice.get("delta") or {}).get("content") if self._chat else choice.get("text")
+            reason = choice.get("finish_reason")
+            if reason:
+                self.finish_reason = FINISH_REASONS.get(reason, "stop")
+        if text:
+            self.deltas += 1
+            return str(text)
+        return None
+
+
+def _error_message(chunk: dict[str, Any]) -> str:
+    error = chunk.get("error", chunk)
+    if isinstance(error, dict):
+        return str(error.get("message") or "unknown error")
+    return str(error)

@@ -1,0 +1,175 @@
+"""Shared pieces of the benchmarks: processes pinned to cores, a user and key, timed HTTP/SSE calls.
+
+Benchmarks compare against a baseline measured in the same run (ratios), since these machines are
+shared and noisy; each script prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(core: int) -> list[str]:
+    """Prefix pinning a process to one core (when taskset and a second core exist; core < 0: none)."""
+    if core < 0 or not shutil.which("taskset") or (os.cpu_count() or 1) < 2:
+        return []
+    return ["taskset", "-c", str(core)]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def wait_ready(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@dataclass
+class Server:
+    base: str
+    process: subprocess.Popen[bytes]
+    api_key: str
+    data_dir: str
+    extra: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def batchin_server(
+    *, core: int = 0, env: dict[str, str] | None = None, credit_cents: int = 10**8
+) -> Iterator[Server]:
+    """A real `batchin serve` on a free port, with one user and a high-RPM key."""
+    data_dir = tempfile.mkdtemp(prefix="batchin-bench-")
+    full_env = {**os.environ, "BATCHIN_DATA_DIR": data_dir, **(env or {})}
+
+    def cli(*args: str) -> dict[str, str]:
+        out = subprocess.run(
+            [str(BIN / "batchin"), *args], env=full_env, check=True, capture_output=True, text=True
+        )
+        return dict(json.loads(out.stdout))
+
+    user = cli(
+        "users",
+        "create",
+        "--email",
+        "bench@example.com",
+        "--name",
+        "bench",
+        "--credit-cents",
+        str(credit_cents),
+    )
+    key = cli("keys", "create", "--user", user["id"], "--rpm", "1000000")["key"]
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *pinned(core),
+            str(BIN / "batchin"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=full_env,
+        cwd=ROOT,
+    )
+    server = Server(f"http://127.0.0.1:{port}", process, key, data_dir)
+    try:
+        wait_ready(f"{server.base}/health")
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def fake_upstream(*, core: int = 1, tokens: int = 20, delay_ms: float = 5.0) -> Iterator[str]:
+    """The fake OpenAI-compatible upstream (tests/fakes/fake_upstream.py) in its own process."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *pinned(core),
+            sys.executable,
+            str(ROOT / "tests/fakes/fake_upstream.py"),
+            "--port",
+            str(port),
+            "--tokens",
+            str(tokens),
+            "--delay-ms",
+            str(delay_ms),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/v1/models")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def remote_catalog(upstream_url: str, model_id: str = "remote-bench") -> Path:
+    """An operator catalog with one remote model pointing at `upstream_url`."""
+    path = Path(tempfile.mkdtemp(prefix="batchin-catalog-")) / "models.toml"
+    path.write_text(
+        f"""
+[models.{model_id}]
+kind = ["chat", "completion"]
+engine = "remote"
+description = "benchmark upstream"
+licence = "test"
+context_length = 8192
+status = "always_on"
+max_concurrency = 256
+queue_size = 256
+
+[models.{model_id}.upstream]
+urls = ["{upstream_url}"]
+model = "fake-model"
+
+[models.{model_id}.pricing]
+input_per_1m = 0.01
+output_per_1m = 0.02
+"""
+    )
+    return path

@@ -1,0 +1,179 @@
+"""/openapi.json: public, OpenAPI 3.1, generated from the one route table (so it lists every route)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import pytest
+from jsonschema import Draft202012Validator
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from batchin.http_api.app import all_endpoints
+from batchin.http_api.endpoint import openapi_path
+from tests.conftest import MakeUser, bearer
+
+PUBLIC_ROUTES = [("get", "/health"), ("get", "/openapi.json"), ("post", "/v1/topup/stripe/webhook")]
+
+
+@pytest.fixture
+async def document(client: httpx2.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200, response.text
+    doc: dict[str, Any] = response.json()
+    return doc
+
+
+def operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            yield method, path, op
+
+
+def refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from refs(value)
+
+
+def resolve(doc: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = doc
+    for part in ref[2:].split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def validator(doc: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:
+    """A JSON Schema 2020-12 validator in which the document's `#/components/...` refs resolve."""
+    return Draft202012Validator({**schema, "components": doc["components"]})
+
+
+async def test_document_is_public_openapi_3_1(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    doc = response.json()
+    assert doc["openapi"] == "3.1.0"
+    assert doc["info"]["title"]
+    assert doc["info"]["version"]
+
+
+async def test_bearer_auth_is_the_default_security(document: dict[str, Any]) -> None:
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "batchin_api_…",
+    }
+    assert document["security"] == [{"bearerAuth": []}]
+
+
+@pytest.mark.parametrize(("method", "path"), PUBLIC_ROUTES)
+async def test_public_routes_need_no_security(document: dict[str, Any], method: str, path: str) -> None:
+    assert document["paths"][path][method]["security"] == []
+
+
+async def test_only_public_endpoints_opt_out_of_security(document: dict[str, Any]) -> None:
+    public = {(ep.method.lower(), openapi_path(p)) for ep in all_endpoints() if ep.public for p in ep.paths}
+    assert set(PUBLIC_ROUTES) <= public
+    for method, path, op in operations(document):
+        if (method, path) in public:
+            assert op["security"] == []
+        else:
+            assert "security" not in op, (method, path)
+            assert op["responses"]["401"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/ErrorResponse"
+            }
+
+
+async def test_every_endpoint_is_documented(document: dict[str, Any]) -> None:
+    for ep in all_endpoints():
+        for path in ep.paths:
+            op = document["paths"][openapi_path(path)][ep.method.lower()]
+            assert op["summary"] == ep.summary
+            assert str(ep.status_code) in op["responses"]
+
+
+async def test_every_served_route_is_documented_and_nothing_else(
+    app: Starlette, document: dict[str, Any]
+) -> None:
+    served = {
+        (method.lower(), openapi_path(route.path))
+        for route in app.routes
+        if isinstance(route, Route)
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    documented = {(method, path) for method, path, _ in operations(document)}
+    assert served == documented
+
+
+async def test_operation_ids_are_unique(document: dict[str, Any]) -> None:
+    ids = [op["operationId"] for _, _, op in operations(document)]
+    assert len(ids) == len(set(ids))
+
+
+async def test_path_parameters_are_declared(document: dict[str, Any]) -> None:
+    [param] = document["paths"]["/v1/keys/{id}"]["delete"]["parameters"]
+    assert param == {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+async def test_usage_log_paging_is_documented_with_the_seed_bounds(document: dict[str, Any]) -> None:
+    params = {p["name"]: p for p in document["paths"]["/v1/usage/logs"]["get"]["parameters"]}
+    assert params["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}
+    assert params["offset"]["schema"] == {"type": "integer", "minimum": 0, "default": 0}
+
+
+async def test_every_ref_resolves_within_components(document: dict[str, Any]) -> None:
+    found = set(refs(document))
+    assert "#/components/schemas/ErrorResponse" in found
+    for ref in found:
+        assert ref.startswith("#/components/schemas/"), ref
+        assert isinstance(resolve(document, ref), dict), ref
+
+
+async def test_component_schemas_are_valid_json_schema(document: dict[str, Any]) -> None:
+    for name, schema in document["components"]["schemas"].items():
+        try:
+            Draft202012Validator.check_schema(schema)
+        except Exception as exc:  # pragma: no cover - the message names the schema
+            raise AssertionError(f"{name}: {exc}") from exc
+
+
+async def test_document_parses_as_openapi_3_1(document: dict[str, Any]) -> None:
+    openapi_pydantic = pytest.importorskip("openapi_pydantic")
+    parsed = openapi_pydantic.v3.v3_1.OpenAPI.model_validate(document)
+    assert parsed.openapi == "3.1.0"
+    assert set(parsed.paths or {}) == set(document["paths"])
+
+
+async def test_responses_match_their_documented_schemas(
+    client: httpx2.AsyncClient, document: dict[str, Any], make_user: MakeUser
+) -> None:
+    user = await make_user()
+    auth = bearer(user.api_key)
+    created = await client.post("/v1/keys", json={"name": "doc", "monthly_budget_cents": 5}, headers=auth)
+    samples = [
+        ("get", "/v1/users/me", "200", await client.get("/v1/users/me", headers=auth)),
+        ("post", "/v1/keys", "200", created),
+        ("get", "/v1/keys", "200", await client.get("/v1/keys", headers=auth)),
+        ("get", "/v1/usage/summary", "200", await client.get("/v1/usage/summary", headers=auth)),
+        ("get", "/v1/usage/by-model", "200", await client.get("/v1/usage/by-model", headers=auth)),
+        ("get", "/v1/usage/logs", "200", await client.get("/v1/usage/logs", headers=auth)),
+        ("get", "/health", "200", await client.get("/health")),
+        ("get", "/v1/users/me", "401", await client.get("/v1/users/me")),
+        ("delete", "/v1/keys/{id}", "404", await client.delete("/v1/keys/nope", headers=auth)),
+    ]
+    for method, path, status, response in samples:
+        assert str(response.status_code) == status, (path, response.text)
+        schema = document["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+        errors = list(validator(document, schema).iter_errors(response.json()))
+        assert errors == [], (method, path, [e.message for e in errors])
