@@ -110,7 +110,7 @@ async def build_services(
     metrics.watch_admission(admission.snapshot)
     flow = FlowPolicy(settings, limiter, admission)
     files = FileService(database, settings.data_dir)
-    audit = await AuditService.open(settings, database, registry)
+    audit = await AuditService.open(settings, database, registry, ledger.sqlite_writer)
     traces = TraceService.open(settings, database)
     return Services(
         settings=settings,

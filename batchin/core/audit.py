@@ -37,6 +37,7 @@ from batchin.protocol.audit import (
     VaasVerification,
 )
 from batchin.store.database import Database
+from batchin.store.sqlite_ledger import SqliteLedgerWriter
 from batchin.store.tables import vaas_keys, vaas_log_state, vaas_records
 
 __all__ = ["AuditReceipt", "AuditService", "AuditUsage", "PendingRecord"]
@@ -51,21 +52,31 @@ def key_path(settings: Settings) -> Path:
 
 class AuditService:
     def __init__(
-        self, settings: Settings, database: Database, registry: ModelRegistry | None, key: audit_keys.AuditKey
+        self,
+        settings: Settings,
+        database: Database,
+        registry: ModelRegistry | None,
+        key: audit_keys.AuditKey,
+        writer: SqliteLedgerWriter | None = None,
     ) -> None:
         self._settings = settings
         self._db = database
         self._registry = registry
         self._key = key
         self._public_keys: dict[str, str] = {key.key_id: key.public_key_hex}
-        self.log = TransparencyLog(database, key)
+        self.log = TransparencyLog(database, key, writer)
 
     @classmethod
     async def open(
-        cls, settings: Settings, database: Database, registry: ModelRegistry | None
+        cls,
+        settings: Settings,
+        database: Database,
+        registry: ModelRegistry | None,
+        writer: SqliteLedgerWriter | None = None,
     ) -> AuditService:
-        """Load (or create) the signing key and register its public half by id."""
-        service = cls(settings, database, registry, audit_keys.load_or_create(key_path(settings)))
+        """Load (or create) the signing key and register its public half by id. `writer`: the
+        ledger's SQLite writer to append through (it stays the ledger's to close)."""
+        service = cls(settings, database, registry, audit_keys.load_or_create(key_path(settings)), writer)
         await service._register_key()
         return service
 

@@ -29,6 +29,7 @@ from batchin.core.context import Principal
 from batchin.core.money import cents_to_units
 from batchin.errors import InvalidRequest, PaymentRequired
 from batchin.store.database import Database
+from batchin.store.sqlite_ledger import SqliteLedgerWriter
 from batchin.store.tables import reservations, video_jobs
 
 
@@ -86,10 +87,14 @@ class LedgerService:
     def __init__(self, database: Database) -> None:
         self._db = database
         self._backend: LedgerBackend
+        self.sqlite_writer: SqliteLedgerWriter | None = None
         if database.is_sqlite:
             from batchin.core.ledger_sqlite import SqliteLedgerBackend
 
-            self._backend = SqliteLedgerBackend(database)
+            backend = SqliteLedgerBackend(database)
+            self._backend = backend
+            # Shared with the audit log: its appends join the ledger's group-commit batches.
+            self.sqlite_writer = backend.writer
         else:
             from batchin.core.ledger_sql import SqlLedgerBackend
 

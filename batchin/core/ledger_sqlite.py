@@ -48,6 +48,10 @@ class SqliteLedgerBackend:
             raise ValueError("the SQLite ledger needs a database file")
         self._writer = SqliteLedgerWriter(path)
 
+    @property
+    def writer(self) -> SqliteLedgerWriter:
+        return self._writer
+
     async def reserve(self, reservation: Reservation, budget_units: int | None, now: datetime) -> None:
         r = reservation
 
