@@ -24,7 +24,8 @@ from batchin.core.context import CallContext
 from batchin.core.generation import GenerationStats
 from batchin.core.limits import InMemoryRateLimiter
 from batchin.core.metrics import InferenceMetrics
-from batchin.core.otlp import decode_request, encode_json, encode_protobuf
+from batchin.core.otlp import decode_request
+from batchin.core.otlp_encode import encode_json, encode_protobuf
 from batchin.core.traces import TraceService
 from batchin.core.tracing import continue_trace
 from batchin.store.database import Database

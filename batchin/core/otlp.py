@@ -1,4 +1,5 @@
-"""OTLP/HTTP trace payloads ↔ our spans, through the official `opentelemetry-proto` types.
+"""OTLP/HTTP trace payloads → our spans, through the official `opentelemetry-proto` types (the way
+back out is otlp_encode.py).
 
 One canonical in-memory form: a `Span` whose attributes, events and links are kept in OTLP's JSON
 shape (the proto3 JSON mapping, with trace and span ids as hex, int64 as strings, enums as numbers),
@@ -23,11 +24,9 @@ import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTracePartialSuccess,
     ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from batchin.errors import InvalidRequest, PayloadTooLarge
@@ -214,13 +213,13 @@ def _hex_ids_to_proto_json(data: JSON) -> tuple[int, str]:
     """OTLP JSON writes ids as hex where proto3 JSON has base64: convert in place, dropping (and
     counting) spans whose ids are not hex. Structure errors are left for ParseDict to report."""
     rejected, reason = 0, ""
-    for scope_spans in _walk(data, ("resourceSpans", "resource_spans"), ("scopeSpans", "scope_spans")):
+    for scope_spans in walk(data, ("resourceSpans", "resource_spans"), ("scopeSpans", "scope_spans")):
         spans = _field(scope_spans, "spans", "spans")
         if not isinstance(spans, list):
             continue
         kept = []
         for span in spans:
-            if isinstance(span, dict) and _convert_ids(span, to_proto=True):
+            if isinstance(span, dict) and convert_ids(span, to_proto=True):
                 kept.append(span)
             else:
                 rejected += 1
@@ -229,7 +228,7 @@ def _hex_ids_to_proto_json(data: JSON) -> tuple[int, str]:
     return rejected, reason
 
 
-def _walk(data: JSON, outer: tuple[str, str], inner: tuple[str, str]) -> Iterator[JSON]:
+def walk(data: JSON, outer: tuple[str, str], inner: tuple[str, str]) -> Iterator[JSON]:
     resource_spans = _field(data, *outer)
     for rs in resource_spans if isinstance(resource_spans, list) else ():
         scope_spans = _field(rs, *inner) if isinstance(rs, dict) else None
@@ -246,7 +245,7 @@ _ID_FIELDS = (("traceId", "trace_id"), ("spanId", "span_id"))
 _PARENT = ("parentSpanId", "parent_span_id")
 
 
-def _convert_ids(span: JSON, *, to_proto: bool) -> bool:
+def convert_ids(span: JSON, *, to_proto: bool) -> bool:
     """Rewrite a span's (and its links') ids between hex and base64; False if one is malformed."""
     fields = (*_ID_FIELDS, _PARENT)
     links = _field(span, "links", "links")
@@ -295,8 +294,8 @@ def _span(span: trace_pb2.Span, resource: list[JSON], scope_name: str, scope_ver
     for link in span.links:
         if len(link.trace_id) != 16 or len(link.span_id) != 8:
             return "link ids must be 16 and 8 bytes"
-        as_json = _dict(link)
-        _convert_ids(as_json, to_proto=False)
+        as_json = message_dict(link)
+        convert_ids(as_json, to_proto=False)
         links.append(as_json)
     return Span(
         trace_id=span.trace_id.hex(),
@@ -310,7 +309,7 @@ def _span(span: trace_pb2.Span, resource: list[JSON], scope_name: str, scope_ver
         status_message=_text(span.status.message),
         attributes=_kvs_json(span.attributes),
         resource_attributes=resource,
-        events=[_dict(event) for event in span.events],
+        events=[message_dict(event) for event in span.events],
         links=links,
         trace_state=_text(span.trace_state),
         flags=span.flags,
@@ -339,7 +338,7 @@ def _any_json(value: AnyValue) -> JSON:
     if kind == "bool_value":
         return {"boolValue": value.bool_value}
     if kind == "double_value":
-        return _dict(value)  # NaN and infinities are written as strings
+        return message_dict(value)  # NaN and infinities are written as strings
     if kind == "array_value":
         return {"arrayValue": {"values": [_any_json(v) for v in value.array_value.values]}}
     if kind == "kvlist_value":
@@ -349,144 +348,9 @@ def _any_json(value: AnyValue) -> JSON:
     return {}
 
 
-def _dict(message: Any) -> JSON:
+def message_dict(message: Any) -> JSON:
     result: JSON = json_format.MessageToDict(message, use_integers_for_enums=True)
     return result
 
 
 # -- encoding --------------------------------------------------------------------------------------
-
-
-def encode_json(spans: list[Span]) -> JSON:
-    """Spans as an OTLP JSON ExportTraceServiceRequest, grouped by resource and scope."""
-    groups: dict[bytes, dict[tuple[str, str], list[JSON]]] = {}
-    resources: dict[bytes, list[JSON]] = {}
-    for span in spans:
-        key = orjson.dumps(span.resource_attributes, option=orjson.OPT_SORT_KEYS)
-        resources.setdefault(key, span.resource_attributes)
-        groups.setdefault(key, {}).setdefault((span.scope_name, span.scope_version), []).append(
-            _span_json(span)
-        )
-    # Empty resources and scopes are left out, as proto3 leaves out an unset message.
-    return {
-        "resourceSpans": [
-            {
-                **({"resource": {"attributes": resources[key]}} if resources[key] else {}),
-                "scopeSpans": [
-                    _scope_spans(name, version, members) for (name, version), members in scopes.items()
-                ],
-            }
-            for key, scopes in groups.items()
-        ]
-    }
-
-
-def encode_protobuf(spans: list[Span]) -> bytes:
-    message = ExportTraceServiceRequest()
-    for resource_json in encode_json(spans)["resourceSpans"]:
-        rs = message.resource_spans.add()
-        if "resource" in resource_json:
-            rs.resource.attributes.extend(_kvs_proto(resource_json["resource"]["attributes"]))
-        for scope_json in resource_json["scopeSpans"]:
-            ss = rs.scope_spans.add()
-            if "scope" in scope_json:
-                ss.scope.name = scope_json["scope"].get("name", "")
-                ss.scope.version = scope_json["scope"].get("version", "")
-            ss.spans.extend(_span_proto(span) for span in scope_json["spans"])
-    return message.SerializeToString()
-
-
-def _span_proto(span: JSON) -> trace_pb2.Span:
-    """One span of our OTLP JSON as the protobuf message, built directly (ParseDict is slow)."""
-    out = trace_pb2.Span(
-        trace_id=bytes.fromhex(span["traceId"]),
-        span_id=bytes.fromhex(span["spanId"]),
-        parent_span_id=bytes.fromhex(span.get("parentSpanId", "")),
-        trace_state=span.get("traceState", ""),
-        flags=span.get("flags", 0),
-        name=span["name"],
-        kind=span["kind"],
-        start_time_unix_nano=int(span["startTimeUnixNano"]),
-        end_time_unix_nano=int(span["endTimeUnixNano"]),
-        attributes=_kvs_proto(span.get("attributes", [])),
-    )
-    for event in span.get("events", []):
-        json_format.ParseDict(event, out.events.add())
-    for link in span.get("links", []):
-        link = dict(link)
-        _convert_ids(link, to_proto=True)
-        json_format.ParseDict(link, out.links.add())
-    out.status.code = span["status"].get("code", 0)
-    out.status.message = span["status"].get("message", "")
-    return out
-
-
-def _kvs_proto(key_values: list[JSON]) -> list[KeyValue]:
-    return [KeyValue(key=kv["key"], value=_any_proto(kv.get("value", {}))) for kv in key_values]
-
-
-def _any_proto(value: JSON) -> AnyValue:
-    if "stringValue" in value:
-        return AnyValue(string_value=value["stringValue"])
-    if "intValue" in value:
-        return AnyValue(int_value=int(value["intValue"]))
-    if "boolValue" in value:
-        return AnyValue(bool_value=value["boolValue"])
-    return json_format.ParseDict(value, AnyValue())
-
-
-def to_message(otlp_json: JSON) -> ExportTraceServiceRequest:
-    """Our own OTLP JSON (ids as hex) as the official protobuf message."""
-    data = orjson.loads(orjson.dumps(otlp_json))  # a copy: ids are rewritten in place
-    for scope_spans in _walk(data, ("resourceSpans", "resource_spans"), ("scopeSpans", "scope_spans")):
-        for span in scope_spans["spans"]:
-            _convert_ids(span, to_proto=True)
-    return json_format.ParseDict(data, ExportTraceServiceRequest())
-
-
-def export_response(rejected: int, error_message: str, *, protobuf: bool) -> bytes:
-    """The ExportTraceServiceResponse: empty on full success, partialSuccess when spans were dropped."""
-    response = ExportTraceServiceResponse()
-    if rejected:
-        response.partial_success.CopyFrom(
-            ExportTracePartialSuccess(rejected_spans=rejected, error_message=error_message)
-        )
-    if protobuf:
-        return response.SerializeToString()
-    return orjson.dumps(_dict(response))
-
-
-def _scope_spans(name: str, version: str, spans: list[JSON]) -> JSON:
-    scope: JSON = {}
-    if name:
-        scope["name"] = name
-    if version:
-        scope["version"] = version
-    return {"scope": scope, "spans": spans} if scope else {"spans": spans}
-
-
-def _span_json(span: Span) -> JSON:
-    out: JSON = {"traceId": span.trace_id, "spanId": span.span_id}
-    if span.parent_span_id:
-        out["parentSpanId"] = span.parent_span_id
-    if span.trace_state:
-        out["traceState"] = span.trace_state
-    if span.flags:
-        out["flags"] = span.flags
-    out["name"] = span.name
-    out["kind"] = span.kind
-    out["startTimeUnixNano"] = str(span.start_unix_nano)
-    out["endTimeUnixNano"] = str(span.end_unix_nano)
-    if span.attributes:
-        out["attributes"] = span.attributes
-    if span.events:
-        out["events"] = span.events
-    if span.links:
-        out["links"] = span.links
-    status: JSON = {}
-    if span.status_message:
-        status["message"] = span.status_message
-    if span.status_code:
-        status["code"] = span.status_code
-    out["status"] = status
-    return out

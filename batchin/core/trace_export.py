@@ -19,7 +19,8 @@ from urllib.parse import unquote
 
 import httpx2
 
-from batchin.core.otlp import PROTOBUF, Span, encode_protobuf
+from batchin.core.otlp import PROTOBUF, Span
+from batchin.core.otlp_encode import encode_protobuf
 
 log = logging.getLogger("batchin.traces.export")
 

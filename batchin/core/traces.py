@@ -22,7 +22,8 @@ from typing import Any, Protocol
 from batchin.config import Settings
 from batchin.core.clock import isoformat, utcnow
 from batchin.core.context import CallContext
-from batchin.core.otlp import Span, decode_request, encode_json, encode_protobuf, plain_attributes
+from batchin.core.otlp import Span, decode_request, plain_attributes
+from batchin.core.otlp_encode import encode_json, encode_protobuf
 from batchin.core.trace_builder import CallFacts, CallTimings, call_spans
 from batchin.core.trace_export import OtlpHttpExporter, parse_headers
 from batchin.core.trace_store import SUMMARY_FIELDS, TraceRecord, TraceStore

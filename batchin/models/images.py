@@ -25,7 +25,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -153,9 +153,11 @@ class ImageParams:
     seed: int = 0
 
 
-class DiffusersImageRunner:
-    """Runner for kind "image": `await generate(params)` → PNG bytes, one per image. The pipeline
-    lives in an EngineProcess (engine_process.py)."""
+class DiffusersRunner:
+    """A diffusers pipeline living in its own EngineProcess (engine_process.py); a subclass names the
+    function that renders in that process."""
+
+    render_target: ClassVar[str]
 
     def __init__(self, entry: CatalogEntry) -> None:
         self.entry = entry
@@ -168,9 +170,7 @@ class DiffusersImageRunner:
         return None if self._engine is None else self._engine.pipeline_class
 
     async def load(self, weights: Path | None) -> None:
-        engine = EngineProcess(
-            "batchin.models.images:render_images", self.entry, weights, nice=self.options.nice
-        )
+        engine = EngineProcess(self.render_target, self.entry, weights, nice=self.options.nice)
         await engine.start()
         self._engine = engine
 
@@ -180,16 +180,25 @@ class DiffusersImageRunner:
         reason = RANDOM_WEIGHTS_NOTE if self.random_weights else None
         return RunnerHealth(status="ready", reason=reason, extra={"random_weights": self.random_weights})
 
-    async def generate(self, params: ImageParams) -> list[bytes]:
+    async def _render(self, *args: Any) -> Any:
         if self._engine is None:
             raise EngineUnavailable(f"model {self.entry.id} is not loaded")
-        pngs: list[bytes] = await self._engine.call(params)
-        return pngs
+        return await self._engine.call(*args)
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None
         if engine is not None:
             await engine.close()
+
+
+class DiffusersImageRunner(DiffusersRunner):
+    """Runner for kind "image": `await generate(params)` → PNG bytes, one per image."""
+
+    render_target = "batchin.models.images:render_images"
+
+    async def generate(self, params: ImageParams) -> list[bytes]:
+        pngs: list[bytes] = await self._render(params)
+        return pngs
 
 
 def render_images(

@@ -17,12 +17,9 @@ Failure policy (no request is ever generated twice):
 from __future__ import annotations
 
 import logging
-import math
 import os
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -38,6 +35,7 @@ from batchin.models.base import (
     TextDelta,
     Usage,
 )
+from batchin.models.upstream_errors import error_details, retry_after
 from batchin.models.upstream_health import Upstream, UpstreamPool, describe
 from batchin.models.upstream_stream import FINISH_REASONS, StreamDecoder
 
@@ -50,7 +48,6 @@ log = logging.getLogger("batchin.models.remote")
 _TOKENS_PER_MESSAGE = 4
 _TOKENS_REPLY_PRIMING = 3
 _TOKENS_FIM_MARKERS = 3  # prefix / suffix / middle markers
-_ERROR_BODY_LIMIT = 500  # characters of a non-JSON upstream error body worth quoting
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,11 +369,11 @@ class RemoteRunner:
         finally:
             response.release()  # closes the connection instead when the body was not read to the end
         status = response.status
-        message, param = _error_details(body)
+        message, param = error_details(body)
         model = self.config.model_id
         if status == 429:
             raise RateLimited(
-                message or "The upstream is rate limiting.", retry_after=_retry_after(response.headers)
+                message or "The upstream is rate limiting.", retry_after=retry_after(response.headers)
             )
         if status in (401, 403, 404):
             log.error(
@@ -389,40 +386,3 @@ class RemoteRunner:
             raise InvalidRequest(message or f"The upstream refused the request (HTTP {status}).", param=param)
         self._pool.mark_failed(upstream, f"HTTP {status}")
         raise ServiceUnavailable(f"The upstream of model {model} failed (HTTP {status}).")
-
-
-def _error_details(body: bytes) -> tuple[str, str | None]:
-    """The upstream's error message and param, from OpenAI's envelope or the shapes TGI
-    (`{"error": "..."}`) and FastAPI (`{"detail": ...}`) use."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body.decode("utf-8", errors="replace").strip()[:_ERROR_BODY_LIMIT], None
-    if not isinstance(data, dict):
-        return "", None
-    error = data.get("error")
-    if isinstance(error, dict):
-        param = error.get("param")
-        return str(error.get("message") or ""), param if isinstance(param, str) else None
-    for value in (error, data.get("message"), data.get("detail")):
-        if value:
-            return str(value), None
-    return "", None
-
-
-def _retry_after(headers: Mapping[str, str]) -> float:
-    """Retry-After in seconds (delta-seconds or an HTTP date); 1 s when absent or unreadable."""
-    value = headers.get("Retry-After", "").strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else 1.0
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return 1.0
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())

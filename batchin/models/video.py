@@ -25,11 +25,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from batchin.models.base import EngineUnavailable, RunnerHealth
-from batchin.models.catalog import CatalogEntry
-from batchin.models.engine_process import EngineProcess
-from batchin.models.images import PipelineOptions, Progress, denoise_kwargs
-from batchin.models.tiny_pipelines import RANDOM_WEIGHTS_NOTE
+from batchin.models.images import DiffusersRunner, PipelineOptions, Progress, denoise_kwargs
 
 __all__ = ["DiffusersVideoRunner", "VideoParams", "encode_mp4"]
 
@@ -43,43 +39,15 @@ class VideoParams:
     seed: int = 0
 
 
-class DiffusersVideoRunner:
-    """Runner for kind "video": `await generate(params, progress)` → MP4 (H.264) bytes. The pipeline
-    and the encoder run in an EngineProcess (engine_process.py)."""
+class DiffusersVideoRunner(DiffusersRunner):
+    """Runner for kind "video": `await generate(params, progress)` → MP4 (H.264) bytes; the pipeline
+    and the encoder run in the engine process."""
 
-    def __init__(self, entry: CatalogEntry) -> None:
-        self.entry = entry
-        self.options = PipelineOptions.of(entry)
-        self.random_weights = entry.weights is None and self.options.builtin is not None
-        self._engine: EngineProcess | None = None
-
-    @property
-    def pipeline_class(self) -> str | None:
-        return None if self._engine is None else self._engine.pipeline_class
-
-    async def load(self, weights: Path | None) -> None:
-        engine = EngineProcess(
-            "batchin.models.video:render_video", self.entry, weights, nice=self.options.nice
-        )
-        await engine.start()
-        self._engine = engine
-
-    def health(self) -> RunnerHealth:
-        if self._engine is None:
-            return RunnerHealth(status="unavailable", reason="not loaded")
-        reason = RANDOM_WEIGHTS_NOTE if self.random_weights else None
-        return RunnerHealth(status="ready", reason=reason, extra={"random_weights": self.random_weights})
+    render_target = "batchin.models.video:render_video"
 
     async def generate(self, params: VideoParams, progress: Progress | None = None) -> bytes:
-        if self._engine is None:
-            raise EngineUnavailable(f"model {self.entry.id} is not loaded")
-        mp4: bytes = await self._engine.call(params, progress)
+        mp4: bytes = await self._render(params, progress)
         return mp4
-
-    async def close(self) -> None:
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            await engine.close()
 
 
 def render_video(pipeline: Any, options: PipelineOptions, params: VideoParams, progress: Progress) -> bytes:

@@ -17,15 +17,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from batchin.core.otlp import (
-    any_value,
-    decode_request,
-    encode_json,
-    encode_protobuf,
-    export_response,
-    plain_attributes,
-    to_message,
-)
+from batchin.core.otlp import any_value, decode_request, plain_attributes
+from batchin.core.otlp_encode import encode_json, encode_protobuf, export_response, to_message
 from batchin.errors import InvalidRequest, PayloadTooLarge
 
 TRACE = "5b8efff798038103d269b633813fc60c"
