@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from batchin.config import Settings
 from batchin.core.accounts import AccountService
@@ -16,8 +17,10 @@ from batchin.core.admission import AdmissionController
 from batchin.core.audio import AudioService
 from batchin.core.audit import AuditService
 from batchin.core.auth import AuthService
+from batchin.core.batches import BatchService
 from batchin.core.catalog_service import CatalogService
 from batchin.core.embeddings import EmbeddingsService
+from batchin.core.experiments import ExperimentService
 from batchin.core.files import FileService
 from batchin.core.flow import FlowPolicy
 from batchin.core.images import ImageService
@@ -26,10 +29,12 @@ from batchin.core.ledger import LedgerService
 from batchin.core.limits import InMemoryRateLimiter, RateLimiter
 from batchin.core.metering import MeteringService
 from batchin.core.metrics import InferenceMetrics
+from batchin.core.prompts import PromptService
 from batchin.core.topups import TopupService
 from batchin.core.traces import TraceService
 from batchin.core.usage import UsageService
 from batchin.core.videos import VideoService
+from batchin.core.webhooks import WebhookService
 from batchin.models.catalog import load_catalog
 from batchin.models.registry import ModelRegistry
 from batchin.store.database import Database
@@ -63,12 +68,20 @@ class Services:
     audio: AudioService
     audit: AuditService
     traces: TraceService
+    webhooks: WebhookService
+    batches: BatchService
+    prompts: PromptService
+    experiments: ExperimentService
     owns_registry: bool = True
 
     async def close(self) -> None:
+        await self.batches.stop()
         await self.videos.stop()
+        await self.webhooks.stop()
+        await self.experiments.stop_worker()
         if self.owns_registry:
             await self.registry.close()
+        await self.prompts.close()  # writes the runs still buffered
         await self.audit.close()
         await self.traces.close()
         await self.auth.drain()
@@ -112,6 +125,10 @@ async def build_services(
     files = FileService(database, settings.data_dir)
     audit = await AuditService.open(settings, database, registry, ledger.sqlite_writer)
     traces = TraceService.open(settings, database)
+    prompts = PromptService(settings, database, audit)
+    inference = InferenceService(settings, registry, metering, flow, metrics, audit, traces, prompts)
+    embeddings = EmbeddingsService(registry, metering, flow)
+    webhooks = WebhookService(settings, database)
     return Services(
         settings=settings,
         database=database,
@@ -123,17 +140,21 @@ async def build_services(
         usage=UsageService(database),
         topups=TopupService(database, settings),
         registry=registry,
-        catalog=CatalogService(registry),
+        catalog=CatalogService(registry, settings.batch_price_ratio),
         admission=admission,
         metrics=metrics,
-        inference=InferenceService(settings, registry, metering, flow, metrics, audit, traces),
+        inference=inference,
         files=files,
         images=ImageService(settings, registry, metering, flow, files),
         videos=VideoService(settings, database, registry, ledger, flow, admission, files),
-        embeddings=EmbeddingsService(registry, metering, flow),
+        embeddings=embeddings,
         audio=AudioService(registry, metering, flow),
         audit=audit,
         traces=traces,
+        webhooks=webhooks,
+        batches=BatchService(settings, database, registry, ledger, inference, embeddings, files, webhooks),
+        prompts=prompts,
+        experiments=ExperimentService(settings, database, prompts, inference, embeddings, audit),
         owns_registry=owns_registry,
     )
 
@@ -149,28 +170,55 @@ async def _sweep_forever(services: Services) -> None:
         await asyncio.sleep(_SWEEP_INTERVAL_SECONDS)
 
 
+@contextlib.asynccontextmanager
+async def background_work(services: Services) -> AsyncIterator[None]:
+    """The durable workers a serving process runs, whichever surface it serves (HTTP or stdio):
+    the stale-reservation sweeper, video jobs and webhook deliveries (resuming what a previous
+    process left)."""
+    sweeper = asyncio.get_running_loop().create_task(_sweep_forever(services))
+    await services.videos.start()
+    await services.webhooks.start()  # durable deliveries: resumes pending ones
+    await services.batches.start()  # durable batches: resumes what a previous process left
+    await services.experiments.start_worker()  # prompt experiments: resumes interrupted ones
+    try:
+        yield
+    finally:
+        await services.experiments.stop_worker()
+        await services.batches.stop()
+        await services.webhooks.stop()
+        await services.videos.stop()
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+
+
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
-    """The ASGI app. Without `services`, its lifespan builds them (and migrates) at start-up."""
+    """The ASGI app: the HTTP API and, mounted under it, MCP at /v1/mcp. Without `services`, its
+    lifespan builds them (and migrates) at start-up."""
     from batchin.http_api.app import build_http_app
+    from batchin.mcp_server.http import MCP_PATH, UnauthorizedAsEnvelope, build_mcp_http_app
+    from batchin.mcp_server.runtime import McpRuntime
+
+    runtime = McpRuntime(services=services)
+    mcp_app = build_mcp_http_app(runtime, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = services is None
         current = services or await build_services(settings)
         app.state.services = current
-        sweeper = asyncio.get_running_loop().create_task(_sweep_forever(current))
-        await current.videos.start()  # durable video jobs: resumes what a previous process left
+        runtime.services = current
         try:
-            yield
+            async with mcp_app.lifespan(mcp_app), background_work(current):
+                yield
         finally:
-            await current.videos.stop()
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
             if owned:
                 await current.close()
 
-    app = build_http_app(lifespan=lifespan)
+    # An ASGI app as a Route endpoint gets the request unchanged: only /v1/mcp reaches MCP, so
+    # unknown /v1 paths and wrong methods keep the API's 404/405 envelopes.
+    mcp_route = Route(MCP_PATH, endpoint=UnauthorizedAsEnvelope(mcp_app))
+    app = build_http_app(lifespan=lifespan, extra_routes=[mcp_route])
     if services is not None:
         app.state.services = services
     return app

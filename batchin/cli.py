@@ -1,4 +1,4 @@
-"""`batchin` command line: serve, db, users, keys. Every command prints JSON to stdout."""
+"""`batchin` command line: serve, mcp, db, users, keys, vaas, batch. Every command prints JSON to stdout."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import typer
 from pydantic import BaseModel
 
 from batchin.app import Services, build_services, create_app
+from batchin.batch_cli import batch_app
 from batchin.config import Settings
 from batchin.errors import BatchInError
 from batchin.protocol.accounts import KeyCreateRequest
@@ -29,6 +30,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 vaas_app = typer.Typer(no_args_is_help=True, help="Verifiable audit records and their signing key.")
 app.add_typer(vaas_app, name="vaas")
+app.add_typer(batch_app, name="batch")
 
 DEMO_EMAIL = "demo@batchin.local"
 
@@ -55,6 +57,16 @@ def _run(work: Callable[[Services], Awaitable[T]]) -> T:
     except BatchInError as exc:
         sys.stderr.write(json.dumps(exc.body()) + "\n")
         raise typer.Exit(code=1) from None
+
+
+@app.command()
+def mcp() -> None:
+    """MCP over stdio for desktop clients (Claude Desktop …); acts with the key in BATCHIN_API_KEY."""
+    import os
+
+    from batchin.mcp_server.stdio import serve_stdio
+
+    asyncio.run(serve_stdio(Settings.load(), os.environ.get("BATCHIN_API_KEY")))
 
 
 @app.command()

@@ -5,13 +5,16 @@ Built once at start-up (`Settings.load()`) and passed down; nothing reads the en
 
 from __future__ import annotations
 
+import json
 import os
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -71,8 +74,8 @@ class Settings(BaseSettings):
     stream_buffer_chunks: int = Field(default=1024, ge=1)
     slow_consumer_timeout_seconds: float = Field(default=10.0, gt=0)
 
-    # Traces (docs/traces.md): the write-behind span buffer, the OTLP receiver's body limit (raw and
-    # after gzip), and an optional OTLP/HTTP collector our own spans are pushed to.
+    # Traces (docs/reference/traces.mdx): the write-behind span buffer, the OTLP receiver's body
+    # limit (raw and after gzip), and an optional OTLP/HTTP collector our own spans are pushed to.
     trace_buffer_calls: int = Field(default=10_000, ge=1, description="calls held before the oldest drop")
     trace_flush_seconds: float = Field(default=0.2, gt=0)
     otlp_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
@@ -84,13 +87,70 @@ class Settings(BaseSettings):
     video_poll_seconds: float = Field(default=1.0, gt=0)
     video_job_stale_seconds: float = Field(default=60.0, gt=0)
 
+    # Batches (docs in batchin/core/batches.py). A task costs `batch_price_ratio` of the standard price
+    # unless its model's catalog entry sets pricing.batch_discount. A process runs at most
+    # `batch_max_in_flight` tasks at once, claimed `batch_claim_chunk` at a time under a lease of
+    # `batch_lease_seconds` (renewed while they run; a dead process's tasks are claimed again after it).
+    batch_price_ratio: Decimal = Field(default=Decimal("0.5"), gt=0, le=1)
+    batch_max_in_flight: int = Field(default=256, ge=1, le=100_000)
+    batch_claim_chunk: int = Field(default=128, ge=1, le=10_000)
+    batch_lease_seconds: float = Field(default=60.0, gt=0)
+    batch_poll_seconds: float = Field(default=0.5, gt=0)
+    # Transient failures (engine errors, upstream 5xx, lost workers) a task survives before it fails;
+    # retry n waits batch_retry_base_seconds * 2^(n-1) (at most 5 minutes). Rate limits are waited out.
+    batch_max_retries: int = Field(default=5, ge=0, le=100)
+    batch_retry_base_seconds: float = Field(default=1.0, ge=0)
+    batch_max_tasks: int = Field(default=5_000_000, ge=1)
+    # POST /v1/files: the largest upload (streamed to disk; a million-line batch file is ~200 MB).
+    file_upload_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
+
+    # Webhooks (core/webhooks.py). Only public addresses are called unless a host name or a network
+    # (CIDR) is allowed here; env BATCHIN_WEBHOOK_ALLOWED_HOSTS takes a JSON list or "a,b,c".
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Delays before each retry (attempt n+1 waits the n-th); their sum bounds how long we keep
+    # trying (this default: ~23.6 h over 8 attempts). Each delay is spread by ± jitter.
+    webhook_retry_schedule_seconds: list[float] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 28800.0, 28800.0], max_length=30
+    )
+    webhook_retry_jitter: float = Field(default=0.1, ge=0, le=0.5)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    webhook_concurrency: int = Field(default=16, ge=1, le=1000)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    # The SecretBox key that encrypts signing secrets at rest (default data_dir/webhooks/secret_key).
+    webhook_key_file: Path | None = None
+
+    # Prompt registry and experiments (core/prompts.py). Runs are recorded write-behind; each version
+    # keeps its newest `prompt_samples_per_version` chat runs for replay. A new version of a registry
+    # with a promoted baseline starts an experiment (unless disabled) that replays up to
+    # `prompt_experiment_samples` of them at `fill` priority, temperature 0 and a fixed seed. The
+    # candidate is promoted only when the pass rate reaches `prompt_promotion_min_pass_rate` and its
+    # average latency and cost exceed the baseline's by at most the given fractions.
+    prompt_buffer_runs: int = Field(default=10_000, ge=1)
+    prompt_flush_seconds: float = Field(default=0.2, gt=0)
+    prompt_samples_per_version: int = Field(default=20, ge=0, le=1000)
+    prompt_auto_experiments: bool = True
+    prompt_experiment_samples: int = Field(default=5, ge=1, le=100)
+    prompt_experiment_judge: Literal["deterministic_replay", "embedding_similarity"] = "deterministic_replay"
+    prompt_judge_embedding_model: str = "all-MiniLM-L6-v2"
+    prompt_similarity_threshold: float = Field(default=0.9, ge=0, le=1)
+    prompt_replay_seed: int = 0
+    prompt_promotion_min_pass_rate: float = Field(default=0.9, ge=0, le=1)
+    prompt_promotion_max_latency_increase: float = Field(default=0.25, ge=-1)
+    prompt_promotion_max_cost_increase: float = Field(default=0.1, ge=-1)
+    prompt_experiment_lease_seconds: float = Field(default=60.0, gt=0)
+    prompt_experiment_poll_seconds: float = Field(default=2.0, gt=0)
+
     # Verifiable audit: the Ed25519 signing key file (default data_dir/vaas/signing_key, made 0600 if
-    # missing) and the grid the servers run on, for the carbon estimate (docs/audit.md).
+    # missing) and the grid the servers run on, for the carbon estimate (docs/reference/audit.mdx).
     vaas_key_file: Path | None = None
     grid_gco2_per_kwh: float | None = Field(default=None, ge=0, description="grid gCO2e/kWh")
     energy_source: str | None = Field(default=None, max_length=200, description="e.g. 'Renewable grid mix'")
 
     public_base_url: str = "http://127.0.0.1:8000"
+    # MCP over HTTP checks Host/Origin (DNS-rebinding protection): loopback and public_base_url's
+    # host are accepted, plus these (env: a JSON list or "a,b"; patterns like "*.example.com:*").
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     stripe_secret_key: str | None = None
     stripe_webhook_secret: str | None = None
     stripe_api_base: str | None = Field(default=None, description="override Stripe's API host (tests)")
@@ -98,6 +158,23 @@ class Settings(BaseSettings):
     topup_min_cents: int = 100
     topup_max_cents: int = 1_000_000
     usdc_chains: list[UsdcChain] = Field(default_factory=list)
+
+    @field_validator("webhook_allowed_hosts", "mcp_allowed_hosts", "mcp_allowed_origins", mode="before")
+    @classmethod
+    def _split_allowed_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule_seconds")
+    @classmethod
+    def _non_negative_delays(cls, delays: list[float]) -> list[float]:
+        if any(delay < 0 for delay in delays):
+            raise ValueError("retry delays must be >= 0")
+        return delays
 
     @classmethod
     def settings_customise_sources(

@@ -81,6 +81,9 @@ async def services(settings: Settings, model_registry: ModelRegistry) -> AsyncIt
     try:
         yield built
     finally:
+        # Write-behind buffers first: a writer racing the TRUNCATE deadlocks on PostgreSQL.
+        await built.traces.flush()
+        await built.prompts.recorder.flush()
         if built.database.dialect == "postgresql":
             tables = ", ".join(table.name for table in metadata.sorted_tables)
             async with built.database.write() as conn:

@@ -3,108 +3,26 @@ completions and responses (plain and streamed), error classes, and a stream clos
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx2
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from tests.live_server import LiveServer, live_server
+
 pytestmark = pytest.mark.slow
 
 MODEL = "smollm2-135m-instruct"
-BATCHIN = Path(sys.executable).parent / "batchin"
 HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello in three words."}]
-
-
-@dataclass(frozen=True)
-class LiveServer:
-    base_url: str
-    api_key: str
-    log: Path
-
-    def client(self, api_key: str | None = None) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.base_url}/v1", api_key=api_key or self.api_key, max_retries=0)
-
-    def usage_logs(self) -> list[dict[str, Any]]:
-        response = httpx2.get(
-            f"{self.base_url}/v1/usage/logs?limit=50",
-            headers={"Authorization": f"Bearer {self.api_key}"},
-            timeout=10,
-        )
-        response.raise_for_status()
-        logs: list[dict[str, Any]] = response.json()
-        return logs
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_healthy(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"batchin serve exited with {server.returncode}:\n{log.read_text()}")
-        try:
-            if httpx2.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"batchin serve did not become healthy:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    data = tmp_path_factory.mktemp("live")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHIN_")}
-    env["BATCHIN_DATA_DIR"] = str(data)
-    port = _free_port()
-    log = data / "server.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [str(BATCHIN), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        created = subprocess.run(
-            [
-                *(str(BATCHIN), "users", "create", "--email", f"sdk-{uuid.uuid4().hex[:8]}@example.com"),
-                *("--name", "SDK", "--credit-cents", "1000"),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        api_key = json.loads(created.stdout)["api_key"]
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, server, log)
-        yield LiveServer(url, api_key, log)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with live_server(tmp_path_factory.mktemp("live")) as server:
+        yield server
 
 
 # --- chat ------------------------------------------------------------------------------------------

@@ -93,6 +93,9 @@ async def scripted_services(
     try:
         yield built
     finally:
+        # Write-behind buffers first: a writer racing the TRUNCATE deadlocks on PostgreSQL.
+        await built.traces.flush()
+        await built.prompts.recorder.flush()
         if built.database.dialect == "postgresql":
             tables = ", ".join(t.name for t in metadata.sorted_tables)
             async with built.database.write() as conn:

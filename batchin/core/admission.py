@@ -3,7 +3,9 @@
 Priority classes, served strictly in this order: interactive, batch_high, batch_low, fill. `fill`
 therefore only runs on capacity nothing else is waiting for. A full queue refuses at once
 (RateLimited with a Retry-After estimated from recent service times) instead of growing memory;
-a waiter whose caller goes away leaves the queue.
+a waiter whose caller goes away leaves the queue. Only waiters at or above a call's priority count
+towards its queue being full, so batch work waiting for a slot never gets an interactive call
+refused (the batch worker bounds how many of its own tasks wait).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class AdmissionPool:
         if self.running < self.max_concurrency and not self._has_waiters_at_or_above(priority):
             self.running += 1
             return 0.0
-        if self.queued >= self.queue_size:
+        if self._queued_at_or_above(priority) >= self.queue_size:
             retry_after = self._service_ema * (self.queued + 1) / self.max_concurrency
             raise RateLimited(
                 f"Model '{self.name}' is at capacity ({self.running} running, {self.queued} queued); "
@@ -83,6 +85,9 @@ class AdmissionPool:
                 self._release()  # we were handed a slot just as we were cancelled: pass it on
             raise
         return time.monotonic() - enqueued
+
+    def _queued_at_or_above(self, priority: Priority) -> int:
+        return sum(1 for w in self._waiters if w.priority <= priority and not w.future.done())
 
     def _has_waiters_at_or_above(self, priority: Priority) -> bool:
         return any(w.priority <= priority and not w.future.done() for w in self._waiters)

@@ -132,6 +132,11 @@ class AuditService:
     def _sign_document(self, document: dict[str, Any]) -> str:
         return self._key.sign(canonical(document)).hex()
 
+    def sign_document(self, document: dict[str, Any]) -> tuple[str, str]:
+        """(signature hex, key id) for another kind of signed record (prompt label moves): one
+        signing key, so those verify like audit records, by the key registered under that id."""
+        return self._sign_document(document), self._key.key_id
+
     async def finish(
         self, pending: PendingRecord, *, output_text: str | bytes, usage: AuditUsage | None = None
     ) -> AuditReceipt:

@@ -4,7 +4,7 @@ The payload is flat and holds only strings, integers and null so that its canoni
 and unambiguous (energy in micro-watt-hours, carbon in micrograms: integers, never floats). Texts
 never enter it, only their SHA-256. A stream's record id is fixed before the first byte; its
 headers then carry a signature over the *opening* statement (the same record id, run, trace, model
-and input hash), which anyone can rebuild from the final payload and check (docs/audit.md).
+and input hash), which anyone can rebuild from the final payload and check (docs/reference/audit.mdx).
 """
 
 from __future__ import annotations

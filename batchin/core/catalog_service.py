@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 
+from batchin.core.batch_calls import price_ratio
 from batchin.models.catalog import CatalogEntry
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.models import ModelCard, ModelList, ModelPricing
@@ -13,13 +15,14 @@ def _usd(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _discounted(value: Decimal | None, discount: Decimal) -> float | None:
-    return None if value is None else float(value * (1 - discount))
+def _discounted(value: Decimal | None, ratio: Fraction) -> float | None:
+    return None if value is None else float(Fraction(value) * ratio)
 
 
 class CatalogService:
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, batch_price_ratio: Decimal = Decimal(1)) -> None:
         self._registry = registry
+        self._batch_price_ratio = batch_price_ratio  # what a model without its own batch_discount is billed
 
     def list_models(self) -> ModelList:
         return ModelList(data=[self._card(entry) for entry in self._registry.entries()])
@@ -30,6 +33,7 @@ class CatalogService:
     def _card(self, entry: CatalogEntry) -> ModelCard:
         health = self._registry.status(entry.id)
         p = entry.pricing
+        ratio = price_ratio(entry, self._batch_price_ratio)  # the same figure the batch worker bills
         return ModelCard(
             id=entry.id,
             owned_by=entry.owned_by,
@@ -40,12 +44,12 @@ class CatalogService:
             pricing=ModelPricing(
                 std_input=_usd(p.input_per_1m),
                 std_output=_usd(p.output_per_1m),
-                batch_input=_discounted(p.input_per_1m, p.batch_discount),
-                batch_output=_discounted(p.output_per_1m, p.batch_discount),
+                batch_input=_discounted(p.input_per_1m, ratio),
+                batch_output=_discounted(p.output_per_1m, ratio),
                 per_image=_usd(p.per_image),
                 per_audio_second=_usd(p.per_audio_second),
                 per_video_second=_usd(p.per_video_second),
-                batch_discount=float(p.batch_discount),
+                batch_discount=float(1 - ratio),
             ),
             licence=entry.licence,
             description=entry.description,

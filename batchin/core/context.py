@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from batchin.core.clock import utcnow
 from batchin.core.tracing import TraceContext, continue_trace, new_run_id
+
+if TYPE_CHECKING:
+    from batchin.core.metering import BatchBilling
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,8 @@ class CallContext:
     run_id: str = field(default_factory=new_run_id)
     prompt_version: str = "default"
     started_at: float = field(default_factory=lambda: utcnow().timestamp())
+    # Set for a batch task only: its price ratio, and the settlement left to the batch worker.
+    billing: BatchBilling | None = None
 
     def response_headers(self) -> dict[str, str]:
         """The run receipt headers every inference response carries (X-Request-Id is added by the

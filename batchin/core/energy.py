@@ -1,4 +1,4 @@
-"""Energy and carbon *estimates* for an audit record (method and sources: docs/audit.md).
+"""Energy and carbon *estimates* for an audit record (method and sources: docs/reference/audit.mdx).
 
 Nothing here is measured. Each coefficient is a published or derived per-unit figure for a class
 of engine, named by a key that every record carries (`energy_method`), so a reader can see which
@@ -33,10 +33,10 @@ class Coefficient:
 
 
 # Output (decode) dominates; prefill runs batched over the prompt, so we take it as a tenth of
-# decode per token (an assumption, stated as one in docs/audit.md).
+# decode per token (an assumption, stated as one in docs/reference/audit.mdx).
 COEFFICIENTS: dict[str, Coefficient] = {
     # SmolLM2-135M on llama.cpp, 2 CPU cores: ~35 W attributable package power at ~100 tokens/s
-    # → 0.35 J/token → 0.097 Wh per 1k output tokens (derived, docs/audit.md §CPU).
+    # → 0.35 J/token → 0.097 Wh per 1k output tokens (derived, docs/reference/audit.mdx §CPU).
     "cpu-llm-small": Coefficient("cpu-llm-small", 0.0097, 0.097, source="derived: 35 W / 100 tok/s"),
     # Samsi et al. 2023, "From Words to Watts" (arXiv:2310.03003): ~3-4 J per output token for
     # LLaMA-65B on A100/V100; we take 3 J → 0.83 Wh per 1k output tokens.

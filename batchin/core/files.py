@@ -2,7 +2,10 @@
 
 Generated outputs (images asked for by URL, videos) are written here and served to their owner
 only; anyone else, like a missing id, gets 404, so ids cannot be probed. Uploads (purpose "batch")
-can share the table: `store()` takes any purpose.
+share the table: `store()` takes bytes, `store_stream()` copies a file object a block at a time and
+`store_path()` moves a finished file into place, so a large upload or a batch's result file never
+sits in memory. Staging files live under files/.staging, on the same filesystem, so the final
+step is a rename.
 
 The bytes are written (to a temporary name, then renamed) before the row is inserted, so a row
 never names a missing file; a crash between the two leaves an orphan file and no row.
@@ -17,12 +20,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import delete, insert, select
 
 from batchin.core.clock import utcnow
-from batchin.errors import NotFound
+from batchin.errors import NotFound, PayloadTooLarge
 from batchin.protocol.files import FileObject
 from batchin.store.database import Database
 from batchin.store.tables import files
@@ -56,6 +59,52 @@ class FileService:
         safe = _SAFE_NAME.sub("_", filename)[:200] or "file"
         relative = Path(user_id) / f"{file_id}-{safe}"
         await asyncio.to_thread(self._write, self._root / relative, data)
+        return await self._insert(user_id, file_id, safe, relative, purpose, content_type, len(data))
+
+    def staging_path(self) -> Path:
+        """A fresh path to write a file that `store_path` will then take."""
+        return self._root / ".staging" / secrets.token_hex(16)
+
+    async def store_path(
+        self, user_id: str, source: Path, *, filename: str, purpose: str, content_type: str
+    ) -> FileObject:
+        """Store the finished file at `source` (moved, not copied)."""
+        file_id = new_file_id()
+        safe = _SAFE_NAME.sub("_", filename)[:200] or "file"
+        relative = Path(user_id) / f"{file_id}-{safe}"
+        size = await asyncio.to_thread(self._move, source, self._root / relative)
+        return await self._insert(user_id, file_id, safe, relative, purpose, content_type, size)
+
+    async def store_stream(
+        self,
+        user_id: str,
+        source: BinaryIO,
+        *,
+        filename: str,
+        purpose: str,
+        content_type: str,
+        max_bytes: int,
+    ) -> FileObject:
+        """Store what `source` holds, copied a block at a time; PayloadTooLarge past `max_bytes`."""
+        staging = self.staging_path()
+        try:
+            await asyncio.to_thread(_copy_limited, source, staging, max_bytes)
+            return await self.store_path(
+                user_id, staging, filename=filename, purpose=purpose, content_type=content_type
+            )
+        finally:
+            await asyncio.to_thread(staging.unlink, missing_ok=True)
+
+    async def _insert(
+        self,
+        user_id: str,
+        file_id: str,
+        safe: str,
+        relative: Path,
+        purpose: str,
+        content_type: str,
+        size: int,
+    ) -> FileObject:
         now = utcnow()
         async with self._db.write() as conn:
             await conn.execute(
@@ -65,14 +114,21 @@ class FileService:
                     purpose=purpose,
                     filename=safe,
                     content_type=content_type,
-                    bytes=len(data),
+                    bytes=size,
                     storage_path=str(relative),
                     created_at=now,
                 )
             )
         return FileObject(
-            id=file_id, bytes=len(data), created_at=int(now.timestamp()), filename=safe, purpose=purpose
+            id=file_id, bytes=size, created_at=int(now.timestamp()), filename=safe, purpose=purpose
         )
+
+    @staticmethod
+    def _move(source: Path, target: Path) -> int:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        size = source.stat().st_size
+        os.replace(source, target)
+        return size
 
     async def get(self, user_id: str, file_id: str) -> FileObject:
         row = await self._row(user_id, file_id)
@@ -122,3 +178,14 @@ class FileService:
 def _aware(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes that are UTC.
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _copy_limited(source: BinaryIO, target: Path, max_bytes: int) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    copied = 0
+    with target.open("wb") as out:
+        while block := source.read(1 << 20):
+            copied += len(block)
+            if copied > max_bytes:
+                raise PayloadTooLarge(f"The file exceeds the limit of {max_bytes} bytes.")
+            out.write(block)

@@ -25,6 +25,7 @@ from batchin.core.generation import TextGeneration
 from batchin.core.metering import ClientGone, MeteredCall, MeteringService
 from batchin.core.metrics import InferenceMetrics
 from batchin.core.money import cost_per_million
+from batchin.core.prompts import PromptRun, PromptService
 from batchin.core.traces import TraceService
 from batchin.errors import BatchInError, InvalidRequest, ServiceUnavailable
 from batchin.models.base import (
@@ -58,6 +59,8 @@ class StartedText:
     prompt_tokens: int
     audit: PendingRecord
     receipt: AuditReceipt | None = None  # set when the call's audit record is signed and logged
+    prompt: PromptRun | None = None  # the prompt version it ran, recorded when it succeeds
+    cost_units: int = 0  # what it was charged, once settled
 
     def audit_headers(self) -> dict[str, str]:
         """X-VaaS-*: the final record's signature once it exists (whole answers), else the opening
@@ -75,6 +78,7 @@ class InferenceService:
         metrics: InferenceMetrics,
         audit: AuditService,
         traces: TraceService,
+        prompts: PromptService | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
@@ -83,6 +87,7 @@ class InferenceService:
         self._metrics = metrics
         self._audit = audit
         self._traces = traces
+        self._prompts = prompts
 
     async def start_chat(
         self,
@@ -91,7 +96,10 @@ class InferenceService:
         *,
         endpoint: str = "chat.completions",
         priority: Priority = Priority.INTERACTIVE,
+        observe: bool = True,
     ) -> StartedText:
+        """`observe=False`: not attributed nor recorded in the prompt registry (experiment replays,
+        which carry the version they replay in `ctx.prompt_version`)."""
         request.refuse_unsupported()
         entry, runner = await self._text_model(request.model, "chat")
         messages = tuple(ChatMessage(role=_engine_role(m.role), content=m.text()) for m in request.messages)
@@ -103,7 +111,12 @@ class InferenceService:
             rest = replace(sampling, max_tokens=max(1, (entry.context_length or 0) - prepared.prompt_tokens))
             prepared = await runner.prepare_chat(ChatParams(messages, rest, stream=request.stream))
         audit_input = orjson.dumps([{"role": m.role, "content": m.content} for m in messages])
-        return await self._start(ctx, entry, runner, prepared, endpoint, priority, audit_input)
+        prompt = None
+        if observe and self._prompts is not None:
+            prompt = self._prompts.attribute_chat(
+                ctx, messages, request.metadata, entry.id, prepared.sampling
+            )
+        return await self._start(ctx, entry, runner, prepared, endpoint, priority, audit_input, prompt)
 
     async def start_completion(
         self, ctx: CallContext, request: CompletionRequest, *, priority: Priority = Priority.INTERACTIVE
@@ -121,9 +134,14 @@ class InferenceService:
         )
         prepared = await runner.prepare_completion(params)
         audit_input = orjson.dumps({"prompt": params.prompt, "suffix": params.suffix})
-        return await self._start(ctx, entry, runner, prepared, "completions", priority, audit_input)
+        prompt = None
+        if self._prompts is not None:
+            prompt = self._prompts.attribute_completion(ctx, request.metadata, entry.id, sampling)
+        return await self._start(ctx, entry, runner, prepared, "completions", priority, audit_input, prompt)
 
-    async def start_response(self, ctx: CallContext, request: ResponseCreateRequest) -> StartedText:
+    async def start_response(
+        self, ctx: CallContext, request: ResponseCreateRequest, *, priority: Priority = Priority.INTERACTIVE
+    ) -> StartedText:
         request.refuse_unsupported()
         chat = ChatCompletionRequest(
             model=request.model,
@@ -132,8 +150,9 @@ class InferenceService:
             temperature=request.temperature,
             top_p=request.top_p,
             stream=request.stream,
+            metadata=request.metadata,
         )
-        return await self.start_chat(ctx, chat, endpoint="responses")
+        return await self.start_chat(ctx, chat, endpoint="responses", priority=priority)
 
     # -- shared path ---------------------------------------------------------------------------
 
@@ -183,6 +202,7 @@ class InferenceService:
         endpoint: str,
         priority: Priority,
         audit_input: bytes,
+        prompt: PromptRun | None = None,
     ) -> StartedText:
         generation = TextGeneration(
             buffer_size=self._settings.stream_buffer_chunks,
@@ -190,7 +210,7 @@ class InferenceService:
             prompt_tokens=prepared.prompt_tokens,
         )
         audit = self._audit.begin_call(ctx, model_id=entry.id, input_text=audit_input)
-        started = StartedText(generation, entry, prepared.prompt_tokens, audit)
+        started = StartedText(generation, entry, prepared.prompt_tokens, audit, prompt=prompt)
 
         async def produce(gen: TextGeneration, admitted: asyncio.Future[None]) -> None:
             await self._produce(started, admitted, ctx, runner, prepared, endpoint, priority)
@@ -236,6 +256,14 @@ class InferenceService:
         finally:
             if gen.stats.admitted_at:  # the engine ran: the call gets its audit record
                 await self._seal(started)
+            started.cost_units = (metered.charged_units or 0) if metered else 0
+            if started.prompt is not None and status == "succeeded" and self._prompts is not None:
+                self._prompts.record(
+                    started.prompt,
+                    output_text="".join(gen.stats.text_parts),
+                    latency_ms=_engine_ms(gen),
+                    cost_units=started.cost_units,
+                )
             self._observe(entry.id, endpoint, gen, status)
             self._traces.record_generation(
                 ctx,
@@ -303,6 +331,12 @@ class InferenceService:
         if decode and stats.completion_tokens > 1:
             m.inter_token_seconds.labels(model, endpoint).observe(decode / (stats.completion_tokens - 1))
             m.tokens_per_second.labels(model, endpoint).observe((stats.completion_tokens - 1) / decode)
+
+
+def _engine_ms(gen: TextGeneration) -> int:
+    """Engine time of a finished call (admitted → finished): queueing excluded."""
+    stats = gen.stats
+    return max(0, round(((stats.finished_at or stats.admitted_at) - stats.admitted_at) * 1000))
 
 
 def _engine_role(role: str) -> str:

@@ -11,18 +11,25 @@
 A reservation still `held` after its process died is released by `sweep_stale`, so a crash never
 charges anyone twice and never keeps their credit locked.
 
+    settle(..., guard=g)            also runs the guard's write in the same transaction; if the guard
+                                    refuses (e.g. the batch task is no longer this worker's), nothing
+                                    is written and SettlementRefused is raised: a batch task is
+                                    billed exactly when its result is recorded
+
 Two backends with one contract: `SqlLedgerBackend` (SQLAlchemy, any database; used on PostgreSQL)
 and `SqliteLedgerBackend` (group commit on a dedicated thread; the default store's hot path).
 """
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchin.core.clock import month_of, utcnow
 from batchin.core.context import Principal
@@ -58,12 +65,35 @@ class UsageRecord:
     unit: str = "tokens"
 
 
+class SettleGuard(Protocol):
+    """A write that must commit together with a settlement, or not at all. Each form returns
+    False to refuse (the settlement is then rolled back)."""
+
+    def apply_sqlite(self, cur: sqlite3.Cursor) -> bool:
+        """On the SQLite group-commit writer's cursor."""
+
+    async def apply(self, conn: AsyncConnection) -> bool:
+        """In the portable backend's transaction."""
+
+
+class SettlementRefused(Exception):
+    """The guard of a settlement refused: nothing was charged, the reservation is still held."""
+
+
 class LedgerBackend(Protocol):
     async def reserve(self, reservation: Reservation, budget_units: int | None, now: datetime) -> None:
         """Hold the amount or raise PaymentRequired (see the refusal helpers below)."""
 
-    async def settle(self, reservation: Reservation, usage: UsageRecord, charged: int, now: datetime) -> bool:
-        """Close a held reservation charging `charged`; False if it was already closed."""
+    async def settle(
+        self,
+        reservation: Reservation,
+        usage: UsageRecord,
+        charged: int,
+        now: datetime,
+        guard: SettleGuard | None = None,
+    ) -> bool:
+        """Close a held reservation charging `charged`; False if it was already closed. With a
+        guard, its write joins the transaction (SettlementRefused if it refuses)."""
 
     async def release(self, reservation: Reservation, now: datetime) -> bool:
         """Close a held reservation charging nothing; False if it was already closed."""
@@ -100,12 +130,20 @@ class LedgerService:
 
             self._backend = SqlLedgerBackend(database)
 
-    async def reserve(self, principal: Principal, amount_units: int) -> Reservation:
+    async def reserve(
+        self, principal: Principal, amount_units: int, *, reservation_id: str | None = None
+    ) -> Reservation:
+        """Hold `amount_units`. A caller that must find the reservation again after a crash (a batch
+        task) names it with `reservation_id`, unique per attempt."""
         if amount_units < 0:
             raise InvalidRequest("A reservation cannot be negative.")
         now = utcnow()
         reservation = Reservation(
-            str(uuid.uuid4()), principal.user_id, principal.key_id, month_of(now), amount_units
+            reservation_id or str(uuid.uuid4()),
+            principal.user_id,
+            principal.key_id,
+            month_of(now),
+            amount_units,
         )
         budget_units = (
             cents_to_units(principal.monthly_budget_cents)
@@ -122,6 +160,30 @@ class LedgerService:
         charged = max(0, min(usage.cost_units, reservation.amount_units))
         closed = await self._backend.settle(reservation, usage, charged, utcnow())
         return charged if closed else 0
+
+    async def settle_guarded(
+        self, reservation: Reservation, usage: UsageRecord, guard: SettleGuard
+    ) -> int | None:
+        """Charge the call and apply `guard`'s write in one transaction. Returns the units charged,
+        None if the reservation was already closed (nothing written, guard not run); raises
+        SettlementRefused if the guard refused."""
+        charged = max(0, min(usage.cost_units, reservation.amount_units))
+        closed = await self._backend.settle(reservation, usage, charged, utcnow(), guard)
+        return charged if closed else None
+
+    async def load(self, reservation_id: str) -> Reservation | None:
+        """A held reservation by id (None when it does not exist or is already closed)."""
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(reservations).where(
+                        reservations.c.id == reservation_id, reservations.c.status == "held"
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        return Reservation(row.id, row.user_id, row.key_id, row.month, row.amount_units)
 
     async def release(self, reservation: Reservation) -> bool:
         """Return the whole reservation; False if it was already settled or released."""

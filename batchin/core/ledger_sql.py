@@ -11,7 +11,14 @@ from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from batchin.core.ledger import Reservation, UsageRecord, balance_refusal, budget_refusal
+from batchin.core.ledger import (
+    Reservation,
+    SettleGuard,
+    SettlementRefused,
+    UsageRecord,
+    balance_refusal,
+    budget_refusal,
+)
 from batchin.store.database import Database
 from batchin.store.tables import key_spend, reservations, usage_logs, usage_rollups, users
 
@@ -54,10 +61,19 @@ class SqlLedgerBackend:
                 )
             )
 
-    async def settle(self, reservation: Reservation, usage: UsageRecord, charged: int, now: datetime) -> bool:
+    async def settle(
+        self,
+        reservation: Reservation,
+        usage: UsageRecord,
+        charged: int,
+        now: datetime,
+        guard: SettleGuard | None = None,
+    ) -> bool:
         async with self._db.write() as conn:
             if not await self._close(conn, reservation, "settled", now):
                 return False
+            if guard is not None and not await guard.apply(conn):
+                raise SettlementRefused(reservation.id)  # leaving the block rolls everything back
             await self._refund(conn, reservation, reservation.amount_units - charged)
             await conn.execute(
                 usage_logs.insert().values(

@@ -9,7 +9,14 @@ from datetime import datetime
 
 from sqlalchemy.engine import make_url
 
-from batchin.core.ledger import Reservation, UsageRecord, balance_refusal, budget_refusal
+from batchin.core.ledger import (
+    Reservation,
+    SettleGuard,
+    SettlementRefused,
+    UsageRecord,
+    balance_refusal,
+    budget_refusal,
+)
 from batchin.store.database import Database
 from batchin.store.sqlite_ledger import SqliteLedgerWriter, sqlite_timestamp
 
@@ -67,13 +74,22 @@ class SqliteLedgerBackend:
 
         await self._writer.run(run)
 
-    async def settle(self, reservation: Reservation, usage: UsageRecord, charged: int, now: datetime) -> bool:
+    async def settle(
+        self,
+        reservation: Reservation,
+        usage: UsageRecord,
+        charged: int,
+        now: datetime,
+        guard: SettleGuard | None = None,
+    ) -> bool:
         r, u = reservation, usage
         stamp = sqlite_timestamp(now)
 
         def run(cur: sqlite3.Cursor) -> bool:
             if not _close(cur, r, "settled", stamp):
                 return False
+            if guard is not None and not guard.apply_sqlite(cur):
+                raise SettlementRefused(r.id)  # the writer rolls this operation back
             _refund(cur, r, r.amount_units - charged)
             cur.execute(
                 _LOG,

@@ -11,6 +11,12 @@ Leaving the block normally settles the recorded cost (`succeeded`). A cancellati
 released). Any
 other error after `begin()` writes a `failed` log with no charge. Before `begin()` every exit is a
 release: a refusal never bills and never writes a cost.
+
+A batch task's context carries a `BatchBilling`: its cost is the standard cost times the batch
+price ratio (rounded up to a whole unit), its reservation id is fixed by the caller (so a restart
+can find it), and a successful call is not settled here: the batch worker settles it in the same
+transaction that records the task's result, so a task is billed exactly when it is marked done. A
+cancelled batch call is released, not charged: its task runs again.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from batchin.core.context import CallContext
 from batchin.core.ledger import LedgerService, Reservation, UsageRecord
@@ -39,6 +46,7 @@ class MeteredCall:
     cost_units: int = 0
     charged_units: int | None = None
     began_at: float = field(default_factory=time.perf_counter)
+    price_ratio: Fraction | None = None  # batch calls: a fraction of the standard price
 
     def begin(self) -> None:
         self.started = True
@@ -53,7 +61,7 @@ class MeteredCall:
         unit: str | None = None,
     ) -> None:
         """Record usage so far (replaces earlier figures: call it as a stream progresses)."""
-        self.cost_units = cost_units
+        self.cost_units = cost_units if self.price_ratio is None else scale_cost(cost_units, self.price_ratio)
         if input_tokens is not None:
             self.input_tokens = input_tokens
         if output_tokens is not None:
@@ -78,6 +86,20 @@ class MeteredCall:
         )
 
 
+def scale_cost(units: int, ratio: Fraction) -> int:
+    """`units` times `ratio`, rounded up to a whole unit (exact integer arithmetic)."""
+    return -(-units * ratio.numerator // ratio.denominator)
+
+
+@dataclass(slots=True)
+class BatchBilling:
+    """How a batch task's call is billed (see the module docstring). One call per context."""
+
+    price_ratio: Fraction
+    reservation_id: str
+    call: MeteredCall | None = None  # the succeeded call, left for the batch worker to settle
+
+
 class ClientGone(Exception):
     """The caller stopped reading (disconnect, stalled reader dropped): like a cancellation, the
     work done so far is charged and the rest of the reservation released."""
@@ -91,17 +113,33 @@ class MeteringService:
     async def call(
         self, ctx: CallContext, *, model: str, endpoint: str, max_cost_units: int
     ) -> AsyncIterator[MeteredCall]:
-        reservation = await self._ledger.reserve(ctx.principal, max_cost_units)
-        call = MeteredCall(reservation, model, endpoint, ctx.request_id)
+        billing = ctx.billing
+        if billing is None:
+            reservation = await self._ledger.reserve(ctx.principal, max_cost_units)
+            call = MeteredCall(reservation, model, endpoint, ctx.request_id)
+        else:
+            reservation = await self._ledger.reserve(
+                ctx.principal,
+                scale_cost(max_cost_units, billing.price_ratio),
+                reservation_id=billing.reservation_id,
+            )
+            call = MeteredCall(reservation, model, endpoint, ctx.request_id, price_ratio=billing.price_ratio)
         try:
             yield call
         except (asyncio.CancelledError, ClientGone):
-            await asyncio.shield(self._close(call, "cancelled", charge=True))
+            if billing is not None:  # no result reaches the batch: nothing is charged, it runs again
+                await asyncio.shield(self._ledger.release(reservation))
+            else:
+                await asyncio.shield(self._close(call, "cancelled", charge=True))
             raise
         except BaseException:
             await asyncio.shield(self._close(call, "failed", charge=False))
             raise
         else:
+            if billing is not None and call.started:
+                call.charged_units = max(0, min(call.cost_units, reservation.amount_units))
+                billing.call = call  # settled by the batch worker, with the task's result
+                return
             await self._close(call, "succeeded", charge=True)
 
     async def _close(self, call: MeteredCall, status: str, *, charge: bool) -> None:

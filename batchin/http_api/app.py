@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
 
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.errors import EXCEPTION_HANDLERS
@@ -16,11 +17,15 @@ from batchin.http_api.openapi import build_openapi
 from batchin.http_api.routes import accounts, models, system, text, topup, usage
 from batchin.http_api.routes import audio as audio_routes
 from batchin.http_api.routes import audit as audit_routes
+from batchin.http_api.routes import batches as batch_routes
+from batchin.http_api.routes import discovery as discovery_routes
 from batchin.http_api.routes import embeddings as embedding_routes
 from batchin.http_api.routes import files as file_routes
 from batchin.http_api.routes import images as image_routes
+from batchin.http_api.routes import prompts as prompt_routes
 from batchin.http_api.routes import traces as trace_routes
 from batchin.http_api.routes import videos as video_routes
+from batchin.http_api.routes import webhooks as webhook_routes
 
 
 def all_endpoints() -> list[Endpoint]:
@@ -32,12 +37,16 @@ def all_endpoints() -> list[Endpoint]:
         *audio_routes.ENDPOINTS,
         *image_routes.ENDPOINTS,
         *video_routes.ENDPOINTS,
+        *batch_routes.ENDPOINTS,
         *file_routes.ENDPOINTS,
         *accounts.ENDPOINTS,
         *usage.ENDPOINTS,
         *topup.ENDPOINTS,
         *audit_routes.ENDPOINTS,
         *trace_routes.ENDPOINTS,
+        *prompt_routes.ENDPOINTS,
+        *webhook_routes.ENDPOINTS,
+        *discovery_routes.ENDPOINTS,
     ]
 
 
@@ -45,9 +54,12 @@ def build_http_app(
     *,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
     server_url: str = "/",
+    extra_routes: list[BaseRoute] | None = None,
 ) -> Starlette:
+    """`extra_routes` (MCP at /v1/mcp) go after every declared route."""
     endpoints = all_endpoints()
-    routes = [route for ep in endpoints for route in ep.routes()]
+    routes: list[BaseRoute] = [route for ep in endpoints for route in ep.routes()]
+    routes.extend(extra_routes or [])
     handlers: Any = EXCEPTION_HANDLERS
     app = Starlette(
         routes=routes,

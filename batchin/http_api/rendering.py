@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
 from batchin.errors import InvalidRequest, PayloadTooLarge
+from batchin.protocol.common import validate
 
 M = TypeVar("M", bound=BaseModel)
+
+__all__ = ["JSONResponse", "parse_json", "query_int", "read_body", "render", "validate"]
 
 
 class JSONResponse(Response):
@@ -58,18 +61,6 @@ async def parse_json(request: Request, model: type[M]) -> M:
     if not isinstance(data, dict):
         raise InvalidRequest("Request body must be a JSON object.")
     return validate(model, data)
-
-
-def validate(model: type[M], data: Any) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(part) for part in first["loc"]) or None
-        message = first["msg"]
-        raise InvalidRequest(
-            f"Invalid value for '{param}': {message}." if param else message, param=param
-        ) from None
 
 
 def query_int(request: Request, name: str, default: int) -> int:

@@ -17,7 +17,7 @@ class VaasCreateRequest(BaseModel):
 
 
 class VaasRecord(BaseModel):
-    """An audit record; the energy and carbon figures are estimates (docs/audit.md)."""
+    """An audit record; the energy and carbon figures are estimates (docs/reference/audit.mdx)."""
 
     audit_id: str
     input_hash: str = Field(description="SHA-256 of the input, hex")

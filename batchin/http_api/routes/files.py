@@ -1,15 +1,22 @@
-"""/v1/files/{id} and its content: stored outputs, served to their owner only (others get 404)."""
+"""/v1/files: uploads (multipart, purpose `batch`, streamed to disk), and any stored file's
+metadata and content, served to their owner only (others get 404)."""
 
 from __future__ import annotations
 
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
+from starlette.types import Message
 
 from batchin.core.context import CallContext
 from batchin.core.files import FileContent
+from batchin.errors import InvalidRequest, PayloadTooLarge
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.rendering import render
+from batchin.protocol.batches import BATCH_INPUT
 from batchin.protocol.files import FileObject
+
+_UPLOAD_PURPOSES = (BATCH_INPUT,)
 
 
 def file_response(content: FileContent, ctx: CallContext) -> Response:
@@ -21,6 +28,49 @@ def file_response(content: FileContent, ctx: CallContext) -> Response:
         headers=ctx.response_headers(),
     )
     return response
+
+
+def _size_limited(request: Request, limit: int) -> Request:
+    """The request with a body that raises 413 once more than `limit` bytes have arrived (a
+    missing or false Content-Length cannot get past it)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The upload exceeds the limit of {limit} bytes.")
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise PayloadTooLarge(f"The upload exceeds the limit of {limit} bytes.")
+        return message
+
+    return Request(request.scope, receive)
+
+
+async def upload_file(request: Request, ctx: CallContext) -> Response:
+    """OpenAI's upload: multipart `file` and `purpose`. Starlette spools the part to a temporary
+    file as it arrives; it is then copied into the store a block at a time."""
+    services = request.app.state.services
+    limit = services.settings.file_upload_max_bytes
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidRequest("Upload a file as multipart/form-data with fields 'file' and 'purpose'.")
+    async with _size_limited(request, limit).form(max_files=1, max_fields=8) as form:
+        purpose, upload = form.get("purpose"), form.get("file")
+        if purpose not in _UPLOAD_PURPOSES:
+            raise InvalidRequest(f"purpose must be one of {list(_UPLOAD_PURPOSES)}.", param="purpose")
+        if not isinstance(upload, UploadFile):
+            raise InvalidRequest("The multipart field 'file' must be a file.", param="file")
+        stored = await services.files.store_stream(
+            ctx.principal.user_id,
+            upload.file,
+            filename=upload.filename or "upload.jsonl",
+            purpose=purpose,
+            content_type=upload.content_type or "application/jsonl",
+            max_bytes=limit,
+        )
+    return render(stored)
 
 
 async def retrieve_file(request: Request, ctx: CallContext) -> Response:
@@ -35,6 +85,15 @@ async def retrieve_file_content(request: Request, ctx: CallContext) -> Response:
 
 
 ENDPOINTS = [
+    Endpoint(
+        "POST",
+        "/v1/files",
+        upload_file,
+        "Upload a file (multipart: `file`, `purpose` = batch): a JSONL batch input for POST /v1/batches.",
+        response_model=FileObject,
+        tag="files",
+        errors=(400, 413),
+    ),
     Endpoint(
         "GET",
         "/v1/files/{file_id}",

@@ -1,0 +1,153 @@
+"""/v1/prompts, /v1/prompts/{registry_id}/labels, /v1/prompt-regressions, /v1/experiments."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from batchin.core.context import CallContext
+from batchin.core.experiments import MAX_LIST
+from batchin.http_api.endpoint import Endpoint, QueryParam
+from batchin.http_api.rendering import parse_json, query_int, render
+from batchin.protocol.prompts import (
+    ExperimentCreateRequest,
+    ExperimentDetail,
+    ExperimentList,
+    PromptLabelMove,
+    PromptLabelMoveList,
+    PromptLabelMoveRequest,
+    PromptList,
+    PromptRegressionList,
+    PromptVersionCreateRequest,
+    PromptVersionDetail,
+)
+
+_LIMIT = QueryParam(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": MAX_LIST, "default": MAX_LIST},
+    f"items to return, newest first (1-{MAX_LIST})",
+)
+
+
+async def list_prompts(request: Request, ctx: CallContext) -> Response:
+    return render(await request.app.state.services.prompts.list_prompts(ctx.principal.user_id))
+
+
+async def register_prompt_version(request: Request, ctx: CallContext) -> Response:
+    body = await parse_json(request, PromptVersionCreateRequest)
+    return render(await request.app.state.services.prompts.register_version(ctx, body))
+
+
+async def move_prompt_label(request: Request, ctx: CallContext) -> Response:
+    body = await parse_json(request, PromptLabelMoveRequest)
+    registry_id = request.path_params["registry_id"]
+    return render(await request.app.state.services.prompts.move_label(ctx, registry_id, body))
+
+
+async def list_prompt_label_moves(request: Request, ctx: CallContext) -> Response:
+    registry_id = request.path_params["registry_id"]
+    return render(await request.app.state.services.prompts.label_history(ctx.principal.user_id, registry_id))
+
+
+async def list_prompt_regressions(request: Request, ctx: CallContext) -> Response:
+    experiments = request.app.state.services.experiments
+    limit = query_int(request, "limit", MAX_LIST)
+    return render(await experiments.list_regressions(ctx.principal.user_id, limit=limit))
+
+
+async def list_experiments(request: Request, ctx: CallContext) -> Response:
+    experiments = request.app.state.services.experiments
+    limit = query_int(request, "limit", MAX_LIST)
+    return render(await experiments.list_experiments(ctx.principal.user_id, limit=limit))
+
+
+async def create_experiment(request: Request, ctx: CallContext) -> Response:
+    body = await parse_json(request, ExperimentCreateRequest)
+    return render(await request.app.state.services.experiments.start(ctx, body))
+
+
+async def get_experiment(request: Request, ctx: CallContext) -> Response:
+    experiment_id = request.path_params["experiment_id"]
+    return render(await request.app.state.services.experiments.get(ctx.principal.user_id, experiment_id))
+
+
+ENDPOINTS = [
+    Endpoint(
+        "GET",
+        "/v1/prompts",
+        list_prompts,
+        "The prompt registry: registries, their promoted and latest versions, and every version's runs.",
+        response_model=PromptList,
+        tag="prompts",
+    ),
+    Endpoint(
+        "POST",
+        "/v1/prompts",
+        register_prompt_version,
+        "Register a prompt version (a system prompt template with {{variables}}); a new version of a "
+        "registry with a promoted baseline starts an experiment.",
+        request_model=PromptVersionCreateRequest,
+        response_model=PromptVersionDetail,
+        tag="prompts",
+        errors=(400,),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/prompts/{registry_id}/labels",
+        list_prompt_label_moves,
+        "Every move of the registry's `promoted` label, newest first, each signed with the audit key.",
+        response_model=PromptLabelMoveList,
+        tag="prompts",
+        errors=(404,),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/prompts/{registry_id}/labels",
+        move_prompt_label,
+        "Promote a version or roll back (to the previous holder, or a named version), with a reason; "
+        "the move is recorded and signed.",
+        request_model=PromptLabelMoveRequest,
+        response_model=PromptLabelMove,
+        tag="prompts",
+        errors=(400, 404),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/prompt-regressions",
+        list_prompt_regressions,
+        "Regression reports of sampled replays: samples, pass/fail counts, similarity, latency and cost.",
+        response_model=PromptRegressionList,
+        tag="prompts",
+        errors=(400,),
+        query=(_LIMIT,),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/experiments",
+        list_experiments,
+        "Prompt experiments: replay status and the automatic promotion decision, newest first.",
+        response_model=ExperimentList,
+        tag="prompts",
+        errors=(400,),
+        query=(_LIMIT,),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/experiments",
+        create_experiment,
+        "Start an experiment: replay the baseline's recent runs with a candidate version and judge them.",
+        request_model=ExperimentCreateRequest,
+        response_model=ExperimentDetail,
+        tag="prompts",
+        errors=(400, 404),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/experiments/{experiment_id}",
+        get_experiment,
+        "One experiment with its per-sample results and regression report.",
+        response_model=ExperimentDetail,
+        tag="prompts",
+        errors=(404,),
+    ),
+]

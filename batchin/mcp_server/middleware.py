@@ -1,0 +1,109 @@
+"""Who is calling, for every tool call and resource read, and how refusals are reported.
+
+Each call is admitted exactly like an HTTP request (authenticate, count one request against the
+key's RPM limit) and gets its own CallContext (request id, trace continued from an HTTP
+`traceparent`, region and prompt version headers), so tool calls are limited, billed, logged and
+traced like their HTTP twins. The run receipt (run id, traceparent, audit record headers) is
+returned in the result's `_meta`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastmcp.exceptions import ResourceError
+from fastmcp.exceptions import ValidationError as ArgumentsInvalid
+from fastmcp.server.dependencies import get_access_token, get_http_headers, get_http_request
+from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.tools.base import ToolResult
+from mcp import types as mt
+
+from batchin.core.context import CallContext
+from batchin.core.tracing import continue_trace
+from batchin.errors import BatchInError, Unauthorized
+from batchin.mcp_server import caller
+from batchin.mcp_server.errors import CoreToolError, argument_error, error_payload, error_result
+from batchin.mcp_server.runtime import McpRuntime
+
+__all__ = ["CallerMiddleware"]
+
+_NO_KEY = "Invalid or missing API key. Set BATCHIN_API_KEY (stdio) or send Authorization: Bearer <API_KEY>."
+_RECEIPT_META_KEY = "batchin.tech/receipt"
+_CALL_HEADERS = {"traceparent", "x-batchin-region", "x-batchin-prompt-version"}
+
+
+class CallerMiddleware(Middleware):
+    def __init__(self, runtime: McpRuntime) -> None:
+        self._runtime = runtime
+
+    async def on_call_tool(
+        self,
+        context: MiddlewareContext[mt.CallToolRequestParams],
+        call_next: CallNext[mt.CallToolRequestParams, ToolResult],
+    ) -> ToolResult:
+        try:
+            call = await self._admit()
+        except BatchInError as exc:
+            return error_result(error_payload(exc))
+        token = caller.bind(call)
+        try:
+            result = await call_next(context)
+        except CoreToolError as exc:
+            return error_result(exc.payload)
+        except ArgumentsInvalid as exc:
+            return error_result(argument_error(_first_line(str(exc))))
+        finally:
+            caller.unbind(token)
+        receipt = {**call.ctx.response_headers(), "X-Request-Id": call.ctx.request_id, **call.receipt}
+        result.meta = {**(result.meta or {}), _RECEIPT_META_KEY: receipt}
+        return result
+
+    async def on_read_resource(
+        self,
+        context: MiddlewareContext[mt.ReadResourceRequestParams],
+        call_next: CallNext[mt.ReadResourceRequestParams, Any],
+    ) -> Any:
+        try:
+            call = await self._admit()
+        except BatchInError as exc:
+            raise ResourceError(str(error_payload(exc)["error"]["message"])) from None
+        token = caller.bind(call)
+        try:
+            return await call_next(context)
+        finally:
+            caller.unbind(token)
+
+    async def _admit(self) -> caller.McpCall:
+        services = self._runtime.require_services()
+        access = get_access_token()
+        secret = access.token if access is not None else self._runtime.local_api_key
+        if not secret:
+            raise Unauthorized(_NO_KEY)
+        principal, rate = await services.auth.admit(secret)
+        headers = get_http_headers(include=_CALL_HEADERS)  # {} over stdio and in memory
+        prompt_version = (headers.get("x-batchin-prompt-version") or "").strip()[:200] or "default"
+        ctx = CallContext(
+            principal=principal,
+            request_id=_http_request_id() or f"req_{uuid.uuid4().hex}",
+            region=headers.get("x-batchin-region"),
+            rate_limit=rate,
+            trace=continue_trace(headers.get("traceparent")),
+            prompt_version=prompt_version,
+        )
+        return caller.McpCall(services=services, ctx=ctx)
+
+
+def _http_request_id() -> str | None:
+    """The id the HTTP middleware gave this request (and returned as X-Request-Id), if over HTTP."""
+    try:
+        request = get_http_request()
+    except RuntimeError:
+        return None
+    value = getattr(request.state, "request_id", None)
+    return value if isinstance(value, str) else None
+
+
+def _first_line(message: str) -> str:
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return "; ".join(lines[:3]) if lines else "Invalid tool arguments."

@@ -1,0 +1,40 @@
+"""The FastMCP server: every capability as a tool, read-only views as resources, one middleware
+that admits each call like an HTTP request. Used by both transports (http.py, stdio.py)."""
+
+from __future__ import annotations
+
+from fastmcp import FastMCP
+from fastmcp.server.auth import AuthProvider
+
+from batchin import __version__
+from batchin.mcp_server.middleware import CallerMiddleware
+from batchin.mcp_server.runtime import McpRuntime
+from batchin.resources import register_resources
+from batchin.tools import register_tools
+
+__all__ = ["INSTRUCTIONS", "build_mcp_server"]
+
+INSTRUCTIONS = """\
+BatchIn serves text, embedding, speech, transcription, image and video models, batches and signed
+audit records. Call list_models first and pass a model id to the other tools. Every call is billed
+to your API key and counts against its requests-per-minute limit. Errors come back as
+{"error": {"code", "message", "param", "status"}}: payment_required (402) means add credit;
+rate_limited (429) carries retry_after seconds; not_found (404) names what is missing. Results
+carry a receipt in _meta (run id, traceparent, audit record id) that get_trace and
+verify_audit_record accept."""
+
+
+def build_mcp_server(runtime: McpRuntime, *, auth: AuthProvider | None = None) -> FastMCP:
+    mcp = FastMCP(
+        "BatchIn",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        website_url="https://batchin.tech",
+        auth=auth,
+        middleware=[CallerMiddleware(runtime)],
+        mask_error_details=True,  # an unexpected exception reaches the client as a bare "Error calling tool"
+        on_duplicate="error",
+    )
+    register_tools(mcp)
+    register_resources(mcp)
+    return mcp

@@ -1,0 +1,31 @@
+"""embed: /v1/embeddings' core call."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from batchin.mcp_server.caller import current
+from batchin.protocol.common import validate
+from batchin.protocol.embeddings import CreateEmbeddingResponse, EmbeddingRequest
+from batchin.tools.registry import ToolSpec
+
+
+async def embed(
+    model: Annotated[str, Field(description="An embedding model id from list_models.")],
+    input: Annotated[str | list[str], Field(description="A text, or a list of up to 2048 texts.")],
+    dimensions: Annotated[
+        int | None, Field(description="Truncate vectors to this many dimensions (Matryoshka models).", ge=1)
+    ] = None,
+) -> CreateEmbeddingResponse:
+    """Embed texts as float vectors for search, clustering or RAG retrieval. Returns the OpenAI
+    embedding list: data[i].embedding is the vector of input i. Billed per input token."""
+    call = current()
+    fields: dict[str, Any] = {"model": model, "input": input}
+    if dimensions is not None:
+        fields["dimensions"] = dimensions
+    return await call.services.embeddings.create(call.ctx, validate(EmbeddingRequest, fields))
+
+
+TOOLS = [ToolSpec(embed, "Embeddings")]

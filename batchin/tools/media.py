@@ -1,0 +1,97 @@
+"""generate_image and speak: the result comes back as MCP image / audio content, so an agent can
+look and listen, with the HTTP API's result model as structured content."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastmcp.tools.base import ToolResult
+from mcp.types import AudioContent, ImageContent
+from pydantic import BaseModel, Field
+
+from batchin.mcp_server.caller import current
+from batchin.protocol.audio import SpeechRequest
+from batchin.protocol.common import validate
+from batchin.protocol.images import ImageGenerateRequest, ImagesResponse
+from batchin.tools.registry import ToolSpec
+
+# Generated images are stored files whose URL ends in /v1/files/<id>/content (core/images.file_url).
+_FILE_URL = re.compile(r"/v1/files/([A-Za-z0-9_-]+)/content$")
+
+
+async def generate_image(
+    prompt: Annotated[str, Field(description="What the image should show.", min_length=1)],
+    model: Annotated[str | None, Field(description="An image model id; omitted: the first one.")] = None,
+    size: Annotated[str, Field(description="WIDTHxHEIGHT, e.g. 512x512, or 'auto'.")] = "auto",
+    n: Annotated[int, Field(description="How many images (1-4).", ge=1, le=4)] = 1,
+    seed: Annotated[int | None, Field(description="Seed for a reproducible image.", ge=0)] = None,
+) -> ToolResult:
+    """Text to image. Returns each PNG as image content, plus the images response (data[i].url is
+    the stored file, downloadable with the same key). Billed per image."""
+    call = current()
+    fields: dict[str, Any] = {"prompt": prompt, "size": size, "n": n, "response_format": "url"}
+    fields |= {k: v for k, v in {"model": model, "seed": seed}.items() if v is not None}
+    result = await call.services.images.generate(call.ctx, validate(ImageGenerateRequest, fields))
+    content = []
+    for image in result.data:
+        match = _FILE_URL.search(image.url or "")
+        if match is None:
+            continue
+        stored = await call.services.files.content(call.ctx.principal.user_id, match.group(1))
+        png = await asyncio.to_thread(Path(stored.path).read_bytes)
+        content.append(
+            ImageContent(type="image", data=base64.b64encode(png).decode("ascii"), mime_type="image/png")
+        )
+    return ToolResult(content=content, structured_content=result.model_dump(mode="json"))
+
+
+class SpeechOutput(BaseModel):
+    """What `speak` made: the audio itself is the tool result's audio content."""
+
+    model: str
+    content_type: str
+    seconds: float = Field(description="Billed audio length.")
+    bytes: int
+
+
+async def speak(
+    input: Annotated[str, Field(description="The text to say (up to 4096 characters).", min_length=1)],
+    model: Annotated[str, Field(description="A speech model id from list_models.")],
+    voice: Annotated[
+        str | None, Field(description="One of the model's voices; omitted: its default.")
+    ] = None,
+    response_format: Annotated[
+        Literal["mp3", "opus", "aac", "flac", "wav", "pcm"], Field(description="Audio encoding.")
+    ] = "wav",
+    speed: Annotated[float, Field(description="0.25-4.0; 1 is normal.", ge=0.25, le=4.0)] = 1.0,
+) -> ToolResult:
+    """Text to speech. Returns the audio as audio content (base64 with its MIME type). Billed per
+    second of audio."""
+    call = current()
+    fields: dict[str, Any] = {
+        "input": input,
+        "model": model,
+        "response_format": response_format,
+        "speed": speed,
+    }
+    if voice is not None:
+        fields["voice"] = voice
+    request = validate(SpeechRequest, fields)
+    result = await call.services.audio.speech(call.ctx, request)
+    output = SpeechOutput(
+        model=request.model, content_type=result.content_type, seconds=result.seconds, bytes=len(result.audio)
+    )
+    audio = AudioContent(
+        type="audio", data=base64.b64encode(result.audio).decode("ascii"), mime_type=result.content_type
+    )
+    return ToolResult(content=[audio], structured_content=output.model_dump(mode="json"))
+
+
+TOOLS = [
+    ToolSpec(generate_image, "Generate images", output_model=ImagesResponse),
+    ToolSpec(speak, "Text to speech", output_model=SpeechOutput),
+]

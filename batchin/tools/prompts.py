@@ -1,0 +1,98 @@
+"""list_prompts, register_prompt_version, start_experiment, get_experiment: the prompt registry and
+its experiments, the same core calls as /v1/prompts and /v1/experiments."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from batchin.mcp_server.caller import current
+from batchin.protocol.common import validate
+from batchin.protocol.prompts import (
+    ExperimentCreateRequest,
+    ExperimentDetail,
+    JudgeName,
+    PromptList,
+    PromptVersionCreateRequest,
+    PromptVersionDetail,
+)
+from batchin.tools.registry import ToolSpec
+
+
+async def list_prompts() -> PromptList:
+    """Your prompt registries: each with its promoted and latest version and every version's status
+    (observed, promoted, candidate, retired) and run count. Versions are attributed from the
+    X-BatchIn-Prompt-Version header (`<registry>@<version>`) or derived from the system prompt."""
+    call = current()
+    return await call.services.prompts.list_prompts(call.ctx.principal.user_id)
+
+
+async def register_prompt_version(
+    registry_id: Annotated[str, Field(description="The registry, e.g. 'support' (created if new).")],
+    template: Annotated[str, Field(description="The system prompt; {{name}} marks a variable.")],
+    version: Annotated[
+        str | None, Field(description="The name after '@' (default v<n>): the id is registry@version.")
+    ] = None,
+    variables: Annotated[
+        list[str] | None, Field(description="The template's variable names (default: found in it).")
+    ] = None,
+    display_name: Annotated[str | None, Field(description="A name for a new registry.")] = None,
+) -> PromptVersionDetail:
+    """Register a prompt version. In a registry that has a promoted version, this starts an experiment
+    that replays recent runs with the new template and promotes it only if it does as well."""
+    call = current()
+    fields = {
+        "registry_id": registry_id,
+        "template": template,
+        "version": version,
+        "variables": variables,
+        "display_name": display_name,
+    }
+    body = validate(PromptVersionCreateRequest, fields)
+    return await call.services.prompts.register_version(call.ctx, body)
+
+
+async def start_experiment(
+    registry_id: Annotated[str, Field(description="The registry both versions belong to.")],
+    candidate_version_id: Annotated[str, Field(description="The version to try, e.g. 'support@v3'.")],
+    baseline_version_id: Annotated[
+        str | None, Field(description="The version to compare with (default: the promoted one).")
+    ] = None,
+    sample_size: Annotated[
+        int | None, Field(description="How many recent baseline runs to replay (1-100).", ge=1, le=100)
+    ] = None,
+    judge: Annotated[
+        JudgeName | None,
+        Field(description="deterministic_replay (exact/normalised match) or embedding_similarity."),
+    ] = None,
+) -> ExperimentDetail:
+    """Start an experiment: replay the baseline's recent runs with the candidate (greedy, fixed seed,
+    low priority, billed to you) and judge them. Read the outcome with get_experiment."""
+    call = current()
+    fields = {
+        "registry_id": registry_id,
+        "candidate_version_id": candidate_version_id,
+        "baseline_version_id": baseline_version_id,
+        "sample_size": sample_size,
+        "judge": judge,
+    }
+    body = validate(ExperimentCreateRequest, {k: v for k, v in fields.items() if v is not None})
+    return await call.services.experiments.start(call.ctx, body)
+
+
+async def get_experiment(
+    experiment_id: Annotated[str, Field(description="The experiment's id (pexp_...).")],
+) -> ExperimentDetail:
+    """An experiment's status, per-sample similarity and pass/fail, regression report, and whether
+    the candidate was promoted (with the reason)."""
+    call = current()
+    return await call.services.experiments.get(call.ctx.principal.user_id, experiment_id)
+
+
+TOOLS = [
+    ToolSpec(list_prompts, "List prompt versions", read_only=True),
+    ToolSpec(register_prompt_version, "Register a prompt version"),
+    ToolSpec(start_experiment, "Start a prompt experiment"),
+    ToolSpec(get_experiment, "Get a prompt experiment", read_only=True),
+]

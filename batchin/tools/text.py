@@ -1,0 +1,168 @@
+"""chat, complete, respond: the same core calls (admission, ledger, audit, trace) as
+/v1/chat/completions, /v1/completions and /v1/responses, returning the same result models."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, Field
+
+from batchin.core import text_serving
+from batchin.core.inference import StartedText
+from batchin.mcp_server.caller import current
+from batchin.protocol.common import validate
+from batchin.protocol.text import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    ChatMessageIn,
+    Completion,
+    CompletionRequest,
+    ResponseCreateRequest,
+    ResponseInputMessage,
+    ResponseObject,
+)
+from batchin.tools.registry import ToolSpec
+
+R = TypeVar("R", bound=BaseModel)
+
+Model = Annotated[
+    str, Field(description="A text model id from list_models (or the batchin://models resource).")
+]
+MaxTokens = Annotated[int | None, Field(description="Upper bound on generated tokens.", ge=1)]
+Temperature = Annotated[
+    float | None, Field(description="Sampling temperature 0-2; 0 is (near) deterministic.", ge=0, le=2)
+]
+TopP = Annotated[float | None, Field(description="Nucleus sampling mass in (0, 1].", gt=0, le=1)]
+Stop = Annotated[str | list[str] | None, Field(description="Up to 4 sequences that end the generation.")]
+Seed = Annotated[int | None, Field(description="Seed for reproducible sampling.")]
+PromptVersion = Annotated[
+    str | None,
+    Field(
+        description="The prompt version this call runs, '<registry>@<version>' (e.g. support@v2), for the "
+        "prompt registry; omitted: derived from the system prompt."
+    ),
+]
+PromptRegistry = Annotated[
+    str | None,
+    Field(description="The registry a derived prompt version belongs to (keeps its history together)."),
+]
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _prompt_metadata(prompt_version: str | None, prompt_registry: str | None) -> dict[str, Any]:
+    """The same request metadata an HTTP caller sends to name its prompt version."""
+    metadata = _given(prompt_version=prompt_version, prompt_registry=prompt_registry)
+    return {"metadata": metadata} if metadata else {}
+
+
+async def _run(
+    start: Callable[[], Awaitable[StartedText]], whole: Callable[[StartedText], Awaitable[R]]
+) -> R:
+    """Generate the whole answer. A cancelled tool call (the client's notifications/cancelled)
+    cancels this task, and closing the generation stops the engine and settles what was made."""
+    call = current()
+    started = await start()
+    try:
+        result = await whole(started)
+    finally:
+        await started.generation.aclose()
+    call.add_receipt(started.audit_headers())
+    return result
+
+
+async def chat(
+    model: Model,
+    messages: Annotated[
+        list[ChatMessageIn],
+        Field(
+            description="The conversation, oldest first: {role: system|user|assistant, content}.",
+            min_length=1,
+        ),
+    ],
+    max_tokens: MaxTokens = None,
+    temperature: Temperature = None,
+    top_p: TopP = None,
+    stop: Stop = None,
+    seed: Seed = None,
+    prompt_version: PromptVersion = None,
+    prompt_registry: PromptRegistry = None,
+) -> ChatCompletion:
+    """Chat completion: answer the conversation's last message. Returns the OpenAI chat.completion
+    object (choices[0].message.content is the answer; usage counts tokens). Billed per token."""
+    call = current()
+    body = validate(
+        ChatCompletionRequest,
+        _given(model=model, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p)
+        | _given(stop=stop, seed=seed)
+        | _prompt_metadata(prompt_version, prompt_registry),
+    )
+    return await _run(
+        lambda: call.services.inference.start_chat(call.ctx, body), text_serving.chat_completion
+    )
+
+
+async def complete(
+    model: Model,
+    prompt: Annotated[str, Field(description="Text to continue (for FIM: the code before the gap).")],
+    suffix: Annotated[
+        str | None,
+        Field(description="Fill-in-the-middle: the text after the gap; the model writes what goes between."),
+    ] = None,
+    max_tokens: MaxTokens = None,
+    temperature: Temperature = None,
+    top_p: TopP = None,
+    stop: Stop = None,
+    seed: Seed = None,
+    prompt_version: PromptVersion = None,
+) -> Completion:
+    """Text completion, or fill-in-the-middle when `suffix` is given (models whose catalog entry has
+    FIM tokens). Returns the OpenAI text_completion object (choices[0].text)."""
+    call = current()
+    body = validate(
+        CompletionRequest,
+        _given(model=model, prompt=prompt, suffix=suffix, max_tokens=max_tokens, temperature=temperature)
+        | _given(top_p=top_p, stop=stop, seed=seed)
+        | _prompt_metadata(prompt_version, None),
+    )
+    return await _run(
+        lambda: call.services.inference.start_completion(call.ctx, body), text_serving.completion
+    )
+
+
+async def respond(
+    model: Model,
+    input: Annotated[
+        str | list[ResponseInputMessage],
+        Field(description="A user message as a string, or a list of {role, content} messages."),
+    ],
+    instructions: Annotated[str | None, Field(description="System instructions for this response.")] = None,
+    max_output_tokens: MaxTokens = None,
+    temperature: Temperature = None,
+    top_p: TopP = None,
+    prompt_version: PromptVersion = None,
+    prompt_registry: PromptRegistry = None,
+) -> ResponseObject:
+    """OpenAI Responses API: returns a `response` object whose output[0].content[0].text is the answer
+    (status `incomplete` when max_output_tokens cut it short)."""
+    call = current()
+    body = validate(
+        ResponseCreateRequest,
+        _given(model=model, input=input, instructions=instructions, max_output_tokens=max_output_tokens)
+        | _given(temperature=temperature, top_p=top_p)
+        | _prompt_metadata(prompt_version, prompt_registry),
+    )
+    return await _run(
+        lambda: call.services.inference.start_response(call.ctx, body),
+        lambda started: text_serving.response_object(started, body),
+    )
+
+
+TOOLS = [
+    ToolSpec(chat, "Chat completion"),
+    ToolSpec(complete, "Text completion / fill-in-the-middle"),
+    ToolSpec(respond, "Responses API"),
+]

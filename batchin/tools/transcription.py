@@ -1,0 +1,76 @@
+"""transcribe: audio given inline (base64) or as a stored file id, through /v1/audio/transcriptions'
+core call; returns the verbose transcript (text, language, duration, segments)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from batchin.errors import InvalidRequest, PayloadTooLarge
+from batchin.mcp_server.caller import McpCall, current
+from batchin.protocol.audio import TranscriptionRequest, TranscriptionVerbose
+from batchin.protocol.common import validate
+from batchin.tools.registry import ToolSpec
+
+
+async def transcribe(
+    model: Annotated[str, Field(description="A transcription model id from list_models.")],
+    audio_base64: Annotated[
+        str | None, Field(description="The audio file's bytes, base64 (wav, mp3, flac, ogg, webm, m4a …).")
+    ] = None,
+    file_id: Annotated[
+        str | None, Field(description="Or: the id of an uploaded file holding the audio.")
+    ] = None,
+    language: Annotated[
+        str | None, Field(description="ISO-639-1 code of the spoken language, if known.")
+    ] = None,
+    prompt: Annotated[str | None, Field(description="Words or style to bias the transcript towards.")] = None,
+    task: Annotated[
+        Literal["transcribe", "translate"],
+        Field(description="'translate' gives English text from any language."),
+    ] = "transcribe",
+    timestamp_granularities: Annotated[
+        list[Literal["word", "segment"]], Field(description="Add 'word' for word timestamps.")
+    ] = ["segment"],  # noqa: B006 - a schema default, never mutated
+) -> TranscriptionVerbose:
+    """Speech to text. Give exactly one of audio_base64 or file_id. Returns text, language,
+    duration and timed segments. Billed per second of audio."""
+    call = current()
+    audio = await _audio_bytes(call, audio_base64, file_id)
+    fields: dict[str, Any] = {
+        "model": model,
+        "response_format": "verbose_json",
+        "timestamp_granularities": timestamp_granularities,
+    }
+    if language is not None and task == "transcribe":
+        fields["language"] = language
+    if prompt is not None:
+        fields["prompt"] = prompt
+    request = validate(TranscriptionRequest, fields)
+    return await call.services.audio.transcribe(call.ctx, request, audio, task=task)
+
+
+async def _audio_bytes(call: McpCall, audio_base64: str | None, file_id: str | None) -> bytes:
+    limit = call.services.settings.max_upload_bytes
+    if (audio_base64 is None) == (file_id is None):
+        raise InvalidRequest("Give exactly one of 'audio_base64' or 'file_id'.", param="audio_base64")
+    if audio_base64 is not None:
+        if len(audio_base64) > limit * 4 // 3 + 4:
+            raise PayloadTooLarge(f"Audio exceeds the limit of {limit} bytes.", param="audio_base64")
+        try:
+            return base64.b64decode(audio_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest("'audio_base64' is not valid base64.", param="audio_base64") from None
+    assert file_id is not None
+    stored = await call.services.files.content(call.ctx.principal.user_id, file_id)
+    if stored.bytes > limit:
+        raise PayloadTooLarge(f"Audio exceeds the limit of {limit} bytes.", param="file_id")
+    return await asyncio.to_thread(Path(stored.path).read_bytes)
+
+
+TOOLS = [ToolSpec(transcribe, "Speech to text")]

@@ -1,0 +1,63 @@
+"""create_video / get_video: durable video jobs (/v1/videos). With wait=true, create_video reports
+progress notifications until the job ends."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastmcp import Context
+from pydantic import Field
+
+from batchin.mcp_server.caller import current
+from batchin.protocol.common import validate
+from batchin.protocol.videos import Video, VideoCreateRequest
+from batchin.tools.registry import ToolSpec
+
+_POLL_SECONDS = 0.5
+_DONE = ("completed", "failed")
+
+
+async def create_video(
+    mcp_context: Context,
+    prompt: Annotated[str, Field(description="What the video should show.", min_length=1)],
+    model: Annotated[str | None, Field(description="A video model id; omitted: the first one.")] = None,
+    seconds: Annotated[int | None, Field(description="Length in seconds.", ge=1)] = None,
+    size: Annotated[str | None, Field(description="WIDTHxHEIGHT.")] = None,
+    seed: Annotated[int | None, Field(description="Seed for a reproducible video.", ge=0)] = None,
+    wait: Annotated[
+        bool,
+        Field(
+            description="Wait for the job to end, with progress notifications, instead of returning at once."
+        ),
+    ] = False,
+) -> Video:
+    """Start a text-to-video job. Returns the video job (status queued → in_progress → completed or
+    failed; output_url is the MP4 once completed). Poll with get_video, or pass wait=true."""
+    call = current()
+    fields: dict[str, Any] = {"prompt": prompt}
+    fields |= {
+        k: v
+        for k, v in {"model": model, "seconds": seconds, "size": size, "seed": seed}.items()
+        if v is not None
+    }
+    video = await call.services.videos.submit(call.ctx, validate(VideoCreateRequest, fields))
+    while wait and video.status not in _DONE:
+        await mcp_context.report_progress(video.progress, 100, f"video {video.id}: {video.status}")
+        await asyncio.sleep(_POLL_SECONDS)
+        video = await call.services.videos.get(call.ctx.principal.user_id, video.id)
+    if wait:
+        await mcp_context.report_progress(100, 100, f"video {video.id}: {video.status}")
+    return video
+
+
+async def get_video(video_id: Annotated[str, Field(description="The id create_video returned.")]) -> Video:
+    """A video job's current status and progress (0-100); output_url once completed."""
+    call = current()
+    return await call.services.videos.get(call.ctx.principal.user_id, video_id)
+
+
+TOOLS = [
+    ToolSpec(create_video, "Create a video"),
+    ToolSpec(get_video, "Get a video job", read_only=True),
+]

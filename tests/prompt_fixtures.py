@@ -1,0 +1,109 @@
+"""Building blocks for prompt-registry tests: services over scripted runners (the real inference
+path, store and ledger, no model) and a chat call through core."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import text
+
+from batchin.app import Services, build_services
+from batchin.config import Settings
+from batchin.core import text_serving
+from batchin.core.context import CallContext
+from batchin.models.catalog import parse_catalog
+from batchin.models.registry import ModelRegistry
+from batchin.protocol.accounts import UserCreated
+from batchin.protocol.text import ChatCompletionRequest
+from batchin.store.tables import metadata
+
+ENGINES = {
+    "scripted": "tests.fakes.scripted_runner:ScriptedRunner",
+    "echo": "tests.fakes.echo_runner:EchoRunner",
+}
+
+# A token costs 150 units in, 300 out (as in text_fixtures), so costs are exact.
+CATALOG = """
+[models.scripted-chat]
+kind = ["chat", "completion"]
+engine = "scripted"
+licence = "MIT"
+context_length = 256
+status = "always_on"
+max_concurrency = 1
+queue_size = 8
+engine_options = { tokens = ["Hello", ",", " world", "!"] }
+pricing = { input_per_1m = 1.5, output_per_1m = 3 }
+
+[models.echo-chat]
+kind = ["chat"]
+engine = "echo"
+licence = "MIT"
+context_length = 256
+status = "always_on"
+max_concurrency = 1
+queue_size = 8
+pricing = { input_per_1m = 1.5, output_per_1m = 3 }
+"""
+
+# Tests that want a verdict on quality alone: latency noise never decides promotion.
+GENEROUS_BOUNDS: dict[str, Any] = {"prompt_promotion_max_latency_increase": 1000.0}
+
+
+async def empty_tables(services: Services) -> None:
+    """Write what the write-behind buffers hold first: a writer racing TRUNCATE deadlocks."""
+    await services.traces.flush()
+    await services.prompts.recorder.flush()
+    if services.database.dialect == "postgresql":
+        tables = ", ".join(t.name for t in metadata.sorted_tables)
+        async with services.database.write() as conn:
+            await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+
+
+@contextlib.asynccontextmanager
+async def prompt_services(settings: Settings, **overrides: Any) -> AsyncIterator[Services]:
+    registry = ModelRegistry(parse_catalog(CATALOG, source="test"), engines=ENGINES)
+    await registry.start()
+    built = await build_services(settings.model_copy(update=overrides), registry=registry)
+    try:
+        yield built
+    finally:
+        await empty_tables(built)
+        await built.close()
+        await registry.close()
+
+
+async def context_for(services: Services, user: UserCreated, prompt_version: str = "default") -> CallContext:
+    principal = await services.auth.authenticate(user.api_key)
+    return CallContext(
+        principal=principal, request_id=f"req_{uuid.uuid4().hex}", prompt_version=prompt_version
+    )
+
+
+async def chat(
+    services: Services,
+    user: UserCreated,
+    system: str | None,
+    question: str = "Hi",
+    *,
+    model: str = "scripted-chat",
+    header: str = "default",
+    **fields: Any,
+) -> tuple[str, CallContext]:
+    """One chat call through core (as the HTTP route makes it); returns its text and context."""
+    ctx = await context_for(services, user, header)
+    messages = ([{"role": "system", "content": system}] if system is not None else []) + [
+        {"role": "user", "content": question}
+    ]
+    body = ChatCompletionRequest.model_validate(
+        {"model": model, "messages": messages, "max_tokens": 8, "temperature": 0, **fields}
+    )
+    started = await services.inference.start_chat(ctx, body)
+    try:
+        completion = await text_serving.chat_completion(started)
+    finally:
+        await started.generation.aclose()
+    return completion.choices[0].message.content or "", ctx
