@@ -28,6 +28,9 @@ FULL_SOURCES = (
     "docs/api-reference.mdx",
     "docs/reference/audit.mdx",
     "docs/reference/traces.mdx",
+    "docs/reference/webhooks.mdx",
+    "docs/prompts.mdx",
+    "docs/experiments.mdx",
 )
 _STATUS_CODES = {
     400: "invalid_request",

@@ -1,7 +1,7 @@
-"""Every page's Python runs: the code blocks of agents.md and of each docs page (quick start,
-tutorials, cookbook recipes), joined in order as a reader would run them, executed in a fresh
-interpreter against a live server with BATCHIN_BASE_URL and BATCHIN_API_KEY set, on the embedded
-models. A page passes when its script exits 0 and prints what the page says it will."""
+"""Every page's Python runs: the code blocks of agents.md and of each docs page (quick start, prompt
+registry, experiments, tutorials, cookbook recipes), joined in order as a reader would run them,
+executed in a fresh interpreter against a live server with BATCHIN_BASE_URL and BATCHIN_API_KEY
+set, on the embedded models. A page passes when its script exits 0 and prints what the page says it will."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _sources() -> dict[str, str]:
     pages |= {
         page: (SITE.docs_dir / f"{page}.mdx").read_text(encoding="utf-8")
         for page in SITE.pages()
-        if page == "quickstart" or page.startswith(("tutorials/", "cookbook/"))
+        if page in ("quickstart", "prompts", "experiments") or page.startswith(("tutorials/", "cookbook/"))
     }
     return {page: code for page, text in pages.items() if (code := python_source(text)).strip()}
 
@@ -38,8 +38,31 @@ SOURCES = _sources()
 
 # What each page tells the reader its code prints (beyond exiting cleanly).
 EXPECTED = {
-    "agents.md": ["'chat'", "'list_models'"],
+    "agents.md": ["'chat'", "'list_models'", "greeting@v1 "],
     "quickstart": ["2 vectors of 384 dimensions", "smollm2-135m-instruct ['chat', 'completion']"],
+    "prompts": [
+        "support@v1 promoted ['shop']",
+        "\nsys-",
+        "\ntea@",
+        "support@v2 candidate experiment: True",
+        "rollback support@v2 -> support@v1",
+        "'support@v2': 'retired'",
+        "3 label moves, every signature verified",
+    ],
+    "experiments": [
+        "concierge@v2 candidate",
+        "candidate rejected",
+        "manual embedding_similarity",
+        "replays billed",
+    ],
+    "tutorials/batches": [
+        "completed: 3 completed, 1 failed of 4",
+        "q-two-answers failed: invalid_request",
+        "3 tasks billed",
+        "failed [(1, 'model_not_found'), (2, 'invalid_json_line')]",
+        "backlog ended cancelled",
+        "3 answers written",
+    ],
     "tutorials/streaming-chat": ["tokens streamed", "stopped after 5 chunks", "400 invalid_request param: n"],
     "tutorials/claude-desktop": ["tools: ", "'smollm2-135m-instruct'"],
     "tutorials/audit-verification": ["'valid': True", "without rewriting history"],

@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from batchin.config import Settings
 from batchin.core.site_docs import SiteDocs, absolute_links
 from batchin.http_api.endpoint import openapi_path
+from batchin.protocol.prompts import ExperimentList, PromptList, PromptRegressionList
 from batchin.resources import ALL_RESOURCES
 from batchin.tools import ALL_TOOLS
 from tests.http_api.server_card_schema import MCP_CATALOG_SCHEMA, SERVER_CARD_SCHEMA
@@ -185,6 +186,17 @@ async def test_docs_pages_answer_without_or_with_the_mdx_suffix(
 ) -> None:
     response = await client.get(path)
     assert response.status_code == 200
+    assert response.text.startswith("---\ntitle: ")
+
+
+@pytest.mark.parametrize("listing", [PromptList, PromptRegressionList, ExperimentList])
+async def test_docs_links_in_api_answers_are_pages(
+    client: httpx2.AsyncClient, listing: type[PromptList | PromptRegressionList | ExperimentList]
+) -> None:
+    """/v1/prompts, /v1/prompt-regressions and /v1/experiments answer with a `docs` path: a page."""
+    link = listing(items=[]).docs
+    response = await client.get(link)
+    assert response.status_code == 200, link
     assert response.text.startswith("---\ntitle: ")
 
 
