@@ -12,10 +12,7 @@ so callers see their own calls at once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +26,7 @@ from batchin.core.clock import utcnow
 from batchin.core.prompt_attribution import Attribution
 from batchin.core.prompt_labels import DocumentSigner
 from batchin.core.prompt_registry import add_version, ensure_registry
+from batchin.core.write_behind import WriteBehind
 from batchin.models.base import ChatMessage
 from batchin.store.database import Database
 from batchin.store.tables import prompt_registries, prompt_samples, prompt_versions
@@ -72,69 +70,38 @@ class PromptRecorder:
         self._settings = settings
         self._db = database
         self._signer = signer
-        self._capacity = settings.prompt_buffer_runs
-        self._batch = batch_runs
-        self._interval = settings.prompt_flush_seconds
-        self._pending: deque[FinishedRun] = deque()
-        self._wake = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._writer: asyncio.Task[None] | None = None
-        self._closed = False
+        self._buffer: WriteBehind[FinishedRun] = WriteBehind(
+            self._write_and_notify,
+            capacity=settings.prompt_buffer_runs,
+            batch=batch_runs,
+            interval=settings.prompt_flush_seconds,
+            what="prompt runs",
+            log=log,
+        )
         # Told after a commit that queued experiments (the experiment worker's wake-up).
         self.on_new_experiments: Callable[[], None] | None = None
-        self.dropped_runs = 0
-        self.failed_runs = 0
-        self.written_runs = 0
 
     def record(self, run: PromptRun, *, output_text: str, latency_ms: int, cost_units: int) -> None:
         """Queue one finished call; never waits. Call from the event loop."""
-        if len(self._pending) >= self._capacity:
-            self._pending.popleft()
-            self.dropped_runs += 1
-        self._pending.append(FinishedRun(run, output_text, latency_ms, cost_units, utcnow()))
-        if not self._closed and (self._writer is None or self._writer.done()):
-            self._writer = asyncio.get_running_loop().create_task(self._write_forever())
-        self._wake.set()
-
-    async def _write_forever(self) -> None:
-        while not self._closed:
-            await self._wake.wait()
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):  # let a batch gather; close() cuts it short
-                await asyncio.wait_for(self._stop.wait(), self._interval)
-            await self.flush()
+        self._buffer.offer(FinishedRun(run, output_text, latency_ms, cost_units, utcnow()))
 
     async def flush(self) -> None:
         """Write everything queued so far."""
-        async with self._lock:
-            while self._pending:
-                batch = [self._pending.popleft() for _ in range(min(self._batch, len(self._pending)))]
-                try:
-                    queued = await self._write(batch)
-                    self.written_runs += len(batch)
-                except Exception:
-                    # Count and drop rather than block callers or grow without bound.
-                    self.failed_runs += len(batch)
-                    log.exception("could not store %d prompt runs", len(batch))
-                    continue
-                if queued and self.on_new_experiments is not None:
-                    self.on_new_experiments()
+        await self._buffer.flush()
 
     async def close(self) -> None:
-        self._closed = True
-        self._stop.set()
-        self._wake.set()
-        if self._writer is not None:
-            await self._writer
-        await self.flush()
+        await self._buffer.close()
+
+    async def _write_and_notify(self, batch: list[FinishedRun]) -> None:
+        if await self._write(batch) and self.on_new_experiments is not None:
+            self.on_new_experiments()
 
     def stats(self) -> dict[str, int]:
         return {
-            "pending_runs": len(self._pending),
-            "written_runs": self.written_runs,
-            "dropped_runs": self.dropped_runs,
-            "failed_runs": self.failed_runs,
+            "pending_runs": self._buffer.pending,
+            "written_runs": self._buffer.written,
+            "dropped_runs": self._buffer.dropped,
+            "failed_runs": self._buffer.failed,
         }
 
     # -- one batch, one transaction ------------------------------------------------------------

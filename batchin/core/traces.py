@@ -12,10 +12,7 @@ keyed by (user, trace, span), so an exporter retrying a batch stores nothing twi
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -27,6 +24,7 @@ from batchin.core.otlp_encode import encode_json, encode_protobuf
 from batchin.core.trace_builder import CallFacts, CallTimings, call_spans
 from batchin.core.trace_export import OtlpHttpExporter, parse_headers
 from batchin.core.trace_store import SUMMARY_FIELDS, TraceRecord, TraceStore
+from batchin.core.write_behind import WriteBehind
 from batchin.errors import InvalidRequest, NotFound
 from batchin.protocol.traces import SpanOut, SpanStatus, TraceDetail, TraceItem, TraceList
 from batchin.store.database import Database
@@ -63,21 +61,17 @@ class TraceService:
     ) -> None:
         self._store = TraceStore(database)
         self.environment = environment
-        self._capacity = buffer_calls
-        self._batch = batch_calls
-        self._interval = flush_interval
         self.otlp_max_bytes = otlp_max_bytes
         self.sink = sink
         # Each call's summary and its spans, or the facts to build them from when written.
-        self._pending: deque[tuple[TraceRecord, Sequence[Span] | CallFacts]] = deque()
-        self._wake = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._writer: asyncio.Task[None] | None = None
-        self._closed = False
-        self.dropped_calls = 0
-        self.failed_calls = 0
-        self.written_calls = 0
+        self._buffer: WriteBehind[tuple[TraceRecord, Sequence[Span] | CallFacts]] = WriteBehind(
+            self._write,
+            capacity=buffer_calls,
+            batch=batch_calls,
+            interval=flush_interval,
+            what="traced calls",
+            log=log,
+        )
 
     @classmethod
     def open(cls, settings: Settings, database: Database) -> TraceService:
@@ -136,13 +130,7 @@ class TraceService:
             prompt_version_id=ctx.prompt_version,
             model_id=model_id,
         )
-        if len(self._pending) >= self._capacity:
-            self._pending.popleft()
-            self.dropped_calls += 1
-        self._pending.append((summary, spans))
-        if not self._closed and (self._writer is None or self._writer.done()):
-            self._writer = asyncio.get_running_loop().create_task(self._write_forever())
-        self._wake.set()
+        self._buffer.offer((summary, spans))
 
     def record_generation(
         self,
@@ -178,31 +166,15 @@ class TraceService:
             ctx, facts, model_id=model_id, route_id=route_id, provider=provider, record_id=record_id
         )
 
-    async def _write_forever(self) -> None:
-        while not self._closed:
-            await self._wake.wait()
-            self._wake.clear()
-            # Let a batch gather (one transaction per interval, not per call); close() cuts it short.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self._interval)
-            await self.flush()
-
     async def flush(self) -> None:
         """Write everything queued so far."""
-        async with self._lock:
-            while self._pending:
-                batch = [self._pending.popleft() for _ in range(min(self._batch, len(self._pending)))]
-                try:
-                    await self._store.write(
-                        [summary for summary, _ in batch],
-                        [(summary.user_id, span) for summary, spans in batch for span in self._built(spans)],
-                    )
-                    self.written_calls += len(batch)
-                except Exception:
-                    # The store refused the batch (down, or a user deleted meanwhile): count and
-                    # drop it rather than block callers or grow without bound.
-                    self.failed_calls += len(batch)
-                    log.exception("could not store %d traced calls", len(batch))
+        await self._buffer.flush()
+
+    async def _write(self, batch: list[tuple[TraceRecord, Sequence[Span] | CallFacts]]) -> None:
+        await self._store.write(
+            [summary for summary, _ in batch],
+            [(summary.user_id, span) for summary, spans in batch for span in self._built(spans)],
+        )
 
     def _built(self, spans: Sequence[Span] | CallFacts) -> Sequence[Span]:
         if not isinstance(spans, CallFacts):
@@ -214,21 +186,16 @@ class TraceService:
 
     async def close(self) -> None:
         """Stop the writer after it has written what is queued (never cancel it mid-batch)."""
-        self._closed = True
-        self._stop.set()
-        self._wake.set()
-        if self._writer is not None:
-            await self._writer
-        await self.flush()
+        await self._buffer.close()
         if self.sink is not None:
             await self.sink.close()
 
     def stats(self) -> dict[str, int]:
         return {
-            "pending_calls": len(self._pending),
-            "written_calls": self.written_calls,
-            "dropped_calls": self.dropped_calls,
-            "failed_calls": self.failed_calls,
+            "pending_calls": self._buffer.pending,
+            "written_calls": self._buffer.written,
+            "dropped_calls": self._buffer.dropped,
+            "failed_calls": self._buffer.failed,
         }
 
     # -- OTLP in and out ---------------------------------------------------------------------------
