@@ -1,0 +1,69 @@
+"""Table definitions (SQLAlchemy Core), one module per concept; imported from here. Money columns
+are integer micro-cents (see core/money.py)."""
+
+from __future__ import annotations
+
+from batchin.store.tables.accounts import (
+    api_keys,
+    key_spend,
+    reservations,
+    topups,
+    usage_logs,
+    usage_rollups,
+    users,
+)
+from batchin.store.tables.audit import (
+    vaas_checkpoints,
+    vaas_keys,
+    vaas_log_nodes,
+    vaas_log_state,
+    vaas_records,
+)
+from batchin.store.tables.base import TS, UUID_LEN, metadata
+from batchin.store.tables.batches import batch_tasks, batches
+from batchin.store.tables.media import files, video_jobs
+from batchin.store.tables.prompts import (
+    prompt_experiments,
+    prompt_label_moves,
+    prompt_registries,
+    prompt_regressions,
+    prompt_replays,
+    prompt_samples,
+    prompt_versions,
+)
+from batchin.store.tables.traces import trace_spans, trace_summaries
+from batchin.store.tables.webhooks import webhook_attempts, webhook_deliveries, webhook_secrets
+
+__all__ = [
+    "TS",
+    "UUID_LEN",
+    "api_keys",
+    "batch_tasks",
+    "batches",
+    "files",
+    "key_spend",
+    "metadata",
+    "prompt_experiments",
+    "prompt_label_moves",
+    "prompt_registries",
+    "prompt_regressions",
+    "prompt_replays",
+    "prompt_samples",
+    "prompt_versions",
+    "reservations",
+    "topups",
+    "trace_spans",
+    "trace_summaries",
+    "usage_logs",
+    "usage_rollups",
+    "users",
+    "vaas_checkpoints",
+    "vaas_keys",
+    "vaas_log_nodes",
+    "vaas_log_state",
+    "vaas_records",
+    "video_jobs",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_secrets",
+]

@@ -1,0 +1,123 @@
+"""Users, API keys, spend, reservations, usage logs and top-ups: the control plane."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from batchin.store.tables.base import TS, UUID_LEN, metadata
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(UUID_LEN), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("balance_units", BigInteger, nullable=False, default=0),
+    Column("created_at", TS, nullable=False),
+    CheckConstraint("balance_units >= 0", name="balance_non_negative"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(UUID_LEN), primary_key=True),
+    Column("user_id", String(UUID_LEN), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_prefix", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("rate_limit_rpm", Integer, nullable=False),
+    Column("monthly_budget_cents", BigInteger, nullable=True),
+    Column("is_active", Boolean, nullable=False, default=True),
+    Column("created_at", TS, nullable=False),
+    Column("last_used_at", TS, nullable=True),
+    Column("revoked_at", TS, nullable=True),
+    Index("ix_api_keys_user_id_created_at", "user_id", "created_at"),
+)
+
+# What each key has spent (settled + held) in one calendar month (UTC), checked against its budget.
+key_spend = Table(
+    "key_spend",
+    metadata,
+    Column("key_id", String(UUID_LEN), ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("spent_units", BigInteger, nullable=False, default=0),
+)
+
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("id", String(UUID_LEN), primary_key=True),
+    Column("user_id", String(UUID_LEN), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("key_id", String(UUID_LEN), nullable=True),
+    Column("month", String(7), nullable=False),
+    Column("amount_units", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # held | settled | released
+    Column("created_at", TS, nullable=False),
+    Column("closed_at", TS, nullable=True),
+    Index("ix_reservations_status_created_at", "status", "created_at"),
+)
+
+usage_logs = Table(
+    "usage_logs",
+    metadata,
+    Column("id", String(UUID_LEN), primary_key=True),
+    Column("request_id", String(64), nullable=False),
+    Column("reservation_id", String(UUID_LEN), nullable=True, unique=True),
+    Column("user_id", String(UUID_LEN), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("key_id", String(UUID_LEN), nullable=True),
+    Column("model", String(200), nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("input_tokens", BigInteger, nullable=False, default=0),
+    Column("output_tokens", BigInteger, nullable=False, default=0),
+    Column("units", Float, nullable=False, default=0.0),
+    Column("unit", String(32), nullable=False, default="tokens"),
+    Column("cost_units", BigInteger, nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # succeeded | failed | cancelled
+    Column("created_at", TS, nullable=False),
+    # Listing is "this user's newest first, paged": one index serves it at any table size.
+    Index("ix_usage_logs_user_created", "user_id", "created_at", "id"),
+    Index("ix_usage_logs_request_id", "request_id"),
+)
+
+# Per (user, model) running totals, updated in the same transaction as each usage log,
+# so summaries cost one small read however many logs there are.
+usage_rollups = Table(
+    "usage_rollups",
+    metadata,
+    Column("user_id", String(UUID_LEN), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("requests", BigInteger, nullable=False, default=0),
+    Column("input_tokens", BigInteger, nullable=False, default=0),
+    Column("output_tokens", BigInteger, nullable=False, default=0),
+    Column("cost_units", BigInteger, nullable=False, default=0),
+)
+
+topups = Table(
+    "topups",
+    metadata,
+    Column("id", String(UUID_LEN), primary_key=True),
+    Column("user_id", String(UUID_LEN), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("source", String(16), nullable=False),  # stripe | usdc | admin
+    Column("reference_id", String(255), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | completed | expired
+    Column("note", Text, nullable=True),
+    Column("created_at", TS, nullable=False),
+    Column("completed_at", TS, nullable=True),
+    UniqueConstraint("source", "reference_id", name="uq_topups_source_reference"),
+    Index("ix_topups_user_created", "user_id", "created_at"),
+)

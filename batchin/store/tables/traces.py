@@ -1,0 +1,62 @@
+"""Traces: per-tenant summaries and their spans."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
+
+from batchin.store.tables.base import TS, UUID_LEN, metadata
+
+# Traces (core/traces.py). One row per (tenant, trace): the same W3C trace id seen by two users is
+# two rows, so no user can read another's. Listing is "this user's newest traces first".
+trace_summaries = Table(
+    "trace_summaries",
+    metadata,
+    Column("user_id", String(UUID_LEN), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("trace_id", String(32), primary_key=True),
+    Column("run_id", String(64), nullable=True),
+    Column("record_id", String(64), nullable=True),
+    Column("route_id", String(200), nullable=True),
+    Column("provider", String(200), nullable=True),
+    Column("environment", String(200), nullable=True),
+    Column("prompt_version_id", String(200), nullable=True),
+    Column("model_id", String(200), nullable=True),
+    Column("source", String(8), nullable=False),  # batchin | otlp: who first reported the trace
+    Column("created_at", TS, nullable=False),
+    Index("ix_trace_summaries_user_created", "user_id", "created_at", "trace_id"),
+)
+
+# Spans of our own calls (source batchin) and those sent to /v1/otlp/traces (source otlp).
+# Attributes, events and links are kept in OTLP's JSON form so export loses nothing.
+trace_spans = Table(
+    "trace_spans",
+    metadata,
+    Column("user_id", String(UUID_LEN), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("trace_id", String(32), primary_key=True),
+    Column("span_id", String(16), primary_key=True),
+    Column("parent_span_id", String(16), nullable=True),
+    Column("name", Text, nullable=False),
+    Column("kind", Integer, nullable=False),  # OTLP SpanKind number
+    Column("start_unix_nano", BigInteger, nullable=False),
+    Column("end_unix_nano", BigInteger, nullable=False),
+    Column("status_code", Integer, nullable=False),  # OTLP StatusCode number
+    Column("status_message", Text, nullable=False),
+    Column("trace_state", Text, nullable=False),
+    Column("flags", BigInteger, nullable=False),
+    Column("scope_name", String(200), nullable=False),
+    Column("scope_version", String(200), nullable=False),
+    Column("attributes", Text, nullable=False),
+    Column("resource_attributes", Text, nullable=False),
+    Column("events", Text, nullable=False),
+    Column("links", Text, nullable=False),
+    Column("source", String(8), nullable=False),
+    Index("ix_trace_spans_user_start", "user_id", "start_unix_nano"),
+)
