@@ -98,7 +98,7 @@ def _wait(client: httpx2.Client, batch_id: str, poll_seconds: float) -> dict[str
     with _progress() as bar:
         task = bar.add_task("validating", total=None)
         while True:
-            batch: dict[str, Any] = _checked(client.get(f"/v1/batches/{batch_id}", params={"tasks": "none"}))
+            batch: dict[str, Any] = _checked(client.get(f"/v1/batches/{batch_id}"))
             counts = batch.get("request_counts") or {}
             done = int(counts.get("completed", 0)) + int(counts.get("failed", 0))
             bar.update(task, description=batch["status"], completed=done, total=counts.get("total") or None)
@@ -166,7 +166,7 @@ def submit(
 def status(batch_id: str, base_url: BaseUrl = "http://127.0.0.1:8000", api_key: ApiKey = "") -> None:
     """A batch's status and request counts."""
     with _client(base_url, api_key) as client:
-        _emit(_checked(client.get(f"/v1/batches/{batch_id}", params={"tasks": "none"})))
+        _emit(_checked(client.get(f"/v1/batches/{batch_id}")))
 
 
 @batch_app.command()
@@ -185,7 +185,7 @@ def results(
 ) -> None:
     """Write a finished batch's output (and error) JSONL files."""
     with _client(base_url, api_key) as client:
-        batch: dict[str, Any] = _checked(client.get(f"/v1/batches/{batch_id}", params={"tasks": "none"}))
+        batch: dict[str, Any] = _checked(client.get(f"/v1/batches/{batch_id}"))
         if batch["status"] not in _TERMINAL:
             sys.stderr.write(f"batch {batch_id} is still {batch['status']}\n")
             raise typer.Exit(code=1)

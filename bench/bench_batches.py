@@ -79,7 +79,7 @@ def main() -> None:
                 batch_id = batch["id"]
                 validated_at = dispatch_started = None
                 while True:
-                    batch = client.get(f"/v1/batches/{batch_id}", params={"tasks": "none"}).json()
+                    batch = client.get(f"/v1/batches/{batch_id}").json()
                     now = time.perf_counter()
                     if validated_at is None and batch["status"] != "validating":
                         validated_at = dispatch_started = now
