@@ -6,89 +6,43 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.routing import Route
 
 from batchin.config import Settings
-from batchin.core.accounts import AccountService
-from batchin.core.admission import AdmissionController
-from batchin.core.audio import AudioService
-from batchin.core.audit import AuditService
-from batchin.core.auth import AuthService
-from batchin.core.batches import BatchService
-from batchin.core.catalog_service import CatalogService
-from batchin.core.embeddings import EmbeddingsService
-from batchin.core.experiments import ExperimentService
-from batchin.core.files import FileService
-from batchin.core.flow import FlowPolicy
-from batchin.core.images import ImageService
-from batchin.core.inference import InferenceService
-from batchin.core.ledger import LedgerService
-from batchin.core.limits import InMemoryRateLimiter, RateLimiter
-from batchin.core.metering import MeteringService
-from batchin.core.metrics import InferenceMetrics
-from batchin.core.prompts import PromptService
-from batchin.core.topups import TopupService
-from batchin.core.traces import TraceService
-from batchin.core.usage import UsageService
-from batchin.core.videos import VideoService
-from batchin.core.webhooks import WebhookService
+from batchin.core.accounts.auth import AuthService
+from batchin.core.accounts.service import AccountService
+from batchin.core.audit.service import AuditService
+from batchin.core.batches.service import BatchService
+from batchin.core.billing.ledger import LedgerService
+from batchin.core.billing.limits import InMemoryRateLimiter, RateLimiter
+from batchin.core.billing.metering import MeteringService
+from batchin.core.billing.topups import TopupService
+from batchin.core.billing.usage import UsageService
+from batchin.core.experiments.service import ExperimentService
+from batchin.core.media.audio import AudioService
+from batchin.core.media.embeddings import EmbeddingsService
+from batchin.core.media.files import FileService
+from batchin.core.media.images import ImageService
+from batchin.core.media.videos import VideoService
+from batchin.core.prompts.service import PromptService
+from batchin.core.serving.admission import AdmissionController
+from batchin.core.serving.catalog import CatalogService
+from batchin.core.serving.flow import FlowPolicy
+from batchin.core.serving.inference import InferenceService
+from batchin.core.serving.metrics import InferenceMetrics
+from batchin.core.traces.service import TraceService
+from batchin.core.webhooks.service import WebhookService
 from batchin.models.catalog import load_catalog
 from batchin.models.registry import ModelRegistry
+from batchin.services import Services
 from batchin.store.database import Database
 from batchin.store.migrate import upgrade
 
 log = logging.getLogger("batchin")
 
 _SWEEP_INTERVAL_SECONDS = 60.0
-
-
-@dataclass
-class Services:
-    settings: Settings
-    database: Database
-    limiter: RateLimiter
-    auth: AuthService
-    accounts: AccountService
-    ledger: LedgerService
-    metering: MeteringService
-    usage: UsageService
-    topups: TopupService
-    registry: ModelRegistry
-    catalog: CatalogService
-    admission: AdmissionController
-    metrics: InferenceMetrics
-    inference: InferenceService
-    files: FileService
-    images: ImageService
-    videos: VideoService
-    embeddings: EmbeddingsService
-    audio: AudioService
-    audit: AuditService
-    traces: TraceService
-    webhooks: WebhookService
-    batches: BatchService
-    prompts: PromptService
-    experiments: ExperimentService
-    owns_registry: bool = True
-
-    async def close(self) -> None:
-        await self.batches.stop()
-        await self.videos.stop()
-        await self.webhooks.stop()
-        await self.experiments.stop_worker()
-        if self.owns_registry:
-            await self.registry.close()
-        await self.prompts.close()  # writes the runs still buffered
-        await self.audit.close()
-        await self.traces.close()
-        await self.auth.drain()
-        await self.topups.close()
-        await self.ledger.close()
-        await self.limiter.close()
-        await self.database.dispose()
 
 
 async def build_services(
@@ -105,7 +59,7 @@ async def build_services(
         await upgrade(database)
     limiter: RateLimiter
     if settings.redis_url:
-        from batchin.core.limits_redis import RedisRateLimiter
+        from batchin.core.billing.limits_redis import RedisRateLimiter
 
         limiter = RedisRateLimiter(settings.redis_url)
     else:

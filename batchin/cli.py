@@ -13,11 +13,12 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import BaseModel
 
-from batchin.app import Services, build_services, create_app
+from batchin.app import build_services, create_app
 from batchin.batch_cli import batch_app
 from batchin.config import Settings
 from batchin.errors import BatchInError
 from batchin.protocol.accounts import KeyCreateRequest
+from batchin.services import Services
 
 T = TypeVar("T")
 
@@ -202,7 +203,7 @@ def vaas_verify(
     trusted_key: Annotated[list[str] | None, typer.Option(help="pin the operator's public keys, hex")] = None,
 ) -> None:
     """Verify an evidence pack offline; prints a JSON verdict, exit code 0 when valid, 1 when not."""
-    from batchin.core.audit_verify import verify_evidence
+    from batchin.core.audit.verify import verify_evidence
 
     try:
         pack = json.loads(evidence.read_text(encoding="utf-8"))
@@ -225,7 +226,7 @@ def vaas_verify(
 @vaas_app.command("rotate-key")
 def vaas_rotate_key() -> None:
     """Make a new signing key (the old one's public key stays registered, so its records verify)."""
-    from batchin.core.audit import rotate_key
+    from batchin.core.audit.service import rotate_key
     from batchin.store.database import Database
     from batchin.store.migrate import upgrade
 

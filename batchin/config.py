@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     video_poll_seconds: float = Field(default=1.0, gt=0)
     video_job_stale_seconds: float = Field(default=60.0, gt=0)
 
-    # Batches (docs in batchin/core/batches.py). A task costs `batch_price_ratio` of the standard price
+    # Batches (docs in core/batches/service.py). A task costs `batch_price_ratio` of the standard price
     # unless its model's catalog entry sets pricing.batch_discount. A process runs at most
     # `batch_max_in_flight` tasks at once, claimed `batch_claim_chunk` at a time under a lease of
     # `batch_lease_seconds` (renewed while they run; a dead process's tasks are claimed again after it).
@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     # POST /v1/files: the largest upload (streamed to disk; a million-line batch file is ~200 MB).
     file_upload_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
 
-    # Webhooks (core/webhooks.py). Only public addresses are called unless a host name or a network
+    # Webhooks (core/webhooks/service.py). Only public addresses are called unless a host name or a network
     # (CIDR) is allowed here; env BATCHIN_WEBHOOK_ALLOWED_HOSTS takes a JSON list or "a,b,c".
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Delays before each retry (attempt n+1 waits the n-th); their sum bounds how long we keep
@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     # The SecretBox key that encrypts signing secrets at rest (default data_dir/webhooks/secret_key).
     webhook_key_file: Path | None = None
 
-    # Prompt registry and experiments (core/prompts.py). Runs are recorded write-behind; each version
+    # Prompt registry and experiments (core/prompts/service.py). Runs are recorded write-behind; each version
     # keeps its newest `prompt_samples_per_version` chat runs for replay. A new version of a registry
     # with a promoted baseline starts an experiment (unless disabled) that replays up to
     # `prompt_experiment_samples` of them at `fill` priority, temperature 0 and a fixed seed. The

@@ -16,9 +16,9 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from batchin.config import Settings
-from batchin.core.audit import AuditService
-from batchin.core.audit_canonical import canonical
-from batchin.core.audit_verify import verify_evidence
+from batchin.core.audit.canonical import canonical
+from batchin.core.audit.service import AuditService
+from batchin.core.audit.verify import verify_evidence
 from batchin.core.clock import utcnow
 from batchin.core.context import CallContext, Principal
 from batchin.store.database import Database

@@ -18,16 +18,16 @@ from pathlib import Path
 import orjson
 
 from batchin.config import Settings
-from batchin.core.accounts import AccountService
-from batchin.core.auth import AuthService
+from batchin.core.accounts.auth import AuthService
+from batchin.core.accounts.service import AccountService
+from batchin.core.billing.limits import InMemoryRateLimiter
 from batchin.core.context import CallContext
-from batchin.core.generation import GenerationStats
-from batchin.core.limits import InMemoryRateLimiter
-from batchin.core.metrics import InferenceMetrics
-from batchin.core.otlp import decode_request
-from batchin.core.otlp_encode import encode_json, encode_protobuf
-from batchin.core.traces import TraceService
-from batchin.core.tracing import continue_trace
+from batchin.core.serving.generation import GenerationStats
+from batchin.core.serving.metrics import InferenceMetrics
+from batchin.core.trace_context import continue_trace
+from batchin.core.traces.otlp import decode_request
+from batchin.core.traces.otlp_encode import encode_json, encode_protobuf
+from batchin.core.traces.service import TraceService
 from batchin.store.database import Database
 from batchin.store.migrate import upgrade
 

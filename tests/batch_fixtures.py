@@ -12,12 +12,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from batchin.app import Services
 from batchin.config import Settings
+from batchin.core.billing.metering import scale_cost
 from batchin.core.context import CallContext
-from batchin.core.metering import scale_cost
 from batchin.protocol.accounts import UserCreated
 from batchin.protocol.batches import TERMINAL_STATUSES, Batch, BatchCreateRequest
+from batchin.services import Services
 from batchin.store.tables import batch_tasks, usage_logs
 from tests.text_fixtures import context_for, cost_units, scripted_services
 

@@ -15,11 +15,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 
-from batchin.app import Services, build_services, create_app
+from batchin.app import build_services, create_app
 from batchin.config import Settings
 from batchin.models.catalog import load_catalog
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.accounts import UserCreated
+from batchin.services import Services
 from batchin.store.tables import metadata
 
 POSTGRES_URL = os.environ.get("BATCHIN_TEST_POSTGRES_URL")

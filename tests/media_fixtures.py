@@ -13,10 +13,11 @@ import httpx2
 import openai
 from sqlalchemy import text
 
-from batchin.app import Services, build_services, create_app
+from batchin.app import build_services, create_app
 from batchin.config import Settings
 from batchin.models.catalog import Catalog, load_catalog
 from batchin.models.registry import ModelRegistry
+from batchin.services import Services
 from batchin.store.tables import metadata
 
 IMAGE_MODEL = "tiny-random-image"

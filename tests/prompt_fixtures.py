@@ -10,14 +10,15 @@ from typing import Any
 
 from sqlalchemy import text
 
-from batchin.app import Services, build_services
+from batchin.app import build_services
 from batchin.config import Settings
-from batchin.core import text_serving
 from batchin.core.context import CallContext
+from batchin.core.serving import text_serving
 from batchin.models.catalog import parse_catalog
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.accounts import UserCreated
 from batchin.protocol.text import ChatCompletionRequest
+from batchin.services import Services
 from batchin.store.tables import metadata
 
 ENGINES = {

@@ -8,10 +8,10 @@ import openai
 import pytest
 from starlette.applications import Starlette
 
-from batchin.app import Services
-from batchin.core.money import cost_per_million
+from batchin.core.billing.money import cost_per_million
 from batchin.models.embeddings import EmbeddingRunner
 from batchin.protocol.accounts import UserCreated
+from batchin.services import Services
 from tests.audio_fixtures import (
     E5,
     MINILM,

@@ -18,14 +18,15 @@ from typing import Any
 import httpx2
 from sqlalchemy import text
 
-from batchin.app import Services, build_services, create_app
+from batchin.app import build_services, create_app
 from batchin.config import Settings
+from batchin.core.billing.money import UNITS_PER_CENT
 from batchin.core.context import CallContext
-from batchin.core.money import UNITS_PER_CENT
 from batchin.models.catalog import parse_catalog
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.accounts import UserCreated
 from batchin.protocol.usage import UsageLog
+from batchin.services import Services
 from batchin.store.tables import metadata
 from tests.fakes.scripted_runner import ScriptedRunner
 

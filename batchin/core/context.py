@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from fractions import Fraction
 
 from batchin.core.clock import utcnow
-from batchin.core.tracing import TraceContext, continue_trace, new_run_id
-
-if TYPE_CHECKING:
-    from batchin.core.metering import BatchBilling
+from batchin.core.trace_context import TraceContext, continue_trace, new_run_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +32,18 @@ class RateLimitState:
             "x-ratelimit-remaining": str(self.remaining),
             "x-ratelimit-reset": f"{self.reset_seconds:.3f}",
         }
+
+
+@dataclass(slots=True)
+class BatchBilling:
+    """How a batch task's call is billed (see core/billing/metering.py): at `price_ratio` of the
+    standard price, under a reservation id the batch fixed. One call per context."""
+
+    price_ratio: Fraction
+    reservation_id: str
+    # The succeeded call, left for the batch worker to settle with the task's result. Typed loosely
+    # because the call context sits below billing; `metering.succeeded_call` reads it typed.
+    call: object | None = None
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from batchin.core.context import CallContext
-from batchin.core.tracing import continue_trace
+from batchin.core.trace_context import continue_trace
 from batchin.errors import Unauthorized
 
 Handler = Callable[[Request, CallContext], Awaitable[Response]]

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 
-from batchin.core.metering import ClientGone
+from batchin.core.billing.metering import ClientGone
 from batchin.errors import BatchInError, ServiceUnavailable
 
 log = logging.getLogger("batchin.http")
@@ -60,7 +60,7 @@ def sse_response(
         yield "[DONE]"
 
     # No send_timeout: a stalled reader is already cut off from the engine by its generation's
-    # bounded buffer (core/generation.py), and a timeout here costs a cancel scope per event.
+    # bounded buffer (core/serving/generation.py), and a timeout here costs a cancel scope per event.
     return EventSourceResponse(
         events(),
         headers=headers,

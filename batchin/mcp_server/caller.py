@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from batchin.core.context import CallContext
 
 if TYPE_CHECKING:
-    from batchin.app import Services
+    from batchin.services import Services
 
 __all__ = ["McpCall", "current"]
 

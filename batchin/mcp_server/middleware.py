@@ -20,7 +20,7 @@ from fastmcp.tools.base import ToolResult
 from mcp import types as mt
 
 from batchin.core.context import CallContext
-from batchin.core.tracing import continue_trace
+from batchin.core.trace_context import continue_trace
 from batchin.errors import BatchInError, Unauthorized
 from batchin.mcp_server import caller
 from batchin.mcp_server.errors import CoreToolError, argument_error, error_payload, error_result

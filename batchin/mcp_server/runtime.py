@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from batchin.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
-    from batchin.app import Services
+    from batchin.services import Services
 
 __all__ = ["McpRuntime"]
 

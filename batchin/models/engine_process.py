@@ -123,7 +123,7 @@ def _resolve(target: str) -> Any:
 
 def _serve(conn: Connection, work: str, entry_data: dict[str, Any], weights: str | None, nice: int) -> None:
     """The child: load once, then serve calls until the parent sends None or goes away."""
-    from batchin.models.images import PipelineOptions, load_pipeline
+    from batchin.models.diffusers_pipeline import PipelineOptions, load_pipeline
 
     try:
         if nice:

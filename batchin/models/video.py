@@ -25,7 +25,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from batchin.models.images import DiffusersRunner, PipelineOptions, Progress, denoise_kwargs
+from batchin.models.diffusers_pipeline import PipelineOptions, Progress, denoise_kwargs
+from batchin.models.images import DiffusersRunner
 
 __all__ = ["DiffusersVideoRunner", "VideoParams", "encode_mp4"]
 

@@ -5,7 +5,7 @@ thread hand-off); a paid call needs two. Here every ledger operation queued whil
 batch was committing goes into the next batch: one thread hand-off and one `BEGIN IMMEDIATE …
 COMMIT` per batch, plain sqlite3 statements inside, and a SAVEPOINT per operation so one refusal or
 failure never affects its neighbours. Semantics are exactly those of the portable implementation
-in batchin/core/ledger.py (used on PostgreSQL); the same tests run against both.
+in batchin/core/billing/ledger.py (used on PostgreSQL); the same tests run against both.
 """
 
 from __future__ import annotations

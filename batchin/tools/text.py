@@ -8,8 +8,8 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from batchin.core import text_serving
-from batchin.core.inference import StartedText
+from batchin.core.serving import text_serving
+from batchin.core.serving.inference import StartedText
 from batchin.mcp_server.caller import current
 from batchin.protocol.common import validate
 from batchin.protocol.text import (

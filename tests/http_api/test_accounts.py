@@ -9,7 +9,7 @@ import uuid
 import httpx2
 import pytest
 
-from batchin.app import Services
+from batchin.services import Services
 from tests.conftest import MakeUser, assert_error, bearer
 
 KEY_FIELDS = {"id", "key", "key_prefix", "name", "rate_limit_rpm", "monthly_budget_cents", "created_at"}

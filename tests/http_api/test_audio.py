@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from batchin.app import Services, build_services, create_app
+from batchin.app import build_services, create_app
 from batchin.config import Settings
-from batchin.core.money import cost_per_unit
+from batchin.core.billing.money import cost_per_unit
 from batchin.models.audio_codec import billable_seconds, encode_pcm16
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.accounts import UserCreated
+from batchin.services import Services
 from batchin.store.tables import metadata
 from tests.audio_fixtures import (
     MINILM,

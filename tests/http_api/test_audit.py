@@ -8,7 +8,7 @@ import uuid
 import httpx2
 import pytest
 
-from batchin.core.audit_verify import verify_evidence
+from batchin.core.audit.verify import verify_evidence
 from tests.conftest import MakeUser, assert_error, bearer
 
 SEED_BODY = {

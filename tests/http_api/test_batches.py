@@ -14,9 +14,9 @@ import httpx2
 import pytest
 from sqlalchemy import select
 
-from batchin.app import Services
 from batchin.config import Settings
 from batchin.protocol.accounts import UserCreated
+from batchin.services import Services
 from batchin.store.tables import webhook_deliveries
 from tests.batch_fixtures import CHAT, TEXT, WIDE, batch_services, chat_task, jsonl_line
 from tests.conftest import MakeUser, assert_error, bearer

@@ -10,10 +10,10 @@ import httpx2
 import numpy as np
 import pytest
 
-from batchin.app import Services
-from batchin.core.money import cost_per_million
+from batchin.core.billing.money import cost_per_million
 from batchin.models.embeddings import EmbeddingRunner
 from batchin.protocol.accounts import UserCreated
+from batchin.services import Services
 from tests.audio_fixtures import E5, E5_PER_1M, MINILM, MINILM_PER_1M, WHISPER_TINY_EN
 from tests.conftest import MakeUser, assert_error, bearer
 from tests.text_fixtures import balance_units, logs_of

@@ -14,8 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from batchin.app import Services, create_app
+from batchin.app import create_app
 from batchin.config import Settings
+from batchin.services import Services
 from tests.conftest import MakeUser, assert_error, bearer
 
 ENVELOPE_KEYS = {"message", "type", "code", "param"}

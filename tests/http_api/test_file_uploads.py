@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import httpx2
 import pytest
 
-from batchin.app import Services
 from batchin.config import Settings
 from batchin.protocol.accounts import UserCreated
+from batchin.services import Services
 from tests.conftest import MakeUser, assert_error, bearer
 from tests.text_fixtures import asgi_client, scripted_services
 

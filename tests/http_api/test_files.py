@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx2
 
-from batchin.app import Services
 from batchin.protocol.accounts import UserCreated
+from batchin.services import Services
 from tests.conftest import MakeUser, assert_error, bearer
 
 

@@ -11,10 +11,10 @@ import httpx2
 import pytest
 from PIL import Image
 
-from batchin.app import Services
 from batchin.config import Settings
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.accounts import UserCreated
+from batchin.services import Services
 from tests.conftest import MakeUser, assert_error, bearer
 from tests.media_fixtures import (
     IMAGE_MODEL,

@@ -13,9 +13,9 @@ import nacl.signing
 import pytest
 import rfc8785
 
-from batchin.app import Services
 from batchin.config import Settings
 from batchin.protocol.accounts import UserCreated
+from batchin.services import Services
 from tests.conftest import MakeUser, bearer
 from tests.text_fixtures import scripted_services, sse_json
 

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import httpx2
 import pytest
 
-from batchin.app import Services
 from batchin.config import Settings
 from batchin.protocol.accounts import UserCreated
+from batchin.services import Services
 from tests.conftest import MakeUser, bearer
 from tests.text_fixtures import scripted_services
 

@@ -11,10 +11,11 @@ from typing import Any
 import httpx2
 import pytest
 
-from batchin.app import Services, build_services
+from batchin.app import build_services
 from batchin.config import Settings
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.accounts import UserCreated
+from batchin.services import Services
 from tests.conftest import MakeUser, bearer
 from tests.prompt_fixtures import GENEROUS_BOUNDS, empty_tables
 

@@ -11,11 +11,11 @@ from typing import Any
 import httpx2
 import pytest
 
-from batchin.app import Services
 from batchin.config import Settings
-from batchin.core.prompt_labels import verify_move
+from batchin.core.prompts.labels import verify_move
 from batchin.protocol.accounts import UserCreated
 from batchin.protocol.prompts import PromptLabelMove
+from batchin.services import Services
 from tests.conftest import MakeUser, assert_error, bearer
 from tests.prompt_fixtures import GENEROUS_BOUNDS, prompt_services
 

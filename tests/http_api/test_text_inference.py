@@ -13,10 +13,11 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from batchin.app import Services, create_app
+from batchin.app import create_app
 from batchin.config import Settings
 from batchin.http_api.app import build_http_app
 from batchin.protocol.accounts import UserCreated
+from batchin.services import Services
 from tests.conftest import MakeUser, assert_error, bearer
 from tests.text_fixtures import (
     asgi_client,

@@ -11,9 +11,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from batchin.app import Services
 from batchin.config import Settings, UsdcChain
-from batchin.core.topups import TopupService
+from batchin.core.billing.topups import TopupService
+from batchin.services import Services
 from tests.conftest import MakeUser, assert_error, bearer
 from tests.fakes.stripe_server import FakeStripe, running_fake_stripe, signature_header
 

@@ -19,11 +19,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from batchin.app import Services
 from batchin.core.context import CallContext
-from batchin.core.generation import GenerationStats
-from batchin.core.tracing import continue_trace
+from batchin.core.serving.generation import GenerationStats
+from batchin.core.trace_context import continue_trace
 from batchin.protocol.accounts import UserCreated
+from batchin.services import Services
 from tests.conftest import MakeUser, assert_error, bearer
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"

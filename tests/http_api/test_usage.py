@@ -10,10 +10,10 @@ from typing import Any
 import httpx2
 import pytest
 
-from batchin.app import Services
+from batchin.core.billing.money import UNITS_PER_CENT, units_to_cents
 from batchin.core.context import CallContext
-from batchin.core.money import UNITS_PER_CENT, units_to_cents
 from batchin.protocol.accounts import UserCreated
+from batchin.services import Services
 from tests.conftest import MakeUser, assert_error, bearer
 
 

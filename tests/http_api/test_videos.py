@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 import httpx2
 import pytest
 
-from batchin.app import Services, create_app
+from batchin.app import create_app
 from batchin.config import Settings
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.accounts import UserCreated
+from batchin.services import Services
 from tests.conftest import MakeUser, assert_error, bearer
 from tests.media_fixtures import (
     IMAGE_MODEL,

@@ -9,7 +9,7 @@ from datetime import datetime
 import httpx2
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from batchin.core.webhook_signing import signed_headers
+from batchin.core.webhooks.signing import signed_headers
 from tests.conftest import MakeUser, assert_error, bearer
 
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from fastmcp import Client
 
-from batchin.app import Services
 from batchin.mcp_server.runtime import McpRuntime
 from batchin.mcp_server.server import build_mcp_server
+from batchin.services import Services
 
 McpClientFactory = Callable[[str | None], AbstractAsyncContextManager[Client[Any]]]
 

@@ -12,13 +12,13 @@ from typing import Any
 import httpx2
 from pydantic import BaseModel, TypeAdapter
 
-from batchin.app import Services
 from batchin.protocol.audio import TranscriptionVerbose
 from batchin.protocol.embeddings import CreateEmbeddingResponse
 from batchin.protocol.images import ImagesResponse
 from batchin.protocol.models import ModelList
 from batchin.protocol.text import ChatCompletion, Completion, ResponseObject
 from batchin.protocol.usage import UsageSummary
+from batchin.services import Services
 from tests.conftest import MakeUser, bearer
 from tests.mcp.conftest import McpClientFactory
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from batchin.app import Services
 from batchin.config import Settings
+from batchin.services import Services
 from tests.conftest import MakeUser, bearer
 from tests.mcp.conftest import McpClientFactory
 from tests.prompt_fixtures import GENEROUS_BOUNDS, chat, prompt_services

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from mcp.types import AudioContent, ImageContent, TextContent
 
-from batchin.app import Services
 from batchin.protocol.accounts import KeyCreateRequest
+from batchin.services import Services
 from tests.conftest import MakeUser
 from tests.mcp.conftest import McpClientFactory
 

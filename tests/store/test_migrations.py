@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from batchin.app import Services
+from batchin.services import Services
 from batchin.store.migrate import alembic_config, current_revision, upgrade
 from batchin.store.tables import metadata
 

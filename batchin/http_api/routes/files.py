@@ -9,7 +9,7 @@ from starlette.responses import FileResponse, Response
 from starlette.types import Message
 
 from batchin.core.context import CallContext
-from batchin.core.files import FileContent
+from batchin.core.media.files import FileContent
 from batchin.errors import InvalidRequest, PayloadTooLarge
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.rendering import render

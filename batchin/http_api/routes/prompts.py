@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from batchin.core.context import CallContext
-from batchin.core.experiments import MAX_LIST
+from batchin.core.experiments.service import MAX_LIST
 from batchin.http_api.endpoint import Endpoint, QueryParam
 from batchin.http_api.rendering import parse_json, query_int, render
 from batchin.protocol.prompts import (

@@ -9,9 +9,9 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from batchin.core import text_serving
 from batchin.core.context import CallContext
-from batchin.core.inference import StartedText
+from batchin.core.serving import text_serving
+from batchin.core.serving.inference import StartedText
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.rendering import parse_json, render
 from batchin.http_api.streaming import ClientDisconnected, sse_response, until_disconnect

@@ -6,9 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from batchin.core.context import CallContext
-from batchin.core.otlp import JSON_TYPE, PROTOBUF, media_type
-from batchin.core.otlp_encode import export_response
-from batchin.core.traces import MAX_EXPORT_SPANS, MAX_LIST
+from batchin.core.traces.otlp import JSON_TYPE, PROTOBUF, media_type
+from batchin.core.traces.otlp_encode import export_response
+from batchin.core.traces.service import MAX_EXPORT_SPANS, MAX_LIST
 from batchin.http_api.endpoint import Endpoint, QueryParam
 from batchin.http_api.rendering import JSONResponse, query_int, read_body, render
 from batchin.protocol.traces import OtlpExportRequest, OtlpExportResponse, TraceDetail, TraceList

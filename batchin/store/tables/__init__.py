@@ -1,5 +1,5 @@
 """Table definitions (SQLAlchemy Core), one module per concept; imported from here. Money columns
-are integer micro-cents (see core/money.py)."""
+are integer micro-cents (see core/billing/money.py)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from sqlalchemy import (
 from batchin.store.tables.base import TS, UUID_LEN, metadata
 
 # Verifiable audit (VaaS): public keys by id (old keys stay, so old records still verify), signed
-# records, and the RFC 6962 transparency log over them (see core/audit_log.py).
+# records, and the RFC 6962 transparency log over them (see core/audit/log.py).
 vaas_keys = Table(
     "vaas_keys",
     metadata,

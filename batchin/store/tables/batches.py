@@ -17,7 +17,7 @@ from sqlalchemy import (
 
 from batchin.store.tables.base import TS, UUID_LEN, metadata
 
-# Batches (core/batches.py): one row per batch, one row per task. Status names are OpenAI's
+# Batches (core/batches/service.py): one row per batch, one row per task. Status names are OpenAI's
 # (validating, in_progress, finalizing, completed, failed, expired, cancelling, cancelled) plus the
 # seed's `pending` for an inline batch none of whose tasks has started. `claimed_by`/`lease_until`
 # hold the batch while one process validates or finalizes it.
@@ -61,7 +61,7 @@ batches = Table(
 
 # Tasks are claimed by workers in (priority, next_attempt_at, id) order among `pending` rows; times
 # on this hot table are unix milliseconds (integers compare the same way on both databases). The
-# task's reservation for attempt n has a deterministic id (core/batch_store.py), so a restart can
+# task's reservation for attempt n has a deterministic id (core/batches/store.py), so a restart can
 # release what a killed attempt held; its result and its charge are written in one transaction.
 batch_tasks = Table(
     "batch_tasks",

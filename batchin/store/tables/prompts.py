@@ -17,7 +17,7 @@ from sqlalchemy import (
 
 from batchin.store.tables.base import TS, UUID_LEN, metadata
 
-# Prompt registry (core/prompts.py). Everything is per tenant: registry and version ids are the
+# Prompt registry (core/prompts/service.py). Everything is per tenant: registry and version ids are the
 # caller's names ("support", "support@v2"), unique within one user. The `promoted` label lives on
 # the registry row; every move of it is a signed row in prompt_label_moves.
 prompt_registries = Table(

@@ -15,7 +15,7 @@ from sqlalchemy import (
 
 from batchin.store.tables.base import TS, UUID_LEN, metadata
 
-# Traces (core/traces.py). One row per (tenant, trace): the same W3C trace id seen by two users is
+# Traces (core/traces/service.py). One row per (tenant, trace): the same W3C trace id seen by two users is
 # two rows, so no user can read another's. Listing is "this user's newest traces first".
 trace_summaries = Table(
     "trace_summaries",

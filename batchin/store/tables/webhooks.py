@@ -15,7 +15,7 @@ from sqlalchemy import (
 
 from batchin.store.tables.base import TS, UUID_LEN, metadata
 
-# Webhooks (core/webhooks.py). Signing secrets sealed with the server's SecretBox key (never plain).
+# Webhooks (core/webhooks/service.py). Signing secrets sealed with the server's SecretBox key (never plain).
 webhook_secrets = Table(
     "webhook_secrets",
     metadata,

@@ -56,7 +56,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('leaf_index', name=op.f('uq_vaas_records_leaf_index'))
     )
     # ### end Alembic commands ###
-    # The log starts empty; appenders update this one row (core/audit_log.py).
+    # The log starts empty; appenders update this one row (core/audit/log.py).
     op.bulk_insert(sa.table('vaas_log_state', sa.column('id', sa.Integer()), sa.column('tree_size', sa.BigInteger())), [{'id': 1, 'tree_size': 0}])
 
 

@@ -1,4 +1,4 @@
-"""traces: span store and per-trace summaries (core/traces.py)
+"""traces: span store and per-trace summaries (core/traces/service.py)
 
 Revision ID: 0003_traces
 Revises: 0002_audit

@@ -1,0 +1,395 @@
+"""Batch task rows: the statements of the hot path, on either database.
+
+Every write is one plain SQL text with `:name` parameters, run on SQLite by the ledger's
+group-commit writer (batchin/store/sqlite_ledger.py: one thread, one transaction per batch of
+operations, the cheapest write SQLite has) and on PostgreSQL through SQLAlchemy. Reads go through
+the ordinary read connections (WAL readers never block the writer).
+
+Claiming takes up to `limit` pending tasks in (priority, next_attempt_at, id) order and marks them
+`running` under this worker's lease, in one statement (PostgreSQL: FOR UPDATE SKIP LOCKED, so
+workers never wait on each other's rows; SQLite: the writer's BEGIN IMMEDIATE serialises claims).
+Every later write to a task is conditional on (claimed_by, attempts, status running): a worker
+that lost its lease can no longer change the task, so a task never completes twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from batchin.core.serving.admission import Priority
+from batchin.store.database import Database
+from batchin.store.sqlite_ledger import SqliteLedgerWriter
+from batchin.store.tables import batch_tasks
+
+__all__ = [
+    "PRIORITY_RANK",
+    "ClaimedTask",
+    "CompleteGuard",
+    "TaskStore",
+    "epoch_ms",
+    "now_ms",
+    "reservation_id",
+    "task_request_id",
+]
+
+# A batch's priority as its tasks' admission priority (also their claiming order).
+PRIORITY_RANK = {"high": int(Priority.BATCH_HIGH), "low": int(Priority.BATCH_LOW), "fill": int(Priority.FILL)}
+_IDS = uuid.UUID("5f0c2d1e-8a4b-4c3d-9e2f-b47a6c1d0e93")  # namespace of the ids derived below
+_TASK_COLUMNS = (
+    "batch_id",
+    "line",
+    "custom_id",
+    "endpoint",
+    "model",
+    "body",
+    "priority",
+    "status",
+    "next_attempt_at",
+    "attempts",
+    "failures",
+)
+_INSERT = (
+    "INSERT INTO batch_tasks (batch_id, line, custom_id, endpoint, model, body, priority, status, "
+    "next_attempt_at, attempts, failures) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (batch_id, line) DO NOTHING"
+)
+_CLAIM_SQLITE = (
+    "UPDATE batch_tasks SET status = 'running', claimed_by = :worker, lease_until = :lease, "
+    "attempts = attempts + 1 WHERE status = 'pending' AND id IN ("
+    "SELECT id FROM batch_tasks WHERE status = 'pending' AND priority <= :max_priority "
+    "AND next_attempt_at <= :now ORDER BY priority, next_attempt_at, id LIMIT :limit) "
+    "RETURNING id, batch_id, line, custom_id, endpoint, model, body, priority, next_attempt_at, "
+    "attempts, failures"
+)
+# PostgreSQL may run an `IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` once per outer row (a
+# nested-loop semi-join), each run locking different rows: it would claim more than n. A
+# materialized CTE picks the rows exactly once.
+_CLAIM_POSTGRES = (
+    "WITH picked AS MATERIALIZED (SELECT id FROM batch_tasks WHERE status = 'pending' "
+    "AND priority <= :max_priority AND next_attempt_at <= :now ORDER BY priority, next_attempt_at, id "
+    "LIMIT :limit FOR UPDATE SKIP LOCKED) "
+    "UPDATE batch_tasks AS t SET status = 'running', claimed_by = :worker, lease_until = :lease, "
+    "attempts = t.attempts + 1 FROM picked WHERE t.id = picked.id "
+    "RETURNING t.id, t.batch_id, t.line, t.custom_id, t.endpoint, t.model, t.body, t.priority, "
+    "t.next_attempt_at, t.attempts, t.failures"
+)
+# Every write after the claim holds only while the task is still this worker's attempt.
+_COMPLETE = (
+    "UPDATE batch_tasks SET status = 'completed', status_code = :status_code, response = :response, "
+    "error_code = NULL, error_message = NULL, cost_units = :cost_units, finished_at = :now, "
+    "claimed_by = NULL, lease_until = NULL "
+    "WHERE id = :id AND claimed_by = :worker AND attempts = :attempt AND status = 'running'"
+)
+_FAIL = (
+    "UPDATE batch_tasks SET status = 'failed', status_code = :status_code, response = :response, "
+    "error_code = :error_code, error_message = :error_message, finished_at = :now, "
+    "claimed_by = NULL, lease_until = NULL "
+    "WHERE id = :id AND claimed_by = :worker AND attempts = :attempt AND status = 'running'"
+)
+_RETRY = (
+    "UPDATE batch_tasks SET status = 'pending', failures = failures + :failed, next_attempt_at = :next, "
+    "error_code = :error_code, error_message = :error_message, claimed_by = NULL, lease_until = NULL "
+    "WHERE id = :id AND claimed_by = :worker AND attempts = :attempt AND status = 'running'"
+)
+_STOP = (
+    "UPDATE batch_tasks SET status = :status, finished_at = :now, claimed_by = NULL, lease_until = NULL "
+    "WHERE id = :id AND claimed_by = :worker AND attempts = :attempt AND status = 'running'"
+)
+_RENEW = "UPDATE batch_tasks SET lease_until = :lease WHERE status = 'running' AND claimed_by = :worker"
+_HAND_BACK = (
+    "UPDATE batch_tasks SET status = 'pending', claimed_by = NULL, lease_until = NULL "
+    "WHERE status = 'running' AND claimed_by = :worker"
+)
+# A bulk change of a batch's waiting tasks, a chunk at a time so the writer is never held for long
+# (the CTE form on PostgreSQL for the reason given at _CLAIM_POSTGRES).
+_SETTLE_WAITING_SQLITE = (
+    "UPDATE batch_tasks SET status = :status, finished_at = :now WHERE id IN ("
+    "SELECT id FROM batch_tasks WHERE batch_id = :batch_id AND status = 'pending' LIMIT :limit)"
+)
+_SETTLE_WAITING_POSTGRES = (
+    "WITH picked AS MATERIALIZED (SELECT id FROM batch_tasks WHERE batch_id = :batch_id "
+    "AND status = 'pending' LIMIT :limit FOR UPDATE SKIP LOCKED) "
+    "UPDATE batch_tasks AS t SET status = :status, finished_at = :now FROM picked "
+    "WHERE t.id = picked.id AND t.status = 'pending'"
+)
+_CHUNK = 5000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def epoch_ms(moment: datetime) -> int:
+    if moment.tzinfo is None:  # SQLite hands back naive datetimes that are UTC
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def reservation_id(task_id: int, attempt: int) -> str:
+    """The ledger reservation of a task's attempt: derived, so a restart can find and release it."""
+    return str(uuid.uuid5(_IDS, f"task:{task_id}:{attempt}"))
+
+
+def task_request_id(batch_id: str, line: int) -> str:
+    """The request id of every attempt of a task (its usage logs, traces and audit records)."""
+    return "req_" + uuid.uuid5(_IDS, f"{batch_id}:{line}").hex
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTask:
+    id: int
+    batch_id: str
+    line: int
+    custom_id: str
+    endpoint: str
+    model: str
+    body: str
+    priority: int
+    next_attempt_at: int
+    attempt: int
+    failures: int
+    request_id: str = ""  # derived (task_request_id, reservation_id) when claimed
+    reservation_id: str = ""
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> ClaimedTask:
+        task = cls(*row)
+        return replace(
+            task,
+            request_id=task_request_id(task.batch_id, task.line),
+            reservation_id=reservation_id(task.id, task.attempt),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteGuard:
+    """The task's completion, written in the same transaction as its charge (core/billing/ledger.py)."""
+
+    params: dict[str, Any]
+
+    def apply_sqlite(self, cur: sqlite3.Cursor) -> bool:
+        return cur.execute(_COMPLETE, self.params).rowcount == 1
+
+    async def apply(self, conn: AsyncConnection) -> bool:
+        return bool((await conn.execute(text(_COMPLETE), self.params)).rowcount == 1)
+
+
+class TaskStore:
+    def __init__(self, database: Database, writer: SqliteLedgerWriter | None) -> None:
+        self._db = database
+        self._writer = writer if database.is_sqlite else None
+        # SQLite has no row locks: the writer's BEGIN IMMEDIATE already makes the claim exclusive.
+        self._claim = _CLAIM_SQLITE if database.is_sqlite else _CLAIM_POSTGRES
+        self._settle_waiting = _SETTLE_WAITING_SQLITE if database.is_sqlite else _SETTLE_WAITING_POSTGRES
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    async def _execute(self, sql: str, params: dict[str, Any]) -> int:
+        if self._writer is not None:
+            count: int = await self._writer.run(lambda cur: cur.execute(sql, params).rowcount)
+            return count
+        async with self._db.write() as conn:
+            return int((await conn.execute(text(sql), params)).rowcount)
+
+    async def insert(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert task rows (tuples in _TASK_COLUMNS order), one transaction per call. A loader
+        resumes after the last line stored, so a chunk is never inserted twice; on SQLite a row
+        already there is left alone anyway."""
+        if not rows:
+            return
+        if self._writer is not None:
+            await self._writer.run(lambda cur: cur.executemany(_INSERT, rows))
+            return
+        async with self._db.write() as conn:
+            # COPY: a million rows load in seconds on PostgreSQL (executemany takes a minute).
+            driver = (await conn.get_raw_connection()).driver_connection
+            if driver is None:
+                raise RuntimeError("no PostgreSQL connection to COPY into")
+            await driver.copy_records_to_table("batch_tasks", records=rows, columns=_TASK_COLUMNS)
+
+    async def claim(
+        self, worker: str, limit: int, *, lease_seconds: float, max_priority: int
+    ) -> list[ClaimedTask]:
+        now = now_ms()
+        params = {
+            "worker": worker,
+            "lease": now + int(lease_seconds * 1000),
+            "max_priority": max_priority,
+            "now": now,
+            "limit": limit,
+        }
+        sql = self._claim
+        rows: list[Any]
+        if self._writer is not None:
+            rows = await self._writer.run(lambda cur: cur.execute(sql, params).fetchall())
+        else:
+            async with self._db.write() as conn:
+                rows = list((await conn.execute(text(sql), params)).all())
+        tasks = [ClaimedTask.from_row(row) for row in rows]
+        tasks.sort(key=lambda t: (t.priority, t.next_attempt_at, t.id))
+        return tasks
+
+    def complete_guard(
+        self, task: ClaimedTask, worker: str, *, status_code: int, response: str, cost_units: int
+    ) -> CompleteGuard:
+        return CompleteGuard(
+            {
+                "status_code": status_code,
+                "response": response,
+                "cost_units": cost_units,
+                "now": now_ms(),
+                **_mine(task, worker),
+            }
+        )
+
+    async def fail(
+        self, task: ClaimedTask, worker: str, *, status_code: int, response: str, code: str, message: str
+    ) -> bool:
+        params = {
+            "status_code": status_code,
+            "response": response,
+            "error_code": code[:64],
+            "error_message": message[:2000],
+            "now": now_ms(),
+            **_mine(task, worker),
+        }
+        return await self._execute(_FAIL, params) == 1
+
+    async def retry(
+        self, task: ClaimedTask, worker: str, *, delay_seconds: float, counts: bool, code: str, message: str
+    ) -> bool:
+        """Back to pending, due after `delay_seconds`; `counts`: a failure against the retry budget."""
+        params = {
+            "failed": int(counts),
+            "next": now_ms() + int(delay_seconds * 1000),
+            "error_code": code[:64],
+            "error_message": message[:2000],
+            **_mine(task, worker),
+        }
+        return await self._execute(_RETRY, params) == 1
+
+    async def stop(self, task: ClaimedTask, worker: str, status: str) -> bool:
+        """A claimed task that never started: cancelled or expired with its batch."""
+        return await self._execute(_STOP, {"status": status, "now": now_ms(), **_mine(task, worker)}) == 1
+
+    async def renew(self, worker: str, lease_seconds: float) -> int:
+        return await self._execute(_RENEW, {"worker": worker, "lease": now_ms() + int(lease_seconds * 1000)})
+
+    async def hand_back(self, worker: str) -> int:
+        """A clean stop: this worker's running tasks go back to pending at once, costing no retry."""
+        return await self._execute(_HAND_BACK, {"worker": worker})
+
+    async def settle_waiting(self, batch_id: str, status: str) -> int:
+        """Every pending task of a batch → `status` (cancelled or expired). Returns how many."""
+        total = 0
+        while True:
+            params = {"status": status, "now": now_ms(), "batch_id": batch_id, "limit": _CHUNK}
+            changed = await self._execute(self._settle_waiting, params)
+            total += changed
+            if changed < _CHUNK:
+                return total
+
+    async def reclaim(self, rows: Sequence[Any], *, max_retries: int) -> int:
+        """Tasks of a lost worker (rows with id, attempts, failures, claimed_by): back to pending
+        (one failure more), or failed once they have lost `max_retries` workers."""
+        changed = 0
+        for row in rows:
+            mine = {"id": row.id, "worker": row.claimed_by, "attempt": row.attempts}
+            if row.failures + 1 > max_retries:
+                message = f"The task stopped its worker {row.failures + 1} times."
+                response = _error_body("worker_lost", message)
+                params = {"status_code": 500, "response": response, "now": now_ms(), **mine}
+                changed += await self._execute(
+                    _FAIL, {**params, "error_code": "worker_lost", "error_message": message}
+                )
+            else:
+                params = {"failed": 1, "next": now_ms(), "error_code": "worker_lost", **mine}
+                changed += await self._execute(
+                    _RETRY, {**params, "error_message": "Its worker stopped; it runs again."}
+                )
+        return changed
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def lost(self, *, limit: int = 1000) -> list[Any]:
+        """Running tasks whose lease has run out."""
+        query = text(
+            "SELECT id, batch_id, attempts, failures, claimed_by FROM batch_tasks "
+            "WHERE status = 'running' AND lease_until < :now LIMIT :limit"
+        )
+        async with self._db.read() as conn:
+            return list((await conn.execute(query, {"now": now_ms(), "limit": limit})).all())
+
+    async def running_of(self, workers: Sequence[str]) -> list[Any]:
+        """Running tasks claimed by any of `workers`."""
+        if not workers:
+            return []
+        t = batch_tasks.c
+        query = select(t.id, t.batch_id, t.attempts, t.failures, t.claimed_by).where(
+            t.status == "running", t.claimed_by.in_(workers)
+        )
+        async with self._db.read() as conn:
+            return list((await conn.execute(query)).all())
+
+    async def claimers(self) -> list[str]:
+        query = text("SELECT DISTINCT claimed_by FROM batch_tasks WHERE status = 'running'")
+        async with self._db.read() as conn:
+            return [r[0] for r in (await conn.execute(query)).all() if r[0]]
+
+    async def unfinished(self, batch_id: str) -> bool:
+        query = text(
+            "SELECT 1 FROM batch_tasks WHERE batch_id = :b AND status IN ('pending', 'running') LIMIT 1"
+        )
+        async with self._db.read() as conn:
+            return (await conn.execute(query, {"b": batch_id})).first() is not None
+
+    async def counts(self, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Tasks per status, per batch."""
+        if not batch_ids:
+            return {}
+        t = batch_tasks.c
+        query = (
+            select(t.batch_id, t.status, func.count())
+            .where(t.batch_id.in_(batch_ids))
+            .group_by(t.batch_id, t.status)
+        )
+        counts: dict[str, dict[str, int]] = {b: {} for b in batch_ids}
+        async with self._db.read() as conn:
+            for batch_id, status, count in (await conn.execute(query)).all():
+                counts[batch_id][status] = int(count)
+        return counts
+
+    async def last_line(self, batch_id: str) -> int:
+        """The highest line stored for a batch (-1 when none)."""
+        query = text("SELECT max(line) FROM batch_tasks WHERE batch_id = :b")
+        async with self._db.read() as conn:
+            value = (await conn.execute(query, {"b": batch_id})).scalar()
+        return -1 if value is None else int(value)
+
+    async def page(self, batch_id: str, *, after: int, limit: int) -> list[Any]:
+        """Tasks of a batch in line order, after line `after`."""
+        query = text(
+            "SELECT line, custom_id, model, status, status_code, response, error_code, error_message "
+            "FROM batch_tasks WHERE batch_id = :b AND line > :after ORDER BY line LIMIT :limit"
+        )
+        async with self._db.read() as conn:
+            return list((await conn.execute(query, {"b": batch_id, "after": after, "limit": limit})).all())
+
+
+def _mine(task: ClaimedTask, worker: str) -> dict[str, Any]:
+    return {"id": task.id, "worker": worker, "attempt": task.attempt}
+
+
+def _error_body(code: str, message: str) -> str:
+    error = {"message": message, "type": "server_error", "code": code, "param": None}
+    return orjson.dumps({"error": error}).decode()

@@ -1,0 +1,97 @@
+"""Usage logs and totals. Totals come from the rollups written with each log, so they always equal
+the sum of the logs and cost one small read however many logs a user has."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from batchin.core.billing.money import units_to_cents
+from batchin.core.clock import isoformat
+from batchin.errors import InvalidRequest
+from batchin.protocol.usage import ModelUsage, UsageLog, UsageSummary
+from batchin.store.database import Database
+from batchin.store.tables import usage_logs, usage_rollups
+
+MAX_PAGE = 500
+
+
+class UsageService:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def list_logs(self, user_id: str, *, limit: int = 50, offset: int = 0) -> list[UsageLog]:
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}.", param="limit")
+        if offset < 0:
+            raise InvalidRequest("offset must be zero or more.", param="offset")
+        async with self._db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(usage_logs)
+                    .where(usage_logs.c.user_id == user_id)
+                    .order_by(usage_logs.c.created_at.desc(), usage_logs.c.id.desc())
+                    .limit(limit)
+                    .offset(offset)
+                )
+            ).all()
+        return [_log(r) for r in rows]
+
+    async def summary(self, user_id: str) -> UsageSummary:
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        func.coalesce(func.sum(usage_rollups.c.requests), 0),
+                        func.coalesce(func.sum(usage_rollups.c.input_tokens), 0),
+                        func.coalesce(func.sum(usage_rollups.c.output_tokens), 0),
+                        func.coalesce(func.sum(usage_rollups.c.cost_units), 0),
+                    ).where(usage_rollups.c.user_id == user_id)
+                )
+            ).one()
+        return UsageSummary(**_totals(*row))
+
+    async def by_model(self, user_id: str) -> list[ModelUsage]:
+        async with self._db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(usage_rollups)
+                    .where(usage_rollups.c.user_id == user_id)
+                    .order_by(usage_rollups.c.cost_units.desc(), usage_rollups.c.model)
+                )
+            ).all()
+        return [
+            ModelUsage(model=r.model, **_totals(r.requests, r.input_tokens, r.output_tokens, r.cost_units))
+            for r in rows
+        ]
+
+
+def _totals(requests: Any, input_tokens: Any, output_tokens: Any, cost_units: Any) -> dict[str, Any]:
+    cost = int(cost_units)
+    return {
+        "total_requests": int(requests),
+        "total_input_tokens": int(input_tokens),
+        "total_output_tokens": int(output_tokens),
+        "total_cost_cents": units_to_cents(cost),
+        "total_cost_micro_cents": cost,
+    }
+
+
+def _log(r: Any) -> UsageLog:
+    return UsageLog(
+        id=r.id,
+        request_id=r.request_id,
+        key_id=r.key_id,
+        model=r.model,
+        endpoint=r.endpoint,
+        input_tokens=r.input_tokens,
+        output_tokens=r.output_tokens,
+        units=r.units,
+        unit=r.unit,
+        cost_cents=units_to_cents(r.cost_units),
+        cost_micro_cents=r.cost_units,
+        latency_ms=r.latency_ms,
+        status=r.status,
+        created_at=isoformat(r.created_at) or "",
+    )

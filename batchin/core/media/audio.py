@@ -1,0 +1,203 @@
+"""Speech, transcriptions and translations over the speech and transcription runners.
+
+Both follow the text path's order: resolve the model and validate everything the caller sent
+(voice, language, the audio itself) → flow policy → reserve → admission slot → engine → settle, one
+usage log per call with unit `audio_seconds` (whole milliseconds, rounded up).
+
+- Transcription knows its price before the engine runs (the decoded input's length), so the
+  reservation is exactly the charge.
+- Speech is billed on the audio it produced, which is known only afterwards: the reservation is an
+  upper bound from the text length and speed, and the unused part is released at settlement.
+Decoding and encoding run in threads; the engines run on their runners' own threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, cast
+
+from batchin.core.billing.metering import MeteringService
+from batchin.core.billing.money import cost_per_unit
+from batchin.core.context import CallContext
+from batchin.core.serving.admission import Priority
+from batchin.core.serving.flow import FlowPolicy
+from batchin.core.serving.model_lookup import usable_model
+from batchin.errors import InvalidRequest
+from batchin.models.audio_codec import (
+    CONTENT_TYPES,
+    AudioDecodeError,
+    billable_seconds,
+    decode_audio,
+    encode_pcm16,
+)
+from batchin.models.catalog import CatalogEntry
+from batchin.models.registry import ModelRegistry
+from batchin.models.speech import SpeechRunner
+from batchin.models.transcription import TranscribeParams, TranscriptionRunner
+from batchin.protocol.audio import (
+    DurationUsage,
+    SpeechRequest,
+    TranscriptionRequest,
+    TranscriptionSegment,
+    TranscriptionVerbose,
+    TranscriptionWord,
+)
+
+__all__ = ["AudioService", "SpeechResult"]
+
+# Upper bound of speech length per input character at speed 1.0, for the reservation. Ordinary
+# prose runs ~0.07 s per character; numbers spelled out ("$1,234,567") run longer. The bound is
+# only held, never charged; the rare input that speaks longer is charged at most the bound.
+_MAX_SECONDS_PER_CHAR = 0.25
+_MIN_SPEECH_SECONDS = 2.0
+# Longest input transcribed in one call (an hour of 16 kHz float32 is 230 MB in memory).
+MAX_AUDIO_SECONDS = 3600.0
+
+Task = Literal["transcribe", "translate"]
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResult:
+    audio: bytes
+    content_type: str
+    seconds: float
+
+
+class AudioService:
+    def __init__(self, registry: ModelRegistry, metering: MeteringService, flow: FlowPolicy) -> None:
+        self._registry = registry
+        self._metering = metering
+        self._flow = flow
+
+    # -- speech ------------------------------------------------------------------------------
+
+    async def speech(
+        self, ctx: CallContext, request: SpeechRequest, *, priority: Priority = Priority.INTERACTIVE
+    ) -> SpeechResult:
+        request.refuse_unsupported()
+        entry = usable_model(self._registry, request.model, "speech")
+        runner = cast(SpeechRunner, await self._registry.runner(entry.id))
+        voice = _voice(entry, runner, request.voice)
+        price = _price(entry)
+        bound = max(_MIN_SPEECH_SECONDS, len(request.input) * _MAX_SECONDS_PER_CHAR) / request.speed
+        pool = await self._flow.admit(ctx, entry)
+        async with self._metering.call(
+            ctx, model=entry.id, endpoint="audio.speech", max_cost_units=cost_per_unit(round(bound, 3), price)
+        ) as call:
+            async with pool.slot(priority):
+                call.begin()
+                speech = await runner.synthesize(request.input, voice=voice, speed=request.speed)
+            seconds = billable_seconds(speech.samples, speech.sample_rate)
+            call.record(cost_units=cost_per_unit(seconds, price), units=seconds, unit="audio_seconds")
+            audio = await asyncio.to_thread(
+                encode_pcm16, speech.pcm, speech.sample_rate, request.response_format
+            )
+        return SpeechResult(audio, CONTENT_TYPES[request.response_format], seconds)
+
+    # -- transcriptions and translations -----------------------------------------------------
+
+    async def transcribe(
+        self,
+        ctx: CallContext,
+        request: TranscriptionRequest,
+        audio: bytes,
+        *,
+        task: Task = "transcribe",
+        priority: Priority = Priority.INTERACTIVE,
+    ) -> TranscriptionVerbose:
+        request.refuse_unsupported()
+        entry = usable_model(self._registry, request.model, "transcription")
+        runner = cast(TranscriptionRunner, await self._registry.runner(entry.id))
+        language = _language(entry, runner, request.language, task)
+        try:
+            decoded = await asyncio.to_thread(decode_audio, audio, max_seconds=MAX_AUDIO_SECONDS)
+        except AudioDecodeError as exc:
+            raise InvalidRequest(f"The audio file could not be read: {exc}.", param="file") from None
+        seconds = billable_seconds(len(decoded.samples), decoded.sample_rate)
+        cost = cost_per_unit(seconds, _price(entry))
+        params = TranscribeParams(
+            task=task,
+            language=language,
+            prompt=request.prompt,
+            temperature=request.temperature,
+            word_timestamps=request.word_timestamps,
+        )
+        endpoint = "audio.transcriptions" if task == "transcribe" else "audio.translations"
+        pool = await self._flow.admit(ctx, entry)
+        async with (
+            self._metering.call(ctx, model=entry.id, endpoint=endpoint, max_cost_units=cost) as call,
+            pool.slot(priority),
+        ):
+            call.begin()
+            transcript = await runner.transcribe(decoded.samples, params)
+            call.record(cost_units=cost, units=seconds, unit="audio_seconds")
+        words = [
+            TranscriptionWord(word=w.word, start=w.start, end=w.end)
+            for s in transcript.segments
+            for w in s.words
+        ]
+        return TranscriptionVerbose(
+            task=task,
+            language=transcript.language,
+            duration=seconds,
+            text=transcript.text,
+            segments=[
+                TranscriptionSegment(
+                    id=s.id,
+                    seek=s.seek,
+                    start=s.start,
+                    end=s.end,
+                    text=s.text,
+                    tokens=list(s.tokens),
+                    temperature=s.temperature,
+                    avg_logprob=s.avg_logprob,
+                    compression_ratio=s.compression_ratio,
+                    no_speech_prob=s.no_speech_prob,
+                )
+                for s in transcript.segments
+            ],
+            words=words if request.word_timestamps else None,
+            usage=DurationUsage(seconds=seconds),
+        )
+
+    # -- shared ------------------------------------------------------------------------------
+
+
+def _price(entry: CatalogEntry) -> Decimal:
+    return entry.pricing.per_audio_second or Decimal(0)
+
+
+def _voice(entry: CatalogEntry, runner: SpeechRunner, requested: str | None) -> str:
+    if requested is None or not requested.strip():
+        return runner.default_voice
+    wanted = requested.strip().lower()
+    for voice in runner.voices:
+        if voice.lower() == wanted:
+            return voice
+    raise InvalidRequest(
+        f"Voice '{requested}' is not available for model '{entry.id}'; valid voices: "
+        f"{', '.join(runner.voices)}.",
+        param="voice",
+    )
+
+
+def _language(
+    entry: CatalogEntry, runner: TranscriptionRunner, requested: str | None, task: Task
+) -> str | None:
+    if task == "translate" and runner.english_only:
+        raise InvalidRequest(
+            f"Model '{entry.id}' is English-only and cannot translate; use a multilingual model.",
+            param="model",
+        )
+    if requested is None or not requested.strip():
+        return None
+    language = requested.strip().lower()
+    if language not in runner.languages:
+        if runner.english_only:
+            message = f"Model '{entry.id}' is English-only; 'language' must be 'en'."
+        else:
+            message = f"Unknown language '{requested}'; send an ISO-639-1 code such as 'en', 'de' or 'zh'."
+        raise InvalidRequest(message, param="language")
+    return language

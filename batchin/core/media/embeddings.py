@@ -1,0 +1,110 @@
+"""Embeddings over any EmbeddingRunner.
+
+One path: resolve the model → validate inputs and `dimensions` → count tokens exactly (the model's
+tokenizer, whole batch in one call) → flow policy → reserve the exact cost → admission slot → one
+engine call for the whole batch → settle (one usage log, unit `tokens`). The cost is known before
+the engine runs, so the reservation is exactly what is charged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import TYPE_CHECKING, cast
+
+import numpy as np
+
+from batchin.core.billing.metering import MeteringService
+from batchin.core.billing.money import cost_per_million
+from batchin.core.context import CallContext
+from batchin.core.serving.admission import Priority
+from batchin.core.serving.flow import FlowPolicy
+from batchin.core.serving.model_lookup import usable_model
+from batchin.errors import InvalidRequest
+from batchin.models.catalog import CatalogEntry
+from batchin.models.embeddings import EmbeddingRunner
+from batchin.models.registry import ModelRegistry
+from batchin.protocol.embeddings import (
+    CreateEmbeddingResponse,
+    Embedding,
+    EmbeddingRequest,
+    EmbeddingUsage,
+)
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+__all__ = ["EmbeddingsService", "shape_vectors"]
+
+
+class EmbeddingsService:
+    def __init__(self, registry: ModelRegistry, metering: MeteringService, flow: FlowPolicy) -> None:
+        self._registry = registry
+        self._metering = metering
+        self._flow = flow
+
+    async def create(
+        self, ctx: CallContext, request: EmbeddingRequest, *, priority: Priority = Priority.INTERACTIVE
+    ) -> CreateEmbeddingResponse:
+        texts = request.texts()
+        entry, runner = await self._model(request.model)
+        _check_dimensions(entry, runner, request.dimensions)
+        counts = await runner.count_tokens(texts)
+        for index, count in enumerate(counts):
+            if count > runner.max_input_tokens:
+                raise InvalidRequest(
+                    f"'input[{index}]' is {count} tokens; model '{entry.id}' accepts at most "
+                    f"{runner.max_input_tokens} tokens per input.",
+                    param="input",
+                )
+        tokens = sum(counts)
+        cost = cost_per_million(tokens, entry.pricing.input_per_1m or 0)
+        pool = await self._flow.admit(ctx, entry)
+        async with (
+            self._metering.call(ctx, model=entry.id, endpoint="embeddings", max_cost_units=cost) as call,
+            pool.slot(priority),
+        ):
+            call.begin()
+            vectors = await runner.embed(texts)
+            call.record(cost_units=cost, input_tokens=tokens, units=tokens, unit="tokens")
+        data: list[list[float] | str] = await asyncio.to_thread(
+            shape_vectors, vectors, request.dimensions, request.encoding_format
+        )
+        return CreateEmbeddingResponse.model_construct(
+            data=[Embedding.model_construct(index=i, embedding=v) for i, v in enumerate(data)],
+            model=entry.id,
+            usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+        )
+
+    async def _model(self, model_id: str) -> tuple[CatalogEntry, EmbeddingRunner]:
+        entry = usable_model(self._registry, model_id, "embedding")
+        return entry, cast(EmbeddingRunner, await self._registry.runner(model_id))
+
+
+def _check_dimensions(entry: CatalogEntry, runner: EmbeddingRunner, dimensions: int | None) -> None:
+    if dimensions is None or dimensions == runner.dimensions:
+        return
+    if not runner.matryoshka:
+        raise InvalidRequest(
+            f"Model '{entry.id}' only returns {runner.dimensions}-dimensional embeddings; "
+            "'dimensions' can only be set for models trained to be shortened.",
+            param="dimensions",
+        )
+    if dimensions > runner.dimensions:
+        raise InvalidRequest(
+            f"'dimensions' must be at most {runner.dimensions} for model '{entry.id}'.", param="dimensions"
+        )
+
+
+def shape_vectors(
+    vectors: npt.NDArray[np.float32], dimensions: int | None, encoding_format: str
+) -> list[list[float] | str]:
+    """Shorten (Matryoshka: keep a prefix, renormalise to unit length) and encode each vector."""
+    if dimensions is not None and dimensions < vectors.shape[1]:
+        short = vectors[:, :dimensions]
+        norms = np.linalg.norm(short, axis=1, keepdims=True)
+        vectors = (short / np.where(norms == 0, 1, norms)).astype(np.float32)
+    rows = np.ascontiguousarray(vectors, dtype="<f4")
+    if encoding_format == "base64":
+        return [base64.b64encode(row.tobytes()).decode("ascii") for row in rows]
+    return cast(list[list[float] | str], rows.tolist())

@@ -1,0 +1,86 @@
+"""Image generation: model → flow policy → reserve (per image) → admission slot → engine in a thread
+→ PNGs stored as files (response_format "url") or inlined (b64_json) → settle.
+
+Storing the outputs happens inside the metered call, so a failure to store them is not billed.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+
+from batchin.config import Settings
+from batchin.core.billing.metering import MeteringService
+from batchin.core.billing.money import cost_per_unit
+from batchin.core.context import CallContext
+from batchin.core.media.files import FileService
+from batchin.core.serving.admission import Priority
+from batchin.core.serving.flow import FlowPolicy
+from batchin.core.serving.model_lookup import usable_model
+from batchin.errors import ServiceUnavailable
+from batchin.models.images import DiffusersImageRunner, ImageParams
+from batchin.models.registry import ModelRegistry
+from batchin.protocol.files import IMAGE_OUTPUT
+from batchin.protocol.images import ImageData, ImageGenerateRequest, ImagesResponse
+
+__all__ = ["ImageService"]
+
+
+class ImageService:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        metering: MeteringService,
+        flow: FlowPolicy,
+        files: FileService,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._metering = metering
+        self._flow = flow
+        self._files = files
+
+    async def generate(self, ctx: CallContext, request: ImageGenerateRequest) -> ImagesResponse:
+        entry = usable_model(self._registry, request.model, "image")
+        width, height = request.dimensions
+        runner = await self._registry.runner(entry.id)
+        if not isinstance(runner, DiffusersImageRunner):
+            raise ServiceUnavailable(f"Model '{entry.id}' has no image engine.")
+        price = entry.pricing.per_image or 0
+        seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+        params = ImageParams(prompt=request.prompt, width=width, height=height, n=request.n, seed=seed)
+        pool = await self._flow.admit(ctx, entry)
+        async with (
+            self._metering.call(
+                ctx,
+                model=entry.id,
+                endpoint="images.generations",
+                max_cost_units=cost_per_unit(request.n, price),
+            ) as call,
+            pool.slot(Priority.INTERACTIVE),
+        ):
+            call.begin()
+            pngs = await runner.generate(params)
+            data = [
+                await self._render(ctx, png, request.response_format, index) for index, png in enumerate(pngs)
+            ]
+            call.record(cost_units=cost_per_unit(len(pngs), price), units=len(pngs), unit="images")
+        return ImagesResponse(created=int(time.time()), data=data, size=f"{width}x{height}")
+
+    async def _render(self, ctx: CallContext, png: bytes, response_format: str, index: int) -> ImageData:
+        if response_format == "b64_json":
+            return ImageData(b64_json=base64.b64encode(png).decode("ascii"))
+        stored = await self._files.store(
+            ctx.principal.user_id,
+            png,
+            filename=f"image-{ctx.request_id}-{index}.png",
+            purpose=IMAGE_OUTPUT,
+            content_type="image/png",
+        )
+        return ImageData(url=file_url(self._settings, stored.id))
+
+
+def file_url(settings: Settings, file_id: str) -> str:
+    return f"{settings.public_base_url.rstrip('/')}/v1/files/{file_id}/content"

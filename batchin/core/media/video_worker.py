@@ -1,0 +1,293 @@
+"""The video job worker: started and stopped with the app (VideoService.start/stop).
+
+One job at a time per process, claimed atomically (SQLite: the write lock of BEGIN IMMEDIATE;
+PostgreSQL: FOR UPDATE SKIP LOCKED), so no job runs in two places. While it runs, a heartbeat
+writes progress; a job whose heartbeat has been silent for `video_job_stale_seconds` belonged to a
+dead process and is queued again. A clean stop queues its own running job again at once. Every
+finish is conditional on the row still being this worker's `in_progress` job, so a job deleted or
+re-queued meanwhile is discarded rather than completed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from batchin.config import Settings
+from batchin.core.billing.ledger import LedgerService
+from batchin.core.billing.ledger_backend import Reservation, UsageRecord
+from batchin.core.billing.money import cost_per_unit
+from batchin.core.clock import utcnow
+from batchin.core.media.files import FileService
+from batchin.core.serving.admission import AdmissionController, Priority
+from batchin.core.serving.flow import SHARED_LANE
+from batchin.errors import BatchInError
+from batchin.models.registry import ModelRegistry
+from batchin.models.video import DiffusersVideoRunner, VideoParams
+from batchin.protocol.files import VIDEO_OUTPUT
+from batchin.protocol.images import parse_size
+from batchin.store.database import Database
+from batchin.store.tables import reservations, video_jobs
+
+__all__ = ["VideoWorker", "load_reservation"]
+
+log = logging.getLogger("batchin.videos")
+
+MAX_ATTEMPTS = 3  # a job that kills its worker this often is failed, not retried forever
+_ENCODING_SHARE = 95  # progress reached when denoising ends; encoding and storing take the rest
+
+
+class VideoWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        registry: ModelRegistry,
+        ledger: LedgerService,
+        admission: AdmissionController,
+        files: FileService,
+    ) -> None:
+        self._settings = settings
+        self._db = database
+        self._registry = registry
+        self._ledger = ledger
+        self._admission = admission
+        self._files = files
+        self.worker_id = f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._progress: dict[str, int] = {}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="video-worker")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # A clean stop hands its running job back at once (a crash waits for the stale heartbeat).
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(video_jobs)
+                .where(video_jobs.c.worker_id == self.worker_id, video_jobs.c.status == "in_progress")
+                .values(status="queued", worker_id=None, progress=0)
+            )
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.recover()
+                job = await self._claim()
+            except Exception:
+                log.exception("video worker: claiming a job failed")
+                job = None
+            if job is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._settings.video_poll_seconds)
+                continue
+            try:
+                await self._execute(job)
+            except Exception:
+                log.exception("video worker: job %s crashed the worker step", job["id"])
+
+    async def recover(self) -> None:
+        """Queue again jobs of dead workers; close reservations a crash left open for finished jobs."""
+        stale_before = utcnow() - timedelta(seconds=self._settings.video_job_stale_seconds)
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(video_jobs)
+                .where(video_jobs.c.status == "in_progress", video_jobs.c.heartbeat_at < stale_before)
+                .values(status="queued", worker_id=None, progress=0)
+            )
+        query = (
+            select(video_jobs)
+            .join(reservations, reservations.c.id == video_jobs.c.reservation_id)
+            .where(
+                reservations.c.status == "held",
+                video_jobs.c.status.in_(("completed", "failed", "deleted")),
+            )
+        )
+        async with self._db.read() as conn:
+            rows = [dict(r) for r in (await conn.execute(query)).mappings().all()]
+        for row in rows:
+            if row["status"] == "completed":
+                await self._settle(row)
+            else:
+                await self._release(row)
+
+    async def _claim(self) -> dict[str, Any] | None:
+        now = utcnow()
+        async with self._db.write() as conn:
+            query = select(video_jobs).where(video_jobs.c.status == "queued")
+            query = query.order_by(video_jobs.c.created_at, video_jobs.c.id).limit(1)
+            if not self._db.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            row = (await conn.execute(query)).mappings().first()
+            if row is None:
+                return None
+            claimed = await conn.execute(
+                update(video_jobs)
+                .where(video_jobs.c.id == row["id"], video_jobs.c.status == "queued")
+                .values(
+                    status="in_progress",
+                    worker_id=self.worker_id,
+                    started_at=now,
+                    heartbeat_at=now,
+                    progress=0,
+                    attempts=video_jobs.c.attempts + 1,
+                )
+            )
+            if claimed.rowcount != 1:
+                return None
+        return {**row, "attempts": row["attempts"] + 1}
+
+    # -- one job ---------------------------------------------------------------------------------
+
+    async def _execute(self, job: dict[str, Any]) -> None:
+        if job["attempts"] > MAX_ATTEMPTS:
+            await self._fail(job, "worker_lost", f"The job stopped its worker {MAX_ATTEMPTS} times.")
+            return
+        started = time.perf_counter()
+        self._progress[job["id"]] = 0
+        beat = asyncio.get_running_loop().create_task(self._heartbeat(job["id"]))
+        try:
+            mp4 = await self._render(job)
+        except asyncio.CancelledError:
+            raise
+        except BatchInError as exc:
+            await self._fail(job, exc.code, exc.message)
+            return
+        except Exception as exc:
+            log.exception("video job %s failed", job["id"])
+            await self._fail(job, "generation_failed", f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            self._progress.pop(job["id"], None)
+        await self._complete(job, mp4, started)
+
+    async def _render(self, job: dict[str, Any]) -> bytes:
+        entry = self._registry.entry(job["model"])
+        runner = await self._registry.runner(job["model"])
+        if not isinstance(runner, DiffusersVideoRunner):
+            raise TypeError(f"model {job['model']} has no video engine")
+        width, height = parse_size(job["size"])
+        params = VideoParams(job["prompt"], width, height, job["seconds"], job["seed"] or 0)
+        pool = self._admission.pool(
+            entry.id, lane=SHARED_LANE, max_concurrency=entry.max_concurrency, queue_size=entry.queue_size
+        )
+        job_id = job["id"]
+
+        def progress(fraction: float) -> None:  # called from the engine's thread: a dict store only
+            self._progress[job_id] = int(fraction * _ENCODING_SHARE)
+
+        async with pool.slot(Priority.BATCH_HIGH):
+            return await runner.generate(params, progress)
+
+    async def _heartbeat(self, job_id: str) -> None:
+        interval = min(1.0, self._settings.video_job_stale_seconds / 4)
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await self._mine(job_id, heartbeat_at=utcnow(), progress=self._progress.get(job_id, 0))
+
+    async def _mine(self, job_id: str, **values: Any) -> bool:
+        """Update the job only while it is still this worker's in_progress job."""
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                update(video_jobs)
+                .where(
+                    video_jobs.c.id == job_id,
+                    video_jobs.c.worker_id == self.worker_id,
+                    video_jobs.c.status == "in_progress",
+                )
+                .values(**values)
+            )
+        return bool(result.rowcount == 1)
+
+    async def _complete(self, job: dict[str, Any], mp4: bytes, started: float) -> None:
+        stored = await self._files.store(
+            job["user_id"], mp4, filename=f"{job['id']}.mp4", purpose=VIDEO_OUTPUT, content_type="video/mp4"
+        )
+        done = await self._mine(
+            job["id"],
+            status="completed",
+            progress=100,
+            file_id=stored.id,
+            completed_at=utcnow(),
+            worker_id=None,
+        )
+        if not done:  # deleted or handed to another worker meanwhile: this output is nobody's
+            await self._files.delete(job["user_id"], stored.id)
+            return
+        await self._settle(job, latency_ms=int((time.perf_counter() - started) * 1000))
+
+    async def _fail(self, job: dict[str, Any], code: str, message: str) -> None:
+        failed = await self._mine(
+            job["id"],
+            status="failed",
+            error_code=code,
+            error_message=message[:2000],
+            completed_at=utcnow(),
+            worker_id=None,
+        )
+        if failed:
+            await self._release(job)
+
+    async def _settle(self, job: dict[str, Any], latency_ms: int = 0) -> None:
+        reservation = await load_reservation(self._db, job["reservation_id"])
+        if reservation is None:
+            return
+        entry_price = self._price(job["model"])
+        await self._ledger.settle(
+            reservation,
+            UsageRecord(
+                request_id=job["request_id"],
+                model=job["model"],
+                endpoint="videos",
+                cost_units=cost_per_unit(job["seconds"], entry_price),
+                latency_ms=latency_ms,
+                units=float(job["seconds"]),
+                unit="video_seconds",
+            ),
+        )
+
+    async def _release(self, job: dict[str, Any]) -> None:
+        reservation = await load_reservation(self._db, job["reservation_id"])
+        if reservation is not None:
+            await self._ledger.release(reservation)
+
+    def _price(self, model_id: str) -> Any:
+        # The job's reservation caps the charge; a model since removed from the catalog bills that.
+        try:
+            return self._registry.entry(model_id).pricing.per_video_second or 0
+        except BatchInError:
+            return 10**6
+
+
+async def load_reservation(database: Database, reservation_id: str) -> Reservation | None:
+    async with database.read() as conn:
+        row = (await conn.execute(select(reservations).where(reservations.c.id == reservation_id))).first()
+    if row is None:
+        return None
+    return Reservation(row.id, row.user_id, row.key_id, row.month, row.amount_units)

@@ -1,0 +1,278 @@
+"""The prompt registry: which prompt version each text call ran, and the versions' registry.
+
+The inference path calls `attribute_*` before a call runs (it sets `ctx.prompt_version`, so the
+response header, the audit record and the trace all carry the resolved version; rules in
+prompt_attribution.py) and `record` when it has succeeded (write-behind: prompt_recorder.py).
+Versions seen in traffic are backfilled into the registry on their own (`source: auto_backfill`);
+users also register versions (templates with `{{variables}}`) and move the `promoted` label, each
+move signed (prompt_labels.py). A new version of a registry with a promoted baseline queues an
+experiment (experiments.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+
+from batchin.config import Settings
+from batchin.core.audit.service import AuditService
+from batchin.core.clock import isoformat, utcnow
+from batchin.core.context import CallContext
+from batchin.core.prompts.attribution import Attribution, attribute, system_text_of
+from batchin.core.prompts.labels import label_history, move_label, move_view, previous_holder
+from batchin.core.prompts.recorder import PromptRecorder, PromptRun
+from batchin.core.prompts.registry import add_version, ensure_registry
+from batchin.core.prompts.templates import variables_of
+from batchin.errors import InvalidRequest, NotFound
+from batchin.models.base import ChatMessage, SamplingParams
+from batchin.protocol.prompts import (
+    PromptLabelMove,
+    PromptLabelMoveList,
+    PromptLabelMoveRequest,
+    PromptList,
+    PromptRegistryItem,
+    PromptVersionCreateRequest,
+    PromptVersionDetail,
+    PromptVersionItem,
+)
+from batchin.store.database import Database
+from batchin.store.tables import prompt_registries, prompt_versions
+
+__all__ = ["PromptRun", "PromptService"]
+
+
+class PromptService:
+    def __init__(self, settings: Settings, database: Database, audit: AuditService) -> None:
+        self._settings = settings
+        self._db = database
+        self._audit = audit
+        self.recorder = PromptRecorder(settings, database, audit)
+
+    # -- the inference path (no I/O) -----------------------------------------------------------
+
+    def attribute_chat(
+        self,
+        ctx: CallContext,
+        messages: tuple[ChatMessage, ...],
+        metadata: Mapping[str, str] | None,
+        model_id: str,
+        sampling: SamplingParams,
+    ) -> PromptRun | None:
+        """The version a chat call runs (also set as `ctx.prompt_version`), or None: unattributed."""
+        found = attribute(ctx.prompt_version, metadata, system_text_of(messages))
+        return None if found is None else _run(ctx, found, model_id, messages, sampling)
+
+    def attribute_completion(
+        self, ctx: CallContext, metadata: Mapping[str, str] | None, model_id: str, sampling: SamplingParams
+    ) -> PromptRun | None:
+        """Completions have no system prompt: attributed only when the caller names the version;
+        their runs are counted but not sampled (experiments replay chat runs)."""
+        found = attribute(ctx.prompt_version, metadata, None)
+        return None if found is None else _run(ctx, found, model_id, None, sampling)
+
+    def record(self, run: PromptRun, *, output_text: str, latency_ms: int, cost_units: int) -> None:
+        self.recorder.record(run, output_text=output_text, latency_ms=latency_ms, cost_units=cost_units)
+
+    async def close(self) -> None:
+        await self.recorder.close()
+
+    # -- the registry API ----------------------------------------------------------------------
+
+    async def list_prompts(self, user_id: str) -> PromptList:
+        await self.recorder.flush()
+        async with self._db.read() as conn:
+            registries = (
+                await conn.execute(
+                    select(prompt_registries)
+                    .where(prompt_registries.c.user_id == user_id)
+                    .order_by(prompt_registries.c.created_at.desc(), prompt_registries.c.registry_id)
+                )
+            ).all()
+            versions = (
+                await conn.execute(
+                    select(prompt_versions)
+                    .where(prompt_versions.c.user_id == user_id)
+                    .order_by(prompt_versions.c.created_at, prompt_versions.c.version_id)
+                )
+            ).all()
+        by_registry: dict[str, list[PromptVersionItem]] = {}
+        for v in versions:
+            by_registry.setdefault(v.registry_id, []).append(
+                PromptVersionItem(
+                    version_id=v.version_id,
+                    status=v.status,
+                    total_runs=v.total_runs,
+                    source=v.source,
+                    created_at=isoformat(v.created_at) or "",
+                )
+            )
+        return PromptList(
+            items=[
+                PromptRegistryItem(
+                    registry_id=r.registry_id,
+                    display_name=r.display_name,
+                    source=r.source,
+                    latest_version_id=r.latest_version_id,
+                    promoted_version_id=r.promoted_version_id,
+                    total_runs=r.total_runs,
+                    versions=by_registry.get(r.registry_id, []),
+                    created_at=isoformat(r.created_at) or "",
+                )
+                for r in registries
+            ]
+        )
+
+    async def register_version(
+        self, ctx: CallContext, request: PromptVersionCreateRequest
+    ) -> PromptVersionDetail:
+        names = variables_of(request.template)
+        if request.variables is not None and sorted(set(request.variables)) != sorted(names):
+            raise InvalidRequest(
+                f"'variables' must name exactly the template's placeholders: {names}.", param="variables"
+            )
+        user_id, registry_id, now = ctx.principal.user_id, request.registry_id, utcnow()
+        await self.recorder.flush()  # versions seen in traffic so far exist before we name a new one
+        async with self._db.write() as conn:
+            await ensure_registry(
+                conn,
+                user_id=user_id,
+                registry_id=registry_id,
+                display_name=request.display_name or registry_id,
+                source="registered",
+                now=now,
+            )
+            version = request.version or await _next_version_name(conn, user_id, registry_id)
+            version_id = f"{registry_id}@{version}"
+            created = await add_version(
+                conn,
+                self._audit,
+                self._settings,
+                user_id=user_id,
+                key_id=ctx.principal.key_id,
+                registry_id=registry_id,
+                version_id=version_id,
+                source="registered",
+                template=request.template,
+                variables=names,
+                now=now,
+            )
+            if created is None:
+                raise InvalidRequest(f"Prompt version '{version_id}' already exists.", param="version")
+        if created.experiment_id and self.recorder.on_new_experiments is not None:
+            self.recorder.on_new_experiments()
+        return PromptVersionDetail(
+            version_id=version_id,
+            registry_id=registry_id,
+            status=created.status,
+            source="registered",
+            total_runs=0,
+            template=request.template,
+            variables=names,
+            created_at=isoformat(now) or "",
+            experiment_id=created.experiment_id,
+        )
+
+    async def move_label(
+        self, ctx: CallContext, registry_id: str, request: PromptLabelMoveRequest
+    ) -> PromptLabelMove:
+        """Promote a version, or roll back to the one that held the label before (or a named one)."""
+        user_id = ctx.principal.user_id
+        await self.recorder.flush()
+        async with self._db.write() as conn:
+            current = await conn.scalar(
+                select(prompt_registries.c.promoted_version_id).where(
+                    prompt_registries.c.user_id == user_id, prompt_registries.c.registry_id == registry_id
+                )
+            )
+            target = request.version_id
+            if target is None and request.action == "rollback":
+                target = previous_holder(await label_history(conn, user_id, registry_id), current)
+                if target is None:
+                    raise InvalidRequest(
+                        f"Registry '{registry_id}' has no earlier promoted version to roll back to.",
+                        param="version_id",
+                    )
+            if target is None:
+                raise InvalidRequest("'version_id' is required to promote.", param="version_id")
+            await _require_version(conn, user_id, registry_id, target)
+            row = await move_label(
+                conn,
+                self._audit,
+                user_id=user_id,
+                registry_id=registry_id,
+                to_version_id=target,
+                action=request.action,
+                actor=f"key:{ctx.principal.key_prefix}",
+                reason=request.reason,
+                now=utcnow(),
+            )
+        return move_view(row, await self._public_key(row["key_id"]))
+
+    async def label_history(self, user_id: str, registry_id: str) -> PromptLabelMoveList:
+        async with self._db.read() as conn:
+            await _require_registry(conn, user_id, registry_id)
+            rows = await label_history(conn, user_id, registry_id)
+        return PromptLabelMoveList(
+            items=[move_view(row._mapping, await self._public_key(row.key_id)) for row in rows]
+        )
+
+    async def _public_key(self, key_id: str) -> str:
+        return await self._audit.public_key(key_id) or ""
+
+
+def _run(
+    ctx: CallContext,
+    found: Attribution,
+    model_id: str,
+    messages: tuple[ChatMessage, ...] | None,
+    sampling: SamplingParams,
+) -> PromptRun:
+    ctx.prompt_version = found.version_id
+    principal = ctx.principal
+    return PromptRun(
+        found,
+        principal.user_id,
+        principal.key_id,
+        model_id,
+        messages,
+        sampling.max_tokens,
+        sampling.temperature,
+    )
+
+
+async def _require_registry(conn: Any, user_id: str, registry_id: str) -> None:
+    found = await conn.scalar(
+        select(prompt_registries.c.registry_id).where(
+            prompt_registries.c.user_id == user_id, prompt_registries.c.registry_id == registry_id
+        )
+    )
+    if found is None:
+        raise NotFound(f"Prompt registry '{registry_id}' not found.")
+
+
+async def _require_version(conn: Any, user_id: str, registry_id: str, version_id: str) -> None:
+    await _require_registry(conn, user_id, registry_id)
+    found = await conn.scalar(
+        select(prompt_versions.c.registry_id).where(
+            prompt_versions.c.user_id == user_id, prompt_versions.c.version_id == version_id
+        )
+    )
+    if found != registry_id:
+        raise NotFound(f"Prompt version '{version_id}' not found in registry '{registry_id}'.")
+
+
+async def _next_version_name(conn: Any, user_id: str, registry_id: str) -> str:
+    """v<n>, n one more than the registry's versions (skipping names already taken)."""
+    taken = set(
+        await conn.scalars(
+            select(prompt_versions.c.version_id).where(
+                prompt_versions.c.user_id == user_id, prompt_versions.c.registry_id == registry_id
+            )
+        )
+    )
+    n = len(taken) + 1
+    while f"{registry_id}@v{n}" in taken:
+        n += 1
+    return f"v{n}"

@@ -1,0 +1,64 @@
+"""The public model list: catalog facts plus live status."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+
+from batchin.models.catalog import CatalogEntry
+from batchin.models.registry import ModelRegistry
+from batchin.protocol.models import ModelCard, ModelList, ModelPricing
+
+
+def _usd(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _discounted(value: Decimal | None, ratio: Fraction) -> float | None:
+    return None if value is None else float(Fraction(value) * ratio)
+
+
+def price_ratio(entry: CatalogEntry, default: Decimal) -> Fraction:
+    """The batch price as a fraction of the standard price: the catalog entry's own batch_discount
+    when it sets one, else the server's `batch_price_ratio`."""
+    if "batch_discount" in entry.pricing.model_fields_set:
+        return Fraction(1 - entry.pricing.batch_discount)
+    return Fraction(default)
+
+
+class CatalogService:
+    def __init__(self, registry: ModelRegistry, batch_price_ratio: Decimal = Decimal(1)) -> None:
+        self._registry = registry
+        self._batch_price_ratio = batch_price_ratio  # what a model without its own batch_discount is billed
+
+    def list_models(self) -> ModelList:
+        return ModelList(data=[self._card(entry) for entry in self._registry.entries()])
+
+    def get_model(self, model_id: str) -> ModelCard:
+        return self._card(self._registry.entry(model_id))
+
+    def _card(self, entry: CatalogEntry) -> ModelCard:
+        health = self._registry.status(entry.id)
+        p = entry.pricing
+        ratio = price_ratio(entry, self._batch_price_ratio)  # the same figure the batch worker bills
+        return ModelCard(
+            id=entry.id,
+            owned_by=entry.owned_by,
+            kind=list(entry.kind),
+            status=health.status,
+            status_reason=health.reason,
+            context_length=entry.context_length,
+            pricing=ModelPricing(
+                std_input=_usd(p.input_per_1m),
+                std_output=_usd(p.output_per_1m),
+                batch_input=_discounted(p.input_per_1m, ratio),
+                batch_output=_discounted(p.output_per_1m, ratio),
+                per_image=_usd(p.per_image),
+                per_audio_second=_usd(p.per_audio_second),
+                per_video_second=_usd(p.per_video_second),
+                batch_discount=float(1 - ratio),
+            ),
+            licence=entry.licence,
+            description=entry.description,
+            regions=list(entry.regions),
+        )

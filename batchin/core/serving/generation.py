@@ -1,0 +1,143 @@
+"""A started text generation: the engine feeds a bounded buffer from its own task, the caller reads
+from it. This is what isolates slow consumers: the engine never waits on a reader until the buffer
+(`stream_buffer_chunks` deltas) is full, and a reader that stays stalled past
+`slow_consumer_timeout_seconds` is dropped — its generation stops and it pays for what was made.
+
+The producer task owns the whole paid call (reserve → admission slot → engine → settle), so a
+disconnect (the reader cancels it), an engine error and a normal end all close the call exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from batchin.core.billing.metering import ClientGone
+from batchin.errors import ServiceUnavailable
+from batchin.models.base import TextDelta
+
+
+class SlowConsumer(ClientGone):
+    """The reader stalled past the timeout with its buffer full."""
+
+
+_END = object()
+
+
+@dataclass(slots=True)
+class GenerationStats:
+    prompt_tokens: int
+    completion_tokens: int = 0
+    queued_seconds: float = 0.0
+    admitted_at: float = 0.0
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    finish_reason: str | None = None
+    text_parts: list[str] = field(default_factory=list)
+
+    @property
+    def ttft_seconds(self) -> float | None:
+        return None if self.first_token_at is None else self.first_token_at - self.admitted_at
+
+    @property
+    def decode_seconds(self) -> float | None:
+        if self.first_token_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.first_token_at
+
+
+class TextGeneration:
+    def __init__(self, *, buffer_size: int, stall_timeout: float, prompt_tokens: int) -> None:
+        self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=buffer_size)
+        self._stall_timeout = stall_timeout
+        self._task: asyncio.Task[None] | None = None
+        self._final: object = None  # _END or the producer's exception, once it is done
+        self.stats = GenerationStats(prompt_tokens=prompt_tokens)
+
+    async def start(self, produce: Callable[[TextGeneration, asyncio.Future[None]], Awaitable[None]]) -> None:
+        """Run `produce` in its own task; returns once it has been admitted (or raises its refusal)."""
+        loop = asyncio.get_running_loop()
+        admitted: asyncio.Future[None] = loop.create_future()
+        self._task = loop.create_task(self._run(produce, admitted))
+        try:
+            await asyncio.shield(admitted)
+        except asyncio.CancelledError:
+            await self.aclose()
+            raise
+
+    async def _run(
+        self,
+        produce: Callable[[TextGeneration, asyncio.Future[None]], Awaitable[None]],
+        admitted: asyncio.Future[None],
+    ) -> None:
+        try:
+            await produce(self, admitted)
+        except asyncio.CancelledError:
+            if not admitted.done():
+                admitted.cancel()
+            # A reader still waiting (the cancellation came from elsewhere, e.g. shutdown) must not hang.
+            self._offer(ServiceUnavailable("The generation was stopped before it finished."))
+            raise
+        except Exception as exc:
+            if not admitted.done():
+                admitted.set_exception(exc)
+            else:
+                self._offer(exc)
+            return
+        self._offer(_END)
+
+    def admitted(self, admitted: asyncio.Future[None], queued_seconds: float) -> None:
+        self.stats.queued_seconds = queued_seconds
+        self.stats.admitted_at = time.monotonic()
+        if not admitted.done():
+            admitted.set_result(None)
+
+    async def push(self, delta: TextDelta) -> None:
+        """Producer side: hand one delta to the reader, dropping a reader stalled past the timeout."""
+        if self.stats.first_token_at is None and delta.text:
+            self.stats.first_token_at = time.monotonic()
+        try:
+            self._queue.put_nowait(delta)
+        except asyncio.QueueFull:
+            try:
+                await asyncio.wait_for(self._queue.put(delta), self._stall_timeout)
+            except TimeoutError:
+                raise SlowConsumer(f"reader stalled for over {self._stall_timeout:.1f}s") from None
+
+    def _offer(self, final: object) -> None:
+        # The end (or an error) is kept beside the buffer, so it never displaces a delta; the wake-up
+        # marker is only needed when the reader may be waiting on an empty buffer.
+        self._final = final
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(_END)
+
+    def __aiter__(self) -> AsyncIterator[TextDelta]:
+        return self._read()
+
+    async def _read(self) -> AsyncIterator[TextDelta]:
+        try:
+            while True:
+                if self._final is not None and self._queue.empty():
+                    break
+                item = await self._queue.get()
+                if isinstance(item, TextDelta):
+                    yield item
+            if isinstance(self._final, BaseException):
+                raise self._final
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the generation (if still running) and wait until its call is settled."""
+        task = self._task
+        if task is None or task.done():
+            return
+        task.cancel()
+        await asyncio.wait({task})
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await asyncio.wait({self._task})

@@ -1,0 +1,336 @@
+"""Text inference: chat completions, completions and responses over any TextRunner.
+
+One path for all three: resolve the model → prepare the prompt (exact token count, context check)
+→ reserve the maximum cost → flow policy (region, lane) → admission slot → engine → settle. The
+caller gets a TextGeneration to stream from or to collect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, replace
+
+import orjson
+
+from batchin.config import Settings
+from batchin.core.audit.records import AuditReceipt, AuditUsage, PendingRecord
+from batchin.core.audit.service import AuditService
+from batchin.core.billing.metering import ClientGone, MeteredCall, MeteringService
+from batchin.core.billing.money import cost_per_million
+from batchin.core.context import CallContext
+from batchin.core.prompts.service import PromptRun, PromptService
+from batchin.core.serving.admission import AdmissionPool, Priority
+from batchin.core.serving.flow import FlowPolicy
+from batchin.core.serving.generation import TextGeneration
+from batchin.core.serving.metrics import InferenceMetrics
+from batchin.core.serving.model_lookup import usable_model
+from batchin.core.traces.service import TraceService
+from batchin.errors import BatchInError, InvalidRequest
+from batchin.models.base import (
+    ChatMessage,
+    ChatParams,
+    CompletionParams,
+    PreparedPrompt,
+    SamplingParams,
+    TextRunner,
+)
+from batchin.models.catalog import CatalogEntry, Kind
+from batchin.models.registry import ModelRegistry
+from batchin.protocol.text import (
+    DEFAULT_COMPLETION_MAX_TOKENS,
+    ChatCompletionRequest,
+    CompletionRequest,
+    ResponseCreateRequest,
+    SamplingFields,
+)
+
+log = logging.getLogger("batchin.inference")
+
+# Remote upstreams count prompt tokens themselves; reserve for a generous over-estimate of ours.
+_ESTIMATE_HEADROOM = 1.5
+
+
+@dataclass(slots=True)
+class StartedText:
+    generation: TextGeneration
+    entry: CatalogEntry
+    prompt_tokens: int
+    audit: PendingRecord
+    receipt: AuditReceipt | None = None  # set when the call's audit record is signed and logged
+    prompt: PromptRun | None = None  # the prompt version it ran, recorded when it succeeds
+    cost_units: int = 0  # what it was charged, once settled
+
+    def audit_headers(self) -> dict[str, str]:
+        """X-VaaS-*: the final record's signature once it exists (whole answers), else the opening
+        statement's (streams, whose headers leave before the output exists)."""
+        return (self.receipt or self.audit).response_headers()
+
+
+class InferenceService:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        metering: MeteringService,
+        flow: FlowPolicy,
+        metrics: InferenceMetrics,
+        audit: AuditService,
+        traces: TraceService,
+        prompts: PromptService | None = None,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._metering = metering
+        self._flow = flow
+        self._metrics = metrics
+        self._audit = audit
+        self._traces = traces
+        self._prompts = prompts
+
+    async def start_chat(
+        self,
+        ctx: CallContext,
+        request: ChatCompletionRequest,
+        *,
+        endpoint: str = "chat.completions",
+        priority: Priority = Priority.INTERACTIVE,
+        observe: bool = True,
+    ) -> StartedText:
+        """`observe=False`: not attributed nor recorded in the prompt registry (experiment replays,
+        which carry the version they replay in `ctx.prompt_version`)."""
+        request.refuse_unsupported()
+        entry, runner = await self._text_model(request.model, "chat")
+        messages = tuple(ChatMessage(role=_engine_role(m.role), content=m.text()) for m in request.messages)
+        max_tokens = request.requested_max_tokens()
+        sampling = self._sampling(request, entry, max_tokens or 1)
+        prepared = await runner.prepare_chat(ChatParams(messages, sampling, stream=request.stream))
+        if max_tokens is None:
+            # No limit asked: the completion may use the rest of the context (OpenAI's semantics).
+            rest = replace(sampling, max_tokens=max(1, (entry.context_length or 0) - prepared.prompt_tokens))
+            prepared = await runner.prepare_chat(ChatParams(messages, rest, stream=request.stream))
+        audit_input = orjson.dumps([{"role": m.role, "content": m.content} for m in messages])
+        prompt = None
+        if observe and self._prompts is not None:
+            prompt = self._prompts.attribute_chat(
+                ctx, messages, request.metadata, entry.id, prepared.sampling
+            )
+        return await self._start(ctx, entry, runner, prepared, endpoint, priority, audit_input, prompt)
+
+    async def start_completion(
+        self, ctx: CallContext, request: CompletionRequest, *, priority: Priority = Priority.INTERACTIVE
+    ) -> StartedText:
+        request.refuse_unsupported()
+        entry, runner = await self._text_model(request.model, "completion")
+        if request.suffix is not None and not runner.supports_fim:
+            raise InvalidRequest(
+                f"Model '{entry.id}' has no fill-in-the-middle support; omit suffix or use a FIM model.",
+                param="suffix",
+            )
+        sampling = self._sampling(request, entry, request.max_tokens or DEFAULT_COMPLETION_MAX_TOKENS)
+        params = CompletionParams(
+            request.prompt_text(), sampling, suffix=request.suffix, stream=request.stream
+        )
+        prepared = await runner.prepare_completion(params)
+        audit_input = orjson.dumps({"prompt": params.prompt, "suffix": params.suffix})
+        prompt = None
+        if self._prompts is not None:
+            prompt = self._prompts.attribute_completion(ctx, request.metadata, entry.id, sampling)
+        return await self._start(ctx, entry, runner, prepared, "completions", priority, audit_input, prompt)
+
+    async def start_response(
+        self, ctx: CallContext, request: ResponseCreateRequest, *, priority: Priority = Priority.INTERACTIVE
+    ) -> StartedText:
+        request.refuse_unsupported()
+        chat = ChatCompletionRequest(
+            model=request.model,
+            messages=request.chat_messages(),
+            max_tokens=request.max_output_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stream=request.stream,
+            metadata=request.metadata,
+        )
+        return await self.start_chat(ctx, chat, endpoint="responses", priority=priority)
+
+    # -- shared path ---------------------------------------------------------------------------
+
+    async def _text_model(self, model_id: str, kind: Kind) -> tuple[CatalogEntry, TextRunner]:
+        entry = usable_model(self._registry, model_id, kind)
+        return entry, await self._registry.text_runner(model_id)
+
+    @staticmethod
+    def _sampling(request: SamplingFields, entry: CatalogEntry, max_tokens: int) -> SamplingParams:
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=1.0 if request.temperature is None else request.temperature,
+            top_p=1.0 if request.top_p is None else request.top_p,
+            stop=request.stop_sequences(),
+            seed=request.seed,
+        )
+
+    def _max_cost(self, entry: CatalogEntry, prepared: PreparedPrompt) -> int:
+        prompt = (
+            prepared.prompt_tokens
+            if prepared.exact
+            else int(prepared.prompt_tokens * _ESTIMATE_HEADROOM) + 16
+        )
+        return self._cost(entry, prompt, prepared.sampling.max_tokens)
+
+    @staticmethod
+    def _cost(entry: CatalogEntry, prompt_tokens: int, completion_tokens: int) -> int:
+        pricing = entry.pricing
+        return cost_per_million(prompt_tokens, pricing.input_per_1m or 0) + cost_per_million(
+            completion_tokens, pricing.output_per_1m or 0
+        )
+
+    async def _start(
+        self,
+        ctx: CallContext,
+        entry: CatalogEntry,
+        runner: TextRunner,
+        prepared: PreparedPrompt,
+        endpoint: str,
+        priority: Priority,
+        audit_input: bytes,
+        prompt: PromptRun | None = None,
+    ) -> StartedText:
+        generation = TextGeneration(
+            buffer_size=self._settings.stream_buffer_chunks,
+            stall_timeout=self._settings.slow_consumer_timeout_seconds,
+            prompt_tokens=prepared.prompt_tokens,
+        )
+        audit = self._audit.begin_call(ctx, model_id=entry.id, input_text=audit_input)
+        started = StartedText(generation, entry, prepared.prompt_tokens, audit, prompt=prompt)
+
+        async def produce(gen: TextGeneration, admitted: asyncio.Future[None]) -> None:
+            await self._produce(started, admitted, ctx, runner, prepared, endpoint, priority)
+
+        await generation.start(produce)
+        return started
+
+    async def _produce(
+        self,
+        started: StartedText,
+        admitted: asyncio.Future[None],
+        ctx: CallContext,
+        runner: TextRunner,
+        prepared: PreparedPrompt,
+        endpoint: str,
+        priority: Priority,
+    ) -> None:
+        gen, entry = started.generation, started.entry
+        status = "failed"
+        metered: MeteredCall | None = None
+        try:
+            # Cheap refusals (region, lane limits) first; then money; then a slot, so a call refused
+            # for money never holds engine capacity.
+            pool: AdmissionPool = await self._flow.admit(ctx, entry)
+            async with (
+                self._metering.call(
+                    ctx, model=entry.id, endpoint=endpoint, max_cost_units=self._max_cost(entry, prepared)
+                ) as call,
+                pool.slot(priority) as queued_seconds,
+            ):
+                metered = call
+                call.begin()
+                gen.admitted(admitted, queued_seconds)
+                await self._pump(gen, call, entry, runner, prepared)
+                gen.stats.finished_at = time.monotonic()
+            status = "succeeded"
+        except (asyncio.CancelledError, ClientGone):
+            status = "cancelled"
+            raise
+        except BatchInError as exc:
+            status = "refused" if exc.status in (402, 429) else "failed"
+            raise
+        finally:
+            if gen.stats.admitted_at:  # the engine ran: the call gets its audit record
+                await self._seal(started)
+            started.cost_units = (metered.charged_units or 0) if metered else 0
+            if started.prompt is not None and status == "succeeded" and self._prompts is not None:
+                self._prompts.record(
+                    started.prompt,
+                    output_text="".join(gen.stats.text_parts),
+                    latency_ms=_engine_ms(gen),
+                    cost_units=started.cost_units,
+                )
+            self._observe(entry.id, endpoint, gen, status)
+            self._traces.record_generation(
+                ctx,
+                endpoint=endpoint,
+                model_id=entry.id,
+                timings=gen.stats,
+                status=status,
+                route_id=started.audit.route_id,
+                provider=started.audit.provider,
+                record_id=started.receipt.record_id if started.receipt else None,
+                prompt_tokens=gen.stats.prompt_tokens,
+                completion_tokens=gen.stats.completion_tokens,
+                cost_units=(metered.charged_units or 0) if metered else 0,
+            )
+
+    async def _seal(self, started: StartedText) -> None:
+        """Sign and log the call's audit record over what was actually produced (also for a
+        cancelled stream: the record covers what was billed)."""
+        stats = started.generation.stats
+        usage = AuditUsage(input_tokens=stats.prompt_tokens, output_tokens=stats.completion_tokens)
+        try:
+            started.receipt = await asyncio.shield(
+                self._audit.finish(started.audit, output_text="".join(stats.text_parts), usage=usage)
+            )
+        except Exception:
+            # The answer stands without its receipt; the operator must hear about it.
+            log.exception("audit record %s could not be written", started.audit.record_id)
+
+    async def _pump(
+        self,
+        gen: TextGeneration,
+        call: MeteredCall,
+        entry: CatalogEntry,
+        runner: TextRunner,
+        prepared: PreparedPrompt,
+    ) -> None:
+        """Engine → buffer, recording usage as it grows so a cancellation charges what was made."""
+        prompt_tokens, completion = prepared.prompt_tokens, 0
+        async with contextlib.aclosing(runner.generate(prepared)) as deltas:
+            async for delta in deltas:
+                if delta.usage is not None:
+                    prompt_tokens, completion = delta.usage.prompt_tokens, delta.usage.completion_tokens
+                elif delta.text:
+                    completion += 1
+                call.record(
+                    cost_units=self._cost(entry, prompt_tokens, completion),
+                    input_tokens=prompt_tokens,
+                    output_tokens=completion,
+                )
+                gen.stats.prompt_tokens, gen.stats.completion_tokens = prompt_tokens, completion
+                if delta.finish_reason is not None:
+                    gen.stats.finish_reason = delta.finish_reason
+                if delta.text:
+                    gen.stats.text_parts.append(delta.text)
+                await gen.push(delta)
+
+    def _observe(self, model: str, endpoint: str, gen: TextGeneration, status: str) -> None:
+        m, stats = self._metrics, gen.stats
+        m.requests.labels(model, endpoint, status).inc()
+        if stats.admitted_at:
+            m.queue_seconds.labels(model, endpoint).observe(stats.queued_seconds)
+        if stats.ttft_seconds is not None:
+            m.ttft_seconds.labels(model, endpoint).observe(stats.ttft_seconds)
+        decode = stats.decode_seconds
+        if decode and stats.completion_tokens > 1:
+            m.inter_token_seconds.labels(model, endpoint).observe(decode / (stats.completion_tokens - 1))
+            m.tokens_per_second.labels(model, endpoint).observe((stats.completion_tokens - 1) / decode)
+
+
+def _engine_ms(gen: TextGeneration) -> int:
+    """Engine time of a finished call (admitted → finished): queueing excluded."""
+    stats = gen.stats
+    return max(0, round(((stats.finished_at or stats.admitted_at) - stats.admitted_at) * 1000))
+
+
+def _engine_role(role: str) -> str:
+    return "system" if role == "developer" else role

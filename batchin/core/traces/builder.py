@@ -1,0 +1,254 @@
+"""The spans of one inference call, built from the timings the inference path already keeps.
+
+    batchin.call            (SERVER; its span id is the one in our `traceparent` response header,
+    │                        its parent the caller's span when the caller sent a traceparent)
+    ├── batchin.admission   request start → engine slot granted (flow limits, reservation, queue)
+    └── batchin.engine      slot granted → last token
+        ├── batchin.first_token   slot granted → first token (time to first token)
+        └── batchin.completion    first token → last token (decode)
+
+Every span carries the call's model, route, provider, prompt version, audit record and cost, so
+any one of them found in a collector says what call it belongs to.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from batchin import __version__
+from batchin.core.billing.money import units_to_cents
+from batchin.core.context import CallContext
+from batchin.core.trace_context import TraceContext
+from batchin.core.traces.otlp import (
+    JSON,
+    SPAN_KIND_INTERNAL,
+    SPAN_KIND_SERVER,
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_UNSET,
+    Span,
+    key_values,
+)
+
+SCOPE_NAME = "batchin"
+
+
+class CallTimings(Protocol):
+    """Instants on `time.monotonic()`, as `GenerationStats` keeps them."""
+
+    queued_seconds: float  # waiting for an engine slot
+    admitted_at: float  # 0.0 when the call was never admitted
+    first_token_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallFacts:
+    """What the spans of one call are built from, captured when the call ends: a few scalars, so
+    the hot path allocates one object and the spans are built later, by the background writer."""
+
+    trace: TraceContext
+    user_id: str
+    request_id: str
+    run_id: str
+    prompt_version: str
+    region: str | None
+    endpoint: str
+    model_id: str
+    route_id: str
+    provider: str
+    status: str
+    record_id: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_units: int
+    queued_seconds: float
+    start_ns: int
+    admitted_ns: int | None
+    first_token_ns: int | None
+    end_ns: int
+
+    @classmethod
+    def capture(
+        cls,
+        ctx: CallContext,
+        *,
+        endpoint: str,
+        model_id: str,
+        route_id: str,
+        provider: str,
+        timings: CallTimings,
+        status: str = "succeeded",
+        record_id: str | None = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        cost_units: int = 0,
+    ) -> CallFacts:
+        # Monotonic instants have no epoch: map them onto the wall clock as of now.
+        wall_ns, mono = time.time_ns(), time.monotonic()
+        finished = timings.finished_at or mono
+        first = timings.first_token_at
+        return cls(
+            ctx.trace,
+            ctx.principal.user_id,
+            ctx.request_id,
+            ctx.run_id,
+            ctx.prompt_version,
+            ctx.region,
+            endpoint,
+            model_id,
+            route_id,
+            provider,
+            status,
+            record_id,
+            prompt_tokens,
+            completion_tokens,
+            cost_units,
+            float(timings.queued_seconds),
+            int(ctx.started_at * 1e9),
+            wall_ns - int((mono - timings.admitted_at) * 1e9) if timings.admitted_at else None,
+            wall_ns - int((mono - first) * 1e9) if first and timings.admitted_at else None,
+            wall_ns - int((mono - finished) * 1e9),
+        )
+
+    def spans(self, environment: str) -> list[Span]:
+        """The call's spans; `status` "succeeded", "cancelled" or the failure's name."""
+        trace = self.trace
+        # Built once per call and shared by its spans (they are never mutated).
+        common = key_values(
+            {
+                "batchin.model_id": self.model_id,
+                "batchin.route_id": self.route_id,
+                "batchin.provider": self.provider,
+                "batchin.prompt_version_id": self.prompt_version,
+                "batchin.record_id": self.record_id,
+                "batchin.cost_micro_cents": self.cost_units,
+                "batchin.cost_cents": float(units_to_cents(self.cost_units)),
+            }
+        )
+        resource = _resource(environment, self.region)
+        code, message = _status(self.status)
+
+        def span(
+            name: str, span_id: str, parent: str | None, begin: int, finish: int, **extra: object
+        ) -> Span:
+            return Span(
+                trace_id=trace.trace_id,
+                span_id=span_id,
+                parent_span_id=parent,
+                name=name,
+                kind=SPAN_KIND_SERVER if span_id == trace.span_id else SPAN_KIND_INTERNAL,
+                start_unix_nano=begin,
+                end_unix_nano=max(begin, finish),
+                attributes=common + key_values(extra),
+                resource_attributes=resource,
+                scope_name=SCOPE_NAME,
+                scope_version=__version__,
+            )
+
+        start, end, admitted = self.start_ns, self.end_ns, self.admitted_ns
+        root = span(
+            "batchin.call",
+            trace.span_id,
+            trace.parent_span_id,
+            start,
+            end,
+            **{
+                "batchin.endpoint": self.endpoint,
+                "batchin.status": self.status,
+                "batchin.run_id": self.run_id,
+                "batchin.request_id": self.request_id,
+                "batchin.user_id": self.user_id,
+                "gen_ai.request.model": self.model_id,
+                "gen_ai.usage.input_tokens": self.prompt_tokens,
+                "gen_ai.usage.output_tokens": self.completion_tokens,
+            },
+        )
+        root.status_code, root.status_message = code, message
+        admission = span(
+            "batchin.admission",
+            new_span_id(),
+            root.span_id,
+            start,
+            admitted or end,
+            **{"batchin.queue_seconds": self.queued_seconds, "batchin.admitted": admitted is not None},
+        )
+        if admitted is None:
+            admission.status_code, admission.status_message = code, message
+            return [root, admission]
+        tokens = {
+            "gen_ai.usage.input_tokens": self.prompt_tokens,
+            "gen_ai.usage.output_tokens": self.completion_tokens,
+        }
+        engine = span("batchin.engine", new_span_id(), root.span_id, admitted, end, **tokens)
+        engine.status_code, engine.status_message = code, message
+        spans = [root, admission, engine]
+        first = self.first_token_ns
+        if first is not None:
+            ttft = {"batchin.ttft_seconds": (first - admitted) / 1e9}
+            spans.append(span("batchin.first_token", new_span_id(), engine.span_id, admitted, first, **ttft))
+            output = {"gen_ai.usage.output_tokens": self.completion_tokens}
+            spans.append(span("batchin.completion", new_span_id(), engine.span_id, first, end, **output))
+        return spans
+
+
+def call_spans(
+    ctx: CallContext,
+    *,
+    endpoint: str,
+    model_id: str,
+    route_id: str,
+    provider: str,
+    timings: CallTimings,
+    environment: str,
+    status: str = "succeeded",
+    record_id: str | None = None,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    cost_units: int = 0,
+) -> list[Span]:
+    """The call's spans at once (for callers that add spans of their own before `record_call`)."""
+    facts = CallFacts.capture(
+        ctx,
+        endpoint=endpoint,
+        model_id=model_id,
+        route_id=route_id,
+        provider=provider,
+        timings=timings,
+        status=status,
+        record_id=record_id,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cost_units=cost_units,
+    )
+    return facts.spans(environment)
+
+
+def new_span_id() -> str:
+    # Like OpenTelemetry's RandomIdGenerator: span ids need to be unique, not secret, and
+    # os.urandom costs a system call per span on the hot path.
+    return f"{random.getrandbits(64) or 1:016x}"
+
+
+@functools.lru_cache(maxsize=64)
+def _resource(environment: str, region: str | None) -> list[JSON]:
+    return key_values(
+        {
+            "service.name": "batchin",
+            "service.version": __version__,
+            "deployment.environment.name": environment,
+            "batchin.region": region,
+        }
+    )
+
+
+def _status(status: str) -> tuple[int, str]:
+    if status == "succeeded":
+        return STATUS_OK, ""
+    if status == "cancelled":
+        return STATUS_UNSET, "cancelled by the client"
+    return STATUS_ERROR, status

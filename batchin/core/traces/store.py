@@ -1,0 +1,190 @@
+"""Trace rows: one summary per (tenant, trace) and its spans. Every read names the tenant, so the
+same W3C trace id reported by two users is two traces, and neither can see the other's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from batchin.core.traces.otlp import Span
+from batchin.store.database import Database
+from batchin.store.tables import trace_spans, trace_summaries
+
+SUMMARY_FIELDS = (
+    "run_id",
+    "record_id",
+    "route_id",
+    "provider",
+    "environment",
+    "prompt_version_id",
+    "model_id",
+)
+_SPAN_JSON_FIELDS = ("attributes", "resource_attributes", "events", "links")
+_SPAN_FIELDS = tuple(f.name for f in fields(Span))
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRecord:
+    """A trace's summary row: what the trace list shows."""
+
+    trace_id: str
+    user_id: str
+    source: str  # batchin | otlp: who reported the trace first
+    created_at: datetime
+    run_id: str | None = None
+    record_id: str | None = None
+    route_id: str | None = None
+    provider: str | None = None
+    environment: str | None = None
+    prompt_version_id: str | None = None
+    model_id: str | None = None
+
+    def filled_from(self, newer: TraceRecord) -> TraceRecord:
+        """Facts this record lacks, taken from a later report of the same trace."""
+        return replace(self, **{name: getattr(self, name) or getattr(newer, name) for name in SUMMARY_FIELDS})
+
+
+class TraceStore:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+        # Spans are the bulk of what is written (five rows per call): a driver-level executemany of
+        # plain tuples costs a fraction of SQLAlchemy's per-row parameter processing.
+        columns = ("user_id", *_SPAN_FIELDS)
+        dollar = database.dialect == "postgresql"
+        marks = [f"${i}" if dollar else "?" for i in range(1, len(columns) + 1)]
+        # Table and column names are our own constants, never input.
+        self._insert_spans = (
+            f"INSERT INTO {trace_spans.name} ({', '.join(columns)}) VALUES ({', '.join(marks)})"  # noqa: S608
+            " ON CONFLICT DO NOTHING"
+        )
+
+    async def write(self, records: list[TraceRecord], spans: list[tuple[str, Span]]) -> None:
+        """Upsert summaries and add spans (user id, span) in one transaction; repeats are no-ops."""
+        # One statement may not touch a row twice (PostgreSQL's ON CONFLICT rule): merge first.
+        summaries: dict[tuple[str, str], TraceRecord] = {}
+        for record in records:
+            key = (record.user_id, record.trace_id)
+            known = summaries.get(key)
+            summaries[key] = known.filled_from(record) if known else record
+        span_rows = {(user, s.trace_id, s.span_id): _span_row(user, s) for user, s in spans}
+        async with self._db.write() as conn:
+            if summaries:
+                stmt = self._insert(trace_summaries)
+                # A trace first seen through OTLP gets its call facts when our own call reports;
+                # facts already stored are kept (the first call of a trace names it).
+                await conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[trace_summaries.c.user_id, trace_summaries.c.trace_id],
+                        set_={
+                            name: func.coalesce(trace_summaries.c[name], stmt.excluded[name])
+                            for name in SUMMARY_FIELDS
+                        },
+                    ),
+                    [_summary_row(s) for s in summaries.values()],
+                )
+            if span_rows:
+                await conn.exec_driver_sql(self._insert_spans, list(span_rows.values()))
+
+    async def newest(self, user_id: str, limit: int) -> list[TraceRecord]:
+        async with self._db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(trace_summaries)
+                    .where(trace_summaries.c.user_id == user_id)
+                    .order_by(trace_summaries.c.created_at.desc(), trace_summaries.c.trace_id.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [_record(r) for r in rows]
+
+    async def trace(self, user_id: str, trace_id: str) -> tuple[TraceRecord, list[Span]] | None:
+        """A trace and its spans, oldest first; None when this user has no such trace."""
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(trace_summaries).where(
+                        trace_summaries.c.user_id == user_id, trace_summaries.c.trace_id == trace_id
+                    )
+                )
+            ).first()
+            if row is None:
+                return None
+            spans = (
+                await conn.execute(
+                    select(trace_spans)
+                    .where(trace_spans.c.user_id == user_id, trace_spans.c.trace_id == trace_id)
+                    .order_by(trace_spans.c.start_unix_nano)
+                )
+            ).all()
+        return _record(row), _parents_first([_span(s) for s in spans])
+
+    async def spans(self, user_id: str, *, trace_id: str | None, limit: int) -> list[Span]:
+        """The user's newest `limit` spans (of one trace, if named), returned oldest first."""
+        query = select(trace_spans).where(trace_spans.c.user_id == user_id)
+        if trace_id is not None:
+            query = query.where(trace_spans.c.trace_id == trace_id)
+        query = query.order_by(trace_spans.c.start_unix_nano.desc(), trace_spans.c.span_id).limit(limit)
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_span(r) for r in reversed(rows)]
+
+
+def _summary_row(s: TraceRecord) -> dict[str, Any]:
+    return {f.name: getattr(s, f.name) for f in fields(TraceRecord)}
+
+
+def _record(r: Any) -> TraceRecord:
+    return TraceRecord(**{f.name: getattr(r, f.name) for f in fields(TraceRecord)})
+
+
+def _span_row(user_id: str, span: Span) -> tuple[Any, ...]:
+    """The user id, then the span's values in `fields(Span)` order (the INSERT's column order)."""
+    dumps = orjson.dumps
+    return (
+        user_id,
+        span.trace_id,
+        span.span_id,
+        span.parent_span_id,
+        span.name,
+        span.kind,
+        span.start_unix_nano,
+        span.end_unix_nano,
+        span.status_code,
+        span.status_message,
+        dumps(span.attributes).decode(),
+        dumps(span.resource_attributes).decode(),
+        dumps(span.events).decode(),
+        dumps(span.links).decode(),
+        span.trace_state,
+        span.flags,
+        span.scope_name[:200],
+        span.scope_version[:200],
+        span.source,
+    )
+
+
+def _span(r: Any) -> Span:
+    values = {name: getattr(r, name) for name in _SPAN_FIELDS}
+    for name in _SPAN_JSON_FIELDS:
+        values[name] = orjson.loads(values[name])
+    return Span(**values)
+
+
+def _parents_first(spans: list[Span]) -> list[Span]:
+    """Oldest first; of spans that start together, the enclosing one (longer, or the parent) first."""
+    parents = {s.span_id: s.parent_span_id for s in spans}
+
+    def depth(span: Span) -> int:
+        level, parent, seen = 0, span.parent_span_id, {span.span_id}
+        while parent in parents and parent not in seen:
+            seen.add(parent)
+            level, parent = level + 1, parents[parent]
+        return level
+
+    return sorted(spans, key=lambda s: (s.start_unix_nano, -s.end_unix_nano, depth(s), s.span_id))
