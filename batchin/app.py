@@ -69,7 +69,7 @@ async def build_services(
     metering = MeteringService(ledger)
     owns_registry = registry is None
     if registry is None:
-        registry = ModelRegistry(load_catalog(settings.models))
+        registry = ModelRegistry(load_catalog(settings.models), derived_dir=settings.data_dir / "models")
         if start_models:
             await registry.start()
     admission = AdmissionController()

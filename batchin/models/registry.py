@@ -32,7 +32,7 @@ from batchin.models.base import EngineUnavailable, RunnerHealth, TextRunner
 from batchin.models.catalog import TEXT_KINDS, Catalog, CatalogEntry
 from batchin.models.weights import WeightsError, WeightsMissing, WeightsVerifier, resolve_weights
 
-__all__ = ["ENGINES", "LoadableRunner", "ModelRegistry"]
+__all__ = ["ENGINES", "LoadableRunner", "ModelRegistry", "WritesDerivedFiles"]
 
 log = logging.getLogger("batchin.models")
 
@@ -56,6 +56,14 @@ class LoadableRunner(Protocol):
     async def load(self, weights: Path | None) -> None: ...
 
 
+@runtime_checkable
+class WritesDerivedFiles(Protocol):
+    """A runner that writes files derived from its weights (e.g. a model reassembled from parts): the
+    registry hands it a folder of its own before `load`, so no runner reads server settings."""
+
+    derived_dir: Path | None
+
+
 @dataclass(eq=False)
 class _Slot:
     entry: CatalogEntry
@@ -72,8 +80,12 @@ class ModelRegistry:
         *,
         engines: Mapping[str, str] = ENGINES,
         verifier: WeightsVerifier | None = None,
+        derived_dir: Path = Path("data") / "models",
     ) -> None:
+        """`derived_dir`: where runners may write files derived from weights, one folder per model
+        (the server passes its data dir's `models/`; the default is that of the default data dir)."""
         self.catalog = catalog
+        self._derived_dir = derived_dir
         self._engines = dict(engines)
         self._verifier = verifier or WeightsVerifier()
         self._slots = {entry.id: _Slot(entry) for entry in catalog.entries}
@@ -184,6 +196,8 @@ class ModelRegistry:
                 weights = await asyncio.to_thread(self._verifier.verify, entry.weights, entry.base_dir)
             build = getattr(runner_class, "from_entry", runner_class)
             runner = build(entry)
+            if isinstance(runner, WritesDerivedFiles):
+                runner.derived_dir = self._derived_dir / entry.id
             if isinstance(runner, LoadableRunner):
                 await runner.load(weights)
         except asyncio.CancelledError:

@@ -133,6 +133,7 @@ class WhisperRunner:
         self._compute_type = str(options.get("compute_type", "int8"))
         self._cpu_threads = int(str(options.get("cpu_threads", 0)))
         self._beam_size = int(str(options.get("beam_size", 5)))
+        self.derived_dir: Path | None = None  # set by the registry: where parts are reassembled
         self._model: Any = None
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -180,13 +181,13 @@ class WhisperRunner:
     def _assemble_dir(self) -> Path:
         configured = self.entry.engine_options.get("assemble_dir")
         if configured:
-            base = Path(str(configured)).expanduser()
-        else:
-            # Runners are built from their catalog entry alone; the data dir is the server's setting.
-            from batchin.config import Settings
-
-            base = Settings().data_dir / "models"
-        return base / self.entry.id
+            return Path(str(configured)).expanduser() / self.entry.id
+        if self.derived_dir is None:
+            raise WeightsError(
+                f"model {self.entry.id}: model_bin_parts needs engine_options.assemble_dir"
+                " or a registry that gives the runner a folder"
+            )
+        return self.derived_dir
 
     def _open(self, weights: Path) -> Any:
         try:
