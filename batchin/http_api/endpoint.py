@@ -1,12 +1,19 @@
 """The route table's element: one declaration per operation, from which both the Starlette routes
-and the OpenAPI document are built, so the two never disagree."""
+and the OpenAPI document are built, so the two never disagree.
+
+A handler names what it touches in its signature: `(request, ctx, deps)` when authenticated,
+`(request, deps)` when public, where `deps` is its route group's `RouteDeps` (a frozen record of
+the few services the group uses). Without `deps` a handler is `(request, ctx)` or `(request)`.
+The endpoint is the one place the app's services are looked up: it builds the group's deps once
+per Services instance, so a request pays an identity check for them.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,8 +23,21 @@ from batchin.core.context import CallContext
 from batchin.core.trace_context import continue_trace
 from batchin.errors import Unauthorized
 
-Handler = Callable[[Request, CallContext], Awaitable[Response]]
-PublicHandler = Callable[[Request], Awaitable[Response]]
+if TYPE_CHECKING:
+    from batchin.core.accounts.auth import AuthService
+    from batchin.services import Services
+
+__all__ = ["Endpoint", "QueryParam", "RouteDeps", "bearer_secret", "openapi_path"]
+
+# (request, ctx, deps), (request, ctx), (request, deps) or (request): see the module docstring.
+Handler = Callable[..., Awaitable[Response]]
+
+
+class RouteDeps(Protocol):
+    """The services a route group uses, taken from the process's Services."""
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self: ...
 
 
 @dataclass(frozen=True)
@@ -31,8 +51,9 @@ class QueryParam:
 class Endpoint:
     method: str
     path: str
-    handler: Handler | PublicHandler
+    handler: Handler
     summary: str
+    deps: type[RouteDeps] | None = None
     public: bool = False
     request_model: Any = None
     response_model: Any = None
@@ -61,19 +82,24 @@ class Endpoint:
 
     def _public_endpoint(self) -> Callable[[Request], Awaitable[Response]]:
         handler: Any = self.handler
+        if self.deps is None:
+            return handler  # type: ignore[no-any-return]
+        resolve = _Resolver(self.deps)
 
         async def run(request: Request) -> Response:
-            response: Response = await handler(request)
+            response: Response = await handler(request, resolve(request)[1])
             return response
 
         return run
 
     def _authenticated_endpoint(self) -> Callable[[Request], Awaitable[Response]]:
         handler: Any = self.handler
+        resolve = _Resolver(self.deps)
+        with_deps = self.deps is not None
 
         async def run(request: Request) -> Response:
-            services = request.app.state.services
-            principal, rate = await services.auth.admit(bearer_secret(request))
+            auth, deps = resolve(request)
+            principal, rate = await auth.admit(bearer_secret(request))
             ctx = CallContext(
                 principal=principal,
                 request_id=request.state.request_id,
@@ -82,11 +108,30 @@ class Endpoint:
                 trace=continue_trace(request.headers.get("traceparent")),
                 prompt_version=_prompt_version(request.headers.get("x-batchin-prompt-version")),
             )
-            response: Response = await handler(request, ctx)
+            response: Response = await (handler(request, ctx, deps) if with_deps else handler(request, ctx))
             response.headers.update(rate.headers())
             return response
 
         return run
+
+
+class _Resolver:
+    """One route's view of the app's services (the key check and its deps), rebuilt only when the
+    app's Services instance changes (the lifespan sets it after the routes are built)."""
+
+    __slots__ = ("_built", "_deps", "_for")
+
+    def __init__(self, deps: type[RouteDeps] | None) -> None:
+        self._deps = deps
+        self._for: Services | None = None
+        self._built: tuple[AuthService, Any] | None = None
+
+    def __call__(self, request: Request) -> tuple[AuthService, Any]:
+        services: Services = request.app.state.services
+        if services is not self._for or self._built is None:
+            self._built = (services.auth, None if self._deps is None else self._deps.from_services(services))
+            self._for = services
+        return self._built
 
 
 def _prompt_version(header: str | None) -> str:

@@ -9,7 +9,8 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from batchin.errors import InvalidRequest, PayloadTooLarge
+from batchin.errors import InvalidRequest
+from batchin.http_api.body_limit import limit_body
 from batchin.protocol.common import validate
 
 M = TypeVar("M", bound=BaseModel)
@@ -36,21 +37,12 @@ def render(payload: BaseModel | list[Any] | dict[str, Any], status_code: int = 2
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The raw body, refused with 413 as soon as it passes `max_bytes` (declared or streamed)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes.")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await limit_body(request, max_bytes).body()
 
 
-async def parse_json(request: Request, model: type[M]) -> M:
-    body = await read_body(request, request.app.state.services.settings.max_body_bytes)
+async def parse_json(request: Request, model: type[M], max_bytes: int) -> M:
+    """The body as `model`; `max_bytes` is the route's body limit (Settings.max_body_bytes)."""
+    body = await read_body(request, max_bytes)
     if not body.strip():
         data: Any = {}
     else:

@@ -75,12 +75,12 @@ class CallerMiddleware(Middleware):
             caller.unbind(token)
 
     async def _admit(self) -> caller.McpCall:
-        services = self._runtime.require_services()
+        views = self._runtime.views()
         access = get_access_token()
         secret = access.token if access is not None else self._runtime.local_api_key
         if not secret:
             raise Unauthorized(_NO_KEY)
-        principal, rate = await services.auth.admit(secret)
+        principal, rate = await views.services.auth.admit(secret)
         headers = get_http_headers(include=_CALL_HEADERS)  # {} over stdio and in memory
         prompt_version = (headers.get("x-batchin-prompt-version") or "").strip()[:200] or "default"
         ctx = CallContext(
@@ -91,7 +91,7 @@ class CallerMiddleware(Middleware):
             trace=continue_trace(headers.get("traceparent")),
             prompt_version=prompt_version,
         )
-        return caller.McpCall(services=services, ctx=ctx)
+        return caller.McpCall(views=views, ctx=ctx)
 
 
 def _http_request_id() -> str | None:

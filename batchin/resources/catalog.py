@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from batchin.mcp_server.caller import current
+from dataclasses import dataclass
+from typing import Self
+
+from batchin.core.serving.catalog import CatalogService
+from batchin.mcp_server.caller import uses
+from batchin.services import Services
 
 
-async def models() -> str:
+@dataclass(frozen=True, slots=True)
+class CatalogResourceDeps:
+    """What the model resources use."""
+
+    catalog: CatalogService
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(catalog=services.catalog)
+
+
+async def models(deps: CatalogResourceDeps = uses(CatalogResourceDeps)) -> str:
     """Every served model (id, kind, pricing, live status), as /v1/models returns it."""
-    return current().services.catalog.list_models().model_dump_json()
+    return deps.catalog.list_models().model_dump_json()
 
 
-async def model(model_id: str) -> str:
+async def model(model_id: str, deps: CatalogResourceDeps = uses(CatalogResourceDeps)) -> str:
     """One model's card, as /v1/models/{id} returns it."""
-    return current().services.catalog.get_model(model_id).model_dump_json()
+    return deps.catalog.get_model(model_id).model_dump_json()

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Self
 
 from pydantic import Field
 
-from batchin.mcp_server.caller import current
+from batchin.core.media.embeddings import EmbeddingsService
+from batchin.mcp_server.caller import current, uses
 from batchin.protocol.common import validate
 from batchin.protocol.embeddings import CreateEmbeddingResponse, EmbeddingRequest
+from batchin.services import Services
 from batchin.tools.registry import ToolSpec
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingToolDeps:
+    """What embed uses."""
+
+    embeddings: EmbeddingsService
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(embeddings=services.embeddings)
 
 
 async def embed(
@@ -18,6 +32,7 @@ async def embed(
     dimensions: Annotated[
         int | None, Field(description="Truncate vectors to this many dimensions (Matryoshka models).", ge=1)
     ] = None,
+    deps: EmbeddingToolDeps = uses(EmbeddingToolDeps),
 ) -> CreateEmbeddingResponse:
     """Embed texts as float vectors for search, clustering or RAG retrieval. Returns the OpenAI
     embedding list: data[i].embedding is the vector of input i. Billed per input token."""
@@ -25,7 +40,7 @@ async def embed(
     fields: dict[str, Any] = {"model": model, "input": input}
     if dimensions is not None:
         fields["dimensions"] = dimensions
-    return await call.services.embeddings.create(call.ctx, validate(EmbeddingRequest, fields))
+    return await deps.embeddings.create(call.ctx, validate(EmbeddingRequest, fields))
 
 
 TOOLS = [ToolSpec(embed, "Embeddings")]

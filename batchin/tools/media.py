@@ -6,21 +6,39 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from fastmcp.tools.base import ToolResult
 from mcp.types import AudioContent, ImageContent
 from pydantic import BaseModel, Field
 
-from batchin.mcp_server.caller import current
+from batchin.core.media.audio import AudioService
+from batchin.core.media.files import FileService
+from batchin.core.media.images import ImageService
+from batchin.mcp_server.caller import current, uses
 from batchin.protocol.audio import SpeechRequest
 from batchin.protocol.common import validate
 from batchin.protocol.images import ImageGenerateRequest, ImagesResponse
+from batchin.services import Services
 from batchin.tools.registry import ToolSpec
 
 # Generated images are stored files whose URL ends in /v1/files/<id>/content (core/images.file_url).
 _FILE_URL = re.compile(r"/v1/files/([A-Za-z0-9_-]+)/content$")
+
+
+@dataclass(frozen=True, slots=True)
+class MediaToolDeps:
+    """What generate_image and speak use."""
+
+    images: ImageService
+    files: FileService
+    audio: AudioService
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(images=services.images, files=services.files, audio=services.audio)
 
 
 async def generate_image(
@@ -29,19 +47,20 @@ async def generate_image(
     size: Annotated[str, Field(description="WIDTHxHEIGHT, e.g. 512x512, or 'auto'.")] = "auto",
     n: Annotated[int, Field(description="How many images (1-4).", ge=1, le=4)] = 1,
     seed: Annotated[int | None, Field(description="Seed for a reproducible image.", ge=0)] = None,
+    deps: MediaToolDeps = uses(MediaToolDeps),
 ) -> ToolResult:
     """Text to image. Returns each PNG as image content, plus the images response (data[i].url is
     the stored file, downloadable with the same key). Billed per image."""
     call = current()
     fields: dict[str, Any] = {"prompt": prompt, "size": size, "n": n, "response_format": "url"}
     fields |= {k: v for k, v in {"model": model, "seed": seed}.items() if v is not None}
-    result = await call.services.images.generate(call.ctx, validate(ImageGenerateRequest, fields))
+    result = await deps.images.generate(call.ctx, validate(ImageGenerateRequest, fields))
     content = []
     for image in result.data:
         match = _FILE_URL.search(image.url or "")
         if match is None:
             continue
-        stored = await call.services.files.content(call.ctx.principal.user_id, match.group(1))
+        stored = await deps.files.content(call.ctx.principal.user_id, match.group(1))
         png = await asyncio.to_thread(Path(stored.path).read_bytes)
         content.append(
             ImageContent(type="image", data=base64.b64encode(png).decode("ascii"), mime_type="image/png")
@@ -68,6 +87,7 @@ async def speak(
         Literal["mp3", "opus", "aac", "flac", "wav", "pcm"], Field(description="Audio encoding.")
     ] = "wav",
     speed: Annotated[float, Field(description="0.25-4.0; 1 is normal.", ge=0.25, le=4.0)] = 1.0,
+    deps: MediaToolDeps = uses(MediaToolDeps),
 ) -> ToolResult:
     """Text to speech. Returns the audio as audio content (base64 with its MIME type). Billed per
     second of audio."""
@@ -81,7 +101,7 @@ async def speak(
     if voice is not None:
         fields["voice"] = voice
     request = validate(SpeechRequest, fields)
-    result = await call.services.audio.speech(call.ctx, request)
+    result = await deps.audio.speech(call.ctx, request)
     output = SpeechOutput(
         model=request.model, content_type=result.content_type, seconds=result.seconds, bytes=len(result.audio)
     )

@@ -3,11 +3,14 @@ its experiments, the same core calls as /v1/prompts and /v1/experiments."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Self
 
 from pydantic import Field
 
-from batchin.mcp_server.caller import current
+from batchin.core.experiments.service import ExperimentService
+from batchin.core.prompts.service import PromptService
+from batchin.mcp_server.caller import current, uses
 from batchin.protocol.common import validate
 from batchin.protocol.prompts import (
     ExperimentCreateRequest,
@@ -17,15 +20,28 @@ from batchin.protocol.prompts import (
     PromptVersionCreateRequest,
     PromptVersionDetail,
 )
+from batchin.services import Services
 from batchin.tools.registry import ToolSpec
 
 
-async def list_prompts() -> PromptList:
+@dataclass(frozen=True, slots=True)
+class PromptToolDeps:
+    """What the prompt registry and experiment tools use."""
+
+    prompts: PromptService
+    experiments: ExperimentService
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(prompts=services.prompts, experiments=services.experiments)
+
+
+async def list_prompts(deps: PromptToolDeps = uses(PromptToolDeps)) -> PromptList:
     """Your prompt registries: each with its promoted and latest version and every version's status
     (observed, promoted, candidate, retired) and run count. Versions are attributed from the
     X-BatchIn-Prompt-Version header (`<registry>@<version>`) or derived from the system prompt."""
     call = current()
-    return await call.services.prompts.list_prompts(call.ctx.principal.user_id)
+    return await deps.prompts.list_prompts(call.ctx.principal.user_id)
 
 
 async def register_prompt_version(
@@ -38,6 +54,7 @@ async def register_prompt_version(
         list[str] | None, Field(description="The template's variable names (default: found in it).")
     ] = None,
     display_name: Annotated[str | None, Field(description="A name for a new registry.")] = None,
+    deps: PromptToolDeps = uses(PromptToolDeps),
 ) -> PromptVersionDetail:
     """Register a prompt version. In a registry that has a promoted version, this starts an experiment
     that replays recent runs with the new template and promotes it only if it does as well."""
@@ -50,7 +67,7 @@ async def register_prompt_version(
         "display_name": display_name,
     }
     body = validate(PromptVersionCreateRequest, fields)
-    return await call.services.prompts.register_version(call.ctx, body)
+    return await deps.prompts.register_version(call.ctx, body)
 
 
 async def start_experiment(
@@ -66,6 +83,7 @@ async def start_experiment(
         JudgeName | None,
         Field(description="deterministic_replay (exact/normalised match) or embedding_similarity."),
     ] = None,
+    deps: PromptToolDeps = uses(PromptToolDeps),
 ) -> ExperimentDetail:
     """Start an experiment: replay the baseline's recent runs with the candidate (greedy, fixed seed,
     low priority, billed to you) and judge them. Read the outcome with get_experiment."""
@@ -78,16 +96,17 @@ async def start_experiment(
         "judge": judge,
     }
     body = validate(ExperimentCreateRequest, {k: v for k, v in fields.items() if v is not None})
-    return await call.services.experiments.start(call.ctx, body)
+    return await deps.experiments.start(call.ctx, body)
 
 
 async def get_experiment(
     experiment_id: Annotated[str, Field(description="The experiment's id (pexp_...).")],
+    deps: PromptToolDeps = uses(PromptToolDeps),
 ) -> ExperimentDetail:
     """An experiment's status, per-sample similarity and pass/fail, regression report, and whether
     the candidate was promoted (with the reason)."""
     call = current()
-    return await call.services.experiments.get(call.ctx.principal.user_id, experiment_id)
+    return await deps.experiments.get(call.ctx.principal.user_id, experiment_id)
 
 
 TOOLS = [

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import BaseModel, Field
 
 from batchin.core.serving import text_serving
-from batchin.core.serving.inference import StartedText
-from batchin.mcp_server.caller import current
+from batchin.core.serving.inference import InferenceService, StartedText
+from batchin.mcp_server.caller import current, uses
 from batchin.protocol.common import validate
 from batchin.protocol.text import (
     ChatCompletion,
@@ -22,6 +23,7 @@ from batchin.protocol.text import (
     ResponseInputMessage,
     ResponseObject,
 )
+from batchin.services import Services
 from batchin.tools.registry import ToolSpec
 
 R = TypeVar("R", bound=BaseModel)
@@ -59,6 +61,17 @@ def _prompt_metadata(prompt_version: str | None, prompt_registry: str | None) ->
     return {"metadata": metadata} if metadata else {}
 
 
+@dataclass(frozen=True, slots=True)
+class TextToolDeps:
+    """What chat, complete and respond use."""
+
+    inference: InferenceService
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(inference=services.inference)
+
+
 async def _run(
     start: Callable[[], Awaitable[StartedText]], whole: Callable[[StartedText], Awaitable[R]]
 ) -> R:
@@ -90,6 +103,7 @@ async def chat(
     seed: Seed = None,
     prompt_version: PromptVersion = None,
     prompt_registry: PromptRegistry = None,
+    deps: TextToolDeps = uses(TextToolDeps),
 ) -> ChatCompletion:
     """Chat completion: answer the conversation's last message. Returns the OpenAI chat.completion
     object (choices[0].message.content is the answer; usage counts tokens). Billed per token."""
@@ -100,9 +114,7 @@ async def chat(
         | _given(stop=stop, seed=seed)
         | _prompt_metadata(prompt_version, prompt_registry),
     )
-    return await _run(
-        lambda: call.services.inference.start_chat(call.ctx, body), text_serving.chat_completion
-    )
+    return await _run(lambda: deps.inference.start_chat(call.ctx, body), text_serving.chat_completion)
 
 
 async def complete(
@@ -118,6 +130,7 @@ async def complete(
     stop: Stop = None,
     seed: Seed = None,
     prompt_version: PromptVersion = None,
+    deps: TextToolDeps = uses(TextToolDeps),
 ) -> Completion:
     """Text completion, or fill-in-the-middle when `suffix` is given (models whose catalog entry has
     FIM tokens). Returns the OpenAI text_completion object (choices[0].text)."""
@@ -128,9 +141,7 @@ async def complete(
         | _given(top_p=top_p, stop=stop, seed=seed)
         | _prompt_metadata(prompt_version, None),
     )
-    return await _run(
-        lambda: call.services.inference.start_completion(call.ctx, body), text_serving.completion
-    )
+    return await _run(lambda: deps.inference.start_completion(call.ctx, body), text_serving.completion)
 
 
 async def respond(
@@ -145,6 +156,7 @@ async def respond(
     top_p: TopP = None,
     prompt_version: PromptVersion = None,
     prompt_registry: PromptRegistry = None,
+    deps: TextToolDeps = uses(TextToolDeps),
 ) -> ResponseObject:
     """OpenAI Responses API: returns a `response` object whose output[0].content[0].text is the answer
     (status `incomplete` when max_output_tokens cut it short)."""
@@ -156,7 +168,7 @@ async def respond(
         | _prompt_metadata(prompt_version, prompt_registry),
     )
     return await _run(
-        lambda: call.services.inference.start_response(call.ctx, body),
+        lambda: deps.inference.start_response(call.ctx, body),
         lambda started: text_serving.response_object(started, body),
     )
 

@@ -6,16 +6,37 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field
 
+from batchin.core.media.audio import AudioService
+from batchin.core.media.files import FileService
 from batchin.errors import InvalidRequest, PayloadTooLarge
-from batchin.mcp_server.caller import McpCall, current
+from batchin.mcp_server.caller import current, uses
 from batchin.protocol.audio import TranscriptionRequest, TranscriptionVerbose
 from batchin.protocol.common import validate
+from batchin.services import Services
 from batchin.tools.registry import ToolSpec
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionToolDeps:
+    """What transcribe uses."""
+
+    audio: AudioService
+    files: FileService
+    max_upload_bytes: int
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(
+            audio=services.audio,
+            files=services.files,
+            max_upload_bytes=services.settings.max_upload_bytes,
+        )
 
 
 async def transcribe(
@@ -37,11 +58,12 @@ async def transcribe(
     timestamp_granularities: Annotated[
         list[Literal["word", "segment"]], Field(description="Add 'word' for word timestamps.")
     ] = ["segment"],  # noqa: B006 - a schema default, never mutated
+    deps: TranscriptionToolDeps = uses(TranscriptionToolDeps),
 ) -> TranscriptionVerbose:
     """Speech to text. Give exactly one of audio_base64 or file_id. Returns text, language,
     duration and timed segments. Billed per second of audio."""
     call = current()
-    audio = await _audio_bytes(call, audio_base64, file_id)
+    audio = await _audio_bytes(deps, call.ctx.principal.user_id, audio_base64, file_id)
     fields: dict[str, Any] = {
         "model": model,
         "response_format": "verbose_json",
@@ -52,11 +74,13 @@ async def transcribe(
     if prompt is not None:
         fields["prompt"] = prompt
     request = validate(TranscriptionRequest, fields)
-    return await call.services.audio.transcribe(call.ctx, request, audio, task=task)
+    return await deps.audio.transcribe(call.ctx, request, audio, task=task)
 
 
-async def _audio_bytes(call: McpCall, audio_base64: str | None, file_id: str | None) -> bytes:
-    limit = call.services.settings.max_upload_bytes
+async def _audio_bytes(
+    deps: TranscriptionToolDeps, user_id: str, audio_base64: str | None, file_id: str | None
+) -> bytes:
+    limit = deps.max_upload_bytes
     if (audio_base64 is None) == (file_id is None):
         raise InvalidRequest("Give exactly one of 'audio_base64' or 'file_id'.", param="audio_base64")
     if audio_base64 is not None:
@@ -67,7 +91,7 @@ async def _audio_bytes(call: McpCall, audio_base64: str | None, file_id: str | N
         except (binascii.Error, ValueError):
             raise InvalidRequest("'audio_base64' is not valid base64.", param="audio_base64") from None
     assert file_id is not None
-    stored = await call.services.files.content(call.ctx.principal.user_id, file_id)
+    stored = await deps.files.content(user_id, file_id)
     if stored.bytes > limit:
         raise PayloadTooLarge(f"Audio exceeds the limit of {limit} bytes.", param="file_id")
     return await asyncio.to_thread(Path(stored.path).read_bytes)

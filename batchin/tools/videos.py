@@ -4,18 +4,32 @@ progress notifications until the job ends."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Self
 
 from fastmcp import Context
 from pydantic import Field
 
-from batchin.mcp_server.caller import current
+from batchin.core.media.videos import VideoService
+from batchin.mcp_server.caller import current, uses
 from batchin.protocol.common import validate
 from batchin.protocol.videos import Video, VideoCreateRequest
+from batchin.services import Services
 from batchin.tools.registry import ToolSpec
 
 _POLL_SECONDS = 0.5
 _DONE = ("completed", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class VideoToolDeps:
+    """What the video tools use."""
+
+    videos: VideoService
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(videos=services.videos)
 
 
 async def create_video(
@@ -31,6 +45,7 @@ async def create_video(
             description="Wait for the job to end, with progress notifications, instead of returning at once."
         ),
     ] = False,
+    deps: VideoToolDeps = uses(VideoToolDeps),
 ) -> Video:
     """Start a text-to-video job. Returns the video job (status queued → in_progress → completed or
     failed; output_url is the MP4 once completed). Poll with get_video, or pass wait=true."""
@@ -41,20 +56,23 @@ async def create_video(
         for k, v in {"model": model, "seconds": seconds, "size": size, "seed": seed}.items()
         if v is not None
     }
-    video = await call.services.videos.submit(call.ctx, validate(VideoCreateRequest, fields))
+    video = await deps.videos.submit(call.ctx, validate(VideoCreateRequest, fields))
     while wait and video.status not in _DONE:
         await mcp_context.report_progress(video.progress, 100, f"video {video.id}: {video.status}")
         await asyncio.sleep(_POLL_SECONDS)
-        video = await call.services.videos.get(call.ctx.principal.user_id, video.id)
+        video = await deps.videos.get(call.ctx.principal.user_id, video.id)
     if wait:
         await mcp_context.report_progress(100, 100, f"video {video.id}: {video.status}")
     return video
 
 
-async def get_video(video_id: Annotated[str, Field(description="The id create_video returned.")]) -> Video:
+async def get_video(
+    video_id: Annotated[str, Field(description="The id create_video returned.")],
+    deps: VideoToolDeps = uses(VideoToolDeps),
+) -> Video:
     """A video job's current status and progress (0-100); output_url once completed."""
     call = current()
-    return await call.services.videos.get(call.ctx.principal.user_id, video_id)
+    return await deps.videos.get(call.ctx.principal.user_id, video_id)
 
 
 TOOLS = [

@@ -2,30 +2,47 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Self
+
 from starlette.requests import Request
 from starlette.responses import Response
 
+from batchin.core.accounts.service import AccountService
 from batchin.core.context import CallContext
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.rendering import parse_json, render
 from batchin.protocol.accounts import KeyCreated, KeyCreateRequest, KeyResponse, UserResponse
+from batchin.services import Services
 
 
-async def get_current_user(request: Request, ctx: CallContext) -> Response:
-    return render(await request.app.state.services.accounts.get_user(ctx.principal.user_id))
+@dataclass(frozen=True, slots=True)
+class AccountDeps:
+    """What /v1/users/me and /v1/keys use."""
+
+    accounts: AccountService
+    max_body_bytes: int
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(accounts=services.accounts, max_body_bytes=services.settings.max_body_bytes)
 
 
-async def create_key(request: Request, ctx: CallContext) -> Response:
-    body = await parse_json(request, KeyCreateRequest)
-    return render(await request.app.state.services.accounts.create_key(ctx.principal.user_id, body))
+async def get_current_user(request: Request, ctx: CallContext, deps: AccountDeps) -> Response:
+    return render(await deps.accounts.get_user(ctx.principal.user_id))
 
 
-async def list_keys(request: Request, ctx: CallContext) -> Response:
-    return render(await request.app.state.services.accounts.list_keys(ctx.principal.user_id))
+async def create_key(request: Request, ctx: CallContext, deps: AccountDeps) -> Response:
+    body = await parse_json(request, KeyCreateRequest, deps.max_body_bytes)
+    return render(await deps.accounts.create_key(ctx.principal.user_id, body))
 
 
-async def delete_key(request: Request, ctx: CallContext) -> Response:
-    await request.app.state.services.accounts.revoke_key(ctx.principal.user_id, request.path_params["id"])
+async def list_keys(request: Request, ctx: CallContext, deps: AccountDeps) -> Response:
+    return render(await deps.accounts.list_keys(ctx.principal.user_id))
+
+
+async def delete_key(request: Request, ctx: CallContext, deps: AccountDeps) -> Response:
+    await deps.accounts.revoke_key(ctx.principal.user_id, request.path_params["id"])
     return Response(status_code=204)
 
 
@@ -36,6 +53,7 @@ ENDPOINTS = [
         get_current_user,
         "The user the API key belongs to.",
         response_model=UserResponse,
+        deps=AccountDeps,
         tag="account",
     ),
     Endpoint(
@@ -45,6 +63,7 @@ ENDPOINTS = [
         "Create an API key with its own RPM limit and monthly budget.",
         request_model=KeyCreateRequest,
         response_model=KeyCreated,
+        deps=AccountDeps,
         tag="account",
         errors=(400,),
     ),
@@ -54,6 +73,7 @@ ENDPOINTS = [
         list_keys,
         "List the user's API keys (never their secrets).",
         response_model=list[KeyResponse],
+        deps=AccountDeps,
         tag="account",
     ),
     Endpoint(
@@ -62,6 +82,7 @@ ENDPOINTS = [
         delete_key,
         "Revoke an API key; it is refused from the next request on.",
         status_code=204,
+        deps=AccountDeps,
         tag="account",
         errors=(404,),
     ),

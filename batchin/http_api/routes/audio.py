@@ -2,21 +2,23 @@
 (multipart in, JSON or text out): parse, call core, render.
 
 Uploads are capped at `Settings.max_upload_bytes` (env BATCHIN_MAX_UPLOAD_BYTES) while they stream
-in: a declared Content-Length over the cap is refused before reading, and a body that grows past it
-is refused at the chunk that crosses it, so an oversized file is never held whole.
+in (body_limit.py): a declared Content-Length over the cap is refused before reading, and a body
+that grows past it is refused at the chunk that crosses it, so an oversized file is never held whole.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, Self
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.types import Message, Receive
 
 from batchin.core.context import CallContext
-from batchin.errors import InvalidRequest, PayloadTooLarge
+from batchin.core.media.audio import AudioService
+from batchin.errors import InvalidRequest
+from batchin.http_api.body_limit import limit_body
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.rendering import parse_json, render, validate
 from batchin.protocol.audio import (
@@ -25,34 +27,50 @@ from batchin.protocol.audio import (
     TranscriptionRequest,
     TranscriptionVerbose,
 )
+from batchin.services import Services
 
 _MAX_FORM_FIELDS = 32
 
 
-async def create_speech(request: Request, ctx: CallContext) -> Response:
-    body = await parse_json(request, SpeechRequest)
-    result = await request.app.state.services.audio.speech(ctx, body)
+@dataclass(frozen=True, slots=True)
+class AudioDeps:
+    """What /v1/audio/* use."""
+
+    audio: AudioService
+    max_body_bytes: int
+    max_upload_bytes: int
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(
+            audio=services.audio,
+            max_body_bytes=services.settings.max_body_bytes,
+            max_upload_bytes=services.settings.max_upload_bytes,
+        )
+
+
+async def create_speech(request: Request, ctx: CallContext, deps: AudioDeps) -> Response:
+    body = await parse_json(request, SpeechRequest, deps.max_body_bytes)
+    result = await deps.audio.speech(ctx, body)
     return Response(result.audio, media_type=result.content_type, headers=ctx.response_headers())
 
 
-async def create_transcription(request: Request, ctx: CallContext) -> Response:
-    return await _transcribe(request, ctx, "transcribe")
+async def create_transcription(request: Request, ctx: CallContext, deps: AudioDeps) -> Response:
+    return await _transcribe(request, ctx, deps, "transcribe")
 
 
-async def create_translation(request: Request, ctx: CallContext) -> Response:
-    return await _transcribe(request, ctx, "translate")
+async def create_translation(request: Request, ctx: CallContext, deps: AudioDeps) -> Response:
+    return await _transcribe(request, ctx, deps, "translate")
 
 
 async def _transcribe(
-    request: Request, ctx: CallContext, task: Literal["transcribe", "translate"]
+    request: Request, ctx: CallContext, deps: AudioDeps, task: Literal["transcribe", "translate"]
 ) -> Response:
-    fields, audio = await _read_form(request, request.app.state.services.settings.max_upload_bytes)
+    fields, audio = await _read_form(request, deps.max_upload_bytes)
     if task == "translate":
         fields.pop("language", None)  # translations always produce English
     body = validate(TranscriptionRequest, fields)
-    result: TranscriptionVerbose = await request.app.state.services.audio.transcribe(
-        ctx, body, audio, task=task
-    )
+    result: TranscriptionVerbose = await deps.audio.transcribe(ctx, body, audio, task=task)
     response = _render_transcript(result, body.response_format)
     response.headers.update(ctx.response_headers())
     return response
@@ -72,13 +90,10 @@ def _render_transcript(result: TranscriptionVerbose, response_format: str) -> Re
 
 async def _read_form(request: Request, max_bytes: int) -> tuple[dict[str, Any], bytes]:
     """The form's fields (lists for `name[]` fields) and the uploaded file's bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise _too_large(max_bytes)
+    limited = limit_body(request, max_bytes, subject="Upload", param="file")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidRequest("Send the audio as multipart/form-data with a 'file' field.", param="file")
-    receive = _capped(request.receive, max_bytes)
-    async with Request(request.scope, receive).form(max_files=1, max_fields=_MAX_FORM_FIELDS) as form:
+    async with limited.form(max_files=1, max_fields=_MAX_FORM_FIELDS) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidRequest("A 'file' field with the audio is required.", param="file")
@@ -94,28 +109,6 @@ async def _read_form(request: Request, max_bytes: int) -> tuple[dict[str, Any], 
     return fields, audio
 
 
-def _too_large(max_bytes: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"Upload exceeds the limit of {max_bytes} bytes.", param="file")
-
-
-def _capped(receive: Receive, max_bytes: int) -> Receive:
-    """`receive` that raises PayloadTooLarge at the chunk crossing the cap. Starlette's multipart
-    parser closes the temporary files it opened when reading the body fails, and lets the error
-    through unchanged (it only turns its own parse errors into 400s)."""
-    seen = 0
-
-    async def capped() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > max_bytes:
-                raise _too_large(max_bytes)
-        return message
-
-    return capped
-
-
 _AUDIO_ERRORS = (400, 402, 404, 413, 503)
 
 ENDPOINTS = [
@@ -126,6 +119,7 @@ ENDPOINTS = [
         "Text to speech; returns the audio bytes (mp3, opus, aac, flac, wav or pcm).",
         request_model=SpeechRequest,
         content_type="application/octet-stream",
+        deps=AudioDeps,
         tag="inference",
         errors=_AUDIO_ERRORS,
     ),
@@ -136,6 +130,7 @@ ENDPOINTS = [
         "Speech to text (multipart: file, model, language, prompt, response_format, temperature, "
         "timestamp_granularities[]).",
         response_model=Transcription | TranscriptionVerbose,
+        deps=AudioDeps,
         tag="inference",
         errors=_AUDIO_ERRORS,
     ),
@@ -146,6 +141,7 @@ ENDPOINTS = [
         "Speech in any supported language to English text (multipart: file, model, prompt, "
         "response_format, temperature).",
         response_model=Transcription | TranscriptionVerbose,
+        deps=AudioDeps,
         tag="inference",
         errors=_AUDIO_ERRORS,
     ),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Self
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from batchin.core.audit.service import AuditService
 from batchin.core.context import CallContext
 from batchin.errors import NotFound
 from batchin.http_api.endpoint import Endpoint, QueryParam
@@ -21,6 +24,7 @@ from batchin.protocol.audit import (
     VaasRecord,
     VaasVerification,
 )
+from batchin.services import Services
 
 # The page's own scripts only: no inline code, nothing from another origin.
 _PAGE_HEADERS = {
@@ -35,35 +39,47 @@ _ASSET_TYPES = {
 }
 
 
-async def create_vaas_record(request: Request, ctx: CallContext) -> Response:
-    body = await parse_json(request, VaasCreateRequest)
-    return render(await request.app.state.services.audit.create(ctx, body))
+@dataclass(frozen=True, slots=True)
+class AuditDeps:
+    """What /v1/vaas* use."""
+
+    audit: AuditService
+    max_body_bytes: int
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(audit=services.audit, max_body_bytes=services.settings.max_body_bytes)
 
 
-async def get_vaas_record(request: Request) -> Response:
-    return render(await request.app.state.services.audit.get(request.path_params["id"]))
+async def create_vaas_record(request: Request, ctx: CallContext, deps: AuditDeps) -> Response:
+    body = await parse_json(request, VaasCreateRequest, deps.max_body_bytes)
+    return render(await deps.audit.create(ctx, body))
 
 
-async def verify_vaas_record(request: Request) -> Response:
-    return render(await request.app.state.services.audit.verify(request.path_params["id"]))
+async def get_vaas_record(request: Request, deps: AuditDeps) -> Response:
+    return render(await deps.audit.get(request.path_params["id"]))
 
 
-async def get_vaas_evidence(request: Request) -> Response:
-    return render(await request.app.state.services.audit.evidence(request.path_params["id"]))
+async def verify_vaas_record(request: Request, deps: AuditDeps) -> Response:
+    return render(await deps.audit.verify(request.path_params["id"]))
 
 
-async def get_vaas_public_key(request: Request) -> Response:
-    return render(request.app.state.services.audit.current_key())
+async def get_vaas_evidence(request: Request, deps: AuditDeps) -> Response:
+    return render(await deps.audit.evidence(request.path_params["id"]))
 
 
-async def get_vaas_log_checkpoint(request: Request) -> Response:
-    return render(await request.app.state.services.audit.signed_checkpoint())
+async def get_vaas_public_key(request: Request, deps: AuditDeps) -> Response:
+    return render(deps.audit.current_key())
 
 
-async def get_vaas_log_consistency(request: Request) -> Response:
+async def get_vaas_log_checkpoint(request: Request, deps: AuditDeps) -> Response:
+    return render(await deps.audit.signed_checkpoint())
+
+
+async def get_vaas_log_consistency(request: Request, deps: AuditDeps) -> Response:
     first = query_int(request, "first", 0)
     second = query_int(request, "second", 0)
-    return render(await request.app.state.services.audit.consistency(first, second))
+    return render(await deps.audit.consistency(first, second))
 
 
 @cache
@@ -98,6 +114,7 @@ ENDPOINTS = [
         "Create a verifiable audit record and return its signature.",
         request_model=VaasCreateRequest,
         response_model=VaasRecord,
+        deps=AuditDeps,
         tag="audit",
         errors=(400, 413),
     ),
@@ -109,6 +126,7 @@ ENDPOINTS = [
         "The current audit signing key (Ed25519), hex.",
         response_model=PublicKeyInfo,
         public=True,
+        deps=AuditDeps,
         tag="audit",
     ),
     Endpoint(
@@ -118,6 +136,7 @@ ENDPOINTS = [
         "The transparency log's newest signed checkpoint (tree size, root hash).",
         response_model=SignedCheckpoint,
         public=True,
+        deps=AuditDeps,
         tag="audit",
     ),
     Endpoint(
@@ -132,6 +151,7 @@ ENDPOINTS = [
             QueryParam("second", {"type": "integer", "minimum": 1}, "the newer tree size"),
         ),
         public=True,
+        deps=AuditDeps,
         tag="audit",
     ),
     Endpoint(
@@ -142,6 +162,7 @@ ENDPOINTS = [
         response_model=VaasRecord,
         errors=(404,),
         public=True,
+        deps=AuditDeps,
         tag="audit",
     ),
     Endpoint(
@@ -152,6 +173,7 @@ ENDPOINTS = [
         response_model=VaasVerification,
         errors=(404,),
         public=True,
+        deps=AuditDeps,
         tag="audit",
     ),
     Endpoint(
@@ -162,6 +184,7 @@ ENDPOINTS = [
         response_model=EvidencePack,
         errors=(404,),
         public=True,
+        deps=AuditDeps,
         tag="audit",
     ),
     Endpoint(

@@ -3,23 +3,40 @@ uploaded file); the JSON body is limited to 2 MB (413 payload_too_large), as the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Self
+
 from starlette.requests import Request
 from starlette.responses import Response
 
+from batchin.core.batches.service import BatchService
 from batchin.core.context import CallContext
 from batchin.http_api.endpoint import Endpoint, QueryParam
 from batchin.http_api.rendering import parse_json, query_int, render
 from batchin.protocol.batches import Batch, BatchCreateRequest, BatchTaskPage
+from batchin.services import Services
 
 
-async def create_batch(request: Request, ctx: CallContext) -> Response:
-    body = await parse_json(request, BatchCreateRequest)
-    batch = await request.app.state.services.batches.submit(ctx, body)
+@dataclass(frozen=True, slots=True)
+class BatchDeps:
+    """What /v1/batches* use."""
+
+    batches: BatchService
+    max_body_bytes: int
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(batches=services.batches, max_body_bytes=services.settings.max_body_bytes)
+
+
+async def create_batch(request: Request, ctx: CallContext, deps: BatchDeps) -> Response:
+    body = await parse_json(request, BatchCreateRequest, deps.max_body_bytes)
+    batch = await deps.batches.submit(ctx, body)
     return render(batch)
 
 
-async def list_batches(request: Request, ctx: CallContext) -> Response:
-    found = await request.app.state.services.batches.list(
+async def list_batches(request: Request, ctx: CallContext, deps: BatchDeps) -> Response:
+    found = await deps.batches.list(
         ctx.principal.user_id,
         limit=query_int(request, "limit", 20),
         after=request.query_params.get("after") or None,
@@ -27,15 +44,13 @@ async def list_batches(request: Request, ctx: CallContext) -> Response:
     return render(found)
 
 
-async def retrieve_batch(request: Request, ctx: CallContext) -> Response:
-    batch = await request.app.state.services.batches.get(
-        ctx.principal.user_id, request.path_params["batch_id"]
-    )
+async def retrieve_batch(request: Request, ctx: CallContext, deps: BatchDeps) -> Response:
+    batch = await deps.batches.get(ctx.principal.user_id, request.path_params["batch_id"])
     return render(batch)
 
 
-async def list_batch_tasks(request: Request, ctx: CallContext) -> Response:
-    page = await request.app.state.services.batches.tasks(
+async def list_batch_tasks(request: Request, ctx: CallContext, deps: BatchDeps) -> Response:
+    page = await deps.batches.tasks(
         ctx.principal.user_id,
         request.path_params["batch_id"],
         after=query_int(request, "after", -1),
@@ -44,10 +59,8 @@ async def list_batch_tasks(request: Request, ctx: CallContext) -> Response:
     return render(page)
 
 
-async def cancel_batch(request: Request, ctx: CallContext) -> Response:
-    batch = await request.app.state.services.batches.cancel(
-        ctx.principal.user_id, request.path_params["batch_id"]
-    )
+async def cancel_batch(request: Request, ctx: CallContext, deps: BatchDeps) -> Response:
+    batch = await deps.batches.cancel(ctx.principal.user_id, request.path_params["batch_id"])
     return render(batch)
 
 
@@ -62,6 +75,7 @@ ENDPOINTS = [
         "or OpenAI's `input_file_id` + `endpoint` + `completion_window`. Billed per task at the batch price.",
         request_model=BatchCreateRequest,
         response_model=Batch,
+        deps=BatchDeps,
         tag="batches",
         errors=(400, 404, 413),
     ),
@@ -71,6 +85,7 @@ ENDPOINTS = [
         list_batches,
         "The caller's batches, newest first (a bare array).",
         response_model=list[Batch],
+        deps=BatchDeps,
         tag="batches",
         query=(
             QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "page size (default 20)"),
@@ -83,6 +98,7 @@ ENDPOINTS = [
         retrieve_batch,
         "One batch with its counts; an inline batch lists each task's status and result.",
         response_model=Batch,
+        deps=BatchDeps,
         tag="batches",
         errors=(404,),
     ),
@@ -92,6 +108,7 @@ ENDPOINTS = [
         list_batch_tasks,
         "A batch's tasks in input order, paged (status, result or error of each).",
         response_model=BatchTaskPage,
+        deps=BatchDeps,
         tag="batches",
         query=(
             QueryParam(
@@ -107,6 +124,7 @@ ENDPOINTS = [
         cancel_batch,
         "Cancel: waiting tasks stop, running ones finish (and are billed); ends `cancelled`.",
         response_model=Batch,
+        deps=BatchDeps,
         tag="batches",
         errors=(400, 404),
     ),

@@ -8,7 +8,8 @@ pass the public host on).
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import orjson
@@ -28,6 +29,7 @@ from batchin.protocol.discovery import (
     McpCatalog,
     ServerCard,
 )
+from batchin.services import Services
 
 SERVER_NAME = "tech.luminapath/batchin"
 SERVER_CARD_PATH = "/.well-known/mcp/server-card.json"
@@ -47,33 +49,48 @@ _TEXT = "text/plain; charset=utf-8"
 _MARKDOWN = "text/markdown; charset=utf-8"
 
 
-def base_url(request: Request) -> str:
-    settings = request.app.state.services.settings
-    if "public_base_url" in settings.model_fields_set:
-        return str(settings.public_base_url).rstrip("/")
+@dataclass(frozen=True, slots=True)
+class DiscoveryDeps:
+    """What the discovery documents use: the configured public base URL, if any."""
+
+    public_base_url: str | None
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        settings = services.settings
+        if "public_base_url" in settings.model_fields_set:
+            return cls(public_base_url=str(settings.public_base_url).rstrip("/"))
+        return cls(public_base_url=None)
+
+
+def base_url(request: Request, deps: DiscoveryDeps) -> str:
+    if deps.public_base_url is not None:
+        return deps.public_base_url
     return str(request.base_url).rstrip("/")
 
 
-def _document(request: Request, name: str, media_type: str) -> Response:
-    text = absolute_links(SiteDocs.locate().document(name), base_url(request))
+def _document(request: Request, deps: DiscoveryDeps, name: str, media_type: str) -> Response:
+    text = absolute_links(SiteDocs.locate().document(name), base_url(request, deps))
     return Response(text, media_type=media_type, headers=_DOCS_HEADERS)
 
 
-async def get_llms_txt(request: Request) -> Response:
-    return _document(request, "llms.txt", _TEXT)
+async def get_llms_txt(request: Request, deps: DiscoveryDeps) -> Response:
+    return _document(request, deps, "llms.txt", _TEXT)
 
 
-async def get_llms_full_txt(request: Request) -> Response:
-    return _document(request, "llms-full.txt", _TEXT)
+async def get_llms_full_txt(request: Request, deps: DiscoveryDeps) -> Response:
+    return _document(request, deps, "llms-full.txt", _TEXT)
 
 
-async def get_agents_md(request: Request) -> Response:
-    return _document(request, "agents.md", _MARKDOWN)
+async def get_agents_md(request: Request, deps: DiscoveryDeps) -> Response:
+    return _document(request, deps, "agents.md", _MARKDOWN)
 
 
-async def get_docs_page(request: Request) -> Response:
+async def get_docs_page(request: Request, deps: DiscoveryDeps) -> Response:
     text = SiteDocs.locate().page(request.path_params["path"])
-    return Response(absolute_links(text, base_url(request)), media_type=_MARKDOWN, headers=_DOCS_HEADERS)
+    return Response(
+        absolute_links(text, base_url(request, deps)), media_type=_MARKDOWN, headers=_DOCS_HEADERS
+    )
 
 
 def server_card(base: str) -> ServerCard:
@@ -130,15 +147,15 @@ def _json(document: ServerCard | McpCatalog, media_type: str) -> Response:
     return Response(orjson.dumps(body), media_type=media_type, headers=_CARD_HEADERS)
 
 
-async def get_server_card(request: Request) -> Response:
+async def get_server_card(request: Request, deps: DiscoveryDeps) -> Response:
     # The draft's media type for clients that ask for it; plain JSON for everyone else.
     accept = request.headers.get("accept", "")
     media_type = SERVER_CARD_MEDIA_TYPE if SERVER_CARD_MEDIA_TYPE in accept else "application/json"
-    return _json(server_card(base_url(request)), media_type)
+    return _json(server_card(base_url(request, deps)), media_type)
 
 
-async def get_mcp_catalog(request: Request) -> Response:
-    base = base_url(request)
+async def get_mcp_catalog(request: Request, deps: DiscoveryDeps) -> Response:
+    base = base_url(request, deps)
     # The URN's segments are ':'-separated: an IPv6 literal's colons would split it.
     publisher = (urlsplit(base).hostname or "localhost").replace(":", "-")
     entry = CatalogEntry(
@@ -150,7 +167,16 @@ async def get_mcp_catalog(request: Request) -> Response:
 
 
 def _text_endpoint(path: str, handler: Any, summary: str, content_type: str) -> Endpoint:
-    return Endpoint("GET", path, handler, summary, public=True, content_type=content_type, tag="discovery")
+    return Endpoint(
+        "GET",
+        path,
+        handler,
+        summary,
+        deps=DiscoveryDeps,
+        public=True,
+        content_type=content_type,
+        tag="discovery",
+    )
 
 
 ENDPOINTS = [
@@ -174,6 +200,7 @@ ENDPOINTS = [
         public=True,
         content_type="text/markdown",
         errors=(404,),
+        deps=DiscoveryDeps,
         tag="discovery",
     ),
     Endpoint(
@@ -183,6 +210,7 @@ ENDPOINTS = [
         "MCP Server Card (SEP-2127): the Streamable HTTP endpoint and its Bearer auth.",
         public=True,
         response_model=ServerCard,
+        deps=DiscoveryDeps,
         tag="discovery",
         # The location the discovery draft reserves: <streamable-http-url>/server-card.
         extra_paths=(f"{MCP_PATH}/server-card",),
@@ -194,6 +222,7 @@ ENDPOINTS = [
         "MCP Catalog: the server cards this site publishes.",
         public=True,
         response_model=McpCatalog,
+        deps=DiscoveryDeps,
         tag="discovery",
     ),
 ]

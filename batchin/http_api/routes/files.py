@@ -3,18 +3,22 @@ metadata and content, served to their owner only (others get 404)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Self
+
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.types import Message
 
 from batchin.core.context import CallContext
-from batchin.core.media.files import FileContent
-from batchin.errors import InvalidRequest, PayloadTooLarge
+from batchin.core.media.files import FileContent, FileService
+from batchin.errors import InvalidRequest
+from batchin.http_api.body_limit import limit_body
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.rendering import render
 from batchin.protocol.batches import BATCH_INPUT
 from batchin.protocol.files import FileObject
+from batchin.services import Services
 
 _UPLOAD_PURPOSES = (BATCH_INPUT,)
 
@@ -30,39 +34,31 @@ def file_response(content: FileContent, ctx: CallContext) -> Response:
     return response
 
 
-def _size_limited(request: Request, limit: int) -> Request:
-    """The request with a body that raises 413 once more than `limit` bytes have arrived (a
-    missing or false Content-Length cannot get past it)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"The upload exceeds the limit of {limit} bytes.")
-    received = 0
+@dataclass(frozen=True, slots=True)
+class FileDeps:
+    """What /v1/files* use."""
 
-    async def receive() -> Message:
-        nonlocal received
-        message = await request.receive()
-        received += len(message.get("body", b""))
-        if received > limit:
-            raise PayloadTooLarge(f"The upload exceeds the limit of {limit} bytes.")
-        return message
+    files: FileService
+    upload_max_bytes: int
 
-    return Request(request.scope, receive)
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(files=services.files, upload_max_bytes=services.settings.file_upload_max_bytes)
 
 
-async def upload_file(request: Request, ctx: CallContext) -> Response:
+async def upload_file(request: Request, ctx: CallContext, deps: FileDeps) -> Response:
     """OpenAI's upload: multipart `file` and `purpose`. Starlette spools the part to a temporary
     file as it arrives; it is then copied into the store a block at a time."""
-    services = request.app.state.services
-    limit = services.settings.file_upload_max_bytes
+    limit = deps.upload_max_bytes
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidRequest("Upload a file as multipart/form-data with fields 'file' and 'purpose'.")
-    async with _size_limited(request, limit).form(max_files=1, max_fields=8) as form:
+    async with limit_body(request, limit, subject="The upload").form(max_files=1, max_fields=8) as form:
         purpose, upload = form.get("purpose"), form.get("file")
         if purpose not in _UPLOAD_PURPOSES:
             raise InvalidRequest(f"purpose must be one of {list(_UPLOAD_PURPOSES)}.", param="purpose")
         if not isinstance(upload, UploadFile):
             raise InvalidRequest("The multipart field 'file' must be a file.", param="file")
-        stored = await services.files.store_stream(
+        stored = await deps.files.store_stream(
             ctx.principal.user_id,
             upload.file,
             filename=upload.filename or "upload.jsonl",
@@ -73,14 +69,13 @@ async def upload_file(request: Request, ctx: CallContext) -> Response:
     return render(stored)
 
 
-async def retrieve_file(request: Request, ctx: CallContext) -> Response:
-    stored = await request.app.state.services.files.get(ctx.principal.user_id, request.path_params["file_id"])
+async def retrieve_file(request: Request, ctx: CallContext, deps: FileDeps) -> Response:
+    stored = await deps.files.get(ctx.principal.user_id, request.path_params["file_id"])
     return render(stored)
 
 
-async def retrieve_file_content(request: Request, ctx: CallContext) -> Response:
-    files = request.app.state.services.files
-    content = await files.content(ctx.principal.user_id, request.path_params["file_id"])
+async def retrieve_file_content(request: Request, ctx: CallContext, deps: FileDeps) -> Response:
+    content = await deps.files.content(ctx.principal.user_id, request.path_params["file_id"])
     return file_response(content, ctx)
 
 
@@ -91,6 +86,7 @@ ENDPOINTS = [
         upload_file,
         "Upload a file (multipart: `file`, `purpose` = batch): a JSONL batch input for POST /v1/batches.",
         response_model=FileObject,
+        deps=FileDeps,
         tag="files",
         errors=(400, 413),
     ),
@@ -100,6 +96,7 @@ ENDPOINTS = [
         retrieve_file,
         "A stored file's metadata (OpenAI FileObject); only its owner sees it.",
         response_model=FileObject,
+        deps=FileDeps,
         tag="files",
         errors=(404,),
     ),
@@ -108,6 +105,7 @@ ENDPOINTS = [
         "/v1/files/{file_id}/content",
         retrieve_file_content,
         "A stored file's bytes (generated images and videos); only its owner gets them.",
+        deps=FileDeps,
         tag="files",
         errors=(404,),
         content_type="application/octet-stream",

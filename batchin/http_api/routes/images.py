@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Self
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from batchin.core.context import CallContext
+from batchin.core.media.images import ImageService
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.rendering import parse_json, render
 from batchin.protocol.images import ImageGenerateRequest, ImagesResponse
+from batchin.services import Services
 
 
-async def create_image(request: Request, ctx: CallContext) -> Response:
-    body = await parse_json(request, ImageGenerateRequest)
-    result = await request.app.state.services.images.generate(ctx, body)
+@dataclass(frozen=True, slots=True)
+class ImageDeps:
+    """What /v1/images uses."""
+
+    images: ImageService
+    max_body_bytes: int
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(images=services.images, max_body_bytes=services.settings.max_body_bytes)
+
+
+async def create_image(request: Request, ctx: CallContext, deps: ImageDeps) -> Response:
+    body = await parse_json(request, ImageGenerateRequest, deps.max_body_bytes)
+    result = await deps.images.generate(ctx, body)
     response = render(result)
     response.headers.update(ctx.response_headers())
     return response
@@ -27,6 +44,7 @@ ENDPOINTS = [
         "Text to image: `n` PNGs of exactly `size`, as stored-file URLs or inline base64; billed per image.",
         request_model=ImageGenerateRequest,
         response_model=ImagesResponse,
+        deps=ImageDeps,
         tag="images",
         errors=(400, 402, 404, 413, 429, 503),
         extra_paths=("/v1/images/generations",),

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Self
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from batchin.core.context import CallContext
-from batchin.core.experiments.service import MAX_LIST
+from batchin.core.experiments.service import MAX_LIST, ExperimentService
+from batchin.core.prompts.service import PromptService
 from batchin.http_api.endpoint import Endpoint, QueryParam
 from batchin.http_api.rendering import parse_json, query_int, render
 from batchin.protocol.prompts import (
@@ -21,6 +25,7 @@ from batchin.protocol.prompts import (
     PromptVersionCreateRequest,
     PromptVersionDetail,
 )
+from batchin.services import Services
 
 _LIMIT = QueryParam(
     "limit",
@@ -29,46 +34,63 @@ _LIMIT = QueryParam(
 )
 
 
-async def list_prompts(request: Request, ctx: CallContext) -> Response:
-    return render(await request.app.state.services.prompts.list_prompts(ctx.principal.user_id))
+@dataclass(frozen=True, slots=True)
+class PromptDeps:
+    """What /v1/prompts*, /v1/prompt-regressions and /v1/experiments* use."""
+
+    prompts: PromptService
+    experiments: ExperimentService
+    max_body_bytes: int
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(
+            prompts=services.prompts,
+            experiments=services.experiments,
+            max_body_bytes=services.settings.max_body_bytes,
+        )
 
 
-async def register_prompt_version(request: Request, ctx: CallContext) -> Response:
-    body = await parse_json(request, PromptVersionCreateRequest)
-    return render(await request.app.state.services.prompts.register_version(ctx, body))
+async def list_prompts(request: Request, ctx: CallContext, deps: PromptDeps) -> Response:
+    return render(await deps.prompts.list_prompts(ctx.principal.user_id))
 
 
-async def move_prompt_label(request: Request, ctx: CallContext) -> Response:
-    body = await parse_json(request, PromptLabelMoveRequest)
+async def register_prompt_version(request: Request, ctx: CallContext, deps: PromptDeps) -> Response:
+    body = await parse_json(request, PromptVersionCreateRequest, deps.max_body_bytes)
+    return render(await deps.prompts.register_version(ctx, body))
+
+
+async def move_prompt_label(request: Request, ctx: CallContext, deps: PromptDeps) -> Response:
+    body = await parse_json(request, PromptLabelMoveRequest, deps.max_body_bytes)
     registry_id = request.path_params["registry_id"]
-    return render(await request.app.state.services.prompts.move_label(ctx, registry_id, body))
+    return render(await deps.prompts.move_label(ctx, registry_id, body))
 
 
-async def list_prompt_label_moves(request: Request, ctx: CallContext) -> Response:
+async def list_prompt_label_moves(request: Request, ctx: CallContext, deps: PromptDeps) -> Response:
     registry_id = request.path_params["registry_id"]
-    return render(await request.app.state.services.prompts.label_history(ctx.principal.user_id, registry_id))
+    return render(await deps.prompts.label_history(ctx.principal.user_id, registry_id))
 
 
-async def list_prompt_regressions(request: Request, ctx: CallContext) -> Response:
-    experiments = request.app.state.services.experiments
+async def list_prompt_regressions(request: Request, ctx: CallContext, deps: PromptDeps) -> Response:
+    experiments = deps.experiments
     limit = query_int(request, "limit", MAX_LIST)
     return render(await experiments.list_regressions(ctx.principal.user_id, limit=limit))
 
 
-async def list_experiments(request: Request, ctx: CallContext) -> Response:
-    experiments = request.app.state.services.experiments
+async def list_experiments(request: Request, ctx: CallContext, deps: PromptDeps) -> Response:
+    experiments = deps.experiments
     limit = query_int(request, "limit", MAX_LIST)
     return render(await experiments.list_experiments(ctx.principal.user_id, limit=limit))
 
 
-async def create_experiment(request: Request, ctx: CallContext) -> Response:
-    body = await parse_json(request, ExperimentCreateRequest)
-    return render(await request.app.state.services.experiments.start(ctx, body))
+async def create_experiment(request: Request, ctx: CallContext, deps: PromptDeps) -> Response:
+    body = await parse_json(request, ExperimentCreateRequest, deps.max_body_bytes)
+    return render(await deps.experiments.start(ctx, body))
 
 
-async def get_experiment(request: Request, ctx: CallContext) -> Response:
+async def get_experiment(request: Request, ctx: CallContext, deps: PromptDeps) -> Response:
     experiment_id = request.path_params["experiment_id"]
-    return render(await request.app.state.services.experiments.get(ctx.principal.user_id, experiment_id))
+    return render(await deps.experiments.get(ctx.principal.user_id, experiment_id))
 
 
 ENDPOINTS = [
@@ -78,6 +100,7 @@ ENDPOINTS = [
         list_prompts,
         "The prompt registry: registries, their promoted and latest versions, and every version's runs.",
         response_model=PromptList,
+        deps=PromptDeps,
         tag="prompts",
     ),
     Endpoint(
@@ -88,6 +111,7 @@ ENDPOINTS = [
         "registry with a promoted baseline starts an experiment.",
         request_model=PromptVersionCreateRequest,
         response_model=PromptVersionDetail,
+        deps=PromptDeps,
         tag="prompts",
         errors=(400,),
     ),
@@ -97,6 +121,7 @@ ENDPOINTS = [
         list_prompt_label_moves,
         "Every move of the registry's `promoted` label, newest first, each signed with the audit key.",
         response_model=PromptLabelMoveList,
+        deps=PromptDeps,
         tag="prompts",
         errors=(404,),
     ),
@@ -108,6 +133,7 @@ ENDPOINTS = [
         "the move is recorded and signed.",
         request_model=PromptLabelMoveRequest,
         response_model=PromptLabelMove,
+        deps=PromptDeps,
         tag="prompts",
         errors=(400, 404),
     ),
@@ -117,6 +143,7 @@ ENDPOINTS = [
         list_prompt_regressions,
         "Regression reports of sampled replays: samples, pass/fail counts, similarity, latency and cost.",
         response_model=PromptRegressionList,
+        deps=PromptDeps,
         tag="prompts",
         errors=(400,),
         query=(_LIMIT,),
@@ -127,6 +154,7 @@ ENDPOINTS = [
         list_experiments,
         "Prompt experiments: replay status and the automatic promotion decision, newest first.",
         response_model=ExperimentList,
+        deps=PromptDeps,
         tag="prompts",
         errors=(400,),
         query=(_LIMIT,),
@@ -138,6 +166,7 @@ ENDPOINTS = [
         "Start an experiment: replay the baseline's recent runs with a candidate version and judge them.",
         request_model=ExperimentCreateRequest,
         response_model=ExperimentDetail,
+        deps=PromptDeps,
         tag="prompts",
         errors=(400, 404),
     ),
@@ -147,6 +176,7 @@ ENDPOINTS = [
         get_experiment,
         "One experiment with its per-sample results and regression report.",
         response_model=ExperimentDetail,
+        deps=PromptDeps,
         tag="prompts",
         errors=(404,),
     ),

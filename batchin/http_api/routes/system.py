@@ -3,21 +3,43 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
+from typing import Self
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import Response
 
+from batchin.core.serving.metrics import InferenceMetrics
 from batchin.errors import ServiceUnavailable, Unauthorized
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.rendering import JSONResponse, render
 from batchin.protocol.common import HealthResponse
+from batchin.services import Services
+from batchin.store.database import Database
 
 
-async def get_health(request: Request) -> Response:
+@dataclass(frozen=True, slots=True)
+class SystemDeps:
+    """What /health and /metrics use."""
+
+    database: Database
+    metrics: InferenceMetrics
+    admin_token: str | None
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(
+            database=services.database,
+            metrics=services.metrics,
+            admin_token=services.settings.admin_token,
+        )
+
+
+async def get_health(request: Request, deps: SystemDeps) -> Response:
     try:
-        async with request.app.state.services.database.read() as conn:
+        async with deps.database.read() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception:
         raise ServiceUnavailable("The database is unreachable.") from None
@@ -28,14 +50,13 @@ async def get_openapi(request: Request) -> Response:
     return JSONResponse(request.app.state.openapi)
 
 
-async def get_metrics(request: Request) -> Response:
+async def get_metrics(request: Request, deps: SystemDeps) -> Response:
     """Prometheus text format, for operators: loopback callers, or the admin token."""
-    settings = request.app.state.services.settings
     client = request.client.host if request.client else ""
     token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if not (_is_loopback(client) or (settings.admin_token and token == settings.admin_token)):
+    if not (_is_loopback(client) or (deps.admin_token and token == deps.admin_token)):
         raise Unauthorized("/metrics is for operators: call it from loopback or with the admin token.")
-    return Response(request.app.state.services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(deps.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _is_loopback(host: str) -> bool:
@@ -53,6 +74,7 @@ ENDPOINTS = [
         "Liveness and database reachability.",
         public=True,
         response_model=HealthResponse,
+        deps=SystemDeps,
         tag="system",
         errors=(503,),
     ),
@@ -64,6 +86,7 @@ ENDPOINTS = [
         "Prometheus metrics (operators).",
         public=True,
         content_type="text/plain",
+        deps=SystemDeps,
         tag="system",
         errors=(401,),
     ),

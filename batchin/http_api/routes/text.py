@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Self
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -11,7 +12,7 @@ from starlette.responses import Response
 
 from batchin.core.context import CallContext
 from batchin.core.serving import text_serving
-from batchin.core.serving.inference import StartedText
+from batchin.core.serving.inference import InferenceService, StartedText
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.rendering import parse_json, render
 from batchin.http_api.streaming import ClientDisconnected, sse_response, until_disconnect
@@ -23,12 +24,25 @@ from batchin.protocol.text import (
     ResponseCreateRequest,
     ResponseObject,
 )
+from batchin.services import Services
 
 _TEXT_ERRORS = (400, 402, 404, 413, 503)
 _CLIENT_CLOSED_REQUEST = 499  # nginx's status for a caller that went away
 
 
 Start = Callable[[], Awaitable[StartedText]]
+
+
+@dataclass(frozen=True, slots=True)
+class TextDeps:
+    """What /v1/chat/completions, /v1/completions and /v1/responses use."""
+
+    inference: InferenceService
+    max_body_bytes: int
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(inference=services.inference, max_body_bytes=services.settings.max_body_bytes)
 
 
 async def _respond(
@@ -67,9 +81,9 @@ async def _respond(
     return response
 
 
-async def create_chat_completion(request: Request, ctx: CallContext) -> Response:
-    body = await parse_json(request, ChatCompletionRequest)
-    inference = request.app.state.services.inference
+async def create_chat_completion(request: Request, ctx: CallContext, deps: TextDeps) -> Response:
+    body = await parse_json(request, ChatCompletionRequest, deps.max_body_bytes)
+    inference = deps.inference
     return await _respond(
         request,
         ctx,
@@ -80,9 +94,9 @@ async def create_chat_completion(request: Request, ctx: CallContext) -> Response
     )
 
 
-async def create_completion(request: Request, ctx: CallContext) -> Response:
-    body = await parse_json(request, CompletionRequest)
-    inference = request.app.state.services.inference
+async def create_completion(request: Request, ctx: CallContext, deps: TextDeps) -> Response:
+    body = await parse_json(request, CompletionRequest, deps.max_body_bytes)
+    inference = deps.inference
     return await _respond(
         request,
         ctx,
@@ -93,9 +107,9 @@ async def create_completion(request: Request, ctx: CallContext) -> Response:
     )
 
 
-async def create_response(request: Request, ctx: CallContext) -> Response:
-    body = await parse_json(request, ResponseCreateRequest)
-    inference = request.app.state.services.inference
+async def create_response(request: Request, ctx: CallContext, deps: TextDeps) -> Response:
+    body = await parse_json(request, ResponseCreateRequest, deps.max_body_bytes)
+    inference = deps.inference
     return await _respond(
         request,
         ctx,
@@ -114,6 +128,7 @@ ENDPOINTS = [
         "Chat completion; `stream: true` for server-sent events.",
         request_model=ChatCompletionRequest,
         response_model=ChatCompletion,
+        deps=TextDeps,
         tag="inference",
         errors=_TEXT_ERRORS,
     ),
@@ -124,6 +139,7 @@ ENDPOINTS = [
         "Text completion, with fill-in-the-middle via `suffix` on models that support it.",
         request_model=CompletionRequest,
         response_model=Completion,
+        deps=TextDeps,
         tag="inference",
         errors=_TEXT_ERRORS,
     ),
@@ -134,6 +150,7 @@ ENDPOINTS = [
         "Responses API: string or message input, `instructions`; streaming emits typed events.",
         request_model=ResponseCreateRequest,
         response_model=ResponseObject,
+        deps=TextDeps,
         tag="inference",
         errors=_TEXT_ERRORS,
     ),

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Self
+
 from starlette.requests import Request
 from starlette.responses import Response
 
+from batchin.core.billing.topups import TopupService
 from batchin.core.context import CallContext
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.rendering import parse_json, read_body, render
@@ -15,29 +19,40 @@ from batchin.protocol.topup import (
     UsdcChainsResponse,
     WebhookAck,
 )
+from batchin.services import Services
 
 _WEBHOOK_MAX_BYTES = 1024 * 1024
 
 
-async def create_stripe_checkout(request: Request, ctx: CallContext) -> Response:
-    body = await parse_json(request, CheckoutRequest)
-    return render(await request.app.state.services.topups.create_checkout(ctx.principal.user_id, body))
+@dataclass(frozen=True, slots=True)
+class TopupDeps:
+    """What /v1/topup/* use."""
+
+    topups: TopupService
+    max_body_bytes: int
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(topups=services.topups, max_body_bytes=services.settings.max_body_bytes)
 
 
-async def receive_stripe_webhook(request: Request) -> Response:
+async def create_stripe_checkout(request: Request, ctx: CallContext, deps: TopupDeps) -> Response:
+    body = await parse_json(request, CheckoutRequest, deps.max_body_bytes)
+    return render(await deps.topups.create_checkout(ctx.principal.user_id, body))
+
+
+async def receive_stripe_webhook(request: Request, deps: TopupDeps) -> Response:
     payload = await read_body(request, _WEBHOOK_MAX_BYTES)
-    ack = await request.app.state.services.topups.handle_stripe_webhook(
-        payload, request.headers.get("stripe-signature")
-    )
+    ack = await deps.topups.handle_stripe_webhook(payload, request.headers.get("stripe-signature"))
     return render(ack)
 
 
-async def list_topup_history(request: Request, ctx: CallContext) -> Response:
-    return render(await request.app.state.services.topups.history(ctx.principal.user_id))
+async def list_topup_history(request: Request, ctx: CallContext, deps: TopupDeps) -> Response:
+    return render(await deps.topups.history(ctx.principal.user_id))
 
 
-async def list_usdc_chains(request: Request, ctx: CallContext) -> Response:
-    return render(request.app.state.services.topups.usdc_chains())
+async def list_usdc_chains(request: Request, ctx: CallContext, deps: TopupDeps) -> Response:
+    return render(deps.topups.usdc_chains())
 
 
 ENDPOINTS = [
@@ -48,6 +63,7 @@ ENDPOINTS = [
         "Create a Stripe Checkout session.",
         request_model=CheckoutRequest,
         response_model=CheckoutResponse,
+        deps=TopupDeps,
         tag="billing",
         errors=(400, 503),
     ),
@@ -58,6 +74,7 @@ ENDPOINTS = [
         "Stripe's webhook: verifies the Stripe-Signature header, credits a paid session once.",
         public=True,
         response_model=WebhookAck,
+        deps=TopupDeps,
         tag="billing",
         errors=(400, 413, 503),
     ),
@@ -67,6 +84,7 @@ ENDPOINTS = [
         list_topup_history,
         "Top-ups, newest first.",
         response_model=list[TopupRecord],
+        deps=TopupDeps,
         tag="billing",
     ),
     Endpoint(
@@ -75,6 +93,7 @@ ENDPOINTS = [
         list_usdc_chains,
         "USDC chains and deposit addresses.",
         response_model=UsdcChainsResponse,
+        deps=TopupDeps,
         tag="billing",
     ),
 ]

@@ -2,32 +2,47 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Self
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from batchin.core.context import CallContext
 from batchin.core.traces.otlp import JSON_TYPE, PROTOBUF, media_type
 from batchin.core.traces.otlp_encode import export_response
-from batchin.core.traces.service import MAX_EXPORT_SPANS, MAX_LIST
+from batchin.core.traces.service import MAX_EXPORT_SPANS, MAX_LIST, TraceService
 from batchin.http_api.endpoint import Endpoint, QueryParam
 from batchin.http_api.rendering import JSONResponse, query_int, read_body, render
 from batchin.protocol.traces import OtlpExportRequest, OtlpExportResponse, TraceDetail, TraceList
+from batchin.services import Services
 
 _PROTOBUF_TYPES = (PROTOBUF, "application/protobuf")
 
 
-async def list_traces(request: Request, ctx: CallContext) -> Response:
+@dataclass(frozen=True, slots=True)
+class TraceDeps:
+    """What /v1/traces* and /v1/otlp/* use."""
+
+    traces: TraceService
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(traces=services.traces)
+
+
+async def list_traces(request: Request, ctx: CallContext, deps: TraceDeps) -> Response:
     limit = query_int(request, "limit", 20)
-    return render(await request.app.state.services.traces.list_traces(ctx.principal.user_id, limit=limit))
+    return render(await deps.traces.list_traces(ctx.principal.user_id, limit=limit))
 
 
-async def get_trace(request: Request, ctx: CallContext) -> Response:
+async def get_trace(request: Request, ctx: CallContext, deps: TraceDeps) -> Response:
     trace_id = request.path_params["trace_id"]
-    return render(await request.app.state.services.traces.get_trace(ctx.principal.user_id, trace_id))
+    return render(await deps.traces.get_trace(ctx.principal.user_id, trace_id))
 
 
-async def export_otlp_traces(request: Request, ctx: CallContext) -> Response:
-    traces = request.app.state.services.traces
+async def export_otlp_traces(request: Request, ctx: CallContext, deps: TraceDeps) -> Response:
+    traces = deps.traces
     body = await read_body(request, traces.otlp_max_bytes)
     content_type = request.headers.get("content-type")
     rejected, message = await traces.ingest_otlp(
@@ -39,9 +54,9 @@ async def export_otlp_traces(request: Request, ctx: CallContext) -> Response:
     )
 
 
-async def get_otlp_export(request: Request, ctx: CallContext) -> Response:
+async def get_otlp_export(request: Request, ctx: CallContext, deps: TraceDeps) -> Response:
     protobuf = prefers_protobuf(request.headers.get("accept"))
-    payload = await request.app.state.services.traces.export(
+    payload = await deps.traces.export(
         ctx.principal.user_id,
         trace_id=request.query_params.get("trace_id"),
         limit=query_int(request, "limit", 1000),
@@ -80,6 +95,7 @@ ENDPOINTS = [
         list_traces,
         "The caller's traces, newest first, with their route, prompt version and audit record.",
         response_model=TraceList,
+        deps=TraceDeps,
         tag="traces",
         errors=(400,),
         query=(
@@ -96,6 +112,7 @@ ENDPOINTS = [
         get_trace,
         "One of the caller's traces with its spans.",
         response_model=TraceDetail,
+        deps=TraceDeps,
         tag="traces",
         errors=(404,),
     ),
@@ -106,6 +123,7 @@ ENDPOINTS = [
         "Receive OTLP/HTTP traces (JSON or protobuf, optionally gzip) into the caller's trace view.",
         request_model=OtlpExportRequest,
         response_model=OtlpExportResponse,
+        deps=TraceDeps,
         tag="traces",
         errors=(400, 413),
         raw_body=True,
@@ -116,6 +134,7 @@ ENDPOINTS = [
         get_otlp_export,
         "The caller's spans as OTLP JSON (default) or protobuf (Accept: application/x-protobuf).",
         response_model=OtlpExportRequest,
+        deps=TraceDeps,
         tag="traces",
         errors=(400,),
         query=(

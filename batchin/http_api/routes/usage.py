@@ -2,28 +2,44 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Self
+
 from starlette.requests import Request
 from starlette.responses import Response
 
+from batchin.core.billing.usage import UsageService
 from batchin.core.context import CallContext
 from batchin.http_api.endpoint import Endpoint, QueryParam
 from batchin.http_api.rendering import query_int, render
 from batchin.protocol.usage import ModelUsage, UsageLog, UsageSummary
+from batchin.services import Services
 
 
-async def list_usage_logs(request: Request, ctx: CallContext) -> Response:
+@dataclass(frozen=True, slots=True)
+class UsageDeps:
+    """What /v1/usage/* use."""
+
+    usage: UsageService
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(usage=services.usage)
+
+
+async def list_usage_logs(request: Request, ctx: CallContext, deps: UsageDeps) -> Response:
     limit = query_int(request, "limit", 50)
     offset = query_int(request, "offset", 0)
-    logs = await request.app.state.services.usage.list_logs(ctx.principal.user_id, limit=limit, offset=offset)
+    logs = await deps.usage.list_logs(ctx.principal.user_id, limit=limit, offset=offset)
     return render(logs)
 
 
-async def get_usage_summary(request: Request, ctx: CallContext) -> Response:
-    return render(await request.app.state.services.usage.summary(ctx.principal.user_id))
+async def get_usage_summary(request: Request, ctx: CallContext, deps: UsageDeps) -> Response:
+    return render(await deps.usage.summary(ctx.principal.user_id))
 
 
-async def get_usage_by_model(request: Request, ctx: CallContext) -> Response:
-    return render(await request.app.state.services.usage.by_model(ctx.principal.user_id))
+async def get_usage_by_model(request: Request, ctx: CallContext, deps: UsageDeps) -> Response:
+    return render(await deps.usage.by_model(ctx.principal.user_id))
 
 
 ENDPOINTS = [
@@ -33,6 +49,7 @@ ENDPOINTS = [
         list_usage_logs,
         "Request-level usage logs, newest first.",
         response_model=list[UsageLog],
+        deps=UsageDeps,
         tag="usage",
         errors=(400,),
         query=(
@@ -48,6 +65,7 @@ ENDPOINTS = [
         get_usage_summary,
         "Total requests, tokens and cost.",
         response_model=UsageSummary,
+        deps=UsageDeps,
         tag="usage",
     ),
     Endpoint(
@@ -56,6 +74,7 @@ ENDPOINTS = [
         get_usage_by_model,
         "Totals per model.",
         response_model=list[ModelUsage],
+        deps=UsageDeps,
         tag="usage",
     ),
 ]

@@ -3,30 +3,43 @@ form; both become one VideoCreateRequest."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Self
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
 from batchin.core.context import CallContext
-from batchin.errors import InvalidRequest, PayloadTooLarge
+from batchin.core.media.videos import VideoService
+from batchin.errors import InvalidRequest
+from batchin.http_api.body_limit import check_declared_length
 from batchin.http_api.endpoint import Endpoint, QueryParam
 from batchin.http_api.rendering import parse_json, query_int, render, validate
 from batchin.http_api.routes.files import file_response
 from batchin.protocol.videos import Video, VideoCreateRequest, VideoDeleted, VideoList
+from batchin.services import Services
 
 _FORM_FIELDS = ("prompt", "model", "seconds", "size", "duration_seconds", "aspect_ratio", "seed")
 
 
-async def _create_body(request: Request) -> VideoCreateRequest:
+@dataclass(frozen=True, slots=True)
+class VideoDeps:
+    """What /v1/videos* use."""
+
+    videos: VideoService
+    max_body_bytes: int
+
+    @classmethod
+    def from_services(cls, services: Services) -> Self:
+        return cls(videos=services.videos, max_body_bytes=services.settings.max_body_bytes)
+
+
+async def _create_body(request: Request, max_bytes: int) -> VideoCreateRequest:
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        return await parse_json(request, VideoCreateRequest)
-    limit = request.app.state.services.settings.max_body_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+        return await parse_json(request, VideoCreateRequest, max_bytes)
+    check_declared_length(request, max_bytes)
     async with request.form(max_files=1, max_fields=32) as form:
         if isinstance(form.get("input_reference"), UploadFile):
             raise InvalidRequest(
@@ -40,23 +53,21 @@ async def _create_body(request: Request) -> VideoCreateRequest:
     return validate(VideoCreateRequest, data)
 
 
-async def create_video(request: Request, ctx: CallContext) -> Response:
-    body = await _create_body(request)
-    video = await request.app.state.services.videos.submit(ctx, body)
+async def create_video(request: Request, ctx: CallContext, deps: VideoDeps) -> Response:
+    body = await _create_body(request, deps.max_body_bytes)
+    video = await deps.videos.submit(ctx, body)
     response = render(video)
     response.headers.update(ctx.response_headers())
     return response
 
 
-async def retrieve_video(request: Request, ctx: CallContext) -> Response:
-    video = await request.app.state.services.videos.get(
-        ctx.principal.user_id, request.path_params["video_id"]
-    )
+async def retrieve_video(request: Request, ctx: CallContext, deps: VideoDeps) -> Response:
+    video = await deps.videos.get(ctx.principal.user_id, request.path_params["video_id"])
     return render(video)
 
 
-async def list_videos(request: Request, ctx: CallContext) -> Response:
-    videos = await request.app.state.services.videos.list(
+async def list_videos(request: Request, ctx: CallContext, deps: VideoDeps) -> Response:
+    videos = await deps.videos.list(
         ctx.principal.user_id,
         limit=query_int(request, "limit", 20),
         order=request.query_params.get("order", "desc"),
@@ -65,17 +76,15 @@ async def list_videos(request: Request, ctx: CallContext) -> Response:
     return render(videos)
 
 
-async def retrieve_video_content(request: Request, ctx: CallContext) -> Response:
-    content = await request.app.state.services.videos.content(
+async def retrieve_video_content(request: Request, ctx: CallContext, deps: VideoDeps) -> Response:
+    content = await deps.videos.content(
         ctx.principal.user_id, request.path_params["video_id"], request.query_params.get("variant", "video")
     )
     return file_response(content, ctx)
 
 
-async def delete_video(request: Request, ctx: CallContext) -> Response:
-    deleted = await request.app.state.services.videos.delete(
-        ctx.principal.user_id, request.path_params["video_id"]
-    )
+async def delete_video(request: Request, ctx: CallContext, deps: VideoDeps) -> Response:
+    deleted = await deps.videos.delete(ctx.principal.user_id, request.path_params["video_id"])
     return render(deleted)
 
 
@@ -90,6 +99,7 @@ ENDPOINTS = [
         "reserves the price of its seconds, billed once when it completes.",
         request_model=VideoCreateRequest,
         response_model=Video,
+        deps=VideoDeps,
         tag="videos",
         errors=(400, 402, 404, 413, 429, 503),
     ),
@@ -99,6 +109,7 @@ ENDPOINTS = [
         list_videos,
         "The caller's video jobs, newest first.",
         response_model=VideoList,
+        deps=VideoDeps,
         tag="videos",
         query=(
             QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "page size"),
@@ -106,12 +117,22 @@ ENDPOINTS = [
             QueryParam("after", {"type": "string"}, "a video id: list the jobs after it"),
         ),
     ),
-    Endpoint("GET", _ID, retrieve_video, "One video job.", response_model=Video, tag="videos", errors=(404,)),
+    Endpoint(
+        "GET",
+        _ID,
+        retrieve_video,
+        "One video job.",
+        response_model=Video,
+        deps=VideoDeps,
+        tag="videos",
+        errors=(404,),
+    ),
     Endpoint(
         "GET",
         f"{_ID}/content",
         retrieve_video_content,
         "The finished MP4 (H.264).",
+        deps=VideoDeps,
         tag="videos",
         errors=(400, 404),
         content_type="video/mp4",
@@ -122,6 +143,7 @@ ENDPOINTS = [
         delete_video,
         "Delete a job (not yet finished: cancelled and its reservation released).",
         response_model=VideoDeleted,
+        deps=VideoDeps,
         tag="videos",
         errors=(404,),
     ),
