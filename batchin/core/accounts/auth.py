@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 
 from batchin.core.accounts.keys import hash_secret, hashes_match, looks_like_key
+from batchin.core.accounts.principals import principal_of
 from batchin.core.billing.limits import KeyRevoked, RateLimiter
 from batchin.core.clock import utcnow
 from batchin.core.context import Principal, RateLimitState
@@ -95,13 +96,7 @@ class AuthService:
             ).first()
         if row is None or not hashes_match(row.key_hash, digest):
             raise Unauthorized(_INVALID_KEY)
-        return Principal(
-            user_id=row.user_id,
-            key_id=row.id,
-            key_prefix=row.key_prefix,
-            rate_limit_rpm=row.rate_limit_rpm,
-            monthly_budget_cents=row.monthly_budget_cents,
-        )
+        return principal_of(row)
 
     def _touch(self, key_id: str, now: float) -> None:
         # last_used_at is informational: write it at most once a minute per key, off the request path.

@@ -7,32 +7,32 @@ task writes them in batches (one transaction for many records), which is what ke
 record small. Only the nodes an append closes are written; the frontier it needs is read back (at
 most log2(n) rows) or reused from the previous batch when nobody else appended in between.
 
-On the default SQLite store the append runs as one operation of the ledger's group-commit writer
-(batchin/store/sqlite_ledger.py), in the same transaction as the ledger operations queued with it:
-through SQLAlchemy + aiosqlite its four statements cost several ms of CPU per batch (each one is a
-thread hand-off). The statements and stored values are exactly those of the portable path below.
+The append is one script of statements (batchin/store/statements.py). On the default SQLite store
+it runs as one operation of the ledger's group-commit writer (batchin/store/group_commit.py), in the
+same transaction as the ledger operations queued with it: through SQLAlchemy + aiosqlite its four
+statements cost several ms of CPU per batch (each one is a thread hand-off). Elsewhere it runs
+through SQLAlchemy; the statements and stored values are the same on both paths.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchin.core.audit import transparency as mt
 from batchin.core.audit.canonical import canonical
 from batchin.core.audit.keys import AuditKey
 from batchin.core.clock import isoformat, utcnow
 from batchin.store.database import Database
-from batchin.store.sqlite_ledger import SqliteLedgerWriter, sqlite_timestamp
+from batchin.store.group_commit import GroupCommitWriter, sqlite_file
+from batchin.store.statements import Script, Statement, Transactions, bound
 from batchin.store.tables import vaas_checkpoints, vaas_log_nodes, vaas_log_state, vaas_records
 
 __all__ = ["LOG_ORIGIN", "Checkpoint", "LogRow", "TransparencyLog"]
@@ -40,11 +40,22 @@ __all__ = ["LOG_ORIGIN", "Checkpoint", "LogRow", "TransparencyLog"]
 LOG_ORIGIN = "batchin-vaas-log/v1"
 _MAX_BATCH = 512
 
-_BUMP = "UPDATE vaas_log_state SET tree_size = tree_size + ? WHERE id = 1 RETURNING tree_size"
-_NODES = "INSERT INTO vaas_log_nodes (level, idx, hash) VALUES (?, ?, ?)"
-_RECORDS = (
-    "INSERT INTO vaas_records (id, leaf_index, user_id, key_id, payload, signature, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+_BUMP = Statement(
+    update(vaas_log_state)
+    .where(vaas_log_state.c.id == 1)
+    .values(tree_size=vaas_log_state.c.tree_size + bindparam("count"))
+    .returning(vaas_log_state.c.tree_size)
+)
+_NODE = Statement(insert(vaas_log_nodes).values(**bound("level", "idx", "hash")))
+_RECORD = Statement(
+    insert(vaas_records).values(
+        **bound("id", "leaf_index", "user_id", "key_id", "payload", "signature", "created_at")
+    )
+)
+_NODES_AT = Statement(
+    select(vaas_log_nodes.c.level, vaas_log_nodes.c.idx, vaas_log_nodes.c.hash).where(
+        tuple_(vaas_log_nodes.c.level, vaas_log_nodes.c.idx).in_(bindparam("keys", expanding=True))
+    )
 )
 
 _Frontier = tuple[int, dict[mt.NodeKey, bytes]]
@@ -82,7 +93,7 @@ class Checkpoint:
 
 
 class TransparencyLog:
-    def __init__(self, database: Database, key: AuditKey, writer: SqliteLedgerWriter | None = None) -> None:
+    def __init__(self, database: Database, key: AuditKey, writer: GroupCommitWriter | None = None) -> None:
         """`writer`: the ledger's SQLite writer, shared so ledger and audit writes commit together
         (closed by the ledger). Without one, a SQLite file store gets a writer of its own."""
         self._db = database
@@ -93,10 +104,11 @@ class TransparencyLog:
         self._writer = writer
         self._owns_writer = False
         if writer is None and database.is_sqlite:
-            path = make_url(database.url).database
-            if path and path != ":memory:":
-                self._writer = SqliteLedgerWriter(path)
+            path = sqlite_file(database)
+            if path is not None:
+                self._writer = GroupCommitWriter(path)
                 self._owns_writer = True
+        self._transactions = Transactions(database, self._writer)
 
     # -- appends -------------------------------------------------------------------------------
 
@@ -127,73 +139,8 @@ class TransparencyLog:
                     future.set_result(first + offset)
 
     async def _write(self, rows: Sequence[LogRow]) -> int:
-        if self._writer is not None:
-            return await self._write_sqlite(rows)
-        now = utcnow()
-        async with self._db.write() as conn:
-            result = await conn.execute(
-                update(vaas_log_state)
-                .where(vaas_log_state.c.id == 1)
-                .values(tree_size=vaas_log_state.c.tree_size + len(rows))
-                .returning(vaas_log_state.c.tree_size)
-            )
-            size = int(result.scalar_one()) - len(rows)
-            cached_size, cached = self._frontier
-            known = cached if cached_size == size else await self._nodes(conn, mt.frontier_keys(size))
-            made = mt.append_nodes(size, (mt.leaf_hash(row.payload) for row in rows), known.__getitem__)
-            await conn.execute(
-                insert(vaas_log_nodes),
-                [{"level": level, "idx": idx, "hash": digest.hex()} for (level, idx), digest in made.items()],
-            )
-            await conn.execute(
-                insert(vaas_records),
-                [
-                    {
-                        "id": row.record_id,
-                        "leaf_index": size + offset,
-                        "user_id": row.user_id,
-                        "key_id": row.key_id,
-                        "payload": row.payload.decode("utf-8"),
-                        "signature": row.signature_hex,
-                        "created_at": now,
-                    }
-                    for offset, row in enumerate(rows)
-                ],
-            )
-        self._remember(size + len(rows), known, made)
-        return size
-
-    async def _write_sqlite(self, rows: Sequence[LogRow]) -> int:
-        assert self._writer is not None
-        stamp = sqlite_timestamp(utcnow())
-        cached_size, cached = self._frontier  # only the drain task writes: nothing moves it meanwhile
-
-        def run(cur: sqlite3.Cursor) -> _Appended:
-            bumped = cur.execute(_BUMP, (len(rows),)).fetchall()
-            if len(bumped) != 1:
-                raise RuntimeError("the transparency log's state row is missing")
-            size = int(bumped[0][0]) - len(rows)
-            known = cached if cached_size == size else _sqlite_nodes(cur, mt.frontier_keys(size))
-            made = mt.append_nodes(size, (mt.leaf_hash(row.payload) for row in rows), known.__getitem__)
-            cur.executemany(_NODES, [(level, idx, digest.hex()) for (level, idx), digest in made.items()])
-            cur.executemany(
-                _RECORDS,
-                [
-                    (
-                        row.record_id,
-                        size + offset,
-                        row.user_id,
-                        row.key_id,
-                        row.payload.decode("utf-8"),
-                        row.signature_hex,
-                        stamp,
-                    )
-                    for offset, row in enumerate(rows)
-                ],
-            )
-            return size, known, made
-
-        appended: _Appended = await self._writer.run(run)
+        # Only the drain task writes: nothing moves the frontier while this batch is written.
+        appended = await self._transactions.run(_append(rows, self._frontier, utcnow()))
         size, known, made = appended
         # Only once committed: a failed batch leaves the frontier to be reset by the drain loop.
         self._remember(size + len(rows), known, made)
@@ -212,19 +159,12 @@ class TransparencyLog:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    @staticmethod
-    async def _nodes(conn: AsyncConnection, keys: Sequence[mt.NodeKey]) -> dict[mt.NodeKey, bytes]:
+    async def nodes(self, keys: Sequence[mt.NodeKey]) -> dict[mt.NodeKey, bytes]:
         if not keys:
             return {}
-        c = vaas_log_nodes.c
-        rows = await conn.execute(
-            select(c.level, c.idx, c.hash).where(tuple_(c.level, c.idx).in_(list(keys)))
-        )
-        return {(int(level), int(idx)): bytes.fromhex(digest) for level, idx, digest in rows}
-
-    async def nodes(self, keys: Sequence[mt.NodeKey]) -> dict[mt.NodeKey, bytes]:
         async with self._db.read() as conn:
-            return await self._nodes(conn, keys)
+            found = await _NODES_AT.execute(conn, {"keys": list(keys)})
+            return _node_hashes(found.fetchall())
 
     async def size(self) -> int:
         async with self._db.read() as conn:
@@ -283,15 +223,36 @@ class TransparencyLog:
         return _checkpoint(row._mapping) if row else None
 
 
-def _sqlite_nodes(cur: sqlite3.Cursor, keys: Sequence[mt.NodeKey]) -> dict[mt.NodeKey, bytes]:
-    if not keys:
-        return {}
-    values = ", ".join("(?, ?)" for _ in keys)
-    params = [part for key in keys for part in key]
-    # Only "(?, ?)" placeholders are interpolated; every value is bound.
-    query = f"SELECT level, idx, hash FROM vaas_log_nodes WHERE (level, idx) IN (VALUES {values})"  # noqa: S608
-    found = cur.execute(query, params)
-    return {(int(level), int(idx)): bytes.fromhex(digest) for level, idx, digest in found}
+def _append(rows: Sequence[LogRow], frontier: _Frontier, now: datetime) -> Script[_Appended]:
+    """Bump the size (taking the log's write lock), write the leaves and the nodes they close."""
+    bumped = (yield _BUMP, {"count": len(rows)}).fetchall()
+    if len(bumped) != 1:
+        raise RuntimeError("the transparency log's state row is missing")
+    size = int(bumped[0][0]) - len(rows)
+    cached_size, known = frontier
+    if cached_size != size:
+        keys = mt.frontier_keys(size)
+        known = _node_hashes((yield _NODES_AT, {"keys": list(keys)}).fetchall()) if keys else {}
+    made = mt.append_nodes(size, (mt.leaf_hash(row.payload) for row in rows), known.__getitem__)
+    yield _NODE, [{"level": level, "idx": idx, "hash": digest.hex()} for (level, idx), digest in made.items()]
+    records = [
+        {
+            "id": row.record_id,
+            "leaf_index": size + offset,
+            "user_id": row.user_id,
+            "key_id": row.key_id,
+            "payload": row.payload.decode("utf-8"),
+            "signature": row.signature_hex,
+            "created_at": now,
+        }
+        for offset, row in enumerate(rows)
+    ]
+    yield _RECORD, records
+    return size, known, made
+
+
+def _node_hashes(rows: Sequence[Any]) -> dict[mt.NodeKey, bytes]:
+    return {(int(level), int(idx)): bytes.fromhex(digest) for level, idx, digest in rows}
 
 
 def _checkpoint_row(cp: Checkpoint) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from batchin.protocol.audit import (
     VaasVerification,
 )
 from batchin.store.database import Database
-from batchin.store.sqlite_ledger import SqliteLedgerWriter
+from batchin.store.group_commit import GroupCommitWriter
 from batchin.store.tables import vaas_keys, vaas_log_state, vaas_records
 
 __all__ = ["AuditReceipt", "AuditService", "AuditUsage", "PendingRecord"]
@@ -57,7 +57,7 @@ class AuditService:
         database: Database,
         registry: ModelRegistry | None,
         key: audit_keys.AuditKey,
-        writer: SqliteLedgerWriter | None = None,
+        writer: GroupCommitWriter | None = None,
     ) -> None:
         self._settings = settings
         self._db = database
@@ -72,7 +72,7 @@ class AuditService:
         settings: Settings,
         database: Database,
         registry: ModelRegistry | None,
-        writer: SqliteLedgerWriter | None = None,
+        writer: GroupCommitWriter | None = None,
     ) -> AuditService:
         """Load (or create) the signing key and register its public half by id. `writer`: the
         ledger's SQLite writer to append through (it stays the ledger's to close)."""

@@ -1,20 +1,19 @@
 """Batch task rows: the statements of the hot path, on either database.
 
-Every write is one plain SQL text with `:name` parameters, run on SQLite by the ledger's
-group-commit writer (batchin/store/sqlite_ledger.py: one thread, one transaction per batch of
+Every write is one statement (batchin/store/statements.py), run on SQLite by the ledger's
+group-commit writer (batchin/store/group_commit.py: one thread, one transaction per batch of
 operations, the cheapest write SQLite has) and on PostgreSQL through SQLAlchemy. Reads go through
 the ordinary read connections (WAL readers never block the writer).
 
 Claiming takes up to `limit` pending tasks in (priority, next_attempt_at, id) order and marks them
-`running` under this worker's lease, in one statement (PostgreSQL: FOR UPDATE SKIP LOCKED, so
-workers never wait on each other's rows; SQLite: the writer's BEGIN IMMEDIATE serialises claims).
+`running` under this worker's lease, in one statement (batchin/store/claiming.py: PostgreSQL skips
+rows other workers hold; SQLite: the writer's BEGIN IMMEDIATE serialises claims).
 Every later write to a task is conditional on (claimed_by, attempts, status running): a worker
 that lost its lease can no longer change the task, so a task never completes twice.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
@@ -23,12 +22,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import ColumnClause, bindparam, func, literal_column, select, text, update
 
 from batchin.core.serving.admission import Priority
+from batchin.store.claiming import picked
 from batchin.store.database import Database
-from batchin.store.sqlite_ledger import SqliteLedgerWriter
+from batchin.store.group_commit import GroupCommitWriter
+from batchin.store.statements import Params, Script, Statement, Transactions
 from batchin.store.tables import batch_tasks
 
 __all__ = [
@@ -63,64 +63,89 @@ _INSERT = (
     "next_attempt_at, attempts, failures) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (batch_id, line) DO NOTHING"
 )
-_CLAIM_SQLITE = (
-    "UPDATE batch_tasks SET status = 'running', claimed_by = :worker, lease_until = :lease, "
-    "attempts = attempts + 1 WHERE status = 'pending' AND id IN ("
-    "SELECT id FROM batch_tasks WHERE status = 'pending' AND priority <= :max_priority "
-    "AND next_attempt_at <= :now ORDER BY priority, next_attempt_at, id LIMIT :limit) "
-    "RETURNING id, batch_id, line, custom_id, endpoint, model, body, priority, next_attempt_at, "
-    "attempts, failures"
+_t = batch_tasks.c
+# Inline, as a literal: the planner sees which status (pending rows are few among finished ones).
+_PENDING: ColumnClause[str] = literal_column("'pending'")
+_CLAIMABLE = picked(
+    select(_t.id)
+    .where(
+        _t.status == _PENDING,
+        _t.priority <= bindparam("max_priority"),
+        _t.next_attempt_at <= bindparam("now"),
+    )
+    .order_by(_t.priority, _t.next_attempt_at, _t.id)
+    .limit(bindparam("limit"))
 )
-# PostgreSQL may run an `IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` once per outer row (a
-# nested-loop semi-join), each run locking different rows: it would claim more than n. A
-# materialized CTE picks the rows exactly once.
-_CLAIM_POSTGRES = (
-    "WITH picked AS MATERIALIZED (SELECT id FROM batch_tasks WHERE status = 'pending' "
-    "AND priority <= :max_priority AND next_attempt_at <= :now ORDER BY priority, next_attempt_at, id "
-    "LIMIT :limit FOR UPDATE SKIP LOCKED) "
-    "UPDATE batch_tasks AS t SET status = 'running', claimed_by = :worker, lease_until = :lease, "
-    "attempts = t.attempts + 1 FROM picked WHERE t.id = picked.id "
-    "RETURNING t.id, t.batch_id, t.line, t.custom_id, t.endpoint, t.model, t.body, t.priority, "
-    "t.next_attempt_at, t.attempts, t.failures"
+_CLAIM = Statement(
+    update(batch_tasks)
+    .where(_t.id == _CLAIMABLE.c.id, _t.status == _PENDING)
+    .values(
+        status="running",
+        claimed_by=bindparam("worker"),
+        lease_until=bindparam("lease"),
+        attempts=_t.attempts + 1,
+    )
+    .returning(
+        _t.id,
+        _t.batch_id,
+        _t.line,
+        _t.custom_id,
+        _t.endpoint,
+        _t.model,
+        _t.body,
+        _t.priority,
+        _t.next_attempt_at,
+        _t.attempts,
+        _t.failures,
+    )
 )
 # Every write after the claim holds only while the task is still this worker's attempt.
-_COMPLETE = (
-    "UPDATE batch_tasks SET status = 'completed', status_code = :status_code, response = :response, "
-    "error_code = NULL, error_message = NULL, cost_units = :cost_units, finished_at = :now, "
-    "claimed_by = NULL, lease_until = NULL "
-    "WHERE id = :id AND claimed_by = :worker AND attempts = :attempt AND status = 'running'"
+_COMPLETE = Statement(
+    text(
+        "UPDATE batch_tasks SET status = 'completed', status_code = :status_code, response = :response, "
+        "error_code = NULL, error_message = NULL, cost_units = :cost_units, finished_at = :now, "
+        "claimed_by = NULL, lease_until = NULL "
+        "WHERE id = :id AND claimed_by = :worker AND attempts = :attempt AND status = 'running'"
+    )
 )
-_FAIL = (
-    "UPDATE batch_tasks SET status = 'failed', status_code = :status_code, response = :response, "
-    "error_code = :error_code, error_message = :error_message, finished_at = :now, "
-    "claimed_by = NULL, lease_until = NULL "
-    "WHERE id = :id AND claimed_by = :worker AND attempts = :attempt AND status = 'running'"
+_FAIL = Statement(
+    text(
+        "UPDATE batch_tasks SET status = 'failed', status_code = :status_code, response = :response, "
+        "error_code = :error_code, error_message = :error_message, finished_at = :now, "
+        "claimed_by = NULL, lease_until = NULL "
+        "WHERE id = :id AND claimed_by = :worker AND attempts = :attempt AND status = 'running'"
+    )
 )
-_RETRY = (
-    "UPDATE batch_tasks SET status = 'pending', failures = failures + :failed, next_attempt_at = :next, "
-    "error_code = :error_code, error_message = :error_message, claimed_by = NULL, lease_until = NULL "
-    "WHERE id = :id AND claimed_by = :worker AND attempts = :attempt AND status = 'running'"
+_RETRY = Statement(
+    text(
+        "UPDATE batch_tasks SET status = 'pending', failures = failures + :failed, next_attempt_at = :next, "
+        "error_code = :error_code, error_message = :error_message, claimed_by = NULL, lease_until = NULL "
+        "WHERE id = :id AND claimed_by = :worker AND attempts = :attempt AND status = 'running'"
+    )
 )
-_STOP = (
-    "UPDATE batch_tasks SET status = :status, finished_at = :now, claimed_by = NULL, lease_until = NULL "
-    "WHERE id = :id AND claimed_by = :worker AND attempts = :attempt AND status = 'running'"
+_STOP = Statement(
+    text(
+        "UPDATE batch_tasks SET status = :status, finished_at = :now, claimed_by = NULL, lease_until = NULL "
+        "WHERE id = :id AND claimed_by = :worker AND attempts = :attempt AND status = 'running'"
+    )
 )
-_RENEW = "UPDATE batch_tasks SET lease_until = :lease WHERE status = 'running' AND claimed_by = :worker"
-_HAND_BACK = (
-    "UPDATE batch_tasks SET status = 'pending', claimed_by = NULL, lease_until = NULL "
-    "WHERE status = 'running' AND claimed_by = :worker"
+_RENEW = Statement(
+    text("UPDATE batch_tasks SET lease_until = :lease WHERE status = 'running' AND claimed_by = :worker")
 )
-# A bulk change of a batch's waiting tasks, a chunk at a time so the writer is never held for long
-# (the CTE form on PostgreSQL for the reason given at _CLAIM_POSTGRES).
-_SETTLE_WAITING_SQLITE = (
-    "UPDATE batch_tasks SET status = :status, finished_at = :now WHERE id IN ("
-    "SELECT id FROM batch_tasks WHERE batch_id = :batch_id AND status = 'pending' LIMIT :limit)"
+_HAND_BACK = Statement(
+    text(
+        "UPDATE batch_tasks SET status = 'pending', claimed_by = NULL, lease_until = NULL "
+        "WHERE status = 'running' AND claimed_by = :worker"
+    )
 )
-_SETTLE_WAITING_POSTGRES = (
-    "WITH picked AS MATERIALIZED (SELECT id FROM batch_tasks WHERE batch_id = :batch_id "
-    "AND status = 'pending' LIMIT :limit FOR UPDATE SKIP LOCKED) "
-    "UPDATE batch_tasks AS t SET status = :status, finished_at = :now FROM picked "
-    "WHERE t.id = picked.id AND t.status = 'pending'"
+# A bulk change of a batch's waiting tasks, a chunk at a time so the writer is never held for long.
+_WAITING = picked(
+    select(_t.id).where(_t.batch_id == bindparam("batch"), _t.status == _PENDING).limit(bindparam("limit"))
+)
+_SETTLE_WAITING = Statement(
+    update(batch_tasks)
+    .where(_t.id == _WAITING.c.id, _t.status == _PENDING)
+    .values(status=bindparam("status"), finished_at=bindparam("now"))
 )
 _CHUNK = 5000
 
@@ -173,33 +198,23 @@ class ClaimedTask:
 
 @dataclass(frozen=True, slots=True)
 class CompleteGuard:
-    """The task's completion, written in the same transaction as its charge (core/billing/ledger.py)."""
+    """The task's completion, written in the same transaction as its charge (core/billing/ledger.py):
+    it refuses when the task is no longer this worker's attempt."""
 
     params: dict[str, Any]
-
-    def apply_sqlite(self, cur: sqlite3.Cursor) -> bool:
-        return cur.execute(_COMPLETE, self.params).rowcount == 1
-
-    async def apply(self, conn: AsyncConnection) -> bool:
-        return bool((await conn.execute(text(_COMPLETE), self.params)).rowcount == 1)
+    statement: Statement = _COMPLETE
 
 
 class TaskStore:
-    def __init__(self, database: Database, writer: SqliteLedgerWriter | None) -> None:
+    def __init__(self, database: Database, writer: GroupCommitWriter | None) -> None:
         self._db = database
         self._writer = writer if database.is_sqlite else None
-        # SQLite has no row locks: the writer's BEGIN IMMEDIATE already makes the claim exclusive.
-        self._claim = _CLAIM_SQLITE if database.is_sqlite else _CLAIM_POSTGRES
-        self._settle_waiting = _SETTLE_WAITING_SQLITE if database.is_sqlite else _SETTLE_WAITING_POSTGRES
+        self._transactions = Transactions(database, self._writer)
 
     # -- writing ---------------------------------------------------------------------------------
 
-    async def _execute(self, sql: str, params: dict[str, Any]) -> int:
-        if self._writer is not None:
-            count: int = await self._writer.run(lambda cur: cur.execute(sql, params).rowcount)
-            return count
-        async with self._db.write() as conn:
-            return int((await conn.execute(text(sql), params)).rowcount)
+    async def _execute(self, statement: Statement, params: Params) -> int:
+        return await self._transactions.run(_rowcount(statement, params))
 
     async def insert(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert task rows (tuples in _TASK_COLUMNS order), one transaction per call. A loader
@@ -228,13 +243,7 @@ class TaskStore:
             "now": now,
             "limit": limit,
         }
-        sql = self._claim
-        rows: list[Any]
-        if self._writer is not None:
-            rows = await self._writer.run(lambda cur: cur.execute(sql, params).fetchall())
-        else:
-            async with self._db.write() as conn:
-                rows = list((await conn.execute(text(sql), params)).all())
+        rows = await self._transactions.run(_rows(_CLAIM, params))
         tasks = [ClaimedTask.from_row(row) for row in rows]
         tasks.sort(key=lambda t: (t.priority, t.next_attempt_at, t.id))
         return tasks
@@ -293,8 +302,8 @@ class TaskStore:
         """Every pending task of a batch → `status` (cancelled or expired). Returns how many."""
         total = 0
         while True:
-            params = {"status": status, "now": now_ms(), "batch_id": batch_id, "limit": _CHUNK}
-            changed = await self._execute(self._settle_waiting, params)
+            params = {"status": status, "now": now_ms(), "batch": batch_id, "limit": _CHUNK}
+            changed = await self._execute(_SETTLE_WAITING, params)
             total += changed
             if changed < _CHUNK:
                 return total
@@ -384,6 +393,14 @@ class TaskStore:
         )
         async with self._db.read() as conn:
             return list((await conn.execute(query, {"b": batch_id, "after": after, "limit": limit})).all())
+
+
+def _rowcount(statement: Statement, params: Params) -> Script[int]:
+    return (yield statement, params).rowcount
+
+
+def _rows(statement: Statement, params: Params) -> Script[list[Any]]:
+    return list((yield statement, params).fetchall())
 
 
 def _mine(task: ClaimedTask, worker: str) -> dict[str, Any]:

@@ -24,9 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -37,15 +34,17 @@ import orjson
 from sqlalchemy import select, update
 
 from batchin.config import Settings
+from batchin.core.accounts.principals import principal_of
 from batchin.core.batches.calls import BatchCalls, classify
 from batchin.core.batches.store import ClaimedTask, TaskStore, reservation_id
 from batchin.core.billing.ledger import LedgerService
-from batchin.core.billing.ledger_backend import SettlementRefused
+from batchin.core.billing.ledger_records import SettlementRefused
 from batchin.core.billing.metering import succeeded_call
 from batchin.core.clock import utcnow
 from batchin.core.context import BatchBilling, CallContext, Principal
 from batchin.core.serving.admission import AdmissionPool, Priority
 from batchin.core.serving.catalog import price_ratio
+from batchin.core.worker import DurableWorker, dead_here, new_worker_id
 from batchin.errors import BatchInError, Unauthorized
 from batchin.models.registry import ModelRegistry
 from batchin.store.database import Database
@@ -56,26 +55,6 @@ __all__ = ["TaskDispatcher", "new_worker_id"]
 log = logging.getLogger("batchin.batches")
 
 _BATCH_SECONDS = 1.0  # how long what a batch is (payer, cancelled?) is trusted before it is read again
-_HOST = socket.gethostname()[:32]
-
-
-def new_worker_id() -> str:
-    return f"{_HOST}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def _dead_here(worker: str) -> bool:
-    """A worker of a process on this host that no longer exists."""
-    host, _, rest = worker.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != _HOST or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +69,7 @@ class _Cached:
     until: float
 
 
-class TaskDispatcher:
+class TaskDispatcher(DurableWorker[ClaimedTask]):
     def __init__(
         self,
         settings: Settings,
@@ -101,6 +80,14 @@ class TaskDispatcher:
         calls: BatchCalls,
         on_drained: Callable[[], None],
     ) -> None:
+        super().__init__(
+            name="batch-dispatch",
+            log=log,
+            worker_id=new_worker_id(),
+            poll_seconds=settings.batch_poll_seconds,
+            max_in_flight=settings.batch_max_in_flight,
+            renew_seconds=settings.batch_lease_seconds / 3,
+        )
         self._settings = settings
         self._db = database
         self._store = store
@@ -108,80 +95,57 @@ class TaskDispatcher:
         self._registry = registry
         self._calls = calls
         self._on_drained = on_drained
-        self.worker_id = new_worker_id()
         self._max = settings.batch_max_in_flight
         self._chunk = min(settings.batch_claim_chunk, self._max)
-        self._running: set[asyncio.Task[None]] = set()
+        self._least = max(1, self._chunk // 4)  # claim in chunks, not one task per freed slot
         self._waiting = 0  # claimed tasks waiting here for a model slot
-        self._room = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._drained = False
-        self._loops: list[asyncio.Task[None]] = []
         self._gates: dict[str, AdmissionPool] = {}
         self._ratios: dict[str, Fraction] = {}
         self._batches: dict[str, _Cached] = {}
         self._started: set[str] = set()
 
-    def wake(self) -> None:
-        self._wake.set()
-
     @property
     def in_flight(self) -> int:
-        return len(self._running)
-
-    async def start(self) -> None:
-        if not self._loops:
-            loop = asyncio.get_running_loop()
-            self._loops = [
-                loop.create_task(self._dispatch_forever(), name="batch-dispatch"),
-                loop.create_task(self._renew_forever(), name="batch-lease"),
-            ]
+        return len(self._in_flight)
 
     async def stop(self) -> None:
         """Stop claiming, stop the running tasks (their reservations are released, nothing is
         charged) and hand them back to pending at once."""
-        loops, self._loops = self._loops, []
-        for task in loops:
-            task.cancel()
-        running = list(self._running)
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*loops, *running, return_exceptions=True)
-        if loops:
+        was_running = self.running
+        await super().stop()
+        if was_running:
             await self._store.hand_back(self.worker_id)
 
-    # -- claiming --------------------------------------------------------------------------------
+    # -- claiming (DurableWorker) ----------------------------------------------------------------
 
-    async def _dispatch_forever(self) -> None:
-        least = max(1, self._chunk // 4)  # claim in chunks, not one task per freed slot
-        while True:
-            room = self._max - len(self._running)
-            if room < least or self._waiting > self._chunk:
-                self._room.clear()
-                await self._room.wait()
-                continue
-            wanted = min(room, self._chunk)
-            try:
-                tasks = await self._store.claim(
-                    self.worker_id,
-                    wanted,
-                    lease_seconds=self._settings.batch_lease_seconds,
-                    max_priority=int(Priority.FILL),
-                )
-            except Exception:
-                log.exception("batch dispatcher: claiming tasks failed")
-                tasks = []
-            batch_ids = {t.batch_id for t in tasks}
-            await self._mark_started(batch_ids)
-            # Known before the tasks start, so they reach their model's queue in claim order.
-            await asyncio.gather(*(self._batch(b) for b in batch_ids), return_exceptions=True)
-            for task in tasks:
-                self._spawn(task)
-            self._drained = len(tasks) < wanted
-            if self._drained:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.batch_poll_seconds)
+    def _capacity(self) -> int:
+        room = self._max - len(self._in_flight)
+        if room < self._least or self._waiting > self._chunk:
+            return 0
+        return min(room, self._chunk)
+
+    async def _claim_items(self, limit: int) -> list[ClaimedTask]:
+        tasks = await self._store.claim(
+            self.worker_id,
+            limit,
+            lease_seconds=self._settings.batch_lease_seconds,
+            max_priority=int(Priority.FILL),
+        )
+        batch_ids = {t.batch_id for t in tasks}
+        await self._mark_started(batch_ids)
+        # Known before the tasks start, so they reach their model's queue in claim order.
+        await asyncio.gather(*(self._batch(b) for b in batch_ids), return_exceptions=True)
+        return tasks
+
+    async def _process(self, task: ClaimedTask) -> None:
+        await self._execute(task)
+
+    def _work_finished(self) -> None:
+        if self._caught_up:  # the queue looked empty: the batch may be done
+            self._on_drained()
+
+    async def _renew_leases(self) -> None:
+        await self._store.renew(self.worker_id, self._settings.batch_lease_seconds)
 
     async def _mark_started(self, batch_ids: set[str]) -> None:
         """An inline batch is `pending` until one of its tasks is claimed (once per batch here)."""
@@ -200,27 +164,6 @@ class TaskDispatcher:
                 )
         except Exception:
             log.exception("batch dispatcher: marking batches in progress failed")
-
-    def _spawn(self, task: ClaimedTask) -> None:
-        running = asyncio.get_running_loop().create_task(self._execute(task))
-        self._running.add(running)
-        running.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        self._room.set()
-        if self._drained:  # the queue looked empty: the batch may be done
-            self._on_drained()
-
-    async def _renew_forever(self) -> None:
-        interval = self._settings.batch_lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            if self._running:
-                try:
-                    await self._store.renew(self.worker_id, self._settings.batch_lease_seconds)
-                except Exception:
-                    log.exception("batch dispatcher: renewing leases failed")
 
     # -- one task --------------------------------------------------------------------------------
 
@@ -312,12 +255,12 @@ class TaskDispatcher:
         try:
             async with self._gate(model).slot(priority):
                 self._waiting, waiting = self._waiting - 1, False
-                self._room.set()
+                self._capacity_changed()
                 yield
         finally:
             if waiting:
                 self._waiting -= 1
-                self._room.set()
+                self._capacity_changed()
 
     def _gate(self, model: str) -> AdmissionPool:
         """This process's share of the model: its max_concurrency, waiters served by priority."""
@@ -376,15 +319,8 @@ class TaskDispatcher:
             if row.expired_at is not None
             else None
         )
-        payer = None
-        if row.is_active:
-            payer = Principal(
-                user_id=row.user_id,
-                key_id=row.id,
-                key_prefix=row.key_prefix,
-                rate_limit_rpm=row.rate_limit_rpm,
-                monthly_budget_cents=row.monthly_budget_cents,
-            )
+        # The batch's owner pays, through the key that created it, while that key is active.
+        payer = principal_of(row) if row.is_active else None
         return _BatchState(payer, stopped)
 
     # -- recovery (called by the supervisor) -----------------------------------------------------
@@ -394,7 +330,7 @@ class TaskDispatcher:
         reservation of their interrupted attempt is released first, so it is never charged."""
         rows = await self._store.lost()
         if include_dead_here:
-            dead = [w for w in await self._store.claimers() if w != self.worker_id and _dead_here(w)]
+            dead = [w for w in await self._store.claimers() if w != self.worker_id and dead_here(w)]
             known = {row.id for row in rows}
             rows += [row for row in await self._store.running_of(dead) if row.id not in known]
         for row in rows:

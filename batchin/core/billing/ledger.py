@@ -16,8 +16,9 @@ charges anyone twice and never keeps their credit locked.
                                     is written and SettlementRefused is raised: a batch task is
                                     billed exactly when its result is recorded
 
-Two backends with one contract: `SqlLedgerBackend` (SQLAlchemy, any database; used on PostgreSQL)
-and `SqliteLedgerBackend` (group commit on a dedicated thread; the default store's hot path).
+Each write is one script of statements (ledger_writes.py) with one transaction path per store: on
+the default SQLite store the group-commit writer (batchin/store/group_commit.py, the hot path; the
+audit log and the batch store share it), elsewhere SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -27,38 +28,30 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from batchin.core.billing.ledger_backend import (
-    LedgerBackend,
-    Reservation,
-    SettleGuard,
-    UsageRecord,
-    budget_refusal,
-)
+from batchin.core.billing.ledger_records import Reservation, SettleGuard, UsageRecord, budget_refusal
+from batchin.core.billing.ledger_writes import LedgerWrites
 from batchin.core.billing.money import cents_to_units
 from batchin.core.clock import month_of, utcnow
 from batchin.core.context import Principal
 from batchin.errors import InvalidRequest
 from batchin.store.database import Database
-from batchin.store.sqlite_ledger import SqliteLedgerWriter
+from batchin.store.group_commit import GroupCommitWriter, sqlite_file
+from batchin.store.statements import Transactions
 from batchin.store.tables import reservations, video_jobs
 
 
 class LedgerService:
     def __init__(self, database: Database) -> None:
         self._db = database
-        self._backend: LedgerBackend
-        self.sqlite_writer: SqliteLedgerWriter | None = None
+        self.sqlite_writer: GroupCommitWriter | None = None
         if database.is_sqlite:
-            from batchin.core.billing.ledger_sqlite import SqliteLedgerBackend
-
-            backend = SqliteLedgerBackend(database)
-            self._backend = backend
-            # Shared with the audit log: its appends join the ledger's group-commit batches.
-            self.sqlite_writer = backend.writer
-        else:
-            from batchin.core.billing.ledger_sql import SqlLedgerBackend
-
-            self._backend = SqlLedgerBackend(database)
+            path = sqlite_file(database)
+            if path is None:
+                raise ValueError("the SQLite ledger needs a database file")
+            # Shared with the audit log and the batch store: their writes join the ledger's batches.
+            self.sqlite_writer = GroupCommitWriter(path)
+        self._transactions = Transactions(database, self.sqlite_writer)
+        self._writes = LedgerWrites(database.dialect)
 
     async def reserve(
         self, principal: Principal, amount_units: int, *, reservation_id: str | None = None
@@ -82,13 +75,13 @@ class LedgerService:
         )
         if budget_units is not None and amount_units > budget_units:
             raise budget_refusal(reservation, budget_units)
-        await self._backend.reserve(reservation, budget_units, now)
+        await self._transactions.run(self._writes.reserve(reservation, budget_units, now))
         return reservation
 
     async def settle(self, reservation: Reservation, usage: UsageRecord) -> int:
         """Charge the call; returns the units charged (0 if this reservation was already closed)."""
         charged = max(0, min(usage.cost_units, reservation.amount_units))
-        closed = await self._backend.settle(reservation, usage, charged, utcnow())
+        closed = await self._transactions.run(self._writes.settle(reservation, usage, charged, utcnow()))
         return charged if closed else 0
 
     async def settle_guarded(
@@ -98,7 +91,8 @@ class LedgerService:
         None if the reservation was already closed (nothing written, guard not run); raises
         SettlementRefused if the guard refused."""
         charged = max(0, min(usage.cost_units, reservation.amount_units))
-        closed = await self._backend.settle(reservation, usage, charged, utcnow(), guard)
+        settle = self._writes.settle(reservation, usage, charged, utcnow(), guard)
+        closed = await self._transactions.run(settle)
         return charged if closed else None
 
     async def load(self, reservation_id: str) -> Reservation | None:
@@ -117,7 +111,7 @@ class LedgerService:
 
     async def release(self, reservation: Reservation) -> bool:
         """Return the whole reservation; False if it was already settled or released."""
-        return await self._backend.release(reservation, utcnow())
+        return await self._transactions.run(self._writes.release(reservation, utcnow()))
 
     async def sweep_stale(self, older_than_seconds: float) -> int:
         """Release reservations left `held` by calls whose process died. Returns how many."""
@@ -144,4 +138,5 @@ class LedgerService:
         return released
 
     async def close(self) -> None:
-        await self._backend.close()
+        if self.sqlite_writer is not None:
+            await self.sqlite_writer.close()

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from batchin.core.billing.ledger import LedgerService
-from batchin.core.billing.ledger_backend import Reservation, UsageRecord
+from batchin.core.billing.ledger_records import Reservation, UsageRecord
 from batchin.core.context import BatchBilling, CallContext
 
 

@@ -16,7 +16,6 @@ from typing import Any
 import stripe
 from pydantic import ValidationError
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchin.config import Settings
@@ -35,6 +34,7 @@ from batchin.protocol.topup import (
 )
 from batchin.store.database import Database
 from batchin.store.tables import topups, users
+from batchin.store.upsert import upsert_insert
 
 log = logging.getLogger("batchin.topups")
 
@@ -52,7 +52,7 @@ class TopupService:
     def __init__(self, database: Database, settings: Settings) -> None:
         self._db = database
         self._settings = settings
-        self._insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+        self._insert = upsert_insert(database.dialect)
         self._stripe: stripe.StripeClient | None = None
         self._stripe_http: _HTTPXClient | None = None
 

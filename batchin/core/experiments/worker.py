@@ -22,6 +22,7 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchin.config import Settings
+from batchin.core.accounts.principals import principal_of
 from batchin.core.clock import utcnow
 from batchin.core.context import CallContext, Principal
 from batchin.core.experiments.conclusion import conclude, fail
@@ -30,6 +31,7 @@ from batchin.core.experiments.replay import Replayed, Replayer, TemplateMismatch
 from batchin.core.media.embeddings import EmbeddingsService
 from batchin.core.prompts.labels import DocumentSigner
 from batchin.core.serving.inference import InferenceService
+from batchin.core.worker import DurableWorker
 from batchin.errors import BatchInError, InvalidRequest, RateLimited
 from batchin.store.database import Database
 from batchin.store.tables import (
@@ -59,7 +61,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class ExperimentWorker:
+class ExperimentWorker(DurableWorker[Any]):
     def __init__(
         self,
         settings: Settings,
@@ -68,6 +70,12 @@ class ExperimentWorker:
         embeddings: EmbeddingsService,
         signer: DocumentSigner,
     ) -> None:
+        super().__init__(
+            name="experiment-worker",
+            log=log,
+            worker_id=f"pexpw_{secrets.token_hex(6)}",
+            poll_seconds=settings.prompt_experiment_poll_seconds,
+        )
         self._settings = settings
         self._db = database
         self._signer = signer
@@ -78,35 +86,17 @@ class ExperimentWorker:
                 embeddings, settings.prompt_judge_embedding_model, settings.prompt_similarity_threshold
             ),
         }
-        self.worker_id = f"pexpw_{secrets.token_hex(6)}"
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    # -- lifecycle -------------------------------------------------------------------------------
+    # -- the loop (DurableWorker): one experiment at a time --------------------------------------
+    # A stop cancels the running experiment; it resumes from its done samples after its lease.
 
-    def wake(self) -> None:
-        self._wake.set()
+    async def _claim_items(self, limit: int) -> list[Any]:
+        experiment = await self._claim_next()
+        return [] if experiment is None else [experiment]
 
-    async def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()  # an interrupted experiment resumes from its done samples after its lease
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_pending()
-            except Exception:
-                log.exception("experiment worker failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.prompt_experiment_poll_seconds)
-            self._wake.clear()
+    async def _process(self, experiment: Any) -> None:
+        with contextlib.suppress(_ClaimLost):
+            await self._run(experiment)
 
     async def run_pending(self) -> int:
         """Run every experiment that is due now, one after another; returns how many were run."""
@@ -277,14 +267,7 @@ class ExperimentWorker:
             ).all()
         if not rows:
             raise _CannotRun("the registry's owner has no active API key to bill the replays to")
-        row = next((r for r in rows if r.id == experiment.key_id), rows[0])
-        return Principal(
-            user_id=row.user_id,
-            key_id=row.id,
-            key_prefix=row.key_prefix,
-            rate_limit_rpm=row.rate_limit_rpm,
-            monthly_budget_cents=row.monthly_budget_cents,
-        )
+        return principal_of(next((r for r in rows if r.id == experiment.key_id), rows[0]))
 
     async def _replay_one(
         self, experiment: Any, principal: Principal, replay: Any, templates: tuple[str | None, str]

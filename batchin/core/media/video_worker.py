@@ -13,9 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import socket
 import time
 from datetime import timedelta
 from typing import Any
@@ -24,17 +21,19 @@ from sqlalchemy import select, update
 
 from batchin.config import Settings
 from batchin.core.billing.ledger import LedgerService
-from batchin.core.billing.ledger_backend import Reservation, UsageRecord
+from batchin.core.billing.ledger_records import Reservation, UsageRecord
 from batchin.core.billing.money import cost_per_unit
 from batchin.core.clock import utcnow
 from batchin.core.media.files import FileService
 from batchin.core.serving.admission import AdmissionController, Priority
 from batchin.core.serving.flow import SHARED_LANE
+from batchin.core.worker import DurableWorker, new_worker_id
 from batchin.errors import BatchInError
 from batchin.models.registry import ModelRegistry
 from batchin.models.video import DiffusersVideoRunner, VideoParams
 from batchin.protocol.files import VIDEO_OUTPUT
 from batchin.protocol.images import parse_size
+from batchin.store.claiming import skip_locked
 from batchin.store.database import Database
 from batchin.store.tables import reservations, video_jobs
 
@@ -46,7 +45,7 @@ MAX_ATTEMPTS = 3  # a job that kills its worker this often is failed, not retrie
 _ENCODING_SHARE = 95  # progress reached when denoising ends; encoding and storing take the rest
 
 
-class VideoWorker:
+class VideoWorker(DurableWorker[dict[str, Any]]):
     def __init__(
         self,
         settings: Settings,
@@ -56,30 +55,19 @@ class VideoWorker:
         admission: AdmissionController,
         files: FileService,
     ) -> None:
+        super().__init__(
+            name="video-worker", log=log, worker_id=new_worker_id(), poll_seconds=settings.video_poll_seconds
+        )
         self._settings = settings
         self._db = database
         self._registry = registry
         self._ledger = ledger
         self._admission = admission
         self._files = files
-        self.worker_id = f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._progress: dict[str, int] = {}
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="video-worker")
-
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await super().stop()
         # A clean stop hands its running job back at once (a crash waits for the stale heartbeat).
         async with self._db.write() as conn:
             await conn.execute(
@@ -88,25 +76,18 @@ class VideoWorker:
                 .values(status="queued", worker_id=None, progress=0)
             )
 
-    # -- the loop --------------------------------------------------------------------------------
+    # -- the loop (DurableWorker): one job at a time ---------------------------------------------
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.recover()
-                job = await self._claim()
-            except Exception:
-                log.exception("video worker: claiming a job failed")
-                job = None
-            if job is None:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.video_poll_seconds)
-                continue
-            try:
-                await self._execute(job)
-            except Exception:
-                log.exception("video worker: job %s crashed the worker step", job["id"])
+    async def _claim_items(self, limit: int) -> list[dict[str, Any]]:
+        await self.recover()
+        job = await self._claim()
+        return [] if job is None else [job]
+
+    async def _process(self, job: dict[str, Any]) -> None:
+        try:
+            await self._execute(job)
+        except Exception:
+            log.exception("video worker: job %s crashed the worker step", job["id"])
 
     async def recover(self) -> None:
         """Queue again jobs of dead workers; close reservations a crash left open for finished jobs."""
@@ -138,8 +119,7 @@ class VideoWorker:
         async with self._db.write() as conn:
             query = select(video_jobs).where(video_jobs.c.status == "queued")
             query = query.order_by(video_jobs.c.created_at, video_jobs.c.id).limit(1)
-            if not self._db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
+            query = skip_locked(query)
             row = (await conn.execute(query)).mappings().first()
             if row is None:
                 return None

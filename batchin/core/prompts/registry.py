@@ -19,13 +19,13 @@ from typing import Any
 
 import orjson
 from sqlalchemy import insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchin.config import Settings
 from batchin.core.prompts.labels import DocumentSigner, move_label
 from batchin.protocol.prompts import VersionStatus
 from batchin.store.tables import prompt_experiments, prompt_registries, prompt_versions
+from batchin.store.upsert import upsert_insert
 
 __all__ = ["NewVersion", "add_version", "ensure_registry", "queue_experiment"]
 
@@ -38,7 +38,7 @@ class NewVersion:
 
 
 def _insert(conn: AsyncConnection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    return upsert_insert(conn.dialect.name)
 
 
 async def ensure_registry(

@@ -9,11 +9,11 @@ from typing import Any
 
 import orjson
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from batchin.core.traces.otlp import Span
 from batchin.store.database import Database
 from batchin.store.tables import trace_spans, trace_summaries
+from batchin.store.upsert import upsert_insert
 
 SUMMARY_FIELDS = (
     "run_id",
@@ -52,7 +52,7 @@ class TraceRecord:
 class TraceStore:
     def __init__(self, database: Database) -> None:
         self._db = database
-        self._insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+        self._insert = upsert_insert(database.dialect)
         # Spans are the bulk of what is written (five rows per call): a driver-level executemany of
         # plain tuples costs a fraction of SQLAlchemy's per-row parameter processing.
         columns = ("user_id", *_SPAN_FIELDS)

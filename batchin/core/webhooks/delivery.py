@@ -16,11 +16,9 @@ still being this worker's claim, so nothing is recorded twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
-import secrets
 import socket
 import time
 from dataclasses import dataclass
@@ -36,7 +34,9 @@ from batchin.core.clock import utcnow
 from batchin.core.webhooks.secrets import WebhookSecrets
 from batchin.core.webhooks.signing import signed_headers
 from batchin.core.webhooks.urls import Target, UrlPolicy
+from batchin.core.worker import DurableWorker, new_worker_id
 from batchin.errors import InvalidRequest
+from batchin.store.claiming import skip_locked
 from batchin.store.database import Database
 from batchin.store.tables import webhook_attempts, webhook_deliveries
 
@@ -73,34 +73,27 @@ class _Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-class DeliveryWorker:
+class DeliveryWorker(DurableWorker[_Claim]):
     def __init__(
         self, settings: Settings, database: Database, secrets_store: WebhookSecrets, policy: UrlPolicy
     ) -> None:
+        super().__init__(
+            name="webhook-worker",
+            log=log,
+            worker_id=new_worker_id(),
+            poll_seconds=settings.webhook_poll_seconds,
+            max_in_flight=settings.webhook_concurrency,
+        )
         self._settings = settings
         self._db = database
         self._secrets = secrets_store
         self._policy = policy
-        self.worker_id = f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
         self._schedule = list(settings.webhook_retry_schedule_seconds)
         self.max_attempts = len(self._schedule) + 1
         self._claim_seconds = settings.webhook_timeout_seconds + _CLAIM_GRACE_SECONDS
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="webhook-worker")
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await super().stop()
         # A clean stop hands its unfinished attempts back at once, unnumbered (a crash waits for the
         # claims to expire). A receiver may have seen one already: the same webhook-id lets it tell.
         async with self._db.write() as conn:
@@ -123,37 +116,16 @@ class DeliveryWorker:
         await asyncio.gather(*(self._attempt(claim) for claim in claims))
         return len(claims)
 
-    # -- the loop --------------------------------------------------------------------------------
+    # -- the loop (DurableWorker): up to webhook_concurrency attempts at once ----------------------
 
-    async def _run(self) -> None:
-        in_flight: set[asyncio.Task[None]] = set()
+    async def _claim_items(self, limit: int) -> list[_Claim]:
+        return await self._claim(limit)
 
-        def finished(task: asyncio.Task[None]) -> None:
-            in_flight.discard(task)
-            self._wake.set()  # a slot is free
+    async def _process(self, claim: _Claim) -> None:
+        await self._attempt(claim)
 
-        try:
-            while True:
-                self._wake.clear()
-                free = self._settings.webhook_concurrency - len(in_flight)
-                claims: list[_Claim] = []
-                if free > 0:
-                    try:
-                        claims = await self._claim(free)
-                    except Exception:
-                        log.exception("webhook worker: claiming deliveries failed")
-                for claim in claims:
-                    task = asyncio.get_running_loop().create_task(self._attempt(claim))
-                    in_flight.add(task)
-                    task.add_done_callback(finished)
-                if claims and len(claims) == free:
-                    continue  # more may be due; the next pass waits if every slot is busy
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.webhook_poll_seconds)
-        finally:
-            for task in list(in_flight):
-                task.cancel()
-            await asyncio.gather(*in_flight, return_exceptions=True)
+    def _work_finished(self) -> None:
+        self.wake()  # its retry may be due at once (a schedule of zeros)
 
     async def _claim(self, limit: int) -> list[_Claim]:
         now = utcnow()
@@ -166,8 +138,7 @@ class DeliveryWorker:
             .order_by(webhook_deliveries.c.next_attempt_at, webhook_deliveries.c.id)
             .limit(limit)
         )
-        if not self._db.is_sqlite:
-            due = due.with_for_update(skip_locked=True)
+        due = skip_locked(due)
         claims: list[_Claim] = []
         async with self._db.write() as conn:
             for row in (await conn.execute(due)).mappings().all():

@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from batchin.config import Settings
 from batchin.core.clock import isoformat, utcnow
@@ -28,6 +27,7 @@ from batchin.core.webhooks.urls import MAX_URL_LENGTH, Resolver, UrlPolicy
 from batchin.protocol.webhooks import WebhookAttempt, WebhookSecret
 from batchin.store.database import Database
 from batchin.store.tables import webhook_attempts, webhook_deliveries
+from batchin.store.upsert import upsert_insert
 
 __all__ = ["WebhookService"]
 
@@ -40,7 +40,7 @@ class WebhookService:
         self._secrets = WebhookSecrets(database, load_or_create_key(key_file))
         self.policy = UrlPolicy(settings.webhook_allowed_hosts, resolver)
         self.worker = DeliveryWorker(settings, database, self._secrets, self.policy)
-        self._insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+        self._insert = upsert_insert(database.dialect)
 
     # -- lifecycle (the app's lifespan calls these) --------------------------------------------
 

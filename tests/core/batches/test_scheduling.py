@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from batchin.config import Settings
 from batchin.core.batches.store import reservation_id
-from batchin.core.billing.ledger_backend import SettlementRefused, UsageRecord
+from batchin.core.billing.ledger_records import SettlementRefused, UsageRecord
 from batchin.core.serving.admission import AdmissionPool, Priority
 from batchin.errors import RateLimited
 from batchin.protocol.accounts import UserCreated

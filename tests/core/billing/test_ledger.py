@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from sqlalchemy import select
 
-from batchin.core.billing.ledger_backend import UsageRecord
+from batchin.core.billing.ledger_records import UsageRecord
 from batchin.core.billing.money import UNITS_PER_CENT
 from batchin.core.context import Principal
 from batchin.errors import PaymentRequired

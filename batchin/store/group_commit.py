@@ -1,11 +1,11 @@
-"""The ledger's hot path on SQLite: group commit on one dedicated thread.
+"""The SQLite store's write path: group commit on one dedicated thread.
 
 Through SQLAlchemy + aiosqlite a small write transaction costs ~1.4 ms of CPU (every statement is a
-thread hand-off); a paid call needs two. Here every ledger operation queued while the previous
-batch was committing goes into the next batch: one thread hand-off and one `BEGIN IMMEDIATE …
-COMMIT` per batch, plain sqlite3 statements inside, and a SAVEPOINT per operation so one refusal or
-failure never affects its neighbours. Semantics are exactly those of the portable implementation
-in batchin/core/billing/ledger.py (used on PostgreSQL); the same tests run against both.
+thread hand-off); a paid call needs two. Here every write operation (the ledger's, the audit log's,
+the batch store's) queued while the previous batch was committing goes into the next batch: one
+thread hand-off and one `BEGIN IMMEDIATE … COMMIT` per batch, plain sqlite3 statements inside, and a
+SAVEPOINT per operation so one refusal or failure never affects its neighbours. The statements are
+the same ones the SQLAlchemy path runs (batchin/store/statements.py), compiled for SQLite once.
 """
 
 from __future__ import annotations
@@ -15,23 +15,22 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from batchin.store.database import Database
 
 _MAX_BATCH = 512
 
 
-def sqlite_timestamp(moment: datetime) -> str:
-    """The storage format SQLAlchemy's SQLite DateTime reads back (naive, UTC)."""
-    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-class Refused(Exception):
-    """An operation's condition failed; its savepoint was rolled back. Carries the reason."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+def sqlite_file(database: Database) -> str | None:
+    """The file of a SQLite store (None for PostgreSQL or an in-memory database): what a
+    group-commit writer opens."""
+    if not database.is_sqlite:
+        return None
+    path = make_url(database.url).database
+    return path if path and path != ":memory:" else None
 
 
 Operation = Callable[[sqlite3.Cursor], Any]
@@ -43,7 +42,9 @@ class _Queued:
     future: asyncio.Future[Any]
 
 
-class SqliteLedgerWriter:
+class GroupCommitWriter:
+    """Runs operations on one sqlite3 connection, many to a transaction (see the module docstring)."""
+
     def __init__(self, path: str) -> None:
         self._path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchin-ledger")

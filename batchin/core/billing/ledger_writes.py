@@ -1,0 +1,191 @@
+"""The ledger's three writes, each one script of conditional statements (batchin/store/statements.py)
+run in one transaction on either write path: the SQLite group-commit writer or SQLAlchemy.
+
+Every condition is a statement's rowcount: a budget upsert whose WHERE fails, a debit that would
+overdraw, a reservation no longer `held`, or a settle guard that changes no row each leave 0 rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import bindparam, insert, update
+
+from batchin.core.billing.ledger_records import (
+    Reservation,
+    SettleGuard,
+    SettlementRefused,
+    UsageRecord,
+    balance_refusal,
+    budget_refusal,
+)
+from batchin.store.statements import Script, Statement, bound
+from batchin.store.tables import key_spend, reservations, usage_logs, usage_rollups, users
+from batchin.store.upsert import upsert_insert
+
+# In an UPDATE a WHERE parameter may not be named like a column of its table (SQLAlchemy reserves
+# those names for the SET clause): hence `reservation_id`, `spend_key`, `spend_month`.
+_DEBIT = Statement(
+    update(users)
+    .where(users.c.id == bindparam("user_id"), users.c.balance_units >= bindparam("units"))
+    .values(balance_units=users.c.balance_units - bindparam("units"))
+)
+_CREDIT = Statement(
+    update(users)
+    .where(users.c.id == bindparam("user_id"))
+    .values(balance_units=users.c.balance_units + bindparam("units"))
+)
+_UNSPEND = Statement(
+    update(key_spend)
+    .where(key_spend.c.key_id == bindparam("spend_key"), key_spend.c.month == bindparam("spend_month"))
+    .values(spent_units=key_spend.c.spent_units - bindparam("units"))
+)
+_HOLD = Statement(
+    insert(reservations).values(
+        status="held",
+        **bound("id", "user_id", "key_id", "month", "amount_units", "created_at"),
+    )
+)
+_CLOSE = Statement(
+    update(reservations)
+    .where(reservations.c.id == bindparam("reservation_id"), reservations.c.status == "held")
+    .values(status=bindparam("status"), closed_at=bindparam("closed_at"))
+)
+_LOG_COLUMNS = (
+    "id",
+    "request_id",
+    "reservation_id",
+    "user_id",
+    "key_id",
+    "model",
+    "endpoint",
+    "input_tokens",
+    "output_tokens",
+    "units",
+    "unit",
+    "cost_units",
+    "latency_ms",
+    "status",
+    "created_at",
+)
+_LOG = Statement(insert(usage_logs).values(**bound(*_LOG_COLUMNS)))
+
+
+class LedgerWrites:
+    """The writes for one dialect (its two upserts are spelled per dialect: batchin/store/upsert.py)."""
+
+    def __init__(self, dialect: str) -> None:
+        upsert = upsert_insert(dialect)
+        spend = upsert(key_spend).values(
+            key_id=bindparam("key_id"), month=bindparam("month"), spent_units=bindparam("amount_units")
+        )
+        self._charge_budget = Statement(
+            spend.on_conflict_do_update(
+                index_elements=[key_spend.c.key_id, key_spend.c.month],
+                set_={"spent_units": key_spend.c.spent_units + spend.excluded.spent_units},
+                where=key_spend.c.spent_units + spend.excluded.spent_units <= bindparam("budget_units"),
+            )
+        )
+        rollup = upsert(usage_rollups).values(
+            requests=1,
+            **bound("user_id", "model", "input_tokens", "output_tokens", "cost_units"),
+        )
+        r = usage_rollups.c
+        self._rollup = Statement(
+            rollup.on_conflict_do_update(
+                index_elements=[r.user_id, r.model],
+                set_={
+                    "requests": r.requests + 1,
+                    "input_tokens": r.input_tokens + rollup.excluded.input_tokens,
+                    "output_tokens": r.output_tokens + rollup.excluded.output_tokens,
+                    "cost_units": r.cost_units + rollup.excluded.cost_units,
+                },
+            )
+        )
+
+    def reserve(self, reservation: Reservation, budget_units: int | None, now: datetime) -> Script[None]:
+        """Hold the amount: charge the key's budget (when it has one), debit the balance, record the
+        reservation; PaymentRequired naming the limit otherwise."""
+        r = reservation
+        if budget_units is not None:
+            spend = {"key_id": r.key_id, "month": r.month, "amount_units": r.amount_units}
+            if (yield self._charge_budget, {**spend, "budget_units": budget_units}).rowcount == 0:
+                raise budget_refusal(r, budget_units)
+        if (yield _DEBIT, {"user_id": r.user_id, "units": r.amount_units}).rowcount == 0:
+            raise balance_refusal()
+        yield (
+            _HOLD,
+            {
+                "id": r.id,
+                "user_id": r.user_id,
+                "key_id": r.key_id,
+                "month": r.month,
+                "amount_units": r.amount_units,
+                "created_at": now,
+            },
+        )
+
+    def settle(
+        self,
+        reservation: Reservation,
+        usage: UsageRecord,
+        charged: int,
+        now: datetime,
+        guard: SettleGuard | None = None,
+    ) -> Script[bool]:
+        """Close a held reservation charging `charged`, log the usage and roll it up; False if it was
+        already closed. A guard's write joins the transaction (SettlementRefused if it refuses)."""
+        r, u = reservation, usage
+        if not (yield from _close(r, "settled", now)):
+            return False
+        if guard is not None and (yield guard.statement, guard.params).rowcount != 1:
+            raise SettlementRefused(r.id)  # raising rolls the whole operation back
+        yield from _refund(r, r.amount_units - charged)
+        log = {
+            "id": str(uuid.uuid4()),
+            "request_id": u.request_id,
+            "reservation_id": r.id,
+            "user_id": r.user_id,
+            "key_id": r.key_id,
+            "model": u.model,
+            "endpoint": u.endpoint,
+            "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens,
+            "units": u.units,
+            "unit": u.unit,
+            "cost_units": charged,
+            "latency_ms": u.latency_ms,
+            "status": u.status,
+            "created_at": now,
+        }
+        yield _LOG, log
+        rollup = {
+            "user_id": r.user_id,
+            "model": u.model,
+            "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens,
+            "cost_units": charged,
+        }
+        yield self._rollup, rollup
+        return True
+
+    def release(self, reservation: Reservation, now: datetime) -> Script[bool]:
+        """Close a held reservation charging nothing; False if it was already closed."""
+        if not (yield from _close(reservation, "released", now)):
+            return False
+        yield from _refund(reservation, reservation.amount_units)
+        return True
+
+
+def _close(r: Reservation, status: str, now: datetime) -> Script[bool]:
+    closed = yield _CLOSE, {"reservation_id": r.id, "status": status, "closed_at": now}
+    return closed.rowcount == 1
+
+
+def _refund(r: Reservation, units: int) -> Script[None]:
+    if units <= 0:
+        return
+    yield _CREDIT, {"user_id": r.user_id, "units": units}
+    if r.key_id is not None:
+        yield _UNSPEND, {"spend_key": r.key_id, "spend_month": r.month, "units": units}
