@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import Integer, String, bindparam, insert, literal_column, update
 
 from batchin.core.billing.ledger_records import (
     Reservation,
@@ -23,6 +23,10 @@ from batchin.core.billing.ledger_records import (
 from batchin.store.statements import Script, Statement, bound
 from batchin.store.tables import key_spend, reservations, usage_logs, usage_rollups, users
 from batchin.store.upsert import upsert_insert
+
+# Constants are written into the SQL, not bound: nothing to merge into each call's parameters.
+_HELD = literal_column("'held'", String)
+_ONE = literal_column("1", Integer)
 
 # In an UPDATE a WHERE parameter may not be named like a column of its table (SQLAlchemy reserves
 # those names for the SET clause): hence `reservation_id`, `spend_key`, `spend_month`.
@@ -43,13 +47,13 @@ _UNSPEND = Statement(
 )
 _HOLD = Statement(
     insert(reservations).values(
-        status="held",
+        status=_HELD,
         **bound("id", "user_id", "key_id", "month", "amount_units", "created_at"),
     )
 )
 _CLOSE = Statement(
     update(reservations)
-    .where(reservations.c.id == bindparam("reservation_id"), reservations.c.status == "held")
+    .where(reservations.c.id == bindparam("reservation_id"), reservations.c.status == _HELD)
     .values(status=bindparam("status"), closed_at=bindparam("closed_at"))
 )
 _LOG_COLUMNS = (
@@ -88,7 +92,7 @@ class LedgerWrites:
             )
         )
         rollup = upsert(usage_rollups).values(
-            requests=1,
+            requests=_ONE,
             **bound("user_id", "model", "input_tokens", "output_tokens", "cost_units"),
         )
         r = usage_rollups.c
@@ -96,7 +100,7 @@ class LedgerWrites:
             rollup.on_conflict_do_update(
                 index_elements=[r.user_id, r.model],
                 set_={
-                    "requests": r.requests + 1,
+                    "requests": r.requests + _ONE,
                     "input_tokens": r.input_tokens + rollup.excluded.input_tokens,
                     "output_tokens": r.output_tokens + rollup.excluded.output_tokens,
                     "cost_units": r.cost_units + rollup.excluded.cost_units,
