@@ -52,6 +52,7 @@ class EngineClient:
         self._entry = entry
         self._conn = conn
         self._process = process
+        self.pid = int(process.pid)  # kept: the process object is closed once reaped
         self._ids = itertools.count(1)
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._streams: dict[int, asyncio.Queue[tuple[str, Any]]] = {}
@@ -100,10 +101,6 @@ class EngineClient:
             await client.close()
             raise
         return client
-
-    @property
-    def pid(self) -> int:
-        return int(self._process.pid)
 
     @property
     def alive(self) -> bool:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from batchin.models.engine_supervisor import RestartPolicy
 
-POLICY = RestartPolicy(base_delay=0.5, max_delay=4.0, crash_loop_crashes=3, crash_loop_window=60.0, crash_loop_delay=30.0)
+POLICY = RestartPolicy(
+    base_delay=0.5, max_delay=4.0, crash_loop_crashes=3, crash_loop_window=60.0, crash_loop_delay=30.0
+)
 
 
 def test_the_first_death_waits_the_base_delay() -> None:

@@ -45,7 +45,9 @@ def _chat(text: str, max_tokens: int = 24) -> ChatParams:
     return ChatParams(messages=(ChatMessage("user", text),), sampling=sampling)
 
 
-async def _collect(runner: LlamaCppRunner | HostedTextRunner, params: ChatParams | CompletionParams) -> list[TextDelta]:
+async def _collect(
+    runner: LlamaCppRunner | HostedTextRunner, params: ChatParams | CompletionParams
+) -> list[TextDelta]:
     if isinstance(params, ChatParams):
         prepared = await runner.prepare_chat(params)
     else:
@@ -88,14 +90,24 @@ async def test_a_context_error_crosses_with_its_parameter(hosted: HostedTextRunn
 
 
 async def test_closing_the_stream_stops_decoding_in_the_worker(hosted: HostedTextRunner) -> None:
-    long = CompletionParams(prompt="1, 2, 3, 4,", sampling=SamplingParams(max_tokens=1500, temperature=0.0))
-    prepared = await hosted.prepare_completion(long)
-    stream = hosted.generate(prepared)
+    def counting(max_tokens: int) -> CompletionParams:
+        return CompletionParams(
+            prompt="1, 2, 3, 4,", sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0)
+        )
+
+    started = time.perf_counter()
+    full = await _collect(hosted, counting(300))
+    full_seconds = time.perf_counter() - started
+    assert full[-1].finish_reason == "length"  # counting never ends by itself within 300 tokens
+
+    stream = hosted.generate(await hosted.prepare_completion(counting(1500)))
     for _ in range(3):
         await anext(stream)
     await stream.aclose()
-    # The worker decodes one request at a time: had it kept going, this would wait for ~1500 tokens.
+    # The worker decodes one request at a time: had the closed stream kept decoding, this call would
+    # wait for ~1500 tokens, five times the 300 just measured (a ratio, so a busy machine is fair).
     started = time.perf_counter()
     deltas = await _collect(hosted, _chat("Hi", max_tokens=1))
-    assert time.perf_counter() - started < 1.0
-    assert deltas[-1].finish_reason in ("length", "stop")
+    assert time.perf_counter() - started < full_seconds / 2
+    assert deltas[-1].usage is not None
+    assert deltas[-1].usage.completion_tokens == 1
