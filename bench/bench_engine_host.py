@@ -28,7 +28,8 @@ DECODE_TOKENS = 200
 async def ttft(runner: Any) -> float:
     from batchin.models.base import ChatMessage, ChatParams, SamplingParams
 
-    params = ChatParams((ChatMessage("user", "Name a colour."),), SamplingParams(max_tokens=1, temperature=0.0))
+    sampling = SamplingParams(max_tokens=1, temperature=0.0)
+    params = ChatParams((ChatMessage("user", "Name a colour."),), sampling)
     prepared = await runner.prepare_chat(params)
     started = time.perf_counter()
     async for delta in runner.generate(prepared):
@@ -45,7 +46,7 @@ async def tokens_per_second(runner: Any) -> float:
     prepared = await runner.prepare_completion(params)
     first: float | None = None
     count = 0
-    async for delta in runner.generate(prepared):
+    async for _delta in runner.generate(prepared):
         if first is None:
             first = time.perf_counter()
         count += 1
@@ -65,7 +66,7 @@ async def main() -> None:
     }
     ttfts: dict[str, list[float]] = {name: [] for name in runners}
     rates: dict[str, list[float]] = {name: [] for name in runners}
-    for name, runner in runners.items():  # warm-up
+    for runner in runners.values():  # warm-up
         await ttft(runner)
     for _ in range(ROUNDS):
         for name, runner in runners.items():
