@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -79,16 +79,27 @@ def cost_units(prompt_tokens: int, completion_tokens: int) -> int:
     return prompt_tokens * INPUT_UNITS_PER_TOKEN + completion_tokens * OUTPUT_UNITS_PER_TOKEN
 
 
-def scripted_registry(catalog: str = CATALOG) -> ModelRegistry:
-    return ModelRegistry(parse_catalog(catalog, source="test"), engines=SCRIPTED_ENGINES)
+def scripted_registry(
+    catalog: str = CATALOG,
+    *,
+    engines: Mapping[str, str] = SCRIPTED_ENGINES,
+    hosted: Mapping[str, str] | None = None,
+) -> ModelRegistry:
+    """`hosted`: engines to run in worker processes (the registry's HOSTED map; none by default)."""
+    return ModelRegistry(parse_catalog(catalog, source="test"), engines=engines, hosted=hosted or {})
 
 
 @contextlib.asynccontextmanager
 async def scripted_services(
-    settings: Settings, *, catalog: str = CATALOG, **overrides: Any
+    settings: Settings,
+    *,
+    catalog: str = CATALOG,
+    engines: Mapping[str, str] = SCRIPTED_ENGINES,
+    hosted: Mapping[str, str] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Services]:
     """Services on `settings` (with `overrides`) whose registry serves `catalog` by scripted runners."""
-    registry = scripted_registry(catalog)
+    registry = scripted_registry(catalog, engines=engines, hosted=hosted)
     await registry.start()
     built = await build_services(settings.model_copy(update=overrides), registry=registry)
     try:

@@ -7,7 +7,8 @@ its verified weights path there (SHA-256 checked first).
 
 Status per model, computed live:
     always_on / on_demand   the entry's policy (extra["loaded"] says whether it is in memory)
-    loading                 weights being verified or the engine loading them
+    loading                 weights being verified or the engine loading them, or its worker
+                            process restarting after a crash (engine_supervisor.py)
     unavailable (+reason)   engine import failed, weights missing or not matching the catalog's
                             sha256, load failed, or the runner itself reports it unavailable
 
@@ -32,7 +33,7 @@ from batchin.models.base import EngineUnavailable, RunnerHealth, TextRunner
 from batchin.models.catalog import TEXT_KINDS, Catalog, CatalogEntry
 from batchin.models.weights import WeightsError, WeightsMissing, WeightsVerifier, resolve_weights
 
-__all__ = ["ENGINES", "LoadableRunner", "ModelRegistry", "WritesDerivedFiles"]
+__all__ = ["ENGINES", "HOSTED", "LoadableRunner", "ModelRegistry", "WritesDerivedFiles"]
 
 log = logging.getLogger("batchin.models")
 
@@ -46,6 +47,13 @@ ENGINES: Mapping[str, str] = {
     "faster_whisper": "batchin.models.transcription:WhisperRunner",
     "diffusers_image": "batchin.models.images:DiffusersImageRunner",
     "diffusers_video": "batchin.models.video:DiffusersVideoRunner",
+}
+
+# Engines that run in a supervised worker process (DESIGN.md: the API process holds no weights): the
+# registry builds the proxy named here as `Proxy(entry, ENGINES[engine])`, and the worker builds the
+# engine itself. `engine_options.in_process = true` keeps one model in the API process (debugging).
+HOSTED: Mapping[str, str] = {
+    "llama_cpp": "batchin.models.hosted_text:HostedTextRunner",
 }
 
 
@@ -79,6 +87,7 @@ class ModelRegistry:
         catalog: Catalog,
         *,
         engines: Mapping[str, str] = ENGINES,
+        hosted: Mapping[str, str] = HOSTED,
         verifier: WeightsVerifier | None = None,
         derived_dir: Path = Path("data") / "models",
     ) -> None:
@@ -87,6 +96,7 @@ class ModelRegistry:
         self.catalog = catalog
         self._derived_dir = derived_dir
         self._engines = dict(engines)
+        self._hosted = dict(hosted)
         self._verifier = verifier or WeightsVerifier()
         self._slots = {entry.id: _Slot(entry) for entry in catalog.entries}
         self._closed = False
@@ -147,7 +157,7 @@ class ModelRegistry:
         loaded = slot.state == "ready"
         if loaded:
             health = cast(RunnerHealth, slot.runner.health())
-            if health.status == "unavailable":
+            if health.status in ("unavailable", "loading"):  # loading: a worker restarting
                 return health
             # A ready runner may still qualify itself (e.g. "random weights — not a real model").
             return RunnerHealth(
@@ -194,8 +204,7 @@ class ModelRegistry:
             weights: Path | None = None
             if entry.weights is not None:
                 weights = await asyncio.to_thread(self._verifier.verify, entry.weights, entry.base_dir)
-            build = getattr(runner_class, "from_entry", runner_class)
-            runner = build(entry)
+            runner = self._build(entry, runner_class)
             if isinstance(runner, WritesDerivedFiles):
                 runner.derived_dir = self._derived_dir / entry.id
             if isinstance(runner, LoadableRunner):
@@ -211,6 +220,15 @@ class ModelRegistry:
         else:
             slot.runner, slot.state, slot.reason = runner, "ready", None
             log.info("model %s loaded (engine %s)", entry.id, entry.engine)
+
+    def _build(self, entry: CatalogEntry, runner_class: Any) -> Any:
+        proxy = self._hosted.get(entry.engine)
+        if proxy is not None and not entry.engine_options.get("in_process", False):
+            module_name, _, class_name = proxy.partition(":")
+            proxy_class = getattr(importlib.import_module(module_name), class_name)
+            return proxy_class(entry, self._engines[entry.engine])
+        build = getattr(runner_class, "from_entry", runner_class)
+        return build(entry)
 
     def _fail(self, slot: _Slot, reason: str) -> None:
         log.warning("model %s unavailable: %s", slot.entry.id, reason)

@@ -20,7 +20,9 @@ MODEL = "smollm2-135m-instruct"
 
 @pytest.fixture(scope="session")
 async def registry() -> AsyncIterator[ModelRegistry]:
-    built = ModelRegistry(load_catalog())
+    # In process (no HOSTED map): these tests look inside the runner; test_hosted_text.py checks the
+    # same model through its worker process.
+    built = ModelRegistry(load_catalog(), hosted={})
     await built.start()
     yield built
     await built.close()

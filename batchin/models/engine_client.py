@@ -1,0 +1,235 @@
+"""The API process's end of one engine worker (engine_host.py): spawns it, forwards calls and
+streams, and notices its death.
+
+The pipe is read by the event loop itself (`add_reader` on its file descriptor), so a token costs
+one wake-up and one unpickle, no thread hand-off. A worker that dies (SIGSEGV, the OOM killer) shows
+up as end-of-file: every call in flight fails with `EngineLost` (a 503 that bills nothing) and
+`exited` resolves with how it ended, for the supervisor.
+
+    client = await EngineClient.start(target, entry, weights, attributes=("context_length",))
+    value = await client.call("prepare_chat", params)
+    async for delta in client.stream("generate", prepared): ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import multiprocessing
+import signal
+from collections.abc import AsyncGenerator
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from batchin.errors import ServiceUnavailable
+from batchin.models.catalog import CatalogEntry
+from batchin.models.engine_host import host_main
+from batchin.models.engine_wire import WireError
+
+__all__ = ["EngineClient", "EngineLost", "EngineStartFailed"]
+
+_LOST = object()
+
+
+class EngineLost(ServiceUnavailable):
+    """The engine's worker process died during the call: a 503, nothing billed."""
+
+
+class EngineStartFailed(Exception):
+    """The worker did not come up. `crashed`: it died (a native fault, worth retrying) rather than
+    reporting a Python error from building or loading the runner (`error` then says which)."""
+
+    def __init__(self, reason: str, *, crashed: bool, error: WireError | None = None) -> None:
+        super().__init__(reason)
+        self.crashed = crashed
+        self.error = error
+
+
+class EngineClient:
+    def __init__(self, entry: CatalogEntry, conn: Connection, process: Any) -> None:
+        self._entry = entry
+        self._conn = conn
+        self._process = process
+        self.pid = int(process.pid)  # kept: the process object is closed once reaped
+        self._ids = itertools.count(1)
+        self._calls: dict[int, asyncio.Future[Any]] = {}
+        self._streams: dict[int, asyncio.Queue[tuple[str, Any]]] = {}
+        self._loop = asyncio.get_running_loop()
+        self._ready: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+        self.exited: asyncio.Future[str] = self._loop.create_future()
+        self.attributes: dict[str, Any] = {}
+        self.items_received = 0  # stream items, for tests and metrics
+
+    @classmethod
+    async def start(
+        cls,
+        target: str,
+        entry: CatalogEntry,
+        weights: Path | None,
+        *,
+        attributes: tuple[str, ...] = (),
+        nice: int = 10,
+        load_timeout: float = 600.0,
+    ) -> EngineClient:
+        """Spawn a worker hosting `target` and wait until its runner has loaded."""
+        # spawn, not fork (unsafe beside the server's threads); not the fork server either, whose
+        # preload list engine_process.py sets for torch.
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        process = context.Process(
+            target=host_main,
+            args=(
+                child,
+                target,
+                entry.model_dump(mode="json"),
+                None if weights is None else str(weights),
+                attributes,
+                nice,
+            ),
+            name=f"batchin-engine-{entry.id}",
+            daemon=True,
+        )
+        await asyncio.to_thread(process.start)
+        child.close()  # the worker's death must close the pipe's last write end
+        client = cls(entry, parent, process)
+        client._loop.add_reader(parent.fileno(), client._on_readable)
+        try:
+            client.attributes = await asyncio.wait_for(asyncio.shield(client._ready), load_timeout)
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.done()
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def call(self, method: str, *args: Any) -> Any:
+        call_id = next(self._ids)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._calls[call_id] = future
+        try:
+            self._send(("call", call_id, method, args))
+            return await future
+        finally:
+            if self._calls.pop(call_id, None) is not None and not future.done():
+                self._send_quietly(("cancel", call_id))
+
+    async def stream(self, method: str, *args: Any) -> AsyncGenerator[Any, None]:
+        call_id = next(self._ids)
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._streams[call_id] = queue
+        finished = False
+        try:
+            self._send(("stream", call_id, method, args))
+            while True:
+                kind, value = await queue.get()
+                if kind == "item":
+                    yield value
+                    continue
+                finished = True
+                if kind == "end":
+                    return
+                raise value
+        finally:
+            self._streams.pop(call_id, None)
+            if not finished:  # closed early (client gone): the worker stops at its next token
+                self._send_quietly(("cancel", call_id))
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        if not self.alive:
+            raise self._lost_error()
+        try:
+            self._conn.send(message)
+        except OSError:
+            raise self._lost_error() from None
+
+    def _send_quietly(self, message: tuple[Any, ...] | None) -> None:
+        with contextlib.suppress(BaseException):
+            if self.alive:
+                self._conn.send(message)
+
+    # -- the pipe ----------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        try:
+            while self._conn.poll():
+                self._dispatch(self._conn.recv())
+        except (EOFError, OSError):
+            self._loop.remove_reader(self._conn.fileno())
+            if not self.exited.done():
+                self._loop.create_task(self._reap(), name=f"reap-engine-{self._entry.id}")
+
+    def _dispatch(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "item":
+            queue = self._streams.get(message[1])
+            if queue is not None:
+                self.items_received += 1
+                queue.put_nowait(("item", message[2]))
+        elif kind == "result":
+            future = self._calls.get(message[1])
+            if future is not None and not future.done():
+                future.set_result(message[2])
+        elif kind in ("end", "error"):
+            error = message[2].exception() if kind == "error" else None
+            queue = self._streams.get(message[1])
+            if queue is not None:
+                queue.put_nowait((kind, error))
+            future = self._calls.get(message[1])
+            if future is not None and not future.done() and error is not None:
+                future.set_exception(error)
+        elif kind == "ready":
+            if not self._ready.done():
+                self._ready.set_result(message[1])
+        elif kind == "failed" and not self._ready.done():
+            failure: WireError = message[1]
+            self._ready.set_exception(EngineStartFailed(failure.message, crashed=False, error=failure))
+
+    async def _reap(self) -> None:
+        """The pipe closed: learn how the worker ended, then fail everything in flight."""
+        await asyncio.to_thread(self._process.join, 10)
+        how = describe_exit(self._process.exitcode)
+        if not self._ready.done():
+            self._ready.set_exception(EngineStartFailed(f"engine process {how} while loading", crashed=True))
+        self.exited.set_result(how)
+        error = self._lost_error()
+        for future in self._calls.values():
+            if not future.done():
+                future.set_exception(error)
+        for queue in self._streams.values():
+            queue.put_nowait(("error", error))
+
+    def _lost_error(self) -> EngineLost:
+        how = self.exited.result() if self.exited.done() else "is gone"
+        return EngineLost(f"model {self._entry.id}'s engine process {how}; it is restarting, retry shortly")
+
+    async def close(self) -> None:
+        """Ask the worker to close its runner and exit; kill it if it does not in time."""
+        if self.alive:
+            self._send_quietly(None)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.exited), 15)
+            if not self.exited.done():
+                self._process.kill()
+                await asyncio.shield(self.exited)
+        else:
+            await asyncio.to_thread(self._process.join, 10)
+        if self._ready.done() and not self._ready.cancelled():
+            self._ready.exception()  # retrieved: a start that timed out must not log it as lost
+        self._conn.close()
+        self._process.close()
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "did not exit"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"was killed by signal {-code}"
+    return f"exited with code {code}"

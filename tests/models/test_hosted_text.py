@@ -1,0 +1,113 @@
+"""The llama.cpp model through its worker process (the registry's default): the same texts and
+counts as the in-process runner, errors that keep their status and parameter, and cancellation that
+reaches the worker."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from batchin.errors import InvalidRequest
+from batchin.models.base import ChatMessage, ChatParams, CompletionParams, SamplingParams, TextDelta
+from batchin.models.catalog import load_catalog
+from batchin.models.hosted_text import HostedTextRunner
+from batchin.models.llama_cpp import LlamaCppRunner
+from batchin.models.registry import ModelRegistry
+
+pytestmark = pytest.mark.slow
+
+MODEL = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module")
+async def hosted() -> AsyncIterator[HostedTextRunner]:
+    registry = ModelRegistry(load_catalog())
+    runner = await registry.text_runner(MODEL)
+    assert isinstance(runner, HostedTextRunner)
+    yield runner
+    await registry.close()
+
+
+@pytest.fixture(scope="module")
+async def direct() -> AsyncIterator[LlamaCppRunner]:
+    registry = ModelRegistry(load_catalog(), hosted={})
+    runner = await registry.text_runner(MODEL)
+    assert isinstance(runner, LlamaCppRunner)
+    yield runner
+    await registry.close()
+
+
+def _chat(text: str, max_tokens: int = 24) -> ChatParams:
+    sampling = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    return ChatParams(messages=(ChatMessage("user", text),), sampling=sampling)
+
+
+async def _collect(
+    runner: LlamaCppRunner | HostedTextRunner, params: ChatParams | CompletionParams
+) -> list[TextDelta]:
+    if isinstance(params, ChatParams):
+        prepared = await runner.prepare_chat(params)
+    else:
+        prepared = await runner.prepare_completion(params)
+    return [delta async for delta in runner.generate(prepared)]
+
+
+async def test_the_engine_runs_in_another_process_at_lower_priority(hosted: HostedTextRunner) -> None:
+    worker = hosted.worker
+    assert worker is not None
+    assert worker.pid != os.getpid()
+    assert os.getpriority(os.PRIO_PROCESS, worker.pid) > os.getpriority(os.PRIO_PROCESS, os.getpid())
+    assert (hosted.context_length, hosted.supports_fim, hosted.max_concurrency) == (2048, False, 1)
+
+
+async def test_chat_texts_and_usage_match_the_in_process_runner(
+    hosted: HostedTextRunner, direct: LlamaCppRunner
+) -> None:
+    params = _chat("What is 2 + 2?")
+    served, local = await _collect(hosted, params), await _collect(direct, params)
+    assert [d.text for d in served] == [d.text for d in local]
+    assert served[-1] == local[-1]
+
+
+async def test_stop_strings_and_length_match_the_in_process_runner(
+    hosted: HostedTextRunner, direct: LlamaCppRunner
+) -> None:
+    sampling = SamplingParams(max_tokens=16, temperature=0.0, stop=(" 7",))
+    params = CompletionParams(prompt="1, 2, 3, 4,", sampling=sampling)
+    served, local = await _collect(hosted, params), await _collect(direct, params)
+    assert served == local
+    assert served[-1].finish_reason == "stop"
+
+
+async def test_a_context_error_crosses_with_its_parameter(hosted: HostedTextRunner) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        await hosted.prepare_chat(_chat("Hi", max_tokens=4000))
+    assert caught.value.param == "max_tokens"
+    assert "context length of 2048" in caught.value.message
+
+
+async def test_closing_the_stream_stops_decoding_in_the_worker(hosted: HostedTextRunner) -> None:
+    def counting(max_tokens: int) -> CompletionParams:
+        return CompletionParams(
+            prompt="1, 2, 3, 4,", sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0)
+        )
+
+    started = time.perf_counter()
+    full = await _collect(hosted, counting(300))
+    full_seconds = time.perf_counter() - started
+    assert full[-1].finish_reason == "length"  # counting never ends by itself within 300 tokens
+
+    stream = hosted.generate(await hosted.prepare_completion(counting(1500)))
+    for _ in range(3):
+        await anext(stream)
+    await stream.aclose()
+    # The worker decodes one request at a time: had the closed stream kept decoding, this call would
+    # wait for ~1500 tokens, five times the 300 just measured (a ratio, so a busy machine is fair).
+    started = time.perf_counter()
+    deltas = await _collect(hosted, _chat("Hi", max_tokens=1))
+    assert time.perf_counter() - started < full_seconds / 2
+    assert deltas[-1].usage is not None
+    assert deltas[-1].usage.completion_tokens == 1
