@@ -169,25 +169,21 @@ class Statement:
         return run
 
 
-# The last datetime formatted and its text: the statements of one write share one timestamp (a
-# settlement's close and usage log, the records of an audit batch). One tuple, swapped whole.
-_last_datetime: tuple[object, str] = (object(), "")
-
-
 def _fast_datetime(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """SQLAlchemy's SQLite DateTime format ("YYYY-MM-DD HH:MM:SS.ffffff", the zone dropped) from
-    datetime's own C formatter, a third of the cost of SQLAlchemy's %-formatting, and formatted once
-    for the statements that share it. Anything else goes to SQLAlchemy's processor."""
+    datetime's own C formatter, a third of the cost of SQLAlchemy's %-formatting; the last value is
+    remembered, since the rows of one write share a timestamp (the records of an audit batch).
+    Anything but a datetime goes to SQLAlchemy's processor."""
+    last: list[tuple[object, str]] = [(object(), "")]  # one tuple, swapped whole: safe across threads
 
     def formatted(value: Any) -> Any:
-        global _last_datetime
-        seen, text = _last_datetime
+        seen, text = last[0]
         if seen is value:
             return text
         if type(value) is not datetime:
             return process(value)
         text = value.isoformat(" ", "microseconds")[:26]
-        _last_datetime = (value, text)
+        last[0] = (value, text)
         return text
 
     return formatted
