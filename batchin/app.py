@@ -75,6 +75,7 @@ async def build_services(
     admission = AdmissionController()
     metrics = InferenceMetrics()
     metrics.watch_admission(admission.snapshot)
+    metrics.watch_engines(registry.engine_workers)
     flow = FlowPolicy(settings, limiter, admission)
     files = FileService(database, settings.data_dir)
     audit = await AuditService.open(settings, database, registry, ledger.sqlite_writer)

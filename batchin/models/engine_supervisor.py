@@ -10,6 +10,9 @@ States (what the registry shows for the model):
                  permanent unavailability as an in-process runner that failed to load
     closed
 
+`restarts` counts deaths followed by a restart attempt (a crash loop's retries included); `pid` is the
+serving worker's process id. Both feed /metrics through `ModelRegistry.engine_workers()`.
+
 The backoff arithmetic is `RestartPolicy`, pure, so it is tested without processes.
 """
 
@@ -92,6 +95,12 @@ class EngineSupervisor:
     def client_now(self) -> EngineClient | None:
         return self._client
 
+    @property
+    def pid(self) -> int | None:
+        """The serving worker's process id; None while none serves."""
+        client = self._client
+        return None if client is None else client.pid
+
     async def client(self) -> EngineClient:
         """The serving worker; a call arriving during a restart waits for it (bounded)."""
         deadline = self._clock() + self._restart_wait
@@ -140,7 +149,6 @@ class EngineSupervisor:
         now = self._clock()
         self._crashes = self._policy.recent([*self._crashes, now], now)
         delay = self._policy.delay(self._crashes, now)
-        self.restarts += 1
         if self._policy.crash_loop(self._crashes, now):
             reason = (
                 f"crash loop: its engine process died {len(self._crashes)} times within"
@@ -152,6 +160,7 @@ class EngineSupervisor:
             log.warning("model %s: %s; restarting in %.1fs", self._name, how, delay)
             self._set("restarting", f"restarting: {how}")
         await asyncio.sleep(delay)
+        self.restarts += 1  # counted as the next start begins: a death followed by a restart attempt
         if self.state != "crash_loop":
             self._set("restarting", self.reason)
 

@@ -25,6 +25,7 @@ from batchin.models.base import (
 )
 from batchin.models.catalog import CatalogEntry
 from batchin.models.engine_client import EngineClient
+from batchin.models.engine_stats import EngineWorkerStats, rss_bytes
 from batchin.models.engine_supervisor import EngineSupervisor, RestartPolicy
 
 __all__ = ["HostedTextRunner"]
@@ -66,6 +67,20 @@ class HostedTextRunner:
     def worker(self) -> EngineClient | None:
         """The worker serving now (None while it restarts)."""
         return None if self._supervisor is None else self._supervisor.client_now
+
+    def worker_stats(self) -> EngineWorkerStats:
+        """Restarts, state and the worker's pid and resident memory, read now (for /metrics)."""
+        supervisor = self._supervisor
+        if supervisor is None:
+            return EngineWorkerStats(self.entry.id, pid=None, restarts=0, state="closed", rss_bytes=None)
+        pid = supervisor.pid
+        return EngineWorkerStats(
+            self.entry.id,
+            pid=pid,
+            restarts=supervisor.restarts,
+            state=supervisor.state,
+            rss_bytes=None if pid is None else rss_bytes(pid),
+        )
 
     async def _client(self) -> EngineClient:
         if self._supervisor is None:

@@ -31,9 +31,18 @@ from typing import Any, Literal, Protocol, cast, runtime_checkable
 from batchin.errors import InvalidRequest, NotFound, ServiceUnavailable
 from batchin.models.base import EngineUnavailable, RunnerHealth, TextRunner
 from batchin.models.catalog import TEXT_KINDS, Catalog, CatalogEntry
+from batchin.models.engine_stats import EngineWorkerStats
 from batchin.models.weights import WeightsError, WeightsMissing, WeightsVerifier, resolve_weights
 
-__all__ = ["ENGINES", "HOSTED", "LoadableRunner", "ModelRegistry", "WritesDerivedFiles"]
+__all__ = [
+    "ENGINES",
+    "HOSTED",
+    "EngineWorkerStats",
+    "LoadableRunner",
+    "ModelRegistry",
+    "SupervisedRunner",
+    "WritesDerivedFiles",
+]
 
 log = logging.getLogger("batchin.models")
 
@@ -70,6 +79,13 @@ class WritesDerivedFiles(Protocol):
     registry hands it a folder of its own before `load`, so no runner reads server settings."""
 
     derived_dir: Path | None
+
+
+@runtime_checkable
+class SupervisedRunner(Protocol):
+    """A runner whose engine lives in a supervised worker process (the `HOSTED` proxies)."""
+
+    def worker_stats(self) -> EngineWorkerStats: ...
 
 
 @dataclass(eq=False)
@@ -164,6 +180,14 @@ class ModelRegistry:
                 status=slot.entry.status, reason=health.reason, extra={**health.extra, "loaded": True}
             )
         return RunnerHealth(status=slot.entry.status, extra={"loaded": False})
+
+    def engine_workers(self) -> list[EngineWorkerStats]:
+        """One snapshot per loaded model whose engine runs in a worker process, read now."""
+        return [
+            slot.runner.worker_stats()
+            for slot in self._slots.values()
+            if slot.state == "ready" and isinstance(slot.runner, SupervisedRunner)
+        ]
 
     async def runner(self, model_id: str) -> Any:
         """The model's runner, loading it first when needed (waits for a load in progress)."""

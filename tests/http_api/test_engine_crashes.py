@@ -1,7 +1,8 @@
 """An engine worker that dies: through the real HTTP app and the real llama.cpp worker, a SIGSEGV
 mid-stream fails only that stream (an error event, nothing billed) and the next call is served by a
 restarted worker; an engine that crashes on every load is `unavailable` with a reason while the other
-models serve, and recovers on its own once its loads succeed."""
+models serve, and recovers on its own once its loads succeed. /metrics counts each restart and shows
+the new worker up with its resident memory."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from batchin.config import Settings
 from batchin.models.hosted_text import HostedTextRunner
@@ -37,6 +39,21 @@ MODEL = "smollm2-135m-instruct"
 CRASHING_ENGINES = {**SCRIPTED_ENGINES, "crashing": "tests.fakes.crashing_runner:CrashingRunner"}
 CRASHING_HOSTED = {"crashing": HOSTED["llama_cpp"]}
 SUPERVISOR = "supervisor = { base_delay = 0.05, crash_loop_crashes = 2, crash_loop_delay = 0.2 }"
+
+
+async def engine_metrics(services: Services, model: str) -> dict[str, float]:
+    """The batchin_engine_* samples of `model` on /metrics, scraped from loopback."""
+    async with asgi_client(services, host="127.0.0.1") as operator:
+        response = await operator.get("/metrics")
+    assert response.status_code == 200
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name.startswith("batchin_engine_")
+        and not sample.name.endswith("_created")
+        and sample.labels == {"model": model}
+    }
 
 
 def crashing_catalog(options: str) -> str:
@@ -65,6 +82,9 @@ async def test_a_worker_killed_mid_stream_ends_the_stream_with_a_503_event_and_b
     assert worker is not None
     server_pid, received = os.getpid(), worker.items_received
     before = await balance_units(services, user)
+    scraped = await engine_metrics(services, MODEL)  # the session's registry may have restarted before
+    assert scraped["batchin_engine_worker_up"] == 1
+    restarts = scraped["batchin_engine_restarts_total"]
     body = {
         "model": MODEL,
         "messages": [{"role": "user", "content": "Count from 1 to 500, separated by commas."}],
@@ -95,6 +115,10 @@ async def test_a_worker_killed_mid_stream_ends_the_stream_with_a_503_event_and_b
     assert restarted is not None
     assert restarted.pid != worker.pid
     assert services.registry.status(MODEL).status == "always_on"
+    scraped = await engine_metrics(services, MODEL)
+    assert scraped["batchin_engine_restarts_total"] == restarts + 1
+    assert scraped["batchin_engine_worker_up"] == 1
+    assert scraped["batchin_engine_worker_rss_bytes"] > 10 * 1024 * 1024  # the new worker holds the model
 
 
 @pytest.fixture
@@ -129,6 +153,10 @@ async def test_an_engine_crashing_on_every_load_is_unavailable_while_others_serv
         )
     assert ok.status_code == 200
     assert_error(refused, 503, "service_unavailable")
+    scraped = await engine_metrics(crashing, "crashy")
+    assert scraped["batchin_engine_worker_up"] == 0
+    assert scraped["batchin_engine_restarts_total"] >= 1
+    assert "batchin_engine_worker_rss_bytes" not in scraped
 
 
 async def test_a_crash_looping_engine_recovers_on_its_own(settings: Settings, tmp_path: Path) -> None:

@@ -63,6 +63,15 @@ async def test_the_engine_runs_in_another_process_at_lower_priority(hosted: Host
     assert (hosted.context_length, hosted.supports_fim, hosted.max_concurrency) == (2048, False, 1)
 
 
+async def test_worker_stats_name_the_serving_worker_and_its_resident_memory(hosted: HostedTextRunner) -> None:
+    worker = hosted.worker
+    assert worker is not None
+    stats = hosted.worker_stats()
+    assert (stats.model, stats.pid, stats.restarts, stats.state) == (MODEL, worker.pid, 0, "ready")
+    assert stats.rss_bytes is not None
+    assert stats.rss_bytes > 10 * 1024 * 1024  # the worker holds the model's weights
+
+
 async def test_chat_texts_and_usage_match_the_in_process_runner(
     hosted: HostedTextRunner, direct: LlamaCppRunner
 ) -> None:

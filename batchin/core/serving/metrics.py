@@ -1,16 +1,19 @@
 """Prometheus metrics of the inference path, on a registry owned by the app (no global state).
 
 Per request: queue time, time to first token, inter-token latency, decode tokens/s, and the outcome;
-per admission pool: running and queued, read live at scrape time.
+per admission pool: running and queued; per engine worker process: restarts, up, resident memory —
+the last two read live at scrape time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from batchin.models.registry import EngineWorkerStats
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1)
@@ -29,6 +32,30 @@ class _AdmissionCollector(Collector):
             queued.add_metric([pool], figures["queued"])
         yield running
         yield queued
+
+
+class _EngineCollector(Collector):
+    def __init__(self, snapshot: Callable[[], Sequence[EngineWorkerStats]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        restarts = CounterMetricFamily(
+            "batchin_engine_restarts",
+            "Engine worker deaths followed by a restart attempt",
+            labels=["model"],
+        )
+        up = GaugeMetricFamily("batchin_engine_worker_up", "1 while a worker serves", labels=["model"])
+        rss = GaugeMetricFamily(
+            "batchin_engine_worker_rss_bytes", "Resident memory of the engine worker", labels=["model"]
+        )
+        for worker in self._snapshot():
+            restarts.add_metric([worker.model], worker.restarts)
+            up.add_metric([worker.model], 1 if worker.up else 0)
+            if worker.up and worker.rss_bytes is not None:
+                rss.add_metric([worker.model], worker.rss_bytes)
+        yield restarts
+        yield up
+        yield rss
 
 
 class InferenceMetrics:
@@ -72,6 +99,9 @@ class InferenceMetrics:
 
     def watch_admission(self, snapshot: Callable[[], dict[str, dict[str, int]]]) -> None:
         self.registry.register(_AdmissionCollector(snapshot))
+
+    def watch_engines(self, snapshot: Callable[[], Sequence[EngineWorkerStats]]) -> None:
+        self.registry.register(_EngineCollector(snapshot))
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))
