@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import multiprocessing
 import os
 import threading
@@ -28,6 +27,7 @@ from typing import Any
 
 from batchin.models.base import EngineUnavailable
 from batchin.models.catalog import CatalogEntry
+from batchin.models.engine_wire import resolve
 
 __all__ = ["EngineProcess"]
 
@@ -116,11 +116,6 @@ class EngineProcess:
             process.close()
 
 
-def _resolve(target: str) -> Any:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def _serve(conn: Connection, work: str, entry_data: dict[str, Any], weights: str | None, nice: int) -> None:
     """The child: load once, then serve calls until the parent sends None or goes away."""
     from batchin.models.diffusers_pipeline import PipelineOptions, load_pipeline
@@ -131,7 +126,7 @@ def _serve(conn: Connection, work: str, entry_data: dict[str, Any], weights: str
         entry = CatalogEntry.model_validate(entry_data)
         options = PipelineOptions.of(entry)
         pipeline = load_pipeline(entry, options, None if weights is None else Path(weights))
-        render = _resolve(work)
+        render = resolve(work)
     except Exception as exc:
         conn.send(
             ("error", str(exc) if isinstance(exc, EngineUnavailable) else f"{type(exc).__name__}: {exc}")

@@ -60,6 +60,7 @@ class WireError:
 
 
 def resolve(target: str) -> Any:
-    """`"module:Name"` → the object (the registry's engine-naming convention)."""
+    """`"module:Name"` → the object: how the registry names engines and proxies, and how a worker
+    finds the runner it hosts or the function it renders with."""
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)

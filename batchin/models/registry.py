@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from batchin.errors import InvalidRequest, NotFound, ServiceUnavailable
 from batchin.models.base import EngineUnavailable, RunnerHealth, TextRunner
 from batchin.models.catalog import TEXT_KINDS, Catalog, CatalogEntry
 from batchin.models.engine_stats import EngineWorkerStats
+from batchin.models.engine_wire import resolve
 from batchin.models.weights import WeightsError, WeightsMissing, WeightsVerifier, resolve_weights
 
 __all__ = [
@@ -248,9 +248,7 @@ class ModelRegistry:
     def _build(self, entry: CatalogEntry, runner_class: Any) -> Any:
         proxy = self._hosted.get(entry.engine)
         if proxy is not None and not entry.engine_options.get("in_process", False):
-            module_name, _, class_name = proxy.partition(":")
-            proxy_class = getattr(importlib.import_module(module_name), class_name)
-            return proxy_class(entry, self._engines[entry.engine])
+            return resolve(proxy)(entry, self._engines[entry.engine])
         build = getattr(runner_class, "from_entry", runner_class)
         return build(entry)
 
@@ -262,10 +260,8 @@ class ModelRegistry:
         target = self._engines.get(engine)
         if target is None:
             raise _EngineImportError(f"unknown engine {engine!r} (known: {', '.join(sorted(self._engines))})")
-        module_name, _, class_name = target.partition(":")
         try:
-            module = importlib.import_module(module_name)
-            return getattr(module, class_name)
+            return resolve(target)
         except (ImportError, OSError, AttributeError) as exc:
             raise _EngineImportError(
                 f"engine {engine!r} cannot be imported: {type(exc).__name__}: {exc}"
