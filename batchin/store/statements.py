@@ -59,6 +59,19 @@ Step = tuple["Statement", Params | list[dict[str, Any]]]  # a list of parameter 
 Script = Generator[Step, Outcome, T]
 
 
+def _literals(compiler: SQLCompiler) -> dict[str, Any]:
+    """The values a statement carries itself (literals in the Core statement), by parameter name."""
+    return {name: value for name, value in compiler.params.items() if not compiler.binds[name].required}
+
+
+def _processor(bind_type: Any) -> Callable[[Any], Any] | None:
+    """SQLAlchemy's bind processing of a type on SQLite (None when values pass unchanged)."""
+    process: Callable[[Any], Any] | None = bind_type.dialect_impl(_SQLITE).bind_processor(_SQLITE)
+    if process is not None and isinstance(bind_type, DateTime):
+        return _fast_datetime(process)
+    return process
+
+
 class _Compiled:
     """A statement's SQLite SQL with `?` placeholders and how to turn a parameter mapping into the
     positional tuple sqlite3 binds fastest: the values in placeholder order (a name used twice comes
@@ -69,20 +82,16 @@ class _Compiled:
     def __init__(self, compiler: SQLCompiler) -> None:
         names = tuple(compiler.positiontup or ())
         self.sql = compiler.string
-        # values the statement carries itself (literals in the Core statement), processed once
-        fixed = {name: value for name, value in compiler.params.items() if not compiler.binds[name].required}
+        fixed = _literals(compiler)  # processed once, here
         processors: list[tuple[int, Callable[[Any], Any]]] = []
         for position, name in enumerate(names):
-            bind_type = compiler.binds[name].type
-            process = bind_type.dialect_impl(_SQLITE).bind_processor(_SQLITE)
+            process = _processor(compiler.binds[name].type)
             if process is None:
                 continue
             if name in fixed:
                 fixed[name] = process(fixed[name])
             else:
-                processors.append(
-                    (position, _fast_datetime(process) if isinstance(bind_type, DateTime) else process)
-                )
+                processors.append((position, process))
         self._fixed = fixed
         self._processors = tuple(processors)
         if len(names) == 1:
@@ -104,6 +113,11 @@ class _Compiled:
             listed[position] = process(listed[position])
         return listed
 
+    def __call__(self, cur: sqlite3.Cursor, params: Params | list[dict[str, Any]]) -> Outcome:
+        if isinstance(params, list):  # not an ABC check: this is the writer's hot path
+            return cur.executemany(self.sql, [self.bind(one) for one in params])
+        return cur.execute(self.sql, self.bind(params))
+
 
 class _Expanding:
     """A statement with an expanding IN (a list parameter): rendered per call by SQLAlchemy, with
@@ -113,16 +127,16 @@ class _Expanding:
 
     def __init__(self, compiler: SQLCompiler) -> None:
         self._compiler = compiler
-        self._fixed = {
-            name: value for name, value in compiler.params.items() if not compiler.binds[name].required
-        }
+        self._fixed = _literals(compiler)
         self._processors = tuple(
             (name, process)
             for name, bind in compiler.binds.items()
-            if not bind.expanding and (process := bind.type.dialect_impl(_SQLITE).bind_processor(_SQLITE))
+            if not bind.expanding and (process := _processor(bind.type)) is not None
         )
 
-    def execute(self, cur: sqlite3.Cursor, params: Params) -> sqlite3.Cursor:
+    def __call__(self, cur: sqlite3.Cursor, params: Params | list[dict[str, Any]]) -> Outcome:
+        if isinstance(params, list):
+            raise TypeError("an expanding statement runs with one parameter set")
         bound = {**self._fixed, **params}
         for name, process in self._processors:
             bound[name] = process(bound[name])
@@ -137,7 +151,7 @@ class Statement:
 
     def __init__(self, clause: Executable) -> None:
         self.clause = clause
-        self._sqlite: Callable[[sqlite3.Cursor, Params | list[dict[str, Any]]], Outcome] | None = None
+        self._sqlite: _Compiled | _Expanding | None = None
 
     async def execute(self, conn: AsyncConnection, params: Params | list[dict[str, Any]]) -> Outcome:
         return await conn.execute(self.clause, params)
@@ -145,28 +159,10 @@ class Statement:
     def run(self, cur: sqlite3.Cursor, params: Params | list[dict[str, Any]]) -> Outcome:
         return (self._sqlite or self._compile())(cur, params)
 
-    def _compile(self) -> Callable[[sqlite3.Cursor, Params | list[dict[str, Any]]], Outcome]:
+    def _compile(self) -> _Compiled | _Expanding:
         compiler = cast(SQLCompiler, cast(ClauseElement, self.clause).compile(dialect=_SQLITE))
-        if compiler.post_compile_params:
-            expanding = _Expanding(compiler)
-
-            def run_expanding(cur: sqlite3.Cursor, params: Params | list[dict[str, Any]]) -> Outcome:
-                if isinstance(params, list):
-                    raise TypeError("an expanding statement runs with one parameter set")
-                return expanding.execute(cur, params)
-
-            self._sqlite = run_expanding
-            return run_expanding
-        compiled = _Compiled(compiler)
-        sql, bind = compiled.sql, compiled.bind
-
-        def run(cur: sqlite3.Cursor, params: Params | list[dict[str, Any]]) -> Outcome:
-            if isinstance(params, list):  # not an ABC check: this is the writer's hot path
-                return cur.executemany(sql, [bind(one) for one in params])
-            return cur.execute(sql, bind(params))
-
-        self._sqlite = run
-        return run
+        self._sqlite = _Expanding(compiler) if compiler.post_compile_params else _Compiled(compiler)
+        return self._sqlite
 
 
 def _fast_datetime(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
