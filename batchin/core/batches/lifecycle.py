@@ -30,7 +30,8 @@ from sqlalchemy import and_, or_, select, update
 from batchin.config import Settings
 from batchin.core.batches.input import TaskChecker, load_rows, scan_file
 from batchin.core.batches.output import write_results
-from batchin.core.batches.store import PRIORITY_RANK, TaskStore, epoch_ms, now_ms
+from batchin.core.batches.store import TaskStore
+from batchin.core.batches.tasks import PRIORITY_RANK, epoch_ms, now_ms
 from batchin.core.batches.view import batch_object
 from batchin.core.batches.worker import TaskDispatcher
 from batchin.core.clock import utcnow

@@ -21,7 +21,8 @@ from typing import IO, Any
 
 import orjson
 
-from batchin.core.batches.store import TaskStore, task_request_id
+from batchin.core.batches.store import TaskStore
+from batchin.core.batches.tasks import task_request_id
 from batchin.core.media.files import FileService
 from batchin.protocol.batches import BATCH_OUTPUT
 

@@ -30,7 +30,8 @@ from batchin.config import Settings
 from batchin.core.batches.calls import BatchCalls
 from batchin.core.batches.input import TaskChecker
 from batchin.core.batches.lifecycle import BatchSupervisor, BatchWebhooks
-from batchin.core.batches.store import PRIORITY_RANK, TaskStore, epoch_ms
+from batchin.core.batches.store import TaskStore
+from batchin.core.batches.tasks import PRIORITY_RANK, epoch_ms
 from batchin.core.batches.view import batch_object, task_object
 from batchin.core.batches.worker import TaskDispatcher
 from batchin.core.billing.ledger import LedgerService

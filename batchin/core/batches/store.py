@@ -14,37 +14,22 @@ that lost its lease can no longer change the task, so a task never completes twi
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy import ColumnClause, bindparam, func, literal_column, select, text, update
 
-from batchin.core.serving.admission import Priority
+from batchin.core.batches.tasks import ClaimedTask, now_ms
 from batchin.store.claiming import picked
 from batchin.store.database import Database
 from batchin.store.group_commit import GroupCommitWriter
 from batchin.store.statements import Params, Script, Statement, Transactions
 from batchin.store.tables import batch_tasks
 
-__all__ = [
-    "PRIORITY_RANK",
-    "ClaimedTask",
-    "CompleteGuard",
-    "TaskStore",
-    "epoch_ms",
-    "now_ms",
-    "reservation_id",
-    "task_request_id",
-]
+__all__ = ["CompleteGuard", "TaskStore"]
 
-# A batch's priority as its tasks' admission priority (also their claiming order).
-PRIORITY_RANK = {"high": int(Priority.BATCH_HIGH), "low": int(Priority.BATCH_LOW), "fill": int(Priority.FILL)}
-_IDS = uuid.UUID("5f0c2d1e-8a4b-4c3d-9e2f-b47a6c1d0e93")  # namespace of the ids derived below
 _TASK_COLUMNS = (
     "batch_id",
     "line",
@@ -148,52 +133,6 @@ _SETTLE_WAITING = Statement(
     .values(status=bindparam("status"), finished_at=bindparam("now"))
 )
 _CHUNK = 5000
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def epoch_ms(moment: datetime) -> int:
-    if moment.tzinfo is None:  # SQLite hands back naive datetimes that are UTC
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
-
-
-def reservation_id(task_id: int, attempt: int) -> str:
-    """The ledger reservation of a task's attempt: derived, so a restart can find and release it."""
-    return str(uuid.uuid5(_IDS, f"task:{task_id}:{attempt}"))
-
-
-def task_request_id(batch_id: str, line: int) -> str:
-    """The request id of every attempt of a task (its usage logs, traces and audit records)."""
-    return "req_" + uuid.uuid5(_IDS, f"{batch_id}:{line}").hex
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedTask:
-    id: int
-    batch_id: str
-    line: int
-    custom_id: str
-    endpoint: str
-    model: str
-    body: str
-    priority: int
-    next_attempt_at: int
-    attempt: int
-    failures: int
-    request_id: str = ""  # derived (task_request_id, reservation_id) when claimed
-    reservation_id: str = ""
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> ClaimedTask:
-        task = cls(*row)
-        return replace(
-            task,
-            request_id=task_request_id(task.batch_id, task.line),
-            reservation_id=reservation_id(task.id, task.attempt),
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,8 @@ from sqlalchemy import select, update
 from batchin.config import Settings
 from batchin.core.accounts.principals import principal_of
 from batchin.core.batches.calls import BatchCalls, classify
-from batchin.core.batches.store import ClaimedTask, TaskStore, reservation_id
+from batchin.core.batches.store import TaskStore
+from batchin.core.batches.tasks import ClaimedTask, reservation_id
 from batchin.core.billing.ledger import LedgerService
 from batchin.core.billing.ledger_records import SettlementRefused
 from batchin.core.billing.metering import succeeded_call

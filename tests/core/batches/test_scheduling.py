@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from batchin.config import Settings
-from batchin.core.batches.store import reservation_id
+from batchin.core.batches.tasks import reservation_id
 from batchin.core.billing.ledger_records import SettlementRefused, UsageRecord
 from batchin.core.serving.admission import AdmissionPool, Priority
 from batchin.errors import RateLimited

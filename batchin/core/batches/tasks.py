@@ -1,0 +1,66 @@
+"""What a batch task is, apart from its row: the ids derived from it (so a restart finds the same
+request id and ledger reservation), its times in epoch milliseconds, the admission priority of its
+batch, and the task as a worker claimed it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from batchin.core.serving.admission import Priority
+
+__all__ = ["PRIORITY_RANK", "ClaimedTask", "epoch_ms", "now_ms", "reservation_id", "task_request_id"]
+
+# A batch's priority as its tasks' admission priority (also their claiming order).
+PRIORITY_RANK = {"high": int(Priority.BATCH_HIGH), "low": int(Priority.BATCH_LOW), "fill": int(Priority.FILL)}
+_IDS = uuid.UUID("5f0c2d1e-8a4b-4c3d-9e2f-b47a6c1d0e93")  # namespace of the ids derived below
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def epoch_ms(moment: datetime) -> int:
+    if moment.tzinfo is None:  # SQLite hands back naive datetimes that are UTC
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def reservation_id(task_id: int, attempt: int) -> str:
+    """The ledger reservation of a task's attempt: derived, so a restart can find and release it."""
+    return str(uuid.uuid5(_IDS, f"task:{task_id}:{attempt}"))
+
+
+def task_request_id(batch_id: str, line: int) -> str:
+    """The request id of every attempt of a task (its usage logs, traces and audit records)."""
+    return "req_" + uuid.uuid5(_IDS, f"{batch_id}:{line}").hex
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTask:
+    id: int
+    batch_id: str
+    line: int
+    custom_id: str
+    endpoint: str
+    model: str
+    body: str
+    priority: int
+    next_attempt_at: int
+    attempt: int
+    failures: int
+    request_id: str = ""  # derived (task_request_id, reservation_id) when claimed
+    reservation_id: str = ""
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> ClaimedTask:
+        task = cls(*row)
+        return replace(
+            task,
+            request_id=task_request_id(task.batch_id, task.line),
+            reservation_id=reservation_id(task.id, task.attempt),
+        )
