@@ -83,6 +83,7 @@ class BatchSupervisor:
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._loader: asyncio.Task[None] | None = None
+        self._stopping = False
         self._dead_checked = 0.0
 
     def wake(self) -> None:
@@ -90,6 +91,7 @@ class BatchSupervisor:
 
     async def start(self) -> None:
         if self._loop is None:
+            self._stopping = False
             self._loop = asyncio.get_running_loop().create_task(self._forever(), name="batch-supervisor")
 
     async def stop(self) -> None:
@@ -97,6 +99,10 @@ class BatchSupervisor:
         self._loop = self._loader = None
         if not tasks:
             return
+        # The flag, not only the cancel, ends the loop: Python 3.11's wait_for drops a
+        # cancellation that lands as the wake event fires, and the loop would then poll forever.
+        self._stopping = True
+        self._wake.set()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -109,7 +115,7 @@ class BatchSupervisor:
             )
 
     async def _forever(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.tick()
             except Exception:
@@ -174,8 +180,9 @@ class BatchSupervisor:
             yield
         finally:
             renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            # wait(), not `await renewer` under suppress(CancelledError): that would also swallow
+            # a cancellation of this task arriving meanwhile.
+            await asyncio.wait({renewer})
 
     async def _mine(self, batch_id: str, *, statuses: tuple[str, ...] | None = None, **values: Any) -> bool:
         """Update the batch only while this process holds it (and it is in one of `statuses`)."""

@@ -3,6 +3,7 @@ billed once at the batch price; failures are retried or recorded; bad input is r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from fractions import Fraction
@@ -251,3 +252,16 @@ def test_the_last_retry_fails_the_task_with_the_engines_error() -> None:
 def test_an_invalid_request_is_final_at_once() -> None:
     verdict = classify(InvalidRequest("bad", param="messages"), failures=0, max_retries=5, base_delay=0.5)
     assert (verdict.final, verdict.status_code, verdict.code) == (True, 400, "invalid_request")
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_stop_ends_the_supervisor_even_as_a_wake_arrives(settings: Settings, turns: int) -> None:
+    """Python 3.11's wait_for drops a cancel that lands as the awaited event fires; the
+    supervisor's loop must end anyway instead of polling on (a teardown hung in CI)."""
+    async with batch_services(settings) as services:
+        supervisor = services.batches.supervisor
+        await asyncio.sleep(0.05)  # the loop is in its wait
+        supervisor.wake()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await asyncio.wait_for(supervisor.stop(), 5)
