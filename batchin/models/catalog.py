@@ -186,6 +186,9 @@ class CatalogEntry(_Strict):
     upstream: Upstream | None = None
     pricing: Pricing
     fim: FimTokens | None = None
+    # A model whose engine runs in a worker process (models/hosted.py) is unloaded after this many
+    # seconds without a call, freeing its memory, and loads again on the next call. None: never.
+    idle_unload_seconds: float | None = Field(default=None, gt=0)
     engine_options: dict[str, object] = Field(default_factory=dict)
     # Folder that relative weight paths resolve against (the catalog file's); set by the loader.
     base_dir: Path | None = None
