@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     region: str = "global"
     environment: str = "development"
     admin_token: str | None = Field(default=None, description="bearer token for /metrics from non-loopback")
+    # Behind a proxy on the same machine every caller arrives from loopback: turn this off there so
+    # that /metrics needs the admin token from everyone.
+    metrics_loopback_trusted: bool = True
 
     max_body_bytes: int = 2 * 1024 * 1024
     # Multipart uploads (audio files): refused with 413 while streaming in, past this size.
