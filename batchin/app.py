@@ -151,6 +151,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     """The ASGI app: the HTTP API and, mounted under it, MCP at /v1/mcp. Without `services`, its
     lifespan builds them (and migrates) at start-up."""
     from batchin.http_api.app import build_http_app
+    from batchin.http_api.body_limit import LimitedBody
     from batchin.mcp_server.http import MCP_PATH, UnauthorizedAsEnvelope, build_mcp_http_app
     from batchin.mcp_server.runtime import McpRuntime
 
@@ -172,7 +173,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
 
     # An ASGI app as a Route endpoint gets the request unchanged: only /v1/mcp reaches MCP, so
     # unknown /v1 paths and wrong methods keep the API's 404/405 envelopes.
-    mcp_route = Route(MCP_PATH, endpoint=UnauthorizedAsEnvelope(mcp_app))
+    # Its bodies are capped like the JSON routes', with the same 413 envelope.
+    mcp_route = Route(
+        MCP_PATH, endpoint=LimitedBody(UnauthorizedAsEnvelope(mcp_app), settings.max_body_bytes)
+    )
     app = build_http_app(lifespan=lifespan, extra_routes=[mcp_route])
     if services is not None:
         app.state.services = services

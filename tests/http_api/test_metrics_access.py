@@ -25,7 +25,10 @@ async def metrics_status(
         headers["Authorization"] = b"Bearer " + token
     elif token:
         headers.update(bearer(token))
-    async with scripted_services(settings, **overrides) as services, asgi_client(services, host=host) as client:
+    async with (
+        scripted_services(settings, **overrides) as services,
+        asgi_client(services, host=host) as client,
+    ):
         yield await client.get("/metrics", headers=headers)
 
 
@@ -41,7 +44,9 @@ async def test_a_remote_caller_needs_the_admin_token(settings: Settings) -> None
         assert operator.status_code == 200
 
 
-@pytest.mark.parametrize("guess", [TOKEN[:-1], TOKEN + "x", TOKEN.upper(), "é".encode("latin-1") + TOKEN.encode()])
+@pytest.mark.parametrize(
+    "guess", [TOKEN[:-1], TOKEN + "x", TOKEN.upper(), "é".encode("latin-1") + TOKEN.encode()]
+)
 async def test_a_near_miss_token_is_refused(settings: Settings, guess: str | bytes) -> None:
     async with metrics_status(settings, "203.0.113.9", guess, admin_token=TOKEN) as response:
         assert_error(response, 401, "unauthorized")
