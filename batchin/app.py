@@ -81,6 +81,7 @@ async def build_services(
     audit = await AuditService.open(settings, database, registry, ledger.sqlite_writer)
     traces = TraceService.open(settings, database)
     prompts = PromptService(settings, database, audit)
+    metrics.watch_write_behind(lambda: {**traces.buffer_stats(), **prompts.recorder.buffer_stats()})
     inference = InferenceService(settings, registry, metering, flow, metrics, audit, traces, prompts)
     embeddings = EmbeddingsService(registry, metering, flow)
     webhooks = WebhookService(settings, database)
