@@ -28,6 +28,7 @@ from batchin.core.media.images import ImageService
 from batchin.core.media.videos import VideoService
 from batchin.core.prompts.service import PromptService
 from batchin.core.serving.admission import AdmissionController
+from batchin.core.serving.asserted_records import AssertedRecordService
 from batchin.core.serving.catalog import CatalogService
 from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.inference import InferenceService
@@ -106,6 +107,7 @@ async def build_services(
         embeddings=embeddings,
         audio=AudioService(registry, metering, flow),
         audit=audit,
+        asserted_records=AssertedRecordService(audit, metering, settings.vaas_record_price_usd),
         traces=traces,
         webhooks=webhooks,
         batches=BatchService(settings, database, registry, ledger, inference, embeddings, files, webhooks),

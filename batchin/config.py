@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     vaas_key_file: Path | None = None
     grid_gco2_per_kwh: float | None = Field(default=None, ge=0, description="grid gCO2e/kWh")
     energy_source: str | None = Field(default=None, max_length=200, description="e.g. 'Renewable grid mix'")
+    # What one caller-asserted record (POST /v1/vaas) costs, in USD like the catalog's prices: it is
+    # signed and logged for good, so it is billed, per record (core/serving/asserted_records.py).
+    vaas_record_price_usd: Decimal = Field(default=Decimal("0.001"), ge=0)
 
     public_base_url: str = "http://127.0.0.1:8000"
     # MCP over HTTP checks Host/Origin (DNS-rebinding protection): loopback and public_base_url's

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from batchin.core.audit.service import AuditService
 from batchin.core.context import CallContext
+from batchin.core.serving.asserted_records import AssertedRecordService
 from batchin.http_api.endpoint import Endpoint, QueryParam
 from batchin.http_api.rendering import parse_json, query_int, render
 from batchin.protocol.audit import (
@@ -29,16 +30,21 @@ class AuditDeps:
     """What /v1/vaas* use."""
 
     audit: AuditService
+    asserted_records: AssertedRecordService
     max_body_bytes: int
 
     @classmethod
     def from_services(cls, services: Services) -> Self:
-        return cls(audit=services.audit, max_body_bytes=services.settings.max_body_bytes)
+        return cls(
+            audit=services.audit,
+            asserted_records=services.asserted_records,
+            max_body_bytes=services.settings.max_body_bytes,
+        )
 
 
 async def create_vaas_record(request: Request, ctx: CallContext, deps: AuditDeps) -> Response:
     body = await parse_json(request, VaasCreateRequest, deps.max_body_bytes)
-    return render(await deps.audit.create(ctx, body))
+    return render(await deps.asserted_records.create(ctx, body))
 
 
 async def get_vaas_record(request: Request, deps: AuditDeps) -> Response:
@@ -72,12 +78,12 @@ ENDPOINTS = [
         "POST",
         "/v1/vaas",
         create_vaas_record,
-        "Create a verifiable audit record and return its signature.",
+        "Sign caller-supplied input/output as a caller_asserted audit record (billed per record).",
         request_model=VaasCreateRequest,
         response_model=VaasRecord,
         deps=AuditDeps,
         tag="audit",
-        errors=(400, 413),
+        errors=(400, 402, 413, 429),
     ),
     # Fixed paths before /v1/vaas/{id}.
     Endpoint(
