@@ -15,6 +15,7 @@ env `BATCHIN_MODELS`) replaces it entirely. One table per model, keyed by its pu
     queue_size = 16                      # requests allowed to wait for a slot (core enforces it)
     regions = []                         # empty: served in every region
     optional = false                     # true: leave the model out when its weights are missing
+    idle_unload_seconds = 600            # embedded engines: close the worker after 10 idle minutes
     engine_options = {}                  # engine-specific knobs, passed through untouched
 
     [models.smollm2-135m-instruct.weights]
