@@ -1,19 +1,24 @@
-"""How a tool function becomes an MCP tool: core refusals become CoreToolError (mapped to the
-error envelope by the caller middleware), and read-only / idempotent hints are declared once."""
+"""How a tool function becomes an MCP tool: the caller's key must hold the tool's scope (the same
+scope as its HTTP twin; 403 `permission_denied` otherwise), core refusals become CoreToolError
+(mapped to the error envelope by the caller middleware), and read-only / idempotent hints are
+declared once."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastmcp import FastMCP
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
+from batchin.core.permissions import require_scope
 from batchin.errors import BatchInError
+from batchin.mcp_server.caller import current
 from batchin.mcp_server.errors import CoreToolError
+from batchin.protocol.accounts import Scope
 
 __all__ = ["ToolSpec", "register"]
 
@@ -28,12 +33,16 @@ class ToolSpec:
     # Tools that return mixed MCP content (images, audio) declare their structured shape here.
     output_model: type[BaseModel] | None = None
     idempotent: bool = False
+    # The key scope the tool needs (None: any valid key, as for public HTTP reads); always stated.
+    scope: Scope | None = field(kw_only=True)
 
 
-def _mapping_core_errors(function: ToolFunction) -> ToolFunction:
+def _guarded(function: ToolFunction, scope: Scope | None) -> ToolFunction:
     @functools.wraps(function)
     async def tool(*args: Any, **kwargs: Any) -> Any:
         try:
+            if scope is not None:
+                require_scope(current().ctx.principal, scope)
             return await function(*args, **kwargs)
         except BatchInError as exc:
             raise CoreToolError(exc) from None
@@ -47,7 +56,7 @@ def register(mcp: FastMCP, specs: list[ToolSpec]) -> None:
         if spec.output_model is not None:
             options["output_schema"] = spec.output_model.model_json_schema()
         mcp.tool(
-            _mapping_core_errors(spec.function),
+            _guarded(spec.function, spec.scope),
             title=spec.title,
             annotations=ToolAnnotations(
                 read_only_hint=spec.read_only,

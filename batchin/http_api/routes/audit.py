@@ -117,6 +117,7 @@ ENDPOINTS = [
         deps=AuditDeps,
         tag="audit",
         errors=(400, 413),
+        scope="audit:write",
     ),
     # Fixed paths before /v1/vaas/{id}.
     Endpoint(
