@@ -1,7 +1,7 @@
-"""How a tool function becomes an MCP tool: the caller's key must hold the tool's scope (the same
-scope as its HTTP twin; 403 `permission_denied` otherwise), core refusals become CoreToolError
-(mapped to the error envelope by the caller middleware), and read-only / idempotent hints are
-declared once."""
+"""How a tool function becomes an MCP tool: core refusals become CoreToolError (mapped to the
+error envelope by the caller middleware), and read-only / idempotent hints are declared once. Each
+tool states the key scope it needs; the caller middleware checks it (`scopes_of`) before the
+arguments are even read, as HTTP checks a route's scope before its body."""
 
 from __future__ import annotations
 
@@ -14,13 +14,11 @@ from fastmcp import FastMCP
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
-from batchin.core.permissions import require_scope
 from batchin.errors import BatchInError
-from batchin.mcp_server.caller import current
 from batchin.mcp_server.errors import CoreToolError
 from batchin.protocol.accounts import Scope
 
-__all__ = ["ToolSpec", "register"]
+__all__ = ["ToolSpec", "register", "scopes_of"]
 
 ToolFunction = Callable[..., Awaitable[Any]]
 
@@ -37,12 +35,15 @@ class ToolSpec:
     scope: Scope | None = field(kw_only=True)
 
 
-def _guarded(function: ToolFunction, scope: Scope | None) -> ToolFunction:
+def scopes_of(specs: list[ToolSpec]) -> dict[str, Scope | None]:
+    """Each tool's name (its function's, as FastMCP names it) and the scope it needs."""
+    return {spec.function.__name__: spec.scope for spec in specs}
+
+
+def _mapping_core_errors(function: ToolFunction) -> ToolFunction:
     @functools.wraps(function)
     async def tool(*args: Any, **kwargs: Any) -> Any:
         try:
-            if scope is not None:
-                require_scope(current().ctx.principal, scope)
             return await function(*args, **kwargs)
         except BatchInError as exc:
             raise CoreToolError(exc) from None
@@ -56,7 +57,7 @@ def register(mcp: FastMCP, specs: list[ToolSpec]) -> None:
         if spec.output_model is not None:
             options["output_schema"] = spec.output_model.model_json_schema()
         mcp.tool(
-            _guarded(spec.function, spec.scope),
+            _mapping_core_errors(spec.function),
             title=spec.title,
             annotations=ToolAnnotations(
                 read_only_hint=spec.read_only,

@@ -168,13 +168,13 @@ class AccountService:
                 request.rate_limit_rpm or default_rpm,
                 request.monthly_budget_cents,
             )
+        # An omitted budget inherits the creator's; an explicit null asks for no budget at all.
+        budget_given = "monthly_budget_cents" in request.model_fields_set
         return KeyPowers(
             creator.scopes if request.scopes is None else frozenset(request.scopes),
             creator.models if request.models is None else frozenset(request.models),
             request.rate_limit_rpm or min(default_rpm, creator.rate_limit_rpm),
-            creator.monthly_budget_cents
-            if request.monthly_budget_cents is None
-            else request.monthly_budget_cents,
+            request.monthly_budget_cents if budget_given else creator.monthly_budget_cents,
         )
 
     async def list_keys(self, user_id: str) -> list[KeyResponse]:
