@@ -13,11 +13,14 @@ import httpx2
 import pytest
 
 from batchin.config import Settings
+from batchin.core.batches.calls import classify
 from batchin.core.billing.money import units_to_cents
+from batchin.errors import PermissionDenied
 from batchin.http_api.app import all_endpoints
 from batchin.http_api.endpoint import Endpoint
 from batchin.protocol.accounts import ALL_SCOPES
 from batchin.services import Services
+from tests.batch_fixtures import chat_task
 from tests.conftest import MakeUser, assert_error, bearer
 from tests.text_fixtures import cost_units, scripted_services
 
@@ -236,3 +239,21 @@ async def test_spent_this_month_is_the_cost_of_the_keys_calls(
     assert listed[spender["id"]]["spent_this_month_cents"] == units_to_cents(expected_units)
     assert listed[spender["id"]]["spent_this_month_cents"] > 0
     assert listed[user.key_id]["spent_this_month_cents"] == 0
+
+
+async def test_a_model_restricted_key_cannot_batch_other_models(
+    client: httpx2.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    key = (await create_key(client, user.api_key, models=[ALLOWED_MODEL]))["key"]
+    tasks = [chat_task("ok", ALLOWED_MODEL), chat_task("other", OTHER_MODEL)]
+    response = await client.post("/v1/batches", json={"tasks": tasks}, headers=bearer(key))
+    error = assert_error(response, 403, "permission_denied")
+    assert error["param"] == "tasks[1].model"
+    assert (await client.get("/v1/batches", headers=bearer(user.api_key))).json() == []
+
+
+def test_a_batch_task_its_key_may_not_run_fails_at_once() -> None:
+    """A file batch's tasks are checked when they run: the refusal is final, never retried."""
+    verdict = classify(PermissionDenied("no", param="model"), failures=0, max_retries=5, base_delay=0.5)
+    assert (verdict.final, verdict.status_code, verdict.code) == (True, 403, "permission_denied")
