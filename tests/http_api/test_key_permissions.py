@@ -134,6 +134,19 @@ async def test_creating_a_stronger_key_is_refused_and_creates_nothing(
     assert set(await listed_keys(client, user.api_key)) == before
 
 
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [({"scopes": ["root"]}, "scopes.0"), ({"scopes": "inference"}, "scopes"), ({"models": [""]}, "models.0")],
+)
+async def test_unknown_scopes_and_empty_model_ids_are_invalid(
+    client: httpx2.AsyncClient, make_user: MakeUser, body: dict[str, Any], param: str
+) -> None:
+    user = await make_user()
+    response = await client.post("/v1/keys", json=body, headers=bearer(user.api_key))
+    assert assert_error(response, 400, "invalid_request")["param"] == param
+    assert set(await listed_keys(client, user.api_key)) == {user.key_id}
+
+
 # --- revoking --------------------------------------------------------------------------------------
 
 
