@@ -28,6 +28,7 @@ from batchin.core.media.images import ImageService
 from batchin.core.media.videos import VideoService
 from batchin.core.prompts.service import PromptService
 from batchin.core.serving.admission import AdmissionController
+from batchin.core.serving.asserted_records import AssertedRecordService
 from batchin.core.serving.catalog import CatalogService
 from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.inference import InferenceService
@@ -81,6 +82,7 @@ async def build_services(
     audit = await AuditService.open(settings, database, registry, ledger.sqlite_writer)
     traces = TraceService.open(settings, database)
     prompts = PromptService(settings, database, audit)
+    metrics.watch_write_behind(lambda: {**traces.buffer_stats(), **prompts.recorder.buffer_stats()})
     inference = InferenceService(settings, registry, metering, flow, metrics, audit, traces, prompts)
     embeddings = EmbeddingsService(registry, metering, flow)
     webhooks = WebhookService(settings, database)
@@ -105,6 +107,7 @@ async def build_services(
         embeddings=embeddings,
         audio=AudioService(registry, metering, flow),
         audit=audit,
+        asserted_records=AssertedRecordService(audit, metering, settings.vaas_record_price_usd),
         traces=traces,
         webhooks=webhooks,
         batches=BatchService(settings, database, registry, ledger, inference, embeddings, files, webhooks),
@@ -151,6 +154,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     """The ASGI app: the HTTP API and, mounted under it, MCP at /v1/mcp. Without `services`, its
     lifespan builds them (and migrates) at start-up."""
     from batchin.http_api.app import build_http_app
+    from batchin.http_api.body_limit import LimitedBody
     from batchin.mcp_server.http import MCP_PATH, UnauthorizedAsEnvelope, build_mcp_http_app
     from batchin.mcp_server.runtime import McpRuntime
 
@@ -172,7 +176,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
 
     # An ASGI app as a Route endpoint gets the request unchanged: only /v1/mcp reaches MCP, so
     # unknown /v1 paths and wrong methods keep the API's 404/405 envelopes.
-    mcp_route = Route(MCP_PATH, endpoint=UnauthorizedAsEnvelope(mcp_app))
+    # Its bodies are capped like the JSON routes', with the same 413 envelope.
+    mcp_route = Route(
+        MCP_PATH, endpoint=LimitedBody(UnauthorizedAsEnvelope(mcp_app), settings.max_body_bytes)
+    )
     app = build_http_app(lifespan=lifespan, extra_routes=[mcp_route])
     if services is not None:
         app.state.services = services

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     region: str = "global"
     environment: str = "development"
     admin_token: str | None = Field(default=None, description="bearer token for /metrics from non-loopback")
+    # Behind a proxy on the same machine every caller arrives from loopback: turn this off there so
+    # that /metrics needs the admin token from everyone.
+    metrics_loopback_trusted: bool = True
 
     max_body_bytes: int = 2 * 1024 * 1024
     # Multipart uploads (audio files): refused with 413 while streaming in, past this size.
@@ -145,8 +148,16 @@ class Settings(BaseSettings):
     vaas_key_file: Path | None = None
     grid_gco2_per_kwh: float | None = Field(default=None, ge=0, description="grid gCO2e/kWh")
     energy_source: str | None = Field(default=None, max_length=200, description="e.g. 'Renewable grid mix'")
+    # What one caller-asserted record (POST /v1/vaas) costs, in USD like the catalog's prices: it is
+    # signed and logged for good, so it is billed, per record (core/serving/asserted_records.py).
+    vaas_record_price_usd: Decimal = Field(default=Decimal("0.001"), ge=0)
 
     public_base_url: str = "http://127.0.0.1:8000"
+    # Documents with absolute links (llms.txt, agents.md, the MCP server card and catalog) name
+    # public_base_url when it is set. Otherwise they name the host the caller used only when it is
+    # one of these, localhost, 127.0.0.1, ::1 or the bind host; any other Host header (which the
+    # caller controls) gets public_base_url's default. Env: a JSON list or "a,b" of host names.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # MCP over HTTP checks Host/Origin (DNS-rebinding protection): loopback and public_base_url's
     # host are accepted, plus these (env: a JSON list or "a,b"; patterns like "*.example.com:*").
     mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -159,7 +170,9 @@ class Settings(BaseSettings):
     topup_max_cents: int = 1_000_000
     usdc_chains: list[UsdcChain] = Field(default_factory=list)
 
-    @field_validator("webhook_allowed_hosts", "mcp_allowed_hosts", "mcp_allowed_origins", mode="before")
+    @field_validator(
+        "webhook_allowed_hosts", "mcp_allowed_hosts", "mcp_allowed_origins", "allowed_hosts", mode="before"
+    )
     @classmethod
     def _split_allowed_hosts(cls, value: Any) -> Any:
         if isinstance(value, str):

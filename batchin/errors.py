@@ -104,3 +104,8 @@ class ServiceUnavailable(BatchInError):
     status = 503
     code = "service_unavailable"
     type = "server_error"
+
+
+class WorkLost(ServiceUnavailable):
+    """The process doing the call's work died with it (an engine worker's crash): the call is as if
+    it never ran, so metering releases its reservation and writes no usage log."""

@@ -24,6 +24,7 @@ from batchin.core.media.images import ImageService
 from batchin.core.media.videos import VideoService
 from batchin.core.prompts.service import PromptService
 from batchin.core.serving.admission import AdmissionController
+from batchin.core.serving.asserted_records import AssertedRecordService
 from batchin.core.serving.catalog import CatalogService
 from batchin.core.serving.inference import InferenceService
 from batchin.core.serving.metrics import InferenceMetrics
@@ -57,6 +58,7 @@ class Services:
     embeddings: EmbeddingsService
     audio: AudioService
     audit: AuditService
+    asserted_records: AssertedRecordService
     traces: TraceService
     webhooks: WebhookService
     batches: BatchService

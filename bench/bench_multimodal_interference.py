@@ -4,7 +4,8 @@ A fake OpenAI-compatible upstream (its own process) serves the chat model, so th
 gateway work on BatchIn's event loop. Streaming chat TTFT p50 is measured on an idle server, then
 again while image generations (the tiny random diffusers pipeline) and, when the embedded Whisper
 and Piper models are installed, transcriptions of a spoken sentence run back to back on the same
-server. CPU-bound engines run in worker threads (torch limited to one), so the loop stays free.
+server. Every embedded engine runs in its own worker process at a lower CPU priority
+(models/hosted.py), so neither its threads nor its GIL stall the API process's event loop.
 Idle and busy phases alternate (3 rounds) so that drift in the machine's other load hits both.
 Target: busy p50 / idle p50 < 1.2. Prints one JSON line. BENCH_IMAGES_ONLY=1 skips transcription.
 """

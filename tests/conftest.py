@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 
@@ -21,7 +20,7 @@ from batchin.models.catalog import load_catalog
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.accounts import UserCreated
 from batchin.services import Services
-from batchin.store.tables import metadata
+from tests.db_reset import empty_tables
 
 POSTGRES_URL = os.environ.get("BATCHIN_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("BATCHIN_TEST_REDIS_URL")
@@ -82,13 +81,7 @@ async def services(settings: Settings, model_registry: ModelRegistry) -> AsyncIt
     try:
         yield built
     finally:
-        # Write-behind buffers first: a writer racing the TRUNCATE deadlocks on PostgreSQL.
-        await built.traces.flush()
-        await built.prompts.recorder.flush()
-        if built.database.dialect == "postgresql":
-            tables = ", ".join(table.name for table in metadata.sorted_tables)
-            async with built.database.write() as conn:
-                await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+        await empty_tables(built)
         await built.close()
 
 

@@ -11,14 +11,13 @@ from typing import Any
 
 import httpx2
 import openai
-from sqlalchemy import text
 
 from batchin.app import build_services, create_app
 from batchin.config import Settings
 from batchin.models.catalog import Catalog, load_catalog
 from batchin.models.registry import ModelRegistry
 from batchin.services import Services
-from batchin.store.tables import metadata
+from tests.db_reset import empty_tables
 
 IMAGE_MODEL = "tiny-random-image"
 VIDEO_MODEL = "tiny-random-video"
@@ -72,9 +71,7 @@ async def media_services(
     finally:
         if built.database.dialect == "postgresql" and not keep_data:
             await built.videos.stop()
-            tables = ", ".join(t.name for t in metadata.sorted_tables)
-            async with built.database.write() as conn:
-                await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+            await empty_tables(built)
         await built.close()
 
 

@@ -8,8 +8,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import text
-
 from batchin.app import build_services
 from batchin.config import Settings
 from batchin.core.context import CallContext
@@ -19,7 +17,7 @@ from batchin.models.registry import ModelRegistry
 from batchin.protocol.accounts import UserCreated
 from batchin.protocol.text import ChatCompletionRequest
 from batchin.services import Services
-from batchin.store.tables import metadata
+from tests.db_reset import empty_tables
 
 ENGINES = {
     "scripted": "tests.fakes.scripted_runner:ScriptedRunner",
@@ -52,16 +50,6 @@ pricing = { input_per_1m = 1.5, output_per_1m = 3 }
 
 # Tests that want a verdict on quality alone: latency noise never decides promotion.
 GENEROUS_BOUNDS: dict[str, Any] = {"prompt_promotion_max_latency_increase": 1000.0}
-
-
-async def empty_tables(services: Services) -> None:
-    """Write what the write-behind buffers hold first: a writer racing TRUNCATE deadlocks."""
-    await services.traces.flush()
-    await services.prompts.recorder.flush()
-    if services.database.dialect == "postgresql":
-        tables = ", ".join(t.name for t in metadata.sorted_tables)
-        async with services.database.write() as conn:
-            await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
 
 
 @contextlib.asynccontextmanager

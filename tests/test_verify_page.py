@@ -129,9 +129,13 @@ def test_page_verifies_a_record_in_chromium(live_server: tuple[str, str, Path], 
         "leaf_hash",
         "inclusion",
         "checkpoint_signature",
+        "attestation",
     ):
         assert f'data-check="{check}" data-ok="true"' in dom, check
     assert audit_id in dom
+    # POST /v1/vaas texts are the caller's: the page must not let them pass for a served call.
+    assert 'data-attestation="caller_asserted"' in dom
+    assert "Caller-asserted: user " in dom
 
 
 def test_page_flags_a_tampered_record(live_server: tuple[str, str, Path], tmp_path: Path) -> None:

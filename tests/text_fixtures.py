@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Any
 
 import httpx2
-from sqlalchemy import text
 
 from batchin.app import build_services, create_app
 from batchin.config import Settings
@@ -27,7 +26,7 @@ from batchin.models.registry import ModelRegistry
 from batchin.protocol.accounts import UserCreated
 from batchin.protocol.usage import UsageLog
 from batchin.services import Services
-from batchin.store.tables import metadata
+from tests.db_reset import empty_tables
 from tests.fakes.scripted_runner import ScriptedRunner
 
 SCRIPTED_ENGINES = {"scripted": "tests.fakes.scripted_runner:ScriptedRunner"}
@@ -105,13 +104,7 @@ async def scripted_services(
     try:
         yield built
     finally:
-        # Write-behind buffers first: a writer racing the TRUNCATE deadlocks on PostgreSQL.
-        await built.traces.flush()
-        await built.prompts.recorder.flush()
-        if built.database.dialect == "postgresql":
-            tables = ", ".join(t.name for t in metadata.sorted_tables)
-            async with built.database.write() as conn:
-                await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+        await empty_tables(built)
         await built.close()
         await registry.close()
 

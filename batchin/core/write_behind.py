@@ -3,7 +3,9 @@ writes what gathered, in batches, one store call per batch.
 
 Used for trace summaries and prompt runs. If the store falls behind, the oldest items are dropped
 and counted rather than growing memory; a batch the store refuses is counted and dropped rather
-than blocking callers. `flush()` writes everything queued so far (reads call it to see their own
+than blocking callers. Drops are logged as a warning at the first and then each time their count
+doubles (a store down for an hour must not also flood the log); `stats()` has the exact counts,
+which /metrics exports. `flush()` writes everything queued so far (reads call it to see their own
 writes); `close()` lets the writer finish what is queued, never cancelling it mid-batch.
 """
 
@@ -14,11 +16,27 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["WriteBehind"]
+__all__ = ["BufferStats", "WriteBehind", "warn_on_drop"]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class BufferStats:
+    """A buffer's counts since start: items waiting, dropped unwritten (overflow), failed (refused)."""
+
+    pending: int
+    dropped: int
+    failed: int
+
+
+def warn_on_drop(log: logging.Logger, dropped: int, what: str, why: str) -> None:
+    """Warn at the 1st, 2nd, 4th, 8th... drop: every episode is seen, none floods the log."""
+    if dropped & (dropped - 1) == 0:
+        log.warning("dropped %s (%d so far): %s", what, dropped, why)
 
 
 class WriteBehind(Generic[T]):
@@ -52,11 +70,15 @@ class WriteBehind(Generic[T]):
     def pending(self) -> int:
         return len(self._pending)
 
+    def stats(self) -> BufferStats:
+        return BufferStats(pending=len(self._pending), dropped=self.dropped, failed=self.failed)
+
     def offer(self, item: T) -> None:
         """Queue one item; never waits. Call from the event loop."""
         if len(self._pending) >= self._capacity:
             self._pending.popleft()
             self.dropped += 1
+            warn_on_drop(self._log, self.dropped, self._what, "the store is falling behind")
         self._pending.append(item)
         if not self._closed and (self._writer is None or self._writer.done()):
             self._writer = asyncio.get_running_loop().create_task(self._write_forever())

@@ -14,7 +14,7 @@ from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.errors import EXCEPTION_HANDLERS
 from batchin.http_api.middleware import RequestIdMiddleware
 from batchin.http_api.openapi import build_openapi
-from batchin.http_api.routes import accounts, models, system, text, topup, usage
+from batchin.http_api.routes import accounts, models, system, text, topup, usage, verify_page
 from batchin.http_api.routes import audio as audio_routes
 from batchin.http_api.routes import audit as audit_routes
 from batchin.http_api.routes import batches as batch_routes
@@ -43,6 +43,7 @@ def all_endpoints() -> list[Endpoint]:
         *usage.ENDPOINTS,
         *topup.ENDPOINTS,
         *audit_routes.ENDPOINTS,
+        *verify_page.ENDPOINTS,
         *trace_routes.ENDPOINTS,
         *prompt_routes.ENDPOINTS,
         *webhook_routes.ENDPOINTS,

@@ -4,16 +4,22 @@ A declared Content-Length over the limit is refused before anything is read; a b
 one (or with a false one) is refused at the chunk that crosses the limit, so an oversized body is
 never held whole. Starlette's multipart parser closes the temporary files it opened when reading
 the body fails and lets the error through unchanged (it only turns its own parse errors into 400s).
+
+`LimitedBody` does the same in front of a mounted ASGI app (MCP at /v1/mcp) that reads the body
+itself: it answers the 413 envelope at the limit, where the app's own cap would answer plain text.
 """
 
 from __future__ import annotations
 
+from collections import deque
+
+import orjson
 from starlette.requests import Request
-from starlette.types import Message, Receive
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from batchin.errors import PayloadTooLarge
 
-__all__ = ["check_declared_length", "limit_body"]
+__all__ = ["LimitedBody", "check_declared_length", "limit_body"]
 
 _BODY = "Request body"
 
@@ -52,3 +58,45 @@ def _capped(receive: Receive, max_bytes: int, subject: str, param: str | None) -
 
 def _too_large(max_bytes: int, subject: str, param: str | None) -> PayloadTooLarge:
     return PayloadTooLarge(f"{subject} exceeds the limit of {max_bytes} bytes.", param=param)
+
+
+class LimitedBody:
+    """An ASGI app whose request bodies are capped at `max_bytes`: a larger declared length is
+    refused before reading, an undeclared one at the chunk that crosses the limit (the body read so
+    far is then replayed to `app`, so it is held at most once, never past the limit)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            check_declared_length(Request(scope), self.max_bytes)
+            received = await self._read(receive)
+        except PayloadTooLarge as exc:
+            await _send_error(send, exc)
+            return
+
+        async def replay() -> Message:
+            return received.popleft() if received else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _read(self, receive: Receive) -> deque[Message]:
+        messages: deque[Message] = deque()
+        capped = _capped(receive, self.max_bytes, _BODY, None)
+        while True:
+            message = await capped()
+            messages.append(message)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return messages
+
+
+async def _send_error(send: Send, error: PayloadTooLarge) -> None:
+    body = orjson.dumps(error.body())
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

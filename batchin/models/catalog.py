@@ -15,6 +15,7 @@ env `BATCHIN_MODELS`) replaces it entirely. One table per model, keyed by its pu
     queue_size = 16                      # requests allowed to wait for a slot (core enforces it)
     regions = []                         # empty: served in every region
     optional = false                     # true: leave the model out when its weights are missing
+    idle_unload_seconds = 600            # embedded engines: close the worker after 10 idle minutes
     engine_options = {}                  # engine-specific knobs, passed through untouched
 
     [models.smollm2-135m-instruct.weights]
@@ -186,6 +187,9 @@ class CatalogEntry(_Strict):
     upstream: Upstream | None = None
     pricing: Pricing
     fim: FimTokens | None = None
+    # A model whose engine runs in a worker process (models/hosted.py) is unloaded after this many
+    # seconds without a call, freeing its memory, and loads again on the next call. None: never.
+    idle_unload_seconds: float | None = Field(default=None, gt=0)
     engine_options: dict[str, object] = Field(default_factory=dict)
     # Folder that relative weight paths resolve against (the catalog file's); set by the loader.
     base_dir: Path | None = None

@@ -1,6 +1,7 @@
 """Building a diffusers pipeline from a catalog entry: the engine options a diffusers runner
 understands, loading (configured weights or the tiny random pipelines of `tiny_pipelines.py`) and
-the denoising arguments. Runs inside the engine process (engine_process.py), never in the server.
+the denoising arguments. Runs inside the engine's worker process (hosted_diffusers.py), never in the
+API process.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from batchin.models.tiny_pipelines import tiny_image_pipeline, tiny_video_pipeli
 __all__ = ["PipelineOptions", "Progress", "denoise_kwargs", "load_pipeline"]
 
 Progress = Callable[[float], None]  # fraction of denoising steps done, 0..1
+
+_HOSTING_OPTIONS = frozenset({"supervisor", "in_process"})
 
 _BUILDERS: dict[str, Callable[[int], Any]] = {
     "tiny-random": tiny_image_pipeline,
@@ -51,8 +54,10 @@ class PipelineOptions(BaseModel):
 
     @classmethod
     def of(cls, entry: CatalogEntry) -> PipelineOptions:
+        # The worker process's own options (models/hosted.py) are not the pipeline's.
+        options = {k: v for k, v in entry.engine_options.items() if k not in _HOSTING_OPTIONS}
         try:
-            return cls.model_validate(entry.engine_options)
+            return cls.model_validate(options)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])

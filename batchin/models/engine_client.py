@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from batchin.errors import ServiceUnavailable
+from batchin.errors import WorkLost
 from batchin.models.catalog import CatalogEntry
 from batchin.models.engine_host import host_main
 from batchin.models.engine_wire import WireError
@@ -33,8 +33,8 @@ __all__ = ["EngineClient", "EngineLost", "EngineStartFailed"]
 _LOST = object()
 
 
-class EngineLost(ServiceUnavailable):
-    """The engine's worker process died during the call: a 503, nothing billed."""
+class EngineLost(WorkLost):
+    """The engine's worker process died during the call: a 503, nothing billed or logged."""
 
 
 class EngineStartFailed(Exception):
@@ -71,11 +71,11 @@ class EngineClient:
         *,
         attributes: tuple[str, ...] = (),
         nice: int = 10,
+        derived_dir: Path | None = None,
         load_timeout: float = 600.0,
     ) -> EngineClient:
         """Spawn a worker hosting `target` and wait until its runner has loaded."""
-        # spawn, not fork (unsafe beside the server's threads); not the fork server either, whose
-        # preload list engine_process.py sets for torch.
+        # spawn, not fork: fork is unsafe beside the server's threads.
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
         process = context.Process(
@@ -87,6 +87,7 @@ class EngineClient:
                 None if weights is None else str(weights),
                 attributes,
                 nice,
+                None if derived_dir is None else str(derived_dir),
             ),
             name=f"batchin-engine-{entry.id}",
             daemon=True,
@@ -106,26 +107,31 @@ class EngineClient:
     def alive(self) -> bool:
         return not self.exited.done()
 
+    @property
+    def in_flight(self) -> int:
+        """Calls and streams sent to the worker and not yet answered."""
+        return len(self._calls) + len(self._streams)
+
     # -- calls -------------------------------------------------------------------------------
 
-    async def call(self, method: str, *args: Any) -> Any:
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         call_id = next(self._ids)
         future: asyncio.Future[Any] = self._loop.create_future()
         self._calls[call_id] = future
         try:
-            self._send(("call", call_id, method, args))
+            self._send(("call", call_id, method, args, kwargs))
             return await future
         finally:
             if self._calls.pop(call_id, None) is not None and not future.done():
                 self._send_quietly(("cancel", call_id))
 
-    async def stream(self, method: str, *args: Any) -> AsyncGenerator[Any, None]:
+    async def stream(self, method: str, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         call_id = next(self._ids)
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._streams[call_id] = queue
         finished = False
         try:
-            self._send(("stream", call_id, method, args))
+            self._send(("stream", call_id, method, args, kwargs))
             while True:
                 kind, value = await queue.get()
                 if kind == "item":

@@ -33,14 +33,17 @@ def host_main(
     weights: str | None,
     attributes: tuple[str, ...],
     nice: int,
+    derived_dir: str | None = None,
 ) -> None:
-    """The worker's entry point (a spawned process)."""
+    """The worker's entry point (a spawned process). `derived_dir`: the folder the registry gave
+    the proxy for files derived from weights, handed on to a runner that writes them."""
     # Ctrl-C reaches the whole process group; the API process decides when its engines stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if nice:
         os.nice(nice)  # decoding yields the CPU to the API process's event loop
     host = _Host(conn)
-    asyncio.run(host.run(target, CatalogEntry.model_validate(entry_data), weights, attributes))
+    entry = CatalogEntry.model_validate(entry_data)
+    asyncio.run(host.run(target, entry, weights, attributes, derived_dir))
     conn.close()
 
 
@@ -52,12 +55,19 @@ class _Host:
         self._done: asyncio.Future[None] | None = None
 
     async def run(
-        self, target: str, entry: CatalogEntry, weights: str | None, attributes: tuple[str, ...]
+        self,
+        target: str,
+        entry: CatalogEntry,
+        weights: str | None,
+        attributes: tuple[str, ...],
+        derived_dir: str | None,
     ) -> None:
         try:
             runner_class = resolve(target)
             build = getattr(runner_class, "from_entry", runner_class)
             runner = build(entry)
+            if derived_dir is not None and hasattr(runner, "derived_dir"):
+                runner.derived_dir = Path(derived_dir)
             if hasattr(runner, "load"):
                 await runner.load(None if weights is None else Path(weights))
         except Exception as exc:
@@ -96,23 +106,26 @@ class _Host:
             if task is not None:
                 task.cancel()
             return
-        method, args = message[2], message[3]
-        work = self._call(call_id, method, args) if kind == "call" else self._stream(call_id, method, args)
+        method, args, kwargs = message[2], message[3], message[4]
+        if kind == "call":
+            work = self._call(call_id, method, args, kwargs)
+        else:
+            work = self._stream(call_id, method, args, kwargs)
         task = asyncio.get_running_loop().create_task(work)
         self._tasks[call_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(call_id, None))
 
-    async def _call(self, call_id: int, method: str, args: tuple[Any, ...]) -> None:
+    async def _call(self, call_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
-            result = await getattr(self._runner, method)(*args)
+            result = await getattr(self._runner, method)(*args, **kwargs)
         except Exception as exc:
             self._send(("error", call_id, WireError.of(exc)))
         else:
             self._send_or_fail(call_id, ("result", call_id, result))
 
-    async def _stream(self, call_id: int, method: str, args: tuple[Any, ...]) -> None:
+    async def _stream(self, call_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
-            async with contextlib.aclosing(getattr(self._runner, method)(*args)) as items:
+            async with contextlib.aclosing(getattr(self._runner, method)(*args, **kwargs)) as items:
                 async for item in items:
                     if not self._send_or_fail(call_id, ("item", call_id, item)):
                         return

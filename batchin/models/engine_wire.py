@@ -5,8 +5,8 @@ Worker → API, once at start:
     ("ready", {attribute: value})          the runner loaded; the attributes the proxy asked for
     ("failed", error)                      build or load raised (a Python error, not a crash)
 API → worker:
-    ("call", id, method, args)             await runner.method(*args)     → result | error
-    ("stream", id, method, args)           async for x in runner.method(*args) → item… end | error
+    ("call", id, method, args, kwargs)     await runner.method(*args, **kwargs) → result | error
+    ("stream", id, method, args, kwargs)   async for x in runner.method(*args, **kwargs) → item… end | error
     ("cancel", id)                         stop that call or stream (its generator is closed)
     None                                   close the runner and exit
 Worker → API, per call:

@@ -11,26 +11,30 @@ Catalog entry (engine "diffusers_image"):
                        dtype = "float16" }
 
 Without weights, `engine_options.builtin = "tiny-random"` builds the tiny pipeline of
-`tiny_pipelines.py`. The pipeline lives in its own process (engine_process.py), one call at a time,
-so neither torch nor the GIL it takes between kernels can stall the server's event loop. Output is
-PNG at exactly the requested size: the pipeline draws at the nearest size it supports, then the
-image is resized.
+`tiny_pipelines.py`. The registry runs the pipeline in an engine worker process (hosted_diffusers.py),
+one call at a time on a thread of its own, so neither torch nor the GIL it takes between kernels
+can stall the server's event loop. Output is PNG at exactly the requested size: the pipeline draws
+at the nearest size it supports, then the image is resized.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import threading
+from collections.abc import AsyncGenerator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Protocol, runtime_checkable
 
 from batchin.models.base import EngineUnavailable, RunnerHealth
 from batchin.models.catalog import CatalogEntry
-from batchin.models.diffusers_pipeline import PipelineOptions, Progress, denoise_kwargs
-from batchin.models.engine_process import EngineProcess
+from batchin.models.diffusers_pipeline import PipelineOptions, Progress, denoise_kwargs, load_pipeline
 from batchin.models.tiny_pipelines import RANDOM_WEIGHTS_NOTE
 
-__all__ = ["DiffusersImageRunner", "DiffusersRunner", "ImageParams"]
+__all__ = ["DiffusersImageRunner", "DiffusersRunner", "ImageParams", "ImageRunner"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,48 +46,102 @@ class ImageParams:
     seed: int = 0
 
 
-class DiffusersRunner:
-    """A diffusers pipeline living in its own EngineProcess (engine_process.py); a subclass names the
-    function that renders in that process."""
+@runtime_checkable
+class ImageRunner(Protocol):
+    """What the image service needs of an image model (in process, or hosted_diffusers.py's proxy)."""
 
-    render_target: ClassVar[str]
+    pipeline_class: str | None
+    random_weights: bool
+
+    async def generate(self, params: ImageParams) -> list[bytes]: ...
+
+
+class DiffusersRunner:
+    """A diffusers pipeline rendering on a thread of its own, one call at a time (the pipeline is not
+    thread-safe). A subclass supplies the render function."""
 
     def __init__(self, entry: CatalogEntry) -> None:
         self.entry = entry
         self.options = PipelineOptions.of(entry)
         self.random_weights = entry.weights is None and self.options.builtin is not None
-        self._engine: EngineProcess | None = None
-
-    @property
-    def pipeline_class(self) -> str | None:
-        return None if self._engine is None else self._engine.pipeline_class
+        self.pipeline_class: str | None = None
+        self._pipeline: Any = None
+        self._executor: ThreadPoolExecutor | None = None
 
     async def load(self, weights: Path | None) -> None:
-        engine = EngineProcess(self.render_target, self.entry, weights, nice=self.options.nice)
-        await engine.start()
-        self._engine = engine
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"diffusers-{self.entry.id}")
+        try:
+            loading = partial(load_pipeline, self.entry, self.options, weights)
+            self._pipeline = await asyncio.get_running_loop().run_in_executor(executor, loading)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        self._executor = executor
+        self.pipeline_class = type(self._pipeline).__name__
 
     def health(self) -> RunnerHealth:
-        if self._engine is None:
+        if self._pipeline is None:
             return RunnerHealth(status="unavailable", reason="not loaded")
         reason = RANDOM_WEIGHTS_NOTE if self.random_weights else None
         return RunnerHealth(status="ready", reason=reason, extra={"random_weights": self.random_weights})
 
-    async def _render(self, *args: Any) -> Any:
-        if self._engine is None:
+    @staticmethod
+    def render(pipeline: Any, options: PipelineOptions, params: Any, progress: Progress) -> Any:
+        raise NotImplementedError
+
+    async def _render(self, params: Any, progress: Progress | None = None) -> Any:
+        executor = self._executor
+        if executor is None:
             raise EngineUnavailable(f"model {self.entry.id} is not loaded")
-        return await self._engine.call(*args)
+        work = partial(self.render, self._pipeline, self.options, params, progress or _ignore)
+        return await asyncio.get_running_loop().run_in_executor(executor, work)
+
+    async def render_with_progress(self, params: Any) -> AsyncGenerator[tuple[str, Any], None]:
+        """`("progress", fraction)`… then `("result", value)`: how progress crosses the worker's pipe.
+        Closing it early (the caller went away) stops denoising at the next step."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        stopped = threading.Event()
+
+        def progress(fraction: float) -> None:  # on the render thread
+            if stopped.is_set():
+                raise _RenderStopped
+            loop.call_soon_threadsafe(events.put_nowait, ("progress", fraction))
+
+        rendering = asyncio.ensure_future(self._render(params, progress))
+        rendering.add_done_callback(lambda _: events.put_nowait(("done", None)))
+        try:
+            while (event := await events.get())[0] == "progress":
+                yield event
+            yield ("result", rendering.result())
+        finally:
+            if not rendering.done():
+                stopped.set()
+                await asyncio.wait({rendering})
+            if not rendering.cancelled():
+                rendering.exception()  # retrieved: a render stopped on purpose is not an error
 
     async def close(self) -> None:
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            await engine.close()
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.to_thread(executor.shutdown, wait=True)
+        self._pipeline = None
+
+
+class _RenderStopped(Exception):
+    """Raised from the progress hook to end a render nobody waits for any more."""
+
+
+def _ignore(_fraction: float) -> None:
+    pass
 
 
 class DiffusersImageRunner(DiffusersRunner):
     """Runner for kind "image": `await generate(params)` → PNG bytes, one per image."""
 
-    render_target = "batchin.models.images:render_images"
+    @staticmethod
+    def render(pipeline: Any, options: PipelineOptions, params: Any, progress: Progress) -> Any:
+        return render_images(pipeline, options, params, progress)
 
     async def generate(self, params: ImageParams) -> list[bytes]:
         pngs: list[bytes] = await self._render(params)
@@ -93,7 +151,7 @@ class DiffusersImageRunner(DiffusersRunner):
 def render_images(
     pipeline: Any, options: PipelineOptions, params: ImageParams, _progress: Progress
 ) -> list[bytes]:
-    """In the engine process: draw the images and encode them as PNGs of exactly the asked size."""
+    """On the render thread: draw the images and encode them as PNGs of exactly the asked size."""
     import torch
 
     width, height = options.draw_size(params.width, params.height)

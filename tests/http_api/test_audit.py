@@ -65,7 +65,12 @@ async def test_verify_and_evidence_are_public(client: httpx2.AsyncClient, key: s
     headers = {**bearer(key), "traceparent": TRACEPARENT, "X-BatchIn-Prompt-Version": "support@v2"}
     created = (await client.post("/v1/vaas", json=SEED_BODY, headers=headers)).json()
     audit_id = created["audit_id"]
-    assert (await client.get(f"/v1/vaas/{audit_id}/verify")).json() == {"audit_id": audit_id, "valid": True}
+    verification = (await client.get(f"/v1/vaas/{audit_id}/verify")).json()
+    assert {k: verification[k] for k in ("audit_id", "valid", "attestation")} == {
+        "audit_id": audit_id,
+        "valid": True,
+        "attestation": "caller_asserted",
+    }
     pack = (await client.get(f"/v1/vaas/{audit_id}/evidence")).json()
     assert pack["record_id"] == audit_id
     assert pack["trace_id"] == "0123456789abcdef0123456789abcdef"

@@ -298,7 +298,8 @@ async def test_catalog_points_at_the_card(client: httpx2.AsyncClient) -> None:
 
 
 class TestBaseUrl:
-    """Without BATCHIN_PUBLIC_BASE_URL the documents name the host the caller used."""
+    """Without BATCHIN_PUBLIC_BASE_URL the documents name the host the caller used when it is an
+    allowed one, and the default public URL for any other (a forged Host is never echoed)."""
 
     @pytest.fixture
     def settings(self, tmp_path: Path, backend: str, postgres_url: str | None) -> Settings:
@@ -306,9 +307,10 @@ class TestBaseUrl:
             data_dir=tmp_path / "data",
             database_url=postgres_url if backend == "postgres" else None,
             redis_url=None,
+            allowed_hosts="api.example.test, docs.example.test",
         )
 
-    async def test_card_names_the_host_asked(self, app: Starlette) -> None:
+    async def test_card_names_the_allowed_host_asked(self, app: Starlette) -> None:
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(transport=transport, base_url="https://api.example.test") as c:
             card = (await c.get("/.well-known/mcp/server-card.json")).json()
@@ -319,6 +321,22 @@ class TestBaseUrl:
         assert catalog["entries"][0]["url"] == "https://api.example.test/.well-known/mcp/server-card.json"
         assert catalog["entries"][0]["identifier"] == "urn:air:api.example.test:batchin"
         assert "(https://api.example.test/docs/quickstart.md)" in llms
+
+    @pytest.mark.parametrize("host", ["localhost:8000", "127.0.0.1:9000", "[::1]:8000"])
+    async def test_loopback_names_are_allowed_by_default(self, app: Starlette, host: str) -> None:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url=f"http://{host}") as c:
+            card = (await c.get("/.well-known/mcp/server-card.json")).json()
+        assert card["remotes"][0]["url"] == f"http://{host}/v1/mcp"
+
+    @pytest.mark.parametrize("path", DISCOVERY_PATHS)
+    async def test_a_forged_host_is_never_echoed(self, app: Starlette, path: str) -> None:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://api.example.test") as c:
+            response = await c.get(path, headers={"Host": "evil.example"})
+        assert response.status_code == 200, response.text
+        assert "evil.example" not in response.text
+        assert "http://127.0.0.1:8000/" in response.text
 
 
 class TestConfiguredBaseUrl:

@@ -17,7 +17,8 @@ from batchin.models.registry import ModelRegistry
 from batchin.protocol.accounts import UserCreated
 from batchin.services import Services
 from tests.conftest import MakeUser, bearer
-from tests.prompt_fixtures import GENEROUS_BOUNDS, empty_tables
+from tests.db_reset import empty_tables
+from tests.prompt_fixtures import GENEROUS_BOUNDS
 
 pytestmark = pytest.mark.slow
 

@@ -232,7 +232,12 @@ async def test_audit_record_round_trip(mcp_client: McpClientFactory, make_user: 
         audit_id = (created.structured_content or {})["audit_id"]
         verified = await client.call_tool("verify_audit_record", {"audit_id": audit_id})
         resource = await client.read_resource(f"batchin://vaas/{audit_id}")
-    assert verified.structured_content == {"audit_id": audit_id, "valid": True}
+    assert verified.structured_content == {
+        "audit_id": audit_id,
+        "valid": True,
+        "attestation": "caller_asserted",
+        "asserted_by": user.id,
+    }
     assert json.loads(resource[0].text)["audit_id"] == audit_id  # type: ignore[union-attr]
 
 

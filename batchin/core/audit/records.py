@@ -5,6 +5,12 @@ and unambiguous (energy in micro-watt-hours, carbon in micrograms: integers, nev
 never enter it, only their SHA-256. A stream's record id is fixed before the first byte; its
 headers then carry a signature over the *opening* statement (the same record id, run, trace, model
 and input hash), which anyone can rebuild from the final payload and check (docs/reference/audit.mdx).
+
+Every payload says who stands behind it (`attestation`): `served` when we ran the call and hashed
+what we produced, `caller_asserted` when a caller handed us the texts (POST /v1/vaas), with the
+asserting user's id in `asserted_by`. Both are signed with the same key, so without the field a
+receipt for text we never produced would read like one for a call we served. Records made before
+the field existed have no `attestation`; they verify as before and say nothing either way.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "CALLER_ASSERTED",
+    "SERVED",
     "AuditReceipt",
     "AuditUsage",
     "PendingRecord",
@@ -25,6 +33,8 @@ __all__ = [
 RECORD_TYPE = "batchin.vaas.record"
 OPENING_TYPE = "batchin.vaas.opening"
 VERSION = 1
+SERVED = "served"
+CALLER_ASSERTED = "caller_asserted"
 
 
 def sha256_ref(data: str | bytes) -> str:
@@ -62,6 +72,7 @@ class PendingRecord:
     public_key_hex: str
     # Signs canonical bytes; the opening signature is made only when a stream asks for headers.
     signer: Callable[[dict[str, Any]], str] = field(repr=False)
+    attestation: str = SERVED
     finished: bool = field(default=False)
     _opening_signature: str | None = field(default=None, repr=False)
 
@@ -117,6 +128,8 @@ class PendingRecord:
             "started_at": self.started_at,
             "finished_at": finished_at,
             "key_id": self.key_id,
+            "attestation": self.attestation,
+            **({"asserted_by": self.user_id} if self.attestation == CALLER_ASSERTED else {}),
         }
 
 

@@ -21,7 +21,15 @@ from batchin.core.audit import transparency as mt
 from batchin.core.audit.canonical import canonical
 from batchin.core.audit.energy import approximate_tokens, estimate
 from batchin.core.audit.log import Checkpoint, LogRow, TransparencyLog
-from batchin.core.audit.records import AuditReceipt, AuditUsage, PendingRecord, opening_statement, sha256_ref
+from batchin.core.audit.records import (
+    CALLER_ASSERTED,
+    SERVED,
+    AuditReceipt,
+    AuditUsage,
+    PendingRecord,
+    opening_statement,
+    sha256_ref,
+)
 from batchin.core.clock import isoformat, utcnow
 from batchin.core.context import CallContext
 from batchin.errors import InvalidRequest, NotFound
@@ -109,6 +117,7 @@ class AuditService:
         gpu_id: str | None = None,
         route_id: str = DEFAULT_ROUTE,
         provider: str | None = None,
+        attestation: str = SERVED,
     ) -> PendingRecord:
         pending = PendingRecord(
             record_id=str(uuid.uuid4()),
@@ -126,6 +135,7 @@ class AuditService:
             key_id=self._key.key_id,
             public_key_hex=self._key.public_key_hex,
             signer=self._sign_document,
+            attestation=attestation,
         )
         return pending
 
@@ -171,9 +181,16 @@ class AuditService:
         gpu_id: str | None = None,
         route_id: str = DEFAULT_ROUTE,
         provider: str | None = None,
+        attestation: str = SERVED,
     ) -> AuditReceipt:
         pending = self.begin_call(
-            ctx, model_id=model_id, input_text=input_text, gpu_id=gpu_id, route_id=route_id, provider=provider
+            ctx,
+            model_id=model_id,
+            input_text=input_text,
+            gpu_id=gpu_id,
+            route_id=route_id,
+            provider=provider,
+            attestation=attestation,
         )
         return await self.finish(pending, output_text=output_text, usage=usage)
 
@@ -213,6 +230,8 @@ class AuditService:
     # -- the public API --------------------------------------------------------------------------
 
     async def create(self, ctx: CallContext, request: VaasCreateRequest) -> VaasRecord:
+        """Sign texts the caller hands us (POST /v1/vaas): a `caller_asserted` record naming them.
+        Billed by the caller of this method (serving's AssertedRecordService), not here."""
         usage = AuditUsage(
             input_tokens=approximate_tokens(request.input_text),
             output_tokens=approximate_tokens(request.output_text),
@@ -224,6 +243,7 @@ class AuditService:
             output_text=request.output_text,
             usage=usage,
             gpu_id=request.gpu_id,
+            attestation=CALLER_ASSERTED,
         )
         return _record_view(receipt.payload, receipt.signature_hex)
 
@@ -302,7 +322,12 @@ class AuditService:
             and pack.payload.get("record_id") == record_id
             and bytes.fromhex(pack.inclusion_proof.leaf_hash) == mt.leaf_hash(stored)
         )
-        return VaasVerification(audit_id=record_id, valid=bool(valid))
+        return VaasVerification(
+            audit_id=record_id,
+            valid=bool(valid),
+            attestation=pack.payload.get("attestation"),
+            asserted_by=pack.payload.get("asserted_by"),
+        )
 
     async def consistency(self, first: int, second: int) -> ConsistencyProof:
         size = await self.log.size()
@@ -355,6 +380,8 @@ def _record_view(payload: dict[str, Any], signature: str) -> VaasRecord:
         key_id=payload["key_id"],
         model_id=payload["model_id"],
         created_at=payload["finished_at"],
+        attestation=payload.get("attestation"),
+        asserted_by=payload.get("asserted_by"),
     )
 
 

@@ -6,6 +6,8 @@
 3. the leaf hash is SHA-256(0x00 || RFC 8785(payload)) and its RFC 6962 inclusion proof leads to
    the checkpoint's root;
 4. the checkpoint's own signature.
+The verdict also says who stands behind the texts (`attestation`: `served`, `caller_asserted` with
+`asserted_by`, or None for records older than the field), and checks that a stated one is well formed.
 A verifier who pins the operator's public keys (`trusted_keys`) also learns *who* signed.
 """
 
@@ -21,6 +23,7 @@ import rfc8785
 from batchin.core.audit import transparency as mt
 from batchin.core.audit.canonical import canonical
 from batchin.core.audit.keys import key_id_of, verify_signature
+from batchin.core.audit.records import CALLER_ASSERTED, SERVED
 
 __all__ = ["ENVELOPE_FIELDS", "verify_evidence"]
 
@@ -47,6 +50,13 @@ def _digest(text: str | bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def _well_formed_attestation(payload: dict[str, Any]) -> bool:
+    if payload["attestation"] == CALLER_ASSERTED:
+        asserted_by = payload.get("asserted_by")
+        return isinstance(asserted_by, str) and bool(asserted_by)
+    return payload["attestation"] == SERVED and "asserted_by" not in payload
+
+
 def verify_evidence(
     pack: dict[str, Any],
     *,
@@ -54,7 +64,8 @@ def verify_evidence(
     output_text: str | bytes | None = None,
     trusted_keys: Collection[str] | None = None,
 ) -> dict[str, Any]:
-    """A verdict: {"valid", "record_id", "checks": {name: bool}, "errors": [...]}."""
+    """A verdict: {"valid", "record_id", "attestation", "asserted_by", "checks": {name: bool},
+    "errors": [...]}."""
     checks: dict[str, bool] = {}
     errors: list[str] = []
 
@@ -78,6 +89,12 @@ def verify_evidence(
             check("trusted_key", public in trusted_keys, "the record's key is not one of the trusted keys")
         for name in ENVELOPE_FIELDS:
             check("envelope", pack.get(name) == payload.get(name), f"{name} differs from the signed payload")
+        if "attestation" in payload:  # absent in records made before it existed: nothing to check
+            check(
+                "attestation",
+                _well_formed_attestation(payload),
+                "attestation is neither 'served' nor 'caller_asserted' with the asserting user",
+            )
         check(
             "hashes",
             all(_SHA256.match(str(payload.get(n, ""))) for n in ("input_hash", "output_hash")),
@@ -121,9 +138,13 @@ def verify_evidence(
             )
     except (KeyError, TypeError, ValueError, AttributeError, rfc8785.CanonicalizationError) as exc:
         check("format", False, f"malformed evidence pack: {type(exc).__name__}: {exc}")
+    payload = pack.get("payload") if isinstance(pack, dict) else None
+    stated = payload if isinstance(payload, dict) else {}
     return {
         "valid": bool(checks) and all(checks.values()),
         "record_id": pack.get("record_id") if isinstance(pack, dict) else None,
+        "attestation": stated.get("attestation"),
+        "asserted_by": stated.get("asserted_by"),
         "checks": checks,
         "errors": errors,
     }

@@ -31,6 +31,7 @@ from fractions import Fraction
 from batchin.core.billing.ledger import LedgerService
 from batchin.core.billing.ledger_records import Reservation, UsageRecord
 from batchin.core.context import BatchBilling, CallContext
+from batchin.errors import WorkLost
 
 
 @dataclass(slots=True)
@@ -128,6 +129,9 @@ class MeteringService:
                 await asyncio.shield(self._ledger.release(reservation))
             else:
                 await asyncio.shield(self._close(call, "cancelled", charge=True))
+            raise
+        except WorkLost:  # its engine died: no charge, no usage log
+            await asyncio.shield(self._ledger.release(reservation))
             raise
         except BaseException:
             await asyncio.shield(self._close(call, "failed", charge=False))

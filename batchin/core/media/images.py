@@ -19,7 +19,7 @@ from batchin.core.serving.admission import Priority
 from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.model_lookup import usable_model
 from batchin.errors import ServiceUnavailable
-from batchin.models.images import DiffusersImageRunner, ImageParams
+from batchin.models.images import ImageParams, ImageRunner
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.files import IMAGE_OUTPUT
 from batchin.protocol.images import ImageData, ImageGenerateRequest, ImagesResponse
@@ -46,7 +46,7 @@ class ImageService:
         entry = usable_model(self._registry, request.model, "image", ctx.principal)
         width, height = request.dimensions
         runner = await self._registry.runner(entry.id)
-        if not isinstance(runner, DiffusersImageRunner):
+        if not isinstance(runner, ImageRunner):
             raise ServiceUnavailable(f"Model '{entry.id}' has no image engine.")
         price = entry.pricing.per_image or 0
         seed = request.seed if request.seed is not None else secrets.randbelow(2**31)

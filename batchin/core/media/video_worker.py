@@ -30,7 +30,7 @@ from batchin.core.serving.flow import SHARED_LANE
 from batchin.core.worker import DurableWorker, new_worker_id
 from batchin.errors import BatchInError
 from batchin.models.registry import ModelRegistry
-from batchin.models.video import DiffusersVideoRunner, VideoParams
+from batchin.models.video import VideoParams, VideoRunner
 from batchin.protocol.files import VIDEO_OUTPUT
 from batchin.protocol.images import parse_size
 from batchin.store.claiming import skip_locked
@@ -169,7 +169,7 @@ class VideoWorker(DurableWorker[dict[str, Any]]):
     async def _render(self, job: dict[str, Any]) -> bytes:
         entry = self._registry.entry(job["model"])
         runner = await self._registry.runner(job["model"])
-        if not isinstance(runner, DiffusersVideoRunner):
+        if not isinstance(runner, VideoRunner):
             raise TypeError(f"model {job['model']} has no video engine")
         width, height = parse_size(job["size"])
         params = VideoParams(job["prompt"], width, height, job["seconds"], job["seed"] or 0)

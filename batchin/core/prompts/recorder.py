@@ -26,7 +26,7 @@ from batchin.core.clock import utcnow
 from batchin.core.prompts.attribution import Attribution
 from batchin.core.prompts.labels import DocumentSigner
 from batchin.core.prompts.registry import add_version, ensure_registry
-from batchin.core.write_behind import WriteBehind
+from batchin.core.write_behind import BufferStats, WriteBehind
 from batchin.models.base import ChatMessage
 from batchin.store.database import Database
 from batchin.store.tables import prompt_registries, prompt_samples, prompt_versions
@@ -95,6 +95,10 @@ class PromptRecorder:
     async def _write_and_notify(self, batch: list[FinishedRun]) -> None:
         if await self._write(batch) and self.on_new_experiments is not None:
             self.on_new_experiments()
+
+    def buffer_stats(self) -> dict[str, BufferStats]:
+        """The write-behind buffer's counts by name, for /metrics."""
+        return {"prompt_runs": self._buffer.stats()}
 
     def stats(self) -> dict[str, int]:
         return {

@@ -2,7 +2,8 @@
 
 Per request: queue time, time to first token, inter-token latency, decode tokens/s, and the outcome;
 per admission pool: running and queued; per engine worker process: restarts, up, resident memory —
-the last two read live at scrape time.
+the last two read live at scrape time; per write-behind buffer (traces, prompt runs, the OTLP
+exporter): items dropped, failed and pending, read at scrape time.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from batchin.core.write_behind import BufferStats
 from batchin.models.registry import EngineWorkerStats
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -56,6 +58,32 @@ class _EngineCollector(Collector):
         yield restarts
         yield up
         yield rss
+
+
+class _WriteBehindCollector(Collector):
+    def __init__(self, snapshot: Callable[[], dict[str, BufferStats]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        labels = ["buffer"]
+        dropped = CounterMetricFamily(
+            "batchin_write_behind_dropped", "Items dropped unwritten from a full buffer", labels=labels
+        )
+        failed = CounterMetricFamily(
+            "batchin_write_behind_failed",
+            "Items lost because the store or collector refused them",
+            labels=labels,
+        )
+        pending = GaugeMetricFamily(
+            "batchin_write_behind_pending", "Items waiting to be written", labels=labels
+        )
+        for name, stats in sorted(self._snapshot().items()):
+            dropped.add_metric([name], stats.dropped)
+            failed.add_metric([name], stats.failed)
+            pending.add_metric([name], stats.pending)
+        yield dropped
+        yield failed
+        yield pending
 
 
 class InferenceMetrics:
@@ -102,6 +130,9 @@ class InferenceMetrics:
 
     def watch_engines(self, snapshot: Callable[[], Sequence[EngineWorkerStats]]) -> None:
         self.registry.register(_EngineCollector(snapshot))
+
+    def watch_write_behind(self, snapshot: Callable[[], dict[str, BufferStats]]) -> None:
+        self.registry.register(_WriteBehindCollector(snapshot))
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

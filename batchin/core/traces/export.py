@@ -21,6 +21,7 @@ import httpx2
 
 from batchin.core.traces.otlp import PROTOBUF, Span
 from batchin.core.traces.otlp_encode import encode_protobuf
+from batchin.core.write_behind import BufferStats, warn_on_drop
 
 log = logging.getLogger("batchin.traces.export")
 
@@ -75,7 +76,8 @@ class OtlpHttpExporter:
         self._client: httpx2.AsyncClient | None = None
         self._closed = False
         self.exported_spans = 0
-        self.dropped_spans = 0  # buffer overflow or given up after retries
+        self.overflow_spans = 0  # dropped from a full buffer, never sent
+        self.failed_spans = 0  # sent, and given up after retries or refused
         self.rejected_spans = 0  # the collector's partialSuccess count
 
     def offer(self, spans: Sequence[Span]) -> None:
@@ -84,7 +86,8 @@ class OtlpHttpExporter:
             if not self._pending:
                 break
             self._pending.popleft()
-            self.dropped_spans += 1
+            self.overflow_spans += 1
+            warn_on_drop(log, self.overflow_spans, "spans for the OTLP collector", "it is not keeping up")
         self._pending.extend(spans[-self._capacity :])
         if not self._closed and (self._task is None or self._task.done()):
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -130,7 +133,7 @@ class OtlpHttpExporter:
             if self._closed or attempt + 1 == (attempts or self._max_attempts):
                 break
             await asyncio.sleep(delay)
-        self.dropped_spans += len(spans)
+        self.failed_spans += len(spans)
 
     def _note_partial(self, content: bytes) -> None:
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
@@ -159,6 +162,14 @@ class OtlpHttpExporter:
             await self._send(self._take(), attempts=1)
         if self._client is not None:
             await self._client.aclose()
+
+    @property
+    def dropped_spans(self) -> int:
+        """Every span that never reached the collector."""
+        return self.overflow_spans + self.failed_spans
+
+    def buffer_stats(self) -> BufferStats:
+        return BufferStats(pending=len(self._pending), dropped=self.overflow_spans, failed=self.failed_spans)
 
     def stats(self) -> dict[str, int]:
         return {

@@ -24,7 +24,7 @@ from batchin.core.traces.export import OtlpHttpExporter, parse_headers
 from batchin.core.traces.otlp import Span, decode_request, plain_attributes
 from batchin.core.traces.otlp_encode import encode_json, encode_protobuf
 from batchin.core.traces.store import SUMMARY_FIELDS, TraceRecord, TraceStore
-from batchin.core.write_behind import WriteBehind
+from batchin.core.write_behind import BufferStats, WriteBehind
 from batchin.errors import InvalidRequest, NotFound
 from batchin.protocol.traces import SpanOut, SpanStatus, TraceDetail, TraceItem, TraceList
 from batchin.store.database import Database
@@ -189,6 +189,13 @@ class TraceService:
         await self._buffer.close()
         if self.sink is not None:
             await self.sink.close()
+
+    def buffer_stats(self) -> dict[str, BufferStats]:
+        """The write-behind buffers' counts by name, for /metrics."""
+        buffers = {"traces": self._buffer.stats()}
+        if isinstance(self.sink, OtlpHttpExporter):
+            buffers["otlp_export"] = self.sink.buffer_stats()
+        return buffers
 
     def stats(self) -> dict[str, int]:
         return {

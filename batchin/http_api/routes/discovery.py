@@ -1,9 +1,12 @@
 """Public discovery: llms.txt, llms-full.txt, agents.md, the docs as Markdown, the MCP Server Card
 (SEP-2127) and the site's MCP Catalog. No key needed: they describe how to get one and use it.
 
-Links and endpoint URLs name the server as the caller reached it (scheme and Host of the request),
-unless the operator configured BATCHIN_PUBLIC_BASE_URL, which then wins (a proxy in front may not
-pass the public host on).
+Links and endpoint URLs name BATCHIN_PUBLIC_BASE_URL when the operator configured it (a proxy in
+front may not pass the public host on). Otherwise they name the server as the caller reached it,
+but only when the request's Host is an allowed one (loopback names, the bind host,
+BATCHIN_ALLOWED_HOSTS): the Host header is the caller's to forge, and a cache in front would serve
+documents pointing agents (and their API keys) at the forger's host to everyone. Any other Host gets
+public_base_url's default.
 """
 
 from __future__ import annotations
@@ -49,24 +52,36 @@ _TEXT = "text/plain; charset=utf-8"
 _MARKDOWN = "text/markdown; charset=utf-8"
 
 
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+_ANY_ADDRESS = ("0.0.0.0", "::", "")  # bind addresses for every interface: never a name to link to
+
+
 @dataclass(frozen=True, slots=True)
 class DiscoveryDeps:
-    """What the discovery documents use: the configured public base URL, if any."""
+    """What the discovery documents use: the configured public base URL, if any, the default one,
+    and the hosts whose requests may name themselves."""
 
     public_base_url: str | None
+    default_base_url: str
+    allowed_hosts: frozenset[str]
 
     @classmethod
     def from_services(cls, services: Services) -> Self:
         settings = services.settings
-        if "public_base_url" in settings.model_fields_set:
-            return cls(public_base_url=str(settings.public_base_url).rstrip("/"))
-        return cls(public_base_url=None)
+        configured = "public_base_url" in settings.model_fields_set
+        base = str(settings.public_base_url).rstrip("/")
+        bind = () if settings.host in _ANY_ADDRESS else (settings.host,)
+        hosts = frozenset(h.lower().strip("[]") for h in (*_LOOPBACK_NAMES, *bind, *settings.allowed_hosts))
+        return cls(public_base_url=base if configured else None, default_base_url=base, allowed_hosts=hosts)
 
 
 def base_url(request: Request, deps: DiscoveryDeps) -> str:
     if deps.public_base_url is not None:
         return deps.public_base_url
-    return str(request.base_url).rstrip("/")
+    asked = request.base_url
+    if (asked.hostname or "").lower().strip("[]") in deps.allowed_hosts:
+        return str(asked).rstrip("/")
+    return deps.default_base_url
 
 
 def _document(request: Request, deps: DiscoveryDeps, name: str, media_type: str) -> Response:

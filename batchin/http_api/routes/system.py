@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 from dataclasses import dataclass
 from typing import Self
@@ -27,6 +28,7 @@ class SystemDeps:
     database: Database
     metrics: InferenceMetrics
     admin_token: str | None
+    loopback_trusted: bool
 
     @classmethod
     def from_services(cls, services: Services) -> Self:
@@ -34,6 +36,7 @@ class SystemDeps:
             database=services.database,
             metrics=services.metrics,
             admin_token=services.settings.admin_token,
+            loopback_trusted=services.settings.metrics_loopback_trusted,
         )
 
 
@@ -51,12 +54,20 @@ async def get_openapi(request: Request) -> Response:
 
 
 async def get_metrics(request: Request, deps: SystemDeps) -> Response:
-    """Prometheus text format, for operators: loopback callers, or the admin token."""
+    """Prometheus text format, for operators: loopback callers (unless that trust is turned off),
+    or the admin token."""
     client = request.client.host if request.client else ""
-    token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if not (_is_loopback(client) or (deps.admin_token and token == deps.admin_token)):
+    if not ((deps.loopback_trusted and _is_loopback(client)) or _has_admin_token(request, deps.admin_token)):
         raise Unauthorized("/metrics is for operators: call it from loopback or with the admin token.")
     return Response(deps.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _has_admin_token(request: Request, admin_token: str | None) -> bool:
+    if not admin_token:
+        return False
+    token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    # Constant time: how long a wrong guess takes must not tell how much of it was right.
+    return hmac.compare_digest(token.encode("utf-8"), admin_token.encode("utf-8"))
 
 
 def _is_loopback(host: str) -> bool:

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from batchin.core.context import CallContext
 from batchin.core.media.videos import VideoService
 from batchin.errors import InvalidRequest
-from batchin.http_api.body_limit import check_declared_length
+from batchin.http_api.body_limit import limit_body
 from batchin.http_api.endpoint import Endpoint, QueryParam
 from batchin.http_api.rendering import parse_json, query_int, render, validate
 from batchin.http_api.routes.files import file_response
@@ -39,8 +39,8 @@ async def _create_body(request: Request, max_bytes: int) -> VideoCreateRequest:
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         return await parse_json(request, VideoCreateRequest, max_bytes)
-    check_declared_length(request, max_bytes)
-    async with request.form(max_files=1, max_fields=32) as form:
+    # Capped while it streams in: a form sent without Content-Length would otherwise be spooled whole.
+    async with limit_body(request, max_bytes).form(max_files=1, max_fields=32) as form:
         if isinstance(form.get("input_reference"), UploadFile):
             raise InvalidRequest(
                 "input_reference (image-to-video) is not supported.", param="input_reference"

@@ -57,9 +57,11 @@ async def test_valid_pack_exits_zero(pack_file: Path) -> None:
     verdict = json.loads(done.stdout)
     assert verdict["valid"] is True
     assert verdict["errors"] == []
+    assert (verdict["attestation"], verdict["asserted_by"]) == ("served", None)
     assert set(verdict["checks"]) == {
         "signature",
         "key_id",
+        "attestation",
         "envelope",
         "hashes",
         "leaf_hash",

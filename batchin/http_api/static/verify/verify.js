@@ -131,6 +131,12 @@
       ENVELOPE.forEach(function (name) {
         check("envelope", pack[name] === payload[name], name + " differs from the signed payload");
       });
+      if ("attestation" in payload) {  // records older than the field state none: nothing to check
+        var asserted = payload.attestation === "caller_asserted";
+        check("attestation", asserted ? typeof payload.asserted_by === "string" && payload.asserted_by !== "" :
+          payload.attestation === "served" && !("asserted_by" in payload),
+          "attestation is neither 'served' nor 'caller_asserted' with the asserting user");
+      }
       check("hashes", /^sha256:[0-9a-f]{64}$/.test(payload.input_hash) && /^sha256:[0-9a-f]{64}$/.test(payload.output_hash),
         "input_hash/output_hash are not sha256:<hex>");
       var proof = pack.inclusion_proof, cp = pack.checkpoint, cpPayload = cp.payload;
@@ -152,6 +158,16 @@
 
   function text(id, value) { document.getElementById(id).textContent = value; }
 
+  // Who stands behind the texts: the same key signs both kinds, so the page must say which.
+  function attestation(payload) {
+    if (payload.attestation === "served") return "Served: this server ran the call and hashed its output";
+    if (payload.attestation === "caller_asserted") {
+      return "Caller-asserted: user " + payload.asserted_by + " supplied these texts; this server did not produce them";
+    }
+    if (!("attestation" in payload)) return "Not stated (a record made before receipts said who asserted them)";
+    return "Unknown: " + String(payload.attestation);
+  }
+
   function show(pack, verdict) {
     var box = document.getElementById("verdict");
     box.dataset.state = verdict.valid ? "valid" : "invalid";
@@ -159,6 +175,8 @@
     var payload = (pack && pack.payload) || {};
     text("record-id", pack.record_id || "—");
     text("model-id", payload.model_id || "—");
+    text("attestation", pack.payload ? attestation(payload) : "—");
+    document.getElementById("attestation").dataset.attestation = String(payload.attestation || "");
     text("public-key", pack.public_key ? pack.public_key + " (key id " + pack.key_id + ")" : "—");
     if (pack.inclusion_proof) {
       text("log-position", "leaf " + pack.inclusion_proof.leaf_index + " of " + pack.inclusion_proof.tree_size);
