@@ -19,6 +19,7 @@ from batchin.batch_cli import batch_app
 from batchin.config import Settings
 from batchin.errors import BatchInError
 from batchin.protocol.accounts import KeyCreateRequest
+from batchin.protocol.common import validate
 from batchin.services import Services
 
 T = TypeVar("T")
@@ -132,9 +133,25 @@ def users_create(
     email: Annotated[str, typer.Option(help="unique email")],
     name: Annotated[str, typer.Option(help="display name")],
     credit_cents: Annotated[int, typer.Option(help="starting credit in cents")] = 0,
+    rate_limit_rpm: Annotated[
+        int | None, typer.Option(help="the first key's requests per minute (default: the server's)")
+    ] = None,
+    monthly_budget_cents: Annotated[
+        int | None, typer.Option(help="the first key's monthly budget in cents (default: none)")
+    ] = None,
 ) -> None:
-    """Create a user with a first API key; prints the key once."""
-    _emit(_run(lambda s: s.accounts.create_user(email, name, credit_cents)))
+    """Create a user with a first API key (every scope, every model); prints the key once."""
+    _emit(
+        _run(
+            lambda s: s.accounts.create_user(
+                email,
+                name,
+                credit_cents,
+                rate_limit_rpm=rate_limit_rpm,
+                monthly_budget_cents=monthly_budget_cents,
+            )
+        )
+    )
 
 
 @users_app.command("credit")
@@ -178,12 +195,27 @@ def keys_create(
     name: Annotated[str | None, typer.Option(help="key name")] = None,
     rpm: Annotated[int | None, typer.Option(help="requests per minute")] = None,
     budget_cents: Annotated[int | None, typer.Option(help="monthly budget in cents")] = None,
+    scope: Annotated[
+        list[str] | None, typer.Option(help="a scope the key gets (repeat; default: every scope)")
+    ] = None,
+    model: Annotated[
+        list[str] | None, typer.Option(help="a model the key may call (repeat; default: every model)")
+    ] = None,
 ) -> None:
     """Create an API key for a user; prints the secret once."""
 
     async def work(services: Services) -> Any:
         target = await services.accounts.find_user(user)
-        request = KeyCreateRequest(name=name, rate_limit_rpm=rpm, monthly_budget_cents=budget_cents)
+        request = validate(
+            KeyCreateRequest,
+            {
+                "name": name,
+                "rate_limit_rpm": rpm,
+                "monthly_budget_cents": budget_cents,
+                "scopes": scope,
+                "models": model,
+            },
+        )
         return await services.accounts.create_key(target.id, request)
 
     _emit(_run(work))

@@ -26,6 +26,7 @@ FULL_SOURCES = (
     "agents.md",
     "docs/quickstart.mdx",
     "docs/api-reference.mdx",
+    "docs/reference/keys.mdx",
     "docs/reference/audit.mdx",
     "docs/reference/traces.mdx",
     "docs/reference/webhooks.mdx",
@@ -36,6 +37,7 @@ _STATUS_CODES = {
     400: "invalid_request",
     401: "unauthorized",
     402: "payment_required",
+    403: "permission_denied",
     404: "not_found",
     413: "payload_too_large",
     429: "rate_limited",
@@ -195,7 +197,10 @@ def render_api_reference(openapi: dict[str, Any]) -> str:
 
 
 def render_operation(method: str, path: str, operation: dict[str, Any]) -> list[str]:
-    auth = "public" if operation.get("security") == [] else "Bearer"
+    scope = operation.get("x-batchin-scope")
+    auth = (
+        "public" if operation.get("security") == [] else f"Bearer, scope {code(scope)}" if scope else "Bearer"
+    )
     out = [f"### {method} {code(path)}", "", f"{prose(operation['summary'])} Auth: **{auth}**.", ""]
     parameters = operation.get("parameters", [])
     if parameters:

@@ -7,17 +7,22 @@ from fractions import Fraction
 
 from batchin.core.clock import utcnow
 from batchin.core.trace_context import TraceContext, continue_trace, new_run_id
+from batchin.protocol.accounts import ALL_SCOPES, Scope
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated API key and the user it belongs to."""
+    """An authenticated API key and the user it belongs to, with what the key may do
+    (core/permissions.py checks it). Keys read from the store always carry their own scopes and
+    models; the defaults (every scope, every model) are an operator's full key."""
 
     user_id: str
     key_id: str
     key_prefix: str
     rate_limit_rpm: int
     monthly_budget_cents: int | None
+    scopes: frozenset[Scope] = frozenset(ALL_SCOPES)
+    models: frozenset[str] = frozenset()  # empty: every model
 
 
 @dataclass(frozen=True, slots=True)

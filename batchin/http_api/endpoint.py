@@ -1,6 +1,10 @@
 """The route table's element: one declaration per operation, from which both the Starlette routes
 and the OpenAPI document are built, so the two never disagree.
 
+Every authenticated operation names the one key scope it needs (`scope=`); the endpoint checks it
+after admitting the key and before the handler runs (403 `permission_denied`), so no handler can
+forget it. A public operation has none.
+
 A handler names what it touches in its signature: `(request, ctx, deps)` when authenticated,
 `(request, deps)` when public, where `deps` is its route group's `RouteDeps` (a frozen record of
 the few services the group uses). Without `deps` a handler is `(request, ctx)` or `(request)`.
@@ -20,8 +24,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from batchin.core.context import CallContext
+from batchin.core.permissions import require_scope
 from batchin.core.trace_context import continue_trace
 from batchin.errors import Unauthorized
+from batchin.protocol.accounts import Scope
 
 if TYPE_CHECKING:
     from batchin.core.accounts.auth import AuthService
@@ -55,6 +61,7 @@ class Endpoint:
     summary: str
     deps: type[RouteDeps] | None = None
     public: bool = False
+    scope: Scope | None = None  # required unless public; see the module docstring
     request_model: Any = None
     response_model: Any = None
     status_code: int = 200
@@ -64,6 +71,13 @@ class Endpoint:
     content_type: str = "application/json"
     raw_body: bool = False
     extra_paths: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        # A wiring mistake, caught when the route table is built rather than by a caller.
+        if self.public == (self.scope is not None):
+            raise ValueError(
+                f"{self.method} {self.path}: an authenticated operation names its scope; a public one none"
+            )
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -96,10 +110,14 @@ class Endpoint:
         handler: Any = self.handler
         resolve = _Resolver(self.deps)
         with_deps = self.deps is not None
+        scope = self.scope
+        if scope is None:  # __post_init__ makes this unreachable; mypy needs the narrowing
+            raise ValueError(f"{self.method} {self.path} has no scope")
 
         async def run(request: Request) -> Response:
             auth, deps = resolve(request)
             principal, rate = await auth.admit(bearer_secret(request))
+            require_scope(principal, scope)
             ctx = CallContext(
                 principal=principal,
                 request_id=request.state.request_id,

@@ -14,6 +14,7 @@ from batchin.errors import (
     NotFound,
     PayloadTooLarge,
     PaymentRequired,
+    PermissionDenied,
     RateLimited,
     ServiceUnavailable,
     Unauthorized,
@@ -26,6 +27,7 @@ _ERRORS: dict[int, type[BatchInError]] = {
     400: InvalidRequest,
     401: Unauthorized,
     402: PaymentRequired,
+    403: PermissionDenied,
     404: NotFound,
     413: PayloadTooLarge,
     429: RateLimited,
@@ -90,6 +92,11 @@ def _operation(ep: Endpoint, path: str, schemas: _Schemas, error_ref: dict[str, 
     }
     if ep.public:
         op["security"] = []
+    else:
+        # OpenAPI 3.1 lets a bearer requirement list the roles it needs: here the key scope.
+        op["security"] = [{"bearerAuth": [ep.scope]}]
+        op["description"] = f"Needs an API key with the `{ep.scope}` scope."
+        op["x-batchin-scope"] = ep.scope
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in re.findall(r"{(\w+)(?::\w+)?}", path)
@@ -115,7 +122,7 @@ def _operation(ep: Endpoint, path: str, schemas: _Schemas, error_ref: dict[str, 
         }
     else:
         responses[str(ep.status_code)] = {"description": "OK", "content": {ep.content_type: {}}}
-    codes = set(ep.errors) | ({401, 429} if not ep.public else set())
+    codes = set(ep.errors) | ({401, 403, 429} if not ep.public else set())
     for status in sorted(codes):
         error = _ERRORS.get(status, BatchInError)
         responses[str(status)] = {

@@ -3,7 +3,9 @@
 Each call is admitted exactly like an HTTP request (authenticate, count one request against the
 key's RPM limit) and gets its own CallContext (request id, trace continued from an HTTP
 `traceparent`, region and prompt version headers), so tool calls are limited, billed, logged and
-traced like their HTTP twins. The run receipt (run id, traceparent, audit record headers) is
+traced like their HTTP twins. A tool call then needs the key scope the tool states (the scope of
+its HTTP twin; 403 `permission_denied` otherwise), checked before its arguments are read. The run
+receipt (run id, traceparent, audit record headers) is
 returned in the result's `_meta`.
 """
 
@@ -20,11 +22,13 @@ from fastmcp.tools.base import ToolResult
 from mcp import types as mt
 
 from batchin.core.context import CallContext
+from batchin.core.permissions import require_scope
 from batchin.core.trace_context import continue_trace
 from batchin.errors import BatchInError, Unauthorized
 from batchin.mcp_server import caller
 from batchin.mcp_server.errors import CoreToolError, argument_error, error_payload, error_result
 from batchin.mcp_server.runtime import McpRuntime
+from batchin.protocol.accounts import Scope
 
 __all__ = ["CallerMiddleware"]
 
@@ -34,8 +38,9 @@ _CALL_HEADERS = {"traceparent", "x-batchin-region", "x-batchin-prompt-version"}
 
 
 class CallerMiddleware(Middleware):
-    def __init__(self, runtime: McpRuntime) -> None:
+    def __init__(self, runtime: McpRuntime, tool_scopes: dict[str, Scope | None]) -> None:
         self._runtime = runtime
+        self._tool_scopes = tool_scopes
 
     async def on_call_tool(
         self,
@@ -44,6 +49,9 @@ class CallerMiddleware(Middleware):
     ) -> ToolResult:
         try:
             call = await self._admit()
+            scope = self._tool_scopes.get(context.message.name)
+            if scope is not None:
+                require_scope(call.ctx.principal, scope)
         except BatchInError as exc:
             return error_result(error_payload(exc))
         token = caller.bind(call)

@@ -10,7 +10,8 @@ from batchin import __version__
 from batchin.mcp_server.middleware import CallerMiddleware
 from batchin.mcp_server.runtime import McpRuntime
 from batchin.resources import register_resources
-from batchin.tools import register_tools
+from batchin.tools import ALL_TOOLS, register_tools
+from batchin.tools.registry import scopes_of
 
 __all__ = ["INSTRUCTIONS", "build_mcp_server"]
 
@@ -31,7 +32,7 @@ def build_mcp_server(runtime: McpRuntime, *, auth: AuthProvider | None = None) -
         version=__version__,
         website_url="https://batchin.tech",
         auth=auth,
-        middleware=[CallerMiddleware(runtime)],
+        middleware=[CallerMiddleware(runtime, scopes_of(ALL_TOOLS))],
         mask_error_details=True,  # an unexpected exception reaches the client as a bare "Error calling tool"
         on_duplicate="error",
     )

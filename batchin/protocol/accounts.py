@@ -1,10 +1,20 @@
-"""Users and API keys (seed: /v1/users/me, /v1/keys)."""
+"""Users and API keys (seed: /v1/users/me, /v1/keys), with each key's scopes and models."""
 
 from __future__ import annotations
+
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, Field
 
 from batchin.protocol.common import RequestModel
+
+# What a key may do; docs/reference/keys.mdx maps each route and MCP tool to one of these.
+Scope = Literal[
+    "inference", "account:read", "keys:write", "billing", "batches", "audit:write", "prompts:write"
+]
+ALL_SCOPES: tuple[Scope, ...] = get_args(Scope)
+
+ModelId = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class UserResponse(BaseModel):
@@ -21,9 +31,27 @@ class UserCreated(UserResponse):
 
 class KeyCreateRequest(RequestModel):
     name: str | None = Field(default=None, max_length=200, description="key name")
-    rate_limit_rpm: int | None = Field(default=None, ge=1, le=1_000_000, description="requests per minute")
+    rate_limit_rpm: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="requests per minute; default the server's default, capped at the creating key's",
+    )
     monthly_budget_cents: int | None = Field(
-        default=None, ge=0, le=10**13, description="spending cap per calendar month (UTC), in cents"
+        default=None,
+        ge=0,
+        le=10**13,
+        description="spending cap per calendar month (UTC), in cents; default the creating key's",
+    )
+    scopes: list[Scope] | None = Field(
+        default=None,
+        max_length=len(ALL_SCOPES),
+        description="what the key may do; default the creating key's",
+    )
+    models: list[ModelId] | None = Field(
+        default=None,
+        max_length=256,
+        description="model ids the key may call, empty for all; default the creating key's",
     )
 
 
@@ -33,6 +61,11 @@ class KeyResponse(BaseModel):
     name: str
     rate_limit_rpm: int
     monthly_budget_cents: int | None
+    scopes: list[Scope]
+    models: list[str] = Field(description="model ids the key may call; empty for all")
+    spent_this_month_cents: int | float = Field(
+        description="charged (and held by calls in flight) this calendar month (UTC), against the budget"
+    )
     is_active: bool
     created_at: str
     last_used_at: str | None
@@ -45,4 +78,6 @@ class KeyCreated(BaseModel):
     name: str
     rate_limit_rpm: int
     monthly_budget_cents: int | None
+    scopes: list[Scope]
+    models: list[str] = Field(description="model ids the key may call; empty for all")
     created_at: str

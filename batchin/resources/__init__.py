@@ -1,4 +1,5 @@
-"""MCP resources: read-only views over core calls, tenant-scoped like the HTTP API."""
+"""MCP resources: read-only views over core calls, tenant-scoped like the HTTP API, each needing
+the key scope its HTTP twin needs (None for what HTTP serves publicly)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from dataclasses import dataclass
 from fastmcp import FastMCP
 from fastmcp.exceptions import ResourceError
 
+from batchin.core.permissions import require_scope
 from batchin.errors import BatchInError
+from batchin.mcp_server.caller import current
+from batchin.protocol.accounts import Scope
 from batchin.resources import catalog, docs, prompts, records
 
 __all__ = ["ResourceSpec", "register_resources"]
@@ -20,13 +24,16 @@ class ResourceSpec:
     uri: str
     function: Callable[..., Awaitable[str]]
     name: str
+    scope: Scope | None
     mime_type: str = "application/json"
 
 
-def _mapping_core_errors(function: Callable[..., Awaitable[str]]) -> Callable[..., Awaitable[str]]:
+def _guarded(function: Callable[..., Awaitable[str]], scope: Scope | None) -> Callable[..., Awaitable[str]]:
     @functools.wraps(function)
     async def read(*args: object, **kwargs: object) -> str:
         try:
+            if scope is not None:
+                require_scope(current().ctx.principal, scope)
             return await function(*args, **kwargs)
         except BatchInError as exc:
             # The same code and message as HTTP (e.g. "not_found: Trace '…' not found.").
@@ -36,19 +43,19 @@ def _mapping_core_errors(function: Callable[..., Awaitable[str]]) -> Callable[..
 
 
 ALL_RESOURCES: list[ResourceSpec] = [
-    ResourceSpec("batchin://models", catalog.models, "models"),
-    ResourceSpec("batchin://models/{model_id}", catalog.model, "model"),
-    ResourceSpec("batchin://vaas/{audit_id}", records.audit_record, "audit_record"),
-    ResourceSpec("batchin://traces/{trace_id}", records.trace, "trace"),
-    ResourceSpec("batchin://prompts", prompts.prompts, "prompts"),
-    ResourceSpec("batchin://batches/{batch_id}", records.batch, "batch"),
-    ResourceSpec("batchin://docs/llms.txt", docs.llms_txt, "llms.txt", "text/markdown"),
-    ResourceSpec("batchin://docs/agents.md", docs.agents_md, "agents.md", "text/markdown"),
+    ResourceSpec("batchin://models", catalog.models, "models", None),
+    ResourceSpec("batchin://models/{model_id}", catalog.model, "model", None),
+    ResourceSpec("batchin://vaas/{audit_id}", records.audit_record, "audit_record", None),
+    ResourceSpec("batchin://traces/{trace_id}", records.trace, "trace", "account:read"),
+    ResourceSpec("batchin://prompts", prompts.prompts, "prompts", "account:read"),
+    ResourceSpec("batchin://batches/{batch_id}", records.batch, "batch", "batches"),
+    ResourceSpec("batchin://docs/llms.txt", docs.llms_txt, "llms.txt", None, "text/markdown"),
+    ResourceSpec("batchin://docs/agents.md", docs.agents_md, "agents.md", None, "text/markdown"),
 ]
 
 
 def register_resources(mcp: FastMCP) -> None:
     for spec in ALL_RESOURCES:
         mcp.resource(spec.uri, name=spec.name, mime_type=spec.mime_type, description=spec.function.__doc__)(
-            _mapping_core_errors(spec.function)
+            _guarded(spec.function, spec.scope)
         )

@@ -92,9 +92,9 @@ async def get_trace(
 
 
 TOOLS = [
-    ToolSpec(list_models, "List models", read_only=True),
-    ToolSpec(usage_summary, "Usage summary", read_only=True),
-    ToolSpec(create_audit_record, "Create an audit record"),
-    ToolSpec(verify_audit_record, "Verify an audit record", read_only=True),
-    ToolSpec(get_trace, "Get a trace", read_only=True),
+    ToolSpec(list_models, "List models", read_only=True, scope=None),
+    ToolSpec(usage_summary, "Usage summary", read_only=True, scope="account:read"),
+    ToolSpec(create_audit_record, "Create an audit record", scope="audit:write"),
+    ToolSpec(verify_audit_record, "Verify an audit record", read_only=True, scope=None),
+    ToolSpec(get_trace, "Get a trace", read_only=True, scope="account:read"),
 ]

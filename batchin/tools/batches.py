@@ -107,8 +107,8 @@ async def list_batches(
 
 
 TOOLS = [
-    ToolSpec(submit_batch, "Submit a batch"),
-    ToolSpec(get_batch, "Get a batch", read_only=True),
-    ToolSpec(cancel_batch, "Cancel a batch", idempotent=True),
-    ToolSpec(list_batches, "List batches", read_only=True),
+    ToolSpec(submit_batch, "Submit a batch", scope="batches"),
+    ToolSpec(get_batch, "Get a batch", read_only=True, scope="batches"),
+    ToolSpec(cancel_batch, "Cancel a batch", idempotent=True, scope="batches"),
+    ToolSpec(list_batches, "List batches", read_only=True, scope="batches"),
 ]

@@ -43,4 +43,4 @@ async def embed(
     return await deps.embeddings.create(call.ctx, validate(EmbeddingRequest, fields))
 
 
-TOOLS = [ToolSpec(embed, "Embeddings")]
+TOOLS = [ToolSpec(embed, "Embeddings", scope="inference")]

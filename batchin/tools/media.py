@@ -112,6 +112,6 @@ async def speak(
 
 
 TOOLS = [
-    ToolSpec(generate_image, "Generate images", output_model=ImagesResponse),
-    ToolSpec(speak, "Text to speech", output_model=SpeechOutput),
+    ToolSpec(generate_image, "Generate images", output_model=ImagesResponse, scope="inference"),
+    ToolSpec(speak, "Text to speech", output_model=SpeechOutput, scope="inference"),
 ]

@@ -110,8 +110,8 @@ async def get_experiment(
 
 
 TOOLS = [
-    ToolSpec(list_prompts, "List prompt versions", read_only=True),
-    ToolSpec(register_prompt_version, "Register a prompt version"),
-    ToolSpec(start_experiment, "Start a prompt experiment"),
-    ToolSpec(get_experiment, "Get a prompt experiment", read_only=True),
+    ToolSpec(list_prompts, "List prompt versions", read_only=True, scope="account:read"),
+    ToolSpec(register_prompt_version, "Register a prompt version", scope="prompts:write"),
+    ToolSpec(start_experiment, "Start a prompt experiment", scope="prompts:write"),
+    ToolSpec(get_experiment, "Get a prompt experiment", read_only=True, scope="account:read"),
 ]

@@ -1,11 +1,13 @@
 """How a tool function becomes an MCP tool: core refusals become CoreToolError (mapped to the
-error envelope by the caller middleware), and read-only / idempotent hints are declared once."""
+error envelope by the caller middleware), and read-only / idempotent hints are declared once. Each
+tool states the key scope it needs; the caller middleware checks it (`scopes_of`) before the
+arguments are even read, as HTTP checks a route's scope before its body."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastmcp import FastMCP
@@ -14,8 +16,9 @@ from pydantic import BaseModel
 
 from batchin.errors import BatchInError
 from batchin.mcp_server.errors import CoreToolError
+from batchin.protocol.accounts import Scope
 
-__all__ = ["ToolSpec", "register"]
+__all__ = ["ToolSpec", "register", "scopes_of"]
 
 ToolFunction = Callable[..., Awaitable[Any]]
 
@@ -28,6 +31,13 @@ class ToolSpec:
     # Tools that return mixed MCP content (images, audio) declare their structured shape here.
     output_model: type[BaseModel] | None = None
     idempotent: bool = False
+    # The key scope the tool needs (None: any valid key, as for public HTTP reads); always stated.
+    scope: Scope | None = field(kw_only=True)
+
+
+def scopes_of(specs: list[ToolSpec]) -> dict[str, Scope | None]:
+    """Each tool's name (its function's, as FastMCP names it) and the scope it needs."""
+    return {spec.function.__name__: spec.scope for spec in specs}
 
 
 def _mapping_core_errors(function: ToolFunction) -> ToolFunction:

@@ -174,7 +174,7 @@ async def respond(
 
 
 TOOLS = [
-    ToolSpec(chat, "Chat completion"),
-    ToolSpec(complete, "Text completion / fill-in-the-middle"),
-    ToolSpec(respond, "Responses API"),
+    ToolSpec(chat, "Chat completion", scope="inference"),
+    ToolSpec(complete, "Text completion / fill-in-the-middle", scope="inference"),
+    ToolSpec(respond, "Responses API", scope="inference"),
 ]

@@ -97,4 +97,4 @@ async def _audio_bytes(
     return await asyncio.to_thread(Path(stored.path).read_bytes)
 
 
-TOOLS = [ToolSpec(transcribe, "Speech to text")]
+TOOLS = [ToolSpec(transcribe, "Speech to text", scope="inference")]

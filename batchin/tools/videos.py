@@ -76,6 +76,6 @@ async def get_video(
 
 
 TOOLS = [
-    ToolSpec(create_video, "Create a video"),
-    ToolSpec(get_video, "Get a video job", read_only=True),
+    ToolSpec(create_video, "Create a video", scope="inference"),
+    ToolSpec(get_video, "Get a video job", read_only=True, scope="inference"),
 ]

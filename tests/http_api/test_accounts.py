@@ -12,7 +12,18 @@ import pytest
 from batchin.services import Services
 from tests.conftest import MakeUser, assert_error, bearer
 
-KEY_FIELDS = {"id", "key", "key_prefix", "name", "rate_limit_rpm", "monthly_budget_cents", "created_at"}
+# The seed's fields plus the key's permissions (issue 13).
+KEY_FIELDS = {
+    "id",
+    "key",
+    "key_prefix",
+    "name",
+    "rate_limit_rpm",
+    "monthly_budget_cents",
+    "scopes",
+    "models",
+    "created_at",
+}
 
 
 async def create_key(client: httpx2.AsyncClient, key: str, **body: object) -> dict[str, object]:

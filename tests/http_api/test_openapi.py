@@ -88,10 +88,25 @@ async def test_only_public_endpoints_opt_out_of_security(document: dict[str, Any
         if (method, path) in public:
             assert op["security"] == []
         else:
-            assert "security" not in op, (method, path)
-            assert op["responses"]["401"]["content"]["application/json"]["schema"] == {
-                "$ref": "#/components/schemas/ErrorResponse"
-            }
+            # Since issue 13 an authenticated operation names the key scope it needs (OpenAPI 3.1
+            # allows roles on a bearer requirement) and documents the 403 a key without it gets.
+            assert op["security"] == [{"bearerAuth": [op["x-batchin-scope"]]}], (method, path)
+            for status in ("401", "403"):
+                assert op["responses"][status]["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/ErrorResponse"
+                }
+
+
+async def test_each_authenticated_operation_states_the_scope_its_route_checks(
+    document: dict[str, Any],
+) -> None:
+    for ep in all_endpoints():
+        for path in ep.paths:
+            op = document["paths"][openapi_path(path)][ep.method.lower()]
+            assert op.get("x-batchin-scope") == ep.scope, (ep.method, path)
+            if ep.scope is not None:
+                assert op["responses"]["403"]["description"] == "`permission_denied`"
+                assert ep.scope in op["description"]
 
 
 async def test_every_endpoint_is_documented(document: dict[str, Any]) -> None:

@@ -91,6 +91,8 @@ class AuthService:
                         api_keys.c.key_prefix,
                         api_keys.c.rate_limit_rpm,
                         api_keys.c.monthly_budget_cents,
+                        api_keys.c.scopes,
+                        api_keys.c.models,
                     ).where(api_keys.c.key_hash == digest, api_keys.c.is_active.is_(True))
                 )
             ).first()

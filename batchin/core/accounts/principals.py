@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from batchin.core.accounts.key_rows import decode_models, decode_scopes
 from batchin.core.context import Principal
 
 __all__ = ["KeyRow", "principal_of"]
@@ -27,6 +28,10 @@ class KeyRow(Protocol):
     def rate_limit_rpm(self) -> int: ...
     @property
     def monthly_budget_cents(self) -> int | None: ...
+    @property
+    def scopes(self) -> str: ...
+    @property
+    def models(self) -> str: ...
 
 
 def principal_of(row: KeyRow) -> Principal:
@@ -36,4 +41,6 @@ def principal_of(row: KeyRow) -> Principal:
         key_prefix=row.key_prefix,
         rate_limit_rpm=row.rate_limit_rpm,
         monthly_budget_cents=row.monthly_budget_cents,
+        scopes=decode_scopes(row.scopes),
+        models=decode_models(row.models),
     )

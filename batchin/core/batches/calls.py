@@ -29,8 +29,8 @@ from batchin.protocol.text import ChatCompletionRequest, CompletionRequest, Resp
 __all__ = ["BatchCalls", "Verdict", "classify"]
 
 # Errors a task cannot recover from by running again (the request itself is at fault, or its
-# payer is): 400 401 402 404 405 413 422 501.
-_PERMANENT = frozenset({400, 401, 402, 404, 405, 413, 422, 501})
+# payer is, e.g. its key may not call the model): 400 401 402 403 404 405 413 422 501.
+_PERMANENT = frozenset({400, 401, 402, 403, 404, 405, 413, 422, 501})
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,8 +39,9 @@ from batchin.core.clock import utcnow
 from batchin.core.context import CallContext
 from batchin.core.media.embeddings import EmbeddingsService
 from batchin.core.media.files import FileService
+from batchin.core.permissions import may_use_model
 from batchin.core.serving.inference import InferenceService
-from batchin.errors import InvalidRequest, NotFound
+from batchin.errors import InvalidRequest, NotFound, PermissionDenied
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.batches import (
     BATCH_INPUT,
@@ -132,7 +133,7 @@ class BatchService:
         if request.input_file_id is not None:
             await self._submit_file(ctx, row, request.input_file_id)
         else:
-            await self._submit_inline(row, request)
+            await self._submit_inline(ctx, row, request)
         return batch_object(_with_times(row), {})
 
     async def _submit_file(self, ctx: CallContext, row: dict[str, Any], file_id: str) -> None:
@@ -150,7 +151,9 @@ class BatchService:
             await conn.execute(insert(batches).values(**row))
         self.supervisor.wake()
 
-    async def _submit_inline(self, row: dict[str, Any], request: BatchCreateRequest) -> None:
+    async def _submit_inline(
+        self, ctx: CallContext, row: dict[str, Any], request: BatchCreateRequest
+    ) -> None:
         tasks = request.tasks or []
         if len(tasks) > self._settings.batch_max_tasks:
             raise InvalidRequest(
@@ -167,6 +170,13 @@ class BatchService:
                 )
             seen.add(task.custom_id)
             endpoint, model, body = self._checker.inline(index, task, row["endpoint"])
+            # Refused up front, as the HTTP call would be; a file batch's tasks meet the same check
+            # when they run (and fail with permission_denied, never retried).
+            if not may_use_model(ctx.principal, model):
+                raise PermissionDenied(
+                    f"tasks[{index}]: this API key may not call model '{model}'.",
+                    param=f"tasks[{index}].model",
+                )
             rows.append(
                 {
                     "batch_id": row["id"],

@@ -77,7 +77,7 @@ class AudioService:
         self, ctx: CallContext, request: SpeechRequest, *, priority: Priority = Priority.INTERACTIVE
     ) -> SpeechResult:
         request.refuse_unsupported()
-        entry = usable_model(self._registry, request.model, "speech")
+        entry = usable_model(self._registry, request.model, "speech", ctx.principal)
         runner = cast(SpeechRunner, await self._registry.runner(entry.id))
         voice = _voice(entry, runner, request.voice)
         price = _price(entry)
@@ -108,7 +108,7 @@ class AudioService:
         priority: Priority = Priority.INTERACTIVE,
     ) -> TranscriptionVerbose:
         request.refuse_unsupported()
-        entry = usable_model(self._registry, request.model, "transcription")
+        entry = usable_model(self._registry, request.model, "transcription", ctx.principal)
         runner = cast(TranscriptionRunner, await self._registry.runner(entry.id))
         language = _language(entry, runner, request.language, task)
         try:

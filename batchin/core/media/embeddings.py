@@ -16,7 +16,7 @@ import numpy as np
 
 from batchin.core.billing.metering import MeteringService
 from batchin.core.billing.money import cost_per_million
-from batchin.core.context import CallContext
+from batchin.core.context import CallContext, Principal
 from batchin.core.serving.admission import Priority
 from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.model_lookup import usable_model
@@ -47,7 +47,7 @@ class EmbeddingsService:
         self, ctx: CallContext, request: EmbeddingRequest, *, priority: Priority = Priority.INTERACTIVE
     ) -> CreateEmbeddingResponse:
         texts = request.texts()
-        entry, runner = await self._model(request.model)
+        entry, runner = await self._model(request.model, ctx.principal)
         _check_dimensions(entry, runner, request.dimensions)
         counts = await runner.count_tokens(texts)
         for index, count in enumerate(counts):
@@ -76,8 +76,8 @@ class EmbeddingsService:
             usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
         )
 
-    async def _model(self, model_id: str) -> tuple[CatalogEntry, EmbeddingRunner]:
-        entry = usable_model(self._registry, model_id, "embedding")
+    async def _model(self, model_id: str, principal: Principal) -> tuple[CatalogEntry, EmbeddingRunner]:
+        entry = usable_model(self._registry, model_id, "embedding", principal)
         return entry, cast(EmbeddingRunner, await self._registry.runner(model_id))
 
 

@@ -43,7 +43,7 @@ class ImageService:
         self._files = files
 
     async def generate(self, ctx: CallContext, request: ImageGenerateRequest) -> ImagesResponse:
-        entry = usable_model(self._registry, request.model, "image")
+        entry = usable_model(self._registry, request.model, "image", ctx.principal)
         width, height = request.dimensions
         runner = await self._registry.runner(entry.id)
         if not isinstance(runner, ImageRunner):

@@ -73,7 +73,7 @@ class VideoService:
     # -- operations ------------------------------------------------------------------------------
 
     async def submit(self, ctx: CallContext, request: VideoCreateRequest) -> Video:
-        entry = usable_model(self._registry, request.model, "video")
+        entry = usable_model(self._registry, request.model, "video", ctx.principal)
         seconds, size = request.job_seconds(), request.job_size()
         width, height = parse_size(size)
         if width % 2 or height % 2:

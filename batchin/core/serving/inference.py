@@ -20,7 +20,7 @@ from batchin.core.audit.records import AuditReceipt, AuditUsage, PendingRecord
 from batchin.core.audit.service import AuditService
 from batchin.core.billing.metering import ClientGone, MeteredCall, MeteringService
 from batchin.core.billing.money import cost_per_million
-from batchin.core.context import CallContext
+from batchin.core.context import CallContext, Principal
 from batchin.core.prompts.service import PromptRun, PromptService
 from batchin.core.serving.admission import AdmissionPool, Priority
 from batchin.core.serving.flow import FlowPolicy
@@ -102,7 +102,7 @@ class InferenceService:
         """`observe=False`: not attributed nor recorded in the prompt registry (experiment replays,
         which carry the version they replay in `ctx.prompt_version`)."""
         request.refuse_unsupported()
-        entry, runner = await self._text_model(request.model, "chat")
+        entry, runner = await self._text_model(request.model, "chat", ctx.principal)
         messages = tuple(ChatMessage(role=_engine_role(m.role), content=m.text()) for m in request.messages)
         max_tokens = request.requested_max_tokens()
         sampling = self._sampling(request, entry, max_tokens or 1)
@@ -123,7 +123,7 @@ class InferenceService:
         self, ctx: CallContext, request: CompletionRequest, *, priority: Priority = Priority.INTERACTIVE
     ) -> StartedText:
         request.refuse_unsupported()
-        entry, runner = await self._text_model(request.model, "completion")
+        entry, runner = await self._text_model(request.model, "completion", ctx.principal)
         if request.suffix is not None and not runner.supports_fim:
             raise InvalidRequest(
                 f"Model '{entry.id}' has no fill-in-the-middle support; omit suffix or use a FIM model.",
@@ -157,8 +157,10 @@ class InferenceService:
 
     # -- shared path ---------------------------------------------------------------------------
 
-    async def _text_model(self, model_id: str, kind: Kind) -> tuple[CatalogEntry, TextRunner]:
-        entry = usable_model(self._registry, model_id, kind)
+    async def _text_model(
+        self, model_id: str, kind: Kind, principal: Principal
+    ) -> tuple[CatalogEntry, TextRunner]:
+        entry = usable_model(self._registry, model_id, kind, principal)
         return entry, await self._registry.text_runner(model_id)
 
     @staticmethod

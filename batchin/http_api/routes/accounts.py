@@ -34,7 +34,7 @@ async def get_current_user(request: Request, ctx: CallContext, deps: AccountDeps
 
 async def create_key(request: Request, ctx: CallContext, deps: AccountDeps) -> Response:
     body = await parse_json(request, KeyCreateRequest, deps.max_body_bytes)
-    return render(await deps.accounts.create_key(ctx.principal.user_id, body))
+    return render(await deps.accounts.create_key(ctx.principal.user_id, body, creator=ctx.principal))
 
 
 async def list_keys(request: Request, ctx: CallContext, deps: AccountDeps) -> Response:
@@ -42,7 +42,7 @@ async def list_keys(request: Request, ctx: CallContext, deps: AccountDeps) -> Re
 
 
 async def delete_key(request: Request, ctx: CallContext, deps: AccountDeps) -> Response:
-    await deps.accounts.revoke_key(ctx.principal.user_id, request.path_params["id"])
+    await deps.accounts.revoke_key(ctx.principal.user_id, request.path_params["id"], revoker=ctx.principal)
     return Response(status_code=204)
 
 
@@ -55,35 +55,39 @@ ENDPOINTS = [
         response_model=UserResponse,
         deps=AccountDeps,
         tag="account",
+        scope="account:read",
     ),
     Endpoint(
         "POST",
         "/v1/keys",
         create_key,
-        "Create an API key with its own RPM limit and monthly budget.",
+        "Create an API key with its own scopes, models, RPM limit and budget, none beyond the caller's.",
         request_model=KeyCreateRequest,
         response_model=KeyCreated,
         deps=AccountDeps,
         tag="account",
         errors=(400,),
+        scope="keys:write",
     ),
     Endpoint(
         "GET",
         "/v1/keys",
         list_keys,
-        "List the user's API keys (never their secrets).",
+        "List the user's API keys (never their secrets) with their scopes, models and spend this month.",
         response_model=list[KeyResponse],
         deps=AccountDeps,
         tag="account",
+        scope="account:read",
     ),
     Endpoint(
         "DELETE",
         "/v1/keys/{id}",
         delete_key,
-        "Revoke an API key; it is refused from the next request on.",
+        "Revoke an API key no stronger than the calling key; it is refused from the next request on.",
         status_code=204,
         deps=AccountDeps,
         tag="account",
         errors=(404,),
+        scope="keys:write",
     ),
 ]

@@ -122,6 +122,7 @@ ENDPOINTS = [
         deps=AudioDeps,
         tag="inference",
         errors=_AUDIO_ERRORS,
+        scope="inference",
     ),
     Endpoint(
         "POST",
@@ -133,6 +134,7 @@ ENDPOINTS = [
         deps=AudioDeps,
         tag="inference",
         errors=_AUDIO_ERRORS,
+        scope="inference",
     ),
     Endpoint(
         "POST",
@@ -144,5 +146,6 @@ ENDPOINTS = [
         deps=AudioDeps,
         tag="inference",
         errors=_AUDIO_ERRORS,
+        scope="inference",
     ),
 ]

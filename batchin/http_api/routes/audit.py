@@ -84,6 +84,7 @@ ENDPOINTS = [
         deps=AuditDeps,
         tag="audit",
         errors=(400, 402, 413, 429),
+        scope="audit:write",
     ),
     # Fixed paths before /v1/vaas/{id}.
     Endpoint(

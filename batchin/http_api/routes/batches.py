@@ -78,6 +78,7 @@ ENDPOINTS = [
         deps=BatchDeps,
         tag="batches",
         errors=(400, 404, 413),
+        scope="batches",
     ),
     Endpoint(
         "GET",
@@ -91,6 +92,7 @@ ENDPOINTS = [
             QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "page size (default 20)"),
             QueryParam("after", {"type": "string"}, "a batch id: list the batches created before it"),
         ),
+        scope="batches",
     ),
     Endpoint(
         "GET",
@@ -101,6 +103,7 @@ ENDPOINTS = [
         deps=BatchDeps,
         tag="batches",
         errors=(404,),
+        scope="batches",
     ),
     Endpoint(
         "GET",
@@ -117,6 +120,7 @@ ENDPOINTS = [
             QueryParam("after", {"type": "integer"}, "the last_line of the previous page"),
         ),
         errors=(400, 404),
+        scope="batches",
     ),
     Endpoint(
         "POST",
@@ -127,5 +131,6 @@ ENDPOINTS = [
         deps=BatchDeps,
         tag="batches",
         errors=(400, 404),
+        scope="batches",
     ),
 ]

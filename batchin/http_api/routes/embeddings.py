@@ -49,5 +49,6 @@ ENDPOINTS = [
         deps=EmbeddingDeps,
         tag="inference",
         errors=(400, 402, 404, 413, 503),
+        scope="inference",
     ),
 ]

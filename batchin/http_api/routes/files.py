@@ -89,6 +89,7 @@ ENDPOINTS = [
         deps=FileDeps,
         tag="files",
         errors=(400, 413),
+        scope="batches",
     ),
     Endpoint(
         "GET",
@@ -99,6 +100,7 @@ ENDPOINTS = [
         deps=FileDeps,
         tag="files",
         errors=(404,),
+        scope="batches",
     ),
     Endpoint(
         "GET",
@@ -109,5 +111,6 @@ ENDPOINTS = [
         tag="files",
         errors=(404,),
         content_type="application/octet-stream",
+        scope="batches",
     ),
 ]

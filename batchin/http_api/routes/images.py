@@ -48,5 +48,6 @@ ENDPOINTS = [
         tag="images",
         errors=(400, 402, 404, 413, 429, 503),
         extra_paths=("/v1/images/generations",),
+        scope="inference",
     ),
 ]

@@ -102,6 +102,7 @@ ENDPOINTS = [
         response_model=PromptList,
         deps=PromptDeps,
         tag="prompts",
+        scope="account:read",
     ),
     Endpoint(
         "POST",
@@ -114,6 +115,7 @@ ENDPOINTS = [
         deps=PromptDeps,
         tag="prompts",
         errors=(400,),
+        scope="prompts:write",
     ),
     Endpoint(
         "GET",
@@ -124,6 +126,7 @@ ENDPOINTS = [
         deps=PromptDeps,
         tag="prompts",
         errors=(404,),
+        scope="account:read",
     ),
     Endpoint(
         "POST",
@@ -136,6 +139,7 @@ ENDPOINTS = [
         deps=PromptDeps,
         tag="prompts",
         errors=(400, 404),
+        scope="prompts:write",
     ),
     Endpoint(
         "GET",
@@ -147,6 +151,7 @@ ENDPOINTS = [
         tag="prompts",
         errors=(400,),
         query=(_LIMIT,),
+        scope="account:read",
     ),
     Endpoint(
         "GET",
@@ -158,6 +163,7 @@ ENDPOINTS = [
         tag="prompts",
         errors=(400,),
         query=(_LIMIT,),
+        scope="account:read",
     ),
     Endpoint(
         "POST",
@@ -169,6 +175,7 @@ ENDPOINTS = [
         deps=PromptDeps,
         tag="prompts",
         errors=(400, 404),
+        scope="prompts:write",
     ),
     Endpoint(
         "GET",
@@ -179,5 +186,6 @@ ENDPOINTS = [
         deps=PromptDeps,
         tag="prompts",
         errors=(404,),
+        scope="account:read",
     ),
 ]

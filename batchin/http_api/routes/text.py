@@ -131,6 +131,7 @@ ENDPOINTS = [
         deps=TextDeps,
         tag="inference",
         errors=_TEXT_ERRORS,
+        scope="inference",
     ),
     Endpoint(
         "POST",
@@ -142,6 +143,7 @@ ENDPOINTS = [
         deps=TextDeps,
         tag="inference",
         errors=_TEXT_ERRORS,
+        scope="inference",
     ),
     Endpoint(
         "POST",
@@ -153,5 +155,6 @@ ENDPOINTS = [
         deps=TextDeps,
         tag="inference",
         errors=_TEXT_ERRORS,
+        scope="inference",
     ),
 ]

@@ -66,6 +66,7 @@ ENDPOINTS = [
         deps=TopupDeps,
         tag="billing",
         errors=(400, 503),
+        scope="billing",
     ),
     Endpoint(
         "POST",
@@ -86,6 +87,7 @@ ENDPOINTS = [
         response_model=list[TopupRecord],
         deps=TopupDeps,
         tag="billing",
+        scope="account:read",
     ),
     Endpoint(
         "GET",
@@ -95,5 +97,6 @@ ENDPOINTS = [
         response_model=UsdcChainsResponse,
         deps=TopupDeps,
         tag="billing",
+        scope="account:read",
     ),
 ]

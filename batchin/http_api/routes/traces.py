@@ -105,6 +105,7 @@ ENDPOINTS = [
                 f"traces to return (1-{MAX_LIST})",
             ),
         ),
+        scope="account:read",
     ),
     Endpoint(
         "GET",
@@ -115,6 +116,7 @@ ENDPOINTS = [
         deps=TraceDeps,
         tag="traces",
         errors=(404,),
+        scope="account:read",
     ),
     Endpoint(
         "POST",
@@ -127,6 +129,7 @@ ENDPOINTS = [
         tag="traces",
         errors=(400, 413),
         raw_body=True,
+        scope="inference",
     ),
     Endpoint(
         "GET",
@@ -145,5 +148,6 @@ ENDPOINTS = [
                 f"newest spans to return (1-{MAX_EXPORT_SPANS})",
             ),
         ),
+        scope="account:read",
     ),
 ]

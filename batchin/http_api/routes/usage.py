@@ -58,6 +58,7 @@ ENDPOINTS = [
             ),
             QueryParam("offset", {"type": "integer", "minimum": 0, "default": 0}, "rows to skip"),
         ),
+        scope="account:read",
     ),
     Endpoint(
         "GET",
@@ -67,6 +68,7 @@ ENDPOINTS = [
         response_model=UsageSummary,
         deps=UsageDeps,
         tag="usage",
+        scope="account:read",
     ),
     Endpoint(
         "GET",
@@ -76,5 +78,6 @@ ENDPOINTS = [
         response_model=list[ModelUsage],
         deps=UsageDeps,
         tag="usage",
+        scope="account:read",
     ),
 ]

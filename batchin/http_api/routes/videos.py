@@ -102,6 +102,7 @@ ENDPOINTS = [
         deps=VideoDeps,
         tag="videos",
         errors=(400, 402, 404, 413, 429, 503),
+        scope="inference",
     ),
     Endpoint(
         "GET",
@@ -116,6 +117,7 @@ ENDPOINTS = [
             QueryParam("order", {"type": "string", "enum": ["asc", "desc"]}, "by creation time"),
             QueryParam("after", {"type": "string"}, "a video id: list the jobs after it"),
         ),
+        scope="inference",
     ),
     Endpoint(
         "GET",
@@ -126,6 +128,7 @@ ENDPOINTS = [
         deps=VideoDeps,
         tag="videos",
         errors=(404,),
+        scope="inference",
     ),
     Endpoint(
         "GET",
@@ -136,6 +139,7 @@ ENDPOINTS = [
         tag="videos",
         errors=(400, 404),
         content_type="video/mp4",
+        scope="inference",
     ),
     Endpoint(
         "DELETE",
@@ -146,5 +150,6 @@ ENDPOINTS = [
         deps=VideoDeps,
         tag="videos",
         errors=(404,),
+        scope="inference",
     ),
 ]

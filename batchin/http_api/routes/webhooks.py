@@ -46,6 +46,7 @@ ENDPOINTS = [
         response_model=WebhookSecret,
         deps=WebhookDeps,
         tag="webhooks",
+        scope="keys:write",
     ),
     Endpoint(
         "POST",
@@ -55,5 +56,6 @@ ENDPOINTS = [
         response_model=WebhookSecret,
         deps=WebhookDeps,
         tag="webhooks",
+        scope="keys:write",
     ),
 ]

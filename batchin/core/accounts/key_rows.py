@@ -1,0 +1,32 @@
+"""How a key's scopes and models are stored: JSON arrays in `api_keys.scopes` and `.models`.
+
+Reading is strict the safe way round: a scope name this version does not know grants nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import orjson
+
+from batchin.core.permissions import ordered_scopes
+from batchin.protocol.accounts import ALL_SCOPES, Scope
+
+__all__ = ["decode_models", "decode_scopes", "encode_models", "encode_scopes"]
+
+
+def encode_scopes(scopes: Iterable[Scope]) -> str:
+    return orjson.dumps(ordered_scopes(scopes)).decode()
+
+
+def decode_scopes(stored: str) -> frozenset[Scope]:
+    names = orjson.loads(stored or "[]")
+    return frozenset(s for s in ALL_SCOPES if s in names)
+
+
+def encode_models(models: Iterable[str]) -> str:
+    return orjson.dumps(sorted(set(models))).decode()
+
+
+def decode_models(stored: str) -> frozenset[str]:
+    return frozenset(str(m) for m in orjson.loads(stored or "[]"))
