@@ -96,9 +96,7 @@ class LedgerService:
         )
         if budget_units is not None and amount_units > budget_units:
             raise budget_refusal(reservation, budget_units)
-        write = asyncio.ensure_future(
-            self._transactions.run(self._writes.reserve(reservation, budget_units, now))
-        )
+        write = self._transactions.start(self._writes.reserve(reservation, budget_units, now))
         try:
             await asyncio.shield(write)
         except asyncio.CancelledError:
@@ -158,7 +156,7 @@ class LedgerService:
         Whatever the outcome, no call of this process holds the reservation any more: one that
         failed to close is left to the sweeper, never renewed forever."""
         try:
-            return await asyncio.shield(self._transactions.run(script))
+            return await self._transactions.run_to_end(script)
         finally:
             self._held_here.discard(reservation.id)
 
