@@ -13,10 +13,11 @@ gone while its call waits in the group-commit queue or on a lock). A reserve who
 released as soon as its write is through, since no one else could ever release it.
 
 Liveness: the process holding a reservation for a live call (a stream, a batch task until its result
-is recorded) renews the row's `renewed_at` (`renew_held`, every few minutes). `sweep_stale` releases
-only reservations whose holder has been silent for the stale period: the reservations of calls that
-died with their process. So a long stream is never swept, and a crash never keeps credit locked for
-longer than one stale period after the last renewal.
+is recorded) renews the row's `renewed_at` (`renew_held`, run with the sweep by the app's reservation
+keeper, several times per stale period). `sweep_stale` releases only reservations whose holder has
+been silent for the stale period: the reservations of calls that died with their process. So a long
+stream is never swept, and a crash never keeps credit locked for longer than one stale period after
+the last renewal.
 
     settle(..., guard=g)            also runs the guard's write in the same transaction; if the guard
                                     refuses (e.g. the batch task is no longer this worker's), nothing
@@ -64,7 +65,8 @@ class LedgerService:
         self._held_here: set[str] = set()
 
     @property
-    def held_here(self) -> int:
+    def live_reservations(self) -> int:
+        """How many reservations live calls of this process hold."""
         return len(self._held_here)
 
     async def reserve(

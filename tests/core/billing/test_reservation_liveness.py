@@ -141,7 +141,7 @@ async def test_a_reserve_cancelled_while_its_write_waits_is_released_at_once(
     assert await held_units(services, user.id) == []
     assert await balance_units(services, user) == 10 * UNITS_PER_CENT
     assert await logs_of(services, user) == []
-    assert services.ledger.held_here == 0
+    assert services.ledger.live_reservations == 0
 
 
 async def test_a_call_cancelled_while_queued_for_its_model_releases_at_once(
@@ -312,4 +312,4 @@ async def test_after_cancellations_the_balance_falls_by_the_sum_of_the_logs(
     assert spent == sum(log.cost_micro_cents for log in logs)
     assert spent == (await services.usage.summary(user.id)).total_cost_micro_cents
     assert await held_units(services, user.id) == []
-    assert services.ledger.held_here == 0
+    assert services.ledger.live_reservations == 0
