@@ -117,23 +117,32 @@ async def build_services(
     )
 
 
-async def _sweep_forever(services: Services) -> None:
+async def _keep_reservations(services: Services) -> None:
+    """Renew the reservations of this process's live calls, then sweep those whose holder has been
+    silent for the stale period. A pass runs at least three times per period, so a live holder is
+    never taken for dead, whatever the operator set the period to."""
+    stale_seconds = services.settings.stale_reservation_seconds
+    interval = min(_SWEEP_INTERVAL_SECONDS, stale_seconds / 3)
     while True:
         try:
-            released = await services.ledger.sweep_stale(services.settings.stale_reservation_seconds)
+            await services.ledger.renew_held()
+        except Exception:
+            log.exception("renewing the reservations of live calls failed")
+        try:
+            released = await services.ledger.sweep_stale(stale_seconds)
             if released:
                 log.warning("released %d stale reservations left by interrupted calls", released)
         except Exception:
             log.exception("stale reservation sweep failed")
-        await asyncio.sleep(_SWEEP_INTERVAL_SECONDS)
+        await asyncio.sleep(interval)
 
 
 @contextlib.asynccontextmanager
 async def background_work(services: Services) -> AsyncIterator[None]:
     """The durable workers a serving process runs, whichever surface it serves (HTTP or stdio):
-    the stale-reservation sweeper, video jobs and webhook deliveries (resuming what a previous
-    process left)."""
-    sweeper = asyncio.get_running_loop().create_task(_sweep_forever(services))
+    the reservation keeper (renewals and the stale sweep), video jobs and webhook deliveries
+    (resuming what a previous process left)."""
+    sweeper = asyncio.get_running_loop().create_task(_keep_reservations(services))
     await services.videos.start()
     await services.webhooks.start()  # durable deliveries: resumes pending ones
     await services.batches.start()  # durable batches: resumes what a previous process left

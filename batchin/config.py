@@ -66,8 +66,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     default_rate_limit_rpm: int = 600
     auth_cache_seconds: float = 5.0
-    # A reservation still held this long after admission belongs to a call that died with its process.
-    stale_reservation_seconds: float = 3600.0
+    # A reservation whose holder has not renewed it for this long belongs to a call that died with
+    # its process (live calls, however long, are renewed every min(60 s, this / 3)).
+    stale_reservation_seconds: float = Field(default=3600.0, gt=0)
     db_pool_size: int = 10
 
     # Flow control.

@@ -55,12 +55,17 @@ class GroupCommitWriter:
     async def run(self, operation: Operation) -> Any:
         """Run `operation(cursor)` in the next batch's transaction; returns its result or raises
         what it raised (its own writes rolled back)."""
+        return await self.submit(operation)
+
+    def submit(self, operation: Operation) -> asyncio.Future[Any]:
+        """Queue `operation` for the next batch; the future gets its outcome. Once queued it runs
+        whatever becomes of the caller (cancelling the future only drops the outcome)."""
         loop = asyncio.get_running_loop()
         queued = _Queued(operation, loop.create_future())
         self._pending.append(queued)
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
-        return await queued.future
+        return queued.future
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()

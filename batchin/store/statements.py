@@ -15,6 +15,7 @@ through SQLAlchemy. A script refuses by raising; its writes are then rolled back
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import datetime
@@ -222,5 +223,23 @@ class Transactions:
     async def run(self, script: Script[T]) -> T:
         if self._writer is not None:
             return cast(T, await self._writer.run(lambda cur: run_script(cur, script)))
+        return await self._through_sqlalchemy(script)
+
+    async def run_to_end(self, script: Script[T]) -> T:
+        """`run`, except that a cancelled caller never tears the transaction: it still commits
+        (or refuses) as if the caller were there. What is queued on the writer runs anyway."""
+        if self._writer is not None:
+            return await self.run(script)
+        return await asyncio.shield(self.start(script))
+
+    def start(self, script: Script[T]) -> asyncio.Future[T]:
+        """Start `script`, which then runs to its end whatever becomes of the caller: await it
+        through `asyncio.shield` to learn its outcome even after a cancellation. (On the writer it
+        is already queued, so this costs no task.)"""
+        if self._writer is not None:
+            return cast("asyncio.Future[T]", self._writer.submit(lambda cur: run_script(cur, script)))
+        return asyncio.ensure_future(self._through_sqlalchemy(script))
+
+    async def _through_sqlalchemy(self, script: Script[T]) -> T:
         async with self._db.write() as conn:
             return await execute_script(conn, script)

@@ -8,8 +8,16 @@
                                     log and updates the rollups, in one transaction, exactly once
     release(reservation)            returns everything (refusals and failures before any work)
 
-A reservation still `held` after its process died is released by `sweep_stale`, so a crash never
-charges anyone twice and never keeps their credit locked.
+Cancellation never tears a write: each runs to its end even when its caller is cancelled (a client
+gone while its call waits in the group-commit queue or on a lock). A reserve whose caller gave up is
+released as soon as its write is through, since no one else could ever release it.
+
+Liveness: the process holding a reservation for a live call (a stream, a batch task until its result
+is recorded) renews the row's `renewed_at` (`renew_held`, run with the sweep by the app's reservation
+keeper, several times per stale period). `sweep_stale` releases only reservations whose holder has
+been silent for the stale period: the reservations of calls that died with their process. So a long
+stream is never swept, and a crash never keeps credit locked for longer than one stale period after
+the last renewal.
 
     settle(..., guard=g)            also runs the guard's write in the same transaction; if the guard
                                     refuses (e.g. the batch task is no longer this worker's), nothing
@@ -23,10 +31,11 @@ audit log and the batch store share it), elsewhere SQLAlchemy.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from batchin.core.billing.ledger_records import Reservation, SettleGuard, UsageRecord, budget_refusal
 from batchin.core.billing.ledger_writes import LedgerWrites
@@ -36,7 +45,7 @@ from batchin.core.context import Principal
 from batchin.errors import InvalidRequest
 from batchin.store.database import Database
 from batchin.store.group_commit import GroupCommitWriter, sqlite_file
-from batchin.store.statements import Transactions
+from batchin.store.statements import Script, Transactions
 from batchin.store.tables import reservations, video_jobs
 
 
@@ -52,12 +61,26 @@ class LedgerService:
             self.sqlite_writer = GroupCommitWriter(path)
         self._transactions = Transactions(database, self.sqlite_writer)
         self._writes = LedgerWrites(database.dialect)
+        # Reservations held by live calls of this process: renewed by `renew_held`, never swept here.
+        self._held_here: set[str] = set()
+
+    @property
+    def live_reservations(self) -> int:
+        """How many reservations live calls of this process hold."""
+        return len(self._held_here)
 
     async def reserve(
-        self, principal: Principal, amount_units: int, *, reservation_id: str | None = None
+        self,
+        principal: Principal,
+        amount_units: int,
+        *,
+        reservation_id: str | None = None,
+        held_here: bool = True,
     ) -> Reservation:
         """Hold `amount_units`. A caller that must find the reservation again after a crash (a batch
-        task) names it with `reservation_id`, unique per attempt."""
+        task) names it with `reservation_id`, unique per attempt. `held_here=False`: a durable row
+        holds it, not a call of this process (a video job, recovered by its own worker), so this
+        process does not renew it."""
         if amount_units < 0:
             raise InvalidRequest("A reservation cannot be negative.")
         now = utcnow()
@@ -75,13 +98,29 @@ class LedgerService:
         )
         if budget_units is not None and amount_units > budget_units:
             raise budget_refusal(reservation, budget_units)
-        await self._transactions.run(self._writes.reserve(reservation, budget_units, now))
+        write = self._transactions.start(self._writes.reserve(reservation, budget_units, now))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._release_once_written(write, reservation))
+            raise
+        if held_here:
+            self._held_here.add(reservation.id)
         return reservation
+
+    async def _release_once_written(self, write: asyncio.Future[None], reservation: Reservation) -> None:
+        """The caller of a reserve gave up while its write was queued or under way: the write may
+        still commit, and then the reservation is released at once, not one stale period later."""
+        try:
+            await write
+        except Exception:
+            return  # refused (402) or failed: nothing is held
+        await self.release(reservation)
 
     async def settle(self, reservation: Reservation, usage: UsageRecord) -> int:
         """Charge the call; returns the units charged (0 if this reservation was already closed)."""
         charged = max(0, min(usage.cost_units, reservation.amount_units))
-        closed = await self._transactions.run(self._writes.settle(reservation, usage, charged, utcnow()))
+        closed = await self._close(reservation, self._writes.settle(reservation, usage, charged, utcnow()))
         return charged if closed else 0
 
     async def settle_guarded(
@@ -92,7 +131,7 @@ class LedgerService:
         SettlementRefused if the guard refused."""
         charged = max(0, min(usage.cost_units, reservation.amount_units))
         settle = self._writes.settle(reservation, usage, charged, utcnow(), guard)
-        closed = await self._transactions.run(settle)
+        closed = await self._close(reservation, settle)
         return charged if closed else None
 
     async def load(self, reservation_id: str) -> Reservation | None:
@@ -111,30 +150,53 @@ class LedgerService:
 
     async def release(self, reservation: Reservation) -> bool:
         """Return the whole reservation; False if it was already settled or released."""
-        return await self._transactions.run(self._writes.release(reservation, utcnow()))
+        return await self._close(reservation, self._writes.release(reservation, utcnow()))
 
-    async def sweep_stale(self, older_than_seconds: float) -> int:
-        """Release reservations left `held` by calls whose process died. Returns how many."""
-        cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    async def _close(self, reservation: Reservation, script: Script[bool]) -> bool:
+        """Run a settle or release to its end even if the caller is cancelled meanwhile (on
+        PostgreSQL a cancelled transaction rolls back, leaving the reservation held until the sweep).
+        Whatever the outcome, no call of this process holds the reservation any more: one that
+        failed to close is left to the sweeper, never renewed forever."""
+        try:
+            return await self._transactions.run_to_end(script)
+        finally:
+            self._held_here.discard(reservation.id)
+
+    async def renew_held(self, *, now: datetime | None = None) -> int:
+        """Mark the reservations of this process's live calls alive. Returns how many rows it
+        renewed (reservations closed meanwhile are skipped)."""
+        held = sorted(self._held_here)
+        if not held:
+            return 0
+        return await self._transactions.run(self._writes.renew(held, now or utcnow()))
+
+    async def sweep_stale(self, older_than_seconds: float, *, now: datetime | None = None) -> int:
+        """Release reservations whose holder has shown no sign of life for `older_than_seconds`:
+        calls whose process died. Returns how many."""
+        now = now or utcnow()
+        silent_since = now - timedelta(seconds=older_than_seconds)
         # A queued or running video job legitimately holds its reservation for as long as it waits;
         # its own recovery settles or releases it.
         live_jobs = select(video_jobs.c.reservation_id).where(
             video_jobs.c.status.in_(("queued", "in_progress"))
         )
+        last_sign_of_life = func.coalesce(reservations.c.renewed_at, reservations.c.created_at)
         async with self._db.read() as conn:
             rows = (
                 await conn.execute(
                     select(reservations).where(
                         reservations.c.status == "held",
-                        reservations.c.created_at < cutoff,
+                        last_sign_of_life < silent_since,
                         reservations.c.id.not_in(live_jobs),
                     )
                 )
             ).all()
         released = 0
         for row in rows:
+            if row.id in self._held_here:
+                continue  # a live call of this process holds it, whatever its last renewal says
             stale = Reservation(row.id, row.user_id, row.key_id, row.month, row.amount_units)
-            released += int(await self.release(stale))
+            released += int(await self._close(stale, self._writes.release_silent(stale, silent_since, now)))
         return released
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Integer, String, bindparam, insert, literal_column, update
+from sqlalchemy import Integer, String, bindparam, func, insert, literal_column, update
 
 from batchin.core.billing.ledger_records import (
     Reservation,
@@ -21,7 +21,7 @@ from batchin.core.billing.ledger_records import (
     budget_refusal,
 )
 from batchin.store.statements import Script, Statement, bound
-from batchin.store.tables import key_spend, reservations, usage_logs, usage_rollups, users
+from batchin.store.tables import TS, key_spend, reservations, usage_logs, usage_rollups, users
 from batchin.store.upsert import upsert_insert
 
 # Constants are written into the SQL, not bound: nothing to merge into each call's parameters.
@@ -48,7 +48,7 @@ _UNSPEND = Statement(
 _HOLD = Statement(
     insert(reservations).values(
         status=_HELD,
-        **bound("id", "user_id", "key_id", "month", "amount_units", "created_at"),
+        **bound("id", "user_id", "key_id", "month", "amount_units", "created_at", "renewed_at"),
     )
 )
 _CLOSE = Statement(
@@ -56,6 +56,30 @@ _CLOSE = Statement(
     .where(reservations.c.id == bindparam("reservation_id"), reservations.c.status == _HELD)
     .values(status=bindparam("status"), closed_at=bindparam("closed_at"))
 )
+# A row written by a process that predates `renewed_at` (a rolling upgrade) has none: its creation
+# is its last sign of life.
+_LAST_SIGN_OF_LIFE = func.coalesce(reservations.c.renewed_at, reservations.c.created_at)
+# The sweeper's close: only while the holder is still silent, so a renewal that lands between the
+# sweeper's read and this write keeps the reservation.
+_CLOSE_SILENT = Statement(
+    update(reservations)
+    .where(
+        reservations.c.id == bindparam("reservation_id"),
+        reservations.c.status == _HELD,
+        bindparam("silent_since", type_=TS) > _LAST_SIGN_OF_LIFE,
+    )
+    .values(status=literal_column("'released'", String), closed_at=bindparam("closed_at"))
+)
+_RENEW = Statement(
+    update(reservations)
+    .where(
+        reservations.c.id.in_(bindparam("reservation_ids", expanding=True)),
+        reservations.c.status == _HELD,
+    )
+    .values(renewed_at=bindparam("now", type_=TS))
+)
+# Bound parameters per statement stay well under SQLite's limit (32766; 999 before 3.32).
+_RENEW_CHUNK = 500
 _LOG_COLUMNS = (
     "id",
     "request_id",
@@ -127,6 +151,7 @@ class LedgerWrites:
                 "month": r.month,
                 "amount_units": r.amount_units,
                 "created_at": now,
+                "renewed_at": now,
             },
         )
 
@@ -180,6 +205,23 @@ class LedgerWrites:
             return False
         yield from _refund(reservation, reservation.amount_units)
         return True
+
+    def release_silent(self, reservation: Reservation, silent_since: datetime, now: datetime) -> Script[bool]:
+        """Release a held reservation whose holder has shown no sign of life since `silent_since`;
+        False if it was closed or renewed meanwhile."""
+        params = {"reservation_id": reservation.id, "silent_since": silent_since, "closed_at": now}
+        if (yield _CLOSE_SILENT, params).rowcount != 1:
+            return False
+        yield from _refund(reservation, reservation.amount_units)
+        return True
+
+    def renew(self, reservation_ids: list[str], now: datetime) -> Script[int]:
+        """Mark the held ones among these reservations alive at `now`; returns how many."""
+        renewed = 0
+        for start in range(0, len(reservation_ids), _RENEW_CHUNK):
+            chunk = reservation_ids[start : start + _RENEW_CHUNK]
+            renewed += (yield _RENEW, {"reservation_ids": chunk, "now": now}).rowcount
+        return renewed
 
 
 def _close(r: Reservation, status: str, now: datetime) -> Script[bool]:

@@ -80,7 +80,10 @@ class VideoService:
             raise InvalidRequest(f"H.264 needs even sides; size {size!r} has an odd one.", param="size")
         await self._flow.admit(ctx, entry)  # region and lane limits; the worker holds the slot
         price = entry.pricing.per_video_second or 0
-        reservation = await self._ledger.reserve(ctx.principal, cost_per_unit(seconds, price))
+        # The job row holds it (the sweeper spares live jobs; the video worker recovers its own).
+        reservation = await self._ledger.reserve(
+            ctx.principal, cost_per_unit(seconds, price), held_here=False
+        )
         job_id = f"video_{secrets.token_hex(12)}"
         row: dict[str, Any] = {
             "id": job_id,

@@ -70,6 +70,9 @@ reservations = Table(
     Column("amount_units", BigInteger, nullable=False),
     Column("status", String(16), nullable=False),  # held | settled | released
     Column("created_at", TS, nullable=False),
+    # The holder's last sign of life: renewed while the call holding it lives (a stream, a batch
+    # task), so the sweeper releases only the reservations of calls that died with their process.
+    Column("renewed_at", TS, nullable=True),
     Column("closed_at", TS, nullable=True),
     Index("ix_reservations_status_created_at", "status", "created_at"),
 )

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from sqlalchemy import select
 
+from batchin.core.billing.ledger import LedgerService
 from batchin.core.billing.ledger_records import UsageRecord
 from batchin.core.billing.money import UNITS_PER_CENT
 from batchin.core.context import Principal
@@ -142,7 +143,9 @@ async def test_balance_refusal_names_the_balance(services: Services, make_user: 
 async def test_sweep_releases_reservations_of_dead_calls(services: Services, make_user: MakeUser) -> None:
     user = await make_user(credit_cents=10)
     principal = await principal_for(services, user.id)
-    await services.ledger.reserve(principal, 4 * UNITS_PER_CENT)
+    dead = LedgerService(services.database)  # another process, which dies holding a reservation
+    await dead.reserve(principal, 4 * UNITS_PER_CENT)
+    await dead.close()
     assert await services.ledger.sweep_stale(older_than_seconds=3600) == 0
     assert await services.ledger.sweep_stale(older_than_seconds=-1) == 1
     assert await balance_units(services, user.id) == 10 * UNITS_PER_CENT
