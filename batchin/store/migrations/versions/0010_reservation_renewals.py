@@ -1,7 +1,7 @@
 """reservations.renewed_at: the holder's last sign of life, so the sweeper spares live calls
 
-Revision ID: 0009_reservation_renewals
-Revises: 0008_prompts
+Revision ID: 0010_reservation_renewals
+Revises: 0009_key_scopes
 Create Date: 2026-12-01 12:00:00.000000
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0009_reservation_renewals'
-down_revision = '0008_prompts'
+revision = '0010_reservation_renewals'
+down_revision = '0009_key_scopes'
 branch_labels = None
 depends_on = None
 
