@@ -4,6 +4,7 @@ BatchInError                  500 internal_error
 ├── InvalidRequest            400 invalid_request  (param names the field at fault)
 ├── Unauthorized              401 unauthorized
 ├── PaymentRequired           402 payment_required
+├── PermissionDenied          403 permission_denied (outside the key's scopes or models)
 ├── NotFound                  404 not_found
 ├── MethodNotAllowed          405 method_not_allowed
 ├── PayloadTooLarge           413 payload_too_large
@@ -55,6 +56,12 @@ class PaymentRequired(BatchInError):
     status = 402
     code = "payment_required"
     type = "insufficient_quota"
+
+
+class PermissionDenied(BatchInError):
+    status = 403
+    code = "permission_denied"
+    type = "permission_error"
 
 
 class NotFound(BatchInError):
