@@ -234,7 +234,7 @@ class BatchService:
 
     async def cancel(self, user_id: str, batch_id: str) -> Batch:
         """Waiting tasks are cancelled at once; running ones finish and are billed. The batch ends
-        `cancelled` once none runs (at once for an inline batch with none running)."""
+        `cancelled` once none runs: at once when none was running (the answer says `cancelled`)."""
         async with self._db.write() as conn:
             result = await conn.execute(
                 update(batches)
@@ -248,13 +248,10 @@ class BatchService:
             raise InvalidRequest(f"Batch '{batch_id}' is already {row['status']}.", param="batch_id")
         self.dispatcher.forget(batch_id)  # its claimed tasks here must not start now
         await self._store.settle_waiting(batch_id, "cancelled")
-        if (
-            row["form"] == "inline"
-            and row["claimed_by"] is None
-            and not await self._store.unfinished(batch_id)
-        ):
-            await self.supervisor.finalize(batch_id)
-        else:
+        # Nothing running and no process loading it (inline or file form alike): it ends here, so
+        # the answer is `cancelled` (the seed). Else `cancelling` until the started tasks finish.
+        idle = row["claimed_by"] is None and not await self._store.unfinished(batch_id)
+        if not (idle and await self.supervisor.finalize(batch_id)):
             self.supervisor.wake()
         return await self.get(user_id, batch_id)
 
