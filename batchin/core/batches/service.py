@@ -39,6 +39,7 @@ from batchin.core.clock import utcnow
 from batchin.core.context import CallContext
 from batchin.core.media.embeddings import EmbeddingsService
 from batchin.core.media.files import FileService
+from batchin.core.paging import Page, page_of
 from batchin.core.serving.inference import InferenceService
 from batchin.errors import InvalidRequest, NotFound
 from batchin.models.registry import ModelRegistry
@@ -202,8 +203,16 @@ class BatchService:
             batch.webhook_deliveries = [WebhookAttempt.model_validate(a) for a in attempts]
         return batch
 
-    async def list(self, user_id: str, *, limit: int = 20, after: str | None = None) -> list[Batch]:
-        """The caller's batches, newest first (`after`: a batch id, to page on)."""
+    async def page(self, user_id: str, *, limit: int = 100, after: str | None = None) -> Page[Batch]:
+        """A page of `list`, with the query of the next page when there is one."""
+        found = await self.list(user_id, limit=limit, after=after, probe=1)
+        return page_of(found, limit, lambda last: {"limit": str(limit), "after": last.id})
+
+    async def list(
+        self, user_id: str, *, limit: int = 20, after: str | None = None, probe: int = 0
+    ) -> list[Batch]:
+        """The caller's batches, newest first (`after`: a batch id, to page on; `probe` rows beyond
+        `limit` tell a page whether more exist)."""
         if not 1 <= limit <= 100:
             raise InvalidRequest("limit must be between 1 and 100.", param="limit")
         query = select(batches).where(batches.c.user_id == user_id)
@@ -213,7 +222,7 @@ class BatchService:
                 (batches.c.created_at < anchor["created_at"])
                 | ((batches.c.created_at == anchor["created_at"]) & (batches.c.id < anchor["id"]))
             )
-        query = query.order_by(batches.c.created_at.desc(), batches.c.id.desc()).limit(limit)
+        query = query.order_by(batches.c.created_at.desc(), batches.c.id.desc()).limit(limit + probe)
         async with self._db.read() as conn:
             rows = [dict(r) for r in (await conn.execute(query)).mappings().all()]
         live = [r["id"] for r in rows if r["status"] not in TERMINAL_STATUSES]
