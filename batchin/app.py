@@ -25,6 +25,8 @@ from batchin.core.media.audio import AudioService
 from batchin.core.media.embeddings import EmbeddingsService
 from batchin.core.media.files import FileService
 from batchin.core.media.images import ImageService
+from batchin.core.media.linked import LinkedMedia
+from batchin.core.media.links import LinkSigner, load_or_create_link_key
 from batchin.core.media.videos import VideoService
 from batchin.core.prompts.service import PromptService
 from batchin.core.serving.admission import AdmissionController
@@ -79,6 +81,12 @@ async def build_services(
     metrics.watch_engines(registry.engine_workers)
     flow = FlowPolicy(settings, limiter, admission)
     files = FileService(database, settings.data_dir)
+    links = LinkSigner(
+        load_or_create_link_key(settings.media_link_key_file or settings.data_dir / "media" / "link_key"),
+        settings.media_link_ttl_seconds,
+        settings.own_base_url,
+    )
+    videos = VideoService(settings, database, registry, ledger, flow, admission, files, links)
     audit = await AuditService.open(settings, database, registry, ledger.sqlite_writer)
     traces = TraceService.open(settings, database)
     prompts = PromptService(settings, database, audit)
@@ -102,8 +110,9 @@ async def build_services(
         metrics=metrics,
         inference=inference,
         files=files,
-        images=ImageService(settings, registry, metering, flow, files),
-        videos=VideoService(settings, database, registry, ledger, flow, admission, files),
+        images=ImageService(registry, metering, flow, files, links),
+        videos=videos,
+        media=LinkedMedia(links, files, videos),
         embeddings=embeddings,
         audio=AudioService(registry, metering, flow),
         audit=audit,

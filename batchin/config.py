@@ -154,10 +154,16 @@ class Settings(BaseSettings):
     vaas_record_price_usd: Decimal = Field(default=Decimal("0.001"), ge=0)
 
     public_base_url: str = "http://127.0.0.1:8000"
+    # Generated media links (images' data[].url, a video's output_url) open without a key: each is
+    # signed (HMAC-SHA256 over the file id and expiry) with the key in this file (default
+    # data_dir/media/link_key, made 0600 if missing) and valid this long (core/media/links.py).
+    media_link_key_file: Path | None = None
+    media_link_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=366 * 24 * 3600)
     # Documents with absolute links (llms.txt, agents.md, the MCP server card and catalog) name
     # public_base_url when it is set. Otherwise they name the host the caller used only when it is
     # one of these, localhost, 127.0.0.1, ::1 or the bind host; any other Host header (which the
-    # caller controls) gets public_base_url's default. Env: a JSON list or "a,b" of host names.
+    # caller controls) gets the bind address and port (http_api/origin.py). Generated media links
+    # follow the same rule. Env: a JSON list or "a,b" of host names.
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # MCP over HTTP checks Host/Origin (DNS-rebinding protection): loopback and public_base_url's
     # host are accepted, plus these (env: a JSON list or "a,b"; patterns like "*.example.com:*").
@@ -208,6 +214,21 @@ class Settings(BaseSettings):
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
         return cls(**overrides)
+
+    @property
+    def public_base_url_configured(self) -> bool:
+        """Whether the operator set public_base_url (else it is only the default)."""
+        return "public_base_url" in self.model_fields_set
+
+    @property
+    def own_base_url(self) -> str:
+        """The base of links built with no request to say how the caller reached us: public_base_url
+        when set, else this server's bind address and port (`serve --port 9000` links to 9000)."""
+        if self.public_base_url_configured:
+            return self.public_base_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
 
     @property
     def resolved_database_url(self) -> str:

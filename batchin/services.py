@@ -21,6 +21,7 @@ from batchin.core.media.audio import AudioService
 from batchin.core.media.embeddings import EmbeddingsService
 from batchin.core.media.files import FileService
 from batchin.core.media.images import ImageService
+from batchin.core.media.linked import LinkedMedia
 from batchin.core.media.videos import VideoService
 from batchin.core.prompts.service import PromptService
 from batchin.core.serving.admission import AdmissionController
@@ -55,6 +56,7 @@ class Services:
     files: FileService
     images: ImageService
     videos: VideoService
+    media: LinkedMedia  # what signed media links open
     embeddings: EmbeddingsService
     audio: AudioService
     audit: AuditService

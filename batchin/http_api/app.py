@@ -22,6 +22,7 @@ from batchin.http_api.routes import discovery as discovery_routes
 from batchin.http_api.routes import embeddings as embedding_routes
 from batchin.http_api.routes import files as file_routes
 from batchin.http_api.routes import images as image_routes
+from batchin.http_api.routes import media as media_routes
 from batchin.http_api.routes import prompts as prompt_routes
 from batchin.http_api.routes import traces as trace_routes
 from batchin.http_api.routes import videos as video_routes
@@ -39,6 +40,7 @@ def all_endpoints() -> list[Endpoint]:
         *video_routes.ENDPOINTS,
         *batch_routes.ENDPOINTS,
         *file_routes.ENDPOINTS,
+        *media_routes.ENDPOINTS,
         *accounts.ENDPOINTS,
         *usage.ENDPOINTS,
         *topup.ENDPOINTS,

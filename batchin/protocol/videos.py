@@ -77,7 +77,7 @@ class VideoError(BaseModel):
 
 class Video(BaseModel):
     id: str
-    object: Literal["video"] = "video"
+    object: Literal["video.generation"] = "video.generation"  # the seed's name (OpenAI's is "video")
     status: VideoStatus
     progress: int = Field(ge=0, le=100)
     model: str
@@ -91,7 +91,11 @@ class Video(BaseModel):
     remixed_from_video_id: str | None = None
     # The seed's fields.
     duration_seconds: int
-    output_url: str | None = Field(default=None, description="the MP4, once completed")
+    output_url: str | None = Field(
+        default=None,
+        description="a signed link to the MP4, valid without a key until its `expires`; present from "
+        "`queued` (it answers 404 until the job is completed), null once failed",
+    )
     file_id: str | None = None
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -17,15 +16,13 @@ from pydantic import BaseModel, Field
 from batchin.core.media.audio import AudioService
 from batchin.core.media.files import FileService
 from batchin.core.media.images import ImageService
+from batchin.core.media.links import media_id_of
 from batchin.mcp_server.caller import current, uses
 from batchin.protocol.audio import SpeechRequest
 from batchin.protocol.common import validate
 from batchin.protocol.images import ImageGenerateRequest, ImagesResponse
 from batchin.services import Services
 from batchin.tools.registry import ToolSpec
-
-# Generated images are stored files whose URL ends in /v1/files/<id>/content (core/images.file_url).
-_FILE_URL = re.compile(r"/v1/files/([A-Za-z0-9_-]+)/content$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,17 +47,17 @@ async def generate_image(
     deps: MediaToolDeps = uses(MediaToolDeps),
 ) -> ToolResult:
     """Text to image. Returns each PNG as image content, plus the images response (data[i].url is
-    the stored file, downloadable with the same key). Billed per image."""
+    a signed link to the stored PNG that opens without a key until it expires). Billed per image."""
     call = current()
     fields: dict[str, Any] = {"prompt": prompt, "size": size, "n": n, "response_format": "url"}
     fields |= {k: v for k, v in {"model": model, "seed": seed}.items() if v is not None}
     result = await deps.images.generate(call.ctx, validate(ImageGenerateRequest, fields))
     content = []
     for image in result.data:
-        match = _FILE_URL.search(image.url or "")
-        if match is None:
+        file_id = media_id_of(image.url or "")  # a signed link naming the stored PNG
+        if file_id is None:
             continue
-        stored = await deps.files.content(call.ctx.principal.user_id, match.group(1))
+        stored = await deps.files.content(call.ctx.principal.user_id, file_id)
         png = await asyncio.to_thread(Path(stored.path).read_bytes)
         content.append(
             ImageContent(type="image", data=base64.b64encode(png).decode("ascii"), mime_type="image/png")

@@ -48,7 +48,8 @@ async def create_video(
     deps: VideoToolDeps = uses(VideoToolDeps),
 ) -> Video:
     """Start a text-to-video job. Returns the video job (status queued → in_progress → completed or
-    failed; output_url is the MP4 once completed). Poll with get_video, or pass wait=true."""
+    failed; output_url is a signed link to the MP4 that opens without a key once the job is completed).
+    Poll with get_video, or pass wait=true."""
     call = current()
     fields: dict[str, Any] = {"prompt": prompt}
     fields |= {
@@ -70,7 +71,8 @@ async def get_video(
     video_id: Annotated[str, Field(description="The id create_video returned.")],
     deps: VideoToolDeps = uses(VideoToolDeps),
 ) -> Video:
-    """A video job's current status and progress (0-100); output_url once completed."""
+    """A video job's current status and progress (0-100); output_url (a signed link) opens the MP4
+    once it is completed."""
     call = current()
     return await deps.videos.get(call.ctx.principal.user_id, video_id)
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from batchin.config import Settings
 from batchin.protocol.accounts import UserCreated
 from batchin.services import Services
-from batchin.store.tables import webhook_deliveries
+from batchin.store.tables import batches, webhook_deliveries
 from tests.batch_fixtures import CHAT, TEXT, WIDE, batch_services, chat_task, jsonl_line
 from tests.conftest import MakeUser, assert_error, bearer
 from tests.media_fixtures import sdk_client
@@ -56,6 +56,15 @@ async def finished(client: httpx2.AsyncClient, user: UserCreated, batch_id: str)
             return body
         await asyncio.sleep(0.02)
     raise AssertionError(f"batch {batch_id} did not finish")
+
+
+async def loading(services: Services, batch_id: str) -> bool:
+    """Whether a process still holds the batch (loading its input file)."""
+    async with services.database.read() as conn:
+        row = (
+            await conn.execute(select(batches.c.status, batches.c.claimed_by).where(batches.c.id == batch_id))
+        ).one()
+    return row.status == "validating" or row.claimed_by is not None
 
 
 async def test_the_seed_form_creates_a_pending_batch(client: httpx2.AsyncClient, user: UserCreated) -> None:
@@ -264,6 +273,28 @@ async def test_the_openai_sdk_runs_a_file_batch(services: Services, user: UserCr
     results = [json.loads(line) for line in output.text.splitlines()]
     assert [r["custom_id"] for r in results] == [f"request-{i}" for i in range(4)]
     assert {r["response"]["body"]["choices"][0]["message"]["content"] for r in results} == {TEXT}
+
+
+async def test_cancelling_a_loaded_file_batch_with_nothing_running_answers_cancelled(
+    services: Services, user: UserCreated
+) -> None:
+    await services.batches.dispatcher.stop()  # its tasks are loaded but none starts
+    data = b"".join(json.dumps(jsonl_line(f"r{i}")).encode() + b"\n" for i in range(2))
+    async with sdk_client(services, user.api_key) as sdk:
+        uploaded = await sdk.files.create(file=("requests.jsonl", data), purpose="batch")
+        batch = await sdk.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        while await loading(services, batch.id):
+            await asyncio.sleep(0.02)
+        batch = await sdk.batches.retrieve(batch.id)
+        assert (batch.status, batch.request_counts and batch.request_counts.total) == ("in_progress", 2)
+        cancelled = await sdk.batches.cancel(batch.id)
+        assert cancelled.error_file_id is not None
+        errors = await sdk.files.content(cancelled.error_file_id)
+
+    assert cancelled.status == "cancelled"  # at once: no task was running
+    assert [json.loads(line)["error"]["code"] for line in errors.text.splitlines()] == ["batch_cancelled"] * 2
 
 
 async def test_the_openai_sdk_cancels_a_file_batch(services: Services, user: UserCreated) -> None:

@@ -64,7 +64,7 @@ async def test_sdk_b64_json_gives_pngs_of_the_exact_size(services: Services, use
         assert png_size(base64.b64decode(image.b64_json)) == (320, 200)
 
 
-async def test_sdk_url_points_at_a_stored_png_only_its_owner_can_read(
+async def test_sdk_url_is_a_signed_link_and_the_file_stays_its_owners(
     services: Services, client: httpx2.AsyncClient, user: UserCreated, make_user: MakeUser
 ) -> None:
     async with sdk_client(services, user.api_key) as sdk:
@@ -72,13 +72,15 @@ async def test_sdk_url_points_at_a_stored_png_only_its_owner_can_read(
     assert len(result.data) == 1
     url = result.data[0].url
     assert url is not None
-    assert url.startswith("http://testserver/v1/files/file-")
-    assert url.endswith("/content")
-    path = url.removeprefix("http://testserver")
-    response = await client.get(path, headers=bearer(user.api_key))
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "image/png"
-    assert png_size(response.content) == (256, 256)
+    assert url.startswith("http://testserver/v1/media/file-")
+    linked = await client.get(url.removeprefix("http://testserver"))  # no key: the link is enough
+    assert linked.status_code == 200
+    assert linked.headers["content-type"] == "image/png"
+    assert png_size(linked.content) == (256, 256)
+    file_id = url.split("/v1/media/", 1)[1].split("?", 1)[0]
+    path = f"/v1/files/{file_id}/content"  # the file itself: its owner's key, nobody else's
+    owned = await client.get(path, headers=bearer(user.api_key))
+    assert (owned.status_code, owned.content) == (200, linked.content)
     other = await make_user()
     assert_error(await client.get(path, headers=bearer(other.api_key)), 404, "not_found")
 

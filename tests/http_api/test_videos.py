@@ -59,7 +59,7 @@ async def test_sdk_create_poll_download(services: Services, user: UserCreated) -
             model=VIDEO_MODEL, prompt="waves on a beach", seconds="4", size="320x240"
         )
         assert (created.object, created.status, created.model, created.seconds) == (
-            "video",
+            "video.generation",
             "queued",
             VIDEO_MODEL,
             "4",
@@ -104,8 +104,8 @@ async def test_seed_json_form_and_output_url(
     assert response.headers["traceparent"].startswith("00-")
     done = await wait_for_status(client, created["id"], headers, {"completed", "failed"})
     assert done["status"] == "completed", done
-    assert done["output_url"] == f"http://testserver/v1/files/{done['file_id']}/content"
-    mp4 = await client.get(done["output_url"].removeprefix("http://testserver"), headers=headers)
+    assert done["output_url"].startswith(f"http://testserver/v1/media/{created['id']}?expires=")
+    mp4 = await client.get(done["output_url"].removeprefix("http://testserver"))  # no key needed
     assert mp4.status_code == 200
     assert mp4.headers["content-type"] == "video/mp4"
     assert decode_mp4(mp4.content)["duration"] == 2.0

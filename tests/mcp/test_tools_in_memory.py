@@ -220,7 +220,7 @@ async def test_generate_image_returns_image_content(
     assert base64.b64decode(image.data)[:8] == b"\x89PNG\r\n\x1a\n"
     assert result.structured_content is not None
     assert result.structured_content["size"] == "64x64"
-    assert result.structured_content["data"][0]["url"].endswith("/content")
+    assert "/v1/media/file-" in result.structured_content["data"][0]["url"]  # a signed link
 
 
 async def test_audit_record_round_trip(mcp_client: McpClientFactory, make_user: MakeUser) -> None:

@@ -39,6 +39,7 @@ from batchin.core.clock import utcnow
 from batchin.core.context import CallContext
 from batchin.core.media.embeddings import EmbeddingsService
 from batchin.core.media.files import FileService
+from batchin.core.paging import Page, page_of
 from batchin.core.permissions import may_use_model
 from batchin.core.serving.inference import InferenceService
 from batchin.errors import InvalidRequest, NotFound, PermissionDenied
@@ -212,8 +213,16 @@ class BatchService:
             batch.webhook_deliveries = [WebhookAttempt.model_validate(a) for a in attempts]
         return batch
 
-    async def list(self, user_id: str, *, limit: int = 20, after: str | None = None) -> list[Batch]:
-        """The caller's batches, newest first (`after`: a batch id, to page on)."""
+    async def page(self, user_id: str, *, limit: int = 100, after: str | None = None) -> Page[Batch]:
+        """A page of `list`, with the query of the next page when there is one."""
+        found = await self.list(user_id, limit=limit, after=after, probe=1)
+        return page_of(found, limit, lambda last: {"limit": str(limit), "after": last.id})
+
+    async def list(
+        self, user_id: str, *, limit: int = 20, after: str | None = None, probe: int = 0
+    ) -> list[Batch]:
+        """The caller's batches, newest first (`after`: a batch id, to page on; `probe` rows beyond
+        `limit` tell a page whether more exist)."""
         if not 1 <= limit <= 100:
             raise InvalidRequest("limit must be between 1 and 100.", param="limit")
         query = select(batches).where(batches.c.user_id == user_id)
@@ -223,7 +232,7 @@ class BatchService:
                 (batches.c.created_at < anchor["created_at"])
                 | ((batches.c.created_at == anchor["created_at"]) & (batches.c.id < anchor["id"]))
             )
-        query = query.order_by(batches.c.created_at.desc(), batches.c.id.desc()).limit(limit)
+        query = query.order_by(batches.c.created_at.desc(), batches.c.id.desc()).limit(limit + probe)
         async with self._db.read() as conn:
             rows = [dict(r) for r in (await conn.execute(query)).mappings().all()]
         live = [r["id"] for r in rows if r["status"] not in TERMINAL_STATUSES]
@@ -244,7 +253,7 @@ class BatchService:
 
     async def cancel(self, user_id: str, batch_id: str) -> Batch:
         """Waiting tasks are cancelled at once; running ones finish and are billed. The batch ends
-        `cancelled` once none runs (at once for an inline batch with none running)."""
+        `cancelled` once none runs: at once when none was running (the answer says `cancelled`)."""
         async with self._db.write() as conn:
             result = await conn.execute(
                 update(batches)
@@ -258,13 +267,10 @@ class BatchService:
             raise InvalidRequest(f"Batch '{batch_id}' is already {row['status']}.", param="batch_id")
         self.dispatcher.forget(batch_id)  # its claimed tasks here must not start now
         await self._store.settle_waiting(batch_id, "cancelled")
-        if (
-            row["form"] == "inline"
-            and row["claimed_by"] is None
-            and not await self._store.unfinished(batch_id)
-        ):
-            await self.supervisor.finalize(batch_id)
-        else:
+        # Nothing running and no process loading it (inline or file form alike): it ends here, so
+        # the answer is `cancelled` (the seed). Else `cancelling` until the started tasks finish.
+        idle = row["claimed_by"] is None and not await self._store.unfinished(batch_id)
+        if not (idle and await self.supervisor.finalize(batch_id)):
             self.supervisor.wake()
         return await self.get(user_id, batch_id)
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from batchin.core.billing.money import units_to_cents
 from batchin.core.clock import isoformat
+from batchin.core.paging import Page, page_of
 from batchin.errors import InvalidRequest
 from batchin.protocol.usage import ModelUsage, UsageLog, UsageSummary
 from batchin.store.database import Database
@@ -21,7 +22,15 @@ class UsageService:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def list_logs(self, user_id: str, *, limit: int = 50, offset: int = 0) -> list[UsageLog]:
+    async def logs_page(self, user_id: str, *, limit: int = 50, offset: int = 0) -> Page[UsageLog]:
+        """Newest first, with the query of the next page when there is one."""
+        logs = await self.list_logs(user_id, limit=limit, offset=offset, probe=1)
+        return page_of(logs, limit, lambda _: {"limit": str(limit), "offset": str(offset + limit)})
+
+    async def list_logs(
+        self, user_id: str, *, limit: int = 50, offset: int = 0, probe: int = 0
+    ) -> list[UsageLog]:
+        """Newest first. `probe` rows beyond `limit` tell a page whether more exist."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}.", param="limit")
         if offset < 0:
@@ -32,7 +41,7 @@ class UsageService:
                     select(usage_logs)
                     .where(usage_logs.c.user_id == user_id)
                     .order_by(usage_logs.c.created_at.desc(), usage_logs.c.id.desc())
-                    .limit(limit)
+                    .limit(limit + probe)
                     .offset(offset)
                 )
             ).all()

@@ -1,7 +1,8 @@
 """Stored files: bytes under BATCHIN_DATA_DIR/files/<user id>/, one row each in `files`.
 
 Generated outputs (images asked for by URL, videos) are written here and served to their owner
-only; anyone else, like a missing id, gets 404, so ids cannot be probed. Uploads (purpose "batch")
+only; anyone else, like a missing id, gets 404, so ids cannot be probed. A signed media link
+(links.py) opens one file without a key. Uploads (purpose "batch")
 share the table: `store()` takes bytes, `store_stream()` copies a file object a block at a time and
 `store_path()` moves a finished file into place, so a large upload or a batch's result file never
 sits in memory. Staging files live under files/.staging, on the same filesystem, so the final
@@ -146,6 +147,15 @@ class FileService:
         if not await asyncio.to_thread(path.is_file):
             raise NotFound(f"The content of file '{file_id}' is no longer stored.", param="file_id")
         return FileContent(path, row.content_type, row.filename, row.bytes)
+
+    async def linked_content(self, file_id: str) -> FileContent:
+        """A file's bytes for a signed media link (core/media/links.py): the link's signature, not
+        a key, says who may read it, so this looks the file up by id alone."""
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(files).where(files.c.id == file_id))).first()
+        if row is None:
+            raise NotFound(f"No such file: '{file_id}'.", param="file_id")
+        return await self.content(row.user_id, file_id)
 
     async def delete(self, user_id: str, file_id: str) -> None:
         """Remove the row and the bytes (no error if already gone)."""

@@ -1,5 +1,6 @@
 """Image generation: model → flow policy → reserve (per image) → admission slot → engine in a thread
-→ PNGs stored as files (response_format "url") or inlined (b64_json) → settle.
+→ PNGs stored as files, answered as signed links (response_format "url"), or inlined (b64_json)
+→ settle.
 
 Storing the outputs happens inside the metered call, so a failure to store them is not billed.
 """
@@ -10,11 +11,11 @@ import base64
 import secrets
 import time
 
-from batchin.config import Settings
 from batchin.core.billing.metering import MeteringService
 from batchin.core.billing.money import cost_per_unit
 from batchin.core.context import CallContext
 from batchin.core.media.files import FileService
+from batchin.core.media.links import LinkSigner
 from batchin.core.serving.admission import Priority
 from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.model_lookup import usable_model
@@ -30,19 +31,22 @@ __all__ = ["ImageService"]
 class ImageService:
     def __init__(
         self,
-        settings: Settings,
         registry: ModelRegistry,
         metering: MeteringService,
         flow: FlowPolicy,
         files: FileService,
+        links: LinkSigner,
     ) -> None:
-        self._settings = settings
         self._registry = registry
         self._metering = metering
         self._flow = flow
         self._files = files
+        self._links = links
 
-    async def generate(self, ctx: CallContext, request: ImageGenerateRequest) -> ImagesResponse:
+    async def generate(
+        self, ctx: CallContext, request: ImageGenerateRequest, *, base: str | None = None
+    ) -> ImagesResponse:
+        """`base`: the base URL the caller reached us at, for data[].url (None: the server's own)."""
         entry = usable_model(self._registry, request.model, "image", ctx.principal)
         width, height = request.dimensions
         runner = await self._registry.runner(entry.id)
@@ -64,12 +68,15 @@ class ImageService:
             call.begin()
             pngs = await runner.generate(params)
             data = [
-                await self._render(ctx, png, request.response_format, index) for index, png in enumerate(pngs)
+                await self._render(ctx, png, request.response_format, index, base)
+                for index, png in enumerate(pngs)
             ]
             call.record(cost_units=cost_per_unit(len(pngs), price), units=len(pngs), unit="images")
         return ImagesResponse(created=int(time.time()), data=data, size=f"{width}x{height}")
 
-    async def _render(self, ctx: CallContext, png: bytes, response_format: str, index: int) -> ImageData:
+    async def _render(
+        self, ctx: CallContext, png: bytes, response_format: str, index: int, base: str | None
+    ) -> ImageData:
         if response_format == "b64_json":
             return ImageData(b64_json=base64.b64encode(png).decode("ascii"))
         stored = await self._files.store(
@@ -79,8 +86,5 @@ class ImageService:
             purpose=IMAGE_OUTPUT,
             content_type="image/png",
         )
-        return ImageData(url=file_url(self._settings, stored.id))
-
-
-def file_url(settings: Settings, file_id: str) -> str:
-    return f"{settings.public_base_url.rstrip('/')}/v1/files/{file_id}/content"
+        # A signed link that opens without a key (links.py); /v1/files/{id}/content takes the key.
+        return ImageData(url=self._links.url(stored.id, base))

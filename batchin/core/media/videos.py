@@ -25,7 +25,7 @@ from batchin.core.billing.money import cost_per_unit
 from batchin.core.clock import utcnow
 from batchin.core.context import CallContext
 from batchin.core.media.files import FileContent, FileService
-from batchin.core.media.images import file_url
+from batchin.core.media.links import LinkSigner
 from batchin.core.media.video_worker import VideoWorker, load_reservation
 from batchin.core.serving.admission import AdmissionController
 from batchin.core.serving.flow import FlowPolicy
@@ -53,6 +53,7 @@ class VideoService:
         flow: FlowPolicy,
         admission: AdmissionController,
         files: FileService,
+        links: LinkSigner,
     ) -> None:
         self._settings = settings
         self._db = database
@@ -60,6 +61,7 @@ class VideoService:
         self._ledger = ledger
         self._flow = flow
         self._files = files
+        self._links = links
         self.worker = VideoWorker(settings, database, registry, ledger, admission, files)
 
     # -- lifecycle (the app's lifespan calls these) --------------------------------------------
@@ -72,7 +74,12 @@ class VideoService:
 
     # -- operations ------------------------------------------------------------------------------
 
-    async def submit(self, ctx: CallContext, request: VideoCreateRequest) -> Video:
+    # `base`, here and below: the base URL the caller reached us at, for output_url (None: the one
+    # recorded when the job was created, else the server's own; see links.py).
+
+    async def submit(
+        self, ctx: CallContext, request: VideoCreateRequest, *, base: str | None = None
+    ) -> Video:
         entry = usable_model(self._registry, request.model, "video", ctx.principal)
         seconds, size = request.job_seconds(), request.job_size()
         width, height = parse_size(size)
@@ -100,6 +107,7 @@ class VideoService:
             "reservation_id": reservation.id,
             "attempts": 0,
             "created_at": utcnow(),
+            "origin": base,
         }
         try:
             async with self._db.write() as conn:
@@ -108,13 +116,19 @@ class VideoService:
             await asyncio.shield(self._ledger.release(reservation))
             raise
         self.worker.wake()
-        return self._video(row)
+        return self._video(row, base)
 
-    async def get(self, user_id: str, video_id: str) -> Video:
-        return self._video(await self._row(user_id, video_id))
+    async def get(self, user_id: str, video_id: str, *, base: str | None = None) -> Video:
+        return self._video(await self._row(user_id, video_id), base)
 
     async def list(
-        self, user_id: str, *, limit: int = 20, order: str = "desc", after: str | None = None
+        self,
+        user_id: str,
+        *,
+        limit: int = 20,
+        order: str = "desc",
+        after: str | None = None,
+        base: str | None = None,
     ) -> VideoList:
         if not 1 <= limit <= 100:
             raise InvalidRequest("limit must be between 1 and 100.", param="limit")
@@ -134,7 +148,7 @@ class VideoService:
         query = query.order_by(*(k.desc() if newest_first else k.asc() for k in keys)).limit(limit + 1)
         async with self._db.read() as conn:
             rows = (await conn.execute(query)).mappings().all()
-        videos = [self._video(dict(r)) for r in rows[:limit]]
+        videos = [self._video(dict(r), base) for r in rows[:limit]]
         return VideoList(
             data=videos,
             first_id=videos[0].id if videos else None,
@@ -152,6 +166,25 @@ class VideoService:
                 param="video_id",
             )
         return await self._files.content(user_id, row["file_id"])
+
+    async def linked_output(self, video_id: str) -> FileContent:
+        """The MP4 a signed output_url names (the link, not a key, says who may read it). Until
+        the job completes: 404 saying so, with Retry-After, so a player or script can wait."""
+        async with self._db.read() as conn:
+            query = select(video_jobs).where(video_jobs.c.id == video_id, video_jobs.c.status.in_(_VISIBLE))
+            row = (await conn.execute(query)).mappings().first()
+        if row is None:
+            raise NotFound(f"No such video: '{video_id}'.", param="video_id")
+        if row["status"] in ("queued", "in_progress"):
+            raise NotFound(
+                f"Video '{video_id}' is not ready: it is {row['status']} ({row['progress']}%). This link "
+                "opens once the job is completed.",
+                param="video_id",
+                headers={"Retry-After": "5"},
+            )
+        if row["status"] != "completed" or row["file_id"] is None:
+            raise NotFound(f"Video '{video_id}' failed; it has no output.", param="video_id")
+        return await self._files.content(row["user_id"], row["file_id"])
 
     async def delete(self, user_id: str, video_id: str) -> VideoDeleted:
         async with self._db.write() as conn:
@@ -185,11 +218,15 @@ class VideoService:
             raise NotFound(f"No such video: '{video_id}'.", param="video_id")
         return dict(row)
 
-    def _video(self, row: dict[str, Any]) -> Video:
+    def _video(self, row: dict[str, Any], base: str | None) -> Video:
         error = None
         if row["status"] == "failed":
             error = VideoError(code=row.get("error_code") or "failed", message=row.get("error_message") or "")
         file_id = row.get("file_id")
+        # The seed shows output_url from `queued`: the link names the job, and opens once it is done.
+        output_url = None
+        if row["status"] in ("queued", "in_progress", "completed"):
+            output_url = self._links.url(row["id"], base or row.get("origin"))
         return Video(
             id=row["id"],
             status=row["status"],
@@ -202,9 +239,7 @@ class VideoService:
             completed_at=_epoch(row.get("completed_at")),
             error=error,
             duration_seconds=row["seconds"],
-            output_url=file_url(self._settings, file_id)
-            if file_id and row["status"] == "completed"
-            else None,
+            output_url=output_url,
             file_id=file_id if row["status"] == "completed" else None,
         )
 

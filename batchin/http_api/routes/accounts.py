@@ -11,6 +11,7 @@ from starlette.responses import Response
 from batchin.core.accounts.service import AccountService
 from batchin.core.context import CallContext
 from batchin.http_api.endpoint import Endpoint
+from batchin.http_api.paging import PAGE_QUERY, render_page, slice_page
 from batchin.http_api.rendering import parse_json, render
 from batchin.protocol.accounts import KeyCreated, KeyCreateRequest, KeyResponse, UserResponse
 from batchin.services import Services
@@ -38,7 +39,8 @@ async def create_key(request: Request, ctx: CallContext, deps: AccountDeps) -> R
 
 
 async def list_keys(request: Request, ctx: CallContext, deps: AccountDeps) -> Response:
-    return render(await deps.accounts.list_keys(ctx.principal.user_id))
+    keys = await deps.accounts.list_keys(ctx.principal.user_id)
+    return render_page(request, slice_page(request, keys))
 
 
 async def delete_key(request: Request, ctx: CallContext, deps: AccountDeps) -> Response:
@@ -75,6 +77,8 @@ ENDPOINTS = [
         list_keys,
         "List the user's API keys (never their secrets) with their scopes, models and spend this month.",
         response_model=list[KeyResponse],
+        query=PAGE_QUERY,
+        errors=(400,),
         deps=AccountDeps,
         tag="account",
         scope="account:read",

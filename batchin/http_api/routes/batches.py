@@ -12,6 +12,7 @@ from starlette.responses import Response
 from batchin.core.batches.service import BatchService
 from batchin.core.context import CallContext
 from batchin.http_api.endpoint import Endpoint, QueryParam
+from batchin.http_api.paging import render_page
 from batchin.http_api.rendering import parse_json, query_int, render
 from batchin.protocol.batches import Batch, BatchCreateRequest, BatchTaskPage
 from batchin.services import Services
@@ -36,12 +37,12 @@ async def create_batch(request: Request, ctx: CallContext, deps: BatchDeps) -> R
 
 
 async def list_batches(request: Request, ctx: CallContext, deps: BatchDeps) -> Response:
-    found = await deps.batches.list(
+    found = await deps.batches.page(
         ctx.principal.user_id,
-        limit=query_int(request, "limit", 20),
+        limit=query_int(request, "limit", 100),
         after=request.query_params.get("after") or None,
     )
-    return render(found)
+    return render_page(request, found)
 
 
 async def retrieve_batch(request: Request, ctx: CallContext, deps: BatchDeps) -> Response:
@@ -84,12 +85,13 @@ ENDPOINTS = [
         "GET",
         "/v1/batches",
         list_batches,
-        "The caller's batches, newest first (a bare array).",
+        "The caller's batches, newest first (a bare array); when more exist, a "
+        '`Link: <...>; rel="next"` header names the next page.',
         response_model=list[Batch],
         deps=BatchDeps,
         tag="batches",
         query=(
-            QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "page size (default 20)"),
+            QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "page size (default 100)"),
             QueryParam("after", {"type": "string"}, "a batch id: list the batches created before it"),
         ),
         scope="batches",

@@ -1,12 +1,9 @@
 """Public discovery: llms.txt, llms-full.txt, agents.md, the docs as Markdown, the MCP Server Card
 (SEP-2127) and the site's MCP Catalog. No key needed: they describe how to get one and use it.
 
-Links and endpoint URLs name BATCHIN_PUBLIC_BASE_URL when the operator configured it (a proxy in
-front may not pass the public host on). Otherwise they name the server as the caller reached it,
-but only when the request's Host is an allowed one (loopback names, the bind host,
-BATCHIN_ALLOWED_HOSTS): the Host header is the caller's to forge, and a cache in front would serve
-documents pointing agents (and their API keys) at the forger's host to everyone. Any other Host gets
-public_base_url's default.
+Links and endpoint URLs name the base URL http_api/origin.py picks: BATCHIN_PUBLIC_BASE_URL when
+set, else the host the caller used when it is an allowed one (a forged Host would otherwise point
+agents, and their API keys, at the forger), else the server's own bind address and port.
 """
 
 from __future__ import annotations
@@ -23,6 +20,7 @@ from starlette.responses import Response
 from batchin import __version__
 from batchin.core.site_docs import SiteDocs, absolute_links
 from batchin.http_api.endpoint import Endpoint
+from batchin.http_api.origin import PublicOrigin
 from batchin.protocol.discovery import (
     SERVER_CARD_MEDIA_TYPE,
     CardHeader,
@@ -52,36 +50,19 @@ _TEXT = "text/plain; charset=utf-8"
 _MARKDOWN = "text/markdown; charset=utf-8"
 
 
-_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-_ANY_ADDRESS = ("0.0.0.0", "::", "")  # bind addresses for every interface: never a name to link to
-
-
 @dataclass(frozen=True, slots=True)
 class DiscoveryDeps:
-    """What the discovery documents use: the configured public base URL, if any, the default one,
-    and the hosts whose requests may name themselves."""
+    """What the discovery documents use: the rule for the base URL their links name."""
 
-    public_base_url: str | None
-    default_base_url: str
-    allowed_hosts: frozenset[str]
+    origin: PublicOrigin
 
     @classmethod
     def from_services(cls, services: Services) -> Self:
-        settings = services.settings
-        configured = "public_base_url" in settings.model_fields_set
-        base = str(settings.public_base_url).rstrip("/")
-        bind = () if settings.host in _ANY_ADDRESS else (settings.host,)
-        hosts = frozenset(h.lower().strip("[]") for h in (*_LOOPBACK_NAMES, *bind, *settings.allowed_hosts))
-        return cls(public_base_url=base if configured else None, default_base_url=base, allowed_hosts=hosts)
+        return cls(origin=PublicOrigin.from_settings(services.settings))
 
 
 def base_url(request: Request, deps: DiscoveryDeps) -> str:
-    if deps.public_base_url is not None:
-        return deps.public_base_url
-    asked = request.base_url
-    if (asked.hostname or "").lower().strip("[]") in deps.allowed_hosts:
-        return str(asked).rstrip("/")
-    return deps.default_base_url
+    return deps.origin.of(request)
 
 
 def _document(request: Request, deps: DiscoveryDeps, name: str, media_type: str) -> Response:

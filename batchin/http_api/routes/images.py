@@ -11,6 +11,7 @@ from starlette.responses import Response
 from batchin.core.context import CallContext
 from batchin.core.media.images import ImageService
 from batchin.http_api.endpoint import Endpoint
+from batchin.http_api.origin import PublicOrigin
 from batchin.http_api.rendering import parse_json, render
 from batchin.protocol.images import ImageGenerateRequest, ImagesResponse
 from batchin.services import Services
@@ -22,15 +23,21 @@ class ImageDeps:
 
     images: ImageService
     max_body_bytes: int
+    origin: PublicOrigin  # the base of data[].url links
 
     @classmethod
     def from_services(cls, services: Services) -> Self:
-        return cls(images=services.images, max_body_bytes=services.settings.max_body_bytes)
+        settings = services.settings
+        return cls(
+            images=services.images,
+            max_body_bytes=settings.max_body_bytes,
+            origin=PublicOrigin.from_settings(settings),
+        )
 
 
 async def create_image(request: Request, ctx: CallContext, deps: ImageDeps) -> Response:
     body = await parse_json(request, ImageGenerateRequest, deps.max_body_bytes)
-    result = await deps.images.generate(ctx, body)
+    result = await deps.images.generate(ctx, body, base=deps.origin.of(request))
     response = render(result)
     response.headers.update(ctx.response_headers())
     return response
@@ -41,7 +48,8 @@ ENDPOINTS = [
         "POST",
         "/v1/images",
         create_image,
-        "Text to image: `n` PNGs of exactly `size`, as stored-file URLs or inline base64; billed per image.",
+        "Text to image: `n` PNGs of exactly `size`, as signed links that open without a key until they "
+        "expire (GET /v1/media/{id}), or inline base64; billed per image.",
         request_model=ImageGenerateRequest,
         response_model=ImagesResponse,
         deps=ImageDeps,

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from batchin.core.billing.topups import TopupService
 from batchin.core.context import CallContext
 from batchin.http_api.endpoint import Endpoint
+from batchin.http_api.paging import PAGE_QUERY, render_page, slice_page
 from batchin.http_api.rendering import parse_json, read_body, render
 from batchin.protocol.topup import (
     CheckoutRequest,
@@ -48,7 +49,8 @@ async def receive_stripe_webhook(request: Request, deps: TopupDeps) -> Response:
 
 
 async def list_topup_history(request: Request, ctx: CallContext, deps: TopupDeps) -> Response:
-    return render(await deps.topups.history(ctx.principal.user_id))
+    history = await deps.topups.history(ctx.principal.user_id)
+    return render_page(request, slice_page(request, history))
 
 
 async def list_usdc_chains(request: Request, ctx: CallContext, deps: TopupDeps) -> Response:
@@ -83,8 +85,10 @@ ENDPOINTS = [
         "GET",
         "/v1/topup/history",
         list_topup_history,
-        "Top-ups, newest first.",
+        'Top-ups, newest first; when more exist, a `Link: <...>; rel="next"` header names the next page.',
         response_model=list[TopupRecord],
+        query=PAGE_QUERY,
+        errors=(400,),
         deps=TopupDeps,
         tag="billing",
         scope="account:read",

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from batchin.core.billing.usage import UsageService
 from batchin.core.context import CallContext
 from batchin.http_api.endpoint import Endpoint, QueryParam
+from batchin.http_api.paging import render_page
 from batchin.http_api.rendering import query_int, render
 from batchin.protocol.usage import ModelUsage, UsageLog, UsageSummary
 from batchin.services import Services
@@ -30,8 +31,8 @@ class UsageDeps:
 async def list_usage_logs(request: Request, ctx: CallContext, deps: UsageDeps) -> Response:
     limit = query_int(request, "limit", 50)
     offset = query_int(request, "offset", 0)
-    logs = await deps.usage.list_logs(ctx.principal.user_id, limit=limit, offset=offset)
-    return render(logs)
+    logs = await deps.usage.logs_page(ctx.principal.user_id, limit=limit, offset=offset)
+    return render_page(request, logs)
 
 
 async def get_usage_summary(request: Request, ctx: CallContext, deps: UsageDeps) -> Response:
@@ -47,7 +48,8 @@ ENDPOINTS = [
         "GET",
         "/v1/usage/logs",
         list_usage_logs,
-        "Request-level usage logs, newest first.",
+        'Request-level usage logs, newest first; when more exist, a `Link: <...>; rel="next"` '
+        "header names the next page.",
         response_model=list[UsageLog],
         deps=UsageDeps,
         tag="usage",

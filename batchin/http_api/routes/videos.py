@@ -15,6 +15,7 @@ from batchin.core.media.videos import VideoService
 from batchin.errors import InvalidRequest
 from batchin.http_api.body_limit import limit_body
 from batchin.http_api.endpoint import Endpoint, QueryParam
+from batchin.http_api.origin import PublicOrigin
 from batchin.http_api.rendering import parse_json, query_int, render, validate
 from batchin.http_api.routes.files import file_response
 from batchin.protocol.videos import Video, VideoCreateRequest, VideoDeleted, VideoList
@@ -29,10 +30,16 @@ class VideoDeps:
 
     videos: VideoService
     max_body_bytes: int
+    origin: PublicOrigin  # the base of output_url links
 
     @classmethod
     def from_services(cls, services: Services) -> Self:
-        return cls(videos=services.videos, max_body_bytes=services.settings.max_body_bytes)
+        settings = services.settings
+        return cls(
+            videos=services.videos,
+            max_body_bytes=settings.max_body_bytes,
+            origin=PublicOrigin.from_settings(settings),
+        )
 
 
 async def _create_body(request: Request, max_bytes: int) -> VideoCreateRequest:
@@ -55,14 +62,16 @@ async def _create_body(request: Request, max_bytes: int) -> VideoCreateRequest:
 
 async def create_video(request: Request, ctx: CallContext, deps: VideoDeps) -> Response:
     body = await _create_body(request, deps.max_body_bytes)
-    video = await deps.videos.submit(ctx, body)
+    video = await deps.videos.submit(ctx, body, base=deps.origin.of(request))
     response = render(video)
     response.headers.update(ctx.response_headers())
     return response
 
 
 async def retrieve_video(request: Request, ctx: CallContext, deps: VideoDeps) -> Response:
-    video = await deps.videos.get(ctx.principal.user_id, request.path_params["video_id"])
+    video = await deps.videos.get(
+        ctx.principal.user_id, request.path_params["video_id"], base=deps.origin.of(request)
+    )
     return render(video)
 
 
@@ -72,6 +81,7 @@ async def list_videos(request: Request, ctx: CallContext, deps: VideoDeps) -> Re
         limit=query_int(request, "limit", 20),
         order=request.query_params.get("order", "desc"),
         after=request.query_params.get("after") or None,
+        base=deps.origin.of(request),
     )
     return render(videos)
 

@@ -48,7 +48,11 @@ video_jobs = Table(
     Column("status", String(16), nullable=False),  # queued | in_progress | completed | failed | deleted
     Column("progress", Integer, nullable=False, default=0),
     Column("reservation_id", String(UUID_LEN), nullable=False),
+    # The output's file id, chosen at submit so output_url exists from `queued`; the file itself
+    # is stored when the job completes.
     Column("file_id", String(64), nullable=True),
+    # The base URL the job was created through: output_url's host when no request names one (MCP).
+    Column("origin", String(300), nullable=True),
     Column("worker_id", String(64), nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("error_code", String(64), nullable=True),
