@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from batchin.protocol.common import omitted_if_none
+
 # Purposes of files BatchIn writes itself; uploads (e.g. "batch") share the table.
 IMAGE_OUTPUT = "image_output"
 VIDEO_OUTPUT = "video_output"
@@ -19,5 +21,6 @@ class FileObject(BaseModel):
     filename: str
     purpose: str
     status: Literal["processed"] = "processed"
-    expires_at: int | None = None
-    status_details: str | None = None
+    # Absent rather than null: OpenAI's schema types both as non-null (and stored files do not expire).
+    expires_at: int | None = omitted_if_none()
+    status_details: str | None = omitted_if_none()
