@@ -100,5 +100,8 @@ def violations(instance: Any, pointer: str) -> list[str]:
 
 def _describe(error: ValidationError) -> str:
     # best_match descends into anyOf/oneOf, so "not valid under any of the given schemas" names a cause.
+    # A long value (a base64 string, a whole object) is named `<value>`: the path says which.
     where = "/".join(str(p) for p in error.absolute_path) or "<root>"
-    return f"{where}: {error.message[:300]}"
+    shown = repr(error.instance)
+    message = error.message.replace(shown, "<value>") if len(shown) > 80 else error.message
+    return f"{where}: {message[:500]}"

@@ -7,12 +7,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from batchin.protocol.common import RequestModel
+from batchin.protocol.common import RequestModel, omitted_if_none
 
 DEFAULT_IMAGE_SIZE = "1024x1024"
 MIN_SIDE = 16
 MAX_SIDE = 2048
 _SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+# The sizes OpenAI's schema allows in a response's `size` (any WIDTHxHEIGHT is generated).
+OPENAI_RESPONSE_SIZES = frozenset({"1024x1024", "1024x1536", "1536x1024"})
 
 
 def parse_size(size: str) -> tuple[int, int]:
@@ -50,13 +52,22 @@ class ImageGenerateRequest(RequestModel):
 
 
 class ImageData(BaseModel):
-    url: str | None = None
-    b64_json: str | None = None
-    revised_prompt: str | None = None
+    """`url` or `b64_json`, whichever was asked for; the other is absent (never null)."""
+
+    url: str | None = omitted_if_none()
+    b64_json: str | None = omitted_if_none()
+    revised_prompt: str | None = omitted_if_none()
 
 
 class ImagesResponse(BaseModel):
     created: int
     data: list[ImageData]
     output_format: Literal["png"] = "png"
-    size: str
+    size: str | None = omitted_if_none("WIDTHxHEIGHT when it is one of OpenAI's three sizes, else absent")
+
+    @field_validator("size")
+    @classmethod
+    def _openai_sizes_only(cls, size: str | None) -> str | None:
+        # OpenAI's schema enumerates `size`; a typed client would fail on "320x200", so other
+        # sizes are left out (the caller named the size it asked for).
+        return size if size in OPENAI_RESPONSE_SIZES else None
