@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from batchin.protocol.common import omitted_if_none
+from batchin.protocol.common import RequestModel, omitted_if_none
 
 # Purposes of files BatchIn writes itself; uploads (e.g. "batch") share the table.
 IMAGE_OUTPUT = "image_output"
 VIDEO_OUTPUT = "video_output"
+
+
+class FileUploadForm(RequestModel):
+    """The text field of an upload (POST /v1/files, multipart); the bytes come in the `file` part."""
+
+    purpose: Literal["batch"] = Field(description="what the file is for: a JSONL batch input")
 
 
 class FileObject(BaseModel):
