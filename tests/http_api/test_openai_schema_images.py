@@ -53,14 +53,19 @@ async def generate(client: httpx2.AsyncClient, user: UserCreated, **body: Any) -
 async def test_images_match_openais_schema(
     client: httpx2.AsyncClient, user: UserCreated, response_format: str
 ) -> None:
-    body = await generate(client, user, response_format=response_format, n=2)
+    body = await generate(client, user, response_format=response_format, n=2, size="1024x1024")
     assert violations(body, response_schema("/images/generations", "post")) == []
     assert [set(image) for image in body["data"]] == [{response_format}] * 2
 
 
-async def test_size_is_named_only_when_openai_knows_it(client: httpx2.AsyncClient, user: UserCreated) -> None:
-    # OpenAI's schema enumerates three sizes; the tiny pipeline renders 1024x1024 quickly enough.
-    assert "size" not in await generate(client, user, size="64x64")
+async def test_size_is_the_one_place_we_leave_openais_schema(
+    client: httpx2.AsyncClient, user: UserCreated
+) -> None:
+    # OpenAI's schema enumerates the three sizes its models make; we render any WIDTHxHEIGHT and
+    # say which (MCP's generate_image reports it too), so other sizes break that enum on purpose.
+    odd = await generate(client, user, size="64x64")
+    assert violations(odd, response_schema("/images/generations", "post")) == [
+        "size: '64x64' is not one of ['1024x1024', '1024x1536', '1536x1024']"
+    ]
     named = await generate(client, user, size="1024x1024", response_format="b64_json")
-    assert named["size"] == "1024x1024"
     assert violations(named, response_schema("/images/generations", "post")) == []
