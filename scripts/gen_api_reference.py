@@ -39,6 +39,7 @@ _STATUS_CODES = {
     402: "payment_required",
     403: "permission_denied",
     404: "not_found",
+    405: "method_not_allowed",
     413: "payload_too_large",
     429: "rate_limited",
     501: "not_implemented",
@@ -221,6 +222,8 @@ def render_operation(method: str, path: str, operation: dict[str, Any]) -> list[
             out += [f"Request body ({code(media_type)}): {type_of(content['schema'])}.", ""]
     errors: list[str] = []
     for status, response in operation["responses"].items():
+        if status == "default":
+            continue  # any other error: the envelope, as the page's introduction says
         if int(status) >= 400:
             errors.append(code(f"{status} {_STATUS_CODES.get(int(status), 'internal_error')}"))
             continue

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from batchin.core.accounts.auth import AuthService
     from batchin.services import Services
 
-__all__ = ["Endpoint", "QueryParam", "RouteDeps", "bearer_secret", "openapi_path"]
+__all__ = ["Endpoint", "FormBody", "QueryParam", "RouteDeps", "bearer_secret", "openapi_path"]
 
 # (request, ctx, deps), (request, ctx), (request, deps) or (request): see the module docstring.
 Handler = Callable[..., Awaitable[Response]]
@@ -54,6 +54,16 @@ class QueryParam:
 
 
 @dataclass(frozen=True)
+class FormBody:
+    """A form request body (multipart/form-data): the text fields `model` validates, plus file
+    parts. An array field is sent as repeated `name[]` parts, as the openai SDK sends them."""
+
+    model: Any
+    files: tuple[str, ...] = ("file",)
+    urlencoded: bool = False  # also accepted as application/x-www-form-urlencoded (no files then)
+
+
+@dataclass(frozen=True)
 class Endpoint:
     method: str
     path: str
@@ -70,6 +80,9 @@ class Endpoint:
     errors: tuple[int, ...] = ()
     content_type: str = "application/json"
     raw_body: bool = False
+    form: FormBody | None = None  # a form body, instead of or besides `request_model`'s JSON
+    # Other media types of the success body (binary or text, per the request's format field).
+    other_content_types: tuple[str, ...] = ()
     extra_paths: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:

@@ -11,6 +11,7 @@ from batchin import __version__
 from batchin.errors import (
     BatchInError,
     InvalidRequest,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     PaymentRequired,
@@ -19,7 +20,7 @@ from batchin.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
-from batchin.http_api.endpoint import Endpoint, openapi_path
+from batchin.http_api.endpoint import Endpoint, FormBody, openapi_path
 from batchin.protocol.common import ErrorResponse
 
 _REF = "#/components/schemas/{model}"
@@ -29,6 +30,7 @@ _ERRORS: dict[int, type[BatchInError]] = {
     402: PaymentRequired,
     403: PermissionDenied,
     404: NotFound,
+    405: MethodNotAllowed,
     413: PayloadTooLarge,
     429: RateLimited,
     503: ServiceUnavailable,
@@ -47,6 +49,31 @@ class _Schemas:
             self.components[title] = schema
             return {"$ref": _REF.format(model=title)}
         return schema
+
+    def form_ref(self, form: FormBody) -> dict[str, Any]:
+        """The form as one object schema: the model's fields, arrays under their `name[]` part
+        name, and each file as a binary part."""
+        schema = TypeAdapter(form.model).json_schema(ref_template=_REF, mode="validation")
+        self.components.update(schema.pop("$defs", {}))
+        properties: dict[str, Any] = {}
+        for name, field in schema.get("properties", {}).items():
+            properties[f"{name}[]" if field.get("type") == "array" else name] = field
+        required = [f"{n}[]" if properties.get(f"{n}[]") else n for n in schema.get("required", [])]
+        for name in form.files:
+            properties[name] = {
+                "type": "string",
+                "format": "binary",
+                "contentMediaType": "application/octet-stream",
+            }
+        base = str(schema.get("title", "Request"))
+        title = base if base.endswith("Form") else f"{base}Form"
+        self.components[title] = {
+            **schema,
+            "title": title,
+            "properties": properties,
+            "required": [*form.files, *required],
+        }
+        return {"$ref": _REF.format(model=title)}
 
     def request_ref(self, annotation: Any) -> dict[str, Any]:
         schema = TypeAdapter(annotation).json_schema(ref_template=_REF, mode="validation")
@@ -107,11 +134,15 @@ def _operation(ep: Endpoint, path: str, schemas: _Schemas, error_ref: dict[str, 
     ]
     if parameters:
         op["parameters"] = parameters
+    body: dict[str, Any] = {}
     if ep.request_model is not None:
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": schemas.request_ref(ep.request_model)}},
-        }
+        body["application/json"] = {"schema": schemas.request_ref(ep.request_model)}
+    if ep.form is not None:
+        body["multipart/form-data"] = {"schema": schemas.form_ref(ep.form)}
+        if ep.form.urlencoded:
+            body["application/x-www-form-urlencoded"] = {"schema": schemas.request_ref(ep.form.model)}
+    if body:
+        op["requestBody"] = {"required": True, "content": body}
     responses: dict[str, Any] = {}
     if ep.status_code == 204:
         responses["204"] = {"description": "No Content"}
@@ -121,7 +152,12 @@ def _operation(ep: Endpoint, path: str, schemas: _Schemas, error_ref: dict[str, 
             "content": {ep.content_type: {"schema": schemas.ref(ep.response_model)}},
         }
     else:
-        responses[str(ep.status_code)] = {"description": "OK", "content": {ep.content_type: {}}}
+        responses[str(ep.status_code)] = {
+            "description": "OK",
+            "content": {ep.content_type: _raw(ep.content_type)},
+        }
+    for content_type in ep.other_content_types:
+        responses[str(ep.status_code)]["content"][content_type] = _raw(content_type)
     codes = set(ep.errors) | ({401, 403, 429} if not ep.public else set())
     for status in sorted(codes):
         error = _ERRORS.get(status, BatchInError)
@@ -129,5 +165,22 @@ def _operation(ep: Endpoint, path: str, schemas: _Schemas, error_ref: dict[str, 
             "description": f"`{error.code}`",
             "content": {"application/json": {"schema": error_ref}},
         }
+    # Any other failure (500 internal_error above all) still leaves as the error envelope.
+    responses["default"] = {
+        "description": "Any other error, in the same envelope",
+        "content": {"application/json": {"schema": error_ref}},
+    }
     op["responses"] = responses
     return op
+
+
+def _raw(content_type: str) -> dict[str, Any]:
+    """A body that is not JSON: text, or bytes of its media type."""
+    if content_type == "application/json":
+        return {}  # JSON without a declared model (described in the summary)
+    if content_type == "text/event-stream":
+        events = "`data: <JSON>` events (chunks, or typed events on /v1/responses), then `data: [DONE]`"
+        return {"schema": {"type": "string", "description": events}}
+    if content_type.startswith("text/"):
+        return {"schema": {"type": "string"}}
+    return {"schema": {"type": "string", "format": "binary", "contentMediaType": content_type}}

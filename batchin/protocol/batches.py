@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from batchin.protocol.common import RequestModel
+from batchin.protocol.common import RequestModel, omitted_if_none
 from batchin.protocol.webhooks import WebhookAttempt
 
 BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
@@ -147,21 +147,22 @@ class Batch(BaseModel):
     id: str
     object: Literal["batch"] = "batch"
     endpoint: str
-    errors: BatchErrors | None = None
-    input_file_id: str | None = None
+    # OpenAI's schema types these as strings, integers or an object, never null: absent until set.
+    errors: BatchErrors | None = omitted_if_none()
+    input_file_id: str | None = Field(default=None, description="null for inline batches (no file)")
     completion_window: str
     status: BatchStatus
-    output_file_id: str | None = None
-    error_file_id: str | None = None
+    output_file_id: str | None = omitted_if_none()
+    error_file_id: str | None = omitted_if_none()
     created_at: int
-    in_progress_at: int | None = None
-    expires_at: int | None = None
-    finalizing_at: int | None = None
-    completed_at: int | None = None
-    failed_at: int | None = None
-    expired_at: int | None = None
-    cancelling_at: int | None = None
-    cancelled_at: int | None = None
+    in_progress_at: int | None = omitted_if_none()
+    expires_at: int | None = omitted_if_none()
+    finalizing_at: int | None = omitted_if_none()
+    completed_at: int | None = omitted_if_none()
+    failed_at: int | None = omitted_if_none()
+    expired_at: int | None = omitted_if_none()
+    cancelling_at: int | None = omitted_if_none()
+    cancelled_at: int | None = omitted_if_none()
     request_counts: BatchRequestCounts
     metadata: dict[str, str] | None = None
     # The seed's fields.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from batchin.errors import InvalidRequest
 
@@ -15,6 +15,27 @@ class RequestModel(BaseModel):
     """Base of request bodies: unknown fields are ignored (OpenAI clients send extras), types are strict."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def _without_null(schema: dict[str, Any]) -> None:
+    """The field is left out rather than sent as null, so its schema names only the value's type."""
+    branches = [branch for branch in schema.pop("anyOf", []) if branch != {"type": "null"}]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    elif branches:
+        schema["anyOf"] = branches
+    schema.pop("default", None)
+
+
+def omitted_if_none(description: str | None = None) -> Any:
+    """A response field that is absent from the JSON while it has no value, as OpenAI sends it and
+    as its published schema types it (a string or an integer, never null). `exclude_if` runs in
+    pydantic-core's serializer, so model_dump_json stays as fast as with a plain field."""
+    return Field(default=None, exclude_if=_is_none, json_schema_extra=_without_null, description=description)
 
 
 class ErrorDetail(BaseModel):

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from batchin.protocol.common import RequestModel, omitted_if_none
 
 # Purposes of files BatchIn writes itself; uploads (e.g. "batch") share the table.
 IMAGE_OUTPUT = "image_output"
 VIDEO_OUTPUT = "video_output"
+
+
+class FileUploadForm(RequestModel):
+    """The text field of an upload (POST /v1/files, multipart); the bytes come in the `file` part."""
+
+    purpose: Literal["batch"] = Field(description="what the file is for: a JSONL batch input")
 
 
 class FileObject(BaseModel):
@@ -19,5 +27,6 @@ class FileObject(BaseModel):
     filename: str
     purpose: str
     status: Literal["processed"] = "processed"
-    expires_at: int | None = None
-    status_details: str | None = None
+    # Absent rather than null: OpenAI's schema types both as non-null (and stored files do not expire).
+    expires_at: int | None = omitted_if_none()
+    status_details: str | None = omitted_if_none()

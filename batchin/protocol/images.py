@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from batchin.protocol.common import RequestModel
+from batchin.protocol.common import RequestModel, omitted_if_none
 
 DEFAULT_IMAGE_SIZE = "1024x1024"
 MIN_SIDE = 16
@@ -50,13 +50,17 @@ class ImageGenerateRequest(RequestModel):
 
 
 class ImageData(BaseModel):
-    url: str | None = None
-    b64_json: str | None = None
-    revised_prompt: str | None = None
+    """`url` or `b64_json`, whichever was asked for; the other is absent (never null)."""
+
+    url: str | None = omitted_if_none()
+    b64_json: str | None = omitted_if_none()
+    revised_prompt: str | None = omitted_if_none()
 
 
 class ImagesResponse(BaseModel):
     created: int
     data: list[ImageData]
     output_format: Literal["png"] = "png"
+    # Any WIDTHxHEIGHT we rendered, though OpenAI's schema enumerates only its three sizes: see
+    # tests/http_api/test_openai_schema_images.py.
     size: str

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from batchin.errors import InvalidRequest
-from batchin.protocol.common import RequestModel
+from batchin.protocol.common import RequestModel, omitted_if_none
 
 DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 
@@ -192,6 +192,7 @@ class CompletionUsage(BaseModel):
 class ChatMessageOut(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
+    refusal: str | None = None  # required by OpenAI's schema, null when the model did not refuse
 
 
 class ChatChoice(BaseModel):
@@ -208,12 +209,15 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: CompletionUsage
-    system_fingerprint: str | None = None
+    system_fingerprint: str | None = omitted_if_none()
 
 
 class ChatDelta(BaseModel):
-    role: Literal["assistant"] | None = None
-    content: str | None = None
+    """The first chunk's delta names the role; later ones carry only content, and the finishing
+    chunk's delta is empty (`{}`), as OpenAI streams them."""
+
+    role: Literal["assistant"] | None = omitted_if_none()
+    content: str | None = omitted_if_none()
 
 
 class ChatChunkChoice(BaseModel):
@@ -245,21 +249,32 @@ class Completion(BaseModel):
     created: int
     model: str
     choices: list[CompletionChoice]
-    usage: CompletionUsage | None = None
+    usage: CompletionUsage | None = omitted_if_none()
+
+
+class ResponseInputTokensDetails(BaseModel):
+    # Both required by OpenAI's schema; no prompt cache here, so both are 0.
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+class ResponseOutputTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
 
 
 class ResponseUsage(BaseModel):
     input_tokens: int
     output_tokens: int
     total_tokens: int
-    input_tokens_details: dict[str, int] = Field(default_factory=lambda: {"cached_tokens": 0})
-    output_tokens_details: dict[str, int] = Field(default_factory=lambda: {"reasoning_tokens": 0})
+    input_tokens_details: ResponseInputTokensDetails = Field(default_factory=ResponseInputTokensDetails)
+    output_tokens_details: ResponseOutputTokensDetails = Field(default_factory=ResponseOutputTokensDetails)
 
 
 class ResponseOutputText(BaseModel):
     type: Literal["output_text"] = "output_text"
     text: str
     annotations: list[Any] = Field(default_factory=list)
+    logprobs: list[Any] = Field(default_factory=list)  # required by OpenAI's schema; none are computed
 
 
 class ResponseOutputMessage(BaseModel):
@@ -277,7 +292,7 @@ class ResponseObject(BaseModel):
     status: Literal["in_progress", "completed", "incomplete", "failed"]
     model: str
     output: list[ResponseOutputMessage]
-    usage: ResponseUsage | None = None
+    usage: ResponseUsage | None = omitted_if_none("present once the response is done")
     instructions: str | None = None
     max_output_tokens: int | None = None
     temperature: float | None = None

@@ -32,8 +32,6 @@ async def test_metadata_is_a_file_object(
         "filename": "out_put_.._x.png",
         "purpose": "image_output",
         "status": "processed",
-        "expires_at": None,
-        "status_details": None,
     }
 
 

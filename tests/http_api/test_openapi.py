@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import httpx2
 import pytest
 from jsonschema import Draft202012Validator
+from openapi_spec_validator import OpenAPIV31SpecValidator
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -192,3 +194,86 @@ async def test_responses_match_their_documented_schemas(
         schema = document["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
         errors = list(validator(document, schema).iter_errors(response.json()))
         assert errors == [], (method, path, [e.message for e in errors])
+
+
+async def test_document_passes_the_openapi_3_1_spec_validator(document: dict[str, Any]) -> None:
+    # The validator client generators and schemathesis rely on; it raises on the first problem.
+    OpenAPIV31SpecValidator(document).validate()
+
+
+def form_schema(doc: dict[str, Any], path: str) -> dict[str, Any]:
+    content = doc["paths"][path]["post"]["requestBody"]["content"]
+    schema: dict[str, Any] = resolve(doc, content["multipart/form-data"]["schema"]["$ref"])
+    return schema
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "required"),
+    [
+        (
+            "/v1/audio/transcriptions",
+            {"file", "model", "language", "prompt", "response_format", "temperature"},
+            {"file", "model"},
+        ),
+        ("/v1/audio/translations", {"file", "model", "prompt", "response_format"}, {"file", "model"}),
+        ("/v1/files", {"file", "purpose"}, {"file", "purpose"}),
+        ("/v1/videos", {"prompt", "model", "seconds", "size"}, {"prompt"}),
+    ],
+)
+async def test_form_bodies_are_described_as_multipart(
+    document: dict[str, Any], path: str, fields: set[str], required: set[str]
+) -> None:
+    schema = form_schema(document, path)
+    assert fields <= set(schema["properties"])
+    assert set(schema["required"]) == required
+    if "file" in fields:
+        assert schema["properties"]["file"]["format"] == "binary"
+
+
+async def test_array_form_fields_carry_the_brackets_the_route_reads(document: dict[str, Any]) -> None:
+    properties = form_schema(document, "/v1/audio/transcriptions")["properties"]
+    assert properties["timestamp_granularities[]"]["type"] == "array"
+    assert "timestamp_granularities" not in properties
+
+
+async def test_video_creation_takes_json_or_a_form(document: dict[str, Any]) -> None:
+    content = document["paths"]["/v1/videos"]["post"]["requestBody"]["content"]
+    assert set(content) == {"application/json", "multipart/form-data", "application/x-www-form-urlencoded"}
+
+
+@pytest.mark.parametrize(
+    ("path", "types"),
+    [
+        ("/v1/chat/completions", {"application/json", "text/event-stream"}),
+        ("/v1/responses", {"application/json", "text/event-stream"}),
+        ("/v1/audio/transcriptions", {"application/json", "text/plain", "text/vtt"}),
+        (
+            "/v1/audio/speech",
+            {"audio/mpeg", "audio/opus", "audio/aac", "audio/flac", "audio/wav", "audio/pcm"},
+        ),
+    ],
+)
+async def test_every_body_format_a_route_answers_is_described(
+    document: dict[str, Any], path: str, types: set[str]
+) -> None:
+    assert set(document["paths"][path]["post"]["responses"]["200"]["content"]) == types
+
+
+async def test_every_operation_describes_other_errors_as_the_envelope(document: dict[str, Any]) -> None:
+    for method, path, op in operations(document):
+        schema = op["responses"]["default"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (method, path)
+
+
+async def test_a_method_the_document_does_not_list_is_405_with_allow(
+    client: httpx2.AsyncClient, document: dict[str, Any]
+) -> None:
+    # Described by omission (OpenAPI has no per-path 405): what the document lists is all a path serves.
+    for path, item in document["paths"].items():
+        concrete = re.sub(r"{\w+}", "x", path)
+        for method in {"get", "post", "put", "patch", "delete"} - set(item):
+            response = await client.request(method.upper(), concrete)
+            assert response.status_code == 405, (method, path, response.status_code)
+            assert response.json()["error"]["code"] == "method_not_allowed"
+            listed = {m.upper() for m in item} | ({"HEAD"} if "get" in item else set())
+            assert set(response.headers["allow"].split(", ")) == listed, (method, path)

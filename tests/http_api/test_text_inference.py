@@ -75,7 +75,7 @@ async def test_chat_completion(client: httpx2.AsyncClient, user: UserCreated) ->
     assert body["choices"] == [
         {
             "index": 0,
-            "message": {"role": "assistant", "content": TEXT},
+            "message": {"role": "assistant", "content": TEXT, "refusal": None},
             "finish_reason": "stop",
             "logprobs": None,
         }
@@ -158,7 +158,7 @@ async def test_response(client: httpx2.AsyncClient, user: UserCreated) -> None:
     assert body["status"] == "completed"
     [message] = body["output"]
     assert (message["type"], message["role"], message["status"]) == ("message", "assistant", "completed")
-    assert message["content"] == [{"type": "output_text", "text": TEXT, "annotations": []}]
+    assert message["content"] == [{"type": "output_text", "text": TEXT, "annotations": [], "logprobs": []}]
     usage = body["usage"]
     assert (usage["input_tokens"], usage["output_tokens"], usage["total_tokens"]) == (2, 4, 6)
 

@@ -182,7 +182,7 @@ async def response_events(
         return {"type": kind, "sequence_number": sequence - 1, **fields}
 
     where = {"item_id": b.message_id, "output_index": 0, "content_index": 0}
-    empty_part = {"type": "output_text", "text": "", "annotations": []}
+    empty_part = ResponseOutputText(text="").model_dump(mode="json")
     yield event("response.created", response=b.response(done=False).model_dump(mode="json"))
     yield event("response.in_progress", response=b.response(done=False).model_dump(mode="json"))
     yield event(
@@ -194,7 +194,7 @@ async def response_events(
             b.text += delta.text
             yield event("response.output_text.delta", **where, delta=delta.text, logprobs=[])
     final = b.response(done=True)
-    part = {"type": "output_text", "text": b.text, "annotations": []}
+    part = ResponseOutputText(text=b.text).model_dump(mode="json")
     yield event("response.output_text.done", **where, text=b.text, logprobs=[])
     yield event("response.content_part.done", **where, part=part)
     yield event("response.output_item.done", output_index=0, item=final.output[0].model_dump(mode="json"))

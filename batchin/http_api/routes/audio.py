@@ -19,7 +19,7 @@ from batchin.core.context import CallContext
 from batchin.core.media.audio import AudioService
 from batchin.errors import InvalidRequest
 from batchin.http_api.body_limit import limit_body
-from batchin.http_api.endpoint import Endpoint
+from batchin.http_api.endpoint import Endpoint, FormBody
 from batchin.http_api.rendering import parse_json, render, validate
 from batchin.protocol.audio import (
     SpeechRequest,
@@ -110,6 +110,7 @@ async def _read_form(request: Request, max_bytes: int) -> tuple[dict[str, Any], 
 
 
 _AUDIO_ERRORS = (400, 402, 404, 413, 503)
+_TRANSCRIPT_TEXT = ("text/plain", "text/vtt")  # response_format text and srt, vtt
 
 ENDPOINTS = [
     Endpoint(
@@ -118,7 +119,8 @@ ENDPOINTS = [
         create_speech,
         "Text to speech; returns the audio bytes (mp3, opus, aac, flac, wav or pcm).",
         request_model=SpeechRequest,
-        content_type="application/octet-stream",
+        content_type="audio/mpeg",
+        other_content_types=("audio/opus", "audio/aac", "audio/flac", "audio/wav", "audio/pcm"),
         deps=AudioDeps,
         tag="inference",
         errors=_AUDIO_ERRORS,
@@ -130,7 +132,9 @@ ENDPOINTS = [
         create_transcription,
         "Speech to text (multipart: file, model, language, prompt, response_format, temperature, "
         "timestamp_granularities[]).",
+        form=FormBody(TranscriptionRequest),
         response_model=Transcription | TranscriptionVerbose,
+        other_content_types=_TRANSCRIPT_TEXT,
         deps=AudioDeps,
         tag="inference",
         errors=_AUDIO_ERRORS,
@@ -142,7 +146,9 @@ ENDPOINTS = [
         create_translation,
         "Speech in any supported language to English text (multipart: file, model, prompt, "
         "response_format, temperature).",
+        form=FormBody(TranscriptionRequest),
         response_model=Transcription | TranscriptionVerbose,
+        other_content_types=_TRANSCRIPT_TEXT,
         deps=AudioDeps,
         tag="inference",
         errors=_AUDIO_ERRORS,

@@ -14,10 +14,10 @@ from batchin.core.context import CallContext
 from batchin.core.media.files import FileContent, FileService
 from batchin.errors import InvalidRequest
 from batchin.http_api.body_limit import limit_body
-from batchin.http_api.endpoint import Endpoint
+from batchin.http_api.endpoint import Endpoint, FormBody
 from batchin.http_api.rendering import render
 from batchin.protocol.batches import BATCH_INPUT
-from batchin.protocol.files import FileObject
+from batchin.protocol.files import FileObject, FileUploadForm
 from batchin.services import Services
 
 _UPLOAD_PURPOSES = (BATCH_INPUT,)
@@ -85,6 +85,7 @@ ENDPOINTS = [
         "/v1/files",
         upload_file,
         "Upload a file (multipart: `file`, `purpose` = batch): a JSONL batch input for POST /v1/batches.",
+        form=FormBody(FileUploadForm),
         response_model=FileObject,
         deps=FileDeps,
         tag="files",

@@ -27,6 +27,7 @@ from batchin.protocol.text import (
 from batchin.services import Services
 
 _TEXT_ERRORS = (400, 402, 404, 413, 503)
+_STREAM = ("text/event-stream",)  # with `stream: true`
 _CLIENT_CLOSED_REQUEST = 499  # nginx's status for a caller that went away
 
 
@@ -128,6 +129,7 @@ ENDPOINTS = [
         "Chat completion; `stream: true` for server-sent events.",
         request_model=ChatCompletionRequest,
         response_model=ChatCompletion,
+        other_content_types=_STREAM,
         deps=TextDeps,
         tag="inference",
         errors=_TEXT_ERRORS,
@@ -140,6 +142,7 @@ ENDPOINTS = [
         "Text completion, with fill-in-the-middle via `suffix` on models that support it.",
         request_model=CompletionRequest,
         response_model=Completion,
+        other_content_types=_STREAM,
         deps=TextDeps,
         tag="inference",
         errors=_TEXT_ERRORS,
@@ -152,6 +155,7 @@ ENDPOINTS = [
         "Responses API: string or message input, `instructions`; streaming emits typed events.",
         request_model=ResponseCreateRequest,
         response_model=ResponseObject,
+        other_content_types=_STREAM,
         deps=TextDeps,
         tag="inference",
         errors=_TEXT_ERRORS,

@@ -14,7 +14,7 @@ from batchin.core.context import CallContext
 from batchin.core.media.videos import VideoService
 from batchin.errors import InvalidRequest
 from batchin.http_api.body_limit import limit_body
-from batchin.http_api.endpoint import Endpoint, QueryParam
+from batchin.http_api.endpoint import Endpoint, FormBody, QueryParam
 from batchin.http_api.origin import PublicOrigin
 from batchin.http_api.rendering import parse_json, query_int, render, validate
 from batchin.http_api.routes.files import file_response
@@ -108,6 +108,7 @@ ENDPOINTS = [
         "Queue a text-to-video job (JSON as in the seed, or multipart as the openai SDK sends); "
         "reserves the price of its seconds, billed once when it completes.",
         request_model=VideoCreateRequest,
+        form=FormBody(VideoCreateRequest, files=(), urlencoded=True),  # the openai SDK's form
         response_model=Video,
         deps=VideoDeps,
         tag="videos",
