@@ -29,6 +29,7 @@ from batchin.core.media.linked import LinkedMedia
 from batchin.core.media.links import LinkSigner, load_or_create_link_key
 from batchin.core.media.videos import VideoService
 from batchin.core.prompts.service import PromptService
+from batchin.core.regions import RegionPolicy
 from batchin.core.serving.admission import AdmissionController
 from batchin.core.serving.asserted_records import AssertedRecordService
 from batchin.core.serving.catalog import CatalogService
@@ -79,7 +80,8 @@ async def build_services(
     metrics = InferenceMetrics()
     metrics.watch_admission(admission.snapshot)
     metrics.watch_engines(registry.engine_workers)
-    flow = FlowPolicy(settings, limiter, admission)
+    regions = RegionPolicy(settings)
+    flow = FlowPolicy(settings, limiter, admission, regions)
     files = FileService(database, settings.data_dir)
     links = LinkSigner(
         load_or_create_link_key(settings.media_link_key_file or settings.data_dir / "media" / "link_key"),
@@ -99,7 +101,10 @@ async def build_services(
         database=database,
         limiter=limiter,
         auth=auth,
-        accounts=AccountService(database, auth, default_rpm=settings.default_rate_limit_rpm),
+        regions=regions,
+        accounts=AccountService(
+            database, auth, default_rpm=settings.default_rate_limit_rpm, served_regions=regions.served
+        ),
         ledger=ledger,
         metering=metering,
         usage=UsageService(database),

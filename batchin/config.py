@@ -5,6 +5,7 @@ Built once at start-up (`Settings.load()`) and passed down; nothing reads the en
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from decimal import Decimal
@@ -35,6 +36,9 @@ class LaneConfig(BaseModel):
     max_concurrency: int = Field(default=1, ge=1)
     queue_size: int = Field(default=16, ge=0)
     rpm: int | None = Field(default=None, ge=1, description="requests per minute for the whole lane")
+    regions: list[str] = Field(
+        default_factory=list, description="entry regions the lane's users may use (empty: any)"
+    )
 
 
 class RegionLimit(BaseModel):
@@ -74,6 +78,9 @@ class Settings(BaseSettings):
     # Flow control.
     regions: list[str] = Field(default_factory=list, description="entry regions accepted (default: [region])")
     region_limits: list[RegionLimit] = Field(default_factory=list)
+    # Peers (CIDRs; env "a,b" or a JSON list) whose X-BatchIn-Region names the entry region as is;
+    # from anyone else the header only chooses among the key's own regions (core/regions.py).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     lanes: list[LaneConfig] = Field(default_factory=list)
     stream_buffer_chunks: int = Field(default=1024, ge=1)
     slow_consumer_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -178,7 +185,12 @@ class Settings(BaseSettings):
     usdc_chains: list[UsdcChain] = Field(default_factory=list)
 
     @field_validator(
-        "webhook_allowed_hosts", "mcp_allowed_hosts", "mcp_allowed_origins", "allowed_hosts", mode="before"
+        "webhook_allowed_hosts",
+        "mcp_allowed_hosts",
+        "mcp_allowed_origins",
+        "allowed_hosts",
+        "trusted_proxies",
+        mode="before",
     )
     @classmethod
     def _split_allowed_hosts(cls, value: Any) -> Any:
@@ -188,6 +200,14 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, networks: list[str]) -> list[str]:
+        # Refused at start-up, not on the first request: a typo here must not trust nobody silently.
+        for network in networks:
+            ipaddress.ip_network(network, strict=False)
+        return networks
 
     @field_validator("webhook_retry_schedule_seconds")
     @classmethod

@@ -24,6 +24,7 @@ from batchin.core.media.images import ImageService
 from batchin.core.media.linked import LinkedMedia
 from batchin.core.media.videos import VideoService
 from batchin.core.prompts.service import PromptService
+from batchin.core.regions import RegionPolicy
 from batchin.core.serving.admission import AdmissionController
 from batchin.core.serving.asserted_records import AssertedRecordService
 from batchin.core.serving.catalog import CatalogService
@@ -43,6 +44,7 @@ class Services:
     database: Database
     limiter: RateLimiter
     auth: AuthService
+    regions: RegionPolicy  # the entry region of each call, resolved by the surfaces
     accounts: AccountService
     ledger: LedgerService
     metering: MeteringService

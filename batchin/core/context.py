@@ -13,8 +13,8 @@ from batchin.protocol.accounts import ALL_SCOPES, Scope
 @dataclass(frozen=True, slots=True)
 class Principal:
     """An authenticated API key and the user it belongs to, with what the key may do
-    (core/permissions.py checks it). Keys read from the store always carry their own scopes and
-    models; the defaults (every scope, every model) are an operator's full key."""
+    (core/permissions.py checks it). Keys read from the store always carry their own scopes,
+    models and regions; the defaults (every scope, model and region) are an operator's full key."""
 
     user_id: str
     key_id: str
@@ -23,6 +23,7 @@ class Principal:
     monthly_budget_cents: int | None
     scopes: frozenset[Scope] = frozenset(ALL_SCOPES)
     models: frozenset[str] = frozenset()  # empty: every model
+    regions: tuple[str, ...] = ()  # empty: every region; else in order of preference (core/regions.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,8 @@ class BatchBilling:
 class CallContext:
     principal: Principal
     request_id: str
+    # The entry region, resolved by core/regions.py from what the operator trusts; None (a batch
+    # task, an experiment replay) means the key's own default region.
     region: str | None = None
     rate_limit: RateLimitState | None = None
     trace: TraceContext = field(default_factory=lambda: continue_trace(None))

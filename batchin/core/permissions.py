@@ -1,10 +1,11 @@
 """What an API key may do, checked in one place for both surfaces: its scopes (which operations),
 its models (which models it may call; none listed means all), and the rule that a key never makes
-or revokes a key stronger than itself, so a leaked key cannot free itself of its limits.
+or revokes a key stronger than itself, so a leaked key cannot free itself of its limits. Its regions
+(which entry regions it may use) are checked where a call's region is resolved: core/regions.py.
 
 A key is at most as strong as another when every one of these holds: its scopes are among the
-other's; its models are among the other's (or the other allows every model); its RPM is no higher;
-its monthly budget is no larger (no budget counts as unlimited).
+other's; its models are among the other's (or the other allows every model); so are its regions;
+its RPM is no higher; its monthly budget is no larger (no budget counts as unlimited).
 """
 
 from __future__ import annotations
@@ -29,17 +30,22 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class KeyPowers:
-    """The four things that make one key stronger than another."""
+    """The five things that make one key stronger than another."""
 
     scopes: frozenset[Scope]
     models: frozenset[str]  # empty: every model
     rate_limit_rpm: int
     monthly_budget_cents: int | None  # None: no budget
+    regions: tuple[str, ...] = ()  # empty: every region; else in order of preference
 
 
 def powers_of(principal: Principal) -> KeyPowers:
     return KeyPowers(
-        principal.scopes, principal.models, principal.rate_limit_rpm, principal.monthly_budget_cents
+        principal.scopes,
+        principal.models,
+        principal.rate_limit_rpm,
+        principal.monthly_budget_cents,
+        principal.regions,
     )
 
 
@@ -76,6 +82,13 @@ def refuse_stronger(limit: KeyPowers, key: KeyPowers, *, action: str) -> None:
         wider = "every model" if not key.models else ", ".join(sorted(key.models - limit.models))
         raise PermissionDenied(
             f"Cannot {action} a key allowed models this key is not: {wider}.", param="models"
+        )
+    if limit.regions and (not key.regions or not set(key.regions) <= set(limit.regions)):
+        wider = (
+            "every region" if not key.regions else ", ".join(r for r in key.regions if r not in limit.regions)
+        )
+        raise PermissionDenied(
+            f"Cannot {action} a key allowed regions this key is not: {wider}.", param="regions"
         )
     if key.rate_limit_rpm > limit.rate_limit_rpm:
         raise PermissionDenied(

@@ -3,7 +3,8 @@ and the OpenAPI document are built, so the two never disagree.
 
 Every authenticated operation names the one key scope it needs (`scope=`); the endpoint checks it
 after admitting the key and before the handler runs (403 `permission_denied`), so no handler can
-forget it. A public operation has none.
+forget it, and resolves the call's entry region from the key, the peer and X-BatchIn-Region
+(core/regions.py). A public operation has none.
 
 A handler names what it touches in its signature: `(request, ctx, deps)` when authenticated,
 `(request, deps)` when public, where `deps` is its route group's `RouteDeps` (a frozen record of
@@ -31,6 +32,7 @@ from batchin.protocol.accounts import Scope
 
 if TYPE_CHECKING:
     from batchin.core.accounts.auth import AuthService
+    from batchin.core.regions import RegionPolicy
     from batchin.services import Services
 
 __all__ = ["Endpoint", "FormBody", "QueryParam", "RouteDeps", "bearer_secret", "openapi_path"]
@@ -114,7 +116,7 @@ class Endpoint:
         resolve = _Resolver(self.deps)
 
         async def run(request: Request) -> Response:
-            response: Response = await handler(request, resolve(request)[1])
+            response: Response = await handler(request, resolve(request)[2])
             return response
 
         return run
@@ -128,13 +130,18 @@ class Endpoint:
             raise ValueError(f"{self.method} {self.path} has no scope")
 
         async def run(request: Request) -> Response:
-            auth, deps = resolve(request)
+            auth, regions, deps = resolve(request)
             principal, rate = await auth.admit(bearer_secret(request))
             require_scope(principal, scope)
+            region = regions.resolve(
+                principal,
+                request.headers.get("x-batchin-region"),
+                peer=request.client.host if request.client else None,
+            )
             ctx = CallContext(
                 principal=principal,
                 request_id=request.state.request_id,
-                region=request.headers.get("x-batchin-region"),
+                region=region,
                 rate_limit=rate,
                 trace=continue_trace(request.headers.get("traceparent")),
                 prompt_version=_prompt_version(request.headers.get("x-batchin-prompt-version")),
@@ -147,20 +154,22 @@ class Endpoint:
 
 
 class _Resolver:
-    """One route's view of the app's services (the key check and its deps), rebuilt only when the
-    app's Services instance changes (the lifespan sets it after the routes are built)."""
+    """One route's view of the app's services (the key check, the region policy and its deps),
+    rebuilt only when the app's Services instance changes (the lifespan sets it after the routes are
+    built)."""
 
     __slots__ = ("_built", "_deps", "_for")
 
     def __init__(self, deps: type[RouteDeps] | None) -> None:
         self._deps = deps
         self._for: Services | None = None
-        self._built: tuple[AuthService, Any] | None = None
+        self._built: tuple[AuthService, RegionPolicy, Any] | None = None
 
-    def __call__(self, request: Request) -> tuple[AuthService, Any]:
+    def __call__(self, request: Request) -> tuple[AuthService, RegionPolicy, Any]:
         services: Services = request.app.state.services
         if services is not self._for or self._built is None:
-            self._built = (services.auth, None if self._deps is None else self._deps.from_services(services))
+            deps = None if self._deps is None else self._deps.from_services(services)
+            self._built = (services.auth, services.regions, deps)
             self._for = services
         return self._built
 

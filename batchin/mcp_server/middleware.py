@@ -2,7 +2,8 @@
 
 Each call is admitted exactly like an HTTP request (authenticate, count one request against the
 key's RPM limit) and gets its own CallContext (request id, trace continued from an HTTP
-`traceparent`, region and prompt version headers), so tool calls are limited, billed, logged and
+`traceparent`, prompt version header, and the entry region resolved as for HTTP from the key, the
+peer and X-BatchIn-Region: core/regions.py), so tool calls are limited, billed, logged and
 traced like their HTTP twins. A tool call then needs the key scope the tool states (the scope of
 its HTTP twin; 403 `permission_denied` otherwise), checked before its arguments are read. The run
 receipt (run id, traceparent, audit record headers) is
@@ -91,10 +92,11 @@ class CallerMiddleware(Middleware):
         principal, rate = await views.services.auth.admit(secret)
         headers = get_http_headers(include=_CALL_HEADERS)  # {} over stdio and in memory
         prompt_version = (headers.get("x-batchin-prompt-version") or "").strip()[:200] or "default"
+        region = views.services.regions.resolve(principal, headers.get("x-batchin-region"), peer=_http_peer())
         ctx = CallContext(
             principal=principal,
             request_id=_http_request_id() or f"req_{uuid.uuid4().hex}",
-            region=headers.get("x-batchin-region"),
+            region=region,
             rate_limit=rate,
             trace=continue_trace(headers.get("traceparent")),
             prompt_version=prompt_version,
@@ -110,6 +112,15 @@ def _http_request_id() -> str | None:
         return None
     value = getattr(request.state, "request_id", None)
     return value if isinstance(value, str) else None
+
+
+def _http_peer() -> str | None:
+    """The connection's peer address, over HTTP; None over stdio and in memory (no proxy there)."""
+    try:
+        request = get_http_request()
+    except RuntimeError:
+        return None
+    return request.client.host if request.client else None
 
 
 def _first_line(message: str) -> str:

@@ -1,4 +1,4 @@
-"""Users and API keys (seed: /v1/users/me, /v1/keys), with each key's scopes and models."""
+"""Users and API keys (seed: /v1/users/me, /v1/keys), with each key's scopes, models and regions."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ Scope = Literal[
 ALL_SCOPES: tuple[Scope, ...] = get_args(Scope)
 
 ModelId = Annotated[str, Field(min_length=1, max_length=200)]
+RegionName = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class UserResponse(BaseModel):
@@ -53,6 +54,11 @@ class KeyCreateRequest(RequestModel):
         max_length=256,
         description="model ids the key may call, empty for all; default the creating key's",
     )
+    regions: list[RegionName] | None = Field(
+        default=None,
+        max_length=64,
+        description="entry regions the key may use (first preferred), empty for all; default the creator's",
+    )
 
 
 class KeyResponse(BaseModel):
@@ -63,6 +69,7 @@ class KeyResponse(BaseModel):
     monthly_budget_cents: int | None
     scopes: list[Scope]
     models: list[str] = Field(description="model ids the key may call; empty for all")
+    regions: list[str] = Field(description="entry regions the key may use, first preferred; empty for all")
     spent_this_month_cents: int | float = Field(
         description="charged (and held by calls in flight) this calendar month (UTC), against the budget"
     )
@@ -80,4 +87,5 @@ class KeyCreated(BaseModel):
     monthly_budget_cents: int | None
     scopes: list[Scope]
     models: list[str] = Field(description="model ids the key may call; empty for all")
+    regions: list[str] = Field(description="entry regions the key may use, first preferred; empty for all")
     created_at: str

@@ -12,7 +12,7 @@ import pytest
 from batchin.services import Services
 from tests.conftest import MakeUser, assert_error, bearer
 
-# The seed's fields plus the key's permissions (issue 13).
+# The seed's fields plus the key's permissions and regions (issue 13).
 KEY_FIELDS = {
     "id",
     "key",
@@ -22,6 +22,7 @@ KEY_FIELDS = {
     "monthly_budget_cents",
     "scopes",
     "models",
+    "regions",
     "created_at",
 }
 

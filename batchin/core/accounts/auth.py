@@ -93,6 +93,7 @@ class AuthService:
                         api_keys.c.monthly_budget_cents,
                         api_keys.c.scopes,
                         api_keys.c.models,
+                        api_keys.c.regions,
                     ).where(api_keys.c.key_hash == digest, api_keys.c.is_active.is_(True))
                 )
             ).first()

@@ -1,4 +1,5 @@
-"""How a key's scopes and models are stored: JSON arrays in `api_keys.scopes` and `.models`.
+"""How a key's scopes, models and regions are stored: JSON arrays in `api_keys.scopes`, `.models`
+and `.regions` (regions in the key's order of preference).
 
 Reading is strict the safe way round: a scope name this version does not know grants nothing.
 """
@@ -12,7 +13,14 @@ import orjson
 from batchin.core.permissions import ordered_scopes
 from batchin.protocol.accounts import ALL_SCOPES, Scope
 
-__all__ = ["decode_models", "decode_scopes", "encode_models", "encode_scopes"]
+__all__ = [
+    "decode_models",
+    "decode_regions",
+    "decode_scopes",
+    "encode_models",
+    "encode_regions",
+    "encode_scopes",
+]
 
 
 def encode_scopes(scopes: Iterable[Scope]) -> str:
@@ -30,3 +38,11 @@ def encode_models(models: Iterable[str]) -> str:
 
 def decode_models(stored: str) -> frozenset[str]:
     return frozenset(str(m) for m in orjson.loads(stored or "[]"))
+
+
+def encode_regions(regions: Iterable[str]) -> str:
+    return orjson.dumps(list(dict.fromkeys(regions))).decode()
+
+
+def decode_regions(stored: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(str(r) for r in orjson.loads(stored or "[]")))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from batchin.core.accounts.key_rows import decode_models, decode_scopes
+from batchin.core.accounts.key_rows import decode_models, decode_regions, decode_scopes
 from batchin.core.context import Principal
 
 __all__ = ["KeyRow", "principal_of"]
@@ -32,6 +32,8 @@ class KeyRow(Protocol):
     def scopes(self) -> str: ...
     @property
     def models(self) -> str: ...
+    @property
+    def regions(self) -> str: ...
 
 
 def principal_of(row: KeyRow) -> Principal:
@@ -43,4 +45,5 @@ def principal_of(row: KeyRow) -> Principal:
         monthly_budget_cents=row.monthly_budget_cents,
         scopes=decode_scopes(row.scopes),
         models=decode_models(row.models),
+        regions=decode_regions(row.regions),
     )

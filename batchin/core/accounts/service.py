@@ -10,7 +10,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from batchin.core.accounts.auth import AuthService
-from batchin.core.accounts.key_rows import decode_models, decode_scopes, encode_models, encode_scopes
+from batchin.core.accounts.key_rows import (
+    decode_models,
+    decode_regions,
+    decode_scopes,
+    encode_models,
+    encode_regions,
+    encode_scopes,
+)
 from batchin.core.accounts.keys import display_prefix, generate_secret, hash_secret
 from batchin.core.billing.money import cents_to_units, units_to_cents
 from batchin.core.clock import isoformat, month_of, utcnow
@@ -38,10 +45,18 @@ def _valid_uuid(value: str) -> bool:
 
 
 class AccountService:
-    def __init__(self, database: Database, auth: AuthService, *, default_rpm: int) -> None:
+    def __init__(
+        self,
+        database: Database,
+        auth: AuthService,
+        *,
+        default_rpm: int,
+        served_regions: tuple[str, ...] = ("global",),
+    ) -> None:
         self._db = database
         self._auth = auth
         self._default_rpm = default_rpm
+        self._served_regions = served_regions
 
     async def create_user(
         self,
@@ -135,8 +150,14 @@ class AccountService:
         self, user_id: str, request: KeyCreateRequest, *, creator: Principal | None = None
     ) -> KeyCreated:
         """A new key of `user_id`. Made by a key (`creator`), it defaults to that key's scopes,
-        models and budget and at most its RPM, and may exceed none of them (403, nothing created);
-        made by the operator (no creator), it defaults to every scope and model."""
+        models, regions and budget and at most its RPM, and may exceed none of them (403, nothing
+        created); made by the operator (no creator), it defaults to every scope, model and region."""
+        unserved = [r for r in request.regions or () if r not in self._served_regions]
+        if unserved:
+            raise InvalidRequest(
+                f"Unknown region '{unserved[0]}'; this deployment serves {sorted(self._served_regions)}.",
+                param="regions",
+            )
         powers = self._requested_powers(request, creator)
         if creator is not None:
             refuse_stronger(powers_of(creator), powers, action="create")
@@ -156,6 +177,7 @@ class AccountService:
             monthly_budget_cents=powers.monthly_budget_cents,
             scopes=ordered_scopes(powers.scopes),
             models=sorted(powers.models),
+            regions=list(powers.regions),
             created_at=isoformat(row["created_at"]) or "",
         )
 
@@ -167,6 +189,7 @@ class AccountService:
                 frozenset(request.models or ()),
                 request.rate_limit_rpm or default_rpm,
                 request.monthly_budget_cents,
+                tuple(dict.fromkeys(request.regions or ())),
             )
         # An omitted budget inherits the creator's; an explicit null asks for no budget at all.
         budget_given = "monthly_budget_cents" in request.model_fields_set
@@ -175,6 +198,7 @@ class AccountService:
             creator.models if request.models is None else frozenset(request.models),
             request.rate_limit_rpm or min(default_rpm, creator.rate_limit_rpm),
             request.monthly_budget_cents if budget_given else creator.monthly_budget_cents,
+            creator.regions if request.regions is None else tuple(dict.fromkeys(request.regions)),
         )
 
     async def list_keys(self, user_id: str) -> list[KeyResponse]:
@@ -199,6 +223,7 @@ class AccountService:
                 monthly_budget_cents=r.monthly_budget_cents,
                 scopes=ordered_scopes(decode_scopes(r.scopes)),
                 models=sorted(decode_models(r.models)),
+                regions=list(decode_regions(r.regions)),
                 spent_this_month_cents=units_to_cents(r.spent_units or 0),
                 is_active=r.is_active,
                 created_at=isoformat(r.created_at) or "",
@@ -268,6 +293,7 @@ def _key_row(key_id: str, user_id: str, secret: str, name: str, powers: KeyPower
         "monthly_budget_cents": powers.monthly_budget_cents,
         "scopes": encode_scopes(powers.scopes),
         "models": encode_models(powers.models),
+        "regions": encode_regions(powers.regions),
         "is_active": True,
         "created_at": utcnow(),
     }
@@ -275,7 +301,11 @@ def _key_row(key_id: str, user_id: str, secret: str, name: str, powers: KeyPower
 
 def _powers_of_row(row: Any) -> KeyPowers:
     return KeyPowers(
-        decode_scopes(row.scopes), decode_models(row.models), row.rate_limit_rpm, row.monthly_budget_cents
+        decode_scopes(row.scopes),
+        decode_models(row.models),
+        row.rate_limit_rpm,
+        row.monthly_budget_cents,
+        decode_regions(row.regions),
     )
 
 

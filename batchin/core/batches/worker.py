@@ -306,7 +306,14 @@ class TaskDispatcher(DurableWorker[ClaimedTask]):
         query = (
             select(batches.c.cancelling_at, batches.c.expired_at, batches.c.user_id)
             .add_columns(
-                k.id, k.key_prefix, k.rate_limit_rpm, k.monthly_budget_cents, k.scopes, k.models, k.is_active
+                k.id,
+                k.key_prefix,
+                k.rate_limit_rpm,
+                k.monthly_budget_cents,
+                k.scopes,
+                k.models,
+                k.regions,
+                k.is_active,
             )
             .outerjoin(api_keys, k.id == batches.c.key_id)
             .where(batches.c.id == batch_id)

@@ -1,11 +1,13 @@
 """Flow policy: which admission pool a call joins (its user's lane, or the shared one), and the
-entry region's per-model RPM limits (the seed's 区域级限流)."""
+entry region's per-model RPM limits (the seed's 区域级限流). The region is the one the surface
+resolved from what the operator trusts (core/regions.py), or the key's default region."""
 
 from __future__ import annotations
 
 from batchin.config import LaneConfig, Settings
 from batchin.core.billing.limits import RateLimiter
 from batchin.core.context import CallContext
+from batchin.core.regions import REGION_HEADER, RegionPolicy
 from batchin.core.serving.admission import AdmissionController, AdmissionPool
 from batchin.errors import InvalidRequest, RateLimited
 from batchin.models.catalog import CatalogEntry
@@ -14,22 +16,27 @@ SHARED_LANE = "shared"
 
 
 class FlowPolicy:
-    def __init__(self, settings: Settings, limiter: RateLimiter, admission: AdmissionController) -> None:
-        self._settings = settings
+    def __init__(
+        self,
+        settings: Settings,
+        limiter: RateLimiter,
+        admission: AdmissionController,
+        regions: RegionPolicy | None = None,
+    ) -> None:
         self._limiter = limiter
         self._admission = admission
         self._lane_of_user: dict[str, LaneConfig] = {
             user: lane for lane in settings.lanes for user in lane.users
         }
-        self._regions = set(settings.regions or [settings.region])
+        self._regions = regions or RegionPolicy(settings)
         self._region_rpm = {(r.region, r.model): r.rpm for r in settings.region_limits}
 
     def region_of(self, ctx: CallContext) -> str:
-        region = ctx.region or self._settings.region
-        if region not in self._regions:
+        region = ctx.region or self._regions.default_for(ctx.principal)
+        if region not in self._regions.served:
             raise InvalidRequest(
-                f"Unknown region '{region}'; this deployment serves {sorted(self._regions)}.",
-                param="X-BatchIn-Region",
+                f"Unknown region '{region}'; this deployment serves {sorted(self._regions.served)}.",
+                param=REGION_HEADER,
             )
         return region
 

@@ -40,10 +40,11 @@ api_keys = Table(
     Column("name", String(200), nullable=False),
     Column("rate_limit_rpm", Integer, nullable=False),
     Column("monthly_budget_cents", BigInteger, nullable=True),
-    # JSON arrays. A row written without them has no scopes (refused everywhere) and every model;
-    # the service always writes both (core/accounts/key_rows.py).
+    # JSON arrays. A row written without them has no scopes (refused everywhere), every model and
+    # every region; the service always writes all three (core/accounts/key_rows.py).
     Column("scopes", Text, nullable=False, server_default="[]"),
     Column("models", Text, nullable=False, server_default="[]"),
+    Column("regions", Text, nullable=False, server_default="[]"),
     Column("is_active", Boolean, nullable=False, default=True),
     Column("created_at", TS, nullable=False),
     Column("last_used_at", TS, nullable=True),
