@@ -201,6 +201,10 @@ def keys_create(
     model: Annotated[
         list[str] | None, typer.Option(help="a model the key may call (repeat; default: every model)")
     ] = None,
+    region: Annotated[
+        list[str] | None,
+        typer.Option(help="an entry region the key may use (repeat, first preferred; default: every region)"),
+    ] = None,
 ) -> None:
     """Create an API key for a user; prints the secret once."""
 
@@ -214,6 +218,7 @@ def keys_create(
                 "monthly_budget_cents": budget_cents,
                 "scopes": scope,
                 "models": model,
+                "regions": region,
             },
         )
         return await services.accounts.create_key(target.id, request)

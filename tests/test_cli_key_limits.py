@@ -1,5 +1,5 @@
 """`batchin users create --rate-limit-rpm R --monthly-budget-cents B` and `batchin keys create
---scope S --model M` (issue 13), as real subprocesses on a throwaway data dir (SQLite)."""
+--scope S --model M --region G` (issue 13), as real subprocesses on a throwaway data dir (SQLite)."""
 
 from __future__ import annotations
 
@@ -66,3 +66,11 @@ def test_keys_create_sets_scopes_and_models(data_dir: Path) -> None:
     assert (key["scopes"], key["models"]) == (["inference"], ["m1"])
     error = fails(data_dir, "keys", "create", "--user", "ada@example.com", "--scope", "root")
     assert (error["code"], error["param"]) == ("invalid_request", "scopes.0")
+
+
+def test_keys_create_binds_regions(data_dir: Path) -> None:
+    create(data_dir)
+    key = ok(data_dir, "keys", "create", "--user", "ada@example.com", "--region", "global")
+    assert key["regions"] == ["global"]
+    error = fails(data_dir, "keys", "create", "--user", "ada@example.com", "--region", "mars")
+    assert (error["code"], error["param"]) == ("invalid_request", "regions")
