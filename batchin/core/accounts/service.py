@@ -51,7 +51,7 @@ class AccountService:
         auth: AuthService,
         *,
         default_rpm: int,
-        served_regions: tuple[str, ...] = ("global",),
+        served_regions: tuple[str, ...],
     ) -> None:
         self._db = database
         self._auth = auth
