@@ -1,8 +1,8 @@
 """The service layer: one subpackage per domain, no HTTP or MCP types, no torch.
 
 Each domain imports only the domains listed beside it, plus the shared pieces that sit in this
-folder (clock, call context, key permissions, region policy, W3C trace context, write-behind buffer, durable-worker
-base, site documents, list pages), which import no domain. No circles, counting function-level and
+folder (clock, call context, key permissions, region policy, W3C trace context, write-behind
+buffer, durable-worker base, site documents, list pages), which import no domain. No circles, counting function-level and
 type-only imports:
 tests/test_architecture.py checks this table, and docs/reference/architecture.mdx draws it.
 
