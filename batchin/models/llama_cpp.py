@@ -10,6 +10,10 @@ Determinism: by default each request evaluates its whole prompt afresh, so tempe
 fixed seed) give the same text every time. `engine_options.prompt_cache = true` reuses the KV prefix
 shared with the previous request instead: faster for long shared prompts, not bit-for-bit repeatable.
 
+Split weights: a GGUF shipped as byte-slices in several packages (Qwen2.5-Coder-0.5B-Instruct)
+lists them as `engine_options.gguf_parts` / `gguf_parts_sha256` / `gguf_sha256`; it is assembled
+into the registry's folder for the model and verified on first load (split_weights.py).
+
 Counting: `completion_tokens` is every token the model sampled for the request, the end-of-generation
 token included, so `finish_reason == "length"` means exactly `max_tokens` tokens.
 """
@@ -39,6 +43,7 @@ from batchin.models.base import (
     Usage,
 )
 from batchin.models.catalog import CatalogEntry
+from batchin.models.split_weights import SplitWeights, assemble_dir
 from batchin.models.text_stream import ChatTemplate, StopMatcher, Utf8Stream, check_context
 
 if TYPE_CHECKING:
@@ -112,6 +117,7 @@ class LlamaCppRunner:
         self._slot = asyncio.Semaphore(1)
         self._closed = False
         self._prompt_cache = bool(entry.engine_options.get("prompt_cache", False))
+        self.derived_dir: Path | None = None  # set by the registry: where split GGUFs are assembled
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -131,6 +137,9 @@ class LlamaCppRunner:
                 f"llama-cpp-python cannot be imported: {type(exc).__name__}: {exc}"
             ) from exc
 
+        split = SplitWeights.from_options(self.entry, "gguf")
+        if split is not None:
+            weights = split.ensure(self.entry, assemble_dir(self.entry, self.derived_dir) / "model.gguf")
         options = self.entry.engine_options
         threads = int(str(options.get("n_threads", os.cpu_count() or 1)))
         llama = Llama(

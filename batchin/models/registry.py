@@ -121,6 +121,8 @@ class ModelRegistry:
         self._hosted = dict(hosted)
         self._verifier = verifier or WeightsVerifier()
         self._slots = {entry.id: _Slot(entry) for entry in catalog.entries}
+        # Each alias reaches its entry's slot: one runner, one load, whichever name is called.
+        self._aliases = {alias: entry.id for entry in catalog.entries for alias in entry.aliases}
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -162,10 +164,11 @@ class ModelRegistry:
         return tuple(slot.entry for slot in self._slots.values() if slot.state != "hidden")
 
     def entry(self, model_id: str) -> CatalogEntry:
+        """The entry named by its id or one of its aliases."""
         return self._slot(model_id).entry
 
     def _slot(self, model_id: str) -> _Slot:
-        slot = self._slots.get(model_id)
+        slot = self._slots.get(self._aliases.get(model_id, model_id))
         if slot is None or slot.state == "hidden":
             raise NotFound(f"The model '{model_id}' does not exist", param="model")
         return slot

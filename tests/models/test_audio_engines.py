@@ -1,10 +1,9 @@
 """Audio engines below core: the PyAV codec (every response format, decoding anything, refusing
-garbage), billing's millisecond rounding, split-weights assembly, and the Piper and faster-whisper
+garbage), billing's millisecond rounding, and the Piper and faster-whisper
 runners on the packaged weights (slow)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,8 @@ from batchin.models.hosted_speech import HostedSpeechRunner
 from batchin.models.hosted_transcription import HostedTranscriptionRunner
 from batchin.models.registry import ModelRegistry
 from batchin.models.speech import SpeechAudio
-from batchin.models.transcription import TranscribeParams, assemble_parts
-from batchin.models.weights import WeightsError, sha256_file
+from batchin.models.transcription import TranscribeParams
+from batchin.models.weights import sha256_file
 from tests.audio_fixtures import (
     PIPER,
     SENTENCE,
@@ -130,44 +129,6 @@ def test_undecodable_bytes_raise_audio_decode_error(data: bytes, reason: str | N
 )
 def test_billable_seconds_round_up_to_the_millisecond(samples: int, rate: int, seconds: float) -> None:
     assert billable_seconds(samples, rate) == seconds
-
-
-# -- split weights -----------------------------------------------------------------------------
-
-
-def _parts(tmp_path: Path) -> tuple[list[Path], list[str], str]:
-    blobs = [b"first part " * 1000, b"second part " * 1000]
-    paths = []
-    for index, blob in enumerate(blobs):
-        path = tmp_path / f"model.bin.part{index + 1}"
-        path.write_bytes(blob)
-        paths.append(path)
-    return paths, [hashlib.sha256(b).hexdigest() for b in blobs], hashlib.sha256(b"".join(blobs)).hexdigest()
-
-
-def test_parts_are_assembled_in_order_and_verified(tmp_path: Path) -> None:
-    paths, hashes, whole = _parts(tmp_path)
-    target = tmp_path / "out" / "model.bin"
-    assemble_parts(paths, hashes, whole, target)
-    assert sha256_file(target) == whole
-    assert sorted(p.name for p in target.parent.iterdir()) == ["model.bin"]
-
-
-def test_a_tampered_part_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    paths, hashes, whole = _parts(tmp_path)
-    paths[1].write_bytes(b"tampered")
-    target = tmp_path / "out" / "model.bin"
-    with pytest.raises(WeightsError, match="sha256 mismatch"):
-        assemble_parts(paths, hashes, whole, target)
-    assert not target.exists()
-
-
-def test_a_wrong_whole_leaves_no_file_behind(tmp_path: Path) -> None:
-    paths, hashes, _ = _parts(tmp_path)
-    target = tmp_path / "out" / "model.bin"
-    with pytest.raises(WeightsError, match="sha256 mismatch"):
-        assemble_parts(paths, hashes, "0" * 64, target)
-    assert list(target.parent.iterdir()) == []
 
 
 # -- engines (slow) ----------------------------------------------------------------------------

@@ -167,3 +167,59 @@ def test_regions_default_to_everywhere() -> None:
     )
     assert limited.entries[0].serves_region("us")
     assert not limited.entries[0].serves_region("eu-west")
+
+
+def test_default_catalog_ships_a_fim_model_assembled_from_parts() -> None:
+    entry = load_catalog().get("qwen2.5-coder-0.5b-instruct")
+    assert entry is not None
+    assert entry.kind == ("chat", "completion")
+    assert entry.engine == "llama_cpp"
+    assert entry.status == "on_demand"
+    assert entry.fim is not None
+    assert (entry.fim.prefix, entry.fim.suffix, entry.fim.middle) == (
+        "<|fim_prefix|>",
+        "<|fim_suffix|>",
+        "<|fim_middle|>",
+    )
+    assert (
+        entry.engine_options["gguf_sha256"]
+        == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    )
+
+
+ALIASED = MINIMAL.replace('licence = "MIT"', 'licence = "MIT"\naliases = ["small", "tiny-chat"]')
+
+
+def test_aliases_find_their_entry() -> None:
+    catalog = parse_catalog(ALIASED, source="t")
+    entry = catalog.get("tiny")
+    assert entry is not None
+    assert entry.names == ("tiny", "small", "tiny-chat")
+    assert catalog.get("small") is entry
+    assert catalog.get("tiny-chat") is entry
+    assert catalog.ids == ("tiny",)
+
+
+def test_an_alias_used_by_two_models_is_refused() -> None:
+    other = ALIASED.replace("models.tiny", "models.other").replace('"small", "tiny-chat"', '"small"')
+    with pytest.raises(CatalogError, match=r"'small' is used by both models.tiny and models.other"):
+        parse_catalog(ALIASED + other, source="t")
+
+
+def test_an_alias_equal_to_another_models_id_is_refused() -> None:
+    other = MINIMAL.replace("models.tiny", "models.small")
+    with pytest.raises(CatalogError, match=r"'small' is used by both"):
+        parse_catalog(ALIASED + other, source="t")
+
+
+@pytest.mark.parametrize("aliases", ['["tiny"]', '["a", "a"]'])
+def test_an_alias_repeating_a_name_of_its_own_model_is_refused(aliases: str) -> None:
+    text = MINIMAL.replace('licence = "MIT"', f'licence = "MIT"\naliases = {aliases}')
+    with pytest.raises(CatalogError, match=r"models.tiny: .*aliases must differ"):
+        parse_catalog(text, source="t")
+
+
+def test_an_alias_must_look_like_a_model_id() -> None:
+    text = MINIMAL.replace('licence = "MIT"', 'licence = "MIT"\naliases = ["has space"]')
+    with pytest.raises(CatalogError, match=r"models.tiny.aliases.0"):
+        parse_catalog(text, source="t")

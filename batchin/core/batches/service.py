@@ -80,6 +80,7 @@ class BatchService:
         self._files = files
         self._webhooks = webhooks
         self._store = TaskStore(database, ledger.sqlite_writer)
+        self._registry = registry
         self._checker = TaskChecker(registry)
         self.dispatcher = TaskDispatcher(
             settings,
@@ -173,7 +174,7 @@ class BatchService:
             endpoint, model, body = self._checker.inline(index, task, row["endpoint"])
             # Refused up front, as the HTTP call would be; a file batch's tasks meet the same check
             # when they run (and fail with permission_denied, never retried).
-            if not may_use_model(ctx.principal, model):
+            if not may_use_model(ctx.principal, model, *self._registry.entry(model).names):
                 raise PermissionDenied(
                     f"tasks[{index}]: this API key may not call model '{model}'.",
                     param=f"tasks[{index}].model",

@@ -32,17 +32,22 @@ class CatalogService:
         self._batch_price_ratio = batch_price_ratio  # what a model without its own batch_discount is billed
 
     def list_models(self) -> ModelList:
-        return ModelList(data=[self._card(entry) for entry in self._registry.entries()])
+        """One card per public id: each alias is its own entry, as OpenAI clients list and pick them."""
+        return ModelList(
+            data=[self._card(entry, name) for entry in self._registry.entries() for name in entry.names]
+        )
 
     def get_model(self, model_id: str) -> ModelCard:
-        return self._card(self._registry.entry(model_id))
+        entry = self._registry.entry(model_id)
+        return self._card(entry, model_id)
 
-    def _card(self, entry: CatalogEntry) -> ModelCard:
+    def _card(self, entry: CatalogEntry, name: str) -> ModelCard:
         health = self._registry.status(entry.id)
         p = entry.pricing
         ratio = price_ratio(entry, self._batch_price_ratio)  # the same figure the batch worker bills
         return ModelCard(
-            id=entry.id,
+            id=name,
+            alias_of=None if name == entry.id else entry.id,
             owned_by=entry.owned_by,
             kind=list(entry.kind),
             status=health.status,

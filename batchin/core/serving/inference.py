@@ -21,6 +21,7 @@ from batchin.core.audit.service import AuditService
 from batchin.core.billing.metering import ClientGone, MeteredCall, MeteringService
 from batchin.core.billing.money import cost_per_million
 from batchin.core.context import CallContext, Principal
+from batchin.core.permissions import may_use_model
 from batchin.core.prompts.service import PromptRun, PromptService
 from batchin.core.serving.admission import AdmissionPool, Priority
 from batchin.core.serving.flow import FlowPolicy
@@ -125,10 +126,7 @@ class InferenceService:
         request.refuse_unsupported()
         entry, runner = await self._text_model(request.model, "completion", ctx.principal)
         if request.suffix is not None and not runner.supports_fim:
-            raise InvalidRequest(
-                f"Model '{entry.id}' has no fill-in-the-middle support; omit suffix or use a FIM model.",
-                param="suffix",
-            )
+            raise InvalidRequest(self._no_fim_message(entry, ctx.principal), param="suffix")
         sampling = self._sampling(request, entry, request.max_tokens or DEFAULT_COMPLETION_MAX_TOKENS)
         params = CompletionParams(
             request.prompt_text(), sampling, suffix=request.suffix, stream=request.stream
@@ -162,6 +160,16 @@ class InferenceService:
     ) -> tuple[CatalogEntry, TextRunner]:
         entry = usable_model(self._registry, model_id, kind, principal)
         return entry, await self._registry.text_runner(model_id)
+
+    def _no_fim_message(self, entry: CatalogEntry, principal: Principal) -> str:
+        """Why `suffix` is refused, naming the models that would take it (those this key may call)."""
+        fim = [
+            e.id
+            for e in self._registry.entries()
+            if e.fim is not None and e.id != entry.id and may_use_model(principal, *e.names)
+        ]
+        where = f"use a model with it: {', '.join(fim)}" if fim else "no model here has it"
+        return f"Model '{entry.id}' has no fill-in-the-middle support; omit suffix or {where}."
 
     @staticmethod
     def _sampling(request: SamplingFields, entry: CatalogEntry, max_tokens: int) -> SamplingParams:
