@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx2
 import numpy as np
+import orjson
 import pytest
 
 from batchin.core.billing.money import cost_per_million
@@ -16,6 +17,7 @@ from batchin.protocol.accounts import UserCreated
 from batchin.services import Services
 from tests.audio_fixtures import E5, E5_PER_1M, MINILM, MINILM_PER_1M, WHISPER_TINY_EN
 from tests.conftest import MakeUser, assert_error, bearer
+from tests.served_receipts import assert_served_receipt
 from tests.text_fixtures import balance_units, logs_of
 
 pytestmark = pytest.mark.slow
@@ -122,6 +124,17 @@ async def test_a_call_carries_the_receipt_headers(client: httpx2.AsyncClient, us
     assert response.headers["traceparent"].startswith("00-")
     assert response.headers["x-batchin-run-id"]
     assert response.headers["x-batchin-prompt-version"] == "default"
+
+
+async def test_a_call_gets_a_served_receipt_and_a_trace(
+    client: httpx2.AsyncClient, user: UserCreated
+) -> None:
+    response = await embed(client, user, input=TEXTS, encoding_format="base64")
+    rows = [base64.b64decode(d["embedding"]) for d in response.json()["data"]]
+    payload = await assert_served_receipt(
+        client, response, user.api_key, input_bytes=orjson.dumps(TEXTS), output_bytes=b"".join(rows)
+    )
+    assert (payload["model_id"], payload["unit"]) == (MINILM, "tokens")
 
 
 @pytest.mark.parametrize(
