@@ -189,6 +189,25 @@ async def test_without_credit_it_is_402_and_nothing_is_logged(
     assert await logs_of(services, broke) == []
 
 
+async def test_a_refusal_is_traced_but_gets_no_receipt(
+    client: httpx2.AsyncClient, make_user: MakeUser
+) -> None:
+    broke = await make_user(credit_cents=0)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    response = await client.post(
+        "/v1/embeddings",
+        json={"model": MINILM, "input": "x"},
+        headers={**bearer(broke.api_key), "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+    )
+    assert_error(response, 402, "payment_required")
+    assert "X-VaaS-Record-Id" not in response.headers
+    trace = (await client.get(f"/v1/traces/{trace_id}", headers=bearer(broke.api_key))).json()
+    assert trace["record_id"] is None
+    spans = {span["name"]: span for span in trace["spans"]}
+    assert set(spans) == {"batchin.call", "batchin.admission"}
+    assert spans["batchin.call"]["attributes"]["batchin.status"] == "refused"
+
+
 async def test_without_a_key_it_is_401(client: httpx2.AsyncClient) -> None:
     response = await client.post("/v1/embeddings", json={"model": MINILM, "input": "x"})
     assert_error(response, 401, "unauthorized")
