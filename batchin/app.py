@@ -36,6 +36,7 @@ from batchin.core.serving.catalog import CatalogService
 from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.inference import InferenceService
 from batchin.core.serving.metrics import InferenceMetrics
+from batchin.core.serving.served_calls import ServedCalls
 from batchin.core.traces.service import TraceService
 from batchin.core.webhooks.service import WebhookService
 from batchin.models.catalog import load_catalog
@@ -94,7 +95,8 @@ async def build_services(
     prompts = PromptService(settings, database, audit)
     metrics.watch_write_behind(lambda: {**traces.buffer_stats(), **prompts.recorder.buffer_stats()})
     inference = InferenceService(settings, registry, metering, flow, metrics, audit, traces, prompts)
-    embeddings = EmbeddingsService(registry, metering, flow)
+    served = ServedCalls(audit, traces)  # receipts and traces of every non-text call
+    embeddings = EmbeddingsService(registry, metering, flow, served)
     webhooks = WebhookService(settings, database)
     return Services(
         settings=settings,
@@ -115,11 +117,11 @@ async def build_services(
         metrics=metrics,
         inference=inference,
         files=files,
-        images=ImageService(registry, metering, flow, files, links),
+        images=ImageService(registry, metering, flow, files, links, served),
         videos=videos,
         media=LinkedMedia(links, files, videos),
         embeddings=embeddings,
-        audio=AudioService(registry, metering, flow),
+        audio=AudioService(registry, metering, flow, served),
         audit=audit,
         asserted_records=AssertedRecordService(audit, metering, settings.vaas_record_price_usd),
         traces=traces,

@@ -66,12 +66,16 @@ class CallContext:
     started_at: float = field(default_factory=lambda: utcnow().timestamp())
     # Set for a batch task only: its price ratio, and the settlement left to the batch worker.
     billing: BatchBilling | None = None
+    # X-VaaS-* of the call's signed audit record, set by serving when a non-text call's record is
+    # logged (serving/served_calls.py), so routes and tools render it without a second return value.
+    receipt_headers: dict[str, str] = field(default_factory=dict)
 
     def response_headers(self) -> dict[str, str]:
         """The run receipt headers every inference response carries (X-Request-Id is added by the
-        HTTP middleware)."""
+        HTTP middleware), with the audit record's X-VaaS-* once it is signed."""
         return {
             "traceparent": self.trace.traceparent,
             "X-BatchIn-Run-Id": self.run_id,
             "X-BatchIn-Prompt-Version": self.prompt_version,
+            **self.receipt_headers,
         }

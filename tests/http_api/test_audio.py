@@ -36,6 +36,7 @@ from tests.audio_fixtures import (
 )
 from tests.conftest import MakeUser, assert_error, bearer
 from tests.db_reset import empty_tables
+from tests.served_receipts import assert_served_receipt
 from tests.text_fixtures import balance_units, logs_of
 
 pytestmark = pytest.mark.slow
@@ -155,6 +156,16 @@ async def test_speech_carries_the_receipt_headers(client: httpx2.AsyncClient, us
     assert response.headers["traceparent"].startswith("00-")
     assert response.headers["x-batchin-run-id"]
     assert response.headers["x-request-id"].startswith("req_")
+
+
+async def test_speech_gets_a_served_receipt_and_a_trace(
+    client: httpx2.AsyncClient, user: UserCreated
+) -> None:
+    response = await speak(client, user, response_format="wav")
+    payload = await assert_served_receipt(
+        client, response, user.api_key, input_bytes=SHORT.encode(), output_bytes=response.content
+    )
+    assert (payload["model_id"], payload["unit"]) == (PIPER, "audio_seconds")
 
 
 @pytest.mark.parametrize(
@@ -284,6 +295,21 @@ async def test_a_translation_gives_english_and_is_billed_as_one(
         "audio.translations",
         cost_per_unit(body["duration"], WHISPER_BASE_PER_SECOND),
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [("/v1/audio/transcriptions", WHISPER_TINY_EN), ("/v1/audio/translations", WHISPER_BASE)],
+)
+async def test_a_transcript_gets_a_served_receipt_and_a_trace(
+    client: httpx2.AsyncClient, user: UserCreated, speech_wav: bytes, path: str, model: str
+) -> None:
+    response = await transcribe(client, user, speech_wav, path=path, model=model)
+    text = response.json()["text"]
+    payload = await assert_served_receipt(
+        client, response, user.api_key, input_bytes=speech_wav, output_bytes=text.encode()
+    )
+    assert (payload["model_id"], payload["unit"]) == (model, "audio_seconds")
 
 
 async def test_language_is_passed_to_the_model(

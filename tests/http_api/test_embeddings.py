@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx2
 import numpy as np
+import orjson
 import pytest
 
 from batchin.core.billing.money import cost_per_million
@@ -16,6 +17,7 @@ from batchin.protocol.accounts import UserCreated
 from batchin.services import Services
 from tests.audio_fixtures import E5, E5_PER_1M, MINILM, MINILM_PER_1M, WHISPER_TINY_EN
 from tests.conftest import MakeUser, assert_error, bearer
+from tests.served_receipts import assert_served_receipt
 from tests.text_fixtures import balance_units, logs_of
 
 pytestmark = pytest.mark.slow
@@ -124,6 +126,17 @@ async def test_a_call_carries_the_receipt_headers(client: httpx2.AsyncClient, us
     assert response.headers["x-batchin-prompt-version"] == "default"
 
 
+async def test_a_call_gets_a_served_receipt_and_a_trace(
+    client: httpx2.AsyncClient, user: UserCreated
+) -> None:
+    response = await embed(client, user, input=TEXTS, encoding_format="base64")
+    rows = [base64.b64decode(d["embedding"]) for d in response.json()["data"]]
+    payload = await assert_served_receipt(
+        client, response, user.api_key, input_bytes=orjson.dumps(TEXTS), output_bytes=b"".join(rows)
+    )
+    assert (payload["model_id"], payload["unit"]) == (MINILM, "tokens")
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -174,6 +187,25 @@ async def test_without_credit_it_is_402_and_nothing_is_logged(
     broke = await make_user(credit_cents=0)
     assert_error(await embed(client, broke, input="x"), 402, "payment_required")
     assert await logs_of(services, broke) == []
+
+
+async def test_a_refusal_is_traced_but_gets_no_receipt(
+    client: httpx2.AsyncClient, make_user: MakeUser
+) -> None:
+    broke = await make_user(credit_cents=0)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    response = await client.post(
+        "/v1/embeddings",
+        json={"model": MINILM, "input": "x"},
+        headers={**bearer(broke.api_key), "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+    )
+    assert_error(response, 402, "payment_required")
+    assert "X-VaaS-Record-Id" not in response.headers
+    trace = (await client.get(f"/v1/traces/{trace_id}", headers=bearer(broke.api_key))).json()
+    assert trace["record_id"] is None
+    spans = {span["name"]: span for span in trace["spans"]}
+    assert set(spans) == {"batchin.call", "batchin.admission"}
+    assert spans["batchin.call"]["attributes"]["batchin.status"] == "refused"
 
 
 async def test_without_a_key_it_is_401(client: httpx2.AsyncClient) -> None:

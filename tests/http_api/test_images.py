@@ -24,6 +24,7 @@ from tests.media_fixtures import (
     media_services,
     sdk_client,
 )
+from tests.served_receipts import assert_served_receipt
 from tests.text_fixtures import balance_units, logs_of
 
 pytestmark = pytest.mark.slow
@@ -95,6 +96,20 @@ async def test_seed_json_form_on_v1_images(client: httpx2.AsyncClient, user: Use
     assert response.headers["traceparent"].startswith("00-")
     assert response.headers["x-batchin-run-id"]
     assert response.headers["x-request-id"]
+
+
+async def test_a_generation_gets_a_served_receipt_and_a_trace(
+    client: httpx2.AsyncClient, user: UserCreated
+) -> None:
+    body = {"model": IMAGE_MODEL, "prompt": "a lighthouse", "size": "64x64", "n": 2}
+    response = await client.post(
+        "/v1/images", json={**body, "response_format": "b64_json"}, headers=bearer(user.api_key)
+    )
+    pngs = b"".join(base64.b64decode(item["b64_json"]) for item in response.json()["data"])
+    payload = await assert_served_receipt(
+        client, response, user.api_key, input_bytes=b"a lighthouse", output_bytes=pngs
+    )
+    assert (payload["model_id"], payload["unit"], payload["units_milli"]) == (IMAGE_MODEL, "images", 2000)
 
 
 async def test_same_seed_same_image(client: httpx2.AsyncClient, user: UserCreated) -> None:

@@ -168,6 +168,23 @@ async def test_embed(mcp_client: McpClientFactory, make_user: MakeUser, services
     assert len(body["data"][0]["embedding"]) > 10
 
 
+async def test_embed_returns_a_served_receipt_and_a_readable_trace(
+    mcp_client: McpClientFactory, make_user: MakeUser, services: Services
+) -> None:
+    model = next(e.id for e in services.registry.entries() if "embedding" in e.kind)
+    user = await make_user()
+    async with mcp_client(user.api_key) as client:
+        result = await client.call_tool("embed", {"model": model, "input": "a cat"})
+        receipt = (result.meta or {})["batchin.tech/receipt"]
+        verified = await client.call_tool("verify_audit_record", {"audit_id": receipt["X-VaaS-Record-Id"]})
+        trace_id = receipt["traceparent"].split("-")[1]
+        trace = await client.call_tool("get_trace", {"trace_id": trace_id})
+    assert receipt["X-VaaS-PublicKey"] == services.audit.current_key().verify_key_hex
+    assert (verified.structured_content or {})["valid"] is True
+    assert (verified.structured_content or {})["attestation"] == "served"
+    assert (trace.structured_content or {})["record_id"] == receipt["X-VaaS-Record-Id"]
+
+
 async def test_speak_returns_audio_and_transcribe_reads_it_back(
     mcp_client: McpClientFactory, make_user: MakeUser, services: Services
 ) -> None:

@@ -9,6 +9,10 @@ usage log per call with unit `audio_seconds` (whole milliseconds, rounded up).
 - Speech is billed on the audio it produced, which is known only afterwards: the reservation is an
   upper bound from the text length and speed, and the unused part is released at settlement.
 Decoding and encoding run in threads; the engines run on their runners' own threads.
+
+Each call ends with a signed receipt and a stored trace (serving/served_calls.py): speech hashes
+the input text and the audio bytes returned; transcriptions and translations hash the uploaded
+audio bytes and the transcript text.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from batchin.core.context import CallContext
 from batchin.core.serving.admission import Priority
 from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.model_lookup import usable_model
+from batchin.core.serving.served_calls import ServedCalls
 from batchin.errors import InvalidRequest
 from batchin.models.audio_codec import (
     CONTENT_TYPES,
@@ -66,10 +71,13 @@ class SpeechResult:
 
 
 class AudioService:
-    def __init__(self, registry: ModelRegistry, metering: MeteringService, flow: FlowPolicy) -> None:
+    def __init__(
+        self, registry: ModelRegistry, metering: MeteringService, flow: FlowPolicy, served: ServedCalls
+    ) -> None:
         self._registry = registry
         self._metering = metering
         self._flow = flow
+        self._served = served
 
     # -- speech ------------------------------------------------------------------------------
 
@@ -82,18 +90,25 @@ class AudioService:
         voice = _voice(entry, runner, request.voice)
         price = _price(entry)
         bound = max(_MIN_SPEECH_SECONDS, len(request.input) * _MAX_SECONDS_PER_CHAR) / request.speed
-        pool = await self._flow.admit(ctx, entry)
-        async with self._metering.call(
-            ctx, model=entry.id, endpoint="audio.speech", max_cost_units=cost_per_unit(round(bound, 3), price)
-        ) as call:
-            async with pool.slot(priority):
-                call.begin()
-                speech = await runner.synthesize(request.input, voice=voice, speed=request.speed)
-            seconds = billable_seconds(speech.samples, speech.sample_rate)
-            call.record(cost_units=cost_per_unit(seconds, price), units=seconds, unit="audio_seconds")
-            audio = await asyncio.to_thread(
-                encode_pcm16, speech.pcm, speech.sample_rate, request.response_format
-            )
+        endpoint = "audio.speech"
+        async with self._served.call(
+            ctx, model_id=entry.id, endpoint=endpoint, input=request.input.encode("utf-8")
+        ) as served:
+            pool = await self._flow.admit(ctx, entry)
+            async with self._metering.call(
+                ctx, model=entry.id, endpoint=endpoint, max_cost_units=cost_per_unit(round(bound, 3), price)
+            ) as call:
+                async with pool.slot(priority) as queued_seconds:
+                    served.admitted(queued_seconds, call)
+                    call.begin()
+                    speech = await runner.synthesize(request.input, voice=voice, speed=request.speed)
+                    served.engine_done()
+                seconds = billable_seconds(speech.samples, speech.sample_rate)
+                call.record(cost_units=cost_per_unit(seconds, price), units=seconds, unit="audio_seconds")
+                audio = await asyncio.to_thread(
+                    encode_pcm16, speech.pcm, speech.sample_rate, request.response_format
+                )
+            served.produced(audio, units=seconds, unit="audio_seconds")
         return SpeechResult(audio, CONTENT_TYPES[request.response_format], seconds)
 
     # -- transcriptions and translations -----------------------------------------------------
@@ -125,14 +140,18 @@ class AudioService:
             word_timestamps=request.word_timestamps,
         )
         endpoint = "audio.transcriptions" if task == "transcribe" else "audio.translations"
-        pool = await self._flow.admit(ctx, entry)
-        async with (
-            self._metering.call(ctx, model=entry.id, endpoint=endpoint, max_cost_units=cost) as call,
-            pool.slot(priority),
-        ):
-            call.begin()
-            transcript = await runner.transcribe(decoded.samples, params)
-            call.record(cost_units=cost, units=seconds, unit="audio_seconds")
+        async with self._served.call(ctx, model_id=entry.id, endpoint=endpoint, input=audio) as served:
+            pool = await self._flow.admit(ctx, entry)
+            async with (
+                self._metering.call(ctx, model=entry.id, endpoint=endpoint, max_cost_units=cost) as call,
+                pool.slot(priority) as queued_seconds,
+            ):
+                served.admitted(queued_seconds, call)
+                call.begin()
+                transcript = await runner.transcribe(decoded.samples, params)
+                served.engine_done()
+                call.record(cost_units=cost, units=seconds, unit="audio_seconds")
+            served.produced(transcript.text.encode("utf-8"), units=seconds, unit="audio_seconds")
         words = [
             TranscriptionWord(word=w.word, start=w.start, end=w.end)
             for s in transcript.segments

@@ -2,8 +2,13 @@
 
 One path: resolve the model → validate inputs and `dimensions` → count tokens exactly (the model's
 tokenizer, whole batch in one call) → flow policy → reserve the exact cost → admission slot → one
-engine call for the whole batch → settle (one usage log, unit `tokens`). The cost is known before
-the engine runs, so the reservation is exactly what is charged.
+engine call for the whole batch → settle (one usage log, unit `tokens`) → signed receipt and trace
+(serving/served_calls.py). The cost is known before the engine runs, so the reservation is exactly
+what is charged.
+
+The receipt hashes the inputs as a JSON array of strings and the output as the vectors the caller
+gets (after `dimensions`), float32 little-endian, row after row: the concatenated base64 rows
+decode to exactly those bytes.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import base64
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
+import orjson
 
 from batchin.core.billing.metering import MeteringService
 from batchin.core.billing.money import cost_per_million
@@ -20,6 +26,7 @@ from batchin.core.context import CallContext, Principal
 from batchin.core.serving.admission import Priority
 from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.model_lookup import usable_model
+from batchin.core.serving.served_calls import ServedCalls
 from batchin.errors import InvalidRequest
 from batchin.models.catalog import CatalogEntry
 from batchin.models.embeddings import EmbeddingRunner
@@ -38,10 +45,13 @@ __all__ = ["EmbeddingsService", "shape_vectors"]
 
 
 class EmbeddingsService:
-    def __init__(self, registry: ModelRegistry, metering: MeteringService, flow: FlowPolicy) -> None:
+    def __init__(
+        self, registry: ModelRegistry, metering: MeteringService, flow: FlowPolicy, served: ServedCalls
+    ) -> None:
         self._registry = registry
         self._metering = metering
         self._flow = flow
+        self._served = served
 
     async def create(
         self, ctx: CallContext, request: EmbeddingRequest, *, priority: Priority = Priority.INTERACTIVE
@@ -59,17 +69,21 @@ class EmbeddingsService:
                 )
         tokens = sum(counts)
         cost = cost_per_million(tokens, entry.pricing.input_per_1m or 0)
-        pool = await self._flow.admit(ctx, entry)
-        async with (
-            self._metering.call(ctx, model=entry.id, endpoint="embeddings", max_cost_units=cost) as call,
-            pool.slot(priority),
-        ):
-            call.begin()
-            vectors = await runner.embed(texts)
-            call.record(cost_units=cost, input_tokens=tokens, units=tokens, unit="tokens")
-        data: list[list[float] | str] = await asyncio.to_thread(
-            shape_vectors, vectors, request.dimensions, request.encoding_format
-        )
+        async with self._served.call(
+            ctx, model_id=entry.id, endpoint="embeddings", input=orjson.dumps(texts)
+        ) as served:
+            pool = await self._flow.admit(ctx, entry)
+            async with (
+                self._metering.call(ctx, model=entry.id, endpoint="embeddings", max_cost_units=cost) as call,
+                pool.slot(priority) as queued_seconds,
+            ):
+                served.admitted(queued_seconds, call)
+                call.begin()
+                vectors = await runner.embed(texts)
+                served.engine_done()
+                call.record(cost_units=cost, input_tokens=tokens, units=tokens, unit="tokens")
+            data, raw = await asyncio.to_thread(_shaped, vectors, request.dimensions, request.encoding_format)
+            served.produced(raw, input_tokens=tokens, units=tokens, unit="tokens")
         return CreateEmbeddingResponse.model_construct(
             data=[Embedding.model_construct(index=i, embedding=v) for i, v in enumerate(data)],
             model=entry.id,
@@ -100,11 +114,18 @@ def shape_vectors(
     vectors: npt.NDArray[np.float32], dimensions: int | None, encoding_format: str
 ) -> list[list[float] | str]:
     """Shorten (Matryoshka: keep a prefix, renormalise to unit length) and encode each vector."""
+    return _shaped(vectors, dimensions, encoding_format)[0]
+
+
+def _shaped(
+    vectors: npt.NDArray[np.float32], dimensions: int | None, encoding_format: str
+) -> tuple[list[list[float] | str], bytes]:
+    """The encoded vectors and their float32 little-endian bytes (what the receipt hashes)."""
     if dimensions is not None and dimensions < vectors.shape[1]:
         short = vectors[:, :dimensions]
         norms = np.linalg.norm(short, axis=1, keepdims=True)
         vectors = (short / np.where(norms == 0, 1, norms)).astype(np.float32)
     rows = np.ascontiguousarray(vectors, dtype="<f4")
     if encoding_format == "base64":
-        return [base64.b64encode(row.tobytes()).decode("ascii") for row in rows]
-    return cast(list[list[float] | str], rows.tolist())
+        return [base64.b64encode(row.tobytes()).decode("ascii") for row in rows], rows.tobytes()
+    return cast(list[list[float] | str], rows.tolist()), rows.tobytes()

@@ -3,6 +3,8 @@
 → settle.
 
 Storing the outputs happens inside the metered call, so a failure to store them is not billed.
+Each call ends with a signed receipt and a stored trace (serving/served_calls.py) over the prompt
+and the PNG bytes produced, concatenated in `data` order.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from batchin.core.media.links import LinkSigner
 from batchin.core.serving.admission import Priority
 from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.model_lookup import usable_model
+from batchin.core.serving.served_calls import ServedCalls
 from batchin.errors import ServiceUnavailable
 from batchin.models.images import ImageParams, ImageRunner
 from batchin.models.registry import ModelRegistry
@@ -36,12 +39,14 @@ class ImageService:
         flow: FlowPolicy,
         files: FileService,
         links: LinkSigner,
+        served: ServedCalls,
     ) -> None:
         self._registry = registry
         self._metering = metering
         self._flow = flow
         self._files = files
         self._links = links
+        self._served = served
 
     async def generate(
         self, ctx: CallContext, request: ImageGenerateRequest, *, base: str | None = None
@@ -55,23 +60,27 @@ class ImageService:
         price = entry.pricing.per_image or 0
         seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
         params = ImageParams(prompt=request.prompt, width=width, height=height, n=request.n, seed=seed)
-        pool = await self._flow.admit(ctx, entry)
-        async with (
-            self._metering.call(
-                ctx,
-                model=entry.id,
-                endpoint="images.generations",
-                max_cost_units=cost_per_unit(request.n, price),
-            ) as call,
-            pool.slot(Priority.INTERACTIVE),
-        ):
-            call.begin()
-            pngs = await runner.generate(params)
-            data = [
-                await self._render(ctx, png, request.response_format, index, base)
-                for index, png in enumerate(pngs)
-            ]
-            call.record(cost_units=cost_per_unit(len(pngs), price), units=len(pngs), unit="images")
+        endpoint = "images.generations"
+        async with self._served.call(
+            ctx, model_id=entry.id, endpoint=endpoint, input=request.prompt.encode("utf-8")
+        ) as served:
+            pool = await self._flow.admit(ctx, entry)
+            async with (
+                self._metering.call(
+                    ctx, model=entry.id, endpoint=endpoint, max_cost_units=cost_per_unit(request.n, price)
+                ) as call,
+                pool.slot(Priority.INTERACTIVE) as queued_seconds,
+            ):
+                served.admitted(queued_seconds, call)
+                call.begin()
+                pngs = await runner.generate(params)
+                served.engine_done()
+                data = [
+                    await self._render(ctx, png, request.response_format, index, base)
+                    for index, png in enumerate(pngs)
+                ]
+                call.record(cost_units=cost_per_unit(len(pngs), price), units=len(pngs), unit="images")
+            served.produced(b"".join(pngs), units=len(pngs), unit="images")
         return ImagesResponse(created=int(time.time()), data=data, size=f"{width}x{height}")
 
     async def _render(
