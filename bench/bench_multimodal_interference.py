@@ -91,7 +91,8 @@ async def image_load(client: httpx.AsyncClient, stop: asyncio.Event, done: list[
     while not stop.is_set():
         start = time.perf_counter()
         response = await client.post("/v1/images/generations", json=body)
-        response.raise_for_status()
+        if response.status_code != 200:
+            raise RuntimeError(f"image call failed: {response.status_code} {response.text}")
         done.append(time.perf_counter() - start)
 
 

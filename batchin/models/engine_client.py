@@ -26,7 +26,7 @@ from typing import Any
 from batchin.errors import WorkLost
 from batchin.models.catalog import CatalogEntry
 from batchin.models.engine_host import host_main
-from batchin.models.engine_wire import WireError
+from batchin.models.engine_wire import PipeSender, WireError, watch_pipe
 
 __all__ = ["EngineClient", "EngineLost", "EngineStartFailed"]
 
@@ -51,6 +51,7 @@ class EngineClient:
     def __init__(self, entry: CatalogEntry, conn: Connection, process: Any) -> None:
         self._entry = entry
         self._conn = conn
+        self._sender = PipeSender(conn, f"engine-send-{entry.id}")
         self._process = process
         self.pid = int(process.pid)  # kept: the process object is closed once reaped
         self._ids = itertools.count(1)
@@ -95,7 +96,7 @@ class EngineClient:
         await asyncio.to_thread(process.start)
         child.close()  # the worker's death must close the pipe's last write end
         client = cls(entry, parent, process)
-        client._loop.add_reader(parent.fileno(), client._on_readable)
+        watch_pipe(client._loop, parent, client._on_readable)
         try:
             client.attributes = await asyncio.wait_for(asyncio.shield(client._ready), load_timeout)
         except BaseException:
@@ -150,14 +151,14 @@ class EngineClient:
         if not self.alive:
             raise self._lost_error()
         try:
-            self._conn.send(message)
+            self._sender.send(message)
         except OSError:
             raise self._lost_error() from None
 
     def _send_quietly(self, message: tuple[Any, ...] | None) -> None:
         with contextlib.suppress(BaseException):
             if self.alive:
-                self._conn.send(message)
+                self._sender.send(message)
 
     # -- the pipe ----------------------------------------------------------------------------
 
@@ -227,6 +228,7 @@ class EngineClient:
             await asyncio.to_thread(self._process.join, 10)
         if self._ready.done() and not self._ready.cancelled():
             self._ready.exception()  # retrieved: a start that timed out must not log it as lost
+        await asyncio.to_thread(self._sender.close)
         self._conn.close()
         self._process.close()
 

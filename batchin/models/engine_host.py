@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from batchin.models.catalog import CatalogEntry
-from batchin.models.engine_wire import WireError, resolve
+from batchin.models.engine_wire import PipeSender, WireError, resolve, watch_pipe
 
 __all__ = ["host_main"]
 
@@ -44,12 +44,14 @@ def host_main(
     host = _Host(conn)
     entry = CatalogEntry.model_validate(entry_data)
     asyncio.run(host.run(target, entry, weights, attributes, derived_dir))
+    host.sender.close()  # what is still queued (a last large reply) goes out first
     conn.close()
 
 
 class _Host:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self.sender = PipeSender(conn, "engine-host-send")
         self._runner: Any = None
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._done: asyncio.Future[None] | None = None
@@ -77,7 +79,7 @@ class _Host:
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         self._send(("ready", {name: getattr(runner, name) for name in attributes}))
-        loop.add_reader(self._conn.fileno(), self._on_readable)
+        watch_pipe(loop, self._conn, self._on_readable)
         try:
             await self._done
         finally:
@@ -145,7 +147,7 @@ class _Host:
 
     def _send(self, message: tuple[Any, ...]) -> None:
         try:
-            self._conn.send(message)
+            self.sender.send(message)
         except OSError:  # the API process is gone
             self._finish()
 

@@ -19,13 +19,20 @@ A worker that dies sends nothing: the API side sees end-of-file on the pipe.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import os
+import queue
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from batchin.errors import BatchInError
 
-__all__ = ["WireError", "resolve"]
+__all__ = ["PipeSender", "WireError", "resolve", "watch_pipe"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +71,68 @@ def resolve(target: str) -> Any:
     finds the runner it hosts or the function it renders with."""
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def watch_pipe(loop: asyncio.AbstractEventLoop, conn: Connection, on_readable: Callable[[], None]) -> None:
+    """Call `on_readable` when the pipe has data, keeping its descriptor blocking: uvloop (what
+    uvicorn runs on) makes a watched descriptor non-blocking, and `Connection.recv()` of a message
+    larger than the pipe's buffer (an image, an audio upload) would then fail half-read with
+    BlockingIOError, which looks like the worker's death. Readable means a message has begun, and
+    its writer sends the rest at once, so a blocking read finishes promptly."""
+    loop.add_reader(conn.fileno(), on_readable)
+    os.set_blocking(conn.fileno(), True)
+
+
+# A message this small goes out from the event loop at once (a token, a call); a larger one (an
+# image, an uploaded recording) through the sender's thread.
+_DIRECT_BYTES = 16 * 1024
+
+
+class PipeSender:
+    """Sends on a pipe without blocking the event loop on a large message. Both ends of a pipe may
+    write large messages at the same time (a reply while the other side uploads); a blocking write
+    on each side's loop would then wait for a read that never comes. Large messages (and any
+    message while one is still queued, to keep the order) are written by a thread of their own, so
+    the loop keeps reading. `send` raises OSError only for a direct write; a failed threaded write
+    is dropped, the reader seeing end-of-file when the other side is gone."""
+
+    def __init__(self, conn: Connection, name: str) -> None:
+        self._conn = conn
+        self._name = name
+        self._writing = threading.Lock()  # one writer at a time on the pipe
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._queued = 0  # messages handed to the thread and not yet written
+        self._counting = threading.Lock()  # `+=` and `-=` from two threads are not atomic
+        self._thread: threading.Thread | None = None
+
+    def send(self, message: object) -> None:
+        data = bytes(ForkingPickler.dumps(message))
+        if len(data) <= _DIRECT_BYTES and self._queued == 0 and self._writing.acquire(blocking=False):
+            try:
+                self._conn.send_bytes(data)
+            finally:
+                self._writing.release()
+            return
+        with self._counting:
+            self._queued += 1
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._write_forever, name=self._name, daemon=True)
+            self._thread.start()
+        self._queue.put(data)
+
+    def _write_forever(self) -> None:
+        while (data := self._queue.get()) is not None:
+            with self._writing:
+                try:
+                    self._conn.send_bytes(data)
+                except (OSError, ValueError):  # the other side is gone, or the pipe closed
+                    pass
+                finally:
+                    with self._counting:
+                        self._queued -= 1
+
+    def close(self) -> None:
+        """Stop the thread after what is queued has been written."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
