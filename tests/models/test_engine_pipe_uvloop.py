@@ -35,7 +35,7 @@ class HostedEcho(HostedRunner):
 async def round_trips() -> list[bool]:
     registry = ModelRegistry(
         parse_catalog(CATALOG, source="test"),
-        engines={"echo": "tests.fakes.echo_runner:EchoRunner"},
+        engines={"echo": "tests.fakes.pipe_echo_runner:EchoRunner"},
         hosted={"echo": "tests.models.test_engine_pipe_uvloop:HostedEcho"},
     )
     await registry.start()
