@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ class ImageRunner(Protocol):
     async def generate(self, params: ImageParams) -> list[bytes]: ...
 
 
-class DiffusersRunner:
+class DiffusersRunner(ABC):
     """A diffusers pipeline rendering on a thread of its own, one call at a time (the pipeline is not
     thread-safe). A subclass supplies the render function."""
 
@@ -86,8 +87,9 @@ class DiffusersRunner:
         return RunnerHealth(status="ready", reason=reason, extra={"random_weights": self.random_weights})
 
     @staticmethod
+    @abstractmethod
     def render(pipeline: Any, options: PipelineOptions, params: Any, progress: Progress) -> Any:
-        raise NotImplementedError
+        """Run the pipeline for `params` on the render thread, reporting progress per step."""
 
     async def _render(self, params: Any, progress: Progress | None = None) -> Any:
         executor = self._executor

@@ -18,24 +18,19 @@ lands in a link), else `Settings.own_base_url`.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
-import logging
-import os
 import re
-import secrets
-import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
+from batchin.core.secret_file import load_or_create_hex_key
 from batchin.errors import PermissionDenied
 
 __all__ = ["MEDIA_PATH", "LinkSigner", "load_or_create_link_key", "media_id_of"]
 
-log = logging.getLogger("batchin.media")
 
 MEDIA_PATH = "/v1/media"
 _KEY_BYTES = 32
@@ -45,24 +40,7 @@ _EXPIRES = re.compile(r"^[0-9]{1,12}$")
 
 def load_or_create_link_key(path: Path) -> bytes:
     """The HMAC key in `path` (hex), created with mode 0600 when the file does not exist."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: of processes starting at once, the first one's key is everyone's.
-        with contextlib.suppress(FileExistsError):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(secrets.token_bytes(_KEY_BYTES).hex() + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s is readable by others than its owner; chmod 600 it", path)
-    try:
-        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
-    except ValueError:
-        key = b""
-    if len(key) < _KEY_BYTES:
-        raise ValueError(f"{path}: expected a key of at least {_KEY_BYTES * 2} hex digits")
-    return key
+    return load_or_create_hex_key(path, _KEY_BYTES, exact=False)
 
 
 def media_id_of(url: str) -> str | None:

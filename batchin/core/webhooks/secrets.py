@@ -10,28 +10,22 @@ does not decrypt as theirs. Secrets never reach a log.
 from __future__ import annotations
 
 import base64
-import contextlib
-import logging
-import os
-import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from nacl.exceptions import CryptoError
 from nacl.secret import SecretBox
-from nacl.utils import random as random_bytes
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from batchin.core.clock import utcnow
+from batchin.core.secret_file import load_or_create_hex_key
 from batchin.core.webhooks.signing import new_secret
 from batchin.store.database import Database
 from batchin.store.tables import webhook_secrets
 
 __all__ = ["StoredSecret", "WebhookSecrets", "load_or_create_key"]
-
-log = logging.getLogger("batchin.webhooks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,24 +36,7 @@ class StoredSecret:
 
 def load_or_create_key(path: Path) -> bytes:
     """The SecretBox key in `path` (hex), created with mode 0600 when the file does not exist."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: a second process starting at the same moment keeps the first one's key.
-        with contextlib.suppress(FileExistsError):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(random_bytes(SecretBox.KEY_SIZE).hex() + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s is readable by others than its owner; chmod 600 it", path)
-    try:
-        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
-    except ValueError:
-        key = b""
-    if len(key) != SecretBox.KEY_SIZE:
-        raise ValueError(f"{path}: expected a {SecretBox.KEY_SIZE * 2}-digit hex key")
-    return key
+    return load_or_create_hex_key(path, SecretBox.KEY_SIZE)
 
 
 class WebhookSecrets:
