@@ -132,7 +132,10 @@ class RetentionJob(DurableWorker[str]):
         return await self._run()
 
     async def stop(self) -> None:
+        was_running = self.running
         await super().stop()
+        if not was_running:
+            return
         # A clean stop hands an interrupted run back: it is still due, for any process.
         async with self._db.write() as conn:
             await conn.execute(

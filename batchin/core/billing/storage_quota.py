@@ -39,6 +39,10 @@ class StorageQuota:
         async with self._db.read() as conn:
             return await _used(conn, user_id)
 
+    async def room(self, user_id: str) -> int | None:
+        """Bytes the user may still store (None: no limit; negative past it, after batch results)."""
+        return None if self.limit is None else self.limit - await self.used(user_id)
+
     async def require_room(self, user_id: str, incoming: int = 1, *, param: str | None = None) -> None:
         """Refuse now if `incoming` more bytes cannot fit (1: the user has no room left at all)."""
         if self.limit is None:

@@ -158,10 +158,8 @@ class FileService:
         """Store what `source` holds, copied a block at a time; PayloadTooLarge past `max_bytes`,
         StorageQuotaExceeded past the user's room (both found while copying to the staging area,
         so nothing is stored)."""
-        await self.quota.require_room(user_id, param="file")
-        room = None
-        if self.quota.limit is not None:
-            room = self.quota.limit - await self.quota.used(user_id)
+        await self.quota.require_room(user_id, param="file")  # a full quota refuses before a byte is read
+        room = await self.quota.room(user_id)
         staging = self.staging_path()
         try:
             copied = await asyncio.to_thread(_copy_limited, source, staging, max_bytes, room)
