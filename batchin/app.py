@@ -13,11 +13,14 @@ from starlette.routing import Route
 from batchin.config import Settings
 from batchin.core.accounts.auth import AuthService
 from batchin.core.accounts.service import AccountService
+from batchin.core.audit.retention import AuditLogSize
 from batchin.core.audit.service import AuditService
+from batchin.core.batches.retention import input_files_in_use
 from batchin.core.batches.service import BatchService
 from batchin.core.billing.ledger import LedgerService
 from batchin.core.billing.limits import InMemoryRateLimiter, RateLimiter
 from batchin.core.billing.metering import MeteringService
+from batchin.core.billing.storage_quota import StorageQuota
 from batchin.core.billing.topups import TopupService
 from batchin.core.billing.usage import UsageService
 from batchin.core.experiments.service import ExperimentService
@@ -27,9 +30,12 @@ from batchin.core.media.files import FileService
 from batchin.core.media.images import ImageService
 from batchin.core.media.linked import LinkedMedia
 from batchin.core.media.links import LinkSigner, load_or_create_link_key
+from batchin.core.media.retention import FilePurger, VideoPurger
 from batchin.core.media.videos import VideoService
+from batchin.core.prompts.retention import PromptSamplePurger
 from batchin.core.prompts.service import PromptService
 from batchin.core.regions import RegionPolicy
+from batchin.core.retention import RetentionJob, RetentionRule
 from batchin.core.serving.admission import AdmissionController
 from batchin.core.serving.asserted_records import AssertedRecordService
 from batchin.core.serving.catalog import CatalogService
@@ -37,7 +43,9 @@ from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.inference import InferenceService
 from batchin.core.serving.metrics import InferenceMetrics
 from batchin.core.serving.served_calls import ServedCalls
+from batchin.core.traces.retention import TracePurger
 from batchin.core.traces.service import TraceService
+from batchin.core.webhooks.retention import WebhookPurger
 from batchin.core.webhooks.service import WebhookService
 from batchin.models.catalog import load_catalog
 from batchin.models.registry import ModelRegistry
@@ -83,7 +91,14 @@ async def build_services(
     metrics.watch_engines(registry.engine_workers)
     regions = RegionPolicy(settings)
     flow = FlowPolicy(settings, limiter, admission, regions)
-    files = FileService(database, settings.data_dir)
+    storage = StorageQuota(database, settings.storage_quota_bytes)
+    files = FileService(
+        database,
+        settings.data_dir,
+        storage,
+        file_retention_days=settings.file_retention_days,
+        video_retention_days=settings.video_retention_days,
+    )
     links = LinkSigner(
         load_or_create_link_key(settings.media_link_key_file or settings.data_dir / "media" / "link_key"),
         settings.media_link_ttl_seconds,
@@ -98,6 +113,8 @@ async def build_services(
     served = ServedCalls(audit, traces)  # receipts and traces of every non-text call
     embeddings = EmbeddingsService(registry, metering, flow, served)
     webhooks = WebhookService(settings, database)
+    retention = _retention_job(settings, database, files)
+    metrics.watch_stores(retention.stats)
     return Services(
         settings=settings,
         database=database,
@@ -109,7 +126,7 @@ async def build_services(
         ),
         ledger=ledger,
         metering=metering,
-        usage=UsageService(database),
+        usage=UsageService(database, storage),
         topups=TopupService(database, settings),
         registry=registry,
         catalog=CatalogService(registry, settings.batch_price_ratio),
@@ -129,7 +146,27 @@ async def build_services(
         batches=BatchService(settings, database, registry, ledger, inference, embeddings, files, webhooks),
         prompts=prompts,
         experiments=ExperimentService(settings, database, prompts, inference, embeddings, audit),
+        retention=retention,
         owns_registry=owns_registry,
+    )
+
+
+def _retention_job(settings: Settings, database: Database, files: FileService) -> RetentionJob:
+    """The purge of everything kept for a limited time (docs/reference/retention.mdx). The audit
+    log is only measured: it is append-only and never purged."""
+    rules = [
+        RetentionRule(FilePurger(database, files, held=[input_files_in_use()]), settings.file_retention_days),
+        RetentionRule(VideoPurger(database, files), settings.video_retention_days),
+        RetentionRule(TracePurger(database), settings.trace_retention_days),
+        RetentionRule(PromptSamplePurger(database), settings.prompt_sample_retention_days),
+        RetentionRule(WebhookPurger(database), settings.webhook_retention_days),
+    ]
+    return RetentionJob(
+        database,
+        rules,
+        [AuditLogSize(database)],
+        interval_seconds=settings.retention_purge_interval_seconds,
+        batch_rows=settings.retention_purge_batch_rows,
     )
 
 
@@ -157,15 +194,17 @@ async def _keep_reservations(services: Services) -> None:
 async def background_work(services: Services) -> AsyncIterator[None]:
     """The durable workers a serving process runs, whichever surface it serves (HTTP or stdio):
     the reservation keeper (renewals and the stale sweep), video jobs and webhook deliveries
-    (resuming what a previous process left)."""
+    (resuming what a previous process left), and the retention purge (one process at a time)."""
     sweeper = asyncio.get_running_loop().create_task(_keep_reservations(services))
     await services.videos.start()
     await services.webhooks.start()  # durable deliveries: resumes pending ones
     await services.batches.start()  # durable batches: resumes what a previous process left
     await services.experiments.start_worker()  # prompt experiments: resumes interrupted ones
+    await services.retention.start()  # expired files, videos, traces, samples, webhook deliveries
     try:
         yield
     finally:
+        await services.retention.stop()
         await services.experiments.stop_worker()
         await services.batches.stop()
         await services.webhooks.stop()

@@ -115,6 +115,22 @@ class Settings(BaseSettings):
     # POST /v1/files: the largest upload (streamed to disk; a million-line batch file is ~200 MB).
     file_upload_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
 
+    # Storage and retention (docs/reference/retention.mdx). Each user's stored files (uploads,
+    # images returned by URL, video outputs, batch result files) may hold at most
+    # `storage_quota_bytes` (0: no limit); a write past it is refused with 413
+    # storage_quota_exceeded before anything is stored. The purge job deletes, every
+    # `retention_purge_interval_seconds` in one process at a time, what is older than its retention
+    # (days; 0 keeps that kind for ever), `retention_purge_batch_rows` rows per transaction. Audit
+    # records and the transparency log are append-only and never purged.
+    storage_quota_bytes: int = Field(default=5 * 1024**3, ge=0)
+    file_retention_days: float = Field(default=30.0, ge=0)
+    video_retention_days: float = Field(default=7.0, ge=0)
+    trace_retention_days: float = Field(default=30.0, ge=0)
+    prompt_sample_retention_days: float = Field(default=30.0, ge=0)
+    webhook_retention_days: float = Field(default=30.0, ge=0)
+    retention_purge_interval_seconds: float = Field(default=3600.0, gt=0)
+    retention_purge_batch_rows: int = Field(default=1000, ge=1, le=100_000)
+
     # Webhooks (core/webhooks/service.py). Only public addresses are called unless a host name or a network
     # (CIDR) is allowed here; env BATCHIN_WEBHOOK_ALLOWED_HOSTS takes a JSON list or "a,b,c".
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)

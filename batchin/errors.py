@@ -8,6 +8,7 @@ BatchInError                  500 internal_error
 ├── NotFound                  404 not_found
 ├── MethodNotAllowed          405 method_not_allowed
 ├── PayloadTooLarge           413 payload_too_large
+│   └── StorageQuotaExceeded  413 storage_quota_exceeded (the user's stored files would pass the quota)
 ├── RateLimited               429 rate_limited      (retry_after seconds → Retry-After)
 ├── NotImplementedYet         501 not_implemented
 └── ServiceUnavailable        503 service_unavailable
@@ -80,6 +81,14 @@ class PayloadTooLarge(BatchInError):
     status = 413
     code = "payload_too_large"
     type = "invalid_request_error"
+
+
+class StorageQuotaExceeded(PayloadTooLarge):
+    """Storing these bytes would take the user's stored files past BATCHIN_STORAGE_QUOTA_BYTES.
+    Refused before anything is stored or charged (docs/reference/retention.mdx)."""
+
+    code = "storage_quota_exceeded"
+    type = "insufficient_quota"
 
 
 class RateLimited(BatchInError):

@@ -25,6 +25,7 @@ from batchin.core.media.linked import LinkedMedia
 from batchin.core.media.videos import VideoService
 from batchin.core.prompts.service import PromptService
 from batchin.core.regions import RegionPolicy
+from batchin.core.retention import RetentionJob
 from batchin.core.serving.admission import AdmissionController
 from batchin.core.serving.asserted_records import AssertedRecordService
 from batchin.core.serving.catalog import CatalogService
@@ -68,9 +69,11 @@ class Services:
     batches: BatchService
     prompts: PromptService
     experiments: ExperimentService
+    retention: RetentionJob  # the purge of what outlived its retention, and the store sizes
     owns_registry: bool = True
 
     async def close(self) -> None:
+        await self.retention.stop()
         await self.batches.stop()
         await self.videos.stop()
         await self.webhooks.stop()

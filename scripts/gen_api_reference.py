@@ -31,6 +31,7 @@ FULL_SOURCES = (
     "docs/reference/audit.mdx",
     "docs/reference/traces.mdx",
     "docs/reference/webhooks.mdx",
+    "docs/reference/retention.mdx",
     "docs/prompts.mdx",
     "docs/experiments.mdx",
 )
@@ -227,7 +228,10 @@ def render_operation(method: str, path: str, operation: dict[str, Any]) -> list[
         if status == "default":
             continue  # any other error: the envelope, as the page's introduction says
         if int(status) >= 400:
-            errors.append(code(f"{status} {_STATUS_CODES.get(int(status), 'internal_error')}"))
+            # The description names the codes (a 413 may be either of two): backquoted, or none.
+            named = re.findall(r"`([a-z_]+)`", response.get("description", ""))
+            codes = " / ".join(named) or _STATUS_CODES.get(int(status), "internal_error")
+            errors.append(code(f"{status} {codes}"))
             continue
         content = response.get("content")
         if not content:

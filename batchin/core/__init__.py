@@ -2,7 +2,8 @@
 
 Each domain imports only the domains listed beside it, plus the shared pieces that sit in this
 folder (clock, call context, key permissions, region policy, W3C trace context, write-behind
-buffer, durable-worker base, site documents, list pages), which import no domain. No circles,
+buffer, durable-worker base, the retention job, site documents, list pages), which import no
+domain. No circles,
 counting function-level and type-only imports:
 tests/test_architecture.py checks this table, and docs/reference/architecture.mdx draws it.
 

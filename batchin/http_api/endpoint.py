@@ -80,6 +80,9 @@ class Endpoint:
     tag: str = "default"
     query: tuple[QueryParam, ...] = ()
     errors: tuple[int, ...] = ()
+    # Stores bytes for the caller (an upload, generated media): its 413 may also be
+    # storage_quota_exceeded, the user's storage quota.
+    stores_files: bool = False
     content_type: str = "application/json"
     raw_body: bool = False
     form: FormBody | None = None  # a form body, instead of or besides `request_model`'s JSON

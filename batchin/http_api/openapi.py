@@ -18,6 +18,7 @@ from batchin.errors import (
     PermissionDenied,
     RateLimited,
     ServiceUnavailable,
+    StorageQuotaExceeded,
     Unauthorized,
 )
 from batchin.http_api.endpoint import Endpoint, FormBody, openapi_path
@@ -161,8 +162,11 @@ def _operation(ep: Endpoint, path: str, schemas: _Schemas, error_ref: dict[str, 
     codes = set(ep.errors) | ({401, 403, 429} if not ep.public else set())
     for status in sorted(codes):
         error = _ERRORS.get(status, BatchInError)
+        described = f"`{error.code}`"
+        if status == StorageQuotaExceeded.status and ep.stores_files:
+            described += f" or `{StorageQuotaExceeded.code}` (the user's storage quota)"
         responses[str(status)] = {
-            "description": f"`{error.code}`",
+            "description": described,
             "content": {"application/json": {"schema": error_ref}},
         }
     # Any other failure (500 internal_error above all) still leaves as the error envelope.

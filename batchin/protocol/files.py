@@ -27,6 +27,15 @@ class FileObject(BaseModel):
     filename: str
     purpose: str
     status: Literal["processed"] = "processed"
-    # Absent rather than null: OpenAI's schema types both as non-null (and stored files do not expire).
+    # Absent rather than null: OpenAI's schema types both as non-null. expires_at: when the
+    # retention purge may remove the file (absent when its kind is kept for ever).
     expires_at: int | None = omitted_if_none()
     status_details: str | None = omitted_if_none()
+
+
+class FileDeleted(BaseModel):
+    """DELETE /v1/files/{id} (OpenAI's FileDeleted)."""
+
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool = True

@@ -31,7 +31,12 @@ class UsageTotals(BaseModel):
 
 
 class UsageSummary(UsageTotals):
-    pass
+    storage_bytes: int = Field(
+        description="bytes of the user's stored files (uploads, generated media, batch results)"
+    )
+    storage_quota_bytes: int | None = Field(
+        description="the most those files may hold (BATCHIN_STORAGE_QUOTA_BYTES); null: no limit"
+    )
 
 
 class ModelUsage(UsageTotals):

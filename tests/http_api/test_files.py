@@ -24,7 +24,10 @@ async def test_metadata_is_a_file_object(
     response = await client.get(f"/v1/files/{file_id}", headers=bearer(user.api_key))
     assert response.status_code == 200, response.text
     body = response.json()
-    assert isinstance(body.pop("created_at"), int)
+    created_at = body.pop("created_at")
+    assert isinstance(created_at, int)
+    # The purge may remove it after BATCHIN_FILE_RETENTION_DAYS (30 by default).
+    assert body.pop("expires_at") == created_at + 30 * 86400
     assert body == {
         "id": file_id,
         "object": "file",

@@ -149,6 +149,9 @@ async def test_uploaded_file(client: httpx2.AsyncClient, user: UserCreated) -> N
     assert_valid(created, response_schema("/files", "post"))
     fetched = await client.get(f"/v1/files/{created['id']}", headers=bearer(user.api_key))
     assert_valid(fetched.json(), response_schema("/files/{file_id}", "get"))
+    assert isinstance(fetched.json()["expires_at"], int)  # the file retention
+    deleted = await client.delete(f"/v1/files/{created['id']}", headers=bearer(user.api_key))
+    assert_valid(deleted.json(), response_schema("/files/{file_id}", "delete"))
 
 
 async def test_batches_from_creation_to_output(

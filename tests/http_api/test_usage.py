@@ -172,7 +172,7 @@ async def test_summary_and_by_model_equal_the_sums_of_the_logs(
             "total_cost_micro_cents": cost,
         }
 
-    assert summary == totals(logs)
+    assert summary == {**totals(logs), "storage_bytes": 0, "storage_quota_bytes": 5 * 1024**3}
     assert summary["total_cost_micro_cents"] == sum(c[1] for c in calls)
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for log in logs:
@@ -192,6 +192,8 @@ async def test_totals_of_a_user_without_usage_are_zero(
         "total_output_tokens": 0,
         "total_cost_cents": 0,
         "total_cost_micro_cents": 0,
+        "storage_bytes": 0,
+        "storage_quota_bytes": 5 * 1024**3,
     }
     assert await get_json(client, "/v1/usage/by-model", user) == []
     assert await get_json(client, "/v1/usage/logs", user) == []

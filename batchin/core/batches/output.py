@@ -117,8 +117,14 @@ async def write_results(store: TaskStore, files: FileService, batch_id: str, use
 async def _keep(files: FileService, user_id: str, path: Path, filename: str, lines: int) -> str | None:
     if lines == 0:
         return None
+    # Counted against the user's storage quota but never refused: the tasks are already paid for.
     stored = await files.store_path(
-        user_id, path, filename=filename, purpose=BATCH_OUTPUT, content_type="application/jsonl"
+        user_id,
+        path,
+        filename=filename,
+        purpose=BATCH_OUTPUT,
+        content_type="application/jsonl",
+        enforce_quota=False,
     )
     return stored.id
 

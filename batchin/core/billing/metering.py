@@ -8,8 +8,10 @@
 
 Leaving the block normally settles the recorded cost (`succeeded`). A cancellation (client gone)
 (or ClientGone) after `begin()` settles what was recorded so far (`cancelled`: the unused part is
-released). Any
-other error after `begin()` writes a `failed` log with no charge. Before `begin()` every exit is a
+released). A
+storage quota refusal of the outputs (StorageQuotaExceeded: they could not be stored) releases
+everything and writes no log, as a refusal before the work would. Any other error after `begin()`
+writes a `failed` log with no charge. Before `begin()` every exit is a
 release: a refusal never bills and never writes a cost.
 
 A batch task's context carries a `BatchBilling`: its cost is the standard cost times the batch
@@ -31,7 +33,7 @@ from fractions import Fraction
 from batchin.core.billing.ledger import LedgerService
 from batchin.core.billing.ledger_records import Reservation, UsageRecord
 from batchin.core.context import BatchBilling, CallContext
-from batchin.errors import WorkLost
+from batchin.errors import StorageQuotaExceeded, WorkLost
 
 
 @dataclass(slots=True)
@@ -130,7 +132,7 @@ class MeteringService:
             else:
                 await asyncio.shield(self._close(call, "cancelled", charge=True))
             raise
-        except WorkLost:  # its engine died: no charge, no usage log
+        except (WorkLost, StorageQuotaExceeded):  # its engine died, or no room to keep what it made
             await asyncio.shield(self._ledger.release(reservation))
             raise
         except BaseException:

@@ -1,5 +1,6 @@
 """Usage logs and totals. Totals come from the rollups written with each log, so they always equal
-the sum of the logs and cost one small read however many logs a user has."""
+the sum of the logs and cost one small read however many logs a user has. The summary also says
+how much the user's stored files hold against their storage quota (storage_quota.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from batchin.core.billing.money import units_to_cents
+from batchin.core.billing.storage_quota import StorageQuota
 from batchin.core.clock import isoformat
 from batchin.core.paging import Page, page_of
 from batchin.errors import InvalidRequest
@@ -19,8 +21,9 @@ MAX_PAGE = 500
 
 
 class UsageService:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, storage: StorageQuota) -> None:
         self._db = database
+        self._storage = storage
 
     async def logs_page(self, user_id: str, *, limit: int = 50, offset: int = 0) -> Page[UsageLog]:
         """Newest first, with the query of the next page when there is one."""
@@ -59,7 +62,11 @@ class UsageService:
                     ).where(usage_rollups.c.user_id == user_id)
                 )
             ).one()
-        return UsageSummary(**_totals(*row))
+        return UsageSummary(
+            **_totals(*row),
+            storage_bytes=await self._storage.used(user_id),
+            storage_quota_bytes=self._storage.limit,
+        )
 
     async def by_model(self, user_id: str) -> list[ModelUsage]:
         async with self._db.read() as conn:

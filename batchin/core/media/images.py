@@ -3,6 +3,9 @@
 → settle.
 
 Storing the outputs happens inside the metered call, so a failure to store them is not billed.
+Outputs asked for by URL count against the caller's storage quota: a caller with no room left is
+refused before anything is reserved or run, and one whose images turn out not to fit is refused
+after the run with nothing stored, charged or logged (all or none: files.store_all).
 Each call ends with a signed receipt and a stored trace (serving/served_calls.py) over the prompt
 and the PNG bytes produced, concatenated in `data` order.
 """
@@ -16,7 +19,7 @@ import time
 from batchin.core.billing.metering import MeteringService
 from batchin.core.billing.money import cost_per_unit
 from batchin.core.context import CallContext
-from batchin.core.media.files import FileService
+from batchin.core.media.files import FileService, NewFile
 from batchin.core.media.links import LinkSigner
 from batchin.core.serving.admission import Priority
 from batchin.core.serving.flow import FlowPolicy
@@ -58,6 +61,9 @@ class ImageService:
         if not isinstance(runner, ImageRunner):
             raise ServiceUnavailable(f"Model '{entry.id}' has no image engine.")
         price = entry.pricing.per_image or 0
+        by_url = request.response_format != "b64_json"
+        if by_url:
+            await self._files.quota.require_room(ctx.principal.user_id)
         seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
         params = ImageParams(prompt=request.prompt, width=width, height=height, n=request.n, seed=seed)
         endpoint = "images.generations"
@@ -75,25 +81,20 @@ class ImageService:
                 call.begin()
                 pngs = await runner.generate(params)
                 served.engine_done()
-                data = [
-                    await self._render(ctx, png, request.response_format, index, base)
-                    for index, png in enumerate(pngs)
-                ]
+                data = await self._stored(ctx, pngs, base) if by_url else _inline(pngs)
                 call.record(cost_units=cost_per_unit(len(pngs), price), units=len(pngs), unit="images")
             served.produced(b"".join(pngs), units=len(pngs), unit="images")
         return ImagesResponse(created=int(time.time()), data=data, size=f"{width}x{height}")
 
-    async def _render(
-        self, ctx: CallContext, png: bytes, response_format: str, index: int, base: str | None
-    ) -> ImageData:
-        if response_format == "b64_json":
-            return ImageData(b64_json=base64.b64encode(png).decode("ascii"))
-        stored = await self._files.store(
-            ctx.principal.user_id,
-            png,
-            filename=f"image-{ctx.request_id}-{index}.png",
-            purpose=IMAGE_OUTPUT,
-            content_type="image/png",
-        )
-        # A signed link that opens without a key (links.py); /v1/files/{id}/content takes the key.
-        return ImageData(url=self._links.url(stored.id, base))
+    async def _stored(self, ctx: CallContext, pngs: list[bytes], base: str | None) -> list[ImageData]:
+        new = [
+            NewFile(png, f"image-{ctx.request_id}-{index}.png", IMAGE_OUTPUT, "image/png")
+            for index, png in enumerate(pngs)
+        ]
+        stored = await self._files.store_all(ctx.principal.user_id, new)
+        # Signed links that open without a key (links.py); /v1/files/{id}/content takes the key.
+        return [ImageData(url=self._links.url(item.id, base)) for item in stored]
+
+
+def _inline(pngs: list[bytes]) -> list[ImageData]:
+    return [ImageData(b64_json=base64.b64encode(png).decode("ascii")) for png in pngs]

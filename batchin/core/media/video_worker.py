@@ -28,7 +28,7 @@ from batchin.core.media.files import FileService
 from batchin.core.serving.admission import AdmissionController, Priority
 from batchin.core.serving.flow import SHARED_LANE
 from batchin.core.worker import DurableWorker, new_worker_id
-from batchin.errors import BatchInError
+from batchin.errors import BatchInError, StorageQuotaExceeded
 from batchin.models.registry import ModelRegistry
 from batchin.models.video import VideoParams, VideoRunner
 from batchin.protocol.files import VIDEO_OUTPUT
@@ -206,9 +206,17 @@ class VideoWorker(DurableWorker[dict[str, Any]]):
         return bool(result.rowcount == 1)
 
     async def _complete(self, job: dict[str, Any], mp4: bytes, started: float) -> None:
-        stored = await self._files.store(
-            job["user_id"], mp4, filename=f"{job['id']}.mp4", purpose=VIDEO_OUTPUT, content_type="video/mp4"
-        )
+        try:
+            stored = await self._files.store(
+                job["user_id"],
+                mp4,
+                filename=f"{job['id']}.mp4",
+                purpose=VIDEO_OUTPUT,
+                content_type="video/mp4",
+            )
+        except StorageQuotaExceeded as exc:  # nothing stored: the job fails and costs nothing
+            await self._fail(job, exc.code, exc.message)
+            return
         done = await self._mine(
             job["id"],
             status="completed",

@@ -5,6 +5,11 @@
              → MP4 stored as a file → `completed` → settle; or `failed` → release
     delete   hides the row (`deleted`); a job not yet completed has its reservation released
 
+A caller whose stored files already fill their storage quota is refused at submit (413
+storage_quota_exceeded, nothing reserved); an MP4 that turns out not to fit fails its job with that
+code, its reservation released. Finished jobs and their MP4s are purged after
+BATCHIN_VIDEO_RETENTION_DAYS (retention.py); queued and running jobs never are.
+
 The reservation id lives on the row. Ledger closes are idempotent (a reservation settles or
 releases once), and the worker's recovery pass closes any reservation a crash left open for a
 finished row, so each job is billed exactly once across restarts. The worker is in video_worker.py.
@@ -85,6 +90,7 @@ class VideoService:
         width, height = parse_size(size)
         if width % 2 or height % 2:
             raise InvalidRequest(f"H.264 needs even sides; size {size!r} has an odd one.", param="size")
+        await self._files.quota.require_room(ctx.principal.user_id)  # the MP4 will need room
         await self._flow.admit(ctx, entry)  # region and lane limits; the worker holds the slot
         price = entry.pricing.per_video_second or 0
         # The job row holds it (the sweeper spares live jobs; the video worker recovers its own).

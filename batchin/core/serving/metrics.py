@@ -3,7 +3,9 @@
 Per request: queue time, time to first token, inter-token latency, decode tokens/s, and the outcome;
 per admission pool: running and queued; per engine worker process: restarts, up, resident memory —
 the last two read live at scrape time; per write-behind buffer (traces, prompt runs, the OTLP
-exporter): items dropped, failed and pending, read at scrape time.
+exporter): items dropped, failed and pending, read at scrape time; the store sizes (rows per table,
+stored files and bytes per purpose) and what the last retention purge removed, as that run
+measured them (core/retention.py): a scrape reads figures in memory and counts nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from batchin.core.retention import RetentionStats
 from batchin.core.write_behind import BufferStats
 from batchin.models.registry import EngineWorkerStats
 
@@ -86,6 +89,42 @@ class _WriteBehindCollector(Collector):
         yield pending
 
 
+class _StoreCollector(Collector):
+    def __init__(self, snapshot: Callable[[], RetentionStats | None]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        rows = GaugeMetricFamily("batchin_store_rows", "Rows per table, at the last purge", labels=["table"])
+        files = GaugeMetricFamily(
+            "batchin_stored_files", "Stored files per purpose, at the last purge", labels=["purpose"]
+        )
+        file_bytes = GaugeMetricFamily(
+            "batchin_stored_file_bytes",
+            "Bytes of stored files per purpose, at the last purge",
+            labels=["purpose"],
+        )
+        purged = GaugeMetricFamily(
+            "batchin_retention_purged_rows",
+            "Items the last retention purge removed, per kind",
+            labels=["kind"],
+        )
+        finished = GaugeMetricFamily(
+            "batchin_retention_last_run_timestamp_seconds", "When the last retention purge finished (unix)"
+        )
+        stats = self._snapshot()
+        if stats is not None:
+            for family, figures in (
+                (rows, stats.sizes.rows),
+                (files, stats.sizes.files),
+                (file_bytes, stats.sizes.file_bytes),
+                (purged, stats.purged),
+            ):
+                for name, value in sorted(figures.items()):
+                    family.add_metric([name], value)
+            finished.add_metric([], stats.finished_at)
+        yield from (rows, files, file_bytes, purged, finished)
+
+
 class InferenceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -133,6 +172,9 @@ class InferenceMetrics:
 
     def watch_write_behind(self, snapshot: Callable[[], dict[str, BufferStats]]) -> None:
         self.registry.register(_WriteBehindCollector(snapshot))
+
+    def watch_stores(self, snapshot: Callable[[], RetentionStats | None]) -> None:
+        self.registry.register(_StoreCollector(snapshot))
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

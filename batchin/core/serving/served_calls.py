@@ -30,7 +30,7 @@ from batchin.core.audit.service import AuditService
 from batchin.core.billing.metering import ClientGone, MeteredCall
 from batchin.core.context import CallContext
 from batchin.core.traces.service import TraceService
-from batchin.errors import BatchInError
+from batchin.errors import BatchInError, StorageQuotaExceeded
 
 __all__ = ["ServedCall", "ServedCalls"]
 
@@ -90,7 +90,8 @@ class ServedCalls:
             status = "cancelled"
             raise
         except BatchInError as exc:
-            status = "refused" if exc.status in (402, 429) else "failed"
+            refused = exc.status in (402, 429) or isinstance(exc, StorageQuotaExceeded)
+            status = "refused" if refused else "failed"
             raise
         finally:
             if status == "succeeded" and call.output is not None:

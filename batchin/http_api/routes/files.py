@@ -1,5 +1,6 @@
-"""/v1/files: uploads (multipart, purpose `batch`, streamed to disk), and any stored file's
-metadata and content, served to their owner only (others get 404)."""
+"""/v1/files: uploads (multipart, purpose `batch`, streamed to disk, within the user's storage
+quota), and any stored file's metadata and content, served to and deleted by their owner only
+(others get 404)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from batchin.http_api.body_limit import limit_body
 from batchin.http_api.endpoint import Endpoint, FormBody
 from batchin.http_api.rendering import render
 from batchin.protocol.batches import BATCH_INPUT
-from batchin.protocol.files import FileObject, FileUploadForm
+from batchin.protocol.files import FileDeleted, FileObject, FileUploadForm
 from batchin.services import Services
 
 _UPLOAD_PURPOSES = (BATCH_INPUT,)
@@ -74,6 +75,10 @@ async def retrieve_file(request: Request, ctx: CallContext, deps: FileDeps) -> R
     return render(stored)
 
 
+async def delete_file(request: Request, ctx: CallContext, deps: FileDeps) -> Response:
+    return render(await deps.files.delete_owned(ctx.principal.user_id, request.path_params["file_id"]))
+
+
 async def retrieve_file_content(request: Request, ctx: CallContext, deps: FileDeps) -> Response:
     content = await deps.files.content(ctx.principal.user_id, request.path_params["file_id"])
     return file_response(content, ctx)
@@ -90,6 +95,7 @@ ENDPOINTS = [
         deps=FileDeps,
         tag="files",
         errors=(400, 413),
+        stores_files=True,
         scope="batches",
     ),
     Endpoint(
@@ -98,6 +104,17 @@ ENDPOINTS = [
         retrieve_file,
         "A stored file's metadata (OpenAI FileObject); only its owner sees it.",
         response_model=FileObject,
+        deps=FileDeps,
+        tag="files",
+        errors=(404,),
+        scope="batches",
+    ),
+    Endpoint(
+        "DELETE",
+        "/v1/files/{file_id}",
+        delete_file,
+        "Delete a stored file (bytes and metadata); its bytes no longer count against the storage quota.",
+        response_model=FileDeleted,
         deps=FileDeps,
         tag="files",
         errors=(404,),

@@ -55,6 +55,7 @@ ENDPOINTS = [
         deps=ImageDeps,
         tag="images",
         errors=(400, 402, 404, 413, 429, 503),
+        stores_files=True,
         extra_paths=("/v1/images/generations",),
         scope="inference",
     ),

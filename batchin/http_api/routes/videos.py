@@ -113,6 +113,7 @@ ENDPOINTS = [
         deps=VideoDeps,
         tag="videos",
         errors=(400, 402, 404, 413, 429, 503),
+        stores_files=True,
         scope="inference",
     ),
     Endpoint(

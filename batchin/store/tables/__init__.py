@@ -7,6 +7,7 @@ from batchin.store.tables.accounts import (
     api_keys,
     key_spend,
     reservations,
+    storage_usage,
     topups,
     usage_logs,
     usage_rollups,
@@ -21,6 +22,7 @@ from batchin.store.tables.audit import (
 )
 from batchin.store.tables.base import TS, UUID_LEN, metadata
 from batchin.store.tables.batches import batch_tasks, batches
+from batchin.store.tables.maintenance import maintenance_jobs
 from batchin.store.tables.media import files, video_jobs
 from batchin.store.tables.prompts import (
     prompt_experiments,
@@ -42,6 +44,7 @@ __all__ = [
     "batches",
     "files",
     "key_spend",
+    "maintenance_jobs",
     "metadata",
     "prompt_experiments",
     "prompt_label_moves",
@@ -51,6 +54,7 @@ __all__ = [
     "prompt_samples",
     "prompt_versions",
     "reservations",
+    "storage_usage",
     "topups",
     "trace_spans",
     "trace_summaries",

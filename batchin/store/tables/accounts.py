@@ -114,6 +114,15 @@ usage_rollups = Table(
     Column("cost_units", BigInteger, nullable=False, default=0),
 )
 
+# The bytes of each user's stored files (core/billing/storage_quota.py), changed in the same
+# transaction as the file rows, so a quota check is one small read and one conditional update.
+storage_usage = Table(
+    "storage_usage",
+    metadata,
+    Column("user_id", String(UUID_LEN), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("bytes", BigInteger, nullable=False, default=0),
+)
+
 topups = Table(
     "topups",
     metadata,

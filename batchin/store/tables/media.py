@@ -29,6 +29,7 @@ files = Table(
     Column("storage_path", String(1024), nullable=False),
     Column("created_at", TS, nullable=False),
     Index("ix_files_user_created", "user_id", "created_at"),
+    Index("ix_files_created", "created_at"),  # the retention purge: oldest first
 )
 
 # Video generation jobs: durable rows claimed by a worker (queued → in_progress → completed | failed;

@@ -82,6 +82,7 @@ prompt_samples = Table(
     Column("cost_units", BigInteger, nullable=False),
     Column("created_at", TS, nullable=False),
     Index("ix_prompt_samples_user_version", "user_id", "version_id", "id"),
+    Index("ix_prompt_samples_created", "created_at"),  # the retention purge: oldest first
 )
 
 # Experiments: durable rows a worker claims (claimed_by + lease_until, unix ms) and resumes; each

@@ -32,6 +32,7 @@ trace_summaries = Table(
     Column("source", String(8), nullable=False),  # batchin | otlp: who first reported the trace
     Column("created_at", TS, nullable=False),
     Index("ix_trace_summaries_user_created", "user_id", "created_at", "trace_id"),
+    Index("ix_trace_summaries_created", "created_at"),  # the retention purge: oldest first
 )
 
 # Spans of our own calls (source batchin) and those sent to /v1/otlp/traces (source otlp).

@@ -45,6 +45,7 @@ webhook_deliveries = Table(
     Column("completed_at", TS, nullable=True),
     UniqueConstraint("subject_id", "event_type", "user_id", name="uq_webhook_deliveries_subject_event"),
     Index("ix_webhook_deliveries_status_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_status_completed", "status", "completed_at"),  # the retention purge
 )
 
 # Every attempt, shown on its subject (a batch): when, the HTTP status or the error, how long, and
