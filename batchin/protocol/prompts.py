@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from batchin.protocol.common import RequestModel
 
@@ -63,14 +63,14 @@ class PromptVersionCreateRequest(RequestModel):
         default=None, description="the placeholders' names (must match the template's; default: found in it)"
     )
     display_name: str | None = Field(default=None, min_length=1, max_length=200)
-    experiments_enabled: bool | None = Field(
+    experiments_enabled: StrictBool | None = Field(
         default=None,
         description="the registry's opt-in to prompt experiments (omitted: unchanged; a new registry: off)",
     )
 
 
 class PromptRegistryUpdateRequest(RequestModel):
-    experiments_enabled: bool | None = Field(
+    experiments_enabled: StrictBool | None = Field(
         default=None,
         description=(
             "turn prompt experiments on or off (omitted: unchanged); turning them off deletes the "

@@ -229,6 +229,8 @@ async def test_patch_opts_a_registry_in_and_out(client: httpx2.AsyncClient, user
     [
         ("/v1/prompts/a%20b", {"experiments_enabled": True}, "registry_id"),
         ("/v1/prompts/support", {"experiments_enabled": "maybe"}, "experiments_enabled"),
+        ("/v1/prompts/support", {"experiments_enabled": 1}, "experiments_enabled"),  # found by schemathesis
+        ("/v1/prompts/support", {"experiments_enabled": "true"}, "experiments_enabled"),
         ("/v1/prompts/support", {"display_name": ""}, "display_name"),
     ],
 )
