@@ -204,18 +204,26 @@ def tree_rss_bytes(root: int) -> int:
     while pending:
         pid = pending.pop()
         pending.extend(children.get(pid, []))
-        try:
-            pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        total += pages * os.sysconf("SC_PAGE_SIZE")
+        total += process_rss_bytes(pid)
     return total
 
 
-async def sample_rss(root: int, every: float, until: float, samples: list[tuple[float, int]]) -> None:
+def process_rss_bytes(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+async def sample_rss(
+    root: int, every: float, until: float, samples: list[tuple[float, int]], api: list[tuple[float, int]]
+) -> None:
+    """The whole tree's RSS into `samples`, the API process's own into `api`."""
     start = time.monotonic()
     while time.monotonic() < until:
-        samples.append((time.monotonic() - start, tree_rss_bytes(root)))
+        now = time.monotonic() - start
+        samples.append((now, tree_rss_bytes(root)))
+        api.append((now, process_rss_bytes(root)))
         await asyncio.sleep(every)
 
 
@@ -282,7 +290,10 @@ async def soak(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     until = started + args.seconds
     samples: list[tuple[float, int]] = []
-    sampler = asyncio.create_task(sample_rss(server.process.pid, args.sample_seconds, until, samples))
+    api_samples: list[tuple[float, int]] = []
+    sampler = asyncio.create_task(
+        sample_rss(server.process.pid, args.sample_seconds, until, samples, api_samples)
+    )
     clients = [
         *(chat_client(sdk, tally, until, stream=False) for _ in range(args.chat)),
         *(chat_client(sdk, tally, until, stream=True) for _ in range(args.stream)),
@@ -299,6 +310,7 @@ async def soak(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     ledger = await settled(server.data_dir)
     await sdk.close()
     warm = [(t, rss) for t, rss in samples if t >= args.warmup_seconds] or samples
+    api_warm = [(t, rss) for t, rss in api_samples if t >= args.warmup_seconds] or api_samples
     return {
         "bench": "soak",
         "seconds": round(traffic_seconds, 1),
@@ -312,6 +324,9 @@ async def soak(server: Server, args: argparse.Namespace) -> dict[str, Any]:
         "rss_max_mib": round(max(rss for _, rss in samples) / 2**20, 1),
         "rss_slope_mib_per_min": round(slope_mib_per_minute(warm), 3),
         "rss_samples": len(samples),
+        "rss_api_process_warm_mib": round(api_warm[0][1] / 2**20, 1),
+        "rss_api_process_end_mib": round(process_rss_bytes(server.process.pid) / 2**20, 1),
+        "rss_api_process_slope_mib_per_min": round(slope_mib_per_minute(api_warm), 3),
         **{
             f"micro_cents_{name}": value
             for name, value in ledger.items()
