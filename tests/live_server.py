@@ -65,12 +65,13 @@ def wait_healthy(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
     pytest.fail(f"batchin serve did not become healthy:\n{log.read_text()}")
 
 
-def create_user(env: dict[str, str], credit_cents: int = 1000) -> str:
+def create_user(env: dict[str, str], credit_cents: int = 1000, rate_limit_rpm: int | None = None) -> str:
     """A new user through the CLI; returns its API key."""
     created = subprocess.run(
         [
             *(str(BATCHIN), "users", "create", "--email", f"live-{uuid.uuid4().hex[:8]}@example.com"),
             *("--name", "Live", "--credit-cents", str(credit_cents)),
+            *(("--rate-limit-rpm", str(rate_limit_rpm)) if rate_limit_rpm is not None else ()),
         ],
         env=env,
         capture_output=True,

@@ -15,6 +15,7 @@ from batchin.core.serving import text_serving
 from batchin.models.catalog import parse_catalog
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.accounts import UserCreated
+from batchin.protocol.prompts import PromptRegistryUpdateRequest
 from batchin.protocol.text import ChatCompletionRequest
 from batchin.services import Services
 from tests.db_reset import empty_tables
@@ -96,3 +97,10 @@ async def chat(
     finally:
         await started.generation.aclose()
     return completion.choices[0].message.content or "", ctx
+
+
+async def opt_in(services: Services, user: UserCreated, registry_id: str, enabled: bool = True) -> None:
+    """Turn the registry's experiments on (or off), as PATCH /v1/prompts/{registry_id} does."""
+    ctx = await context_for(services, user)
+    request = PromptRegistryUpdateRequest(experiments_enabled=enabled)
+    await services.prompts.update_registry(ctx, registry_id, request)

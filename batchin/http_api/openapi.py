@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from batchin import __version__
 from batchin.errors import (
@@ -143,7 +143,10 @@ def _operation(ep: Endpoint, path: str, schemas: _Schemas, error_ref: dict[str, 
         if ep.form.urlencoded:
             body["application/x-www-form-urlencoded"] = {"schema": schemas.request_ref(ep.form.model)}
     if body:
-        op["requestBody"] = {"required": True, "content": body}
+        # An empty JSON body is read as `{}` (http_api/rendering.py): where that is a valid request
+        # (every field optional), the body is optional too.
+        required = ep.form is not None or not _accepts_empty_object(ep.request_model)
+        op["requestBody"] = {"required": required, "content": body}
     responses: dict[str, Any] = {}
     if ep.status_code == 204:
         responses["204"] = {"description": "No Content"}
@@ -178,6 +181,14 @@ def _operation(ep: Endpoint, path: str, schemas: _Schemas, error_ref: dict[str, 
     return op
 
 
+def _accepts_empty_object(annotation: Any) -> bool:
+    try:
+        TypeAdapter(annotation).validate_python({})
+    except ValidationError:
+        return False
+    return True
+
+
 def _raw(content_type: str) -> dict[str, Any]:
     """A body that is not JSON: text, or bytes of its media type."""
     if content_type == "application/json":
@@ -187,4 +198,6 @@ def _raw(content_type: str) -> dict[str, Any]:
         return {"schema": {"type": "string", "description": events}}
     if content_type.startswith("text/"):
         return {"schema": {"type": "string"}}
+    if "*" in content_type:  # a media type range: the body's own type is in its Content-Type
+        return {"schema": {"type": "string", "format": "binary"}}
     return {"schema": {"type": "string", "format": "binary", "contentMediaType": content_type}}

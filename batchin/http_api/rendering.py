@@ -60,6 +60,10 @@ def query_int(request: Request, name: str, default: int) -> int:
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise InvalidRequest(f"Query parameter '{name}' must be an integer.", param=name) from None
+    # Beyond 64 bits no database column can take it (SQLite raised OverflowError: a 500).
+    if not -(2**63) <= value < 2**63:
+        raise InvalidRequest(f"Query parameter '{name}' is out of range.", param=name)
+    return value

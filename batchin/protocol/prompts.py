@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from batchin.protocol.common import RequestModel
 
@@ -35,6 +35,12 @@ class PromptRegistryItem(BaseModel):
     latest_version_id: str | None
     promoted_version_id: str | None
     total_runs: int
+    experiments_enabled: bool = Field(
+        description=(
+            "prompt experiments for this registry (default off): only then are its chat runs sampled "
+            "(conversation text kept) and new versions replayed against the promoted one, billed to you"
+        )
+    )
     versions: list[PromptVersionItem] = Field(description="oldest first")
     created_at: str
 
@@ -55,6 +61,21 @@ class PromptVersionCreateRequest(RequestModel):
     )
     variables: list[str] | None = Field(
         default=None, description="the placeholders' names (must match the template's; default: found in it)"
+    )
+    display_name: str | None = Field(default=None, min_length=1, max_length=200)
+    experiments_enabled: StrictBool | None = Field(
+        default=None,
+        description="the registry's opt-in to prompt experiments (omitted: unchanged; a new registry: off)",
+    )
+
+
+class PromptRegistryUpdateRequest(RequestModel):
+    experiments_enabled: StrictBool | None = Field(
+        default=None,
+        description=(
+            "turn prompt experiments on or off (omitted: unchanged); turning them off deletes the "
+            "registry's sampled runs at once"
+        ),
     )
     display_name: str | None = Field(default=None, min_length=1, max_length=200)
 

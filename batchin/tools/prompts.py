@@ -1,5 +1,5 @@
-"""list_prompts, register_prompt_version, start_experiment, get_experiment: the prompt registry and
-its experiments, the same core calls as /v1/prompts and /v1/experiments."""
+"""list_prompts, register_prompt_version, update_prompt_registry, start_experiment, get_experiment:
+the prompt registry and its experiments, the same core calls as /v1/prompts and /v1/experiments."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from batchin.protocol.prompts import (
     ExperimentDetail,
     JudgeName,
     PromptList,
+    PromptRegistryItem,
+    PromptRegistryUpdateRequest,
     PromptVersionCreateRequest,
     PromptVersionDetail,
 )
@@ -54,10 +56,15 @@ async def register_prompt_version(
         list[str] | None, Field(description="The template's variable names (default: found in it).")
     ] = None,
     display_name: Annotated[str | None, Field(description="A name for a new registry.")] = None,
+    experiments_enabled: Annotated[
+        bool | None,
+        Field(description="Opt the registry in to (true) or out of (false) experiments; omitted: unchanged."),
+    ] = None,
     deps: PromptToolDeps = uses(PromptToolDeps),
 ) -> PromptVersionDetail:
-    """Register a prompt version. In a registry that has a promoted version, this starts an experiment
-    that replays recent runs with the new template and promotes it only if it does as well."""
+    """Register a prompt version. In a registry opted in to experiments that has a promoted version,
+    this starts an experiment that replays recent runs with the new template and promotes it only
+    if it does as well."""
     call = current()
     fields = {
         "registry_id": registry_id,
@@ -65,9 +72,30 @@ async def register_prompt_version(
         "version": version,
         "variables": variables,
         "display_name": display_name,
+        "experiments_enabled": experiments_enabled,
     }
     body = validate(PromptVersionCreateRequest, fields)
     return await deps.prompts.register_version(call.ctx, body)
+
+
+async def update_prompt_registry(
+    registry_id: Annotated[str, Field(description="The registry, e.g. 'support' (created if new).")],
+    experiments_enabled: Annotated[
+        bool | None,
+        Field(
+            description="true: keep a sample of its chat runs and run experiments (billed to you); "
+            "false: stop them and delete its samples. Omitted: unchanged."
+        ),
+    ] = None,
+    display_name: Annotated[str | None, Field(description="A new display name.")] = None,
+    deps: PromptToolDeps = uses(PromptToolDeps),
+) -> PromptRegistryItem:
+    """Change a prompt registry's settings (the same as PATCH /v1/prompts/{registry_id}). Experiments
+    are off by default: opt a registry in before its traffic so its runs are sampled for replay."""
+    call = current()
+    fields = {"experiments_enabled": experiments_enabled, "display_name": display_name}
+    body = validate(PromptRegistryUpdateRequest, fields)
+    return await deps.prompts.update_registry(call.ctx, registry_id, body)
 
 
 async def start_experiment(
@@ -86,7 +114,8 @@ async def start_experiment(
     deps: PromptToolDeps = uses(PromptToolDeps),
 ) -> ExperimentDetail:
     """Start an experiment: replay the baseline's recent runs with the candidate (greedy, fixed seed,
-    low priority, billed to you) and judge them. Read the outcome with get_experiment."""
+    low priority, billed to you) and judge them. The registry must be opted in to experiments
+    (update_prompt_registry). Read the outcome with get_experiment."""
     call = current()
     fields = {
         "registry_id": registry_id,
@@ -112,6 +141,7 @@ async def get_experiment(
 TOOLS = [
     ToolSpec(list_prompts, "List prompt versions", read_only=True, scope="account:read"),
     ToolSpec(register_prompt_version, "Register a prompt version", scope="prompts:write"),
+    ToolSpec(update_prompt_registry, "Change a prompt registry's settings", scope="prompts:write"),
     ToolSpec(start_experiment, "Start a prompt experiment", scope="prompts:write"),
     ToolSpec(get_experiment, "Get a prompt experiment", read_only=True, scope="account:read"),
 ]

@@ -44,7 +44,7 @@ EXPECTED = {
         "support@v1 promoted ['shop']",
         "\nsys-",
         "\ntea@",
-        "support@v2 candidate experiment: True",
+        "support@v2 observed experiment: None",
         "rollback support@v2 -> support@v1",
         "'support@v2': 'retired'",
         "3 label moves, every signature verified",

@@ -277,3 +277,31 @@ async def test_a_method_the_document_does_not_list_is_405_with_allow(
             assert response.json()["error"]["code"] == "method_not_allowed"
             listed = {m.upper() for m in item} | ({"HEAD"} if "get" in item else set())
             assert set(response.headers["allow"].split(", ")) == listed, (method, path)
+
+
+async def test_file_content_is_described_in_the_files_own_media_type(document: dict[str, Any]) -> None:
+    # Found by schemathesis: a batch's JSONL output was served under a documented octet-stream.
+    # A file keeps the type it was stored with (image/png, video/mp4, application/jsonl, an upload's).
+    content = document["paths"]["/v1/files/{file_id}/content"]["get"]["responses"]["200"]["content"]
+    assert content == {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+
+
+async def test_a_body_whose_fields_are_all_optional_is_documented_optional(
+    client: httpx2.AsyncClient, document: dict[str, Any], make_user: MakeUser
+) -> None:
+    # Found by schemathesis: POST /v1/keys with no body made a key while the document said the
+    # body was required. An empty body reads as `{}`, so where that is valid the body is optional.
+    optional = {
+        (method, path)
+        for method, path, op in operations(document)
+        if "requestBody" in op and not op["requestBody"]["required"]
+    }
+    assert optional == {
+        ("post", "/v1/keys"),
+        ("post", "/v1/otlp/traces"),
+        ("patch", "/v1/prompts/{registry_id}"),
+    }
+    user = await make_user()
+    created = await client.post("/v1/keys", headers=bearer(user.api_key))
+    assert created.status_code == 200, created.text
+    assert document["paths"]["/v1/chat/completions"]["post"]["requestBody"]["required"] is True

@@ -5,6 +5,7 @@ candidate is promoted (an equivalent prompt) or kept a candidate (a prompt that 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -58,6 +59,13 @@ async def ask(
     return response
 
 
+async def opt_in(client: httpx2.AsyncClient, user: UserCreated, registry_id: str) -> None:
+    """Experiments are opt-in per registry: turned on before the traffic, so its runs are sampled."""
+    body = {"experiments_enabled": True}
+    response = await client.patch(f"/v1/prompts/{registry_id}", json=body, headers=bearer(user.api_key))
+    assert response.status_code == 200, response.text
+
+
 async def get(client: httpx2.AsyncClient, user: UserCreated, path: str) -> Any:
     response = await client.get(path, headers=bearer(user.api_key))
     assert response.status_code == 200, response.text
@@ -67,13 +75,14 @@ async def get(client: httpx2.AsyncClient, user: UserCreated, path: str) -> Any:
 async def test_an_equivalent_prompt_version_is_replayed_and_promoted(
     client: httpx2.AsyncClient, user: UserCreated, services: Services
 ) -> None:
+    await opt_in(client, user, "support")
     answers = [(await ask(client, user, HELPFUL, q, "support@v1")).json() for q in QUESTIONS]
     await ask(client, user, HELPFUL, QUESTIONS[0], "support@v2")  # same prompt, new version name
 
     [registry] = (await get(client, user, "/v1/prompts"))["items"]
     assert (registry["registry_id"], registry["source"], registry["total_runs"]) == (
         "support",
-        "auto_backfill",
+        "registered",  # created by the opt-in
         4,
     )
     assert [(v["version_id"], v["status"]) for v in registry["versions"]] == [
@@ -105,6 +114,7 @@ async def test_an_equivalent_prompt_version_is_replayed_and_promoted(
 async def test_a_prompt_that_changes_the_answers_stays_a_candidate(
     client: httpx2.AsyncClient, user: UserCreated, services: Services
 ) -> None:
+    await opt_in(client, user, "sys-" + hashlib.sha256(HELPFUL.splitlines()[0].encode()).hexdigest()[:10])
     for question in QUESTIONS:
         baseline = (await ask(client, user, HELPFUL, question)).headers["X-BatchIn-Prompt-Version"]
     candidate = (await ask(client, user, PIRATE, QUESTIONS[0])).headers["X-BatchIn-Prompt-Version"]

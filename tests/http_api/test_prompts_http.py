@@ -66,6 +66,13 @@ async def post(
     return await client.post(path, json=body, headers=bearer(user.api_key))
 
 
+async def opt_in(client: httpx2.AsyncClient, user: UserCreated, registry_id: str) -> None:
+    response = await client.patch(
+        f"/v1/prompts/{registry_id}", json={"experiments_enabled": True}, headers=bearer(user.api_key)
+    )
+    assert response.status_code == 200, response.text
+
+
 # -- attribution on the call ------------------------------------------------------------------------
 
 
@@ -138,10 +145,12 @@ async def test_prompts_lists_the_backfilled_registry_in_the_seeds_shape(
         "latest_version_id",
         "promoted_version_id",
         "total_runs",
+        "experiments_enabled",
         "versions",
         "created_at",
     }
     assert (item["registry_id"], item["source"], item["total_runs"]) == (REGISTRY, "auto_backfill", 2)
+    assert item["experiments_enabled"] is False
     assert (item["latest_version_id"], item["promoted_version_id"]) == (VERSION, VERSION)
     [version] = item["versions"]
     assert {k: version[k] for k in ("version_id", "status", "total_runs")} == {
@@ -153,7 +162,8 @@ async def test_prompts_lists_the_backfilled_registry_in_the_seeds_shape(
 
 async def test_register_promote_and_roll_back(client: httpx2.AsyncClient, user: UserCreated) -> None:
     for template in ("You help with {{topic}}.", "Help with {{topic}}, briefly."):
-        response = await post(client, user, "/v1/prompts", {"registry_id": "faq", "template": template})
+        body = {"registry_id": "faq", "template": template, "experiments_enabled": True}
+        response = await post(client, user, "/v1/prompts", body)
         assert response.status_code == 200, response.text
     assert response.json()["version_id"] == "faq@v2"
     assert response.json()["variables"] == ["topic"]
@@ -200,12 +210,63 @@ async def test_label_moves_on_unknown_registries_are_404s(
     assert_error(await client.get("/v1/prompts/nope/labels", headers=bearer(user.api_key)), 404, "not_found")
 
 
+async def test_patch_opts_a_registry_in_and_out(client: httpx2.AsyncClient, user: UserCreated) -> None:
+    response = await client.patch(
+        "/v1/prompts/support", json={"experiments_enabled": True}, headers=bearer(user.api_key)
+    )
+    assert response.status_code == 200, response.text
+    assert (response.json()["registry_id"], response.json()["experiments_enabled"]) == ("support", True)
+    off = await client.patch(
+        "/v1/prompts/support", json={"experiments_enabled": False}, headers=bearer(user.api_key)
+    )
+    assert off.json()["experiments_enabled"] is False
+    [item] = (await get(client, user, "/v1/prompts"))["items"]
+    assert item == off.json()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/prompts/a%20b", {"experiments_enabled": True}, "registry_id"),
+        ("/v1/prompts/support", {"experiments_enabled": "maybe"}, "experiments_enabled"),
+        ("/v1/prompts/support", {"experiments_enabled": 1}, "experiments_enabled"),  # found by schemathesis
+        ("/v1/prompts/support", {"experiments_enabled": "true"}, "experiments_enabled"),
+        ("/v1/prompts/support", {"display_name": ""}, "display_name"),
+    ],
+)
+async def test_bad_registry_settings_are_400s_and_change_nothing(
+    client: httpx2.AsyncClient, user: UserCreated, path: str, body: dict[str, Any], param: str
+) -> None:
+    error = assert_error(
+        await client.patch(path, json=body, headers=bearer(user.api_key)), 400, "invalid_request"
+    )
+    assert error["param"] == param
+    assert (await get(client, user, "/v1/prompts"))["items"] == []
+
+
+async def test_without_the_opt_in_a_new_version_starts_no_experiment(
+    client: httpx2.AsyncClient, user: UserCreated
+) -> None:
+    for header in ("support@v1", "support@v2"):
+        await chat(client, user, header=header)
+    [item] = (await get(client, user, "/v1/prompts"))["items"]
+    assert [(v["version_id"], v["status"]) for v in item["versions"]] == [
+        ("support@v1", "promoted"),
+        ("support@v2", "observed"),
+    ]
+    body = {"registry_id": "support", "candidate_version_id": "support@v2"}
+    error = assert_error(await post(client, user, "/v1/experiments", body), 400, "invalid_request")
+    assert error["param"] == "registry_id"
+    assert (await get(client, user, "/v1/experiments"))["items"] == []
+
+
 # -- experiments and regressions --------------------------------------------------------------------
 
 
 async def test_an_experiment_and_its_regression_in_the_seeds_shape(
     client: httpx2.AsyncClient, user: UserCreated, services: Services
 ) -> None:
+    await opt_in(client, user, "support")
     for header in ("support@v1", "support@v1", "support@v2"):
         await chat(client, user, header=header)
     await services.experiments.run_pending()
@@ -267,6 +328,7 @@ _SEED_REGRESSION = (
 
 
 async def test_post_experiments_starts_one(client: httpx2.AsyncClient, user: UserCreated) -> None:
+    await opt_in(client, user, "support")
     for header in ("support@v1", "support@v2"):
         await chat(client, user, header=header)
     body = {"registry_id": "support", "candidate_version_id": "support@v2", "judge": "deterministic_replay"}
@@ -299,6 +361,7 @@ async def test_experiment_errors(client: httpx2.AsyncClient, user: UserCreated, 
     [
         ("GET", "/v1/prompts"),
         ("POST", "/v1/prompts"),
+        ("PATCH", "/v1/prompts/faq"),
         ("GET", "/v1/prompts/faq/labels"),
         ("POST", "/v1/prompts/faq/labels"),
         ("GET", "/v1/prompt-regressions"),

@@ -114,6 +114,9 @@ async def test_limit_bounds_are_inclusive(
         ("limit=1.5", "limit"),
         ("offset=-1", "offset"),
         ("offset=abc", "offset"),
+        # Found by schemathesis: an offset beyond 64 bits overflowed SQLite's integer (a 500).
+        (f"offset={2**64}", "offset"),
+        (f"offset={2**63}", "offset"),
     ],
 )
 async def test_bad_paging_parameters_are_refused(
@@ -122,6 +125,14 @@ async def test_bad_paging_parameters_are_refused(
     user = await make_user()
     response = await client.get(f"/v1/usage/logs?{query}", headers=bearer(user.api_key))
     assert assert_error(response, 400, "invalid_request")["param"] == param
+
+
+async def test_the_largest_64_bit_offset_is_an_empty_page(
+    client: httpx2.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    response = await client.get(f"/v1/usage/logs?offset={2**63 - 1}", headers=bearer(user.api_key))
+    assert (response.status_code, response.json()) == (200, [])
 
 
 @pytest.mark.parametrize("path", ["/v1/usage/logs", "/v1/usage/summary", "/v1/usage/by-model"])

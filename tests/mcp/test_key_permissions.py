@@ -64,6 +64,7 @@ async def test_every_tool_states_its_scope_like_its_http_twin() -> None:
     assert scopes["submit_batch"] == scopes["cancel_batch"] == "batches"
     assert scopes["create_audit_record"] == "audit:write"
     assert scopes["register_prompt_version"] == scopes["start_experiment"] == "prompts:write"
+    assert scopes["update_prompt_registry"] == "prompts:write"
     assert scopes["usage_summary"] == scopes["get_trace"] == "account:read"
     assert scopes["list_models"] is scopes["verify_audit_record"] is None  # public on HTTP
 

@@ -37,7 +37,13 @@ async def test_the_prompt_tools_are_listed(mcp_client: McpClientFactory, make_us
     async with mcp_client(user.api_key) as client:
         names = {tool.name for tool in await client.list_tools()}
         resources = {str(r.uri) for r in await client.list_resources()}
-    assert {"list_prompts", "register_prompt_version", "start_experiment", "get_experiment"} <= names
+    assert {
+        "list_prompts",
+        "register_prompt_version",
+        "update_prompt_registry",
+        "start_experiment",
+        "get_experiment",
+    } <= names
     assert "batchin://prompts" in resources
 
 
@@ -45,6 +51,13 @@ async def test_register_experiment_and_read_back(
     mcp_client: McpClientFactory, make_user: MakeUser, services: Services, client: httpx2.AsyncClient
 ) -> None:
     user = await make_user()
+    async with mcp_client(user.api_key) as mcp:
+        opted_in = structured(
+            await mcp.call_tool(
+                "update_prompt_registry", {"registry_id": "support", "experiments_enabled": True}
+            )
+        )
+    assert (opted_in["registry_id"], opted_in["experiments_enabled"]) == ("support", True)
     for header in ("support@v1", "support@v1"):
         await chat(services, user, BASE, header=header)
     async with mcp_client(user.api_key) as mcp:

@@ -1,8 +1,9 @@
 """Prompt experiments: a candidate version replayed against a baseline's recorded runs, judged,
 and promoted when it is at least as good (rules in prompt_promotion.py).
 
-Experiments start on their own when a new version of a registry with a promoted baseline appears
-(prompt_registry.py), or explicitly (`start`). They run in the background worker
+Experiments run only in registries whose owner opted in (`experiments_enabled`). They start on
+their own when a new version of a registry with a promoted baseline appears (core/prompts/registry.py),
+or explicitly (`start`). They run in the background worker
 (experiment_worker.py) that `app.background_work` starts; `run_pending` runs what is due now.
 """
 
@@ -77,11 +78,15 @@ class ExperimentService:
         user_id, registry_id = ctx.principal.user_id, request.registry_id
         await self._prompts.recorder.flush()
         async with self._db.write() as conn:
-            promoted = await conn.scalar(
-                select(prompt_registries.c.promoted_version_id).where(
-                    prompt_registries.c.user_id == user_id, prompt_registries.c.registry_id == registry_id
+            registry = (
+                await conn.execute(
+                    select(
+                        prompt_registries.c.promoted_version_id, prompt_registries.c.experiments_enabled
+                    ).where(
+                        prompt_registries.c.user_id == user_id, prompt_registries.c.registry_id == registry_id
+                    )
                 )
-            )
+            ).first()
             found = {
                 r.version_id: r.status
                 for r in await conn.execute(
@@ -90,10 +95,17 @@ class ExperimentService:
                     )
                 )
             }
-            if not found:
+            if registry is None or not found:
                 raise NotFound(f"Prompt registry '{registry_id}' not found.")
+            if not registry.experiments_enabled:
+                raise InvalidRequest(
+                    f"Experiments are off for registry '{registry_id}': turn them on with "
+                    f'PATCH /v1/prompts/{registry_id} {{"experiments_enabled": true}} '
+                    "(MCP: update_prompt_registry); only then are its runs sampled for replay.",
+                    param="registry_id",
+                )
             candidate = request.candidate_version_id
-            baseline = request.baseline_version_id or promoted
+            baseline = request.baseline_version_id or registry.promoted_version_id
             for name, version in (("candidate_version_id", candidate), ("baseline_version_id", baseline)):
                 if version not in found:
                     raise InvalidRequest(

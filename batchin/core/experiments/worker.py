@@ -30,6 +30,7 @@ from batchin.core.experiments.judges import DeterministicReplayJudge, EmbeddingS
 from batchin.core.experiments.replay import Replayed, Replayer, TemplateMismatch, with_template
 from batchin.core.media.embeddings import EmbeddingsService
 from batchin.core.prompts.labels import DocumentSigner
+from batchin.core.prompts.registry import experiments_enabled
 from batchin.core.serving.inference import InferenceService
 from batchin.core.worker import DurableWorker
 from batchin.errors import BatchInError, InvalidRequest, RateLimited
@@ -181,6 +182,7 @@ class ExperimentWorker(DurableWorker[Any]):
 
     async def _run_claimed(self, experiment: Any) -> None:
         try:
+            await self._require_opt_in(experiment)
             templates = await self._templates(experiment)
             await self._choose_samples(experiment)
             principal = await self._owner(experiment)
@@ -201,6 +203,14 @@ class ExperimentWorker(DurableWorker[Any]):
             await self._conclude(experiment, error=str(reason))
             return
         await self._conclude(experiment)
+
+    async def _require_opt_in(self, experiment: Any) -> None:
+        """Checked when an experiment is picked up (or resumed): one queued before its registry was
+        opted out, or before opt-in existed (migration 0013), spends nothing."""
+        async with self._db.read() as conn:
+            enabled = await experiments_enabled(conn, experiment.user_id, experiment.registry_id)
+        if not enabled:
+            raise _CannotRun(f"experiments are turned off for registry '{experiment.registry_id}'")
 
     async def _templates(self, experiment: Any) -> tuple[str | None, str]:
         async with self._db.read() as conn:

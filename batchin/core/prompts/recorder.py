@@ -4,8 +4,9 @@ version's runs (the inputs experiments replay).
 The inference path calls `record` when a call succeeds: it appends one small object to an
 in-memory buffer and never waits. A background task writes the buffer in batches, one transaction
 each: registries and versions seen for the first time are created (auto-backfill; see
-prompt_registry.py for what a new version sets off), run counts are added, and the newest
-`prompt_samples_per_version` chat runs of each version are kept. The buffer is bounded like the
+registry.py for what a new version sets off), run counts are added, and, only in registries whose
+owner opted in to experiments, the newest `prompt_samples_per_version` chat runs of each version are
+kept (their conversation text is what experiments replay). The buffer is bounded like the
 trace buffer: if the store falls behind, the oldest runs are dropped and counted. Reads flush first,
 so callers see their own calls at once.
 """
@@ -25,7 +26,7 @@ from batchin.config import Settings
 from batchin.core.clock import utcnow
 from batchin.core.prompts.attribution import Attribution
 from batchin.core.prompts.labels import DocumentSigner
-from batchin.core.prompts.registry import add_version, ensure_registry
+from batchin.core.prompts.registry import add_version, ensure_registry, experiments_enabled
 from batchin.core.write_behind import BufferStats, WriteBehind
 from batchin.models.base import ChatMessage
 from batchin.store.database import Database
@@ -147,7 +148,8 @@ class PromptRecorder:
                 )
                 queued += 1 if created is not None and created.experiment_id else 0
                 await _count(conn, user_id, registry_id, version_id, len(runs), now)
-                await self._keep_samples(conn, user_id, version_id, runs)
+                if await experiments_enabled(conn, user_id, registry_id):
+                    await self._keep_samples(conn, user_id, version_id, runs)
         return queued
 
     async def _keep_samples(

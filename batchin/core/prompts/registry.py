@@ -7,7 +7,11 @@ A new version:
 - in a registry with no promoted version: gets the label (signed move by `system`): every
   registry has a baseline from its first version on;
 - in a registry with a promoted baseline: becomes a `candidate` and an experiment is queued
-  against the baseline (unless `prompt_auto_experiments` is off: it stays `observed`).
+  against the baseline, when the registry's owner opted in (`experiments_enabled`) and the operator
+  left `prompt_auto_experiments` on; otherwise it stays `observed`.
+
+Experiments are opt-in per registry because they spend the owner's money and keep conversation
+text: a registry starts with them off, and turning them off deletes its sampled runs.
 """
 
 from __future__ import annotations
@@ -18,16 +22,23 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchin.config import Settings
 from batchin.core.prompts.labels import DocumentSigner, move_label
 from batchin.protocol.prompts import VersionStatus
-from batchin.store.tables import prompt_experiments, prompt_registries, prompt_versions
+from batchin.store.tables import prompt_experiments, prompt_registries, prompt_samples, prompt_versions
 from batchin.store.upsert import upsert_insert
 
-__all__ = ["NewVersion", "add_version", "ensure_registry", "queue_experiment"]
+__all__ = [
+    "NewVersion",
+    "add_version",
+    "ensure_registry",
+    "experiments_enabled",
+    "queue_experiment",
+    "set_experiments_enabled",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +52,14 @@ def _insert(conn: AsyncConnection) -> Any:
     return upsert_insert(conn.dialect.name)
 
 
+def _registry(user_id: str, registry_id: str) -> Any:
+    return (prompt_registries.c.user_id == user_id) & (prompt_registries.c.registry_id == registry_id)
+
+
 async def ensure_registry(
     conn: AsyncConnection, *, user_id: str, registry_id: str, display_name: str, source: str, now: datetime
 ) -> None:
+    """Create the registry (experiments off) unless it exists."""
     await conn.execute(
         _insert(conn)(prompt_registries)
         .values(
@@ -94,15 +110,16 @@ async def add_version(
     ).first()
     if created is None:
         return None
-    promoted = await conn.scalar(
-        select(prompt_registries.c.promoted_version_id)
-        .where(prompt_registries.c.user_id == user_id, prompt_registries.c.registry_id == registry_id)
-        .with_for_update()
-    )
+    registry = (
+        await conn.execute(
+            select(prompt_registries.c.promoted_version_id, prompt_registries.c.experiments_enabled)
+            .where(_registry(user_id, registry_id))
+            .with_for_update()
+        )
+    ).one()
+    promoted = registry.promoted_version_id
     await conn.execute(
-        update(prompt_registries)
-        .where(prompt_registries.c.user_id == user_id, prompt_registries.c.registry_id == registry_id)
-        .values(latest_version_id=version_id)
+        update(prompt_registries).where(_registry(user_id, registry_id)).values(latest_version_id=version_id)
     )
     if promoted is None:
         await move_label(
@@ -117,7 +134,7 @@ async def add_version(
             now=now,
         )
         return NewVersion(version_id, "promoted", None)
-    if not settings.prompt_auto_experiments:
+    if not (registry.experiments_enabled and settings.prompt_auto_experiments):
         return NewVersion(version_id, "observed", None)
     experiment_id = await queue_experiment(
         conn,
@@ -132,6 +149,34 @@ async def add_version(
         now=now,
     )
     return NewVersion(version_id, "candidate", experiment_id)
+
+
+async def experiments_enabled(conn: AsyncConnection, user_id: str, registry_id: str) -> bool:
+    """The owner's opt-in (False for a registry that does not exist)."""
+    found = await conn.scalar(
+        select(prompt_registries.c.experiments_enabled).where(_registry(user_id, registry_id))
+    )
+    return bool(found)
+
+
+async def set_experiments_enabled(
+    conn: AsyncConnection, user_id: str, registry_id: str, enabled: bool
+) -> None:
+    """Opt the registry in or out; opting out deletes its sampled runs in the same transaction, so
+    no conversation text of a registry without experiments stays behind."""
+    await conn.execute(
+        update(prompt_registries).where(_registry(user_id, registry_id)).values(experiments_enabled=enabled)
+    )
+    if enabled:
+        return
+    of_registry = select(prompt_versions.c.version_id).where(
+        prompt_versions.c.user_id == user_id, prompt_versions.c.registry_id == registry_id
+    )
+    await conn.execute(
+        delete(prompt_samples).where(
+            prompt_samples.c.user_id == user_id, prompt_samples.c.version_id.in_(of_registry)
+        )
+    )
 
 
 async def queue_experiment(

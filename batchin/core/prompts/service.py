@@ -2,19 +2,20 @@
 
 The inference path calls `attribute_*` before a call runs (it sets `ctx.prompt_version`, so the
 response header, the audit record and the trace all carry the resolved version; rules in
-prompt_attribution.py) and `record` when it has succeeded (write-behind: prompt_recorder.py).
+prompt_attribution.py) and `record` when it has succeeded (write-behind: recorder.py).
 Versions seen in traffic are backfilled into the registry on their own (`source: auto_backfill`);
 users also register versions (templates with `{{variables}}`) and move the `promoted` label, each
-move signed (prompt_labels.py). A new version of a registry with a promoted baseline queues an
-experiment (experiments.py).
+move signed (labels.py). A new version of a registry with a promoted baseline queues an
+experiment (core/experiments) when the registry's owner opted in to experiments (registry.py).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from batchin.config import Settings
 from batchin.core.audit.service import AuditService
@@ -23,16 +24,18 @@ from batchin.core.context import CallContext
 from batchin.core.prompts.attribution import Attribution, attribute, system_text_of
 from batchin.core.prompts.labels import label_history, move_label, move_view, previous_holder
 from batchin.core.prompts.recorder import PromptRecorder, PromptRun
-from batchin.core.prompts.registry import add_version, ensure_registry
+from batchin.core.prompts.registry import add_version, ensure_registry, set_experiments_enabled
 from batchin.core.prompts.templates import variables_of
 from batchin.errors import InvalidRequest, NotFound
 from batchin.models.base import ChatMessage, SamplingParams
 from batchin.protocol.prompts import (
+    REGISTRY_PATTERN,
     PromptLabelMove,
     PromptLabelMoveList,
     PromptLabelMoveRequest,
     PromptList,
     PromptRegistryItem,
+    PromptRegistryUpdateRequest,
     PromptVersionCreateRequest,
     PromptVersionDetail,
     PromptVersionItem,
@@ -99,30 +102,51 @@ class PromptService:
             ).all()
         by_registry: dict[str, list[PromptVersionItem]] = {}
         for v in versions:
-            by_registry.setdefault(v.registry_id, []).append(
-                PromptVersionItem(
-                    version_id=v.version_id,
-                    status=v.status,
-                    total_runs=v.total_runs,
-                    source=v.source,
-                    created_at=isoformat(v.created_at) or "",
-                )
+            by_registry.setdefault(v.registry_id, []).append(_version_item(v))
+        return PromptList(items=[_registry_item(r, by_registry.get(r.registry_id, [])) for r in registries])
+
+    async def update_registry(
+        self, ctx: CallContext, registry_id: str, request: PromptRegistryUpdateRequest
+    ) -> PromptRegistryItem:
+        """Change a registry's settings, creating it (experiments off) if it does not exist yet, so
+        a registry can be opted in to experiments before its first call."""
+        _check_registry_id(registry_id)
+        user_id, now = ctx.principal.user_id, utcnow()
+        await self.recorder.flush()  # runs recorded before an opt-out are sampled, then deleted
+        async with self._db.write() as conn:
+            await ensure_registry(
+                conn,
+                user_id=user_id,
+                registry_id=registry_id,
+                display_name=request.display_name or registry_id,
+                source="registered",
+                now=now,
             )
-        return PromptList(
-            items=[
-                PromptRegistryItem(
-                    registry_id=r.registry_id,
-                    display_name=r.display_name,
-                    source=r.source,
-                    latest_version_id=r.latest_version_id,
-                    promoted_version_id=r.promoted_version_id,
-                    total_runs=r.total_runs,
-                    versions=by_registry.get(r.registry_id, []),
-                    created_at=isoformat(r.created_at) or "",
+            if request.display_name is not None:
+                await conn.execute(
+                    update(prompt_registries)
+                    .where(
+                        prompt_registries.c.user_id == user_id, prompt_registries.c.registry_id == registry_id
+                    )
+                    .values(display_name=request.display_name)
                 )
-                for r in registries
-            ]
-        )
+            if request.experiments_enabled is not None:
+                await set_experiments_enabled(conn, user_id, registry_id, request.experiments_enabled)
+            registry = (
+                await conn.execute(
+                    select(prompt_registries).where(
+                        prompt_registries.c.user_id == user_id, prompt_registries.c.registry_id == registry_id
+                    )
+                )
+            ).one()
+            versions = (
+                await conn.execute(
+                    select(prompt_versions)
+                    .where(prompt_versions.c.user_id == user_id, prompt_versions.c.registry_id == registry_id)
+                    .order_by(prompt_versions.c.created_at, prompt_versions.c.version_id)
+                )
+            ).all()
+        return _registry_item(registry, [_version_item(v) for v in versions])
 
     async def register_version(
         self, ctx: CallContext, request: PromptVersionCreateRequest
@@ -143,6 +167,8 @@ class PromptService:
                 source="registered",
                 now=now,
             )
+            if request.experiments_enabled is not None:  # before the version: it decides its experiment
+                await set_experiments_enabled(conn, user_id, registry_id, request.experiments_enabled)
             version = request.version or await _next_version_name(conn, user_id, registry_id)
             version_id = f"{registry_id}@{version}"
             created = await add_version(
@@ -220,6 +246,39 @@ class PromptService:
 
     async def _public_key(self, key_id: str) -> str:
         return await self._audit.public_key(key_id) or ""
+
+
+def _registry_item(r: Any, versions: list[PromptVersionItem]) -> PromptRegistryItem:
+    return PromptRegistryItem(
+        registry_id=r.registry_id,
+        display_name=r.display_name,
+        source=r.source,
+        latest_version_id=r.latest_version_id,
+        promoted_version_id=r.promoted_version_id,
+        total_runs=r.total_runs,
+        experiments_enabled=r.experiments_enabled,
+        versions=versions,
+        created_at=isoformat(r.created_at) or "",
+    )
+
+
+def _version_item(v: Any) -> PromptVersionItem:
+    return PromptVersionItem(
+        version_id=v.version_id,
+        status=v.status,
+        total_runs=v.total_runs,
+        source=v.source,
+        created_at=isoformat(v.created_at) or "",
+    )
+
+
+def _check_registry_id(registry_id: str) -> None:
+    """A registry id from a URL path obeys the same alphabet as one in a body."""
+    if re.fullmatch(REGISTRY_PATTERN, registry_id) is None:
+        raise InvalidRequest(
+            "'registry_id' must be 1-100 letters, digits or '_.:+-', starting with a letter or digit.",
+            param="registry_id",
+        )
 
 
 def _run(

@@ -124,11 +124,13 @@ ENDPOINTS = [
         "GET",
         "/v1/files/{file_id}/content",
         retrieve_file_content,
-        "A stored file's bytes (generated images and videos); only its owner gets them.",
+        "A stored file's bytes, in the file's own media type: a batch input or output "
+        "(application/jsonl, or the type it was uploaded with), a generated image (image/png) or "
+        "video (video/mp4); only its owner gets them.",
         deps=FileDeps,
         tag="files",
         errors=(404,),
-        content_type="application/octet-stream",
+        content_type="*/*",  # each file keeps the type it was stored with (uploads: the client's)
         scope="batches",
     ),
 ]

@@ -1,4 +1,5 @@
-"""/v1/prompts, /v1/prompts/{registry_id}/labels, /v1/prompt-regressions, /v1/experiments."""
+"""/v1/prompts, /v1/prompts/{registry_id}, /v1/prompts/{registry_id}/labels, /v1/prompt-regressions,
+/v1/experiments."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from batchin.protocol.prompts import (
     PromptLabelMoveList,
     PromptLabelMoveRequest,
     PromptList,
+    PromptRegistryItem,
+    PromptRegistryUpdateRequest,
     PromptRegressionList,
     PromptVersionCreateRequest,
     PromptVersionDetail,
@@ -58,6 +61,12 @@ async def list_prompts(request: Request, ctx: CallContext, deps: PromptDeps) -> 
 async def register_prompt_version(request: Request, ctx: CallContext, deps: PromptDeps) -> Response:
     body = await parse_json(request, PromptVersionCreateRequest, deps.max_body_bytes)
     return render(await deps.prompts.register_version(ctx, body))
+
+
+async def update_prompt_registry(request: Request, ctx: CallContext, deps: PromptDeps) -> Response:
+    body = await parse_json(request, PromptRegistryUpdateRequest, deps.max_body_bytes)
+    registry_id = request.path_params["registry_id"]
+    return render(await deps.prompts.update_registry(ctx, registry_id, body))
 
 
 async def move_prompt_label(request: Request, ctx: CallContext, deps: PromptDeps) -> Response:
@@ -108,10 +117,23 @@ ENDPOINTS = [
         "POST",
         "/v1/prompts",
         register_prompt_version,
-        "Register a prompt version (a system prompt template with {{variables}}); a new version of a "
-        "registry with a promoted baseline starts an experiment.",
+        "Register a prompt version (a system prompt template with {{variables}}); in a registry opted in "
+        "to experiments (`experiments_enabled`), a new version after the promoted one starts an experiment.",
         request_model=PromptVersionCreateRequest,
         response_model=PromptVersionDetail,
+        deps=PromptDeps,
+        tag="prompts",
+        errors=(400,),
+        scope="prompts:write",
+    ),
+    Endpoint(
+        "PATCH",
+        "/v1/prompts/{registry_id}",
+        update_prompt_registry,
+        "Change a registry's settings (created if new): `experiments_enabled` opts it in to prompt "
+        "experiments (sampled runs kept, replays billed to you); turning it off deletes its samples.",
+        request_model=PromptRegistryUpdateRequest,
+        response_model=PromptRegistryItem,
         deps=PromptDeps,
         tag="prompts",
         errors=(400,),

@@ -13,13 +13,15 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from batchin.store.tables.base import TS, UUID_LEN, metadata
 
 # Prompt registry (core/prompts/service.py). Everything is per tenant: registry and version ids are the
 # caller's names ("support", "support@v2"), unique within one user. The `promoted` label lives on
-# the registry row; every move of it is a signed row in prompt_label_moves.
+# the registry row; every move of it is a signed row in prompt_label_moves. `experiments_enabled` is
+# the owner's opt-in: only then are runs sampled (conversation text kept) and experiments run.
 prompt_registries = Table(
     "prompt_registries",
     metadata,
@@ -30,6 +32,7 @@ prompt_registries = Table(
     Column("promoted_version_id", String(200), nullable=True),
     Column("latest_version_id", String(200), nullable=True),
     Column("total_runs", BigInteger, nullable=False, default=0),
+    Column("experiments_enabled", Boolean, nullable=False, server_default=false()),
     Column("created_at", TS, nullable=False),
     Index("ix_prompt_registries_user_created", "user_id", "created_at"),
 )

@@ -15,6 +15,7 @@ from sqlalchemy import update
 from batchin.app import background_work
 from batchin.config import Settings
 from batchin.core.experiments.worker import ExperimentWorker
+from batchin.core.prompts.attribution import attribute
 from batchin.core.prompts.labels import verify_move
 from batchin.core.serving.admission import Priority
 from batchin.errors import InvalidRequest, NotFound
@@ -27,7 +28,7 @@ from batchin.protocol.prompts import (
 )
 from batchin.services import Services
 from batchin.store.tables import prompt_experiments
-from tests.prompt_fixtures import GENEROUS_BOUNDS, chat, context_for, prompt_services
+from tests.prompt_fixtures import GENEROUS_BOUNDS, chat, context_for, opt_in, prompt_services
 
 BASE = "You are a support agent."
 
@@ -45,8 +46,10 @@ async def new_user(services: Services) -> UserCreated:
 async def traffic(
     services: Services, user: UserCreated, *, model: str, versions: list[tuple[str, str]]
 ) -> None:
-    """Three runs of the first (header, system prompt) — the baseline — then one of each other."""
+    """Three runs of the first (header, system prompt) — the baseline — then one of each other, in
+    a registry opted in to experiments first."""
     (first_header, first_system), *rest = versions
+    await opt_in(services, user, attribute(first_header, None, first_system).registry_id)
     for question in ("What are your hours?", "Where are you?", "Can I return this?"):
         await chat(services, user, first_system, question, model=model, header=first_header)
     for header, system in rest:
@@ -163,6 +166,7 @@ async def test_replays_run_at_fill_priority_billed_to_the_owner(services: Servic
         return await start_chat(ctx, request, **kwargs)
 
     monkeypatch.setattr(services.inference, "start_chat", spy)
+    await opt_in(services, user, "support")
     # temperature 1: the recorded runs are not deterministic, so the baseline is replayed too.
     for question in ("one", "two"):
         await chat(services, user, BASE, question, header="support@v1", temperature=1)
@@ -199,7 +203,7 @@ async def test_variables_are_carried_from_the_runs_into_the_candidate(services: 
     user = await new_user(services)
     ctx = await context_for(services, user)
     for registration in (
-        {"registry_id": "support", "template": "Help {{product}} users."},
+        {"registry_id": "support", "template": "Help {{product}} users.", "experiments_enabled": True},
         {"registry_id": "support", "template": "Support for {{product}} only."},
     ):
         if registration["template"].startswith("Support"):
@@ -216,7 +220,7 @@ async def test_an_experiment_without_baseline_runs_ends_in_error_with_its_reason
     ctx = await context_for(services, user)
     for template in ("One.", "Two."):
         await services.prompts.register_version(
-            ctx, PromptVersionCreateRequest(registry_id="faq", template=template)
+            ctx, PromptVersionCreateRequest(registry_id="faq", template=template, experiments_enabled=True)
         )
     await services.experiments.run_pending()
     experiment = await only_experiment(services, user)

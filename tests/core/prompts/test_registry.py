@@ -3,6 +3,7 @@ run counts and samples, registration, signed label moves."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -23,10 +24,11 @@ from batchin.protocol.prompts import (
 )
 from batchin.services import Services
 from batchin.store.tables import prompt_experiments, prompt_samples, prompt_versions
-from tests.prompt_fixtures import GENEROUS_BOUNDS, chat, context_for, prompt_services
+from tests.prompt_fixtures import GENEROUS_BOUNDS, chat, context_for, opt_in, prompt_services
 
 SYSTEM = "You are a support agent.\nAnswer briefly."
 EDITED = "You are a support agent.\nAnswer briefly and politely."
+REGISTRY = "sys-" + hashlib.sha256(b"You are a support agent.").hexdigest()[:10]  # derived from SYSTEM
 
 
 @pytest.fixture
@@ -75,15 +77,19 @@ async def test_traffic_is_backfilled_into_the_registry_with_run_counts(services:
         "latest_version_id": version,
         "promoted_version_id": version,  # the first version is the registry's baseline
         "total_runs": 2,
+        "experiments_enabled": False,
     }
     assert [(v.version_id, v.status, v.total_runs, v.source) for v in item.versions] == [
         (version, "promoted", 2, "auto_backfill")
     ]
 
 
-async def test_a_new_version_of_a_registry_becomes_a_candidate_with_an_experiment(services: Services) -> None:
+async def test_a_new_version_of_an_opted_in_registry_becomes_a_candidate_with_an_experiment(
+    services: Services,
+) -> None:
     user = await new_user(services)
     _, first = await chat(services, user, SYSTEM)
+    await opt_in(services, user, first.prompt_version.split("@")[0])
     _, second = await chat(services, user, EDITED)
     item = await registry_of(services, user, first.prompt_version.split("@")[0])
     assert item.total_runs == 2
@@ -133,6 +139,7 @@ async def test_a_malformed_version_name_is_refused_before_any_work(services: Ser
 async def test_each_version_keeps_only_its_newest_samples(settings: Settings) -> None:
     async with prompt_services(settings, prompt_samples_per_version=2) as services:
         user = await new_user(services)
+        await opt_in(services, user, REGISTRY)
         for question in ("q1", "q2", "q3"):
             _, ctx = await chat(services, user, SYSTEM, question)
         await services.prompts.recorder.flush()
@@ -173,7 +180,9 @@ async def register(
 
 async def test_registering_versions_names_them_and_starts_an_experiment(services: Services) -> None:
     user = await new_user(services)
-    first = await register(services, user, "faq", "You answer questions about {{product}}.")
+    first = await register(
+        services, user, "faq", "You answer questions about {{product}}.", experiments_enabled=True
+    )
     assert first.model_dump(exclude={"created_at"}) == {
         "version_id": "faq@v1",
         "registry_id": "faq",
