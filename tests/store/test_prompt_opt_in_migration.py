@@ -1,4 +1,4 @@
-"""Migration 0013 (issue 13): registries from before the opt-in have experiments off, and the
+"""Migration 0014 (issue 13): registries from before the opt-in have experiments off, and the
 conversations sampled so far are deleted."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ async def test_existing_registries_are_opted_out_and_their_samples_deleted(
 ) -> None:
     user = await make_user()
     async with services.database.write() as conn:
-        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0012_key_regions"))
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0013_storage_retention"))
     async with services.database.write() as conn:
         now = utcnow()
         await conn.execute(

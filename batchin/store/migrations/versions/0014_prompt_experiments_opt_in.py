@@ -4,8 +4,8 @@ Every existing registry starts with experiments off, and the sampled conversatio
 deleted: from now on they are kept only for registries whose owner opted in. Downgrading cannot
 bring the samples back.
 
-Revision ID: 0013_prompt_experiments_opt_in
-Revises: 0012_key_regions
+Revision ID: 0014_prompt_experiments_opt_in
+Revises: 0013_storage_retention
 Create Date: 2026-12-03 10:00:00.000000
 """
 
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0013_prompt_experiments_opt_in'
-down_revision = '0012_key_regions'
+revision = '0014_prompt_experiments_opt_in'
+down_revision = '0013_storage_retention'
 branch_labels = None
 depends_on = None
 
