@@ -139,7 +139,8 @@ ENDPOINTS = [
         "GET",
         _ID,
         retrieve_video,
-        "One video job.",
+        "One video job; once completed, answered with its receipt headers (X-VaaS-*, and the "
+        "traceparent and run id of the call that created it).",
         response_model=Video,
         deps=VideoDeps,
         tag="videos",
@@ -150,7 +151,7 @@ ENDPOINTS = [
         "GET",
         f"{_ID}/content",
         retrieve_video_content,
-        "The finished MP4 (H.264).",
+        "The finished MP4 (H.264), with the receipt headers of the job that made it.",
         deps=VideoDeps,
         tag="videos",
         errors=(400, 404),
