@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -29,7 +29,7 @@ from batchin.config import Settings
 from batchin.core.billing.ledger import LedgerService
 from batchin.core.billing.ledger_records import Reservation, UsageRecord
 from batchin.core.billing.money import cost_per_unit
-from batchin.core.clock import utcnow
+from batchin.core.clock import epoch_seconds, utcnow
 from batchin.core.context import CallContext, Principal
 from batchin.core.media.files import FileService
 from batchin.core.serving.admission import AdmissionController, Priority
@@ -46,7 +46,7 @@ from batchin.store.claiming import skip_locked
 from batchin.store.database import Database
 from batchin.store.tables import reservations, video_jobs
 
-__all__ = ["VideoWorker", "epoch_seconds", "load_reservation"]
+__all__ = ["VideoWorker", "job_context", "load_reservation"]
 
 log = logging.getLogger("batchin.videos")
 
@@ -320,12 +320,6 @@ def job_context(job: dict[str, Any]) -> CallContext:
     if job.get("run_id"):
         ctx.run_id = job["run_id"]
     return ctx
-
-
-def epoch_seconds(moment: datetime) -> float:
-    if moment.tzinfo is None:  # SQLite hands back naive datetimes that are UTC
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 async def load_reservation(database: Database, reservation_id: str) -> Reservation | None:

@@ -27,11 +27,11 @@ from sqlalchemy import insert, select, update
 from batchin.config import Settings
 from batchin.core.billing.ledger import LedgerService
 from batchin.core.billing.money import cost_per_unit
-from batchin.core.clock import utcnow
+from batchin.core.clock import epoch_seconds, utcnow
 from batchin.core.context import CallContext
 from batchin.core.media.files import FileContent, FileService
 from batchin.core.media.links import LinkSigner
-from batchin.core.media.video_worker import VideoWorker, epoch_seconds, load_reservation
+from batchin.core.media.video_worker import VideoWorker, load_reservation
 from batchin.core.serving.admission import AdmissionController
 from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.model_lookup import usable_model
