@@ -64,6 +64,7 @@ class EngineClient:
         self.exited: asyncio.Future[str] = self._loop.create_future()
         self.attributes: dict[str, Any] = {}
         self.items_received = 0  # stream items, for tests and metrics
+        self.calls_stopped = 0  # cancelled calls and streams the worker reported stopped
 
     @classmethod
     async def start(
@@ -125,9 +126,14 @@ class EngineClient:
         try:
             self._send(("call", call_id, method, args, kwargs))
             return await future
-        finally:
-            if self._calls.pop(call_id, None) is not None and not future.done():
+        except asyncio.CancelledError:
+            # The caller is gone (cancelling the task cancelled `future` too): unless the worker has
+            # answered meanwhile, it stops the call's work at its next stop point.
+            if self._calls.pop(call_id, None) is not None:
                 self._cancel(call_id)
+            raise
+        finally:
+            self._calls.pop(call_id, None)
 
     async def stream(self, method: str, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         call_id = next(self._ids)
@@ -199,7 +205,9 @@ class EngineClient:
             if future is not None and not future.done() and error is not None:
                 future.set_exception(error)
         elif kind == "stopped":
-            self._stopping.discard(message[1])
+            if message[1] in self._stopping:
+                self._stopping.discard(message[1])
+                self.calls_stopped += 1
         elif kind == "ready":
             if not self._ready.done():
                 self._ready.set_result(message[1])

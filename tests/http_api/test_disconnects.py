@@ -1,7 +1,7 @@
 """A client that hangs up mid-call, per modality, against a live server (uvicorn on a loopback port,
-a real HTTP client whose request is abandoned while the engine works): the engine's worker stops the
-work and reports it stopped, the reservation goes back whole, the call is logged `cancelled` at no
-cost, and the same model serves the next call."""
+a real HTTP client whose request is abandoned while the engine works): the cancel reaches the
+engine's worker, which stops the work and reports it stopped; the reservation goes back whole, the
+call is logged `cancelled` at no cost, and the same model serves the next call."""
 
 from __future__ import annotations
 
@@ -71,6 +71,9 @@ async def disconnect_then_call_again(
         running = services.admission.snapshot().get(pool, {}).get("running", 0)
         return running == 0 and worker is not None and worker.in_flight == 0
 
+    worker = runner.worker
+    assert worker is not None
+    stopped_before = worker.calls_stopped
     app = create_app(services.settings, services)
     async with (
         served_on_loopback(app) as base,
@@ -84,6 +87,8 @@ async def disconnect_then_call_again(
             await call
         # The worker says the engine has stopped the work (its "stopped" reply), the slot is free.
         await eventually(engine_idle, timeout=_WAIT)
+        assert runner.worker is worker
+        assert worker.calls_stopped == stopped_before + 1  # the cancel reached the engine's worker
         logs = await _logs_once_written(services, user)
         assert [(log.status, log.model, log.cost_micro_cents) for log in logs] == [("cancelled", model, 0)]
         assert await balance_units(services, user) == before
@@ -108,7 +113,7 @@ async def _held_reservations(services: Services, user: UserCreated) -> int:
 async def test_a_disconnect_mid_embedding_stops_it_and_charges_nothing(
     services: Services, user: UserCreated
 ) -> None:
-    texts = [f"{i}. {_LONG}" for i in range(1500)]
+    texts = [f"{i}. {_LONG}" for i in range(1000)]
     answer = await disconnect_then_call_again(
         services,
         user,
