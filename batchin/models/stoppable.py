@@ -4,9 +4,9 @@ Embedded engines compute on a thread of their own (torch, CTranslate2, ONNX Runt
 a thread cannot be interrupted: cancelling the coroutine that awaits it leaves the thread running
 to its end, holding the engine (one call at a time) for work nobody will read. So the work takes a
 `StopFlag` and calls `check()` between units it can stop after (a mini-batch of embeddings, a
-sentence of speech, a segment of a transcript, a denoising step). `run_stoppable` sets the flag when
-the awaiting task is cancelled and waits for the thread to reach that point before the cancellation
-goes on, so once a cancelled call has ended its engine is free for the next one.
+sentence of speech, a 30-second window of a transcription, a denoising step). `run_stoppable` sets
+the flag when the awaiting task is cancelled and waits for the thread to reach that point before the
+cancellation goes on, so once a cancelled call has ended its engine is free for the next one.
 
     vectors = await run_stoppable(executor, lambda stop: encode_in_batches(texts, stop))
 """

@@ -15,8 +15,8 @@ default, "cuda" or "auto" for a GPU), `compute_type` (default int8; float16 on a
 `cpu_threads` (0: CTranslate2's default), `beam_size` (5), `english_only` (forced for *.en
 models: other languages and translation are refused).
 
-Decoding runs on the runner's own thread, a segment (up to 30 s of audio) at a time: a cancelled call
-stops before the next segment (stoppable.py).
+Decoding runs on the runner's own thread; faster-whisper decodes 30-second windows and yields their
+segments lazily, so a cancelled call stops before decoding the next window (stoppable.py).
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ class WhisperRunner:
                 condition_on_previous_text=True,
             )
             # The segments are a lazy generator: decoding happens while it is consumed, under the
-            # lock, a segment at a time, so a cancelled call stops before decoding the next one.
+            # lock, a window at a time, so a cancelled call stops before decoding the next one.
             decoded: list[Segment] = []
             for index, segment in enumerate(segments):
                 decoded.append(_segment(index, segment))
