@@ -104,13 +104,13 @@ async def build_services(
         settings.media_link_ttl_seconds,
         settings.own_base_url,
     )
-    videos = VideoService(settings, database, registry, ledger, flow, admission, files, links)
     audit = await AuditService.open(settings, database, registry, ledger.sqlite_writer)
     traces = TraceService.open(settings, database)
     prompts = PromptService(settings, database, audit)
     metrics.watch_write_behind(lambda: {**traces.buffer_stats(), **prompts.recorder.buffer_stats()})
     inference = InferenceService(settings, registry, metering, flow, metrics, audit, traces, prompts)
     served = ServedCalls(audit, traces)  # receipts and traces of every non-text call
+    videos = VideoService(settings, database, registry, ledger, flow, admission, files, links, served)
     embeddings = EmbeddingsService(registry, metering, flow, served)
     webhooks = WebhookService(settings, database)
     retention = _retention_job(settings, database, files)

@@ -173,8 +173,9 @@ def render_api_reference(openapi: dict[str, Any]) -> str:
         '`{"error": {"message", "type", "code", "param"}}` ([ErrorResponse](#errorresponse)); the '
         "codes are listed under each operation. Inference responses carry `X-Request-Id`, "
         "`traceparent`, `X-BatchIn-Run-Id`, `X-BatchIn-Prompt-Version`, `X-VaaS-Record-Id`, "
-        "`X-VaaS-Signature` and `X-VaaS-PublicKey` (video jobs not yet: their responses carry no "
-        "`X-VaaS-*` and they store no trace); rate-limited operations carry `x-ratelimit-limit`, "
+        "`X-VaaS-Signature` and `X-VaaS-PublicKey` (a video job: once completed, on "
+        "`GET /v1/videos/{video_id}` and its `/content`, naming the call that created it); "
+        "rate-limited operations carry `x-ratelimit-limit`, "
         "`x-ratelimit-remaining` and `x-ratelimit-reset`, and a 429 carries `Retry-After`.",
         "",
         "The machine-readable source is [/openapi.json](/openapi.json).",

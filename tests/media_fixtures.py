@@ -22,12 +22,13 @@ from tests.db_reset import empty_tables
 IMAGE_MODEL = "tiny-random-image"
 VIDEO_MODEL = "tiny-random-video"
 SLOW_VIDEO_MODEL = "tiny-random-video-slow"  # many denoising steps: a job that lasts seconds
+SLOW_IMAGE_MODEL = "tiny-random-image-slow"  # 500 denoising steps: a call that lasts seconds
 IMAGE_UNITS = 100_000  # $0.001 per image in ledger units (1 cent = 1e6)
 VIDEO_SECOND_UNITS = 100_000  # $0.001 per video second
 
 
 def media_catalog() -> Catalog:
-    """The built-in catalog's tiny image and video models, plus a slow copy of the video one."""
+    """The built-in catalog's tiny image and video models, plus slow copies of each."""
     default = load_catalog(None)
     image, video = default.get(IMAGE_MODEL), default.get(VIDEO_MODEL)
     assert image is not None
@@ -35,7 +36,9 @@ def media_catalog() -> Catalog:
     slow = video.model_copy(
         update={"id": SLOW_VIDEO_MODEL, "engine_options": {**video.engine_options, "num_inference_steps": 60}}
     )
-    return Catalog(source="media-test", entries=(image, video, slow))
+    slow_image_options = {**image.engine_options, "num_inference_steps": 500}
+    slow_image = image.model_copy(update={"id": SLOW_IMAGE_MODEL, "engine_options": slow_image_options})
+    return Catalog(source="media-test", entries=(image, video, slow, slow_image))
 
 
 _shared: dict[str, ModelRegistry] = {}

@@ -138,6 +138,60 @@ def test_page_verifies_a_record_in_chromium(live_server: tuple[str, str, Path], 
     assert "Caller-asserted: user " in dom
 
 
+def served_record(base: str, api_key: str, kind: str) -> str:
+    """A call of `kind` served by the live server; the id of the audit record its response names."""
+    with httpx2.Client(base_url=base, headers={"Authorization": f"Bearer {api_key}"}, timeout=300) as http:
+        if kind == "transcription":
+            speech = http.post(
+                "/v1/audio/speech",
+                json={"model": "piper-en-us-joe-medium", "input": "Hello.", "response_format": "wav"},
+            )
+            files = {"file": ("hello.wav", speech.content, "audio/wav")}
+            response = http.post("/v1/audio/transcriptions", data={"model": "whisper-tiny.en"}, files=files)
+        elif kind == "video":
+            body = {"model": "tiny-random-video", "prompt": "waves", "seconds": "1", "size": "64x64"}
+            response = _finished(http, http.post("/v1/videos", json=body).json()["id"])
+        else:
+            path, body = _SERVED_CALLS[kind]
+            response = http.post(path, json=body)
+    assert response.status_code == 200, response.text
+    return response.headers["X-VaaS-Record-Id"]
+
+
+def _finished(http: httpx2.Client, video_id: str) -> httpx2.Response:
+    """The job once it has ended (a completed job's response carries its receipt headers)."""
+    deadline = time.monotonic() + 300
+    while (response := http.get(f"/v1/videos/{video_id}")).json()["status"] in ("queued", "in_progress"):
+        assert time.monotonic() < deadline, "the video job did not finish"
+        time.sleep(0.2)
+    return response
+
+
+_SERVED_CALLS: dict[str, tuple[str, dict[str, object]]] = {
+    "text": (
+        "/v1/chat/completions",
+        {"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},
+    ),
+    "embedding": ("/v1/embeddings", {"model": "all-MiniLM-L6-v2", "input": "a receipt"}),
+    "speech": ("/v1/audio/speech", {"model": "piper-en-us-joe-medium", "input": "Hello."}),
+    "image": (
+        "/v1/images",
+        {"model": "tiny-random-image", "prompt": "a tree", "response_format": "b64_json"},
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", ["text", "embedding", "speech", "transcription", "image", "video"])
+def test_page_verifies_a_served_record_of_every_kind(
+    live_server: tuple[str, str, Path], tmp_path: Path, kind: str
+) -> None:
+    base, api_key, _ = live_server
+    audit_id = served_record(base, api_key, kind)
+    dom = render(f"{base}/verify/{audit_id}", tmp_path / "profile")
+    assert 'id="verdict" data-state="valid"' in dom, dom[-3000:]
+    assert 'data-attestation="served"' in dom
+
+
 def test_page_flags_a_tampered_record(live_server: tuple[str, str, Path], tmp_path: Path) -> None:
     base, api_key, database = live_server
     audit_id = create_record(base, api_key, "original output")

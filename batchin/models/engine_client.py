@@ -57,11 +57,14 @@ class EngineClient:
         self._ids = itertools.count(1)
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._streams: dict[int, asyncio.Queue[tuple[str, Any]]] = {}
+        # Calls cancelled here that the worker has not yet reported stopped: its engine still works on them.
+        self._stopping: set[int] = set()
         self._loop = asyncio.get_running_loop()
         self._ready: asyncio.Future[dict[str, Any]] = self._loop.create_future()
         self.exited: asyncio.Future[str] = self._loop.create_future()
         self.attributes: dict[str, Any] = {}
         self.items_received = 0  # stream items, for tests and metrics
+        self.calls_stopped = 0  # cancelled calls and streams the worker reported stopped
 
     @classmethod
     async def start(
@@ -110,8 +113,9 @@ class EngineClient:
 
     @property
     def in_flight(self) -> int:
-        """Calls and streams sent to the worker and not yet answered."""
-        return len(self._calls) + len(self._streams)
+        """Calls and streams sent to the worker and not yet answered, or cancelled and not yet
+        reported stopped by it."""
+        return len(self._calls) + len(self._streams) + len(self._stopping)
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -122,9 +126,14 @@ class EngineClient:
         try:
             self._send(("call", call_id, method, args, kwargs))
             return await future
+        except asyncio.CancelledError:
+            # The caller is gone (cancelling the task cancelled `future` too): unless the worker has
+            # answered meanwhile, it stops the call's work at its next stop point.
+            if self._calls.pop(call_id, None) is not None:
+                self._cancel(call_id)
+            raise
         finally:
-            if self._calls.pop(call_id, None) is not None and not future.done():
-                self._send_quietly(("cancel", call_id))
+            self._calls.pop(call_id, None)
 
     async def stream(self, method: str, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         call_id = next(self._ids)
@@ -145,7 +154,12 @@ class EngineClient:
         finally:
             self._streams.pop(call_id, None)
             if not finished:  # closed early (client gone): the worker stops at its next token
-                self._send_quietly(("cancel", call_id))
+                self._cancel(call_id)
+
+    def _cancel(self, call_id: int) -> None:
+        if self.alive:
+            self._stopping.add(call_id)
+            self._send_quietly(("cancel", call_id))
 
     def _send(self, message: tuple[Any, ...]) -> None:
         if not self.alive:
@@ -190,6 +204,10 @@ class EngineClient:
             future = self._calls.get(message[1])
             if future is not None and not future.done() and error is not None:
                 future.set_exception(error)
+        elif kind == "stopped":
+            if message[1] in self._stopping:
+                self._stopping.discard(message[1])
+                self.calls_stopped += 1
         elif kind == "ready":
             if not self._ready.done():
                 self._ready.set_result(message[1])
@@ -204,6 +222,7 @@ class EngineClient:
         if not self._ready.done():
             self._ready.set_exception(EngineStartFailed(f"engine process {how} while loading", crashed=True))
         self.exited.set_result(how)
+        self._stopping.clear()
         error = self._lost_error()
         for future in self._calls.values():
             if not future.done():

@@ -3,8 +3,10 @@
 
 The worker runs its own event loop, so the runner is exactly the in-process one (its decode thread,
 its hand-off, its semaphore); calls run as tasks, several at once, and the runner serialises what it
-must. A `cancel` cancels the call's task, which closes the runner's generator: the runner stops
-decoding at its next token, as it does when an in-process client goes away.
+must. A `cancel` cancels the call's task, which closes the runner's generator (the runner stops
+decoding at its next token) or cancels its awaited engine work (stoppable.py: the engine's thread
+stops at its next stop point), as when an in-process client goes away. Once the task has ended,
+`("stopped", id)` tells the API process that the engine is free of it.
 
 The worker exits when the API process asks (None), or when the pipe closes (the API process died),
 so an orphan never keeps weights in memory.
@@ -105,7 +107,10 @@ class _Host:
         kind, call_id = message[0], message[1]
         if kind == "cancel":
             task = self._tasks.get(call_id)
-            if task is not None:
+            if task is None or task.done():  # it ended as the cancel crossed the pipe
+                self._send(("stopped", call_id))
+            else:
+                task.add_done_callback(lambda _: self._send(("stopped", call_id)))
                 task.cancel()
             return
         method, args, kwargs = message[2], message[3], message[4]

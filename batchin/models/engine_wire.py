@@ -11,6 +11,7 @@ API → worker:
     None                                   close the runner and exit
 Worker → API, per call:
     ("result", id, value) · ("item", id, value) · ("end", id) · ("error", id, error)
+    ("stopped", id)                        a cancelled call has ended: its engine is free again
 
 `error` is a `WireError`: a BatchInError crosses whole (class, message, param, headers), so a 400
 naming its parameter stays that 400; anything else arrives as an internal error naming its type.

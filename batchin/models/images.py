@@ -13,15 +13,15 @@ Catalog entry (engine "diffusers_image"):
 Without weights, `engine_options.builtin = "tiny-random"` builds the tiny pipeline of
 `tiny_pipelines.py`. The registry runs the pipeline in an engine worker process (hosted_diffusers.py),
 one call at a time on a thread of its own, so neither torch nor the GIL it takes between kernels
-can stall the server's event loop. Output is PNG at exactly the requested size: the pipeline draws
-at the nearest size it supports, then the image is resized.
+can stall the server's event loop; a cancelled call stops at the next denoising step (stoppable.py).
+Output is PNG at exactly the requested size: the pipeline draws at the nearest size it supports,
+then the image is resized.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 from batchin.models.base import EngineUnavailable, RunnerHealth
 from batchin.models.catalog import CatalogEntry
 from batchin.models.diffusers_pipeline import PipelineOptions, Progress, denoise_kwargs, load_pipeline
+from batchin.models.stoppable import StopFlag, run_stoppable
 from batchin.models.tiny_pipelines import RANDOM_WEIGHTS_NOTE
 
 __all__ = ["DiffusersImageRunner", "DiffusersRunner", "ImageParams", "ImageRunner"]
@@ -92,22 +93,29 @@ class DiffusersRunner(ABC):
         """Run the pipeline for `params` on the render thread, reporting progress per step."""
 
     async def _render(self, params: Any, progress: Progress | None = None) -> Any:
+        """Render on the pipeline's thread; cancelled, it stops at the next denoising step."""
         executor = self._executor
         if executor is None:
             raise EngineUnavailable(f"model {self.entry.id} is not loaded")
-        work = partial(self.render, self._pipeline, self.options, params, progress or _ignore)
-        return await asyncio.get_running_loop().run_in_executor(executor, work)
+        pipeline, options = self._pipeline, self.options
+
+        def work(stop: StopFlag) -> Any:
+            def step(fraction: float) -> None:  # the pipeline's per-step hook, on the render thread
+                stop.check()
+                if progress is not None:
+                    progress(fraction)
+
+            return self.render(pipeline, options, params, step)
+
+        return await run_stoppable(executor, work)
 
     async def render_with_progress(self, params: Any) -> AsyncGenerator[tuple[str, Any], None]:
         """`("progress", fraction)`… then `("result", value)`: how progress crosses the worker's pipe.
         Closing it early (the caller went away) stops denoising at the next step."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        stopped = threading.Event()
 
         def progress(fraction: float) -> None:  # on the render thread
-            if stopped.is_set():
-                raise _RenderStopped
             loop.call_soon_threadsafe(events.put_nowait, ("progress", fraction))
 
         rendering = asyncio.ensure_future(self._render(params, progress))
@@ -118,24 +126,16 @@ class DiffusersRunner(ABC):
             yield ("result", rendering.result())
         finally:
             if not rendering.done():
-                stopped.set()
+                rendering.cancel()  # _render stops the thread at its next step before it ends
                 await asyncio.wait({rendering})
             if not rendering.cancelled():
-                rendering.exception()  # retrieved: a render stopped on purpose is not an error
+                rendering.exception()  # retrieved: an output nobody reads is not an error to log
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None
         if executor is not None:
             await asyncio.to_thread(executor.shutdown, wait=True)
         self._pipeline = None
-
-
-class _RenderStopped(Exception):
-    """Raised from the progress hook to end a render nobody waits for any more."""
-
-
-def _ignore(_fraction: float) -> None:
-    pass
 
 
 class DiffusersImageRunner(DiffusersRunner):
@@ -151,9 +151,10 @@ class DiffusersImageRunner(DiffusersRunner):
 
 
 def render_images(
-    pipeline: Any, options: PipelineOptions, params: ImageParams, _progress: Progress
+    pipeline: Any, options: PipelineOptions, params: ImageParams, progress: Progress
 ) -> list[bytes]:
-    """On the render thread: draw the images and encode them as PNGs of exactly the asked size."""
+    """On the render thread: draw the images and encode them as PNGs of exactly the asked size.
+    `progress` runs after each denoising step (where a cancelled render stops)."""
     import torch
 
     width, height = options.draw_size(params.width, params.height)
@@ -166,7 +167,7 @@ def render_images(
             num_images_per_prompt=params.n,
             generator=generator,
             output_type="pil",
-            **denoise_kwargs(pipeline, options, None),
+            **denoise_kwargs(pipeline, options, progress),
         )
     return [to_png(image, params.width, params.height) for image in output.images]
 

@@ -6,7 +6,8 @@ model (0 for a single-speaker voice), so OpenAI's names (alloy, echo, …) can p
 voice. `engine_options.default_voice` is used when a request names none.
 
     speech = await runner.synthesize("Hello", voice="alloy", speed=1.0)   # 16-bit mono PCM
-The engine runs on the runner's own worker thread, never on the event loop.
+The engine runs on the runner's own worker thread, never on the event loop, one sentence at a time:
+a cancelled call stops after the sentence under way (stoppable.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from batchin.errors import ServiceUnavailable
 from batchin.models.base import EngineUnavailable, RunnerHealth
 from batchin.models.catalog import CatalogEntry
+from batchin.models.stoppable import StopFlag, run_stoppable
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -107,10 +109,9 @@ class PiperRunner:
         if self._executor is None or self._voice is None:
             raise ServiceUnavailable(f"model {self.entry.id} is not loaded")
         speaker = self._speakers[voice]
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._synthesize, text, speaker, speed)
+        return await run_stoppable(self._executor, lambda stop: self._synthesize(text, speaker, speed, stop))
 
-    def _synthesize(self, text: str, speaker: int, speed: float) -> SpeechAudio:
+    def _synthesize(self, text: str, speaker: int, speed: float, stop: StopFlag) -> SpeechAudio:
         from piper import SynthesisConfig
 
         options = self.entry.engine_options
@@ -122,8 +123,11 @@ class PiperRunner:
             noise_scale=_optional_float(options.get("noise_scale")),
             noise_w_scale=_optional_float(options.get("noise_w_scale")),
         )
+        chunks = []
         with self._lock:
-            chunks = list(self._voice.synthesize(text, syn_config=config))
+            for chunk in self._voice.synthesize(text, syn_config=config):  # one per sentence
+                chunks.append(chunk)
+                stop.check()
         rate = int(self._voice.config.sample_rate)
         if not chunks:
             return SpeechAudio(np.zeros(0, np.int16), rate)

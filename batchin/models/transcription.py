@@ -14,6 +14,9 @@ and verified (split_weights.py, shared with llama.cpp's split GGUFs). Other knob
 default, "cuda" or "auto" for a GPU), `compute_type` (default int8; float16 on a GPU),
 `cpu_threads` (0: CTranslate2's default), `beam_size` (5), `english_only` (forced for *.en
 models: other languages and translation are refused).
+
+Decoding runs on the runner's own thread; faster-whisper decodes 30-second windows and yields their
+segments lazily, so a cancelled call stops before decoding the next window (stoppable.py).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from batchin.errors import ServiceUnavailable
 from batchin.models.base import EngineUnavailable, RunnerHealth
 from batchin.models.catalog import CatalogEntry
 from batchin.models.split_weights import SplitWeights, assemble_dir
+from batchin.models.stoppable import StopFlag, run_stoppable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -140,10 +144,11 @@ class WhisperRunner:
     async def transcribe(self, samples: npt.NDArray[np.float32], params: TranscribeParams) -> Transcript:
         if self._executor is None or self._model is None:
             raise ServiceUnavailable(f"model {self.entry.id} is not loaded")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._transcribe, samples, params)
+        return await run_stoppable(self._executor, lambda stop: self._transcribe(samples, params, stop))
 
-    def _transcribe(self, samples: npt.NDArray[np.float32], params: TranscribeParams) -> Transcript:
+    def _transcribe(
+        self, samples: npt.NDArray[np.float32], params: TranscribeParams, stop: StopFlag
+    ) -> Transcript:
         with self._lock:
             segments, info = self._model.transcribe(
                 samples,
@@ -156,8 +161,13 @@ class WhisperRunner:
                 word_timestamps=params.word_timestamps,
                 condition_on_previous_text=True,
             )
-            # The segments are a lazy generator: decoding happens while it is consumed, under the lock.
-            out = tuple(_segment(i, s) for i, s in enumerate(segments))
+            # The segments are a lazy generator: decoding happens while it is consumed, under the
+            # lock, a window at a time, so a cancelled call stops before decoding the next one.
+            decoded: list[Segment] = []
+            for index, segment in enumerate(segments):
+                decoded.append(_segment(index, segment))
+                stop.check()
+            out = tuple(decoded)
         text = "".join(s.text for s in out).strip()
         return Transcript(text=text, language=str(info.language), segments=out)
 

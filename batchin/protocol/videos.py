@@ -97,6 +97,11 @@ class Video(BaseModel):
         "`queued` (it answers 404 until the job is completed), null once failed",
     )
     file_id: str | None = None
+    record_id: str | None = Field(
+        default=None,
+        description="the audit record signed over the prompt and the MP4 once the job is completed "
+        "(X-VaaS-Record-Id; verify at /v1/vaas/{id}/verify); null until then",
+    )
 
 
 class VideoList(BaseModel):

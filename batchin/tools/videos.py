@@ -61,7 +61,8 @@ async def create_video(
     while wait and video.status not in _DONE:
         await mcp_context.report_progress(video.progress, 100, f"video {video.id}: {video.status}")
         await asyncio.sleep(_POLL_SECONDS)
-        video = await deps.videos.get(call.ctx.principal.user_id, video.id)
+        video, receipt = await deps.videos.retrieve(call.ctx.principal.user_id, video.id)
+        call.add_receipt(receipt)  # the finished job's receipt, in the result's _meta
     if wait:
         await mcp_context.report_progress(100, 100, f"video {video.id}: {video.status}")
     return video
@@ -72,9 +73,12 @@ async def get_video(
     deps: VideoToolDeps = uses(VideoToolDeps),
 ) -> Video:
     """A video job's current status and progress (0-100); output_url (a signed link) opens the MP4
-    once it is completed."""
+    once it is completed, and record_id names its signed audit record (its receipt is in the
+    result's _meta)."""
     call = current()
-    return await deps.videos.get(call.ctx.principal.user_id, video_id)
+    video, receipt = await deps.videos.retrieve(call.ctx.principal.user_id, video_id)
+    call.add_receipt(receipt)
+    return video
 
 
 TOOLS = [

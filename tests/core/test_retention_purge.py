@@ -84,6 +84,7 @@ async def chat(client: httpx2.AsyncClient, user: UserCreated, system: str) -> ht
     body = {
         "model": "batch-chat",
         "messages": [{"role": "system", "content": system}, {"role": "user", "content": "hi"}],
+        "metadata": {"prompt_registry": "retention"},
     }
     response = await client.post("/v1/chat/completions", json=body, headers=bearer(user.api_key))
     assert response.status_code == 200, response.text
@@ -245,6 +246,11 @@ async def test_expired_traces_go_with_all_their_spans(
 async def test_expired_prompt_samples_go(
     services: Services, client: httpx2.AsyncClient, user: UserCreated
 ) -> None:
+    # Conversations are sampled only for a registry whose owner opted in to experiments.
+    opted_in = await client.patch(
+        "/v1/prompts/retention", json={"experiments_enabled": True}, headers=bearer(user.api_key)
+    )
+    assert opted_in.status_code == 200, opted_in.text
     await chat(client, user, "You are old.")
     await services.prompts.recorder.flush()
     await age(services, prompt_samples, "created_at", 31)

@@ -185,6 +185,32 @@ async def test_embed_returns_a_served_receipt_and_a_readable_trace(
     assert (trace.structured_content or {})["record_id"] == receipt["X-VaaS-Record-Id"]
 
 
+async def test_a_finished_video_job_names_its_served_receipt(
+    mcp_client: McpClientFactory, make_user: MakeUser, services: Services
+) -> None:
+    model = next(e.id for e in services.registry.entries() if "video" in e.kind)
+    user = await make_user()
+    arguments = {"model": model, "prompt": "waves", "seconds": 1, "size": "64x64", "wait": True}
+    await services.videos.start()
+    try:
+        async with mcp_client(user.api_key) as client:
+            created = await client.call_tool("create_video", arguments)
+            video = created.structured_content or {}
+            fetched = await client.call_tool("get_video", {"video_id": video["id"]})
+            receipt = (fetched.meta or {})["batchin.tech/receipt"]
+            verified = await client.call_tool("verify_audit_record", {"audit_id": video["record_id"]})
+    finally:
+        await services.videos.stop()
+    assert video["status"] == "completed"
+    assert (fetched.structured_content or {})["record_id"] == video["record_id"]
+    assert receipt["X-VaaS-Record-Id"] == video["record_id"]
+    assert (created.meta or {})["batchin.tech/receipt"]["X-VaaS-Record-Id"] == video["record_id"]
+    # The job's receipt names the call that created it, not the get_video call reading it.
+    assert receipt["traceparent"] == (created.meta or {})["batchin.tech/receipt"]["traceparent"]
+    assert (verified.structured_content or {})["valid"] is True
+    assert (verified.structured_content or {})["attestation"] == "served"
+
+
 async def test_speak_returns_audio_and_transcribe_reads_it_back(
     mcp_client: McpClientFactory, make_user: MakeUser, services: Services
 ) -> None:

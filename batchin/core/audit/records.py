@@ -27,6 +27,7 @@ __all__ = [
     "AuditUsage",
     "PendingRecord",
     "opening_statement",
+    "receipt_headers",
     "sha256_ref",
 ]
 
@@ -96,11 +97,7 @@ class PendingRecord:
 
     def response_headers(self) -> dict[str, str]:
         """For a stream, sent before the output exists: the signature is the opening statement's."""
-        return {
-            "X-VaaS-Record-Id": self.record_id,
-            "X-VaaS-Signature": self.opening_signature_hex,
-            "X-VaaS-PublicKey": self.public_key_hex,
-        }
+        return receipt_headers(self.record_id, self.opening_signature_hex, self.public_key_hex)
 
     def payload(
         self, *, output_hash: str, usage: AuditUsage, energy: dict[str, Any], finished_at: str
@@ -149,8 +146,13 @@ class AuditReceipt:
     payload: dict[str, Any]
 
     def response_headers(self) -> dict[str, str]:
-        return {
-            "X-VaaS-Record-Id": self.record_id,
-            "X-VaaS-Signature": self.signature_hex,
-            "X-VaaS-PublicKey": self.public_key_hex,
-        }
+        return receipt_headers(self.record_id, self.signature_hex, self.public_key_hex)
+
+
+def receipt_headers(record_id: str, signature_hex: str, public_key_hex: str) -> dict[str, str]:
+    """The X-VaaS-* headers a response covered by the record carries."""
+    return {
+        "X-VaaS-Record-Id": record_id,
+        "X-VaaS-Signature": signature_hex,
+        "X-VaaS-PublicKey": public_key_hex,
+    }

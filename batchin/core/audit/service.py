@@ -28,6 +28,7 @@ from batchin.core.audit.records import (
     AuditUsage,
     PendingRecord,
     opening_statement,
+    receipt_headers,
     sha256_ref,
 )
 from batchin.core.clock import isoformat, utcnow
@@ -270,6 +271,11 @@ class AuditService:
                 return None
             self._public_keys[key_id] = str(found)
         return self._public_keys[key_id]
+
+    async def receipt_headers(self, record_id: str) -> dict[str, str]:
+        """The X-VaaS-* headers of a stored record, as its call's response carried them."""
+        row = await self._row(record_id)
+        return receipt_headers(record_id, row["signature"], await self.public_key(row["key_id"]) or "")
 
     def current_key(self) -> PublicKeyInfo:
         return PublicKeyInfo(verify_key_hex=self._key.public_key_hex, key_id=self._key.key_id)

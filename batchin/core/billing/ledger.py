@@ -37,7 +37,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
-from batchin.core.billing.ledger_records import Reservation, SettleGuard, UsageRecord, budget_refusal
+from batchin.core.billing.ledger_records import (
+    Reservation,
+    SettleGuard,
+    UsageRecord,
+    balance_refusal,
+    budget_refusal,
+)
 from batchin.core.billing.ledger_writes import LedgerWrites
 from batchin.core.billing.money import cents_to_units
 from batchin.core.clock import month_of, utcnow
@@ -46,7 +52,7 @@ from batchin.errors import InvalidRequest
 from batchin.store.database import Database
 from batchin.store.group_commit import GroupCommitWriter, sqlite_file
 from batchin.store.statements import Script, Transactions
-from batchin.store.tables import reservations, video_jobs
+from batchin.store.tables import key_spend, reservations, users, video_jobs
 
 
 class LedgerService:
@@ -97,7 +103,7 @@ class LedgerService:
             else None
         )
         if budget_units is not None and amount_units > budget_units:
-            raise budget_refusal(reservation, budget_units)
+            raise budget_refusal(reservation.month, budget_units)
         write = self._transactions.start(self._writes.reserve(reservation, budget_units, now))
         try:
             await asyncio.shield(write)
@@ -107,6 +113,25 @@ class LedgerService:
         if held_here:
             self._held_here.add(reservation.id)
         return reservation
+
+    async def check_funds(self, principal: Principal, amount_units: int) -> None:
+        """Refuse (402, as `reserve` would) a caller who cannot cover `amount_units` now. A read, for
+        a call that learns its price only after costly work (decoding an upload): a caller who could
+        not pay anyway is refused before that work. Its reservation afterwards still decides."""
+        month = month_of(utcnow())
+        async with self._db.read() as conn:
+            balance = await conn.scalar(select(users.c.balance_units).where(users.c.id == principal.user_id))
+            spent = await conn.scalar(
+                select(key_spend.c.spent_units).where(
+                    key_spend.c.key_id == principal.key_id, key_spend.c.month == month
+                )
+            )
+        if principal.monthly_budget_cents is not None:
+            budget_units = cents_to_units(principal.monthly_budget_cents)
+            if (spent or 0) + amount_units > budget_units:
+                raise budget_refusal(month, budget_units)
+        if balance is None or balance < amount_units:
+            raise balance_refusal()
 
     async def _release_once_written(self, write: asyncio.Future[None], reservation: Reservation) -> None:
         """The caller of a reserve gave up while its write was queued or under way: the write may

@@ -59,9 +59,9 @@ def balance_refusal() -> PaymentRequired:
     return PaymentRequired("Insufficient credit balance for this request. Top up your balance and retry.")
 
 
-def budget_refusal(reservation: Reservation, budget_units: int) -> PaymentRequired:
+def budget_refusal(month: str, budget_units: int) -> PaymentRequired:
     cents = budget_units // cents_to_units(1)
     return PaymentRequired(
-        f"This API key's monthly budget of {cents} cents is exhausted for {reservation.month}. "
+        f"This API key's monthly budget of {cents} cents is exhausted for {month}. "
         "Raise the key's budget or use another key."
     )

@@ -139,7 +139,7 @@ class LedgerWrites:
         if budget_units is not None:
             spend = {"key_id": r.key_id, "month": r.month, "amount_units": r.amount_units}
             if (yield self._charge_budget, {**spend, "budget_units": budget_units}).rowcount == 0:
-                raise budget_refusal(r, budget_units)
+                raise budget_refusal(r.month, budget_units)
         if (yield _DEBIT, {"user_id": r.user_id, "units": r.amount_units}).rowcount == 0:
             raise balance_refusal()
         yield (

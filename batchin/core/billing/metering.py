@@ -109,6 +109,14 @@ class MeteringService:
     def __init__(self, ledger: LedgerService) -> None:
         self._ledger = ledger
 
+    async def check_funds(self, ctx: CallContext, min_cost_units: int) -> None:
+        """402 now if the caller cannot pay even `min_cost_units`: for a call whose price is known
+        only after costly work (decoding an upload), so that a caller who will be refused is
+        refused first. The reservation of `call` still decides."""
+        billing = ctx.billing
+        units = min_cost_units if billing is None else scale_cost(min_cost_units, billing.price_ratio)
+        await self._ledger.check_funds(ctx.principal, units)
+
     @asynccontextmanager
     async def call(
         self, ctx: CallContext, *, model: str, endpoint: str, max_cost_units: int

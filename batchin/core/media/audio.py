@@ -1,11 +1,13 @@
 """Speech, transcriptions and translations over the speech and transcription runners.
 
 Both follow the text path's order: resolve the model and validate everything the caller sent
-(voice, language, the audio itself) → flow policy → reserve → admission slot → engine → settle, one
-usage log per call with unit `audio_seconds` (whole milliseconds, rounded up).
+(voice, language) → flow policy → reserve → admission slot → engine → settle, one usage log per
+call with unit `audio_seconds` (whole milliseconds, rounded up).
 
 - Transcription knows its price before the engine runs (the decoded input's length), so the
-  reservation is exactly the charge.
+  reservation is exactly the charge. The upload is decoded only after the flow policy and a check
+  that the caller can pay at all (a read; the reservation follows the decoding): a caller refused
+  with 429 or 402 costs no decoding, whatever the file holds.
 - Speech is billed on the audio it produced, which is known only afterwards: the reservation is an
   upper bound from the text length and speed, and the unused part is released at settlement.
 Decoding and encoding run in threads; the engines run on their runners' own threads.
@@ -59,6 +61,8 @@ _MAX_SECONDS_PER_CHAR = 0.25
 _MIN_SPEECH_SECONDS = 2.0
 # Longest input transcribed in one call (an hour of 16 kHz float32 is 230 MB in memory).
 MAX_AUDIO_SECONDS = 3600.0
+# The shortest audio billed (one millisecond): a caller who cannot pay for it is refused undecoded.
+_SHORTEST_SECONDS = 0.001
 
 Task = Literal["transcribe", "translate"]
 
@@ -103,11 +107,12 @@ class AudioService:
                     call.begin()
                     speech = await runner.synthesize(request.input, voice=voice, speed=request.speed)
                     served.engine_done()
-                seconds = billable_seconds(speech.samples, speech.sample_rate)
-                call.record(cost_units=cost_per_unit(seconds, price), units=seconds, unit="audio_seconds")
                 audio = await asyncio.to_thread(
                     encode_pcm16, speech.pcm, speech.sample_rate, request.response_format
                 )
+                # Recorded once the audio exists: a caller gone before then pays nothing.
+                seconds = billable_seconds(speech.samples, speech.sample_rate)
+                call.record(cost_units=cost_per_unit(seconds, price), units=seconds, unit="audio_seconds")
             served.produced(audio, units=seconds, unit="audio_seconds")
         return SpeechResult(audio, CONTENT_TYPES[request.response_format], seconds)
 
@@ -126,12 +131,6 @@ class AudioService:
         entry = usable_model(self._registry, request.model, "transcription", ctx.principal)
         runner = cast(TranscriptionRunner, await self._registry.runner(entry.id))
         language = _language(entry, runner, request.language, task)
-        try:
-            decoded = await asyncio.to_thread(decode_audio, audio, max_seconds=MAX_AUDIO_SECONDS)
-        except AudioDecodeError as exc:
-            raise InvalidRequest(f"The audio file could not be read: {exc}.", param="file") from None
-        seconds = billable_seconds(len(decoded.samples), decoded.sample_rate)
-        cost = cost_per_unit(seconds, _price(entry))
         params = TranscribeParams(
             task=task,
             language=language,
@@ -139,9 +138,19 @@ class AudioService:
             temperature=request.temperature,
             word_timestamps=request.word_timestamps,
         )
+        price = _price(entry)
         endpoint = "audio.transcriptions" if task == "transcribe" else "audio.translations"
         async with self._served.call(ctx, model_id=entry.id, endpoint=endpoint, input=audio) as served:
+            # Limits and funds before the upload is decoded: a caller who will be refused (429,
+            # 402) costs no decoding. The price, hence the reservation, needs the decoded length.
             pool = await self._flow.admit(ctx, entry)
+            await self._metering.check_funds(ctx, cost_per_unit(_SHORTEST_SECONDS, price))
+            try:
+                decoded = await asyncio.to_thread(decode_audio, audio, max_seconds=MAX_AUDIO_SECONDS)
+            except AudioDecodeError as exc:
+                raise InvalidRequest(f"The audio file could not be read: {exc}.", param="file") from None
+            seconds = billable_seconds(len(decoded.samples), decoded.sample_rate)
+            cost = cost_per_unit(seconds, price)
             async with (
                 self._metering.call(ctx, model=entry.id, endpoint=endpoint, max_cost_units=cost) as call,
                 pool.slot(priority) as queued_seconds,

@@ -6,6 +6,12 @@ writes progress; a job whose heartbeat has been silent for `video_job_stale_seco
 dead process and is queued again. A clean stop queues its own running job again at once. Every
 finish is conditional on the row still being this worker's `in_progress` job, so a job deleted or
 re-queued meanwhile is discarded rather than completed twice.
+
+Each job ends like any served call (serving/served_calls.py), under the trace of the call that
+submitted it: a completed job gets a signed receipt over its prompt and its MP4 (the record id is
+written on the row as it becomes `completed`) and every finished job a trace (admission: submitted →
+engine slot; engine: denoising; encode: the MP4 encoded and stored). A job handed back at shutdown
+leaves no trace: it runs again under the same ids.
 """
 
 from __future__ import annotations
@@ -23,12 +29,15 @@ from batchin.config import Settings
 from batchin.core.billing.ledger import LedgerService
 from batchin.core.billing.ledger_records import Reservation, UsageRecord
 from batchin.core.billing.money import cost_per_unit
-from batchin.core.clock import utcnow
+from batchin.core.clock import epoch_seconds, utcnow
+from batchin.core.context import CallContext, Principal
 from batchin.core.media.files import FileService
 from batchin.core.serving.admission import AdmissionController, Priority
 from batchin.core.serving.flow import SHARED_LANE
+from batchin.core.serving.served_calls import ServedCall, ServedCalls
+from batchin.core.trace_context import restore_trace
 from batchin.core.worker import DurableWorker, new_worker_id
-from batchin.errors import BatchInError, StorageQuotaExceeded
+from batchin.errors import BatchInError
 from batchin.models.registry import ModelRegistry
 from batchin.models.video import VideoParams, VideoRunner
 from batchin.protocol.files import VIDEO_OUTPUT
@@ -37,7 +46,7 @@ from batchin.store.claiming import skip_locked
 from batchin.store.database import Database
 from batchin.store.tables import reservations, video_jobs
 
-__all__ = ["VideoWorker", "load_reservation"]
+__all__ = ["VideoWorker", "job_context", "load_reservation"]
 
 log = logging.getLogger("batchin.videos")
 
@@ -54,6 +63,7 @@ class VideoWorker(DurableWorker[dict[str, Any]]):
         ledger: LedgerService,
         admission: AdmissionController,
         files: FileService,
+        served: ServedCalls,
     ) -> None:
         super().__init__(
             name="video-worker", log=log, worker_id=new_worker_id(), poll_seconds=settings.video_poll_seconds
@@ -64,6 +74,7 @@ class VideoWorker(DurableWorker[dict[str, Any]]):
         self._ledger = ledger
         self._admission = admission
         self._files = files
+        self._served = served
         self._progress: dict[str, int] = {}
 
     async def stop(self) -> None:
@@ -149,7 +160,15 @@ class VideoWorker(DurableWorker[dict[str, Any]]):
         self._progress[job["id"]] = 0
         beat = asyncio.get_running_loop().create_task(self._heartbeat(job["id"]))
         try:
-            mp4 = await self._render(job)
+            async with self._served.call(
+                job_context(job),
+                model_id=job["model"],
+                endpoint="videos",
+                input=job["prompt"].encode("utf-8"),
+                trace_cancelled=False,
+            ) as served:
+                mp4 = await self._render(job, served)
+                completed = await self._complete(job, mp4, served)
         except asyncio.CancelledError:
             raise
         except BatchInError as exc:
@@ -164,9 +183,10 @@ class VideoWorker(DurableWorker[dict[str, Any]]):
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
             self._progress.pop(job["id"], None)
-        await self._complete(job, mp4, started)
+        if completed:
+            await self._settle(job, latency_ms=int((time.perf_counter() - started) * 1000))
 
-    async def _render(self, job: dict[str, Any]) -> bytes:
+    async def _render(self, job: dict[str, Any], served: ServedCall) -> bytes:
         entry = self._registry.entry(job["model"])
         runner = await self._registry.runner(job["model"])
         if not isinstance(runner, VideoRunner):
@@ -178,11 +198,18 @@ class VideoWorker(DurableWorker[dict[str, Any]]):
         )
         job_id = job["id"]
 
-        def progress(fraction: float) -> None:  # called from the engine's thread: a dict store only
+        def progress(fraction: float) -> None:  # maybe on the engine's thread: plain stores only
             self._progress[job_id] = int(fraction * _ENCODING_SHARE)
+            if fraction >= 1.0:  # denoised: encoding the MP4 follows
+                served.engine_done()
 
         async with pool.slot(Priority.BATCH_HIGH):
-            return await runner.generate(params, progress)
+            # Queued since it was submitted, possibly by another process: wall clock, not monotonic.
+            served.admitted(max(0.0, time.time() - epoch_seconds(job["created_at"])))
+            mp4 = await runner.generate(params, progress)
+        if served.engine_done_at is None:  # a pipeline that reports no steps
+            served.engine_done()
+        return mp4
 
     async def _heartbeat(self, job_id: str) -> None:
         interval = min(1.0, self._settings.video_job_stale_seconds / 4)
@@ -205,30 +232,28 @@ class VideoWorker(DurableWorker[dict[str, Any]]):
             )
         return bool(result.rowcount == 1)
 
-    async def _complete(self, job: dict[str, Any], mp4: bytes, started: float) -> None:
-        try:
-            stored = await self._files.store(
-                job["user_id"],
-                mp4,
-                filename=f"{job['id']}.mp4",
-                purpose=VIDEO_OUTPUT,
-                content_type="video/mp4",
-            )
-        except StorageQuotaExceeded as exc:  # nothing stored: the job fails and costs nothing
-            await self._fail(job, exc.code, exc.message)
-            return
+    async def _complete(self, job: dict[str, Any], mp4: bytes, served: ServedCall) -> bool:
+        """Store the MP4, sign its receipt, then mark the job completed naming both; False when the
+        job is no longer this worker's (its output then belongs to nobody and is deleted)."""
+        stored = await self._files.store(
+            job["user_id"], mp4, filename=f"{job['id']}.mp4", purpose=VIDEO_OUTPUT, content_type="video/mp4"
+        )
+        seconds = job["seconds"]
+        served.produced(mp4, units=float(seconds), unit="video_seconds")
+        served.cost_units = cost_per_unit(seconds, self._price(job["model"]))
+        record_id = await self._served.seal(served)
         done = await self._mine(
             job["id"],
             status="completed",
             progress=100,
             file_id=stored.id,
+            record_id=record_id,
             completed_at=utcnow(),
             worker_id=None,
         )
         if not done:  # deleted or handed to another worker meanwhile: this output is nobody's
             await self._files.delete(job["user_id"], stored.id)
-            return
-        await self._settle(job, latency_ms=int((time.perf_counter() - started) * 1000))
+        return done
 
     async def _fail(self, job: dict[str, Any], code: str, message: str) -> None:
         failed = await self._mine(
@@ -271,6 +296,30 @@ class VideoWorker(DurableWorker[dict[str, Any]]):
             return self._registry.entry(model_id).pricing.per_video_second or 0
         except BatchInError:
             return 10**6
+
+
+def job_context(job: dict[str, Any]) -> CallContext:
+    """The context of the call that submitted the job, as its receipt and trace name it: its owner,
+    trace, run, prompt version and region. The principal authorises nothing here (no scopes)."""
+    owner = Principal(
+        user_id=job["user_id"],
+        key_id=job["key_id"] or "",
+        key_prefix="",
+        rate_limit_rpm=0,
+        monthly_budget_cents=None,
+        scopes=frozenset(),
+    )
+    ctx = CallContext(
+        principal=owner,
+        request_id=job["request_id"],
+        region=job.get("region"),
+        trace=restore_trace(job.get("traceparent"), job.get("parent_span_id")),
+        prompt_version=job.get("prompt_version") or "default",
+        started_at=epoch_seconds(job["created_at"]),
+    )
+    if job.get("run_id"):
+        ctx.run_id = job["run_id"]
+    return ctx
 
 
 async def load_reservation(database: Database, reservation_id: str) -> Reservation | None:

@@ -13,13 +13,18 @@ BATCHIN_VIDEO_RETENTION_DAYS (retention.py); queued and running jobs never are.
 The reservation id lives on the row. Ledger closes are idempotent (a reservation settles or
 releases once), and the worker's recovery pass closes any reservation a crash left open for a
 finished row, so each job is billed exactly once across restarts. The worker is in video_worker.py.
+
+The row also keeps the submitting call's trace context and run id: the job's trace and receipt join
+that call's. Once completed, the job names its audit record (`record_id`), and reading it or its MP4
+(`retrieve`, `content`) gives the receipt headers an inference response carries: that call's
+`traceparent`, `X-BatchIn-Run-Id` and `X-BatchIn-Prompt-Version`, and the record's X-VaaS-*.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -27,7 +32,7 @@ from sqlalchemy import insert, select, update
 from batchin.config import Settings
 from batchin.core.billing.ledger import LedgerService
 from batchin.core.billing.money import cost_per_unit
-from batchin.core.clock import utcnow
+from batchin.core.clock import epoch_seconds, utcnow
 from batchin.core.context import CallContext
 from batchin.core.media.files import FileContent, FileService
 from batchin.core.media.links import LinkSigner
@@ -35,6 +40,7 @@ from batchin.core.media.video_worker import VideoWorker, load_reservation
 from batchin.core.serving.admission import AdmissionController
 from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.model_lookup import usable_model
+from batchin.core.serving.served_calls import ServedCalls
 from batchin.errors import InvalidRequest, NotFound
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.images import parse_size
@@ -59,6 +65,7 @@ class VideoService:
         admission: AdmissionController,
         files: FileService,
         links: LinkSigner,
+        served: ServedCalls,
     ) -> None:
         self._settings = settings
         self._db = database
@@ -67,7 +74,8 @@ class VideoService:
         self._flow = flow
         self._files = files
         self._links = links
-        self.worker = VideoWorker(settings, database, registry, ledger, admission, files)
+        self._served = served
+        self.worker = VideoWorker(settings, database, registry, ledger, admission, files, served)
 
     # -- lifecycle (the app's lifespan calls these) --------------------------------------------
 
@@ -114,6 +122,11 @@ class VideoService:
             "attempts": 0,
             "created_at": utcnow(),
             "origin": base,
+            "traceparent": ctx.trace.traceparent,
+            "parent_span_id": ctx.trace.parent_span_id,
+            "run_id": ctx.run_id,
+            "prompt_version": ctx.prompt_version,
+            "region": ctx.region,
         }
         try:
             async with self._db.write() as conn:
@@ -126,6 +139,13 @@ class VideoService:
 
     async def get(self, user_id: str, video_id: str, *, base: str | None = None) -> Video:
         return self._video(await self._row(user_id, video_id), base)
+
+    async def retrieve(
+        self, user_id: str, video_id: str, *, base: str | None = None
+    ) -> tuple[Video, dict[str, str]]:
+        """The job and, once it is completed, its receipt headers (else none)."""
+        row = await self._row(user_id, video_id)
+        return self._video(row, base), await self._receipt(row)
 
     async def list(
         self,
@@ -162,7 +182,10 @@ class VideoService:
             has_more=len(rows) > limit,
         )
 
-    async def content(self, user_id: str, video_id: str, variant: str = "video") -> FileContent:
+    async def content(
+        self, user_id: str, video_id: str, variant: str = "video"
+    ) -> tuple[FileContent, dict[str, str]]:
+        """The finished MP4 and the receipt headers of the job that made it."""
         if variant != "video":
             raise InvalidRequest("Only variant 'video' (the MP4) is available.", param="variant")
         row = await self._row(user_id, video_id)
@@ -171,7 +194,7 @@ class VideoService:
                 f"Video '{video_id}' is {row['status']}; its content exists once it is completed.",
                 param="video_id",
             )
-        return await self._files.content(user_id, row["file_id"])
+        return await self._files.content(user_id, row["file_id"]), await self._receipt(row)
 
     async def linked_output(self, video_id: str) -> FileContent:
         """The MP4 a signed output_url names (the link, not a key, says who may read it). Until
@@ -207,6 +230,19 @@ class VideoService:
             if reservation is not None:
                 await self._ledger.release(reservation)
         return VideoDeleted(id=video_id)
+
+    async def _receipt(self, row: dict[str, Any]) -> dict[str, str]:
+        record_id = row.get("record_id")
+        if row["status"] != "completed" or record_id is None:
+            return {}
+        headers = await self._served.receipt_headers(record_id)
+        if row.get("traceparent"):  # the submitting call's, which the record names
+            headers |= {
+                "traceparent": row["traceparent"],
+                "X-BatchIn-Run-Id": row["run_id"],
+                "X-BatchIn-Prompt-Version": row["prompt_version"],
+            }
+        return headers
 
     # -- rows ------------------------------------------------------------------------------------
 
@@ -247,12 +283,9 @@ class VideoService:
             duration_seconds=row["seconds"],
             output_url=output_url,
             file_id=file_id if row["status"] == "completed" else None,
+            record_id=row.get("record_id") if row["status"] == "completed" else None,
         )
 
 
 def _epoch(moment: datetime | None) -> int | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:  # SQLite hands back naive datetimes that are UTC
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
+    return None if moment is None else int(epoch_seconds(moment))

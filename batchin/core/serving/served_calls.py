@@ -1,6 +1,6 @@
 """The receipt and the trace of a served call that is not a text generation (embeddings, speech,
-transcriptions, translations, images): one helper for all of them, so every modality is signed,
-logged and traced the same way without copying the text path per kind.
+transcriptions, translations, images, video jobs): one helper for all of them, so every modality is
+signed, logged and traced the same way without copying the text path per kind.
 
     async with served.call(ctx, model_id=entry.id, endpoint="embeddings", input=raw) as call:
         pool = await flow.admit(ctx, entry)
@@ -8,12 +8,15 @@ logged and traced the same way without copying the text path per kind.
             call.admitted(queued, metered)
             ...engine...
             call.engine_done()
+            ...encode the output...
         call.produced(output_bytes, units=..., unit=...)
 
 When the block ends with an output, the audit record (attestation `served`, SHA-256 of the input
 and output bytes) is signed and appended to the transparency log, and its X-VaaS-* headers are put
-on the call context, which both surfaces render (HTTP headers, MCP `_meta` receipt). Every call
-that reached admission leaves a stored trace (call → admission → engine spans), refusals too.
+on the call context, which both surfaces render (HTTP headers, MCP `_meta` receipt). A caller that
+must name the record before the block ends (a video job marks itself completed with it) calls
+`seal(call)` inside the block. Every call that reached admission leaves a stored trace (call →
+admission → engine → encode spans), refusals too.
 """
 
 from __future__ import annotations
@@ -41,20 +44,26 @@ log = logging.getLogger("batchin.served")
 class ServedCall:
     """One call in flight; its fields also serve as the trace builder's `CallTimings`."""
 
+    ctx: CallContext = field(repr=False)
+    pending: PendingRecord = field(repr=False)
     queued_seconds: float = 0.0
     admitted_at: float = 0.0  # monotonic; 0.0 until the engine slot is granted
     first_token_at: float | None = None  # no token stream: the engine span has no children
-    finished_at: float | None = None
+    engine_done_at: float | None = None  # the engine returned; encoding the output follows
+    finished_at: float | None = None  # the output is ready for the caller
     output: bytes | None = None
     usage: AuditUsage = field(default_factory=AuditUsage)
     metered: MeteredCall | None = None
+    cost_units: int | None = None  # a call no MeteredCall bills here (a video job) says its cost
+    record_id: str | None = None
 
     def admitted(self, queued_seconds: float, metered: MeteredCall | None = None) -> None:
         """The engine slot is granted: the queue span ends, the engine span begins."""
         self.queued_seconds, self.admitted_at, self.metered = queued_seconds, time.monotonic(), metered
 
     def engine_done(self) -> None:
-        self.finished_at = time.monotonic()
+        """The engine has returned: the engine span ends, the encode span begins."""
+        self.engine_done_at = time.monotonic()
 
     def produced(
         self,
@@ -66,8 +75,14 @@ class ServedCall:
         unit: str = "tokens",
     ) -> None:
         """The exact bytes the caller gets (or their canonical form): what the receipt hashes."""
+        self.finished_at = time.monotonic()
         self.output = output
         self.usage = AuditUsage(input_tokens, output_tokens, units, unit)
+
+    def charged_units(self) -> int:
+        if self.metered is not None:
+            return self.metered.charged_units or 0
+        return self.cost_units or 0
 
 
 class ServedCalls:
@@ -77,12 +92,19 @@ class ServedCalls:
 
     @contextlib.asynccontextmanager
     async def call(
-        self, ctx: CallContext, *, model_id: str, endpoint: str, input: bytes
+        self,
+        ctx: CallContext,
+        *,
+        model_id: str,
+        endpoint: str,
+        input: bytes,
+        trace_cancelled: bool = True,
     ) -> AsyncIterator[ServedCall]:
+        """`trace_cancelled=False`: a cancelled call leaves no trace (a video job handed back at
+        shutdown runs again under the same trace and span ids; its real ending is the one to keep)."""
         pending = self._audit.begin_call(ctx, model_id=model_id, input_text=input)
-        call = ServedCall()
+        call = ServedCall(ctx, pending)
         status = "failed"
-        record_id: str | None = None
         try:
             yield call
             status = "succeeded"
@@ -94,30 +116,41 @@ class ServedCalls:
             status = "refused" if refused else "failed"
             raise
         finally:
-            if status == "succeeded" and call.output is not None:
-                record_id = await self._seal(ctx, pending, call.output, call.usage)
-            self._traces.record_generation(
-                ctx,
-                endpoint=endpoint,
-                model_id=model_id,
-                timings=call,
-                status=status,
-                route_id=pending.route_id,
-                provider=pending.provider,
-                record_id=record_id,
-                prompt_tokens=call.usage.input_tokens,
-                completion_tokens=call.usage.output_tokens,
-                cost_units=(call.metered.charged_units or 0) if call.metered else 0,
-            )
+            if status == "succeeded":
+                await self.seal(call)
+            if status != "cancelled" or trace_cancelled:
+                self._traces.record_generation(
+                    ctx,
+                    endpoint=endpoint,
+                    model_id=model_id,
+                    timings=call,
+                    engine_done_at=call.engine_done_at,
+                    status=status,
+                    route_id=pending.route_id,
+                    provider=pending.provider,
+                    record_id=call.record_id,
+                    prompt_tokens=call.usage.input_tokens,
+                    completion_tokens=call.usage.output_tokens,
+                    cost_units=call.charged_units(),
+                )
 
-    async def _seal(
-        self, ctx: CallContext, pending: PendingRecord, output: bytes, usage: AuditUsage
-    ) -> str | None:
+    async def seal(self, call: ServedCall) -> str | None:
+        """Sign and log the record of the call's output (once; None when there is no output yet or
+        the record could not be written), and put its X-VaaS-* headers on the call context."""
+        if call.output is None or call.pending.finished:  # nothing to sign, or signed (or tried) once
+            return call.record_id
         try:
-            receipt = await asyncio.shield(self._audit.finish(pending, output_text=output, usage=usage))
+            receipt = await asyncio.shield(
+                self._audit.finish(call.pending, output_text=call.output, usage=call.usage)
+            )
         except Exception:
             # The answer stands without its receipt; the operator must hear about it.
-            log.exception("audit record %s could not be written", pending.record_id)
+            log.exception("audit record %s could not be written", call.pending.record_id)
             return None
-        ctx.receipt_headers = receipt.response_headers()
+        call.ctx.receipt_headers = receipt.response_headers()
+        call.record_id = receipt.record_id
         return receipt.record_id
+
+    async def receipt_headers(self, record_id: str) -> dict[str, str]:
+        """The X-VaaS-* headers of a record signed earlier (a finished video job's)."""
+        return await self._audit.receipt_headers(record_id)

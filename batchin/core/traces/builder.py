@@ -3,9 +3,11 @@
     batchin.call            (SERVER; its span id is the one in our `traceparent` response header,
     │                        its parent the caller's span when the caller sent a traceparent)
     ├── batchin.admission   request start → engine slot granted (flow limits, reservation, queue)
-    └── batchin.engine      slot granted → last token
-        ├── batchin.first_token   slot granted → first token (time to first token)
-        └── batchin.completion    first token → last token (decode)
+    ├── batchin.engine      slot granted → last token (text), or → the engine returned (other kinds)
+    │   ├── batchin.first_token   slot granted → first token (time to first token)
+    │   └── batchin.completion    first token → last token (decode)
+    └── batchin.encode      the engine returned → the output is ready (vectors shaped, audio or
+                            MP4 encoded, files stored); kinds other than text only
 
 Every span carries the call's model, route, provider, prompt version, audit record and cost, so
 any one of them found in a collector says what call it belongs to.
@@ -71,6 +73,7 @@ class CallFacts:
     admitted_ns: int | None
     first_token_ns: int | None
     end_ns: int
+    engine_end_ns: int | None = None  # set when encoding the output follows the engine
 
     @classmethod
     def capture(
@@ -87,7 +90,9 @@ class CallFacts:
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
         cost_units: int = 0,
+        engine_done_at: float | None = None,
     ) -> CallFacts:
+        """`engine_done_at`: when the engine returned, if the output was encoded afterwards."""
         # Monotonic instants have no epoch: map them onto the wall clock as of now.
         wall_ns, mono = time.time_ns(), time.monotonic()
         finished = timings.finished_at or mono
@@ -113,6 +118,7 @@ class CallFacts:
             wall_ns - int((mono - timings.admitted_at) * 1e9) if timings.admitted_at else None,
             wall_ns - int((mono - first) * 1e9) if first and timings.admitted_at else None,
             wall_ns - int((mono - finished) * 1e9),
+            wall_ns - int((mono - engine_done_at) * 1e9) if engine_done_at and timings.admitted_at else None,
         )
 
     def spans(self, environment: str) -> list[Span]:
@@ -184,9 +190,16 @@ class CallFacts:
             "gen_ai.usage.input_tokens": self.prompt_tokens,
             "gen_ai.usage.output_tokens": self.completion_tokens,
         }
-        engine = span("batchin.engine", new_span_id(), root.span_id, admitted, end, **tokens)
-        engine.status_code, engine.status_message = code, message
+        engine_end = self.engine_end_ns
+        engine = span("batchin.engine", new_span_id(), root.span_id, admitted, engine_end or end, **tokens)
         spans = [root, admission, engine]
+        if engine_end is None:
+            engine.status_code, engine.status_message = code, message
+        else:  # the engine finished; whatever ended the call happened while encoding
+            engine.status_code = STATUS_OK
+            encode = span("batchin.encode", new_span_id(), root.span_id, engine_end, end)
+            encode.status_code, encode.status_message = code, message
+            spans.append(encode)
         first = self.first_token_ns
         if first is not None:
             ttft = {"batchin.ttft_seconds": (first - admitted) / 1e9}

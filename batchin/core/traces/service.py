@@ -146,9 +146,11 @@ class TraceService:
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
         cost_units: int = 0,
+        engine_done_at: float | None = None,
     ) -> None:
         """What the inference path calls when a call ends. Only the call's facts are captured here
-        (one small object); its spans are built by the background writer."""
+        (one small object); its spans are built by the background writer. `engine_done_at`: the
+        engine's return, when an encode span follows it (CallFacts.capture)."""
         facts = CallFacts.capture(
             ctx,
             endpoint=endpoint,
@@ -161,6 +163,7 @@ class TraceService:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             cost_units=cost_units,
+            engine_done_at=engine_done_at,
         )
         self._enqueue(
             ctx, facts, model_id=model_id, route_id=route_id, provider=provider, record_id=record_id

@@ -4,6 +4,7 @@
 Uploads are capped at `Settings.max_upload_bytes` (env BATCHIN_MAX_UPLOAD_BYTES) while they stream
 in (body_limit.py): a declared Content-Length over the cap is refused before reading, and a body
 that grows past it is refused at the chunk that crosses it, so an oversized file is never held whole.
+A caller that disconnects once its request is read cancels the call (streaming.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from batchin.errors import InvalidRequest
 from batchin.http_api.body_limit import limit_body
 from batchin.http_api.endpoint import Endpoint, FormBody
 from batchin.http_api.rendering import parse_json, render, validate
+from batchin.http_api.streaming import unless_disconnected
 from batchin.protocol.audio import (
     SpeechRequest,
     Transcription,
@@ -51,8 +53,12 @@ class AudioDeps:
 
 async def create_speech(request: Request, ctx: CallContext, deps: AudioDeps) -> Response:
     body = await parse_json(request, SpeechRequest, deps.max_body_bytes)
-    result = await deps.audio.speech(ctx, body)
-    return Response(result.audio, media_type=result.content_type, headers=ctx.response_headers())
+
+    async def respond() -> Response:
+        result = await deps.audio.speech(ctx, body)
+        return Response(result.audio, media_type=result.content_type, headers=ctx.response_headers())
+
+    return await unless_disconnected(request, respond())
 
 
 async def create_transcription(request: Request, ctx: CallContext, deps: AudioDeps) -> Response:
@@ -70,10 +76,14 @@ async def _transcribe(
     if task == "translate":
         fields.pop("language", None)  # translations always produce English
     body = validate(TranscriptionRequest, fields)
-    result: TranscriptionVerbose = await deps.audio.transcribe(ctx, body, audio, task=task)
-    response = _render_transcript(result, body.response_format)
-    response.headers.update(ctx.response_headers())
-    return response
+
+    async def respond() -> Response:
+        result: TranscriptionVerbose = await deps.audio.transcribe(ctx, body, audio, task=task)
+        response = _render_transcript(result, body.response_format)
+        response.headers.update(ctx.response_headers())
+        return response
+
+    return await unless_disconnected(request, respond())
 
 
 def _render_transcript(result: TranscriptionVerbose, response_format: str) -> Response:

@@ -1,5 +1,6 @@
 """/v1/videos: asynchronous video jobs. Creation takes the seed's JSON or the openai SDK's multipart
-form; both become one VideoCreateRequest."""
+form; both become one VideoCreateRequest. A completed job, and its MP4, are served with the job's
+receipt headers (the submitting call's traceparent and run id, the audit record's X-VaaS-*)."""
 
 from __future__ import annotations
 
@@ -69,10 +70,12 @@ async def create_video(request: Request, ctx: CallContext, deps: VideoDeps) -> R
 
 
 async def retrieve_video(request: Request, ctx: CallContext, deps: VideoDeps) -> Response:
-    video = await deps.videos.get(
+    video, receipt = await deps.videos.retrieve(
         ctx.principal.user_id, request.path_params["video_id"], base=deps.origin.of(request)
     )
-    return render(video)
+    response = render(video)
+    response.headers.update(receipt)  # the job's receipt headers, once it is completed
+    return response
 
 
 async def list_videos(request: Request, ctx: CallContext, deps: VideoDeps) -> Response:
@@ -87,10 +90,12 @@ async def list_videos(request: Request, ctx: CallContext, deps: VideoDeps) -> Re
 
 
 async def retrieve_video_content(request: Request, ctx: CallContext, deps: VideoDeps) -> Response:
-    content = await deps.videos.content(
+    content, receipt = await deps.videos.content(
         ctx.principal.user_id, request.path_params["video_id"], request.query_params.get("variant", "video")
     )
-    return file_response(content, ctx)
+    response = file_response(content, ctx)
+    response.headers.update(receipt)  # the receipt of the job that made the MP4
+    return response
 
 
 async def delete_video(request: Request, ctx: CallContext, deps: VideoDeps) -> Response:
@@ -135,7 +140,8 @@ ENDPOINTS = [
         "GET",
         _ID,
         retrieve_video,
-        "One video job.",
+        "One video job; once completed, answered with its receipt headers (X-VaaS-*, and the "
+        "traceparent and run id of the call that created it).",
         response_model=Video,
         deps=VideoDeps,
         tag="videos",
@@ -146,7 +152,7 @@ ENDPOINTS = [
         "GET",
         f"{_ID}/content",
         retrieve_video_content,
-        "The finished MP4 (H.264).",
+        "The finished MP4 (H.264), with the receipt headers of the job that made it.",
         deps=VideoDeps,
         tag="videos",
         errors=(400, 404),

@@ -54,6 +54,15 @@ video_jobs = Table(
     Column("file_id", String(64), nullable=True),
     # The base URL the job was created through: output_url's host when no request names one (MCP).
     Column("origin", String(300), nullable=True),
+    # The submitting call's trace context, run id, prompt version and region: the job's trace and
+    # receipt join that call's (its `traceparent` response header names the job's root span).
+    Column("traceparent", String(55), nullable=True),
+    Column("parent_span_id", String(16), nullable=True),
+    Column("run_id", String(64), nullable=True),
+    Column("prompt_version", String(200), nullable=True),
+    Column("region", String(64), nullable=True),
+    # The audit record signed over the prompt and the MP4 when the job completed (X-VaaS-Record-Id).
+    Column("record_id", String(UUID_LEN), nullable=True),
     Column("worker_id", String(64), nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("error_code", String(64), nullable=True),

@@ -14,6 +14,7 @@ from batchin.config import Settings
 from batchin.core.clock import utcnow
 from batchin.core.context import CallContext
 from batchin.core.media.video_worker import VideoWorker
+from batchin.core.serving.served_calls import ServedCalls
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.accounts import UserCreated
 from batchin.protocol.videos import VideoCreateRequest
@@ -148,7 +149,13 @@ async def test_each_job_is_claimed_by_exactly_one_worker(settings: Settings, reg
         ids = {await submit(services, user, VIDEO_MODEL, seconds=1) for _ in range(6)}
         workers = [
             VideoWorker(
-                settings, services.database, registry, services.ledger, services.admission, services.files
+                settings,
+                services.database,
+                registry,
+                services.ledger,
+                services.admission,
+                services.files,
+                ServedCalls(services.audit, services.traces),
             )
             for _ in range(3)
         ]
