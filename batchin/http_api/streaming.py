@@ -17,8 +17,11 @@ import orjson
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from batchin.core.billing.metering import ClientGone
+from batchin.core.serving.generation import BufferedStream
 from batchin.errors import BatchInError, ServiceUnavailable
 
 log = logging.getLogger("batchin.http")
@@ -66,6 +69,22 @@ def sse_response(
         headers=headers,
         ping=_PING_SECONDS,
     )
+
+
+class ClosingStream(StreamingResponse):
+    """A byte stream from a producer task (core's BufferedStream): whatever ends the response — the
+    last chunk, a client that disconnects while a chunk is being sent, an error — stops the
+    producer, so its call settles (a caller that left pays for what it was sent)."""
+
+    def __init__(self, stream: BufferedStream[bytes], *, media_type: str, headers: dict[str, str]) -> None:
+        super().__init__(stream, media_type=media_type, headers=headers)
+        self._stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._stream.aclose()
 
 
 class ClientDisconnected(Exception):

@@ -2,6 +2,9 @@
 → PNGs stored as files, answered as signed links (response_format "url"), or inlined (b64_json)
 → settle.
 
+A remote model's images are stored as the upstream sent them (PNG, JPEG or WebP, named and typed
+by their leading bytes); local pipelines make PNGs.
+
 Storing the outputs happens inside the metered call, so a failure to store them is not billed.
 Each call ends with a signed receipt and a stored trace (serving/served_calls.py) over the prompt
 and the PNG bytes produced, concatenated in `data` order.
@@ -88,12 +91,22 @@ class ImageService:
     ) -> ImageData:
         if response_format == "b64_json":
             return ImageData(b64_json=base64.b64encode(png).decode("ascii"))
+        extension, content_type = _image_type(png)
         stored = await self._files.store(
             ctx.principal.user_id,
             png,
-            filename=f"image-{ctx.request_id}-{index}.png",
+            filename=f"image-{ctx.request_id}-{index}.{extension}",
             purpose=IMAGE_OUTPUT,
-            content_type="image/png",
+            content_type=content_type,
         )
         # A signed link that opens without a key (links.py); /v1/files/{id}/content takes the key.
         return ImageData(url=self._links.url(stored.id, base))
+
+
+def _image_type(image: bytes) -> tuple[str, str]:
+    """File extension and content type from an image's leading bytes (PNG unless it says otherwise)."""
+    if image[:3] == b"\xff\xd8\xff":
+        return "jpg", "image/jpeg"
+    if image[:4] == b"RIFF" and image[8:12] == b"WEBP":
+        return "webp", "image/webp"
+    return "png", "image/png"

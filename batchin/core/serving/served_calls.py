@@ -48,6 +48,9 @@ class ServedCall:
     output: bytes | None = None
     usage: AuditUsage = field(default_factory=AuditUsage)
     metered: MeteredCall | None = None
+    # X-VaaS-* of the record's opening statement: what a streamed answer (sent before its output
+    # exists) carries, as text streams do; the signed record replaces them once sealed.
+    opening_headers: dict[str, str] = field(default_factory=dict)
 
     def admitted(self, queued_seconds: float, metered: MeteredCall | None = None) -> None:
         """The engine slot is granted: the queue span ends, the engine span begins."""
@@ -80,7 +83,7 @@ class ServedCalls:
         self, ctx: CallContext, *, model_id: str, endpoint: str, input: bytes
     ) -> AsyncIterator[ServedCall]:
         pending = self._audit.begin_call(ctx, model_id=model_id, input_text=input)
-        call = ServedCall()
+        call = ServedCall(opening_headers=pending.response_headers())
         status = "failed"
         record_id: str | None = None
         try:
