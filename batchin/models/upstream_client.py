@@ -82,9 +82,16 @@ def remote_config(entry: Any) -> RemoteConfig:
         # Serve the other models anyway; this one's health checks will report the 401.
         log.warning("model %s: env %s is not set; calling upstreams without a key", entry.id, key_env)
     options: dict[str, Any] = {} if timeout is None else {"read_timeout": float(timeout)}
-    for name in ("max_concurrency", "health_check_path", "health_check_interval"):
-        if getattr(entry, name, None) is not None:
-            options[name] = getattr(entry, name)
+    if getattr(entry, "max_concurrency", None) is not None:
+        options["max_concurrency"] = entry.max_concurrency
+    # Health checks: `engine_options.health_check_path` ("models" or e.g. "/health") and
+    # `.health_check_interval` (seconds; 0: none) in the catalog.
+    engine_options = getattr(entry, "engine_options", None) or {}
+    for name, kind in (("health_check_path", str), ("health_check_interval", float)):
+        value = getattr(entry, name, None)
+        value = engine_options.get(name) if value is None else value
+        if value is not None:
+            options[name] = kind(value)
     return RemoteConfig(
         model_id=entry.id,
         base_urls=tuple(str(url) for url in urls),

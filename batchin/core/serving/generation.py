@@ -65,6 +65,7 @@ class BufferedStream(Generic[T]):
         self._stall_timeout = stall_timeout
         self._task: asyncio.Task[None] | None = None
         self._final: object = None  # _END or the producer's exception, once it is done
+        self._stopping = False
 
     async def start(self, produce: Callable[[Self, asyncio.Future[None]], Awaitable[None]]) -> None:
         """Run `produce` in its own task; returns once it has opened (or raises its refusal)."""
@@ -142,7 +143,11 @@ class BufferedStream(Generic[T]):
         task = self._task
         if task is None or task.done():
             return
-        task.cancel()
+        if not self._stopping:
+            # Once: a reader's close and its response's close may both come here, and a second
+            # cancel would interrupt the producer while it settles what was made.
+            self._stopping = True
+            task.cancel()
         await asyncio.wait({task})
 
     async def wait(self) -> None:
