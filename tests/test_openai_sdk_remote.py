@@ -121,6 +121,7 @@ def fresh(live: LiveServer, upstream: FakeMediaUpstream) -> Iterator[FakeMediaUp
     upstream.config.retry_after = None
     upstream.config.delay_ms = 0
     upstream.media.speech_chunk_bytes = 2048
+    upstream.media.image_delay_ms = 0
     deadline = time.monotonic() + 10
     while any(
         m["status"] == "unavailable" and m["id"] != "remote-down"
@@ -318,6 +319,26 @@ def test_images_are_stored_here_and_linked_with_our_signed_urls(
         assert httpx2.get(image.url, timeout=10).content.startswith(PNG_MAGIC)  # no key needed
     assert inline.data[0].b64_json is not None
     assert base64.b64decode(inline.data[0].b64_json).startswith(PNG_MAGIC)
+
+
+def test_a_caller_leaving_an_image_call_closes_the_upstream_request(
+    live: LiveServer, fresh: FakeMediaUpstream
+) -> None:
+    fresh.media.image_delay_ms = 10_000
+    cancelled = fresh.received.images_cancelled
+    with pytest.raises(httpx2.ReadTimeout):
+        httpx2.post(
+            f"{live.base_url}/v1/images/generations",
+            json={"model": "remote-images", "prompt": "slow"},
+            headers={"Authorization": f"Bearer {live.api_key}"},
+            timeout=httpx2.Timeout(10, read=1.0),
+        )
+    deadline = time.monotonic() + 10
+    while fresh.received.images_cancelled == cancelled:
+        assert time.monotonic() < deadline, "the upstream never saw the caller leave"
+        time.sleep(0.05)
+    log = max(live.usage_logs(), key=lambda entry: entry["created_at"])
+    assert (log["model"], log["status"], log["cost_micro_cents"]) == ("remote-images", "cancelled", 0)
 
 
 # -- vision ------------------------------------------------------------------------------------

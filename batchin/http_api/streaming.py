@@ -92,7 +92,8 @@ class ClientDisconnected(Exception):
 
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Run `work`; if the client disconnects first, cancel it and raise ClientDisconnected.
+    """Run `work`; if the client disconnects first, cancel it and raise ClientDisconnected (a route
+    may let it go: the error handlers answer it with a bodiless 499).
 
     Not CancelledError: this task was not cancelled, and the server would log that as a crash of
     the ASGI application on every disconnect."""

@@ -215,13 +215,16 @@ class UpstreamClient:
 
     async def read_bytes(self, response: aiohttp.ClientResponse, upstream: Upstream, *, limit: int) -> bytes:
         """The whole body (at most `limit` bytes); a broken or oversized body is the upstream's failure."""
+        parts: list[bytes] = []
+        size = 0
         try:
             if response.content_length is not None and response.content_length > limit:
                 raise _TooLarge
-            body = await response.content.read(limit + 1)
-            if len(body) > limit:
-                raise _TooLarge
-            await response.content.read()  # the end of the body: the connection goes back to the pool
+            async for chunk in response.content.iter_any():  # to the end: the connection is reusable
+                size += len(chunk)
+                if size > limit:
+                    raise _TooLarge
+                parts.append(chunk)
         except _TooLarge:
             response.close()
             self._pool.mark_failed(upstream, f"answer over {limit} bytes")
@@ -237,7 +240,7 @@ class UpstreamClient:
                 ) from exc
             raise
         response.release()
-        return body
+        return b"".join(parts)
 
     async def read_json(
         self, response: aiohttp.ClientResponse, upstream: Upstream, *, limit: int = 256 << 20

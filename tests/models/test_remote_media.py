@@ -113,6 +113,19 @@ async def test_embeddings_of_another_size_than_the_catalog_says_are_the_upstream
     assert runner.health().status == "unavailable"
 
 
+async def test_a_large_answer_arriving_in_many_pieces_is_read_whole(
+    upstream: FakeMediaUpstream, closing: Any
+) -> None:
+    runner = closing(RemoteEmbeddingRunner(config(upstream.url), {"dimensions": 8}))
+    texts = [f"text number {i}" for i in range(4000)]  # ~700 KB of JSON
+
+    vectors, tokens = await runner.embed_with_usage(texts)
+
+    assert vectors.shape == (4000, 8)
+    assert tokens == 4000 * 7
+    assert runner.health().status == "always_on"
+
+
 def test_a_remote_embedding_model_must_say_its_dimensions() -> None:
     with pytest.raises(ValueError, match=r"engine_options\.dimensions"):
         RemoteEmbeddingRunner(config("http://127.0.0.1:1/v1"), {})
@@ -285,6 +298,17 @@ async def test_images_come_back_as_bytes_whether_the_upstream_inlines_or_links_t
     }
     if response_format == "url":  # our key goes to the upstream's API, never to its image links
         assert "authorization" not in upstream.received.headers[-1]
+
+
+async def test_an_image_over_the_size_limit_is_the_upstreams_failure(
+    upstream: FakeMediaUpstream, closing: Any
+) -> None:
+    runner = closing(
+        RemoteImageRunner(config(upstream.url), {"response_format": "url", "max_image_bytes": 100})
+    )
+
+    with pytest.raises(ServiceUnavailable, match="over 100 bytes"):
+        await runner.generate(ImageParams(prompt="big", width=64, height=64))
 
 
 async def test_cancelling_an_image_call_closes_the_upstream_request(

@@ -97,6 +97,7 @@ class BufferedStream(Generic[T]):
             else:
                 self._offer(exc)
             return
+        self.open(opened)  # a producer that ended without opening: its reader gets the end
         self._offer(_END)
 
     @staticmethod

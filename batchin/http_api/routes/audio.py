@@ -21,7 +21,7 @@ from batchin.errors import InvalidRequest
 from batchin.http_api.body_limit import limit_body
 from batchin.http_api.endpoint import Endpoint, FormBody
 from batchin.http_api.rendering import parse_json, render, validate
-from batchin.http_api.streaming import ClosingStream
+from batchin.http_api.streaming import ClosingStream, until_disconnect
 from batchin.protocol.audio import (
     SpeechRequest,
     Transcription,
@@ -52,7 +52,7 @@ class AudioDeps:
 
 async def create_speech(request: Request, ctx: CallContext, deps: AudioDeps) -> Response:
     body = await parse_json(request, SpeechRequest, deps.max_body_bytes)
-    result = await deps.audio.start_speech(ctx, body)
+    result = await until_disconnect(request, deps.audio.start_speech(ctx, body))
     if isinstance(result, SpeechResult):
         return Response(result.audio, media_type=result.content_type, headers=ctx.response_headers())
     # A remote model's audio, relayed as it arrives (chunked); its refusals were raised above.
@@ -74,7 +74,8 @@ async def _transcribe(
     if task == "translate":
         fields.pop("language", None)  # translations always produce English
     body = validate(TranscriptionRequest, fields)
-    result: TranscriptionVerbose = await deps.audio.transcribe(ctx, body, audio, task=task, filename=filename)
+    work = deps.audio.transcribe(ctx, body, audio, task=task, filename=filename)
+    result: TranscriptionVerbose = await until_disconnect(request, work)
     response = _render_transcript(result, body.response_format)
     response.headers.update(ctx.response_headers())
     return response

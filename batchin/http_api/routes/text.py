@@ -14,6 +14,7 @@ from batchin.core.context import CallContext
 from batchin.core.serving import text_serving
 from batchin.core.serving.inference import InferenceService, StartedText
 from batchin.http_api.endpoint import Endpoint
+from batchin.http_api.errors import CLIENT_CLOSED_REQUEST
 from batchin.http_api.rendering import parse_json, render
 from batchin.http_api.streaming import ClientDisconnected, sse_response, until_disconnect
 from batchin.protocol.text import (
@@ -28,7 +29,6 @@ from batchin.services import Services
 
 _TEXT_ERRORS = (400, 402, 404, 413, 503)
 _STREAM = ("text/event-stream",)  # with `stream: true`
-_CLIENT_CLOSED_REQUEST = 499  # nginx's status for a caller that went away
 
 
 Start = Callable[[], Awaitable[StartedText]]
@@ -61,7 +61,7 @@ async def _respond(
         try:
             started = await until_disconnect(request, start())
         except ClientDisconnected:
-            return Response(status_code=_CLIENT_CLOSED_REQUEST)
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         headers = {**ctx.response_headers(), **started.audit_headers()}
         return sse_response(request, chunks(started), headers=headers, on_close=started.generation.aclose)
 
@@ -76,7 +76,7 @@ async def _respond(
     try:
         result, audit_headers = await until_disconnect(request, run())
     except ClientDisconnected:
-        return Response(status_code=_CLIENT_CLOSED_REQUEST)  # nobody is left to read it
+        return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody is left to read it
     response = render(result)
     response.headers.update({**ctx.response_headers(), **audit_headers})
     return response
