@@ -32,6 +32,7 @@ FULL_SOURCES = (
     "docs/reference/traces.mdx",
     "docs/reference/webhooks.mdx",
     "docs/reference/retention.mdx",
+    "docs/reference/remote-models.mdx",
     "docs/prompts.mdx",
     "docs/experiments.mdx",
 )

@@ -11,6 +11,7 @@ from starlette.routing import Match, Route
 
 from batchin.errors import BatchInError, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge
 from batchin.http_api.rendering import JSONResponse
+from batchin.http_api.streaming import CLIENT_CLOSED_REQUEST, ClientDisconnected
 
 log = logging.getLogger("batchin.http")
 
@@ -52,6 +53,12 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
+async def handle_client_gone(_request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, ClientDisconnected):
+        raise exc
+    return Response(status_code=CLIENT_CLOSED_REQUEST)  # its work was cancelled; nobody reads this
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     # The traceback goes to the operator's log; the caller gets the envelope and a request id to quote.
     request_id = request.scope.get("state", {}).get("request_id")
@@ -66,5 +73,6 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     BatchInError: handle_batchin_error,
     HTTPException: handle_http_exception,
+    ClientDisconnected: handle_client_gone,
     Exception: handle_unexpected,
 }

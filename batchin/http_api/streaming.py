@@ -17,9 +17,11 @@ import orjson
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from batchin.core.billing.metering import ClientGone
+from batchin.core.serving.generation import BufferedStream
 from batchin.errors import BatchInError, ServiceUnavailable
 
 log = logging.getLogger("batchin.http")
@@ -70,12 +72,29 @@ def sse_response(
     )
 
 
+class ClosingStream(StreamingResponse):
+    """A byte stream from a producer task (core's BufferedStream): whatever ends the response — the
+    last chunk, a client that disconnects while a chunk is being sent, an error — stops the
+    producer, so its call settles (a caller that left pays for what it was sent)."""
+
+    def __init__(self, stream: BufferedStream[bytes], *, media_type: str, headers: dict[str, str]) -> None:
+        super().__init__(stream, media_type=media_type, headers=headers)
+        self._stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._stream.aclose()
+
+
 class ClientDisconnected(Exception):
     """The caller went away before the response was ready; its work has been cancelled."""
 
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Run `work`; if the client disconnects first, cancel it and raise ClientDisconnected.
+    """Run `work`; if the client disconnects first, cancel it and raise ClientDisconnected (a route
+    may let it go: the error handlers answer it with a bodiless 499).
 
     Not CancelledError: this task was not cancelled, and the server would log that as a crash of
     the ASGI application on every disconnect."""
@@ -100,13 +119,3 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
         if not task.done():
             task.cancel()
-
-
-async def unless_disconnected(request: Request, respond: Awaitable[Response]) -> Response:
-    """The response `respond` builds; if the client disconnects first, its work is cancelled (the
-    engine stops at its next stop point, the reservation settles what was made) and the answer is
-    a 499 for nobody."""
-    try:
-        return await until_disconnect(request, respond)
-    except ClientDisconnected:
-        return Response(status_code=CLIENT_CLOSED_REQUEST)

@@ -31,6 +31,7 @@ __all__ = [
     "AudioDecodeError",
     "DecodedAudio",
     "SpeechFormat",
+    "audio_seconds",
     "billable_seconds",
     "decode_audio",
     "encode_pcm16",
@@ -76,6 +77,16 @@ class DecodedAudio:
 def billable_seconds(samples: int, sample_rate: int) -> float:
     """Audio length billed: whole milliseconds, rounded up, so prices stay exact decimals."""
     return math.ceil(samples * 1000 / sample_rate) / 1000
+
+
+def audio_seconds(data: bytes, response_format: str, *, pcm_sample_rate: int = PCM_SAMPLE_RATE) -> float:
+    """The billable length of encoded audio (what a remote speech upstream sent): raw `pcm` is
+    16-bit mono at `pcm_sample_rate`, counted from its size; any other format is decoded.
+    Raises AudioDecodeError."""
+    if response_format == "pcm":
+        return billable_seconds(len(data) // 2, pcm_sample_rate)
+    decoded = decode_audio(data)
+    return billable_seconds(len(decoded.samples), decoded.sample_rate)
 
 
 def decode_audio(

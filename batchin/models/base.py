@@ -25,9 +25,26 @@ class SamplingParams:
 
 
 @dataclass(frozen=True, slots=True)
+class ContentPart:
+    """One part of a message that holds more than text, in order: a text part, or an image given by
+    an `https://` or `data:image/...;base64,` URL (OpenAI's `image_url` part). Only runners of
+    models the catalog marks `vision` receive image parts; core refuses them for the others."""
+
+    type: str  # "text" | "image_url"
+    text: str = ""
+    url: str = ""
+    detail: str | None = None  # OpenAI's "low" | "high" | "auto", passed on when given
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: str  # system | user | assistant | tool
-    content: str
+    content: str  # the message's text (its text parts joined)
+    parts: tuple[ContentPart, ...] = ()  # set only when the message carries images
+
+    @property
+    def images(self) -> int:
+        return sum(1 for part in self.parts if part.type == "image_url")
 
 
 @dataclass(frozen=True, slots=True)

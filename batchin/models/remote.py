@@ -3,79 +3,50 @@
 This is how a deployment scales text past one machine: the catalog names one or more upstream base
 URLs for a model, and this runner streams from them over pooled HTTP connections: one aiohttp
 session per runner, whose C HTTP parser costs a fraction of a pure-Python client per request and
-per event (the client was the largest CPU cost of a proxied call).
+per event (the client was the largest CPU cost of a proxied call). Connections, health checks,
+failover and the mapping of upstream refusals onto our errors are upstream_client.py's, shared
+with the remote media runners.
 
-Failure policy (no request is ever generated twice):
-- connect failure  → mark that upstream unhealthy, try the next one; none left → ServiceUnavailable
-- anything after the request may have been sent (read timeouts, resets, HTTP errors) → no retry
-- HTTP 429 → RateLimited (the upstream's Retry-After); 401/403/404 → ServiceUnavailable (our
-  credentials, base URL or upstream model name are wrong, not the caller's request); other 4xx →
-  InvalidRequest with the upstream's message; 5xx → ServiceUnavailable
-- a broken stream (transport error, error event, end without completion) → ServiceUnavailable
+A broken stream (transport error, error event, end without completion) → ServiceUnavailable.
+
+Vision: a message with image parts (catalog capability `vision`) goes upstream as OpenAI's content
+list, text and `image_url` parts in their order; each image counts `TOKENS_PER_IMAGE` in the prompt
+estimate, which the upstream's reported usage replaces.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
 
-from batchin.errors import InvalidRequest, RateLimited, ServiceUnavailable
+from batchin.errors import InvalidRequest, ServiceUnavailable
 from batchin.models.base import (
+    ChatMessage,
     ChatParams,
     CompletionParams,
     PreparedPrompt,
-    RunnerHealth,
     SamplingParams,
     TextDelta,
     Usage,
 )
-from batchin.models.upstream_errors import error_details, retry_after
-from batchin.models.upstream_health import Upstream, UpstreamPool, describe
+from batchin.models.upstream_client import RemoteConfig, UpstreamClient, remote_config
+from batchin.models.upstream_health import Upstream, describe
 from batchin.models.upstream_stream import FINISH_REASONS, StreamDecoder
 
-__all__ = ["RemoteConfig", "RemoteRunner", "UpstreamRequest", "estimate_tokens"]
-
-log = logging.getLogger("batchin.models.remote")
+__all__ = ["TOKENS_PER_IMAGE", "RemoteConfig", "RemoteRunner", "UpstreamRequest", "estimate_tokens"]
 
 # Chat templates wrap each message in a few special tokens (role, start/end markers), and prime the
 # reply with a few more; OpenAI documents 3-4 per message and 3 for the reply.
 _TOKENS_PER_MESSAGE = 4
 _TOKENS_REPLY_PRIMING = 3
 _TOKENS_FIM_MARKERS = 3  # prefix / suffix / middle markers
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteConfig:
-    model_id: str  # our public id
-    base_urls: tuple[str, ...]  # OpenAI base URLs, e.g. ("http://10.0.0.7:8000/v1",)
-    upstream_model: str  # the `model` the upstream expects
-    context_length: int
-    api_key: str | None = field(default=None, repr=False)  # resolved secret, sent as Bearer
-    max_concurrency: int = 64
-    connect_timeout: float = 5.0
-    read_timeout: float = 120.0  # between bytes: covers the prefill of a long prompt under load
-    # Unused since aiohttp, which has no write timeout: a request body is a few KiB that the
-    # socket buffer takes at once, and an upstream that stops reading trips read_timeout.
-    write_timeout: float = 30.0
-    pool_timeout: float = 10.0  # waiting for a free pooled connection
-    # Below the 5 s idle timeout of uvicorn (vLLM, SGLang) and most proxies, so we close idle
-    # connections first: a POST on a connection the upstream just closed fails and is not retried.
-    keepalive_timeout: float = 4.0
-    health_check_path: str = "models"  # see UpstreamPool: "models" → {base}/models, "/health" → root
-    health_check_interval: float = 10.0  # seconds; 0 disables the background checker
-    health_check_timeout: float = 3.0
-
-    def __post_init__(self) -> None:
-        if not self.base_urls:
-            raise ValueError(f"remote model {self.model_id!r} needs at least one upstream URL")
-        if self.context_length < 1 or self.max_concurrency < 1:
-            raise ValueError(f"remote model {self.model_id!r}: context_length and max_concurrency >= 1")
+# An image's prompt tokens, for the estimate only: vision encoders take ~1,000-1,300 tokens for a
+# 1024x1024 image (OpenAI's high detail: 765; Qwen-VL: ~1,300). The upstream's usage replaces it.
+TOKENS_PER_IMAGE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,118 +68,48 @@ def estimate_tokens(text: str) -> int:
     return (len(text.encode("utf-8")) + 3) // 4
 
 
-class RemoteRunner:
-    """One model served by remote OpenAI-compatible upstreams. Call `start()` to run health
-    checks in the background and `close()` to stop them and release connections.
+def _wire_message(message: ChatMessage) -> dict[str, Any]:
+    if not message.parts:
+        return {"role": message.role, "content": message.content}
+    content: list[dict[str, Any]] = []
+    for part in message.parts:
+        if part.type == "text":
+            content.append({"type": "text", "text": part.text})
+        else:
+            image: dict[str, Any] = {"url": part.url}
+            if part.detail is not None:
+                image["detail"] = part.detail
+            content.append({"type": "image_url", "image_url": image})
+    return {"role": message.role, "content": content}
 
-    `session`: a caller's aiohttp session to use (and not close); by default the runner makes its
-    own on first use (aiohttp sessions belong to the running event loop, and the registry builds
-    runners outside it) and closes it in `close()`."""
+
+class RemoteRunner(UpstreamClient):
+    """A text model served by remote OpenAI-compatible upstreams."""
 
     supports_fim = True  # the upstream decides how to honour `suffix`
 
     def __init__(self, config: RemoteConfig, session: aiohttp.ClientSession | None = None) -> None:
-        self.config = config
+        if config.context_length < 1:
+            raise ValueError(f"remote model {config.model_id!r}: context_length >= 1")
+        super().__init__(config, session)
         self.context_length = config.context_length
-        self.max_concurrency = config.max_concurrency
-        self._owns_session = session is None
-        self._session = session
-        self._headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-        # Built once: per-request header dicts are merged into aiohttp's multidict on every call.
-        # `identity`: a compressing proxy would otherwise buffer the event stream.
-        base = {**self._headers, "Content-Type": "application/json", "Accept-Encoding": "identity"}
-        self._stream_headers = {**base, "Accept": "text/event-stream"}
-        self._json_headers = {**base, "Accept": "application/json"}
-        self._pool = UpstreamPool(
-            config.base_urls,
-            self._client,
-            check_path=config.health_check_path,
-            check_interval=config.health_check_interval,
-            check_timeout=config.health_check_timeout,
-            headers=self._headers,
-        )
 
     @classmethod
     def from_entry(cls, entry: Any) -> RemoteRunner:
-        """Build from a catalog entry: `id`, `context_length`, `max_concurrency`, and the upstream
-        either nested as catalog.py has it (`upstream.urls`, `.model`, `.api_key_env`,
-        `.timeout_seconds`) or flat (`upstreams`, `upstream_model`, `api_key_env`)."""
-        nested = getattr(entry, "upstream", None)
-        if nested is not None:
-            urls, model, key_env = nested.urls, nested.model, nested.api_key_env
-            timeout = getattr(nested, "timeout_seconds", None)
-        else:
-            urls, model, key_env = entry.upstreams, entry.upstream_model, getattr(entry, "api_key_env", None)
-            timeout = None
-        api_key = os.environ.get(key_env) if key_env else None
-        if key_env and api_key is None:
-            # Serve the other models anyway; this one's health checks will report the 401.
-            log.warning("model %s: env %s is not set; calling upstreams without a key", entry.id, key_env)
-        options: dict[str, Any] = {} if timeout is None else {"read_timeout": float(timeout)}
-        for name in ("max_concurrency", "health_check_path", "health_check_interval"):
-            if getattr(entry, name, None) is not None:
-                options[name] = getattr(entry, name)
-        config = RemoteConfig(
-            model_id=entry.id,
-            base_urls=tuple(str(url) for url in urls),
-            upstream_model=model or entry.id,
-            context_length=entry.context_length,
-            api_key=api_key,
-            **options,
-        )
-        return cls(config)
-
-    async def start(self) -> None:
-        await self._pool.start()
-
-    async def load(self, weights: object = None) -> None:
-        """The registry's start-up hook (a remote model has no weights): run health checks."""
-        await self.start()
-
-    async def close(self) -> None:
-        await self._pool.stop()
-        session, self._session = self._session, None
-        if self._owns_session and session is not None:
-            await session.close()
-
-    def _client(self) -> aiohttp.ClientSession:
-        """The session, made on first use (inside the event loop)."""
-        session = self._session
-        if session is None:
-            session = self._session = self._new_session()
-        return session
-
-    def _new_session(self) -> aiohttp.ClientSession:
-        config = self.config
-        connector = aiohttp.TCPConnector(
-            # Health checks need a connection even when every stream slot is busy.
-            limit=config.max_concurrency + len(config.base_urls),
-            limit_per_host=0,
-            keepalive_timeout=config.keepalive_timeout,
-        )
-        timeout = aiohttp.ClientTimeout(
-            total=None,  # a stream lasts as long as the generation; sock_read bounds the gaps
-            # aiohttp's `connect` covers the wait for a pooled connection and the connect itself.
-            connect=config.pool_timeout + config.connect_timeout,
-            sock_connect=config.connect_timeout,
-            sock_read=config.read_timeout,
-        )
-        # No cookies: an upstream's cookie must not follow one caller's request into another's.
-        return aiohttp.ClientSession(
-            connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
-        )
-
-    def health(self) -> RunnerHealth:
-        return self._pool.health()
+        """Build from a catalog entry (see upstream_client.remote_config)."""
+        return cls(remote_config(entry))
 
     async def prepare_chat(self, params: ChatParams) -> PreparedPrompt:
         prompt_tokens = _TOKENS_REPLY_PRIMING + sum(
-            _TOKENS_PER_MESSAGE + estimate_tokens(m.role) + estimate_tokens(m.content)
+            _TOKENS_PER_MESSAGE
+            + estimate_tokens(m.role)
+            + estimate_tokens(m.content)
+            + m.images * TOKENS_PER_IMAGE
             for m in params.messages
         )
         self._check_context(prompt_tokens, params.sampling, prompt_param="messages")
         body = self._body(params.sampling, stream=params.stream)
-        body["messages"] = [{"role": m.role, "content": m.content} for m in params.messages]
+        body["messages"] = [_wire_message(m) for m in params.messages]
         return PreparedPrompt(
             prompt_tokens, params.sampling, UpstreamRequest("/chat/completions", body), exact=False
         )
@@ -263,7 +164,9 @@ class RemoteRunner:
         request = prepared.payload
         if not isinstance(request, UpstreamRequest):
             raise TypeError("RemoteRunner.generate takes a PreparedPrompt from this runner's prepare_*")
-        response, upstream = await self._open(request)
+        response, upstream = await self.post_json(
+            request.path, request.body, stream=bool(request.body.get("stream"))
+        )
         # Closing this generator early runs a `finally` that closes the response: that drops the
         # connection mid-body, so the upstream sees the disconnect and stops generating. After a
         # complete body the connection has gone back to the pool already (release is a no-op).
@@ -329,60 +232,3 @@ class RemoteRunner:
             finish_reason=FINISH_REASONS.get(choice.get("finish_reason") or "stop", "stop"),
             usage=Usage(int(usage.get("prompt_tokens") or estimate), completion),
         )
-
-    async def _open(self, request: UpstreamRequest) -> tuple[aiohttp.ClientResponse, Upstream]:
-        """Send to the first upstream that accepts a connection; retry nothing once sent."""
-        content = orjson.dumps(request.body)
-        headers = self._stream_headers if request.body.get("stream") else self._json_headers
-        session = self._client()
-        errors: list[str] = []
-        for upstream in self._pool.candidates():
-            try:
-                response = await session.post(upstream.endpoint(request.path), data=content, headers=headers)
-            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-                # Nothing reached the upstream: safe to try the next one. (aiohttp cannot tell a
-                # connect timeout from a wait for a pooled connection; the pool has a connection
-                # per admission slot, plus one per upstream for health checks, so it never waits.)
-                self._pool.mark_failed(upstream, describe(exc))
-                errors.append(describe(exc))
-                continue
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                # The request may have been sent: retrying could run the generation twice.
-                self._pool.mark_failed(upstream, describe(exc))
-                raise ServiceUnavailable(
-                    f"The upstream of model {self.config.model_id} failed: {describe(exc)}."
-                ) from exc
-            if response.status != 200:
-                await self._raise_for_status(response, upstream)
-            self._pool.mark_ok(upstream)
-            return response, upstream
-        raise ServiceUnavailable(
-            f"No upstream of model {self.config.model_id} is reachable "
-            f"({len(errors)} tried; last error: {errors[-1] if errors else 'none'})."
-        )
-
-    async def _raise_for_status(self, response: aiohttp.ClientResponse, upstream: Upstream) -> None:
-        try:
-            body = await response.read()
-        except (aiohttp.ClientError, TimeoutError):
-            body = b""  # the status says enough
-        finally:
-            response.release()  # closes the connection instead when the body was not read to the end
-        status = response.status
-        message, param = error_details(body)
-        model = self.config.model_id
-        if status == 429:
-            raise RateLimited(
-                message or "The upstream is rate limiting.", retry_after=retry_after(response.headers)
-            )
-        if status in (401, 403, 404):
-            log.error(
-                "upstream %s refused model %s with HTTP %d: %s", upstream.base_url, model, status, message
-            )
-            raise ServiceUnavailable(
-                f"Model {model} is misconfigured on this server (upstream HTTP {status})."
-            )
-        if 400 <= status < 500:
-            raise InvalidRequest(message or f"The upstream refused the request (HTTP {status}).", param=param)
-        self._pool.mark_failed(upstream, f"HTTP {status}")
-        raise ServiceUnavailable(f"The upstream of model {model} failed (HTTP {status}).")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from batchin.models.stoppable import StopFlag, run_stoppable
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-__all__ = ["PiperRunner", "SpeechAudio", "SpeechRunner"]
+__all__ = ["PiperRunner", "SpeechAudio", "SpeechRunner", "StreamsSpeech"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,20 @@ class SpeechRunner(Protocol):
     default_voice: str
 
     async def synthesize(self, text: str, *, voice: str, speed: float) -> SpeechAudio: ...
+
+
+@runtime_checkable
+class StreamsSpeech(Protocol):
+    """A speech engine elsewhere (a remote TTS upstream): audio already encoded in the caller's
+    format, chunk by chunk as it arrives; raw `pcm` comes at `pcm_sample_rate`."""
+
+    voices: tuple[str, ...]
+    default_voice: str
+    pcm_sample_rate: int
+
+    def stream_speech(
+        self, text: str, *, voice: str, speed: float, response_format: str
+    ) -> AsyncGenerator[bytes, None]: ...
 
 
 def _voice_map(entry: CatalogEntry) -> dict[str, int]:

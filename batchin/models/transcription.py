@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["Segment", "Transcript", "TranscriptionRunner", "WhisperRunner", "Word"]
+__all__ = ["Segment", "TranscribesFiles", "Transcript", "TranscriptionRunner", "WhisperRunner", "Word"]
 
 _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt", "preprocessor_config.json")
 _FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -89,6 +89,19 @@ class TranscriptionRunner(Protocol):
     languages: frozenset[str]
 
     async def transcribe(self, samples: npt.NDArray[np.float32], params: TranscribeParams) -> Transcript: ...
+
+
+@runtime_checkable
+class TranscribesFiles(Protocol):
+    """A speech-to-text engine elsewhere (a remote upstream): it takes the caller's file as uploaded
+    (`seconds`: its decoded length). An empty `languages` means the engine checks the language."""
+
+    english_only: bool
+    languages: frozenset[str]
+
+    async def transcribe_file(
+        self, audio: bytes, filename: str, params: TranscribeParams, *, seconds: float
+    ) -> Transcript: ...
 
 
 class WhisperRunner:

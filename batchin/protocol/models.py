@@ -35,6 +35,10 @@ class ModelCard(BaseModel):
     licence: str
     description: str
     regions: list[str]
+    capabilities: list[str] = Field(
+        default_factory=list,
+        description="What the model takes beyond its kind: 'vision' (its chat messages may carry images)",
+    )
     alias_of: str | None = Field(
         default=None,
         description="Set on an alias: the id of the model it calls (the one usage and responses name)",

@@ -3,7 +3,8 @@
 A real Starlette app under uvicorn on 127.0.0.1, speaking OpenAI's wire format:
 POST /v1/chat/completions and /v1/completions (JSON, or SSE ending with `data: [DONE]` and, with
 `stream_options.include_usage`, a last chunk with `choices: []` and the usage), GET /v1/models.
-GET /_stats returns the counters as JSON (for the script form).
+GET /_stats returns the counters as JSON (for the script form). fake_media_upstream.py adds the
+other modalities (embeddings, speech, transcriptions, translations, images) to the same app.
 
 In a test:
     upstream = start_fake_upstream(tokens=5, delay_ms=5)   # background thread, ephemeral port
@@ -28,6 +29,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,10 +38,17 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["FakeUpstream", "FakeUpstreamConfig", "FakeUpstreamStats", "create_app", "start_fake_upstream"]
+__all__ = [
+    "FakeUpstream",
+    "FakeUpstreamConfig",
+    "FakeUpstreamStats",
+    "create_app",
+    "error_response",
+    "start_fake_upstream",
+]
 
 
 @dataclass
@@ -92,10 +101,17 @@ class _EventStream(Response):
     """SSE body sent event by event. It watches `receive` for the disconnect itself: uvicorn's
     `send` silently drops writes after the client left, so only the watcher can tell."""
 
-    def __init__(self, events: _Events, config: FakeUpstreamConfig, stats: FakeUpstreamStats) -> None:
+    def __init__(
+        self,
+        events: _Events,
+        config: FakeUpstreamConfig,
+        stats: FakeUpstreamStats,
+        content_type: bytes = b"text/event-stream; charset=utf-8",
+    ) -> None:
         self.events = events
         self.config = config
         self.stats = stats
+        self.content_type = content_type
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         stats = self.stats
@@ -120,7 +136,7 @@ class _EventStream(Response):
 
     async def _write(self, send: Send) -> None:
         config, events = self.config, self.events
-        headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+        headers = [(b"content-type", self.content_type), (b"cache-control", b"no-cache")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         if config.first_token_delay_ms:
             await asyncio.sleep(config.first_token_delay_ms / 1000)
@@ -144,6 +160,13 @@ async def _wait_for_disconnect(receive: Receive) -> None:
         pass
 
 
+def _message_text(message: dict[str, Any]) -> str:
+    content = message.get("content") or ""
+    if isinstance(content, list):  # content parts: only the text parts are words
+        return " ".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
+    return str(content)
+
+
 class _Completion:
     """One response's content, shaped for chat or legacy completions."""
 
@@ -159,7 +182,7 @@ class _Completion:
         if config.prompt_tokens is not None:
             prompt_tokens = config.prompt_tokens
         elif chat:
-            prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+            prompt_tokens = sum(len(_message_text(m).split()) for m in body.get("messages", []))
         else:
             prompt_tokens = len(str(body.get("prompt", "")).split())
         self.usage = {"prompt_tokens": prompt_tokens, "completion_tokens": count}
@@ -217,16 +240,28 @@ class _Completion:
         }
 
 
-def create_app(config: FakeUpstreamConfig, stats: FakeUpstreamStats) -> Starlette:
+def error_response(config: FakeUpstreamConfig) -> Response | None:
+    """The configured failure (`error_status`), in OpenAI's error envelope; None when there is none."""
+    if config.error_status is None:
+        return None
+    headers = {"Retry-After": config.retry_after} if config.retry_after else None
+    error = {"message": config.error_message, "type": "fake_error", "param": None, "code": None}
+    return _json({"error": error}, config.error_status, headers)
+
+
+def create_app(
+    config: FakeUpstreamConfig, stats: FakeUpstreamStats, extra_routes: Sequence[BaseRoute] = ()
+) -> Starlette:
+    """`extra_routes`: more endpoints on the same upstream (fake_media_upstream.py's)."""
+
     async def complete(request: Request, chat: bool) -> Response:
         stats.requests += 1
         body = orjson.loads(await request.body())
         stats.last_body = body
         stats.last_headers = dict(request.headers)
-        if config.error_status is not None:
-            headers = {"Retry-After": config.retry_after} if config.retry_after else None
-            error = {"message": config.error_message, "type": "fake_error", "param": None, "code": None}
-            return _json({"error": error}, config.error_status, headers)
+        refusal = error_response(config)
+        if refusal is not None:
+            return refusal
         completion = _Completion(body, config, chat)
         if not body.get("stream"):
             # A real engine takes as long to answer whole as to stream: pace it the same way.
@@ -259,6 +294,7 @@ def create_app(config: FakeUpstreamConfig, stats: FakeUpstreamStats) -> Starlett
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/_stats", stats_route, methods=["GET"]),
+        *extra_routes,
     ]
     return Starlette(routes=routes)
 
@@ -281,7 +317,7 @@ def unused_port() -> int:
 class FakeUpstream:
     """A running fake: `.url` is the OpenAI base URL (…/v1); `.config` and `.stats` are live."""
 
-    def __init__(self, config: FakeUpstreamConfig, port: int = 0) -> None:
+    def __init__(self, config: FakeUpstreamConfig, port: int = 0, routes: Sequence[BaseRoute] = ()) -> None:
         self.config = config
         self.stats = FakeUpstreamStats()
         # proto=IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY on accepted sockets only
@@ -291,7 +327,8 @@ class FakeUpstream:
         self._socket.bind(("127.0.0.1", port))
         self.port = int(self._socket.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}/v1"
-        self._server = uvicorn.Server(_uvicorn_config(create_app(config, self.stats), log_config=None))
+        app = create_app(config, self.stats, routes)
+        self._server = uvicorn.Server(_uvicorn_config(app, log_config=None))
         self._thread = threading.Thread(target=self._serve, name=f"fake-upstream-{self.port}", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 10

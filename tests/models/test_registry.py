@@ -44,7 +44,7 @@ def _reset_fakes() -> Iterator[None]:
 
 
 def test_engine_map_names_the_remote_runner() -> None:
-    assert ENGINES["remote"] == "batchin.models.remote:RemoteRunner"
+    assert ENGINES["remote"] == "batchin.models.remote_kinds:build_remote_runner"
     assert ENGINES["llama_cpp"] == "batchin.models.llama_cpp:LlamaCppRunner"
     assert ENGINES["exllamav2"] == "batchin.models.exllamav2:ExLlamaV2Runner"
 

@@ -12,6 +12,12 @@ call with unit `audio_seconds` (whole milliseconds, rounded up).
   upper bound from the text length and speed, and the unused part is released at settlement.
 Decoding and encoding run in threads; the engines run on their runners' own threads.
 
+Remote engines (models/remote_audio.py): speech from a TTS upstream streams through (`start_speech`
+returns a SpeechStream whose producer task owns the paid call, as a text stream's does) and is
+billed on the length of the audio delivered, measured from its bytes — for a caller that leaves
+early, of what it received. Transcriptions send the caller's file upstream as uploaded, after the
+same local decode that prices them and refuses unreadable audio before anything is reserved.
+
 Each call ends with a signed receipt and a stored trace (serving/served_calls.py): speech hashes
 the input text and the audio bytes returned; transcriptions and translations hash the uploaded
 audio bytes and the transcript text.
@@ -20,29 +26,32 @@ audio bytes and the transcript text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, cast
 
-from batchin.core.billing.metering import MeteringService
+from batchin.core.billing.metering import ClientGone, MeteredCall, MeteringService
 from batchin.core.billing.money import cost_per_unit
 from batchin.core.context import CallContext
 from batchin.core.serving.admission import Priority
 from batchin.core.serving.flow import FlowPolicy
+from batchin.core.serving.generation import BufferedStream
 from batchin.core.serving.model_lookup import usable_model
-from batchin.core.serving.served_calls import ServedCalls
-from batchin.errors import InvalidRequest
+from batchin.core.serving.served_calls import ServedCall, ServedCalls
+from batchin.errors import InvalidRequest, ServiceUnavailable
 from batchin.models.audio_codec import (
     CONTENT_TYPES,
     AudioDecodeError,
+    audio_seconds,
     billable_seconds,
     decode_audio,
     encode_pcm16,
 )
 from batchin.models.catalog import CatalogEntry
 from batchin.models.registry import ModelRegistry
-from batchin.models.speech import SpeechRunner
-from batchin.models.transcription import TranscribeParams, TranscriptionRunner
+from batchin.models.speech import SpeechRunner, StreamsSpeech
+from batchin.models.transcription import TranscribeParams, TranscribesFiles, TranscriptionRunner
 from batchin.protocol.audio import (
     DurationUsage,
     SpeechRequest,
@@ -52,7 +61,7 @@ from batchin.protocol.audio import (
     TranscriptionWord,
 )
 
-__all__ = ["AudioService", "SpeechResult"]
+__all__ = ["AudioService", "SpeechResult", "SpeechStream"]
 
 # Upper bound of speech length per input character at speed 1.0, for the reservation. Ordinary
 # prose runs ~0.07 s per character; numbers spelled out ("$1,234,567") run longer. The bound is
@@ -74,33 +83,165 @@ class SpeechResult:
     seconds: float
 
 
+class SpeechStream(BufferedStream[bytes]):
+    """Audio relayed from a remote upstream as it arrives; `seconds` is set once all of it came."""
+
+    def __init__(self, content_type: str, *, buffer_size: int, stall_timeout: float) -> None:
+        super().__init__(buffer_size=buffer_size, stall_timeout=stall_timeout)
+        self.content_type = content_type
+        self.seconds = 0.0
+
+    async def collect(self) -> bytes:
+        return b"".join([chunk async for chunk in self])
+
+
+_SPEECH = "audio.speech"
+
+
 class AudioService:
     def __init__(
-        self, registry: ModelRegistry, metering: MeteringService, flow: FlowPolicy, served: ServedCalls
+        self,
+        registry: ModelRegistry,
+        metering: MeteringService,
+        flow: FlowPolicy,
+        served: ServedCalls,
+        *,
+        stream_buffer_chunks: int = 64,
+        slow_consumer_timeout: float = 30.0,
     ) -> None:
         self._registry = registry
         self._metering = metering
         self._flow = flow
         self._served = served
+        self._buffer = stream_buffer_chunks
+        self._stall_timeout = slow_consumer_timeout
 
     # -- speech ------------------------------------------------------------------------------
 
     async def speech(
         self, ctx: CallContext, request: SpeechRequest, *, priority: Priority = Priority.INTERACTIVE
     ) -> SpeechResult:
+        """The whole audio (a remote model's stream collected)."""
+        started = await self.start_speech(ctx, request, priority=priority)
+        if isinstance(started, SpeechResult):
+            return started
+        audio = await started.collect()
+        return SpeechResult(audio, started.content_type, started.seconds)
+
+    async def start_speech(
+        self, ctx: CallContext, request: SpeechRequest, *, priority: Priority = Priority.INTERACTIVE
+    ) -> SpeechResult | SpeechStream:
+        """A local model's whole audio, or a remote model's stream, returned once the upstream
+        has begun sending audio (its refusals raise here, as errors before any byte)."""
         request.refuse_unsupported()
         entry = usable_model(self._registry, request.model, "speech", ctx.principal)
-        runner = cast(SpeechRunner, await self._registry.runner(entry.id))
+        runner = await self._registry.runner(entry.id)
         voice = _voice(entry, runner, request.voice)
-        price = _price(entry)
+        if not isinstance(runner, StreamsSpeech):
+            return await self._synthesize(ctx, request, entry, cast(SpeechRunner, runner), voice, priority)
+        stream = SpeechStream(
+            CONTENT_TYPES[request.response_format],
+            buffer_size=self._buffer,
+            stall_timeout=self._stall_timeout,
+        )
+
+        async def relay(started: SpeechStream, opened: asyncio.Future[None]) -> None:
+            await self._relay(ctx, request, entry, runner, voice, priority, started, opened)
+
+        await stream.start(relay)
+        return stream
+
+    @staticmethod
+    def _bound(entry: CatalogEntry, request: SpeechRequest) -> int:
+        """The reservation: the longest audio this text could plausibly take, at the asked speed."""
         bound = max(_MIN_SPEECH_SECONDS, len(request.input) * _MAX_SECONDS_PER_CHAR) / request.speed
-        endpoint = "audio.speech"
+        return cost_per_unit(round(bound, 3), _price(entry))
+
+    async def _relay(
+        self,
+        ctx: CallContext,
+        request: SpeechRequest,
+        entry: CatalogEntry,
+        runner: StreamsSpeech,
+        voice: str,
+        priority: Priority,
+        stream: SpeechStream,
+        opened: asyncio.Future[None],
+    ) -> None:
+        """The producer of a remote speech stream: the whole paid call, relaying chunks as they come."""
+        parts: list[bytes] = []
+        async with self._served.call(
+            ctx, model_id=entry.id, endpoint=_SPEECH, input=request.input.encode("utf-8")
+        ) as served:
+            pool = await self._flow.admit(ctx, entry)
+            async with (
+                self._metering.call(
+                    ctx, model=entry.id, endpoint=_SPEECH, max_cost_units=self._bound(entry, request)
+                ) as call,
+                pool.slot(priority) as queued_seconds,
+            ):
+                served.admitted(queued_seconds, call)
+                call.begin()
+                audio = runner.stream_speech(
+                    request.input, voice=voice, speed=request.speed, response_format=request.response_format
+                )
+                try:
+                    async with contextlib.aclosing(audio):
+                        async for chunk in audio:
+                            if not parts:  # the upstream is sending: the response can start
+                                ctx.receipt_headers = served.opening_headers
+                                stream.open(opened)
+                            parts.append(chunk)
+                            await stream.push(chunk)
+                except (asyncio.CancelledError, ClientGone):
+                    # The caller left: it pays for the audio it was sent, if that much can be read.
+                    with contextlib.suppress(AudioDecodeError):
+                        await self._bill_speech(call, served, parts, request, runner, entry)
+                    raise
+                served.engine_done()
+                if not parts:
+                    raise ServiceUnavailable(f"The upstream of model {entry.id} sent no audio.")
+                try:
+                    stream.seconds = await self._bill_speech(call, served, parts, request, runner, entry)
+                except AudioDecodeError:
+                    raise ServiceUnavailable(
+                        f"The upstream of model {entry.id} sent audio that is not {request.response_format}."
+                    ) from None
+
+    @staticmethod
+    async def _bill_speech(
+        call: MeteredCall,
+        served: ServedCall,
+        parts: list[bytes],
+        request: SpeechRequest,
+        runner: StreamsSpeech,
+        entry: CatalogEntry,
+    ) -> float:
+        audio = b"".join(parts)
+        seconds = await asyncio.to_thread(
+            audio_seconds, audio, request.response_format, pcm_sample_rate=runner.pcm_sample_rate
+        )
+        call.record(cost_units=cost_per_unit(seconds, _price(entry)), units=seconds, unit="audio_seconds")
+        served.produced(audio, units=seconds, unit="audio_seconds")
+        return seconds
+
+    async def _synthesize(
+        self,
+        ctx: CallContext,
+        request: SpeechRequest,
+        entry: CatalogEntry,
+        runner: SpeechRunner,
+        voice: str,
+        priority: Priority,
+    ) -> SpeechResult:
+        price = _price(entry)
+        endpoint = _SPEECH
         async with self._served.call(
             ctx, model_id=entry.id, endpoint=endpoint, input=request.input.encode("utf-8")
         ) as served:
             pool = await self._flow.admit(ctx, entry)
             async with self._metering.call(
-                ctx, model=entry.id, endpoint=endpoint, max_cost_units=cost_per_unit(round(bound, 3), price)
+                ctx, model=entry.id, endpoint=endpoint, max_cost_units=self._bound(entry, request)
             ) as call:
                 async with pool.slot(priority) as queued_seconds:
                     served.admitted(queued_seconds, call)
@@ -126,10 +267,13 @@ class AudioService:
         *,
         task: Task = "transcribe",
         priority: Priority = Priority.INTERACTIVE,
+        filename: str | None = None,
     ) -> TranscriptionVerbose:
+        """`filename`: the upload's name, handed to a remote upstream with the file (default: one
+        named after the audio's container)."""
         request.refuse_unsupported()
         entry = usable_model(self._registry, request.model, "transcription", ctx.principal)
-        runner = cast(TranscriptionRunner, await self._registry.runner(entry.id))
+        runner = cast(TranscriptionRunner | TranscribesFiles, await self._registry.runner(entry.id))
         language = _language(entry, runner, request.language, task)
         params = TranscribeParams(
             task=task,
@@ -157,7 +301,11 @@ class AudioService:
             ):
                 served.admitted(queued_seconds, call)
                 call.begin()
-                transcript = await runner.transcribe(decoded.samples, params)
+                if isinstance(runner, TranscribesFiles):
+                    name = filename or _upload_name(audio)
+                    transcript = await runner.transcribe_file(audio, name, params, seconds=seconds)
+                else:
+                    transcript = await runner.transcribe(decoded.samples, params)
                 served.engine_done()
                 call.record(cost_units=cost, units=seconds, unit="audio_seconds")
             served.produced(transcript.text.encode("utf-8"), units=seconds, unit="audio_seconds")
@@ -197,7 +345,7 @@ def _price(entry: CatalogEntry) -> Decimal:
     return entry.pricing.per_audio_second or Decimal(0)
 
 
-def _voice(entry: CatalogEntry, runner: SpeechRunner, requested: str | None) -> str:
+def _voice(entry: CatalogEntry, runner: SpeechRunner | StreamsSpeech, requested: str | None) -> str:
     if requested is None or not requested.strip():
         return runner.default_voice
     wanted = requested.strip().lower()
@@ -212,7 +360,7 @@ def _voice(entry: CatalogEntry, runner: SpeechRunner, requested: str | None) -> 
 
 
 def _language(
-    entry: CatalogEntry, runner: TranscriptionRunner, requested: str | None, task: Task
+    entry: CatalogEntry, runner: TranscriptionRunner | TranscribesFiles, requested: str | None, task: Task
 ) -> str | None:
     if task == "translate" and runner.english_only:
         raise InvalidRequest(
@@ -222,10 +370,31 @@ def _language(
     if requested is None or not requested.strip():
         return None
     language = requested.strip().lower()
-    if language not in runner.languages:
+    if runner.languages and language not in runner.languages:  # empty: the remote upstream checks
         if runner.english_only:
             message = f"Model '{entry.id}' is English-only; 'language' must be 'en'."
         else:
             message = f"Unknown language '{requested}'; send an ISO-639-1 code such as 'en', 'de' or 'zh'."
         raise InvalidRequest(message, param="language")
     return language
+
+
+# Leading bytes of the containers callers send → the file name a remote upstream is given (servers
+# that pick a decoder by extension need one that matches).
+_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
+    (b"RIFF", 0, "audio.wav"),
+    (b"fLaC", 0, "audio.flac"),
+    (b"OggS", 0, "audio.ogg"),
+    (b"ID3", 0, "audio.mp3"),
+    (b"\x1a\x45\xdf\xa3", 0, "audio.webm"),
+    (b"ftyp", 4, "audio.m4a"),
+)
+
+
+def _upload_name(audio: bytes) -> str:
+    for magic, offset, name in _SIGNATURES:
+        if audio[offset : offset + len(magic)] == magic:
+            return name
+    if audio[:1] == b"\xff" and audio[1:2] and audio[1] & 0xE0 == 0xE0:  # an MPEG audio frame sync
+        return "audio.mp3"
+    return "audio"

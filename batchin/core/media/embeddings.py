@@ -6,6 +6,9 @@ engine call for the whole batch → settle (one usage log, unit `tokens`) → si
 (serving/served_calls.py). The cost is known before the engine runs, so the reservation is exactly
 what is charged.
 
+A remote model (ReportsEmbeddingUsage) tokenises upstream: its counts are estimates, so the
+reservation holds them with headroom, and the call is billed the tokens the upstream reports.
+
 The receipt hashes the inputs as a JSON array of strings and the output as the vectors the caller
 gets (after `dimensions`), float32 little-endian, row after row: the concatenated base64 rows
 decode to exactly those bytes.
@@ -29,7 +32,7 @@ from batchin.core.serving.model_lookup import usable_model
 from batchin.core.serving.served_calls import ServedCalls
 from batchin.errors import InvalidRequest
 from batchin.models.catalog import CatalogEntry
-from batchin.models.embeddings import EmbeddingRunner
+from batchin.models.embeddings import EmbeddingRunner, ReportsEmbeddingUsage
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.embeddings import (
     CreateEmbeddingResponse,
@@ -42,6 +45,9 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 __all__ = ["EmbeddingsService", "shape_vectors"]
+
+# Estimated counts (a remote model's) are reserved with the same headroom as a remote text prompt.
+_ESTIMATE_HEADROOM = 1.5
 
 
 class EmbeddingsService:
@@ -68,19 +74,28 @@ class EmbeddingsService:
                     param="input",
                 )
         tokens = sum(counts)
-        cost = cost_per_million(tokens, entry.pricing.input_per_1m or 0)
+        price = entry.pricing.input_per_1m or 0
+        reported = isinstance(runner, ReportsEmbeddingUsage)
+        held = int(tokens * _ESTIMATE_HEADROOM) + 16 if reported else tokens
         async with self._served.call(
             ctx, model_id=entry.id, endpoint="embeddings", input=orjson.dumps(texts)
         ) as served:
             pool = await self._flow.admit(ctx, entry)
             async with (
-                self._metering.call(ctx, model=entry.id, endpoint="embeddings", max_cost_units=cost) as call,
+                self._metering.call(
+                    ctx, model=entry.id, endpoint="embeddings", max_cost_units=cost_per_million(held, price)
+                ) as call,
                 pool.slot(priority) as queued_seconds,
             ):
                 served.admitted(queued_seconds, call)
                 call.begin()
-                vectors = await runner.embed(texts)
+                if isinstance(runner, ReportsEmbeddingUsage):
+                    vectors, upstream_tokens = await runner.embed_with_usage(texts)
+                    tokens = tokens if upstream_tokens is None else upstream_tokens
+                else:
+                    vectors = await runner.embed(texts)
                 served.engine_done()
+                cost = cost_per_million(tokens, price)
                 call.record(cost_units=cost, input_tokens=tokens, units=tokens, unit="tokens")
             data, raw = await asyncio.to_thread(_shaped, vectors, request.dimensions, request.encoding_format)
             served.produced(raw, input_tokens=tokens, units=tokens, unit="tokens")

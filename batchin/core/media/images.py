@@ -2,6 +2,9 @@
 → PNGs stored as files, answered as signed links (response_format "url"), or inlined (b64_json)
 → settle.
 
+A remote model's images are stored as the upstream sent them (PNG, JPEG or WebP, named and typed
+by their leading bytes); local pipelines make PNGs.
+
 Storing the outputs happens inside the metered call, so a failure to store them is not billed.
 Outputs asked for by URL count against the caller's storage quota: a caller with no room left is
 refused before anything is reserved or run, and one whose images turn out not to fit is refused
@@ -86,15 +89,26 @@ class ImageService:
             served.produced(b"".join(pngs), units=len(pngs), unit="images")
         return ImagesResponse(created=int(time.time()), data=data, size=f"{width}x{height}")
 
-    async def _stored(self, ctx: CallContext, pngs: list[bytes], base: str | None) -> list[ImageData]:
-        new = [
-            NewFile(png, f"image-{ctx.request_id}-{index}.png", IMAGE_OUTPUT, "image/png")
-            for index, png in enumerate(pngs)
-        ]
+    async def _stored(self, ctx: CallContext, images: list[bytes], base: str | None) -> list[ImageData]:
+        new = []
+        for index, image in enumerate(images):
+            extension, content_type = _image_type(image)
+            new.append(
+                NewFile(image, f"image-{ctx.request_id}-{index}.{extension}", IMAGE_OUTPUT, content_type)
+            )
         stored = await self._files.store_all(ctx.principal.user_id, new)
         # Signed links that open without a key (links.py); /v1/files/{id}/content takes the key.
         return [ImageData(url=self._links.url(item.id, base)) for item in stored]
 
 
-def _inline(pngs: list[bytes]) -> list[ImageData]:
-    return [ImageData(b64_json=base64.b64encode(png).decode("ascii")) for png in pngs]
+def _inline(images: list[bytes]) -> list[ImageData]:
+    return [ImageData(b64_json=base64.b64encode(image).decode("ascii")) for image in images]
+
+
+def _image_type(image: bytes) -> tuple[str, str]:
+    """File extension and content type from an image's leading bytes (PNG unless it says otherwise)."""
+    if image[:3] == b"\xff\xd8\xff":
+        return "jpg", "image/jpeg"
+    if image[:4] == b"RIFF" and image[8:12] == b"WEBP":
+        return "webp", "image/webp"
+    return "png", "image/png"

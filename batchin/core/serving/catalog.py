@@ -66,4 +66,5 @@ class CatalogService:
             licence=entry.licence,
             description=entry.description,
             regions=list(entry.regions),
+            capabilities=list(entry.capabilities),
         )

@@ -1,7 +1,8 @@
-"""A started text generation: the engine feeds a bounded buffer from its own task, the caller reads
-from it. This is what isolates slow consumers: the engine never waits on a reader until the buffer
-(`stream_buffer_chunks` deltas) is full, and a reader that stays stalled past
-`slow_consumer_timeout_seconds` is dropped — its generation stops and it pays for what was made.
+"""A started generation (text deltas, or a remote upstream's audio bytes): the engine feeds a
+bounded buffer from its own task, the caller reads from it. This is what isolates slow consumers:
+the engine never waits on a reader until the buffer (`stream_buffer_chunks` items) is full, and a
+reader that stays stalled past `slow_consumer_timeout_seconds` is dropped — its generation stops
+and it pays for what was made.
 
 The producer task owns the whole paid call (reserve → admission slot → engine → settle), so a
 disconnect (the reader cancels it), an engine error and a normal end all close the call exactly once.
@@ -14,6 +15,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Generic, Self, TypeVar, cast
 
 from batchin.core.billing.metering import ClientGone
 from batchin.errors import ServiceUnavailable
@@ -25,6 +27,7 @@ class SlowConsumer(ClientGone):
 
 
 _END = object()
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -49,95 +52,121 @@ class GenerationStats:
         return self.finished_at - self.first_token_at
 
 
-class TextGeneration:
-    def __init__(self, *, buffer_size: int, stall_timeout: float, prompt_tokens: int) -> None:
+class BufferedStream(Generic[T]):
+    """A producer task feeding a bounded buffer that one reader drains (text deltas, audio bytes).
+
+    `start(produce)` runs `produce(stream, opened)` in its own task and returns once the producer
+    has called `open(opened)` (admitted, or its engine answering), or raises its refusal, so that a
+    refusal is still an ordinary error response. Reading ends with the producer's end or error;
+    a reader that stops early (`aclose`, or closing its iterator) cancels the producer."""
+
+    def __init__(self, *, buffer_size: int, stall_timeout: float) -> None:
         self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=buffer_size)
         self._stall_timeout = stall_timeout
         self._task: asyncio.Task[None] | None = None
         self._final: object = None  # _END or the producer's exception, once it is done
-        self.stats = GenerationStats(prompt_tokens=prompt_tokens)
+        self._stopping = False
 
-    async def start(self, produce: Callable[[TextGeneration, asyncio.Future[None]], Awaitable[None]]) -> None:
-        """Run `produce` in its own task; returns once it has been admitted (or raises its refusal)."""
+    async def start(self, produce: Callable[[Self, asyncio.Future[None]], Awaitable[None]]) -> None:
+        """Run `produce` in its own task; returns once it has opened (or raises its refusal)."""
         loop = asyncio.get_running_loop()
-        admitted: asyncio.Future[None] = loop.create_future()
-        self._task = loop.create_task(self._run(produce, admitted))
+        opened: asyncio.Future[None] = loop.create_future()
+        self._task = loop.create_task(self._run(produce, opened))
         try:
-            await asyncio.shield(admitted)
+            await asyncio.shield(opened)
         except asyncio.CancelledError:
             await self.aclose()
             raise
 
     async def _run(
         self,
-        produce: Callable[[TextGeneration, asyncio.Future[None]], Awaitable[None]],
-        admitted: asyncio.Future[None],
+        produce: Callable[[Self, asyncio.Future[None]], Awaitable[None]],
+        opened: asyncio.Future[None],
     ) -> None:
         try:
-            await produce(self, admitted)
+            await produce(self, opened)
         except asyncio.CancelledError:
-            if not admitted.done():
-                admitted.cancel()
+            if not opened.done():
+                opened.cancel()
             # A reader still waiting (the cancellation came from elsewhere, e.g. shutdown) must not hang.
             self._offer(ServiceUnavailable("The generation was stopped before it finished."))
             raise
         except Exception as exc:
-            if not admitted.done():
-                admitted.set_exception(exc)
+            if not opened.done():
+                opened.set_exception(exc)
             else:
                 self._offer(exc)
             return
+        self.open(opened)  # a producer that ended without opening: its reader gets the end
         self._offer(_END)
 
-    def admitted(self, admitted: asyncio.Future[None], queued_seconds: float) -> None:
-        self.stats.queued_seconds = queued_seconds
-        self.stats.admitted_at = time.monotonic()
-        if not admitted.done():
-            admitted.set_result(None)
+    @staticmethod
+    def open(opened: asyncio.Future[None]) -> None:
+        """Producer side: the call is under way; `start` returns to the reader."""
+        if not opened.done():
+            opened.set_result(None)
 
-    async def push(self, delta: TextDelta) -> None:
-        """Producer side: hand one delta to the reader, dropping a reader stalled past the timeout."""
-        if self.stats.first_token_at is None and delta.text:
-            self.stats.first_token_at = time.monotonic()
+    async def push(self, item: T) -> None:
+        """Producer side: hand one item to the reader, dropping a reader stalled past the timeout."""
         try:
-            self._queue.put_nowait(delta)
+            self._queue.put_nowait(item)
         except asyncio.QueueFull:
             try:
-                await asyncio.wait_for(self._queue.put(delta), self._stall_timeout)
+                await asyncio.wait_for(self._queue.put(item), self._stall_timeout)
             except TimeoutError:
                 raise SlowConsumer(f"reader stalled for over {self._stall_timeout:.1f}s") from None
 
     def _offer(self, final: object) -> None:
-        # The end (or an error) is kept beside the buffer, so it never displaces a delta; the wake-up
+        # The end (or an error) is kept beside the buffer, so it never displaces an item; the wake-up
         # marker is only needed when the reader may be waiting on an empty buffer.
         self._final = final
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(_END)
 
-    def __aiter__(self) -> AsyncIterator[TextDelta]:
+    def __aiter__(self) -> AsyncIterator[T]:
         return self._read()
 
-    async def _read(self) -> AsyncIterator[TextDelta]:
+    async def _read(self) -> AsyncIterator[T]:
         try:
             while True:
                 if self._final is not None and self._queue.empty():
                     break
                 item = await self._queue.get()
-                if isinstance(item, TextDelta):
-                    yield item
+                if item is not _END:
+                    yield cast(T, item)
             if isinstance(self._final, BaseException):
                 raise self._final
         finally:
             await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the generation (if still running) and wait until its call is settled."""
+        """Stop the producer (if still running) and wait until its call is settled."""
         task = self._task
         if task is None or task.done():
             return
-        task.cancel()
+        if not self._stopping:
+            # Once: a reader's close and its response's close may both come here, and a second
+            # cancel would interrupt the producer while it settles what was made.
+            self._stopping = True
+            task.cancel()
         await asyncio.wait({task})
 
     async def wait(self) -> None:
         if self._task is not None:
             await asyncio.wait({self._task})
+
+
+class TextGeneration(BufferedStream[TextDelta]):
+    def __init__(self, *, buffer_size: int, stall_timeout: float, prompt_tokens: int) -> None:
+        super().__init__(buffer_size=buffer_size, stall_timeout=stall_timeout)
+        self.stats = GenerationStats(prompt_tokens=prompt_tokens)
+
+    def admitted(self, admitted: asyncio.Future[None], queued_seconds: float) -> None:
+        self.stats.queued_seconds = queued_seconds
+        self.stats.admitted_at = time.monotonic()
+        self.open(admitted)
+
+    async def push(self, item: TextDelta) -> None:
+        if self.stats.first_token_at is None and item.text:
+            self.stats.first_token_at = time.monotonic()
+        await super().push(item)

@@ -34,6 +34,7 @@ from batchin.models.base import (
     ChatMessage,
     ChatParams,
     CompletionParams,
+    ContentPart,
     PreparedPrompt,
     SamplingParams,
     TextRunner,
@@ -43,6 +44,7 @@ from batchin.models.registry import ModelRegistry
 from batchin.protocol.text import (
     DEFAULT_COMPLETION_MAX_TOKENS,
     ChatCompletionRequest,
+    ChatMessageIn,
     CompletionRequest,
     ResponseCreateRequest,
     SamplingFields,
@@ -103,8 +105,9 @@ class InferenceService:
         """`observe=False`: not attributed nor recorded in the prompt registry (experiment replays,
         which carry the version they replay in `ctx.prompt_version`)."""
         request.refuse_unsupported()
-        entry, runner = await self._text_model(request.model, "chat", ctx.principal)
-        messages = tuple(ChatMessage(role=_engine_role(m.role), content=m.text()) for m in request.messages)
+        images = any(m.has_images() for m in request.messages)
+        entry, runner = await self._text_model(request.model, "chat", ctx.principal, images=images)
+        messages = tuple(_engine_message(m) for m in request.messages)
         max_tokens = request.requested_max_tokens()
         sampling = self._sampling(request, entry, max_tokens or 1)
         prepared = await runner.prepare_chat(ChatParams(messages, sampling, stream=request.stream))
@@ -112,7 +115,7 @@ class InferenceService:
             # No limit asked: the completion may use the rest of the context (OpenAI's semantics).
             rest = replace(sampling, max_tokens=max(1, (entry.context_length or 0) - prepared.prompt_tokens))
             prepared = await runner.prepare_chat(ChatParams(messages, rest, stream=request.stream))
-        audit_input = orjson.dumps([{"role": m.role, "content": m.content} for m in messages])
+        audit_input = orjson.dumps([_audited(m) for m in messages])
         prompt = None
         if observe and self._prompts is not None:
             prompt = self._prompts.attribute_chat(
@@ -156,10 +159,22 @@ class InferenceService:
     # -- shared path ---------------------------------------------------------------------------
 
     async def _text_model(
-        self, model_id: str, kind: Kind, principal: Principal
+        self, model_id: str, kind: Kind, principal: Principal, *, images: bool = False
     ) -> tuple[CatalogEntry, TextRunner]:
         entry = usable_model(self._registry, model_id, kind, principal)
+        if images and "vision" not in entry.capabilities:
+            raise InvalidRequest(self._no_vision_message(entry, principal), param="messages")
         return entry, await self._registry.text_runner(model_id)
+
+    def _no_vision_message(self, entry: CatalogEntry, principal: Principal) -> str:
+        """Why image parts are refused, naming the models that take them (those this key may call)."""
+        vision = [
+            e.id
+            for e in self._registry.entries()
+            if "vision" in e.capabilities and may_use_model(principal, *e.names)
+        ]
+        where = f"use a model with vision: {', '.join(vision)}" if vision else "no model here takes images"
+        return f"Model '{entry.id}' does not take images (image_url content parts); send text or {where}."
 
     def _no_fim_message(self, entry: CatalogEntry, principal: Principal) -> str:
         """Why `suffix` is refused, naming the models that would take it (those this key may call)."""
@@ -344,3 +359,24 @@ def _engine_ms(gen: TextGeneration) -> int:
 
 def _engine_role(role: str) -> str:
     return "system" if role == "developer" else role
+
+
+def _engine_message(message: ChatMessageIn) -> ChatMessage:
+    role = _engine_role(message.role)
+    if not message.has_images():
+        return ChatMessage(role=role, content=message.text())
+    parts = tuple(
+        ContentPart("text", text=value)
+        if kind == "text"
+        else ContentPart("image_url", url=value, detail=detail)
+        for kind, value, detail in message.parts()
+    )
+    return ChatMessage(role=role, content=message.text(), parts=parts)
+
+
+def _audited(message: ChatMessage) -> dict[str, object]:
+    """A message as its audit record's input hashes it: with its images' URLs when it has any."""
+    audited: dict[str, object] = {"role": message.role, "content": message.content}
+    if message.parts:
+        audited["images"] = [part.url for part in message.parts if part.type == "image_url"]
+    return audited

@@ -79,6 +79,12 @@ class ServedCall:
         self.output = output
         self.usage = AuditUsage(input_tokens, output_tokens, units, unit)
 
+    @property
+    def opening_headers(self) -> dict[str, str]:
+        """X-VaaS-* of the record's opening statement: what a streamed answer (sent before its
+        output exists) carries, as text streams do; the signed record replaces them once sealed."""
+        return self.pending.response_headers()
+
     def charged_units(self) -> int:
         if self.metered is not None:
             return self.metered.charged_units or 0

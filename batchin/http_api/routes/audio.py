@@ -17,12 +17,12 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from batchin.core.context import CallContext
-from batchin.core.media.audio import AudioService
+from batchin.core.media.audio import AudioService, SpeechResult
 from batchin.errors import InvalidRequest
 from batchin.http_api.body_limit import limit_body
 from batchin.http_api.endpoint import Endpoint, FormBody
 from batchin.http_api.rendering import parse_json, render, validate
-from batchin.http_api.streaming import unless_disconnected
+from batchin.http_api.streaming import ClosingStream, until_disconnect
 from batchin.protocol.audio import (
     SpeechRequest,
     Transcription,
@@ -53,12 +53,11 @@ class AudioDeps:
 
 async def create_speech(request: Request, ctx: CallContext, deps: AudioDeps) -> Response:
     body = await parse_json(request, SpeechRequest, deps.max_body_bytes)
-
-    async def respond() -> Response:
-        result = await deps.audio.speech(ctx, body)
+    result = await until_disconnect(request, deps.audio.start_speech(ctx, body))
+    if isinstance(result, SpeechResult):
         return Response(result.audio, media_type=result.content_type, headers=ctx.response_headers())
-
-    return await unless_disconnected(request, respond())
+    # A remote model's audio, relayed as it arrives (chunked); its refusals were raised above.
+    return ClosingStream(result, media_type=result.content_type, headers=ctx.response_headers())
 
 
 async def create_transcription(request: Request, ctx: CallContext, deps: AudioDeps) -> Response:
@@ -72,18 +71,15 @@ async def create_translation(request: Request, ctx: CallContext, deps: AudioDeps
 async def _transcribe(
     request: Request, ctx: CallContext, deps: AudioDeps, task: Literal["transcribe", "translate"]
 ) -> Response:
-    fields, audio = await _read_form(request, deps.max_upload_bytes)
+    fields, audio, filename = await _read_form(request, deps.max_upload_bytes)
     if task == "translate":
         fields.pop("language", None)  # translations always produce English
     body = validate(TranscriptionRequest, fields)
-
-    async def respond() -> Response:
-        result: TranscriptionVerbose = await deps.audio.transcribe(ctx, body, audio, task=task)
-        response = _render_transcript(result, body.response_format)
-        response.headers.update(ctx.response_headers())
-        return response
-
-    return await unless_disconnected(request, respond())
+    work = deps.audio.transcribe(ctx, body, audio, task=task, filename=filename)
+    result: TranscriptionVerbose = await until_disconnect(request, work)
+    response = _render_transcript(result, body.response_format)
+    response.headers.update(ctx.response_headers())
+    return response
 
 
 def _render_transcript(result: TranscriptionVerbose, response_format: str) -> Response:
@@ -98,8 +94,8 @@ def _render_transcript(result: TranscriptionVerbose, response_format: str) -> Re
     return render(Transcription(text=result.text, usage=result.usage))
 
 
-async def _read_form(request: Request, max_bytes: int) -> tuple[dict[str, Any], bytes]:
-    """The form's fields (lists for `name[]` fields) and the uploaded file's bytes."""
+async def _read_form(request: Request, max_bytes: int) -> tuple[dict[str, Any], bytes, str | None]:
+    """The form's fields (lists for `name[]` fields), the uploaded file's bytes and its name."""
     limited = limit_body(request, max_bytes, subject="Upload", param="file")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidRequest("Send the audio as multipart/form-data with a 'file' field.", param="file")
@@ -108,6 +104,7 @@ async def _read_form(request: Request, max_bytes: int) -> tuple[dict[str, Any], 
         if not isinstance(upload, UploadFile):
             raise InvalidRequest("A 'file' field with the audio is required.", param="file")
         audio = await upload.read()
+        filename = upload.filename
         fields: dict[str, Any] = {}
         for name, value in form.multi_items():
             if name == "file" or not isinstance(value, str):
@@ -116,7 +113,7 @@ async def _read_form(request: Request, max_bytes: int) -> tuple[dict[str, Any], 
                 fields.setdefault(name[:-2], []).append(value)
             else:
                 fields[name] = value
-    return fields, audio
+    return fields, audio, filename
 
 
 _AUDIO_ERRORS = (400, 402, 404, 413, 503)

@@ -14,7 +14,7 @@ from batchin.core.context import CallContext
 from batchin.core.media.embeddings import EmbeddingsService
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.rendering import parse_json
-from batchin.http_api.streaming import unless_disconnected
+from batchin.http_api.streaming import until_disconnect
 from batchin.protocol.embeddings import CreateEmbeddingResponse, EmbeddingRequest
 from batchin.services import Services
 
@@ -33,14 +33,10 @@ class EmbeddingDeps:
 
 async def create_embedding(request: Request, ctx: CallContext, deps: EmbeddingDeps) -> Response:
     body = await parse_json(request, EmbeddingRequest, deps.max_body_bytes)
-
-    async def respond() -> Response:
-        result = await deps.embeddings.create(ctx, body)
-        # A thousand 384-float vectors serialise in tens of milliseconds: off the event loop.
-        content = await asyncio.to_thread(lambda: orjson.dumps(result.model_dump(mode="json")))
-        return Response(content, media_type="application/json", headers=ctx.response_headers())
-
-    return await unless_disconnected(request, respond())
+    result = await until_disconnect(request, deps.embeddings.create(ctx, body))
+    # A thousand 384-float vectors serialise in tens of milliseconds: off the event loop.
+    content = await asyncio.to_thread(lambda: orjson.dumps(result.model_dump(mode="json")))
+    return Response(content, media_type="application/json", headers=ctx.response_headers())
 
 
 ENDPOINTS = [

@@ -13,7 +13,7 @@ from batchin.core.media.images import ImageService
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.origin import PublicOrigin
 from batchin.http_api.rendering import parse_json, render
-from batchin.http_api.streaming import unless_disconnected
+from batchin.http_api.streaming import until_disconnect
 from batchin.protocol.images import ImageGenerateRequest, ImagesResponse
 from batchin.services import Services
 
@@ -38,14 +38,10 @@ class ImageDeps:
 
 async def create_image(request: Request, ctx: CallContext, deps: ImageDeps) -> Response:
     body = await parse_json(request, ImageGenerateRequest, deps.max_body_bytes)
-
-    async def respond() -> Response:
-        result = await deps.images.generate(ctx, body, base=deps.origin.of(request))
-        response = render(result)
-        response.headers.update(ctx.response_headers())
-        return response
-
-    return await unless_disconnected(request, respond())
+    result = await until_disconnect(request, deps.images.generate(ctx, body, base=deps.origin.of(request)))
+    response = render(result)
+    response.headers.update(ctx.response_headers())
+    return response
 
 
 ENDPOINTS = [
