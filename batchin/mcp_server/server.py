@@ -1,5 +1,6 @@
-"""The FastMCP server: every capability as a tool, read-only views as resources, one middleware
-that admits each call like an HTTP request. Used by both transports (http.py, stdio.py)."""
+"""The FastMCP server: every capability as a tool, read-only views as resources, the caller's
+prompt registry as prompts, one middleware that admits each call like an HTTP request. Used by both
+transports (http.py, stdio.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from batchin import __version__
 from batchin.mcp_server.middleware import CallerMiddleware
 from batchin.mcp_server.runtime import McpRuntime
 from batchin.resources import register_resources
+from batchin.resources.registry_prompts import RegistryPrompts
 from batchin.tools import ALL_TOOLS, register_tools
 from batchin.tools.registry import scopes_of
 
@@ -35,6 +37,7 @@ def build_mcp_server(runtime: McpRuntime, *, auth: AuthProvider | None = None) -
         middleware=[CallerMiddleware(runtime, scopes_of(ALL_TOOLS))],
         mask_error_details=True,  # an unexpected exception reaches the client as a bare "Error calling tool"
         on_duplicate="error",
+        providers=[RegistryPrompts()],
     )
     register_tools(mcp)
     register_resources(mcp)
