@@ -27,8 +27,10 @@ audit records. Call list_models first and pass a model id to the other tools. Ev
 to your API key and counts against its requests-per-minute limit. Errors come back as
 {"error": {"code", "message", "param", "status"}}: payment_required (402) means add credit;
 rate_limited (429) carries retry_after seconds; not_found (404) names what is missing. Results
-carry a receipt in _meta (run id, traceparent, audit record id) that get_trace and
-verify_audit_record accept."""
+are readable text plus the full result as structured content, and carry a receipt in _meta (run id,
+traceparent, audit record id) that get_trace and verify_audit_record accept. Subscribe to
+batchin://batches/{id} or batchin://videos/{id} to follow a job; your registered prompt versions
+are served as MCP prompts."""
 
 
 def build_mcp_server(runtime: McpRuntime, *, auth: AuthProvider | None = None) -> FastMCP:
