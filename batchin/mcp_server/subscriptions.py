@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from typing import Any
 
 import anyio
@@ -41,7 +42,7 @@ from mcp_types import (
     UnsubscribeRequestParams,
 )
 
-from batchin.errors import BatchInError
+from batchin.errors import BatchInError, RateLimited
 from batchin.mcp_server.errors import error_payload
 from batchin.mcp_server.middleware import identify_caller
 from batchin.mcp_server.runtime import McpRuntime
@@ -49,7 +50,9 @@ from batchin.resources.watches import Watch, open_watch
 
 __all__ = ["MAX_WATCHES", "WATCH_TASK_PREFIX", "ResourceSubscriptions"]
 
-MAX_WATCHES = 100  # resources per listen stream, and per legacy session
+# Resources one user may have watched at a time in one server process, over all its streams and
+# sessions: it bounds the rows polled for one user (about this many small reads a second).
+MAX_WATCHES = 100
 WATCH_TASK_PREFIX = "batchin-watch "  # each watch's task is named so, then the URI
 _WATCHES_KEY = "batchin.subscriptions"
 
@@ -60,17 +63,30 @@ class ResourceSubscriptions:
     def __init__(self, runtime: McpRuntime, interval: float) -> None:
         self._runtime = runtime
         self._interval = interval
+        self._held: Counter[str] = Counter()  # watches running per user
 
-    async def _watches(self, uris: list[str]) -> list[Watch]:
-        if len(uris) > MAX_WATCHES:
-            raise MCPError(
-                INVALID_PARAMS, f"invalid_request: at most {MAX_WATCHES} resources per subscription."
-            )
+    async def _watches(self, uris: list[str]) -> tuple[str, list[Watch]]:
+        """The caller's user id and a watch of each URI, counted against MAX_WATCHES (give them
+        back with `_release`)."""
         try:
             call = await identify_caller(self._runtime, admit=True)
-            return [await open_watch(call, uri) for uri in dict.fromkeys(uris)]
+            user_id = call.ctx.principal.user_id
+            wanted = list(dict.fromkeys(uris))
+            if self._held[user_id] + len(wanted) > MAX_WATCHES:
+                raise RateLimited(
+                    f"At most {MAX_WATCHES} resources watched at a time; close a subscription first.",
+                    retry_after=self._interval,
+                )
+            watches = [await open_watch(call, uri) for uri in wanted]
         except BatchInError as exc:
             raise MCPError(INVALID_PARAMS, f"{exc.code}: {exc.message}", error_payload(exc)) from None
+        self._held[user_id] += len(watches)
+        return user_id, watches
+
+    def _release(self, user_id: str, count: int) -> None:
+        self._held[user_id] -= count
+        if self._held[user_id] <= 0:
+            del self._held[user_id]
 
     # -- 2026-07-28 ------------------------------------------------------------------------------
 
@@ -80,7 +96,18 @@ class ResourceSubscriptions:
         subscription_id = ctx.request_id
         if subscription_id is None:
             raise MCPError(INVALID_REQUEST, "subscriptions/listen requires a request id")
-        watches = await self._watches(list(params.notifications.resource_subscriptions or ()))
+        user_id, watches = await self._watches(list(params.notifications.resource_subscriptions or ()))
+        try:
+            await self._stream(ctx, subscription_id, watches)
+        finally:
+            self._release(user_id, len(watches))
+        # Not reached: the stream ends only by the client leaving, which cancels this handler.
+        return SubscriptionsListenResult(_meta={SUBSCRIPTION_ID_META_KEY: subscription_id})
+
+    async def _stream(
+        self, ctx: ServerRequestContext[Any, Any], subscription_id: Any, watches: list[Watch]
+    ) -> None:
+        """Acknowledge, then report each watch's changes until the client leaves (cancelled)."""
         meta: dict[str, Any] = {SUBSCRIPTION_ID_META_KEY: subscription_id}
         honored = SubscriptionFilter(resource_subscriptions=[w.uri for w in watches] or None)
         await ctx.session.send_notification(
@@ -98,7 +125,6 @@ class ResourceSubscriptions:
             for watch in watches:
                 group.start_soon(watch.run, notify, self._interval, name=_task_name(watch.uri))
             await anyio.sleep_forever()  # open until the client leaves (this handler is then cancelled)
-        return SubscriptionsListenResult(_meta=meta)  # pragma: no cover - never reached
 
     # -- up to 2025-11-25 ------------------------------------------------------------------------
 
@@ -115,11 +141,7 @@ class ResourceSubscriptions:
         running = _running(connection)
         if params.uri in running:
             return EmptyResult()
-        if len(running) >= MAX_WATCHES:
-            raise MCPError(
-                INVALID_PARAMS, f"invalid_request: at most {MAX_WATCHES} subscriptions per session."
-            )
-        [watch] = await self._watches([params.uri])
+        user_id, [watch] = await self._watches([params.uri])
 
         async def watched() -> None:
             try:
@@ -129,6 +151,7 @@ class ResourceSubscriptions:
                     del running[watch.uri]
 
         task = asyncio.get_running_loop().create_task(watched(), name=_task_name(watch.uri))
+        task.add_done_callback(lambda _: self._release(user_id, 1))  # also when cancelled unstarted
         running[watch.uri] = task
         return EmptyResult()
 

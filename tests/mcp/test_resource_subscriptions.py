@@ -19,6 +19,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import ResourceUpdatedNotification
 
 from batchin.config import Settings
+from batchin.mcp_server import subscriptions
 from batchin.mcp_server.runtime import McpRuntime
 from batchin.mcp_server.server import build_mcp_server
 from batchin.mcp_server.subscriptions import WATCH_TASK_PREFIX
@@ -147,3 +148,20 @@ async def test_legacy_subscribe_notifies_and_unsubscribe_and_disconnect_end_the_
         assert set(updated) == {first}
     await eventually(lambda: not watch_tasks())  # the connection's end cancels what is left
     assert (await services.batches.progress(user.id, long_batch)).status not in TERMINAL_STATUSES
+
+
+async def test_a_user_watches_a_bounded_number_of_resources_until_a_stream_closes(
+    connect: Connect, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(subscriptions, "MAX_WATCHES", 1)
+    user = await make_user()
+    async with connect(user.api_key) as client:
+        first = f"batchin://batches/{await submit(client, n=30)}"
+        second = f"batchin://batches/{await submit(client, n=30)}"
+        async with listen(client.session, resource_subscriptions=[first]):
+            with pytest.raises(MCPError, match="rate_limited"):
+                async with listen(client.session, resource_subscriptions=[second]):
+                    pass
+        await eventually(lambda: not watch_tasks())
+        async with listen(client.session, resource_subscriptions=[second]) as subscription:
+            assert subscription.honored.resource_subscriptions == [second]
