@@ -13,6 +13,7 @@ second.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Self
@@ -26,7 +27,9 @@ from batchin.protocol.accounts import Scope
 from batchin.protocol.batches import TERMINAL_STATUSES
 from batchin.services import Services
 
-__all__ = ["BATCH_PREFIX", "VIDEO_PREFIX", "Watch", "WatchDeps", "open_watch"]
+__all__ = ["BATCH_PREFIX", "VIDEO_PREFIX", "State", "Watch", "WatchDeps", "open_watch"]
+
+log = logging.getLogger(__name__)
 
 BATCH_PREFIX = "batchin://batches/"
 VIDEO_PREFIX = "batchin://videos/"
@@ -73,6 +76,9 @@ class Watch:
             except NotFound:  # deleted meanwhile: a read now answers not_found
                 await notify(self.uri)
                 return
+            except Exception:  # a store hiccup (busy, failing over) must not end the subscription
+                log.warning("reading %s for a subscription failed; trying again", self.uri, exc_info=True)
+                continue
             if now != self.state:
                 self.state = now
                 await notify(self.uri)

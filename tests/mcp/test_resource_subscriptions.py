@@ -19,12 +19,14 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import ResourceUpdatedNotification
 
 from batchin.config import Settings
+from batchin.errors import NotFound
 from batchin.mcp_server import subscriptions
 from batchin.mcp_server.runtime import McpRuntime
 from batchin.mcp_server.server import build_mcp_server
 from batchin.mcp_server.subscriptions import WATCH_TASK_PREFIX
 from batchin.protocol.accounts import KeyCreateRequest
 from batchin.protocol.batches import TERMINAL_STATUSES
+from batchin.resources.watches import State, Watch
 from batchin.services import Services
 from tests.conftest import MakeUser
 from tests.text_fixtures import eventually, scripted_services
@@ -165,3 +167,28 @@ async def test_a_user_watches_a_bounded_number_of_resources_until_a_stream_close
         await eventually(lambda: not watch_tasks())
         async with listen(client.session, resource_subscriptions=[second]) as subscription:
             assert subscription.honored.resource_subscriptions == [second]
+
+
+async def test_a_watch_outlives_a_failed_read_and_reports_a_vanished_job() -> None:
+    uri = "batchin://videos/v1"
+    reads: list[State | Exception] = [
+        RuntimeError("database is locked"),  # a store hiccup: try again next time
+        State(("in_progress", 40), ended=False),
+        State(("in_progress", 40), ended=False),  # unchanged: nothing to report
+        NotFound("No such video."),  # deleted: one last report, then the watch ends
+    ]
+
+    async def read() -> State:
+        outcome = reads.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    reported: list[str] = []
+
+    async def notify(changed: str) -> None:
+        reported.append(changed)
+
+    await Watch(uri, read, State(("queued", 0), ended=False)).run(notify, interval=0)
+    assert reported == [uri, uri]
+    assert reads == []
