@@ -8,15 +8,21 @@ traced like their HTTP twins. A tool call then needs the key scope the tool stat
 its HTTP twin; 403 `permission_denied` otherwise), checked before its arguments are read. The run
 receipt (run id, traceparent, audit record headers) is
 returned in the result's `_meta`.
+
+prompts/get is admitted like a resource read (and needs the prompt registry's scope); prompts/list
+only identifies the caller, like tools/list, without counting a request against the RPM limit.
+Completion and subscription handlers identify their caller with `identify_caller`.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from fastmcp.exceptions import ResourceError
+from fastmcp.exceptions import PromptError, ResourceError
 from fastmcp.exceptions import ValidationError as ArgumentsInvalid
+from fastmcp.prompts.base import Prompt, PromptResult
 from fastmcp.server.dependencies import get_access_token, get_http_headers, get_http_request
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools.base import ToolResult
@@ -30,8 +36,9 @@ from batchin.mcp_server import caller
 from batchin.mcp_server.errors import CoreToolError, argument_error, error_payload, error_result
 from batchin.mcp_server.runtime import McpRuntime
 from batchin.protocol.accounts import Scope
+from batchin.resources.registry_prompts import PROMPT_SCOPE
 
-__all__ = ["CallerMiddleware"]
+__all__ = ["CallerMiddleware", "identify_caller"]
 
 _NO_KEY = "Invalid or missing API key. Set BATCHIN_API_KEY (stdio) or send Authorization: Bearer <API_KEY>."
 _RECEIPT_META_KEY = "batchin.tech/receipt"
@@ -49,7 +56,7 @@ class CallerMiddleware(Middleware):
         call_next: CallNext[mt.CallToolRequestParams, ToolResult],
     ) -> ToolResult:
         try:
-            call = await self._admit()
+            call = await identify_caller(self._runtime, admit=True)
             scope = self._tool_scopes.get(context.message.name)
             if scope is not None:
                 require_scope(call.ctx.principal, scope)
@@ -74,7 +81,7 @@ class CallerMiddleware(Middleware):
         call_next: CallNext[mt.ReadResourceRequestParams, Any],
     ) -> Any:
         try:
-            call = await self._admit()
+            call = await identify_caller(self._runtime, admit=True)
         except BatchInError as exc:
             raise ResourceError(str(error_payload(exc)["error"]["message"])) from None
         token = caller.bind(call)
@@ -83,25 +90,61 @@ class CallerMiddleware(Middleware):
         finally:
             caller.unbind(token)
 
-    async def _admit(self) -> caller.McpCall:
-        views = self._runtime.views()
-        access = get_access_token()
-        secret = access.token if access is not None else self._runtime.local_api_key
-        if not secret:
-            raise Unauthorized(_NO_KEY)
-        principal, rate = await views.services.auth.admit(secret)
-        headers = get_http_headers(include=_CALL_HEADERS)  # {} over stdio and in memory
-        prompt_version = (headers.get("x-batchin-prompt-version") or "").strip()[:200] or "default"
-        region = views.services.regions.resolve(principal, headers.get("x-batchin-region"), peer=_http_peer())
-        ctx = CallContext(
-            principal=principal,
-            request_id=_http_request_id() or f"req_{uuid.uuid4().hex}",
-            region=region,
-            rate_limit=rate,
-            trace=continue_trace(headers.get("traceparent")),
-            prompt_version=prompt_version,
-        )
-        return caller.McpCall(views=views, ctx=ctx)
+    async def on_list_prompts(
+        self,
+        context: MiddlewareContext[mt.ListPromptsRequest],
+        call_next: CallNext[mt.ListPromptsRequest, Sequence[Prompt]],
+    ) -> Sequence[Prompt]:
+        try:
+            call = await identify_caller(self._runtime, admit=False)
+        except BatchInError:
+            return []  # no valid key (stdio without BATCHIN_API_KEY): no registry to list
+        token = caller.bind(call)
+        try:
+            return await call_next(context)
+        finally:
+            caller.unbind(token)
+
+    async def on_get_prompt(
+        self,
+        context: MiddlewareContext[mt.GetPromptRequestParams],
+        call_next: CallNext[mt.GetPromptRequestParams, PromptResult],
+    ) -> PromptResult:
+        try:
+            call = await identify_caller(self._runtime, admit=True)
+            require_scope(call.ctx.principal, PROMPT_SCOPE)
+        except BatchInError as exc:
+            raise PromptError(f"{exc.code}: {exc.message}") from None
+        token = caller.bind(call)
+        try:
+            return await call_next(context)
+        finally:
+            caller.unbind(token)
+
+
+async def identify_caller(runtime: McpRuntime, *, admit: bool) -> caller.McpCall:
+    """The caller of the MCP request being served, from its bearer key (HTTP) or the local key
+    (stdio, in memory). With `admit`, the request counts against the key's RPM limit (429 past it),
+    as an HTTP request does; without, the key is only authenticated (lists, completions)."""
+    views = runtime.views()
+    access = get_access_token()
+    secret = access.token if access is not None else runtime.local_api_key
+    if not secret:
+        raise Unauthorized(_NO_KEY)
+    auth = views.services.auth
+    principal, rate = await auth.admit(secret) if admit else (await auth.authenticate(secret), None)
+    headers = get_http_headers(include=_CALL_HEADERS)  # {} over stdio and in memory
+    prompt_version = (headers.get("x-batchin-prompt-version") or "").strip()[:200] or "default"
+    region = views.services.regions.resolve(principal, headers.get("x-batchin-region"), peer=_http_peer())
+    ctx = CallContext(
+        principal=principal,
+        request_id=_http_request_id() or f"req_{uuid.uuid4().hex}",
+        region=region,
+        rate_limit=rate,
+        trace=continue_trace(headers.get("traceparent")),
+        prompt_version=prompt_version,
+    )
+    return caller.McpCall(views=views, ctx=ctx)
 
 
 def _http_request_id() -> str | None:

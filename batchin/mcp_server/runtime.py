@@ -48,6 +48,8 @@ class McpRuntime:
     # stdio has no Authorization header: the key comes from BATCHIN_API_KEY. None over HTTP, where
     # a request without a bearer key never reaches a tool (401).
     local_api_key: str | None = None
+    # How often a resource subscription reads its job's row (resources/watches.py).
+    watch_interval_seconds: float = 1.0
     _views: ServiceViews | None = field(default=None, init=False, repr=False)
 
     def require_services(self) -> Services:

@@ -94,6 +94,19 @@ class PromptVersionDetail(BaseModel):
     )
 
 
+class PromptTemplate(BaseModel):
+    """A registered version's template as a prompt a client can pick: by its version id, or by
+    `<registry>@promoted`, which names whichever version holds the registry's `promoted` label."""
+
+    name: str = Field(description="`<registry>@<version>`, or `<registry>@promoted` for the label")
+    version_id: str = Field(description="the version the name resolves to")
+    registry_id: str
+    status: VersionStatus
+    label: Literal["promoted"] | None = Field(description="set when `name` is the label")
+    template: str
+    variables: list[str]
+
+
 class PromptLabelMoveRequest(RequestModel):
     action: Literal["promote", "rollback"]
     version_id: str | None = Field(

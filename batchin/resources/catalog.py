@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from batchin.core.serving.catalog import CatalogService
-from batchin.mcp_server.caller import uses
+from batchin.mcp_server.caller import McpCall, uses
 from batchin.services import Services
 
 
@@ -29,3 +29,8 @@ async def models(deps: CatalogResourceDeps = uses(CatalogResourceDeps)) -> str:
 async def model(model_id: str, deps: CatalogResourceDeps = uses(CatalogResourceDeps)) -> str:
     """One model's card, as /v1/models/{id} returns it."""
     return deps.catalog.get_model(model_id).model_dump_json()
+
+
+async def model_ids(call: McpCall) -> list[str]:
+    """Completion candidates for {model_id}: the models this key may call."""
+    return call.views.get(CatalogResourceDeps).catalog.model_ids_for(call.ctx.principal)

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from fastmcp import FastMCP
 
-from batchin.tools import account, batches, embeddings, media, prompts, text, transcription, videos
+from batchin.tools import (
+    account,
+    batches,
+    embeddings,
+    keys,
+    media,
+    prompts,
+    text,
+    transcription,
+    usage,
+    videos,
+)
 from batchin.tools.registry import ToolSpec, register
 
 __all__ = ["ALL_TOOLS", "register_tools"]
@@ -17,6 +28,8 @@ ALL_TOOLS: list[ToolSpec] = [
     *videos.TOOLS,
     *batches.TOOLS,
     *account.TOOLS,
+    *usage.TOOLS,
+    *keys.TOOLS,
     *prompts.TOOLS,
 ]
 

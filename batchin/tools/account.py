@@ -1,5 +1,5 @@
-"""list_models, usage_summary, create_audit_record, verify_audit_record, get_trace: read and record
-tools over the catalog, usage, audit (VaaS) and trace services."""
+"""list_models, create_audit_record, verify_audit_record, list_traces, get_trace: read and record
+tools over the catalog, audit (VaaS) and trace services."""
 
 from __future__ import annotations
 
@@ -9,26 +9,23 @@ from typing import Annotated, Self
 from pydantic import Field
 
 from batchin.core.audit.service import AuditService
-from batchin.core.billing.usage import UsageService
 from batchin.core.serving.asserted_records import AssertedRecordService
 from batchin.core.serving.catalog import CatalogService
-from batchin.core.traces.service import TraceService
+from batchin.core.traces.service import MAX_LIST, TraceService
 from batchin.mcp_server.caller import current, uses
 from batchin.protocol.audit import VaasCreateRequest, VaasRecord, VaasVerification
 from batchin.protocol.common import validate
 from batchin.protocol.models import ModelList
-from batchin.protocol.traces import TraceDetail
-from batchin.protocol.usage import UsageSummary
+from batchin.protocol.traces import TraceDetail, TraceItem, TraceList
 from batchin.services import Services
 from batchin.tools.registry import ToolSpec
 
 
 @dataclass(frozen=True, slots=True)
 class AccountToolDeps:
-    """What the catalog, usage, audit and trace tools use."""
+    """What the catalog, audit and trace tools use."""
 
     catalog: CatalogService
-    usage: UsageService
     audit: AuditService
     asserted_records: AssertedRecordService
     traces: TraceService
@@ -37,7 +34,6 @@ class AccountToolDeps:
     def from_services(cls, services: Services) -> Self:
         return cls(
             catalog=services.catalog,
-            usage=services.usage,
             audit=services.audit,
             asserted_records=services.asserted_records,
             traces=services.traces,
@@ -48,12 +44,6 @@ async def list_models(deps: AccountToolDeps = uses(AccountToolDeps)) -> ModelLis
     """Every model this server serves: id, kind (chat, completion, embedding, speech, transcription,
     image, video), pricing and live status. Use an id as the `model` of the other tools."""
     return deps.catalog.list_models()
-
-
-async def usage_summary(deps: AccountToolDeps = uses(AccountToolDeps)) -> UsageSummary:
-    """This API key's user: requests, tokens and cost so far (cost in cents)."""
-    call = current()
-    return await deps.usage.summary(call.ctx.principal.user_id)
 
 
 async def create_audit_record(
@@ -82,6 +72,18 @@ async def verify_audit_record(
     return await deps.audit.verify(audit_id)
 
 
+async def list_traces(
+    limit: Annotated[
+        int, Field(description=f"How many, newest first (1-{MAX_LIST}).", ge=1, le=MAX_LIST)
+    ] = 20,
+    deps: AccountToolDeps = uses(AccountToolDeps),
+) -> TraceList:
+    """Your traces, newest first: trace id, model, route, prompt version and audit record of each
+    call, as GET /v1/traces lists them. Read one with get_trace."""
+    call = current()
+    return await deps.traces.list_traces(call.ctx.principal.user_id, limit=limit)
+
+
 async def get_trace(
     trace_id: Annotated[str, Field(description="32 hex characters, from a call's traceparent.")],
     deps: AccountToolDeps = uses(AccountToolDeps),
@@ -91,10 +93,47 @@ async def get_trace(
     return await deps.traces.get_trace(call.ctx.principal.user_id, trace_id)
 
 
+def models_text(models: ModelList) -> str:
+    lines = [f"{len(models.data)} models (pass an id as `model`):"]
+    lines += [f"- {m.id}: {', '.join(m.kind)}; {m.status}" for m in models.data]
+    return "\n".join(lines)
+
+
+def audit_record_text(record: VaasRecord) -> str:
+    return (
+        f"Audit record {record.audit_id} for {record.model_id}, signed with key {record.key_id} "
+        f"(attestation: {record.attestation or 'served'}). Verify with verify_audit_record."
+    )
+
+
+def verification_text(verification: VaasVerification) -> str:
+    verdict = "valid" if verification.valid else "NOT valid"
+    return f"Audit record {verification.audit_id}: signature {verdict}."
+
+
+def _trace_line(trace: TraceItem) -> str:
+    facts = [f for f in (trace.model_id, trace.route_id, trace.prompt_version_id) if f]
+    return f"{trace.trace_id} ({trace.created_at}): {', '.join(facts) or trace.source}"
+
+
+def traces_text(traces: TraceList) -> str:
+    if not traces.items:
+        return "No traces."
+    return "\n".join(f"- {_trace_line(t)}" for t in traces.items)
+
+
+def trace_text(trace: TraceDetail) -> str:
+    lines = [f"Trace {_trace_line(trace)}; {len(trace.spans)} spans:"]
+    lines += [f"- {s.name}: {s.duration_ms:.1f} ms, {s.status.code}" for s in trace.spans]
+    return "\n".join(lines)
+
+
 TOOLS = [
-    ToolSpec(list_models, "List models", read_only=True, scope=None),
-    ToolSpec(usage_summary, "Usage summary", read_only=True, scope="account:read"),
-    ToolSpec(create_audit_record, "Create an audit record", scope="audit:write"),
-    ToolSpec(verify_audit_record, "Verify an audit record", read_only=True, scope=None),
-    ToolSpec(get_trace, "Get a trace", read_only=True, scope="account:read"),
+    ToolSpec(list_models, "List models", read_only=True, scope=None, summary=models_text),
+    ToolSpec(create_audit_record, "Create an audit record", scope="audit:write", summary=audit_record_text),
+    ToolSpec(
+        verify_audit_record, "Verify an audit record", read_only=True, scope=None, summary=verification_text
+    ),
+    ToolSpec(list_traces, "List traces", read_only=True, scope="account:read", summary=traces_text),
+    ToolSpec(get_trace, "Get a trace", read_only=True, scope="account:read", summary=trace_text),
 ]

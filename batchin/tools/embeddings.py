@@ -34,8 +34,9 @@ async def embed(
     ] = None,
     deps: EmbeddingToolDeps = uses(EmbeddingToolDeps),
 ) -> CreateEmbeddingResponse:
-    """Embed texts as float vectors for search, clustering or RAG retrieval. Returns the OpenAI
-    embedding list: data[i].embedding is the vector of input i. Billed per input token."""
+    """Embed texts as float vectors for search, clustering or RAG retrieval. The structured content
+    is the OpenAI embedding list (data[i].embedding is the vector of input i); the text says how
+    many and of what size. Billed per input token."""
     call = current()
     fields: dict[str, Any] = {"model": model, "input": input}
     if dimensions is not None:
@@ -43,4 +44,14 @@ async def embed(
     return await deps.embeddings.create(call.ctx, validate(EmbeddingRequest, fields))
 
 
-TOOLS = [ToolSpec(embed, "Embeddings", scope="inference")]
+def embeddings_text(result: CreateEmbeddingResponse) -> str:
+    first = result.data[0].embedding if result.data else []
+    dimensions = len(first) if isinstance(first, list) else "?"
+    return (
+        f"{len(result.data)} embedding(s) of {dimensions} dimensions from {result.model} "
+        f"({result.usage.prompt_tokens} input tokens); the vectors are in the structured content "
+        "(data[i].embedding)."
+    )
+
+
+TOOLS = [ToolSpec(embed, "Embeddings", scope="inference", summary=embeddings_text)]

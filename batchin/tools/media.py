@@ -1,5 +1,6 @@
 """generate_image and speak: the result comes back as MCP image / audio content, so an agent can
-look and listen, with the HTTP API's result model as structured content."""
+look and listen, then a line of text saying what it is, with the HTTP API's result model as
+structured content."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from fastmcp.tools.base import ToolResult
-from mcp.types import AudioContent, ImageContent
+from mcp.types import AudioContent, ContentBlock, ImageContent, TextContent
 from pydantic import BaseModel, Field
 
 from batchin.core.media.audio import AudioService
@@ -52,7 +53,7 @@ async def generate_image(
     fields: dict[str, Any] = {"prompt": prompt, "size": size, "n": n, "response_format": "url"}
     fields |= {k: v for k, v in {"model": model, "seed": seed}.items() if v is not None}
     result = await deps.images.generate(call.ctx, validate(ImageGenerateRequest, fields))
-    content = []
+    content: list[ContentBlock] = []
     for image in result.data:
         file_id = media_id_of(image.url or "")  # a signed link naming the stored PNG
         if file_id is None:
@@ -62,6 +63,9 @@ async def generate_image(
         content.append(
             ImageContent(type="image", data=base64.b64encode(png).decode("ascii"), mime_type="image/png")
         )
+    links = "\n".join(f"- {image.url}" for image in result.data if image.url)
+    described = f"{len(result.data)} PNG image(s), {result.size}, signed links (they expire):\n{links}"
+    content.append(TextContent(type="text", text=described))
     return ToolResult(content=content, structured_content=result.model_dump(mode="json"))
 
 
@@ -105,7 +109,11 @@ async def speak(
     audio = AudioContent(
         type="audio", data=base64.b64encode(result.audio).decode("ascii"), mime_type=result.content_type
     )
-    return ToolResult(content=[audio], structured_content=output.model_dump(mode="json"))
+    described = f"{output.seconds:.2f} s of {output.content_type} from {output.model} ({output.bytes} bytes)."
+    return ToolResult(
+        content=[audio, TextContent(type="text", text=described)],
+        structured_content=output.model_dump(mode="json"),
+    )
 
 
 TOOLS = [

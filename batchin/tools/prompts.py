@@ -4,7 +4,7 @@ the prompt registry and its experiments, the same core calls as /v1/prompts and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import Field
 
@@ -138,10 +138,46 @@ async def get_experiment(
     return await deps.experiments.get(call.ctx.principal.user_id, experiment_id)
 
 
+def prompts_text(prompts: PromptList) -> str:
+    lines = []
+    for registry in prompts.items:
+        promoted = registry.promoted_version_id or "none"
+        lines.append(f"{registry.registry_id}: promoted {promoted}, {registry.total_runs} runs")
+        lines += [f"- {v.version_id}: {v.status}, {v.total_runs} runs" for v in registry.versions]
+    return "\n".join(lines) if lines else "No prompt registries yet."
+
+
+def registry_text(registry: PromptRegistryItem) -> str:
+    experiments = "on (its chat runs are sampled)" if registry.experiments_enabled else "off"
+    promoted = registry.promoted_version_id or "none"
+    return f"Registry {registry.registry_id}: experiments {experiments}, promoted {promoted}."
+
+
+def version_text(version: PromptVersionDetail) -> str:
+    variables = ", ".join(version.variables) or "none"
+    line = f"Registered {version.version_id} ({version.status}; variables: {variables})."
+    if version.experiment_id:
+        line += f" Experiment {version.experiment_id} replays it against the promoted version."
+    return line
+
+
+def experiment_text(experiment: ExperimentDetail) -> str:
+    rate = "n/a" if experiment.pass_rate is None else f"{experiment.pass_rate:.0%}"
+    line = (
+        f"Experiment {experiment.experiment_id}: {experiment.candidate_prompt_version_id} vs "
+        f"{experiment.baseline_prompt_version_id}, {experiment.status}, pass rate {rate} over "
+        f"{experiment.sample_count} samples, promotion {experiment.promotion_status}."
+    )
+    return f"{line} {experiment.reason}" if experiment.reason else line
+
+
+_READ: dict[str, Any] = {"read_only": True, "scope": "account:read"}
+_WRITE: dict[str, Any] = {"scope": "prompts:write"}
+
 TOOLS = [
-    ToolSpec(list_prompts, "List prompt versions", read_only=True, scope="account:read"),
-    ToolSpec(register_prompt_version, "Register a prompt version", scope="prompts:write"),
-    ToolSpec(update_prompt_registry, "Change a prompt registry's settings", scope="prompts:write"),
-    ToolSpec(start_experiment, "Start a prompt experiment", scope="prompts:write"),
-    ToolSpec(get_experiment, "Get a prompt experiment", read_only=True, scope="account:read"),
+    ToolSpec(list_prompts, "List prompt versions", **_READ, summary=prompts_text),
+    ToolSpec(register_prompt_version, "Register a prompt version", **_WRITE, summary=version_text),
+    ToolSpec(update_prompt_registry, "Change a prompt registry's settings", **_WRITE, summary=registry_text),
+    ToolSpec(start_experiment, "Start a prompt experiment", **_WRITE, summary=experiment_text),
+    ToolSpec(get_experiment, "Get a prompt experiment", **_READ, summary=experiment_text),
 ]

@@ -105,8 +105,9 @@ async def chat(
     prompt_registry: PromptRegistry = None,
     deps: TextToolDeps = uses(TextToolDeps),
 ) -> ChatCompletion:
-    """Chat completion: answer the conversation's last message. Returns the OpenAI chat.completion
-    object (choices[0].message.content is the answer; usage counts tokens). Billed per token."""
+    """Chat completion: answer the conversation's last message. The text content is the assistant's
+    answer; the structured content is the OpenAI chat.completion object (choices[0].message, usage
+    in tokens). Billed per token."""
     call = current()
     body = validate(
         ChatCompletionRequest,
@@ -133,7 +134,8 @@ async def complete(
     deps: TextToolDeps = uses(TextToolDeps),
 ) -> Completion:
     """Text completion, or fill-in-the-middle when `suffix` is given (models whose catalog entry has
-    FIM tokens). Returns the OpenAI text_completion object (choices[0].text)."""
+    FIM tokens). The text content is the generated text; the structured content is the OpenAI
+    text_completion object (choices[0].text)."""
     call = current()
     body = validate(
         CompletionRequest,
@@ -158,8 +160,8 @@ async def respond(
     prompt_registry: PromptRegistry = None,
     deps: TextToolDeps = uses(TextToolDeps),
 ) -> ResponseObject:
-    """OpenAI Responses API: returns a `response` object whose output[0].content[0].text is the answer
-    (status `incomplete` when max_output_tokens cut it short)."""
+    """OpenAI Responses API. The text content is the answer; the structured content is the `response`
+    object (output[0].content[0].text; status `incomplete` when max_output_tokens cut it short)."""
     call = current()
     body = validate(
         ResponseCreateRequest,
@@ -173,8 +175,35 @@ async def respond(
     )
 
 
+def _answer(text: str, finish_reason: str | None) -> str:
+    if text:
+        return text
+    return f"(no text generated; finish_reason: {finish_reason or 'unknown'})"
+
+
+def _choices(answers: list[str]) -> str:
+    return answers[0] if len(answers) == 1 else "\n\n".join(f"[{i}] {a}" for i, a in enumerate(answers))
+
+
+def chat_text(result: ChatCompletion) -> str:
+    """The assistant's message (each choice's, when several were asked for)."""
+    return _choices([_answer(choice.message.content, choice.finish_reason) for choice in result.choices])
+
+
+def completion_text(result: Completion) -> str:
+    return _choices([_answer(choice.text, choice.finish_reason) for choice in result.choices])
+
+
+def response_text(result: ResponseObject) -> str:
+    text = "".join(part.text for message in result.output for part in message.content)
+    if result.status == "incomplete":
+        cut = "(incomplete: max_output_tokens reached)"
+        return f"{text}\n{cut}" if text else cut
+    return _answer(text, result.status)
+
+
 TOOLS = [
-    ToolSpec(chat, "Chat completion", scope="inference"),
-    ToolSpec(complete, "Text completion / fill-in-the-middle", scope="inference"),
-    ToolSpec(respond, "Responses API", scope="inference"),
+    ToolSpec(chat, "Chat completion", scope="inference", summary=chat_text),
+    ToolSpec(complete, "Text completion / fill-in-the-middle", scope="inference", summary=completion_text),
+    ToolSpec(respond, "Responses API", scope="inference", summary=response_text),
 ]

@@ -60,8 +60,9 @@ async def transcribe(
     ] = ["segment"],  # noqa: B006 - a schema default, never mutated
     deps: TranscriptionToolDeps = uses(TranscriptionToolDeps),
 ) -> TranscriptionVerbose:
-    """Speech to text. Give exactly one of audio_base64 or file_id. Returns text, language,
-    duration and timed segments. Billed per second of audio."""
+    """Speech to text. Give exactly one of audio_base64 or file_id. The text content is the
+    transcript; the structured content adds language, duration and timed segments. Billed per
+    second of audio."""
     call = current()
     audio = await _audio_bytes(deps, call.ctx.principal.user_id, audio_base64, file_id)
     fields: dict[str, Any] = {
@@ -97,4 +98,8 @@ async def _audio_bytes(
     return await asyncio.to_thread(Path(stored.path).read_bytes)
 
 
-TOOLS = [ToolSpec(transcribe, "Speech to text", scope="inference")]
+def transcript_text(result: TranscriptionVerbose) -> str:
+    return result.text or "(no speech recognised)"
+
+
+TOOLS = [ToolSpec(transcribe, "Speech to text", scope="inference", summary=transcript_text)]

@@ -81,7 +81,17 @@ async def get_video(
     return video
 
 
+def video_text(video: Video) -> str:
+    line = f"Video {video.id}: {video.status}, {video.progress}%"
+    line += f" ({video.model}, {video.seconds} s, {video.size})."
+    if video.error is not None:
+        return f"{line} Error {video.error.code}: {video.error.message}"
+    if video.status == "completed" and video.output_url:
+        return f"{line} MP4: {video.output_url}"
+    return f"{line} Subscribe to batchin://videos/{video.id} or call get_video to follow it."
+
+
 TOOLS = [
-    ToolSpec(create_video, "Create a video", scope="inference"),
-    ToolSpec(get_video, "Get a video job", read_only=True, scope="inference"),
+    ToolSpec(create_video, "Create a video", scope="inference", summary=video_text),
+    ToolSpec(get_video, "Get a video job", read_only=True, scope="inference", summary=video_text),
 ]

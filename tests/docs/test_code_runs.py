@@ -38,7 +38,7 @@ SOURCES = _sources()
 
 # What each page tells the reader its code prints (beyond exiting cleanly).
 EXPECTED = {
-    "agents.md": ["'chat'", "'list_models'", "greeting@v1 "],
+    "agents.md": ["'chat'", "'list_models'", "greeting@v1 ", "batch completed"],
     "quickstart": ["2 vectors of 384 dimensions", "smollm2-135m-instruct ['chat', 'completion']"],
     "prompts": [
         "support@v1 promoted ['shop']",

@@ -65,7 +65,10 @@ async def test_every_tool_states_its_scope_like_its_http_twin() -> None:
     assert scopes["create_audit_record"] == "audit:write"
     assert scopes["register_prompt_version"] == scopes["start_experiment"] == "prompts:write"
     assert scopes["update_prompt_registry"] == "prompts:write"
-    assert scopes["usage_summary"] == scopes["get_trace"] == "account:read"
+    assert scopes["usage_summary"] == scopes["get_trace"] == scopes["list_traces"] == "account:read"
+    assert scopes["usage_logs"] == scopes["usage_by_model"] == scopes["topup_history"] == "account:read"
+    assert scopes["list_keys"] == "account:read"
+    assert scopes["create_key"] == scopes["revoke_key"] == "keys:write"
     assert scopes["list_models"] is scopes["verify_audit_record"] is None  # public on HTTP
 
 

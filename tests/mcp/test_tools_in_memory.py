@@ -227,6 +227,11 @@ async def test_speak_returns_audio_and_transcribe_reads_it_back(
         assert base64.b64decode(audio.data)[:4] == b"RIFF"
         assert spoken.structured_content is not None
         assert spoken.structured_content["seconds"] > 0
+        described = spoken.content[-1]
+        assert isinstance(described, TextContent)
+        assert described.text.endswith(
+            f"s of audio/wav from {speech} ({len(base64.b64decode(audio.data))} bytes)."
+        )
         heard = await client.call_tool("transcribe", {"model": transcription, "audio_base64": audio.data})
     text = (heard.structured_content or {})["text"].lower()
     assert "hello" in text
@@ -264,6 +269,10 @@ async def test_generate_image_returns_image_content(
     assert result.structured_content is not None
     assert result.structured_content["size"] == "64x64"
     assert "/v1/media/file-" in result.structured_content["data"][0]["url"]  # a signed link
+    described = result.content[-1]
+    assert isinstance(described, TextContent)
+    assert described.text.startswith("1 PNG image(s), 64x64")
+    assert result.structured_content["data"][0]["url"] in described.text
 
 
 async def test_audit_record_round_trip(mcp_client: McpClientFactory, make_user: MakeUser) -> None:

@@ -214,6 +214,14 @@ class BatchService:
             batch.webhook_deliveries = [WebhookAttempt.model_validate(a) for a in attempts]
         return batch
 
+    async def progress(self, user_id: str, batch_id: str) -> Batch:
+        """The batch's status and counts without its tasks: the cheap read that progress watchers
+        (MCP resource subscriptions) repeat."""
+        row = await self._row(user_id, batch_id)
+        if row["status"] in TERMINAL_STATUSES:
+            return batch_object(row)  # a finished batch carries its own counts
+        return batch_object(row, (await self._store.counts([batch_id]))[batch_id])
+
     async def page(self, user_id: str, *, limit: int = 100, after: str | None = None) -> Page[Batch]:
         """A page of `list`, with the query of the next page when there is one."""
         found = await self.list(user_id, limit=limit, after=after, probe=1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select, update
 
@@ -36,6 +36,7 @@ from batchin.protocol.prompts import (
     PromptList,
     PromptRegistryItem,
     PromptRegistryUpdateRequest,
+    PromptTemplate,
     PromptVersionCreateRequest,
     PromptVersionDetail,
     PromptVersionItem,
@@ -43,7 +44,9 @@ from batchin.protocol.prompts import (
 from batchin.store.database import Database
 from batchin.store.tables import prompt_registries, prompt_versions
 
-__all__ = ["PromptRun", "PromptService"]
+__all__ = ["PROMOTED_LABEL", "PromptRun", "PromptService"]
+
+PROMOTED_LABEL: Literal["promoted"] = "promoted"
 
 
 class PromptService:
@@ -200,6 +203,42 @@ class PromptService:
             experiment_id=created.experiment_id,
         )
 
+    async def templates(self, user_id: str) -> list[PromptTemplate]:
+        """The caller's registered versions with their templates (by registry, oldest first), and for
+        each registry whose promoted version has a template, that version again under
+        `<registry>@promoted` (unless a version is literally named so: the version wins)."""
+        served = (prompt_versions.c.source == "registered") | (
+            prompt_versions.c.version_id == prompt_registries.c.promoted_version_id
+        )
+        async with self._db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(prompt_versions, prompt_registries.c.promoted_version_id)
+                    .join(
+                        prompt_registries,
+                        (prompt_registries.c.user_id == prompt_versions.c.user_id)
+                        & (prompt_registries.c.registry_id == prompt_versions.c.registry_id),
+                    )
+                    .where(prompt_versions.c.user_id == user_id, prompt_versions.c.template.is_not(None))
+                    .where(served)
+                    .order_by(prompt_versions.c.registry_id, prompt_versions.c.created_at)
+                )
+            ).all()
+        templates = [_template(row, row.version_id, None) for row in rows if row.source == "registered"]
+        names = {t.name for t in templates}
+        for row in rows:
+            label_name = f"{row.registry_id}@{PROMOTED_LABEL}"
+            if row.version_id == row.promoted_version_id and label_name not in names:
+                templates.append(_template(row, label_name, PROMOTED_LABEL))
+        return templates
+
+    async def template(self, user_id: str, name: str) -> PromptTemplate:
+        """One of `templates` by name; NotFound for a name that is not the caller's."""
+        found = next((t for t in await self.templates(user_id) if t.name == name), None)
+        if found is None:
+            raise NotFound(f"Prompt '{name}' not found.")
+        return found
+
     async def move_label(
         self, ctx: CallContext, registry_id: str, request: PromptLabelMoveRequest
     ) -> PromptLabelMove:
@@ -298,6 +337,18 @@ def _run(
         messages,
         sampling.max_tokens,
         sampling.temperature,
+    )
+
+
+def _template(row: Any, name: str, label: Literal["promoted"] | None) -> PromptTemplate:
+    return PromptTemplate(
+        name=name,
+        version_id=row.version_id,
+        registry_id=row.registry_id,
+        status=row.status,
+        label=label,
+        template=row.template,
+        variables=variables_of(row.template),
     )
 
 

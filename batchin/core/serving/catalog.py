@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from fractions import Fraction
 
+from batchin.core.context import Principal
+from batchin.core.permissions import may_use_model
 from batchin.models.catalog import CatalogEntry
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.models import ModelCard, ModelList, ModelPricing
@@ -36,6 +38,11 @@ class CatalogService:
         return ModelList(
             data=[self._card(entry, name) for entry in self._registry.entries() for name in entry.names]
         )
+
+    def model_ids_for(self, principal: Principal) -> list[str]:
+        """Every public id (aliases included) of the models this key may call, in catalog order."""
+        entries = self._registry.entries()
+        return [name for e in entries if may_use_model(principal, *e.names) for name in e.names]
 
     def get_model(self, model_id: str) -> ModelCard:
         entry = self._registry.entry(model_id)
