@@ -61,6 +61,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
+    "ENGINE_CAPABILITIES",
+    "GRAMMAR_ENGINES",
     "TEXT_KINDS",
     "Catalog",
     "CatalogEntry",
@@ -77,6 +79,19 @@ __all__ = [
 Kind = Literal["chat", "completion", "embedding", "speech", "transcription", "image", "video"]
 StatusPolicy = Literal["always_on", "on_demand"]
 TEXT_KINDS: frozenset[str] = frozenset({"chat", "completion"})
+
+# What each text engine does beyond plain sampling: `/v1/models` lists it per model as
+# `capabilities`, and core refuses (400 naming the parameter) a request that needs one its model
+# lacks. json_schema: `response_format` json_object/json_schema (llama.cpp: a grammar built from the
+# schema; remote: passed on to the upstream); logprobs: the engine's token log probabilities;
+# penalties: presence_penalty, frequency_penalty and logit_bias.
+ENGINE_CAPABILITIES: dict[str, frozenset[str]] = {
+    "llama_cpp": frozenset({"json_schema", "logprobs", "penalties"}),
+    "remote": frozenset({"json_schema", "penalties"}),
+}
+# Engines that enforce a JSON schema themselves, with a grammar (models/grammars.py): only what a
+# grammar can express is accepted for them. The others pass the schema on.
+GRAMMAR_ENGINES: frozenset[str] = frozenset({"llama_cpp"})
 
 _ModelId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
 _Usd = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)]
@@ -213,6 +228,10 @@ class CatalogEntry(_Strict):
     @property
     def is_text(self) -> bool:
         return bool(TEXT_KINDS.intersection(self.kind))
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        return tuple(sorted(ENGINE_CAPABILITIES.get(self.engine, ()))) if self.is_text else ()
 
     def serves_region(self, region: str) -> bool:
         return not self.regions or region in self.regions

@@ -84,21 +84,22 @@ def schema_text(schema: dict[str, Any]) -> str:
     return json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
 
 
-def check_schema(schema: object, *, param: str) -> str:
-    """Refuse (400 naming `param`) a schema the grammar cannot enforce; return its text."""
+def check_schema(schema: object, *, param: str, grammar: bool = True) -> str:
+    """Refuse (400 naming `param`) a schema that is not valid JSON Schema or, with `grammar` (the
+    engine enforces it itself), one the grammar cannot enforce; return its text."""
     if not isinstance(schema, dict):
         raise InvalidRequest("The JSON schema must be an object.", param=param)
     text = schema_text(schema)
     if len(text.encode()) > MAX_SCHEMA_BYTES:
         raise InvalidRequest(f"The JSON schema is over {MAX_SCHEMA_BYTES // 1024} KiB.", param=param)
-    refusal = _refusal(text)
+    refusal = _refusal(text, grammar)
     if refusal:
         raise InvalidRequest(refusal, param=param)
     return text
 
 
 @functools.lru_cache(maxsize=256)
-def _refusal(text: str) -> str | None:
+def _refusal(text: str, grammar: bool) -> str | None:
     """Why the schema is refused, or None; cached, since clients send the same schema again."""
     schema = json.loads(text)
     from jsonschema import Draft202012Validator  # imported on first use: most calls send no schema
@@ -109,6 +110,8 @@ def _refusal(text: str) -> str | None:
     except SchemaError as exc:
         where = "/".join(str(part) for part in exc.absolute_path) or "the root"
         return f"Invalid JSON schema at {where}: {exc.message}."
+    if not grammar:
+        return None
     found: dict[str, list[str]] = {}
     for path, node in _subschemas(schema, "#", 0):
         for problem in _node_problems(node, path):
@@ -173,9 +176,10 @@ def schema_grammar(text: str, *, param: str = "response_format") -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     try:
-        return json_schema_to_gbnf(text)
+        gbnf: str = json_schema_to_gbnf(text)
     except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
         # The converter asserts on what it cannot express; `check_schema` refuses what we know of.
         raise InvalidRequest(
             f"Unsupported JSON schema: the grammar converter refused it ({exc}).", param=param
         ) from None
+    return gbnf

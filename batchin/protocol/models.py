@@ -35,6 +35,11 @@ class ModelCard(BaseModel):
     licence: str
     description: str
     regions: list[str]
+    capabilities: list[str] = Field(
+        default_factory=list,
+        description="Text models: what they do beyond plain sampling, of json_schema (response_format), "
+        "tools, logprobs, vision, penalties (presence/frequency_penalty, logit_bias)",
+    )
     alias_of: str | None = Field(
         default=None,
         description="Set on an alias: the id of the model it calls (the one usage and responses name)",

@@ -53,6 +53,7 @@ class CatalogService:
             status=health.status,
             status_reason=health.reason,
             context_length=entry.context_length,
+            capabilities=list(entry.capabilities),
             pricing=ModelPricing(
                 std_input=_usd(p.input_per_1m),
                 std_output=_usd(p.output_per_1m),
