@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from batchin.errors import InvalidRequest
+from batchin.models.llama_lib import close_devnull_at_exit
 
 __all__ = [
     "JSON_OBJECT_SCHEMA",
@@ -175,6 +176,7 @@ def schema_grammar(text: str, *, param: str = "response_format") -> str:
     """GBNF for a schema checked by `check_schema` (engine side: imports llama-cpp-python)."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+    close_devnull_at_exit()
     try:
         gbnf: str = json_schema_to_gbnf(text)
     except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:

@@ -26,7 +26,6 @@ token included, so `finish_reason == "length"` means exactly `max_tokens` tokens
 from __future__ import annotations
 
 import asyncio
-import atexit
 import os
 import threading
 from collections.abc import AsyncGenerator
@@ -49,6 +48,7 @@ from batchin.models.base import (
 )
 from batchin.models.catalog import CatalogEntry
 from batchin.models.grammars import JSON_OBJECT_SCHEMA, schema_grammar
+from batchin.models.llama_lib import close_devnull_at_exit
 from batchin.models.llama_sampling import GrammarCache, TokenSampler
 from batchin.models.split_weights import SplitWeights, assemble_dir
 from batchin.models.text_stream import (
@@ -72,13 +72,6 @@ _LONG_TEXT = 8192  # characters; longer prompts are tokenised off the event loop
 @dataclass(frozen=True, slots=True)
 class _Tokens:
     ids: tuple[int, ...]
-
-
-def _close_devnull_handles() -> None:
-    from llama_cpp import _utils
-
-    for handle in (_utils.outnull_file, _utils.errnull_file):
-        handle.close()
 
 
 class _Handoff:
@@ -164,10 +157,7 @@ class LlamaCppRunner:
             n_batch=int(str(options.get("n_batch", 512))),
             verbose=False,
         )
-        # llama-cpp-python keeps two /dev/null handles open for its whole life (to silence the C
-        # library); close them at exit so the interpreter does not warn about them at shutdown.
-        atexit.unregister(_close_devnull_handles)
-        atexit.register(_close_devnull_handles)
+        close_devnull_at_exit()
         model = llama._model
         self._bos = llama.token_bos()
         template = llama.metadata.get("tokenizer.chat_template")
