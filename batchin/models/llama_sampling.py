@@ -5,9 +5,11 @@ Why not `Llama.generate`: it builds its own chain, which cannot take a native lo
 applies a grammar to the whole vocabulary at every step (tens of thousands of candidates: the
 largest cost of constrained decoding on a small model). Here, as llama.cpp's own `common` sampler
 does, the chain draws a token first and the grammar only checks that one; only when it refuses
-does the grammar mask the whole vocabulary and the chain draw again. That keeps the distribution
-exactly the masked one (a draw is kept with the probability the mask would give it) at a fraction
-of the cost, since a model asked for JSON mostly writes JSON anyway.
+does the grammar mask the whole vocabulary and the chain draw again. Greedy picks the same token
+as masking first would, and so does a plain temperature draw in distribution (a token is kept with
+p/V overall, V the allowed mass: what the mask gives it; with top_p < 1 the nucleus is taken before
+the mask, as in llama.cpp), at a fraction of the cost, since a model asked for JSON mostly writes
+JSON anyway. Without penalties the first draw runs wholly in C (`llama_sampler_sample`).
 
 Grammar samplers are parsed once per schema and kept (`GrammarCache`), reset before each use; the
 runner decodes one request at a time, so one sampler per schema is enough.
