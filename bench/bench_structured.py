@@ -27,7 +27,7 @@ from batchin.models.registry import ModelRegistry
 MODEL = "smollm2-135m-instruct"
 PROMPT = "List the orders of a small shop today as JSON: customer, status and the items of each."
 MAX_TOKENS = 160
-ROUNDS = 3
+ROUNDS = 5
 
 # A typical client schema: what the openai SDK sends for a pydantic model with a nested list.
 ORDERS: dict[str, Any] = {
