@@ -11,6 +11,7 @@ import httpx2
 import pytest
 
 from batchin.models.catalog import load_catalog
+from batchin.models.llama_lib import close_devnull_at_exit
 from batchin.models.weights import resolve_weights
 from batchin.protocol.accounts import UserCreated
 from batchin.services import Services
@@ -176,6 +177,7 @@ def vocab() -> Iterator[Any]:
     assert weights is not None
     assert weights.weights is not None
     llama = Llama(model_path=str(resolve_weights(weights.weights.path)), vocab_only=True, verbose=False)
+    close_devnull_at_exit()
     yield llama
     llama.close()
 
