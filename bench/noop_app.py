@@ -31,6 +31,6 @@ async def noop_inference(request: Request, ctx: CallContext) -> Response:
 
 def create() -> Starlette:
     app = create_app(Settings.load())
-    for route in Endpoint("POST", "/bench/noop", noop_inference, "no-op model").routes():
+    for route in Endpoint("POST", "/bench/noop", noop_inference, "no-op model", scope="inference").routes():
         app.router.routes.insert(0, route)
     return app

@@ -150,8 +150,9 @@ def test_the_model_list_has_the_seed_names_served_here_and_no_others(live: LiveS
 
     seeds = {*LLMS, *LLMS.values(), "cosyvoice", "FunAudioLLM/CosyVoice2-0.5B"}
     assert set(cards) == seeds | {"remote-embed", "remote-whisper", "remote-images", "remote-down"}
-    assert cards["qwen3.5-27b"]["capabilities"] == ["vision"]
-    assert cards["qwen3-32b"]["capabilities"] == []
+    # A remote chat model: the engine's text features, plus vision where the catalog says so.
+    assert cards["qwen3.5-27b"]["capabilities"] == ["json_schema", "penalties", "tools", "vision"]
+    assert cards["qwen3-32b"]["capabilities"] == ["json_schema", "penalties", "tools"]
     assert cards["cosyvoice"]["kind"] == ["speech"]
     assert cards["remote-down"]["status"] == "unavailable"
 

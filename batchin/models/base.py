@@ -16,12 +16,29 @@ from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
+class JsonOutput:
+    """Output constrained to JSON (`response_format`): `schema` is the JSON Schema's text, checked
+    by `grammars.check_schema`, or None for any JSON object (`json_object`). `name` and `strict` are
+    the caller's, for engines that pass the format on (a remote upstream)."""
+
+    schema: str | None = None
+    name: str = "response"
+    strict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class SamplingParams:
     max_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    json_output: JsonOutput | None = None
+    # None: no log probabilities; k >= 0: each sampled token's, with the k most likely alternatives.
+    logprobs: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias added to its logit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +99,25 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One sampled token: `token` is its share of the text (the tokens of a generation concatenate
+    to its text: a character split across tokens goes to the token that completes it), `raw` the
+    token's own bytes, `top` the most likely alternatives at that step as (bytes, logprob), best
+    first. Log probabilities are the model's, before sampling settings and constraints."""
+
+    token: str
+    logprob: float
+    raw: bytes
+    top: tuple[tuple[bytes, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class TextDelta:
     text: str
     finish_reason: str | None = None  # "stop" | "length" on the last delta
     usage: Usage | None = None  # set on the last delta
+    logprobs: tuple[TokenLogprob, ...] | None = None  # the tokens of `text`, when asked for
+    index: int = 0  # which choice (n > 1): set by core, which runs one generation per choice
 
 
 class EngineUnavailable(Exception):

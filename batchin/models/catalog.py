@@ -65,6 +65,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
+    "ENGINE_CAPABILITIES",
+    "GRAMMAR_ENGINES",
     "REMOTE_KINDS",
     "TEXT_KINDS",
     "Capability",
@@ -88,6 +90,20 @@ StatusPolicy = Literal["always_on", "on_demand"]
 TEXT_KINDS: frozenset[str] = frozenset({"chat", "completion"})
 # What engine "remote" serves: text, or one media kind per entry (an upstream's OpenAI endpoint).
 REMOTE_KINDS: frozenset[str] = TEXT_KINDS | {"embedding", "speech", "transcription", "image"}
+
+# What each text engine does beyond plain sampling: `/v1/models` lists it per model as
+# `capabilities`, and core refuses (400 naming the parameter) a request that needs one its model
+# lacks. json_schema: `response_format` json_object/json_schema (llama.cpp: a grammar built from the
+# schema; remote: passed on to the upstream); logprobs: the engine's token log probabilities;
+# penalties: presence_penalty, frequency_penalty and logit_bias; tools: function calling (llama.cpp:
+# the model's own tool format, calls held to their schemas by a grammar; remote: passed through).
+ENGINE_CAPABILITIES: dict[str, frozenset[str]] = {
+    "llama_cpp": frozenset({"json_schema", "logprobs", "penalties", "tools"}),
+    "remote": frozenset({"json_schema", "penalties", "tools"}),
+}
+# Engines that enforce a JSON schema themselves, with a grammar (models/grammars.py): only what a
+# grammar can express is accepted for them. The others pass the schema on.
+GRAMMAR_ENGINES: frozenset[str] = frozenset({"llama_cpp"})
 
 _ModelId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
 _Usd = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)]
@@ -237,6 +253,13 @@ class CatalogEntry(_Strict):
     @property
     def is_text(self) -> bool:
         return bool(TEXT_KINDS.intersection(self.kind))
+
+    @property
+    def served_capabilities(self) -> tuple[str, ...]:
+        """What the model does beyond its kind: its engine's text features and the configured
+        `capabilities` (vision), as /v1/models lists them and core checks them."""
+        engine = ENGINE_CAPABILITIES.get(self.engine, frozenset()) if self.is_text else frozenset()
+        return tuple(sorted(engine | set(self.capabilities)))
 
     def serves_region(self, region: str) -> bool:
         return not self.regions or region in self.regions

@@ -6,6 +6,11 @@ bounded hand-off (`_Handoff`); closing the async iterator (client gone) stops th
 next token. The model's own chat template (GGUF `tokenizer.chat_template`) and tokenizer give exact
 prompt token counts.
 
+Sampling (llama_sampling.py): temperature, top_p, the seed, presence/frequency penalties, logit
+bias, and `response_format` as a grammar built from the JSON schema (grammars.py, cached per
+schema) that only the tokens it allows pass; with `logprobs`, each token's log probability and
+the most likely alternatives, from the model's own distribution at that step.
+
 Determinism: by default each request evaluates its whole prompt afresh, so temperature 0 (and a
 fixed seed) give the same text every time. `engine_options.prompt_cache = true` reuses the KV prefix
 shared with the previous request instead: faster for long shared prompts, not bit-for-bit repeatable.
@@ -21,9 +26,7 @@ token included, so `finish_reason == "length"` means exactly `max_tokens` tokens
 from __future__ import annotations
 
 import asyncio
-import atexit
 import os
-import secrets
 import threading
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,11 +43,21 @@ from batchin.models.base import (
     RunnerHealth,
     SamplingParams,
     TextDelta,
+    TokenLogprob,
     Usage,
 )
 from batchin.models.catalog import CatalogEntry
+from batchin.models.grammars import JSON_OBJECT_SCHEMA, schema_grammar
+from batchin.models.llama_lib import close_devnull_at_exit
+from batchin.models.llama_sampling import GrammarCache, TokenSampler
 from batchin.models.split_weights import SplitWeights, assemble_dir
-from batchin.models.text_stream import ChatTemplate, StopMatcher, Utf8Stream, check_context
+from batchin.models.text_stream import (
+    ChatTemplate,
+    LogprobAligner,
+    StopMatcher,
+    Utf8Stream,
+    check_context,
+)
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -59,13 +72,6 @@ _LONG_TEXT = 8192  # characters; longer prompts are tokenised off the event loop
 @dataclass(frozen=True, slots=True)
 class _Tokens:
     ids: tuple[int, ...]
-
-
-def _close_devnull_handles() -> None:
-    from llama_cpp import _utils
-
-    for handle in (_utils.outnull_file, _utils.errnull_file):
-        handle.close()
 
 
 class _Handoff:
@@ -117,6 +123,7 @@ class LlamaCppRunner:
         self._slot = asyncio.Semaphore(1)
         self._closed = False
         self._prompt_cache = bool(entry.engine_options.get("prompt_cache", False))
+        self._grammars: GrammarCache | None = None  # made by the decode thread on first use
         self.derived_dir: Path | None = None  # set by the registry: where split GGUFs are assembled
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -150,10 +157,7 @@ class LlamaCppRunner:
             n_batch=int(str(options.get("n_batch", 512))),
             verbose=False,
         )
-        # llama-cpp-python keeps two /dev/null handles open for its whole life (to silence the C
-        # library); close them at exit so the interpreter does not warn about them at shutdown.
-        atexit.unregister(_close_devnull_handles)
-        atexit.register(_close_devnull_handles)
+        close_devnull_at_exit()
         model = llama._model
         self._bos = llama.token_bos()
         template = llama.metadata.get("tokenizer.chat_template")
@@ -189,6 +193,9 @@ class LlamaCppRunner:
         self._closed = True
         async with self._slot:  # wait for a running decode to finish
             llama, self._llama = self._llama, None
+            if self._grammars is not None:
+                self._grammars.close()
+                self._grammars = None
             if llama is not None:
                 llama.close()
             if self._executor is not None:
@@ -250,6 +257,15 @@ class LlamaCppRunner:
 
     def _prepared(self, ids: list[int], sampling: SamplingParams, *, prompt_param: str) -> PreparedPrompt:
         check_context(len(ids), sampling.max_tokens, self.context_length, prompt_param=prompt_param)
+        if sampling.json_output is not None:  # a schema the converter refuses is a 400 before any work
+            schema_grammar(sampling.json_output.schema or JSON_OBJECT_SCHEMA)
+        n_vocab = self._require().n_vocab()
+        for token, _ in sampling.logit_bias:
+            if not 0 <= token < n_vocab:
+                raise InvalidRequest(
+                    f"logit_bias names token {token}; this model's token ids are 0-{n_vocab - 1}.",
+                    param="logit_bias",
+                )
         return PreparedPrompt(prompt_tokens=len(ids), sampling=sampling, payload=_Tokens(tuple(ids)))
 
     # -- generating --------------------------------------------------------------------------
@@ -293,45 +309,40 @@ class LlamaCppRunner:
 
     def _decode_locked(self, lib: Any, llama: Llama, prepared: PreparedPrompt, handoff: _Handoff) -> None:
         sampling = prepared.sampling
-        tokens: tuple[int, ...] = prepared.payload.ids
-        llama.set_seed(sampling.seed if sampling.seed is not None else secrets.randbits(31))
-        if not self._prompt_cache:
-            # Reusing the previous request's KV prefix evaluates the prompt in a different batch
-            # shape, which changes logits enough to flip greedy choices: forget it for determinism.
-            cast(Any, llama).reset()  # untyped in llama-cpp-python
+        self._feed_prompt(llama, prepared.payload.ids)
         vocab = llama._model.vocab
-        utf8, stops = Utf8Stream(), StopMatcher(sampling.stop)
-        completion_tokens, finish = 0, "length"
-        steps = llama.generate(
-            list(tokens),
-            top_k=0,
-            top_p=sampling.top_p,
-            min_p=0.0,
-            typical_p=1.0,
-            temp=max(sampling.temperature, 0.0),
-            repeat_penalty=1.0,
-            reset=True,
+        sampler = TokenSampler(
+            lib, llama._ctx.ctx, vocab, llama.n_vocab(), sampling, self._grammar(lib, llama, sampling)
         )
+        utf8, stops = Utf8Stream(), StopMatcher(sampling.stop)
+        aligner = LogprobAligner() if sampling.logprobs is not None else None
+        completion_tokens, finish = 0, "length"
         try:
-            for token in steps:
+            while True:
+                token = sampler.sample()
                 completion_tokens += 1
                 if lib.llama_vocab_is_eog(vocab, token):
                     finish = "stop"
                     break
-                text = stops.feed(utf8.feed(llama.detokenize([token])))
+                piece = llama.detokenize([token])
+                decoded = utf8.feed(piece)
+                if aligner is not None:
+                    aligner.add(self._token_logprob(llama, sampler, token, piece, decoded, sampling.logprobs))
+                text = stops.feed(decoded)
                 if stops.stopped:
                     finish = "stop"
                     if text:
-                        handoff.put(TextDelta(text))
+                        handoff.put(_delta(text, aligner))
                     break
-                if text and not handoff.put(TextDelta(text)):
+                if text and not handoff.put(_delta(text, aligner)):
                     return
-                if handoff.cancelled.is_set():
-                    return
-                if completion_tokens >= sampling.max_tokens:
+                if handoff.cancelled.is_set() or completion_tokens >= sampling.max_tokens:
                     break
+                llama.eval([token])
         finally:
-            steps.close()
+            sampler.close()
+        if handoff.cancelled.is_set():
+            return
         tail = ""
         if not stops.stopped:
             tail = stops.feed(utf8.flush())
@@ -340,4 +351,42 @@ class LlamaCppRunner:
             else:
                 tail += stops.flush()
         usage = Usage(prompt_tokens=prepared.prompt_tokens, completion_tokens=completion_tokens)
-        handoff.put(TextDelta(tail, finish_reason=finish, usage=usage))
+        logprobs = aligner.finish(tail) if aligner is not None else None
+        handoff.put(TextDelta(tail, finish_reason=finish, usage=usage, logprobs=logprobs))
+
+    def _feed_prompt(self, llama: Llama, ids: tuple[int, ...]) -> None:
+        """Evaluate the prompt. By default from scratch: reusing the previous request's KV prefix
+        evaluates the prompt in a different batch shape, which changes logits enough to flip greedy
+        choices. With `prompt_cache`, the shared prefix is kept (one token is always evaluated
+        again, so the next token's logits are this prompt's)."""
+        keep = 0
+        if self._prompt_cache and llama.n_tokens > 0:
+            cached = llama._input_ids
+            while keep < min(len(cached), len(ids) - 1) and cached[keep] == ids[keep]:
+                keep += 1
+        if keep:
+            llama.n_tokens = keep  # eval() drops the KV cache past this point
+        else:
+            cast(Any, llama).reset()  # untyped in llama-cpp-python
+        llama.eval(list(ids[keep:]))
+
+    def _grammar(self, lib: Any, llama: Llama, sampling: SamplingParams) -> Any:
+        """The grammar sampler for this request (None without `response_format`)."""
+        output = sampling.json_output
+        if output is None:
+            return None
+        if self._grammars is None:
+            self._grammars = GrammarCache(lib, llama._model.vocab)
+        text = output.schema or JSON_OBJECT_SCHEMA
+        return self._grammars.get(text, schema_grammar(text))
+
+    @staticmethod
+    def _token_logprob(
+        llama: Llama, sampler: TokenSampler, token: int, piece: bytes, decoded: str, top: int | None
+    ) -> TokenLogprob:
+        logprob, best = sampler.logprob(token, top or 0)
+        return TokenLogprob(decoded, logprob, piece, tuple((llama.detokenize([i]), lp) for i, lp in best))
+
+
+def _delta(text: str, aligner: LogprobAligner | None) -> TextDelta:
+    return TextDelta(text) if aligner is None else TextDelta(text, logprobs=aligner.release(text))

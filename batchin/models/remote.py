@@ -57,6 +57,24 @@ class UpstreamRequest:
     body: dict[str, Any]
 
 
+def _passed_on(sampling: SamplingParams) -> dict[str, Any]:
+    """What the upstream enforces itself: the response format and the penalties."""
+    body: dict[str, Any] = {}
+    out = sampling.json_output
+    if out is not None and out.schema is None:
+        body["response_format"] = {"type": "json_object"}
+    elif out is not None and out.schema is not None:
+        spec = {"name": out.name, "schema": orjson.loads(out.schema), "strict": out.strict}
+        body["response_format"] = {"type": "json_schema", "json_schema": spec}
+    if sampling.presence_penalty:
+        body["presence_penalty"] = sampling.presence_penalty
+    if sampling.frequency_penalty:
+        body["frequency_penalty"] = sampling.frequency_penalty
+    if sampling.logit_bias:
+        body["logit_bias"] = {str(token): bias for token, bias in sampling.logit_bias}
+    return body
+
+
 def estimate_tokens(text: str) -> int:
     """Prompt tokens without the upstream's tokenizer: one token per 4 bytes of UTF-8, rounded up.
 
@@ -158,7 +176,7 @@ class RemoteRunner(UpstreamClient):
             body["stop"] = list(sampling.stop)
         if sampling.seed is not None:
             body["seed"] = sampling.seed
-        return body
+        return body | _passed_on(sampling)
 
     async def generate(self, prepared: PreparedPrompt) -> AsyncGenerator[TextDelta, None]:
         request = prepared.payload

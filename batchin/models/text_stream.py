@@ -13,9 +13,9 @@ from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from batchin.errors import InvalidRequest
-from batchin.models.base import ChatMessage
+from batchin.models.base import ChatMessage, TokenLogprob
 
-__all__ = ["ChatTemplate", "StopMatcher", "Utf8Stream", "check_context"]
+__all__ = ["ChatTemplate", "LogprobAligner", "StopMatcher", "Utf8Stream", "check_context"]
 
 
 def _raise(message: str) -> None:
@@ -94,6 +94,43 @@ class StopMatcher:
         """At the end of generation, held text was not a stop string after all."""
         held, self._held = ("" if self.stopped else self._held), ""
         return held
+
+
+class LogprobAligner:
+    """Hands each token's log probability out with the delta whose text holds it, so the tokens of
+    a generation concatenate to exactly its text: text that stop matching holds back releases its
+    tokens later, a token cut by a stop string keeps only its released share, tokens past the end
+    are dropped, and a token that began a character the generation never finished gets the
+    replacement text the decoder flushed for it."""
+
+    def __init__(self) -> None:
+        self._pending: list[TokenLogprob] = []
+        self._owed = ""  # released text whose token is still pending
+
+    def add(self, token: TokenLogprob) -> None:
+        self._pending.append(token)
+
+    def release(self, text: str) -> tuple[TokenLogprob, ...]:
+        """The tokens whose text lies within everything released so far (`text` is the new part)."""
+        if text:
+            self._owed += text
+        out: list[TokenLogprob] = []
+        pending = self._pending
+        while pending and len(pending[0].token) <= len(self._owed):
+            if not pending[0].token and len(pending) == 1:
+                break  # the start of a character: the next token (or the end) completes it
+            self._owed = self._owed[len(pending[0].token) :]
+            out.append(pending.pop(0))
+        return tuple(out)
+
+    def finish(self, text: str) -> tuple[TokenLogprob, ...]:
+        """The end (`text` is the last released part)."""
+        out = list(self.release(text))
+        if self._owed and self._pending:
+            first = self._pending[0]
+            out.append(TokenLogprob(self._owed, first.logprob, first.raw, first.top))
+        self._pending, self._owed = [], ""
+        return tuple(out)
 
 
 def check_context(prompt_tokens: int, max_tokens: int, context_length: int, *, prompt_param: str) -> None:

@@ -37,7 +37,8 @@ class ModelCard(BaseModel):
     regions: list[str]
     capabilities: list[str] = Field(
         default_factory=list,
-        description="What the model takes beyond its kind: 'vision' (its chat messages may carry images)",
+        description="Text models: what they do beyond plain sampling, of json_schema (response_format), "
+        "tools, logprobs, vision, penalties (presence/frequency_penalty, logit_bias)",
     )
     alias_of: str | None = Field(
         default=None,

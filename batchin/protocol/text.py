@@ -12,8 +12,18 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from batchin.errors import InvalidRequest
 from batchin.protocol.common import RequestModel, omitted_if_none
+from batchin.protocol.structured import (
+    ChatLogprobs,
+    CompletionLogprobs,
+    JsonSchemaSpec,
+    ResponseFormat,
+    ResponseFormatJsonSchema,
+    ResponseTextConfig,
+    TextFormatJsonSchema,
+)
 
 DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+MAX_CHOICES = 4  # `n`: independent samples of one request
 
 
 class StreamOptions(BaseModel):
@@ -81,12 +91,16 @@ class SamplingFields(RequestModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: str | list[str] | None = None
     seed: int | None = None
-    n: int | None = Field(default=None, ge=1)
+    n: int | None = Field(
+        default=None, ge=1, le=MAX_CHOICES, description="Independent samples (choices); each is billed"
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logprobs: Any = None
+    logit_bias: dict[str, float] | None = Field(
+        default=None, description="Token id (as a string) → bias from -100 to 100 added to its logit"
+    )
     user: str | None = None
     metadata: dict[str, str] | None = None
 
@@ -104,13 +118,36 @@ class SamplingFields(RequestModel):
         return tuple(s for s in stops if s)
 
     def refuse_unsupported(self) -> None:
-        if self.n not in (None, 1):
-            raise InvalidRequest("Only n=1 is supported; send separate requests for more choices.", param="n")
-        if self.logprobs not in (None, False, 0):
-            raise InvalidRequest("logprobs are not supported.", param="logprobs")
-        for name in ("frequency_penalty", "presence_penalty"):
-            if getattr(self, name) not in (None, 0, 0.0):
-                raise InvalidRequest(f"{name} is not supported; leave it at 0.", param=name)
+        """Refusals that hold for every model (what a model lacks is core's check, by capability)."""
+
+    def logprob_count(self) -> int | None:
+        """None: no log probabilities; k: each token's, with its k most likely alternatives."""
+        return None
+
+    def logit_bias_pairs(self) -> tuple[tuple[int, float], ...]:
+        pairs: list[tuple[int, float]] = []
+        for key, bias in (self.logit_bias or {}).items():
+            if not key.isdigit() or not -100 <= bias <= 100:
+                raise InvalidRequest(
+                    f"logit_bias maps token ids (digits) to a bias from -100 to 100; got {key!r}: {bias}.",
+                    param="logit_bias",
+                )
+            pairs.append((int(key), float(bias)))
+        return tuple(pairs)
+
+    def capability_params(self) -> list[tuple[str, str]]:
+        """(capability a model needs for this request, the parameter that asks for it)."""
+        wanted: list[tuple[str, str]] = []
+        if self.logprob_count() is not None:
+            wanted.append(("logprobs", "logprobs"))
+        for name in ("presence_penalty", "frequency_penalty", "logit_bias"):
+            if getattr(self, name):
+                wanted.append(("penalties", name))
+        return wanted
+
+    @property
+    def choices(self) -> int:
+        return self.n or 1
 
     @property
     def include_usage(self) -> bool:
@@ -123,7 +160,9 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
-    response_format: dict[str, Any] | None = None
+    response_format: ResponseFormat | None = Field(default=None, discriminator="type")
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
     def refuse_unsupported(self) -> None:
         super().refuse_unsupported()
@@ -131,10 +170,17 @@ class ChatCompletionRequest(SamplingFields):
             raise InvalidRequest("Tool calling is not supported by this model.", param="tools")
         if self.tool_choice not in (None, "none", "auto"):
             raise InvalidRequest("Tool calling is not supported by this model.", param="tool_choice")
-        if self.response_format and self.response_format.get("type") not in (None, "text"):
-            raise InvalidRequest(
-                "Only response_format {'type': 'text'} is supported by this model.", param="response_format"
-            )
+        if self.top_logprobs and not self.logprobs:
+            raise InvalidRequest("top_logprobs needs logprobs: true.", param="top_logprobs")
+
+    def logprob_count(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
+
+    def capability_params(self) -> list[tuple[str, str]]:
+        wanted = super().capability_params()
+        if self.response_format is not None and self.response_format.type != "text":
+            wanted.append(("json_schema", "response_format"))
+        return wanted
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -146,13 +192,17 @@ class CompletionRequest(SamplingFields):
     max_tokens: int | None = Field(default=None, ge=1)
     echo: bool = False
     best_of: int | None = Field(default=None, ge=1)
+    logprobs: int | None = Field(default=None, ge=0, le=5)
 
     def refuse_unsupported(self) -> None:
         super().refuse_unsupported()
         if self.echo:
             raise InvalidRequest("echo is not supported.", param="echo")
-        if self.best_of not in (None, 1):
-            raise InvalidRequest("Only best_of=1 is supported.", param="best_of")
+        if self.best_of not in (None, self.choices):
+            raise InvalidRequest("best_of is not supported; use n for more choices.", param="best_of")
+
+    def logprob_count(self) -> int | None:
+        return self.logprobs
 
     def prompt_text(self) -> str:
         if isinstance(self.prompt, str):
@@ -185,6 +235,7 @@ class ResponseCreateRequest(RequestModel):
     tools: list[dict[str, Any]] | None = None
     previous_response_id: str | None = None
     user: str | None = None
+    text: ResponseTextConfig | None = None
 
     @model_validator(mode="after")
     def _non_empty_input(self) -> ResponseCreateRequest:
@@ -200,6 +251,23 @@ class ResponseCreateRequest(RequestModel):
                 "previous_response_id is not supported: responses are not stored.",
                 param="previous_response_id",
             )
+
+    def chat_response_format(self) -> ResponseFormat | None:
+        """`text.format` in the chat form (`response_format`)."""
+        fmt = self.text.format if self.text is not None else None
+        if not isinstance(fmt, TextFormatJsonSchema):
+            return fmt
+        spec = JsonSchemaSpec(
+            name=fmt.name, description=fmt.description, schema=fmt.schema_, strict=fmt.strict
+        )
+        return ResponseFormatJsonSchema(type="json_schema", json_schema=spec)
+
+    def echoed_text(self) -> dict[str, Any]:
+        """The response object's `text`: the format asked for (plain text by default)."""
+        fmt = self.text.format if self.text is not None else None
+        if fmt is None:
+            return {"format": {"type": "text"}}
+        return {"format": fmt.model_dump(mode="json", by_alias=True, exclude_none=True)}
 
     def chat_messages(self) -> list[ChatMessageIn]:
         messages: list[ChatMessageIn] = []
@@ -231,7 +299,7 @@ class ChatChoice(BaseModel):
     index: int = 0
     message: ChatMessageOut
     finish_reason: str
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -256,7 +324,7 @@ class ChatChunkChoice(BaseModel):
     index: int = 0
     delta: ChatDelta
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -272,7 +340,7 @@ class CompletionChoice(BaseModel):
     index: int = 0
     text: str
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class Completion(BaseModel):

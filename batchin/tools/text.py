@@ -13,6 +13,7 @@ from batchin.core.serving import text_serving
 from batchin.core.serving.inference import InferenceService, StartedText
 from batchin.mcp_server.caller import current, uses
 from batchin.protocol.common import validate
+from batchin.protocol.structured import ResponseFormat, ResponseFormatJsonSchema
 from batchin.protocol.text import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -38,6 +39,14 @@ Temperature = Annotated[
 TopP = Annotated[float | None, Field(description="Nucleus sampling mass in (0, 1].", gt=0, le=1)]
 Stop = Annotated[str | list[str] | None, Field(description="Up to 4 sequences that end the generation.")]
 Seed = Annotated[int | None, Field(description="Seed for reproducible sampling.")]
+Format = Annotated[
+    Annotated[ResponseFormat, Field(discriminator="type")] | None,
+    Field(
+        description="Structured output: {type: json_object} for any JSON object, or {type: json_schema, "
+        "json_schema: {name, schema, strict}} for JSON matching the schema (enforced token by token on "
+        "embedded models; see a model's capabilities). Omitted: plain text."
+    ),
+]
 PromptVersion = Annotated[
     str | None,
     Field(
@@ -53,6 +62,23 @@ PromptRegistry = Annotated[
 
 def _given(**fields: Any) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value is not None}
+
+
+def _format(response_format: ResponseFormat | None) -> dict[str, Any]:
+    return {} if response_format is None else {"response_format": _dumped(response_format)}
+
+
+def _text_format(response_format: ResponseFormat | None) -> dict[str, Any]:
+    """The same format in the Responses API's form (`text.format`, the schema's fields flattened)."""
+    if response_format is None:
+        return {}
+    if isinstance(response_format, ResponseFormatJsonSchema):
+        return {"text": {"format": {"type": "json_schema", **_dumped(response_format.json_schema)}}}
+    return {"text": {"format": _dumped(response_format)}}
+
+
+def _dumped(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _prompt_metadata(prompt_version: str | None, prompt_registry: str | None) -> dict[str, Any]:
@@ -101,6 +127,7 @@ async def chat(
     top_p: TopP = None,
     stop: Stop = None,
     seed: Seed = None,
+    response_format: Format = None,
     prompt_version: PromptVersion = None,
     prompt_registry: PromptRegistry = None,
     deps: TextToolDeps = uses(TextToolDeps),
@@ -113,6 +140,7 @@ async def chat(
         ChatCompletionRequest,
         _given(model=model, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p)
         | _given(stop=stop, seed=seed)
+        | _format(response_format)
         | _prompt_metadata(prompt_version, prompt_registry),
     )
     return await _run(lambda: deps.inference.start_chat(call.ctx, body), text_serving.chat_completion)
@@ -156,6 +184,7 @@ async def respond(
     max_output_tokens: MaxTokens = None,
     temperature: Temperature = None,
     top_p: TopP = None,
+    response_format: Format = None,
     prompt_version: PromptVersion = None,
     prompt_registry: PromptRegistry = None,
     deps: TextToolDeps = uses(TextToolDeps),
@@ -167,6 +196,7 @@ async def respond(
         ResponseCreateRequest,
         _given(model=model, input=input, instructions=instructions, max_output_tokens=max_output_tokens)
         | _given(temperature=temperature, top_p=top_p)
+        | _text_format(response_format)
         | _prompt_metadata(prompt_version, prompt_registry),
     )
     return await _run(

@@ -29,7 +29,8 @@ def _sources() -> dict[str, str]:
     pages |= {
         page: (SITE.docs_dir / f"{page}.mdx").read_text(encoding="utf-8")
         for page in SITE.pages()
-        if page in ("quickstart", "prompts", "experiments") or page.startswith(("tutorials/", "cookbook/"))
+        if page in ("quickstart", "prompts", "experiments", "structured-outputs")
+        or page.startswith(("tutorials/", "cookbook/"))
     }
     return {page: code for page, text in pages.items() if (code := python_source(text)).strip()}
 
@@ -54,6 +55,18 @@ EXPECTED = {
         "candidate rejected",
         "manual embedding_similarity",
         "replays billed",
+    ],
+    "structured-outputs": [
+        "'smollm2-135m-instruct': ['json_schema', 'logprobs', 'penalties']",
+        "parsed: Palette",
+        "responses parsed: Palette",
+        "langchain: Palette",
+        "json_object: dict",
+        "ticket keys: ['priority', 'tags']",
+        "400 param: response_format - Unsupported JSON schema: 'minimum' is not supported",
+        "tokens join to the text: True",
+        "3 choices;",
+        "penalised: True",
     ],
     "tutorials/batches": [
         "completed: 3 completed, 1 failed of 4",

@@ -71,6 +71,28 @@ async def test_chat_completion_and_its_chunks(
     assert len(chunks) == 6 + include_usage
 
 
+async def test_n_choices_whole_and_streamed(client: httpx2.AsyncClient, user: UserCreated) -> None:
+    whole = (await post(client, user, "/v1/chat/completions", model=CHAT, messages=MESSAGES, n=3)).json()
+    assert_valid(whole, response_schema("/chat/completions", "post"))
+    assert [c["index"] for c in whole["choices"]] == [0, 1, 2]
+    assert {c["message"]["content"] for c in whole["choices"]} == {"Hello, world!"}
+    assert whole["usage"]["completion_tokens"] == 3 * 4  # every choice's tokens are counted
+    streamed = await post(
+        client, user, "/v1/chat/completions", model=CHAT, messages=MESSAGES, n=2, stream=True
+    )
+    chunks = sse_json(streamed.text)
+    for chunk in chunks:
+        assert_valid(chunk, response_schema("/chat/completions", "post", content=STREAM))
+    for index in (0, 1):
+        mine = [c["choices"][0] for c in chunks if c["choices"][0]["index"] == index]
+        assert mine[0]["delta"] == {"role": "assistant", "content": ""}
+        assert "".join(c["delta"].get("content", "") for c in mine) == "Hello, world!"
+        assert [c["finish_reason"] for c in mine][-1] == "stop"
+    completions = (await post(client, user, "/v1/completions", model=CHAT, prompt="Say hello", n=2)).json()
+    assert_valid(completions, response_schema("/completions", "post"))
+    assert [c["text"] for c in completions["choices"]] == ["Hello, world!", "Hello, world!"]
+
+
 async def test_chat_role_is_sent_once_as_openai_does(client: httpx2.AsyncClient, user: UserCreated) -> None:
     streamed = await post(client, user, "/v1/chat/completions", model=CHAT, messages=MESSAGES, stream=True)
     deltas = [chunk["choices"][0]["delta"] for chunk in sse_json(streamed.text)]

@@ -358,7 +358,9 @@ async def test_an_unavailable_model_is_503(
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"n": 2}, "n"),
+        ({"n": 5}, "n"),  # up to 4 choices
+        ({"presence_penalty": 0.5}, "presence_penalty"),  # the scripted engine has no capabilities
+        ({"logit_bias": {"1": 5}}, "logit_bias"),
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
         ({"logprobs": True}, "logprobs"),

@@ -223,3 +223,22 @@ def test_an_alias_must_look_like_a_model_id() -> None:
     text = MINIMAL.replace('licence = "MIT"', 'licence = "MIT"\naliases = ["has space"]')
     with pytest.raises(CatalogError, match=r"models.tiny.aliases.0"):
         parse_catalog(text, source="t")
+
+
+@pytest.mark.parametrize(
+    ("engine", "capabilities"),
+    [
+        ("llama_cpp", ("json_schema", "logprobs", "penalties", "tools")),
+        ("exllamav2", ()),  # no constrained decoding yet: response_format is a 400 naming it
+        ("scripted", ()),
+    ],
+)
+def test_text_capabilities_come_from_the_engine(engine: str, capabilities: tuple[str, ...]) -> None:
+    [entry] = parse_catalog(MINIMAL.replace('"llama_cpp"', f'"{engine}"'), source="test").entries
+    assert entry.served_capabilities == capabilities
+
+
+def test_only_text_models_have_capabilities() -> None:
+    embedding = [e for e in load_catalog().entries if e.kind == ("embedding",)]
+    assert embedding
+    assert all(e.served_capabilities == () for e in embedding)

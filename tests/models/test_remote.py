@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +18,7 @@ from batchin.models.base import (
     ChatMessage,
     ChatParams,
     CompletionParams,
+    JsonOutput,
     PreparedPrompt,
     SamplingParams,
     TextDelta,
@@ -160,6 +162,33 @@ async def test_chat_request_body_follows_openai_wire_format(fakes: Any, make_run
         "stream_options": {"include_usage": True},
     }
     assert fake.stats.last_headers["authorization"] == "Bearer sk-upstream"
+
+
+async def test_response_format_and_penalties_are_passed_on(fakes: Any, make_runner: MakeRunner) -> None:
+    fake = fakes(tokens=1)
+    runner = make_runner(fake.url)
+    schema = '{"type":"object","properties":{"a":{"type":"integer","minimum":0}}}'
+    sampling = SamplingParams(
+        max_tokens=7,
+        json_output=JsonOutput(schema=schema, name="thing", strict=True),
+        presence_penalty=0.5,
+        frequency_penalty=-0.25,
+        logit_bias=((42, -100.0),),
+    )
+    await collect(runner, await runner.prepare_chat(ChatParams((ChatMessage("user", "Hi"),), sampling)))
+    body = fake.stats.last_body
+    assert body is not None
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "thing", "schema": json.loads(schema), "strict": True},
+    }
+    assert (body["presence_penalty"], body["frequency_penalty"]) == (0.5, -0.25)
+    assert body["logit_bias"] == {"42": -100.0}
+    plain = SamplingParams(max_tokens=7, json_output=JsonOutput())
+    await collect(runner, await runner.prepare_chat(ChatParams((ChatMessage("user", "Hi"),), plain)))
+    assert fake.stats.last_body is not None
+    assert fake.stats.last_body["response_format"] == {"type": "json_object"}
+    assert "presence_penalty" not in fake.stats.last_body
 
 
 async def test_completion_passes_suffix_and_reports_length(fakes: Any, make_runner: MakeRunner) -> None:

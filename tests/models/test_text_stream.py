@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from batchin.errors import InvalidRequest
-from batchin.models.base import ChatMessage
-from batchin.models.text_stream import ChatTemplate, StopMatcher, Utf8Stream, check_context
+from batchin.models.base import ChatMessage, TokenLogprob
+from batchin.models.text_stream import ChatTemplate, LogprobAligner, StopMatcher, Utf8Stream, check_context
 
 
 def _run(matcher: StopMatcher, pieces: list[str]) -> str:
@@ -78,3 +78,49 @@ def test_context_overflow_blames_the_prompt_when_it_alone_is_too_long() -> None:
 
 def test_context_exactly_full_is_allowed() -> None:
     check_context(40, 60, 100, prompt_param="prompt")
+
+
+# --- LogprobAligner --------------------------------------------------------------------------------
+
+
+def _token(text: str, raw: bytes | None = None) -> TokenLogprob:
+    return TokenLogprob(text, -0.5, text.encode() if raw is None else raw)
+
+
+def test_logprobs_go_out_with_the_text_that_holds_them_and_a_stop_cuts_them() -> None:
+    aligner, stops = LogprobAligner(), StopMatcher(("END",))
+    released: list[TokenLogprob] = []
+    text = ""
+    for piece in ["Hi", " E", "N", "D", " more"]:
+        aligner.add(_token(piece))
+        out = stops.feed(piece)
+        text += out
+        released += aligner.release(out)
+        if stops.stopped:
+            break
+    released += aligner.finish("")
+    assert text == "Hi "
+    assert [t.token for t in released] == ["Hi", " "]  # " E" keeps its released share
+
+
+def test_a_character_split_across_tokens_goes_to_the_token_that_completes_it() -> None:
+    aligner, utf8 = LogprobAligner(), Utf8Stream()
+    released: list[TokenLogprob] = []
+    for raw in ["é".encode()[:1], "é".encode()[1:] + b"!"]:
+        decoded = utf8.feed(raw)
+        aligner.add(_token(decoded, raw))
+        released += aligner.release(decoded)
+    released += aligner.finish(utf8.flush())
+    assert [t.token for t in released] == ["", "é!"]
+    assert b"".join(t.raw for t in released) == "é!".encode()
+
+
+def test_a_character_the_generation_never_finished_keeps_its_replacement_text() -> None:
+    aligner, utf8 = LogprobAligner(), Utf8Stream()
+    raw = "☕".encode()[:2]
+    aligner.add(_token(utf8.feed(raw), raw))
+    released = list(aligner.release(""))
+    tail = utf8.flush()
+    released += aligner.finish(tail)
+    assert "".join(t.token for t in released) == tail
+    assert [t.raw for t in released] == [raw]

@@ -60,6 +60,7 @@ class CatalogService:
             status=health.status,
             status_reason=health.reason,
             context_length=entry.context_length,
+            capabilities=list(entry.served_capabilities),
             pricing=ModelPricing(
                 std_input=_usd(p.input_per_1m),
                 std_output=_usd(p.output_per_1m),
@@ -73,5 +74,4 @@ class CatalogService:
             licence=entry.licence,
             description=entry.description,
             regions=list(entry.regions),
-            capabilities=list(entry.capabilities),
         )

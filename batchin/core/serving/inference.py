@@ -28,6 +28,7 @@ from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.generation import TextGeneration
 from batchin.core.serving.metrics import InferenceMetrics
 from batchin.core.serving.model_lookup import usable_model
+from batchin.core.serving.text_options import require_capabilities, sampling_params
 from batchin.core.traces.service import TraceService
 from batchin.errors import BatchInError, InvalidRequest
 from batchin.models.base import (
@@ -36,7 +37,6 @@ from batchin.models.base import (
     CompletionParams,
     ContentPart,
     PreparedPrompt,
-    SamplingParams,
     TextRunner,
 )
 from batchin.models.catalog import CatalogEntry, Kind
@@ -47,7 +47,6 @@ from batchin.protocol.text import (
     ChatMessageIn,
     CompletionRequest,
     ResponseCreateRequest,
-    SamplingFields,
 )
 
 log = logging.getLogger("batchin.inference")
@@ -101,15 +100,19 @@ class InferenceService:
         endpoint: str = "chat.completions",
         priority: Priority = Priority.INTERACTIVE,
         observe: bool = True,
+        format_param: str = "response_format",
     ) -> StartedText:
         """`observe=False`: not attributed nor recorded in the prompt registry (experiment replays,
-        which carry the version they replay in `ctx.prompt_version`)."""
+        which carry the version they replay in `ctx.prompt_version`). `format_param`: what errors
+        call `response_format` (the Responses API's `text.format`)."""
         request.refuse_unsupported()
         images = any(m.has_images() for m in request.messages)
         entry, runner = await self._text_model(request.model, "chat", ctx.principal, images=images)
+        renamed = {"response_format": format_param}
+        require_capabilities(request, entry, self._registry.entries(), ctx.principal, renamed=renamed)
         messages = tuple(_engine_message(m) for m in request.messages)
         max_tokens = request.requested_max_tokens()
-        sampling = self._sampling(request, entry, max_tokens or 1)
+        sampling = sampling_params(request, entry, max_tokens or 1, format_param=format_param)
         prepared = await runner.prepare_chat(ChatParams(messages, sampling, stream=request.stream))
         if max_tokens is None:
             # No limit asked: the completion may use the rest of the context (OpenAI's semantics).
@@ -121,7 +124,9 @@ class InferenceService:
             prompt = self._prompts.attribute_chat(
                 ctx, messages, request.metadata, entry.id, prepared.sampling
             )
-        return await self._start(ctx, entry, runner, prepared, endpoint, priority, audit_input, prompt)
+        return await self._start(
+            ctx, entry, runner, prepared, endpoint, priority, audit_input, prompt, choices=request.choices
+        )
 
     async def start_completion(
         self, ctx: CallContext, request: CompletionRequest, *, priority: Priority = Priority.INTERACTIVE
@@ -130,7 +135,8 @@ class InferenceService:
         entry, runner = await self._text_model(request.model, "completion", ctx.principal)
         if request.suffix is not None and not runner.supports_fim:
             raise InvalidRequest(self._no_fim_message(entry, ctx.principal), param="suffix")
-        sampling = self._sampling(request, entry, request.max_tokens or DEFAULT_COMPLETION_MAX_TOKENS)
+        require_capabilities(request, entry, self._registry.entries(), ctx.principal)
+        sampling = sampling_params(request, entry, request.max_tokens or DEFAULT_COMPLETION_MAX_TOKENS)
         params = CompletionParams(
             request.prompt_text(), sampling, suffix=request.suffix, stream=request.stream
         )
@@ -139,7 +145,17 @@ class InferenceService:
         prompt = None
         if self._prompts is not None:
             prompt = self._prompts.attribute_completion(ctx, request.metadata, entry.id, sampling)
-        return await self._start(ctx, entry, runner, prepared, "completions", priority, audit_input, prompt)
+        return await self._start(
+            ctx,
+            entry,
+            runner,
+            prepared,
+            "completions",
+            priority,
+            audit_input,
+            prompt,
+            choices=request.choices,
+        )
 
     async def start_response(
         self, ctx: CallContext, request: ResponseCreateRequest, *, priority: Priority = Priority.INTERACTIVE
@@ -153,8 +169,11 @@ class InferenceService:
             top_p=request.top_p,
             stream=request.stream,
             metadata=request.metadata,
+            response_format=request.chat_response_format(),
         )
-        return await self.start_chat(ctx, chat, endpoint="responses", priority=priority)
+        return await self.start_chat(
+            ctx, chat, endpoint="responses", priority=priority, format_param="text.format"
+        )
 
     # -- shared path ---------------------------------------------------------------------------
 
@@ -186,23 +205,13 @@ class InferenceService:
         where = f"use a model with it: {', '.join(fim)}" if fim else "no model here has it"
         return f"Model '{entry.id}' has no fill-in-the-middle support; omit suffix or {where}."
 
-    @staticmethod
-    def _sampling(request: SamplingFields, entry: CatalogEntry, max_tokens: int) -> SamplingParams:
-        return SamplingParams(
-            max_tokens=max_tokens,
-            temperature=1.0 if request.temperature is None else request.temperature,
-            top_p=1.0 if request.top_p is None else request.top_p,
-            stop=request.stop_sequences(),
-            seed=request.seed,
-        )
-
-    def _max_cost(self, entry: CatalogEntry, prepared: PreparedPrompt) -> int:
+    def _max_cost(self, entry: CatalogEntry, prepared: PreparedPrompt, choices: int) -> int:
         prompt = (
             prepared.prompt_tokens
             if prepared.exact
             else int(prepared.prompt_tokens * _ESTIMATE_HEADROOM) + 16
         )
-        return self._cost(entry, prompt, prepared.sampling.max_tokens)
+        return self._cost(entry, prompt, prepared.sampling.max_tokens * choices)
 
     @staticmethod
     def _cost(entry: CatalogEntry, prompt_tokens: int, completion_tokens: int) -> int:
@@ -221,6 +230,8 @@ class InferenceService:
         priority: Priority,
         audit_input: bytes,
         prompt: PromptRun | None = None,
+        *,
+        choices: int = 1,
     ) -> StartedText:
         generation = TextGeneration(
             buffer_size=self._settings.stream_buffer_chunks,
@@ -231,7 +242,7 @@ class InferenceService:
         started = StartedText(generation, entry, prepared.prompt_tokens, audit, prompt=prompt)
 
         async def produce(gen: TextGeneration, admitted: asyncio.Future[None]) -> None:
-            await self._produce(started, admitted, ctx, runner, prepared, endpoint, priority)
+            await self._produce(started, admitted, ctx, runner, prepared, endpoint, priority, choices)
 
         await generation.start(produce)
         return started
@@ -245,6 +256,7 @@ class InferenceService:
         prepared: PreparedPrompt,
         endpoint: str,
         priority: Priority,
+        choices: int,
     ) -> None:
         gen, entry = started.generation, started.entry
         status = "failed"
@@ -255,14 +267,17 @@ class InferenceService:
             pool: AdmissionPool = await self._flow.admit(ctx, entry)
             async with (
                 self._metering.call(
-                    ctx, model=entry.id, endpoint=endpoint, max_cost_units=self._max_cost(entry, prepared)
+                    ctx,
+                    model=entry.id,
+                    endpoint=endpoint,
+                    max_cost_units=self._max_cost(entry, prepared, choices),
                 ) as call,
                 pool.slot(priority) as queued_seconds,
             ):
                 metered = call
                 call.begin()
                 gen.admitted(admitted, queued_seconds)
-                await self._pump(gen, call, entry, runner, prepared)
+                await self._pump(gen, call, entry, runner, prepared, choices)
                 gen.stats.finished_at = time.monotonic()
             status = "succeeded"
         except (asyncio.CancelledError, ClientGone):
@@ -317,26 +332,34 @@ class InferenceService:
         entry: CatalogEntry,
         runner: TextRunner,
         prepared: PreparedPrompt,
+        choices: int,
     ) -> None:
-        """Engine → buffer, recording usage as it grows so a cancellation charges what was made."""
-        prompt_tokens, completion = prepared.prompt_tokens, 0
-        async with contextlib.aclosing(runner.generate(prepared)) as deltas:
-            async for delta in deltas:
-                if delta.usage is not None:
-                    prompt_tokens, completion = delta.usage.prompt_tokens, delta.usage.completion_tokens
-                elif delta.text:
-                    completion += 1
-                call.record(
-                    cost_units=self._cost(entry, prompt_tokens, completion),
-                    input_tokens=prompt_tokens,
-                    output_tokens=completion,
-                )
-                gen.stats.prompt_tokens, gen.stats.completion_tokens = prompt_tokens, completion
-                if delta.finish_reason is not None:
-                    gen.stats.finish_reason = delta.finish_reason
-                if delta.text:
-                    gen.stats.text_parts.append(delta.text)
-                await gen.push(delta)
+        """Engine → buffer, recording usage as it grows so a cancellation charges what was made.
+        With `n` > 1 the choices are generated one after another, each its own sample (a seeded
+        request's choice i gets seed + i); usage counts the prompt once, as OpenAI does, and the
+        completion tokens of every choice."""
+        prompt_tokens, finished = prepared.prompt_tokens, 0  # finished: tokens of earlier choices
+        for index in range(choices):
+            completion = 0
+            async with contextlib.aclosing(runner.generate(_nth_sample(prepared, index))) as deltas:
+                async for delta in deltas:
+                    if delta.usage is not None:
+                        prompt_tokens, completion = delta.usage.prompt_tokens, delta.usage.completion_tokens
+                    elif delta.text:
+                        completion += 1
+                    total = finished + completion
+                    call.record(
+                        cost_units=self._cost(entry, prompt_tokens, total),
+                        input_tokens=prompt_tokens,
+                        output_tokens=total,
+                    )
+                    gen.stats.prompt_tokens, gen.stats.completion_tokens = prompt_tokens, total
+                    if delta.finish_reason is not None and index == 0:
+                        gen.stats.finish_reason = delta.finish_reason
+                    if delta.text:
+                        gen.stats.text_parts.append(delta.text)
+                    await gen.push(delta if index == 0 else replace(delta, index=index))
+            finished += completion
 
     def _observe(self, model: str, endpoint: str, gen: TextGeneration, status: str) -> None:
         m, stats = self._metrics, gen.stats
@@ -355,6 +378,13 @@ def _engine_ms(gen: TextGeneration) -> int:
     """Engine time of a finished call (admitted → finished): queueing excluded."""
     stats = gen.stats
     return max(0, round(((stats.finished_at or stats.admitted_at) - stats.admitted_at) * 1000))
+
+
+def _nth_sample(prepared: PreparedPrompt, index: int) -> PreparedPrompt:
+    seed = prepared.sampling.seed
+    if index == 0 or seed is None:
+        return prepared
+    return replace(prepared, sampling=replace(prepared.sampling, seed=seed + index))
 
 
 def _engine_role(role: str) -> str:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from batchin.core.serving.inference import StartedText
+from batchin.models.base import TokenLogprob
+from batchin.protocol.structured import ChatLogprobs, CompletionLogprobs
 from batchin.protocol.text import (
     ChatChoice,
     ChatChunkChoice,
@@ -44,17 +47,71 @@ async def collect_text(started: StartedText) -> str:
     return "".join([delta.text async for delta in started.generation])
 
 
+@dataclass(slots=True)
+class _Choice:
+    parts: list[str] = field(default_factory=list)
+    tokens: list[TokenLogprob] | None = None  # set when log probabilities were asked for
+    finish_reason: str = "stop"
+
+
+async def _collect_choices(started: StartedText) -> list[_Choice]:
+    choices: dict[int, _Choice] = {}
+    async for delta in started.generation:
+        choice = choices.get(delta.index)
+        if choice is None:
+            choice = choices[delta.index] = _Choice()
+        if delta.text:
+            choice.parts.append(delta.text)
+        if delta.logprobs is not None:
+            choice.tokens = [*(choice.tokens or ()), *delta.logprobs]
+        if delta.finish_reason is not None:
+            choice.finish_reason = delta.finish_reason
+    return [choices[index] for index in sorted(choices)]
+
+
+def _top_dicts(top: tuple[tuple[bytes, float], ...]) -> list[dict[str, Any]]:
+    return [{"token": raw.decode("utf-8", "replace"), "logprob": lp, "bytes": list(raw)} for raw, lp in top]
+
+
+def _chat_logprobs(tokens: Iterable[TokenLogprob]) -> dict[str, Any]:
+    """A chat choice's (or chunk's) `logprobs`, shaped as ChatLogprobs; `bytes` are each token's own."""
+    content = [
+        {"token": t.token, "logprob": t.logprob, "bytes": list(t.raw), "top_logprobs": _top_dicts(t.top)}
+        for t in tokens
+    ]
+    return {"content": content, "refusal": None}
+
+
+def _completion_logprobs(tokens: Iterable[TokenLogprob], offset: int) -> dict[str, Any]:
+    """A legacy completion choice's (or chunk's) `logprobs`, shaped as CompletionLogprobs;
+    `text_offset` counts characters of the choice's text, from `offset`."""
+    listed = list(tokens)
+    offsets = []
+    for t in listed:
+        offsets.append(offset)
+        offset += len(t.token)
+    return {
+        "tokens": [t.token for t in listed],
+        "token_logprobs": [t.logprob for t in listed],
+        "top_logprobs": [{raw.decode("utf-8", "replace"): lp for raw, lp in t.top} for t in listed],
+        "text_offset": offsets,
+    }
+
+
 async def chat_completion(started: StartedText) -> ChatCompletion:
-    text = await collect_text(started)
+    choices = await _collect_choices(started)
     return ChatCompletion(
         id=_id("chatcmpl-"),
         created=int(time.time()),
         model=started.entry.id,
         choices=[
             ChatChoice(
-                message=ChatMessageOut(content=text),
-                finish_reason=started.generation.stats.finish_reason or "stop",
+                index=index,
+                message=ChatMessageOut(content="".join(choice.parts)),
+                finish_reason=choice.finish_reason,
+                logprobs=None if choice.tokens is None else ChatLogprobs(**_chat_logprobs(choice.tokens)),
             )
+            for index, choice in enumerate(choices)
         ],
         usage=_usage(started),
     )
@@ -70,34 +127,60 @@ def _token_chunk(template: dict[str, Any], choice: dict[str, Any]) -> dict[str, 
 async def chat_chunks(
     started: StartedText, *, include_usage: bool
 ) -> AsyncIterator[ChatCompletionChunk | dict[str, Any]]:
+    """Choices stream one after another (n > 1): each opens with its role and ends with its
+    finish_reason, and every chunk names its choice's index."""
     ident, created, model = _id("chatcmpl-"), int(time.time()), started.entry.id
 
-    def chunk(delta: ChatDelta, finish: str | None = None) -> ChatCompletionChunk:
+    def chunk(delta: ChatDelta, index: int, finish: str | None = None) -> ChatCompletionChunk:
         return ChatCompletionChunk(
             id=ident,
             created=created,
             model=model,
-            choices=[ChatChunkChoice(delta=delta, finish_reason=finish)],
+            choices=[ChatChunkChoice(index=index, delta=delta, finish_reason=finish)],
         )
 
     template = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
-    yield chunk(ChatDelta(role="assistant", content=""))
+    current, finished = 0, False
+    yield chunk(ChatDelta(role="assistant", content=""), 0)
     async for delta in started.generation:
-        if delta.text:
-            choice = {"index": 0, "delta": {"content": delta.text}, "finish_reason": None, "logprobs": None}
+        if delta.index != current:
+            current, finished = delta.index, False
+            yield chunk(ChatDelta(role="assistant", content=""), current)
+        if delta.text or delta.logprobs:
+            logprobs = None if delta.logprobs is None else _chat_logprobs(delta.logprobs)
+            choice = {
+                "index": current,
+                "delta": {"content": delta.text},
+                "finish_reason": None,
+                "logprobs": logprobs,
+            }
             yield _token_chunk(template, choice)
-    yield chunk(ChatDelta(), started.generation.stats.finish_reason or "stop")
+        if delta.finish_reason is not None:
+            finished = True
+            yield chunk(ChatDelta(), current, delta.finish_reason)
+    if not finished:
+        yield chunk(ChatDelta(), current, started.generation.stats.finish_reason or "stop")
     if include_usage:
         yield ChatCompletionChunk(id=ident, created=created, model=model, choices=[], usage=_usage(started))
 
 
 async def completion(started: StartedText) -> Completion:
-    text = await collect_text(started)
+    choices = await _collect_choices(started)
     return Completion(
         id=_id("cmpl-"),
         created=int(time.time()),
         model=started.entry.id,
-        choices=[CompletionChoice(text=text, finish_reason=started.generation.stats.finish_reason or "stop")],
+        choices=[
+            CompletionChoice(
+                index=index,
+                text="".join(choice.parts),
+                finish_reason=choice.finish_reason,
+                logprobs=None
+                if choice.tokens is None
+                else CompletionLogprobs(**_completion_logprobs(choice.tokens, 0)),
+            )
+            for index, choice in enumerate(choices)
+        ],
         usage=_usage(started),
     )
 
@@ -107,17 +190,31 @@ async def completion_chunks(
 ) -> AsyncIterator[Completion | dict[str, Any]]:
     ident, created, model = _id("cmpl-"), int(time.time()), started.entry.id
     template = {"id": ident, "object": "text_completion", "created": created, "model": model}
+
+    def finish(index: int, reason: str) -> Completion:
+        return Completion(
+            id=ident,
+            created=created,
+            model=model,
+            choices=[CompletionChoice(index=index, text="", finish_reason=reason)],
+        )
+
+    current, offset, finished = 0, 0, False
     async for delta in started.generation:
-        if delta.text:
-            yield _token_chunk(
-                template, {"index": 0, "text": delta.text, "finish_reason": None, "logprobs": None}
-            )
-    yield Completion(
-        id=ident,
-        created=created,
-        model=model,
-        choices=[CompletionChoice(text="", finish_reason=started.generation.stats.finish_reason or "stop")],
-    )
+        if delta.index != current:
+            current, offset, finished = delta.index, 0, False
+        if delta.text or delta.logprobs:
+            logprobs = None
+            if delta.logprobs is not None:
+                logprobs = _completion_logprobs(delta.logprobs, offset)
+                offset += len(delta.text)
+            choice = {"index": current, "text": delta.text, "finish_reason": None, "logprobs": logprobs}
+            yield _token_chunk(template, choice)
+        if delta.finish_reason is not None:
+            finished = True
+            yield finish(current, delta.finish_reason)
+    if not finished:
+        yield finish(current, started.generation.stats.finish_reason or "stop")
     if include_usage:
         yield Completion(id=ident, created=created, model=model, choices=[], usage=_usage(started))
 
@@ -160,6 +257,7 @@ class ResponseBuilder:
             top_p=self.request.top_p,
             metadata=self.request.metadata or {},
             incomplete_details={"reason": "max_output_tokens"} if incomplete else None,
+            text=self.request.echoed_text(),
         )
 
 
