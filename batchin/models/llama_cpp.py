@@ -16,6 +16,12 @@ into the registry's folder for the model and verified on first load (split_weigh
 
 Counting: `completion_tokens` is every token the model sampled for the request, the end-of-generation
 token included, so `finish_reason == "length"` means exactly `max_tokens` tokens.
+
+Tool calling (ChatParams.tools): the tools are shown in the Hermes format (tool_prompt.py) and calls
+are kept to the declared functions' schemas by a grammar (tool_grammar.py). With tool_choice `auto`
+the model writes freely until it opens a call; decoding then goes on from the opener under the
+grammar (a second `generate` that reuses the KV prefix). With `required` or a named function the
+opener is written into the prompt and the grammar applies from the first token.
 """
 
 from __future__ import annotations
@@ -44,7 +50,10 @@ from batchin.models.base import (
 )
 from batchin.models.catalog import CatalogEntry
 from batchin.models.split_weights import SplitWeights, assemble_dir
-from batchin.models.text_stream import ChatTemplate, StopMatcher, Utf8Stream, check_context
+from batchin.models.text_stream import ChatTemplate, check_context
+from batchin.models.tool_calls import ReplyReader, ToolCallStream
+from batchin.models.tool_grammar import tool_call_grammar
+from batchin.models.tool_prompt import CALL_OPEN, render_chat, shows_tools
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -57,8 +66,18 @@ _LONG_TEXT = 8192  # characters; longer prompts are tokenised off the event loop
 
 
 @dataclass(frozen=True, slots=True)
+class _CallPlan:
+    """How a request with tools decodes: the grammar of its calls, and whether the prompt already
+    ends in the call opener (`forced`: tool_choice required or named)."""
+
+    grammar: str
+    forced: bool
+
+
+@dataclass(frozen=True, slots=True)
 class _Tokens:
     ids: tuple[int, ...]
+    calls: _CallPlan | None = None
 
 
 def _close_devnull_handles() -> None:
@@ -100,6 +119,9 @@ class _Handoff:
 class LlamaCppRunner:
     """A GGUF model on llama.cpp. Built from its catalog entry; `load()` opens the verified weights."""
 
+    # Every chat template takes tools: in its own Hermes format or in ours (tool_prompt.py).
+    supports_tools = True
+
     def __init__(self, entry: CatalogEntry) -> None:
         if entry.context_length is None:
             raise ValueError(f"model {entry.id}: llama_cpp needs a context_length")
@@ -109,6 +131,7 @@ class LlamaCppRunner:
         self.supports_fim = False
         self._llama: Llama | None = None
         self._template: ChatTemplate | None = None
+        self._native_tools = False  # the template shows tools itself
         self._fim: tuple[int, int, int] | None = None
         self._add_bos = True
         self._bos = -1
@@ -164,6 +187,7 @@ class LlamaCppRunner:
                 bos_token=model.token_get_text(self._bos) if self._bos >= 0 else "",
                 eos_token=model.token_get_text(eos) if eos >= 0 else "",
             )
+            self._native_tools = shows_tools(self._template)
         self._add_bos = llama.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
         self._fim = self._find_fim(llama)
         self.supports_fim = self._fim is not None
@@ -223,10 +247,17 @@ class LlamaCppRunner:
             raise InvalidRequest(f"model {self.entry.id} has no chat template", param="model")
         if not params.messages:
             raise InvalidRequest("messages must not be empty", param="messages")
-        text = self._template.render(params.messages)
+        text = render_chat(self._template, params.messages, params.tools, native=self._native_tools)
+        plan = None
+        tools = params.tools
+        if tools is not None and tools.choice != "none":
+            forced = tools.choice == "required"
+            plan = _CallPlan(tool_call_grammar(tools), forced)
+            if forced:
+                text += CALL_OPEN + "\n"  # the reply starts inside a call
         # The template writes any BOS itself (as transformers' apply_chat_template does).
         ids = await self._tokenize(text, add_bos=False)
-        return self._prepared(ids, params.sampling, prompt_param="messages")
+        return self._prepared(ids, params.sampling, prompt_param="messages", calls=plan)
 
     async def prepare_completion(self, params: CompletionParams) -> PreparedPrompt:
         self._require()
@@ -248,9 +279,11 @@ class LlamaCppRunner:
                 ids = [self._bos]
         return self._prepared(ids, params.sampling, prompt_param="prompt")
 
-    def _prepared(self, ids: list[int], sampling: SamplingParams, *, prompt_param: str) -> PreparedPrompt:
+    def _prepared(
+        self, ids: list[int], sampling: SamplingParams, *, prompt_param: str, calls: _CallPlan | None = None
+    ) -> PreparedPrompt:
         check_context(len(ids), sampling.max_tokens, self.context_length, prompt_param=prompt_param)
-        return PreparedPrompt(prompt_tokens=len(ids), sampling=sampling, payload=_Tokens(tuple(ids)))
+        return PreparedPrompt(prompt_tokens=len(ids), sampling=sampling, payload=_Tokens(tuple(ids), calls))
 
     # -- generating --------------------------------------------------------------------------
 
@@ -293,51 +326,69 @@ class LlamaCppRunner:
 
     def _decode_locked(self, lib: Any, llama: Llama, prepared: PreparedPrompt, handoff: _Handoff) -> None:
         sampling = prepared.sampling
-        tokens: tuple[int, ...] = prepared.payload.ids
+        payload: _Tokens = prepared.payload
         llama.set_seed(sampling.seed if sampling.seed is not None else secrets.randbits(31))
         if not self._prompt_cache:
             # Reusing the previous request's KV prefix evaluates the prompt in a different batch
             # shape, which changes logits enough to flip greedy choices: forget it for determinism.
             cast(Any, llama).reset()  # untyped in llama-cpp-python
         vocab = llama._model.vocab
-        utf8, stops = Utf8Stream(), StopMatcher(sampling.stop)
+        plan = payload.calls
+        calls = ToolCallStream(in_calls=plan.forced) if plan is not None else None
+        reader = ReplyReader(sampling.stop, calls)
+        grammar = _grammar(plan.grammar) if plan is not None and plan.forced else None
+        tokens = list(payload.ids)
         completion_tokens, finish = 0, "length"
-        steps = llama.generate(
-            list(tokens),
-            top_k=0,
-            top_p=sampling.top_p,
-            min_p=0.0,
-            typical_p=1.0,
-            temp=max(sampling.temperature, 0.0),
-            repeat_penalty=1.0,
-            reset=True,
-        )
-        try:
-            for token in steps:
-                completion_tokens += 1
-                if lib.llama_vocab_is_eog(vocab, token):
-                    finish = "stop"
-                    break
-                text = stops.feed(utf8.feed(llama.detokenize([token])))
-                if stops.stopped:
-                    finish = "stop"
-                    if text:
-                        handoff.put(TextDelta(text))
-                    break
-                if text and not handoff.put(TextDelta(text)):
-                    return
-                if handoff.cancelled.is_set():
-                    return
-                if completion_tokens >= sampling.max_tokens:
-                    break
-        finally:
-            steps.close()
-        tail = ""
-        if not stops.stopped:
-            tail = stops.feed(utf8.flush())
-            if stops.stopped:
-                finish = "stop"
-            else:
-                tail += stops.flush()
+        while True:  # once, or twice when a free reply opens a tool call
+            regenerate = False
+            steps = llama.generate(
+                tokens,
+                top_k=0,
+                top_p=sampling.top_p,
+                min_p=0.0,
+                typical_p=1.0,
+                temp=max(sampling.temperature, 0.0),
+                repeat_penalty=1.0,
+                reset=True,
+                grammar=grammar,
+            )
+            try:
+                for token in steps:
+                    completion_tokens += 1
+                    if lib.llama_vocab_is_eog(vocab, token):
+                        finish = "stop"
+                        break
+                    delta = reader.feed(llama.detokenize([token]))
+                    if delta is not None and not handoff.put(delta):
+                        return
+                    if reader.stopped or (calls is not None and calls.repeated):
+                        finish = "stop"
+                        break
+                    if handoff.cancelled.is_set():
+                        return
+                    if completion_tokens >= sampling.max_tokens:
+                        break
+                    if calls is not None and calls.triggered and plan is not None:
+                        # Go on from the opener under the grammar; the prefix's KV is reused.
+                        opened = (calls.shown + CALL_OPEN + "\n").encode("utf-8")
+                        tokens = [*payload.ids, *llama.tokenize(opened, add_bos=False, special=True)]
+                        grammar, regenerate = _grammar(plan.grammar), True
+                        reader.restart()
+                        break
+            finally:
+                steps.close()
+            if not regenerate:
+                break
+        tail = reader.finish()
+        if reader.stopped:
+            finish = "stop"
+        if finish == "stop" and calls is not None and calls.completed:
+            finish = "tool_calls"
         usage = Usage(prompt_tokens=prepared.prompt_tokens, completion_tokens=completion_tokens)
-        handoff.put(TextDelta(tail, finish_reason=finish, usage=usage))
+        handoff.put(TextDelta(tail.text, finish_reason=finish, usage=usage, tool_calls=tail.tool_calls))
+
+
+def _grammar(text: str) -> Any:
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    return LlamaGrammar.from_string(text, verbose=False)

@@ -20,9 +20,10 @@ from batchin.protocol.text import (
     Completion,
     CompletionRequest,
     ResponseCreateRequest,
-    ResponseInputMessage,
+    ResponseInputItem,
     ResponseObject,
 )
+from batchin.protocol.tools import ChatTool, ChatToolChoice, ResponseFunctionTool, ResponseToolChoice
 from batchin.services import Services
 from batchin.tools.registry import ToolSpec
 
@@ -44,6 +45,9 @@ PromptVersion = Annotated[
         description="The prompt version this call runs, '<registry>@<version>' (e.g. support@v2), for the "
         "prompt registry; omitted: derived from the system prompt."
     ),
+]
+ParallelToolCalls = Annotated[
+    bool | None, Field(description="Allow more than one tool call in one reply (default true).")
 ]
 PromptRegistry = Annotated[
     str | None,
@@ -92,7 +96,8 @@ async def chat(
     messages: Annotated[
         list[ChatMessageIn],
         Field(
-            description="The conversation, oldest first: {role: system|user|assistant, content}.",
+            description="The conversation, oldest first: {role: system|user|assistant|tool, content}; an "
+            "assistant turn may carry tool_calls, a tool message answers one by tool_call_id.",
             min_length=1,
         ),
     ],
@@ -101,17 +106,39 @@ async def chat(
     top_p: TopP = None,
     stop: Stop = None,
     seed: Seed = None,
+    tools: Annotated[
+        list[ChatTool] | None,
+        Field(
+            description="Functions the model may call: "
+            "{type: function, function: {name, description, parameters}}."
+        ),
+    ] = None,
+    tool_choice: Annotated[
+        ChatToolChoice | None,
+        Field(
+            description="auto (default with tools) | none | required | {type: function, function: {name}}."
+        ),
+    ] = None,
+    parallel_tool_calls: ParallelToolCalls = None,
     prompt_version: PromptVersion = None,
     prompt_registry: PromptRegistry = None,
     deps: TextToolDeps = uses(TextToolDeps),
 ) -> ChatCompletion:
     """Chat completion: answer the conversation's last message. Returns the OpenAI chat.completion
-    object (choices[0].message.content is the answer; usage counts tokens). Billed per token."""
+    object (choices[0].message.content is the answer; with tools, choices[0].message.tool_calls
+    holds the calls the model made and finish_reason is `tool_calls`; usage counts tokens). Billed
+    per token."""
     call = current()
     body = validate(
         ChatCompletionRequest,
         _given(model=model, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p)
-        | _given(stop=stop, seed=seed)
+        | _given(
+            stop=stop,
+            seed=seed,
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
+        )
         | _prompt_metadata(prompt_version, prompt_registry),
     )
     return await _run(lambda: deps.inference.start_chat(call.ctx, body), text_serving.chat_completion)
@@ -147,24 +174,39 @@ async def complete(
 async def respond(
     model: Model,
     input: Annotated[
-        str | list[ResponseInputMessage],
-        Field(description="A user message as a string, or a list of {role, content} messages."),
+        str | list[ResponseInputItem],
+        Field(
+            description="A user message as a string, or a list of items: {role, content} messages, "
+            "{type: function_call, call_id, name, arguments} calls made earlier and "
+            "{type: function_call_output, call_id, output} their results."
+        ),
     ],
     instructions: Annotated[str | None, Field(description="System instructions for this response.")] = None,
     max_output_tokens: MaxTokens = None,
     temperature: Temperature = None,
     top_p: TopP = None,
+    tools: Annotated[
+        list[ResponseFunctionTool] | None,
+        Field(description="Functions the model may call: {type: function, name, description, parameters}."),
+    ] = None,
+    tool_choice: Annotated[
+        ResponseToolChoice | None,
+        Field(description="auto (default with tools) | none | required | {type: function, name}."),
+    ] = None,
+    parallel_tool_calls: ParallelToolCalls = None,
     prompt_version: PromptVersion = None,
     prompt_registry: PromptRegistry = None,
     deps: TextToolDeps = uses(TextToolDeps),
 ) -> ResponseObject:
     """OpenAI Responses API: returns a `response` object whose output[0].content[0].text is the answer
-    (status `incomplete` when max_output_tokens cut it short)."""
+    (status `incomplete` when max_output_tokens cut it short); with tools, the calls the model made
+    are `function_call` items in output (call_id, name, arguments)."""
     call = current()
     body = validate(
         ResponseCreateRequest,
         _given(model=model, input=input, instructions=instructions, max_output_tokens=max_output_tokens)
-        | _given(temperature=temperature, top_p=top_p)
+        | _given(temperature=temperature, top_p=top_p, tools=tools, tool_choice=tool_choice)
+        | _given(parallel_tool_calls=parallel_tool_calls)
         | _prompt_metadata(prompt_version, prompt_registry),
     )
     return await _run(

@@ -28,10 +28,10 @@ from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.generation import TextGeneration
 from batchin.core.serving.metrics import InferenceMetrics
 from batchin.core.serving.model_lookup import usable_model
+from batchin.core.serving.tool_requests import engine_messages, engine_tools, transcript
 from batchin.core.traces.service import TraceService
 from batchin.errors import BatchInError, InvalidRequest
 from batchin.models.base import (
-    ChatMessage,
     ChatParams,
     CompletionParams,
     PreparedPrompt,
@@ -104,15 +104,22 @@ class InferenceService:
         which carry the version they replay in `ctx.prompt_version`)."""
         request.refuse_unsupported()
         entry, runner = await self._text_model(request.model, "chat", ctx.principal)
-        messages = tuple(ChatMessage(role=_engine_role(m.role), content=m.text()) for m in request.messages)
+        tools = engine_tools(request)
+        if tools is not None and tools.choice != "none" and not runner.supports_tools:
+            raise InvalidRequest(
+                f"Model '{entry.id}' does not support tool calling; omit tools or use another model.",
+                param="tools",
+            )
+        messages = engine_messages(request)
         max_tokens = request.requested_max_tokens()
         sampling = self._sampling(request, entry, max_tokens or 1)
-        prepared = await runner.prepare_chat(ChatParams(messages, sampling, stream=request.stream))
+        params = ChatParams(messages, sampling, stream=request.stream, tools=tools)
+        prepared = await runner.prepare_chat(params)
         if max_tokens is None:
             # No limit asked: the completion may use the rest of the context (OpenAI's semantics).
             rest = replace(sampling, max_tokens=max(1, (entry.context_length or 0) - prepared.prompt_tokens))
-            prepared = await runner.prepare_chat(ChatParams(messages, rest, stream=request.stream))
-        audit_input = orjson.dumps([{"role": m.role, "content": m.content} for m in messages])
+            prepared = await runner.prepare_chat(replace(params, sampling=rest))
+        audit_input = transcript(messages)
         prompt = None
         if observe and self._prompts is not None:
             prompt = self._prompts.attribute_chat(
@@ -150,6 +157,9 @@ class InferenceService:
             top_p=request.top_p,
             stream=request.stream,
             metadata=request.metadata,
+            tools=request.chat_tools(),
+            tool_choice=request.chat_tool_choice(),
+            parallel_tool_calls=request.parallel_tool_calls,
         )
         return await self.start_chat(ctx, chat, endpoint="responses", priority=priority)
 
@@ -263,7 +273,7 @@ class InferenceService:
             if started.prompt is not None and status == "succeeded" and self._prompts is not None:
                 self._prompts.record(
                     started.prompt,
-                    output_text="".join(gen.stats.text_parts),
+                    output_text=gen.stats.output_text(),
                     latency_ms=_engine_ms(gen),
                     cost_units=started.cost_units,
                 )
@@ -289,7 +299,7 @@ class InferenceService:
         usage = AuditUsage(input_tokens=stats.prompt_tokens, output_tokens=stats.completion_tokens)
         try:
             started.receipt = await asyncio.shield(
-                self._audit.finish(started.audit, output_text="".join(stats.text_parts), usage=usage)
+                self._audit.finish(started.audit, output_text=stats.output_text(), usage=usage)
             )
         except Exception:
             # The answer stands without its receipt; the operator must hear about it.
@@ -309,7 +319,7 @@ class InferenceService:
             async for delta in deltas:
                 if delta.usage is not None:
                     prompt_tokens, completion = delta.usage.prompt_tokens, delta.usage.completion_tokens
-                elif delta.text:
+                elif delta.text or delta.tool_calls:
                     completion += 1
                 call.record(
                     cost_units=self._cost(entry, prompt_tokens, completion),
@@ -321,6 +331,7 @@ class InferenceService:
                     gen.stats.finish_reason = delta.finish_reason
                 if delta.text:
                     gen.stats.text_parts.append(delta.text)
+                gen.stats.tool_calls.extend(delta.tool_calls)
                 await gen.push(delta)
 
     def _observe(self, model: str, endpoint: str, gen: TextGeneration, status: str) -> None:
@@ -340,7 +351,3 @@ def _engine_ms(gen: TextGeneration) -> int:
     """Engine time of a finished call (admitted → finished): queueing excluded."""
     stats = gen.stats
     return max(0, round(((stats.finished_at or stats.admitted_at) - stats.admitted_at) * 1000))
-
-
-def _engine_role(role: str) -> str:
-    return "system" if role == "developer" else role
