@@ -14,6 +14,7 @@ set (a ToolSet is hashable).
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from typing import Any
@@ -45,9 +46,8 @@ def tool_call_grammar(tools: ToolSet) -> str:
     converter = schema_converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
     heads: list[str] = []
     for index, function in enumerate(functions):
-        schema: Any = json.loads(function.parameters)
+        schema = _own_refs(json.loads(function.parameters), f"f{index}")
         try:
-            # Each function's own base URL keeps two functions' `#/$defs/X` apart.
             resolved = converter.resolve_refs(schema, f"tool{index}")
             arguments = converter.visit(resolved, f"f{index}-args")
         except Exception as exc:  # the converter raises bare asserts and KeyErrors on what it cannot do
@@ -62,3 +62,40 @@ def tool_call_grammar(tools: ToolSet) -> str:
     more = f" ( {_literal(chr(10) + CALL_OPEN + chr(10))} tc-call )*" if tools.parallel else ""
     rules = [f"root ::= tc-call{more}", f"tc-call ::= ( {names} ) {_literal('}' + chr(10) + CALL_CLOSE)}"]
     return "\n".join([*rules, *heads, converter.format_grammar()])
+
+
+def _own_refs(schema: Any, prefix: str) -> Any:
+    """The schema with each local `$ref` pointing at a copy of its target under a name of its own
+    (`$defs/<prefix>-<n>-<name>`). The converter names a ref's rule after the pointer's last
+    segment and reuses a rule of that name, so two functions' `#/$defs/Day` (or two pointers ending
+    in the same word) would otherwise share the first one's rule."""
+    if not isinstance(schema, dict):
+        return schema
+    schema = copy.deepcopy(schema)
+    names: dict[str, str] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/"):
+                name = names.setdefault(ref, f"{prefix}-{len(names)}-{ref.rsplit('/', 1)[-1]}")
+                node["$ref"] = f"#/$defs/{name}"
+            for value in node.values():
+                walk(value)
+
+    walk(schema)
+    targets = {}
+    for ref, name in names.items():
+        target: Any = schema
+        for part in ref[2:].split("/"):
+            key = part.replace("~1", "/").replace("~0", "~")
+            target = target.get(key) if isinstance(target, dict) else None
+        if target is not None:  # a dangling pointer is left for the converter to refuse
+            targets[name] = target
+    if targets:
+        defs = schema.get("$defs")
+        schema["$defs"] = {**(defs if isinstance(defs, dict) else {}), **targets}
+    return schema
