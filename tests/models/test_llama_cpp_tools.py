@@ -85,7 +85,8 @@ async def test_required_gives_a_call_whose_arguments_match_the_schema(runner: Ll
     assert "".join(d.text for d in deltas) == ""
     last = deltas[-1]
     assert last.finish_reason in ("tool_calls", "length")
-    assert last.usage is not None and last.usage.completion_tokens <= 60
+    assert last.usage is not None
+    assert last.usage.completion_tokens <= 60
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

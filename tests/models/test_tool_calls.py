@@ -31,7 +31,8 @@ def test_a_call_is_read_the_same_however_it_is_split(step: int) -> None:
     [call] = assembled_calls(pieces)
     assert (call.name, call.arguments) == ("get_weather", ARGUMENTS)
     assert call.id.startswith("call_")
-    assert pieces[0].id == call.id and pieces[0].name == "get_weather"
+    assert pieces[0].id == call.id
+    assert pieces[0].name == "get_weather"
     assert all(p.id is None and p.name is None for p in pieces[1:])
     assert stream.completed == 1
 
@@ -75,7 +76,7 @@ def test_a_partial_opener_is_held_then_shown_when_it_is_not_one() -> None:
 def test_parallel_calls_get_their_own_index_and_id() -> None:
     second = CALL.replace("get_weather", "get_time").replace(ARGUMENTS, "{}")
     stream = ToolCallStream(in_calls=True)
-    shown, pieces = run(stream, f"{CALL}\n<tool_call>\n{second}", 3)
+    _shown, pieces = run(stream, f"{CALL}\n<tool_call>\n{second}", 3)
     calls = assembled_calls(pieces)
     assert [(c.name, c.arguments) for c in calls] == [("get_weather", ARGUMENTS), ("get_time", "{}")]
     assert len({c.id for c in calls}) == 2
@@ -117,9 +118,11 @@ def test_text_held_for_a_stop_string_is_shown_when_a_call_opens() -> None:
     calls = ToolCallStream(in_calls=False)
     reader = ReplyReader(("\nObservation",), calls)
     first = reader.feed(b"Thinking\n")
-    assert first is not None and first.text == "Thinking"
+    assert first is not None
+    assert first.text == "Thinking"
     second = reader.feed(b"<tool_call>")
-    assert second is not None and second.text == "\n"
+    assert second is not None
+    assert second.text == "\n"
     assert calls.triggered
 
 

@@ -17,7 +17,8 @@ from batchin.models.tool_prompt import render_chat, shows_tools
 # SmolLM2-135M-Instruct's own template (from its GGUF): ChatML, no tools.
 CHATML = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, "
+    "trained by Hugging Face<|im_end|>\n' }}"
     "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
@@ -136,7 +137,8 @@ def test_each_functions_defs_stay_its_own() -> None:
     grammar = tool_call_grammar(
         ToolSet((ToolFunction("a", None, with_day(["mon"])), ToolFunction("b", None, with_day(["tue"]))))
     )
-    assert '"\\"mon\\""' in grammar and '"\\"tue\\""' in grammar
+    assert '"\\"mon\\""' in grammar
+    assert '"\\"tue\\""' in grammar
 
 
 def test_a_schema_the_converter_cannot_enforce_is_a_400_naming_tools() -> None:
