@@ -382,7 +382,7 @@ class LlamaCppRunner:
         tail = reader.finish()
         if reader.stopped:
             finish = "stop"
-        if finish == "stop" and calls is not None and calls.completed:
+        if calls is not None and calls.completed and (finish == "stop" or calls.calls_whole):
             finish = "tool_calls"
         usage = Usage(prompt_tokens=prepared.prompt_tokens, completion_tokens=completion_tokens)
         handoff.put(TextDelta(tail.text, finish_reason=finish, usage=usage, tool_calls=tail.tool_calls))

@@ -12,7 +12,8 @@ runner writes the opener into the prompt itself, and the reader starts inside th
 Small models, allowed parallel calls, tend to repeat a call until they run out of tokens. So the
 first call streams as it is written, and each further one is held until it is complete: a call
 identical to an earlier one of the same reply (same name, same arguments) is dropped and ends the
-reply (`repeated`), any other is passed on whole.
+reply (`repeated`), any other is passed on whole. A reply that runs out of tokens while writing a
+later call ends with the calls before it (finish reason `tool_calls`, not `length`).
 """
 
 from __future__ import annotations
@@ -64,6 +65,14 @@ class ToolCallStream:
     @property
     def in_calls(self) -> bool:
         return self._state not in ("start", "text")
+
+    @property
+    def calls_whole(self) -> bool:
+        """Everything passed on is whole calls: a reply cut short now ends with them (the call it
+        was writing, a later one, is dropped), so it is a reply of tool calls, not a cut one."""
+        if self.completed == 0:
+            return False
+        return self._state in ("between", "over") or (self._index > 0 and self._state != "paused")
 
     def enter_calls(self) -> None:
         """The opener has been written (by the runner); what follows is a call."""

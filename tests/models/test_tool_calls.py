@@ -97,9 +97,11 @@ def test_an_unfinished_later_call_is_dropped_and_an_unfinished_first_one_kept() 
     stream = ToolCallStream(in_calls=True)
     _, pieces = run(stream, f'{CALL}\n<tool_call>\n{{"name": "get_time", "arguments": {{"a', 5)
     assert [c.name for c in assembled_calls(pieces)] == ["get_weather"]
+    assert stream.calls_whole  # what was passed on is whole calls: a reply of calls, not a cut one
     first = ToolCallStream(in_calls=True)
     _, pieces = run(first, '{"name": "get_weather", "arguments": {"city": "Pa', 5)
     assert assembled_calls(pieces)[0].arguments == '{"city": "Pa'
+    assert not first.calls_whole
 
 
 def test_stop_strings_end_text_but_never_cut_a_call() -> None:
