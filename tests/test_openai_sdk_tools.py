@@ -62,7 +62,13 @@ def valid_weather(arguments: str) -> dict[str, Any]:
 def test_sdk_round_trip_call_result_answer(live: LiveServer) -> None:
     with live.client() as client:
         first = client.chat.completions.create(
-            model=MODEL, messages=ASK, tools=[WEATHER], tool_choice=FORCED, max_tokens=48, temperature=0
+            model=MODEL,
+            messages=ASK,
+            tools=[WEATHER],
+            tool_choice=FORCED,
+            parallel_tool_calls=False,  # one call, then the turn ends: no tokens spent on more
+            max_tokens=48,
+            temperature=0,
         )
         choice = first.choices[0]
         assert choice.finish_reason == "tool_calls"
@@ -77,7 +83,7 @@ def test_sdk_round_trip_call_result_answer(live: LiveServer) -> None:
             {"role": "tool", "tool_call_id": call.id, "content": WEATHER_REPORT},
         ]
         final = client.chat.completions.create(
-            model=MODEL, messages=conversation, tools=[WEATHER], max_tokens=32, temperature=0
+            model=MODEL, messages=conversation, tools=[WEATHER], max_tokens=24, temperature=0
         )
     answer = final.choices[0]
     assert answer.message.content
@@ -157,7 +163,7 @@ def test_sdk_responses_function_call_and_its_output(live: LiveServer) -> None:
             ],
             tools=[RESPONSE_WEATHER],  # type: ignore[list-item]
             tool_choice="none",
-            max_output_tokens=32,
+            max_output_tokens=24,
             temperature=0,
         ) as stream:
             final = stream.get_final_response()
@@ -188,7 +194,7 @@ def chat_model(live: LiveServer) -> ChatOpenAI:
 def test_langchain_bind_tools_round_trip(live: LiveServer) -> None:
     llm = chat_model(live)
     ask = [HumanMessage("What is the weather in Paris?")]
-    called = llm.bind_tools([get_weather], tool_choice="get_weather").invoke(ask)
+    called = llm.bind_tools([get_weather], tool_choice="get_weather", parallel_tool_calls=False).invoke(ask)
     [call] = called.tool_calls[:1]
     assert call["name"] == "get_weather"
     jsonschema.validate(call["args"], get_weather.tool_call_schema.model_json_schema())
