@@ -281,7 +281,8 @@ def unused_port() -> int:
 class FakeUpstream:
     """A running fake: `.url` is the OpenAI base URL (…/v1); `.config` and `.stats` are live."""
 
-    def __init__(self, config: FakeUpstreamConfig, port: int = 0) -> None:
+    def __init__(self, config: FakeUpstreamConfig, port: int = 0, app: Starlette | None = None) -> None:
+        """`app`: serve another app on this plumbing (tests/fakes/tool_upstream.py does)."""
         self.config = config
         self.stats = FakeUpstreamStats()
         # proto=IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY on accepted sockets only
@@ -291,7 +292,7 @@ class FakeUpstream:
         self._socket.bind(("127.0.0.1", port))
         self.port = int(self._socket.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}/v1"
-        self._server = uvicorn.Server(_uvicorn_config(create_app(config, self.stats), log_config=None))
+        self._server = uvicorn.Server(_uvicorn_config(app or create_app(config, self.stats), log_config=None))
         self._thread = threading.Thread(target=self._serve, name=f"fake-upstream-{self.port}", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 10
