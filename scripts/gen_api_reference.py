@@ -31,6 +31,7 @@ FULL_SOURCES = (
     "docs/reference/audit.mdx",
     "docs/reference/traces.mdx",
     "docs/reference/webhooks.mdx",
+    "docs/tools.mdx",
     "docs/prompts.mdx",
     "docs/experiments.mdx",
 )

@@ -29,7 +29,8 @@ def _sources() -> dict[str, str]:
     pages |= {
         page: (SITE.docs_dir / f"{page}.mdx").read_text(encoding="utf-8")
         for page in SITE.pages()
-        if page in ("quickstart", "prompts", "experiments") or page.startswith(("tutorials/", "cookbook/"))
+        if page in ("quickstart", "prompts", "experiments", "tools")
+        or page.startswith(("tutorials/", "cookbook/"))
     }
     return {page: code for page, text in pages.items() if (code := python_source(text)).strip()}
 
@@ -62,6 +63,14 @@ EXPECTED = {
         "failed [(1, 'model_not_found'), (2, 'invalid_json_line')]",
         "backlog ended cancelled",
         "3 answers written",
+    ],
+    "tools": [
+        "tool_calls get_weather ['city', 'unit']",
+        "answer: ",
+        "streamed call: get_weather in",
+        "responses call: get_weather True",
+        "responses answer: ",
+        "langchain call: lookup_weather ['city', 'unit']",
     ],
     "tutorials/streaming-chat": ["tokens streamed", "stopped after 5 chunks", "400 invalid_request param: n"],
     "tutorials/claude-desktop": ["tools: ", "'smollm2-135m-instruct'"],
