@@ -137,7 +137,7 @@ RESPONSE_WEATHER = {"type": "function", "strict": False, **WEATHER["function"]}
 
 def test_sdk_responses_function_call_and_its_output(live: LiveServer) -> None:
     with live.client() as client:
-        first = client.responses.create(
+        with client.responses.stream(
             model=MODEL,
             input="What is the weather in Paris?",
             tools=[RESPONSE_WEATHER],  # type: ignore[list-item]
@@ -145,11 +145,14 @@ def test_sdk_responses_function_call_and_its_output(live: LiveServer) -> None:
             parallel_tool_calls=False,
             max_output_tokens=48,
             temperature=0,
-        )
+        ) as stream:
+            kinds = {event.type for event in stream}
+            first = stream.get_final_response()
+        assert "response.function_call_arguments.delta" in kinds
         [call] = [item for item in first.output if item.type == "function_call"]
         assert call.name == "get_weather"
         valid_weather(call.arguments)
-        with client.responses.stream(
+        final = client.responses.create(
             model=MODEL,
             input=[
                 {"role": "user", "content": "What is the weather in Paris?"},
@@ -165,8 +168,7 @@ def test_sdk_responses_function_call_and_its_output(live: LiveServer) -> None:
             tool_choice="none",
             max_output_tokens=24,
             temperature=0,
-        ) as stream:
-            final = stream.get_final_response()
+        )
     assert final.output_text
     assert final.status in ("completed", "incomplete")
 
