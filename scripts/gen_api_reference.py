@@ -33,6 +33,8 @@ FULL_SOURCES = (
     "docs/reference/webhooks.mdx",
     "docs/reference/retention.mdx",
     "docs/reference/remote-models.mdx",
+    "docs/structured-outputs.mdx",
+    "docs/tools.mdx",
     "docs/prompts.mdx",
     "docs/experiments.mdx",
 )

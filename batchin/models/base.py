@@ -54,14 +54,48 @@ class ContentPart:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call the assistant made earlier in the conversation (OpenAI's `tool_calls`)."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: str  # system | user | assistant | tool
     content: str  # the message's text (its text parts joined)
     parts: tuple[ContentPart, ...] = ()  # set only when the message carries images
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant message's calls
+    tool_call_id: str | None = None  # a tool message: the call it answers
 
     @property
     def images(self) -> int:
         return sum(1 for part in self.parts if part.type == "image_url")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFunction:
+    """A function the model may call. `parameters` is its JSON Schema as canonical JSON text, so a
+    tool set is hashable (runners cache what they build from it) and crosses a process pipe as is."""
+
+    name: str
+    description: str | None = None
+    parameters: str = '{"type": "object", "properties": {}}'
+    strict: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSet:
+    """The tools of one chat request and how the model may use them (OpenAI's `tool_choice`):
+    `auto` — text or calls; `none` — text only, tools not shown to the model; `required` — at least
+    one call (only to `function` when it names one); `parallel` — more than one call per turn."""
+
+    functions: tuple[ToolFunction, ...]
+    choice: str = "auto"  # auto | none | required
+    function: str | None = None  # the one function a named tool_choice forces
+    parallel: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +105,7 @@ class ChatParams:
     # False: the caller wants the whole answer, so a runner may fetch it in one piece (a remote
     # upstream then answers one JSON body instead of an event per token). Deltas are the same.
     stream: bool = True
+    tools: ToolSet | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +147,24 @@ class TokenLogprob:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call as it is generated, in the shape OpenAI streams it: a call's first
+    piece has its `id` and `name`, the following ones fragments of its JSON `arguments`."""
+
+    index: int  # which call of this reply (0, 1, ... in order)
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class TextDelta:
     text: str
-    finish_reason: str | None = None  # "stop" | "length" on the last delta
+    finish_reason: str | None = None  # "stop" | "length" | "tool_calls" on the last delta
     usage: Usage | None = None  # set on the last delta
     logprobs: tuple[TokenLogprob, ...] | None = None  # the tokens of `text`, when asked for
     index: int = 0  # which choice (n > 1): set by core, which runs one generation per choice
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
 class EngineUnavailable(Exception):
@@ -137,6 +184,7 @@ class TextRunner(Protocol):
 
     context_length: int
     supports_fim: bool
+    supports_tools: bool  # takes ChatParams.tools (tool calling); core refuses tools otherwise
     max_concurrency: int
 
     async def prepare_chat(self, params: ChatParams) -> PreparedPrompt: ...

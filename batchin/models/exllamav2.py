@@ -113,6 +113,8 @@ class _Request:
 
 
 class ExLlamaV2Runner:
+    supports_tools = False  # no grammar-constrained decoding here yet: requests with tools get a 400
+
     def __init__(self, entry: CatalogEntry, *, parts: ExLlamaV2Parts | None = None) -> None:
         if entry.context_length is None:
             raise ValueError(f"model {entry.id}: exllamav2 needs a context_length")

@@ -11,18 +11,22 @@ from collections.abc import AsyncGenerator
 
 from batchin.models.base import ChatParams, CompletionParams, PreparedPrompt, TextDelta
 from batchin.models.catalog import CatalogEntry
+from batchin.models.engine_wire import resolve
 from batchin.models.hosted import HostedRunner
 
 __all__ = ["HostedTextRunner"]
 
 
 class HostedTextRunner(HostedRunner):
-    ATTRIBUTES = ("context_length", "supports_fim", "max_concurrency")
+    ATTRIBUTES = ("context_length", "supports_fim", "supports_tools", "max_concurrency")
 
     def __init__(self, entry: CatalogEntry, target: str) -> None:
         super().__init__(entry, target)
         self.context_length: int = entry.context_length or 0
         self.supports_fim = False
+        # Known before the worker starts (an on_demand model lists its capabilities unloaded): the
+        # engine class says it; its module imports no engine library until it loads.
+        self.supports_tools = bool(getattr(resolve(target), "supports_tools", False))
         self.max_concurrency = 1
 
     async def prepare_chat(self, params: ChatParams) -> PreparedPrompt:

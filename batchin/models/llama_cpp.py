@@ -21,6 +21,13 @@ into the registry's folder for the model and verified on first load (split_weigh
 
 Counting: `completion_tokens` is every token the model sampled for the request, the end-of-generation
 token included, so `finish_reason == "length"` means exactly `max_tokens` tokens.
+
+Tool calling (ChatParams.tools): the tools are shown in the Hermes format (tool_prompt.py) and calls
+are kept to the declared functions' schemas by a grammar (tool_grammar.py). With tool_choice `auto`
+the model writes freely until it opens a call; decoding then goes on from the opener under the
+grammar (the prompt's KV is kept). With `required` or a named function the opener is written into
+the prompt and the grammar applies from the first token. A request with tools shown to the model
+cannot also ask for `response_format` or `logprobs` on this engine (400 naming the parameter).
 """
 
 from __future__ import annotations
@@ -51,13 +58,10 @@ from batchin.models.grammars import JSON_OBJECT_SCHEMA, schema_grammar
 from batchin.models.llama_lib import close_devnull_at_exit
 from batchin.models.llama_sampling import GrammarCache, TokenSampler
 from batchin.models.split_weights import SplitWeights, assemble_dir
-from batchin.models.text_stream import (
-    ChatTemplate,
-    LogprobAligner,
-    StopMatcher,
-    Utf8Stream,
-    check_context,
-)
+from batchin.models.text_stream import ChatTemplate, LogprobAligner, check_context
+from batchin.models.tool_calls import ReplyReader, ToolCallStream
+from batchin.models.tool_grammar import tool_call_grammar
+from batchin.models.tool_prompt import CALL_OPEN, render_chat, shows_tools
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -70,8 +74,18 @@ _LONG_TEXT = 8192  # characters; longer prompts are tokenised off the event loop
 
 
 @dataclass(frozen=True, slots=True)
+class _CallPlan:
+    """How a request with tools decodes: the grammar of its calls, and whether the prompt already
+    ends in the call opener (`forced`: tool_choice required or named)."""
+
+    grammar: str
+    forced: bool
+
+
+@dataclass(frozen=True, slots=True)
 class _Tokens:
     ids: tuple[int, ...]
+    calls: _CallPlan | None = None
 
 
 class _Handoff:
@@ -106,6 +120,9 @@ class _Handoff:
 class LlamaCppRunner:
     """A GGUF model on llama.cpp. Built from its catalog entry; `load()` opens the verified weights."""
 
+    # Every chat template takes tools: in its own Hermes format or in ours (tool_prompt.py).
+    supports_tools = True
+
     def __init__(self, entry: CatalogEntry) -> None:
         if entry.context_length is None:
             raise ValueError(f"model {entry.id}: llama_cpp needs a context_length")
@@ -115,6 +132,7 @@ class LlamaCppRunner:
         self.supports_fim = False
         self._llama: Llama | None = None
         self._template: ChatTemplate | None = None
+        self._native_tools = False  # the template shows tools itself
         self._fim: tuple[int, int, int] | None = None
         self._add_bos = True
         self._bos = -1
@@ -168,6 +186,7 @@ class LlamaCppRunner:
                 bos_token=model.token_get_text(self._bos) if self._bos >= 0 else "",
                 eos_token=model.token_get_text(eos) if eos >= 0 else "",
             )
+            self._native_tools = shows_tools(self._template)
         self._add_bos = llama.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
         self._fim = self._find_fim(llama)
         self.supports_fim = self._fim is not None
@@ -230,10 +249,17 @@ class LlamaCppRunner:
             raise InvalidRequest(f"model {self.entry.id} has no chat template", param="model")
         if not params.messages:
             raise InvalidRequest("messages must not be empty", param="messages")
-        text = self._template.render(params.messages)
+        text = render_chat(self._template, params.messages, params.tools, native=self._native_tools)
+        plan = None
+        tools = params.tools
+        if tools is not None and tools.choice != "none":
+            forced = tools.choice == "required"
+            plan = _CallPlan(tool_call_grammar(tools), forced)
+            if forced:
+                text += CALL_OPEN + "\n"  # the reply starts inside a call
         # The template writes any BOS itself (as transformers' apply_chat_template does).
         ids = await self._tokenize(text, add_bos=False)
-        return self._prepared(ids, params.sampling, prompt_param="messages")
+        return self._prepared(ids, params.sampling, prompt_param="messages", calls=plan)
 
     async def prepare_completion(self, params: CompletionParams) -> PreparedPrompt:
         self._require()
@@ -255,8 +281,12 @@ class LlamaCppRunner:
                 ids = [self._bos]
         return self._prepared(ids, params.sampling, prompt_param="prompt")
 
-    def _prepared(self, ids: list[int], sampling: SamplingParams, *, prompt_param: str) -> PreparedPrompt:
+    def _prepared(
+        self, ids: list[int], sampling: SamplingParams, *, prompt_param: str, calls: _CallPlan | None = None
+    ) -> PreparedPrompt:
         check_context(len(ids), sampling.max_tokens, self.context_length, prompt_param=prompt_param)
+        if calls is not None:
+            _refuse_with_tools(sampling)
         if sampling.json_output is not None:  # a schema the converter refuses is a 400 before any work
             schema_grammar(sampling.json_output.schema or JSON_OBJECT_SCHEMA)
         n_vocab = self._require().n_vocab()
@@ -266,7 +296,7 @@ class LlamaCppRunner:
                     f"logit_bias names token {token}; this model's token ids are 0-{n_vocab - 1}.",
                     param="logit_bias",
                 )
-        return PreparedPrompt(prompt_tokens=len(ids), sampling=sampling, payload=_Tokens(tuple(ids)))
+        return PreparedPrompt(prompt_tokens=len(ids), sampling=sampling, payload=_Tokens(tuple(ids), calls))
 
     # -- generating --------------------------------------------------------------------------
 
@@ -309,12 +339,18 @@ class LlamaCppRunner:
 
     def _decode_locked(self, lib: Any, llama: Llama, prepared: PreparedPrompt, handoff: _Handoff) -> None:
         sampling = prepared.sampling
-        self._feed_prompt(llama, prepared.payload.ids)
+        payload: _Tokens = prepared.payload
+        self._feed_prompt(llama, payload.ids)
         vocab = llama._model.vocab
-        sampler = TokenSampler(
-            lib, llama._ctx.ctx, vocab, llama.n_vocab(), sampling, self._grammar(lib, llama, sampling)
-        )
-        utf8, stops = Utf8Stream(), StopMatcher(sampling.stop)
+        plan = payload.calls
+        calls = ToolCallStream(in_calls=plan.forced) if plan is not None else None
+        reader = ReplyReader(sampling.stop, calls)
+        if plan is not None and plan.forced:
+            grammar = self._grammar_of(lib, llama, plan.grammar, param="tools")
+        else:
+            grammar = self._grammar(lib, llama, sampling)
+        sampler = TokenSampler(lib, llama._ctx.ctx, vocab, llama.n_vocab(), sampling, grammar)
+        # Log probabilities follow the text (tools and logprobs together are refused up front).
         aligner = LogprobAligner() if sampling.logprobs is not None else None
         completion_tokens, finish = 0, "length"
         try:
@@ -325,34 +361,46 @@ class LlamaCppRunner:
                     finish = "stop"
                     break
                 piece = llama.detokenize([token])
-                decoded = utf8.feed(piece)
+                delta = reader.feed(piece)
                 if aligner is not None:
-                    aligner.add(self._token_logprob(llama, sampler, token, piece, decoded, sampling.logprobs))
-                text = stops.feed(decoded)
-                if stops.stopped:
-                    finish = "stop"
-                    if text:
-                        handoff.put(_delta(text, aligner))
-                    break
-                if text and not handoff.put(_delta(text, aligner)):
+                    aligner.add(
+                        self._token_logprob(llama, sampler, token, piece, reader.decoded, sampling.logprobs)
+                    )
+                if delta is not None and not handoff.put(_with_logprobs(delta, aligner)):
                     return
+                if reader.stopped or (calls is not None and calls.repeated):
+                    finish = "stop"
+                    break
                 if handoff.cancelled.is_set() or completion_tokens >= sampling.max_tokens:
                     break
+                if calls is not None and calls.triggered and plan is not None:
+                    # A free reply opened a call: evaluate its text so far and the opener after the
+                    # prompt (whose KV is kept), then go on under the calls' grammar.
+                    opened = (calls.shown + CALL_OPEN + "\n").encode("utf-8")
+                    llama.n_tokens = len(payload.ids)  # eval() drops the KV cache past this point
+                    llama.eval(llama.tokenize(opened, add_bos=False, special=True))
+                    sampler.close()
+                    grammar = self._grammar_of(lib, llama, plan.grammar, param="tools")
+                    sampler = TokenSampler(lib, llama._ctx.ctx, vocab, llama.n_vocab(), sampling, grammar)
+                    reader.restart()
+                    continue
                 llama.eval([token])
         finally:
             sampler.close()
         if handoff.cancelled.is_set():
             return
-        tail = ""
-        if not stops.stopped:
-            tail = stops.feed(utf8.flush())
-            if stops.stopped:
-                finish = "stop"
-            else:
-                tail += stops.flush()
+        tail = reader.finish()
+        if reader.stopped:
+            finish = "stop"
+        if calls is not None and calls.completed and (finish == "stop" or calls.calls_whole):
+            finish = "tool_calls"
         usage = Usage(prompt_tokens=prepared.prompt_tokens, completion_tokens=completion_tokens)
-        logprobs = aligner.finish(tail) if aligner is not None else None
-        handoff.put(TextDelta(tail, finish_reason=finish, usage=usage, logprobs=logprobs))
+        logprobs = aligner.finish(tail.text) if aligner is not None else None
+        handoff.put(
+            TextDelta(
+                tail.text, finish_reason=finish, usage=usage, logprobs=logprobs, tool_calls=tail.tool_calls
+            )
+        )
 
     def _feed_prompt(self, llama: Llama, ids: tuple[int, ...]) -> None:
         """Evaluate the prompt. By default from scratch: reusing the previous request's KV prefix
@@ -371,14 +419,18 @@ class LlamaCppRunner:
         llama.eval(list(ids[keep:]))
 
     def _grammar(self, lib: Any, llama: Llama, sampling: SamplingParams) -> Any:
-        """The grammar sampler for this request (None without `response_format`)."""
+        """The grammar sampler for this request's `response_format` (None without one)."""
         output = sampling.json_output
         if output is None:
             return None
+        text = output.schema or JSON_OBJECT_SCHEMA
+        return self._grammar_of(lib, llama, text, gbnf=schema_grammar(text), param="response_format")
+
+    def _grammar_of(self, lib: Any, llama: Llama, key: str, *, gbnf: str | None = None, param: str) -> Any:
+        """A cached grammar sampler, reset for a new request (`gbnf` defaults to `key` itself)."""
         if self._grammars is None:
             self._grammars = GrammarCache(lib, llama._model.vocab)
-        text = output.schema or JSON_OBJECT_SCHEMA
-        return self._grammars.get(text, schema_grammar(text))
+        return self._grammars.get(key, key if gbnf is None else gbnf, param=param)
 
     @staticmethod
     def _token_logprob(
@@ -388,5 +440,20 @@ class LlamaCppRunner:
         return TokenLogprob(decoded, logprob, piece, tuple((llama.detokenize([i]), lp) for i, lp in best))
 
 
-def _delta(text: str, aligner: LogprobAligner | None) -> TextDelta:
-    return TextDelta(text) if aligner is None else TextDelta(text, logprobs=aligner.release(text))
+def _refuse_with_tools(sampling: SamplingParams) -> None:
+    """What this engine cannot combine with tools shown to the model: a JSON schema for the answer
+    (the answer's grammar would forbid opening a call) and log probabilities (they follow the text,
+    and calls are not text)."""
+    if sampling.json_output is not None:
+        raise InvalidRequest(
+            "This model cannot combine response_format with tools; send tool_choice 'none' or drop one.",
+            param="response_format",
+        )
+    if sampling.logprobs is not None:
+        raise InvalidRequest("This model cannot return logprobs for a request with tools.", param="logprobs")
+
+
+def _with_logprobs(delta: TextDelta, aligner: LogprobAligner | None) -> TextDelta:
+    if aligner is None:
+        return delta
+    return TextDelta(delta.text, logprobs=aligner.release(delta.text), tool_calls=delta.tool_calls)

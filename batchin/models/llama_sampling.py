@@ -40,14 +40,13 @@ class GrammarCache:
         self._vocab = vocab
         self._samplers: OrderedDict[str, Any] = OrderedDict()
 
-    def get(self, key: str, gbnf: str) -> Any:
+    def get(self, key: str, gbnf: str, *, param: str = "response_format") -> Any:
+        """The sampler for `gbnf`, reset; `param`: the request parameter a parse failure names."""
         sampler = self._samplers.pop(key, None)
         if sampler is None:
             sampler = self._lib.llama_sampler_init_grammar(self._vocab, gbnf.encode(), b"root")
             if not sampler:
-                raise InvalidRequest(
-                    "The JSON schema's grammar could not be parsed.", param="response_format"
-                )
+                raise InvalidRequest(f"The grammar built from {param} could not be parsed.", param=param)
         else:
             self._lib.llama_sampler_reset(sampler)
         self._samplers[key] = sampler

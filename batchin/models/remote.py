@@ -31,8 +31,11 @@ from batchin.models.base import (
     PreparedPrompt,
     SamplingParams,
     TextDelta,
+    ToolCallDelta,
+    ToolSet,
     Usage,
 )
+from batchin.models.tool_prompt import tool_objects
 from batchin.models.upstream_client import RemoteConfig, UpstreamClient, remote_config
 from batchin.models.upstream_health import Upstream, describe
 from batchin.models.upstream_stream import FINISH_REASONS, StreamDecoder
@@ -105,6 +108,7 @@ class RemoteRunner(UpstreamClient):
     """A text model served by remote OpenAI-compatible upstreams."""
 
     supports_fim = True  # the upstream decides how to honour `suffix`
+    supports_tools = True  # tools, tool_choice and tool messages pass through to the upstream
 
     def __init__(self, config: RemoteConfig, session: aiohttp.ClientSession | None = None) -> None:
         if config.context_length < 1:
@@ -118,6 +122,7 @@ class RemoteRunner(UpstreamClient):
         return cls(remote_config(entry))
 
     async def prepare_chat(self, params: ChatParams) -> PreparedPrompt:
+        messages = [_upstream_message(m) for m in params.messages]
         prompt_tokens = _TOKENS_REPLY_PRIMING + sum(
             _TOKENS_PER_MESSAGE
             + estimate_tokens(m.role)
@@ -125,9 +130,13 @@ class RemoteRunner(UpstreamClient):
             + m.images * TOKENS_PER_IMAGE
             for m in params.messages
         )
-        self._check_context(prompt_tokens, params.sampling, prompt_param="messages")
         body = self._body(params.sampling, stream=params.stream)
-        body["messages"] = [_wire_message(m) for m in params.messages]
+        body["messages"] = messages
+        if params.tools is not None:
+            body.update(_upstream_tools(params.tools))
+            prompt_tokens += estimate_tokens(orjson.dumps(body["tools"]).decode())
+            prompt_tokens += sum(estimate_tokens(c.arguments) for m in params.messages for c in m.tool_calls)
+        self._check_context(prompt_tokens, params.sampling, prompt_param="messages")
         return PreparedPrompt(
             prompt_tokens, params.sampling, UpstreamRequest("/chat/completions", body), exact=False
         )
@@ -199,8 +208,8 @@ class RemoteRunner(UpstreamClient):
             try:
                 # Chunks as they arrive (usually one event each), split into lines by the decoder.
                 async for chunk in response.content.iter_any():
-                    for text in decoder.feed(chunk):
-                        yield TextDelta(text)
+                    for item in decoder.feed(chunk):
+                        yield item if isinstance(item, TextDelta) else TextDelta(item)
                 # No break at `[DONE]`: reading on to the end of the body (one more chunk
                 # terminator) lets the connection go back to the pool instead of being closed.
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -209,8 +218,8 @@ class RemoteRunner(UpstreamClient):
                     f"The upstream of model {self.config.model_id} broke off the stream."
                 ) from exc
             finished = True
-            for text in decoder.end():
-                yield TextDelta(text)
+            for item in decoder.end():
+                yield item if isinstance(item, TextDelta) else TextDelta(item)
             if not decoder.complete:
                 self._pool.mark_failed(upstream, "stream ended before completion")
                 raise ServiceUnavailable(
@@ -230,7 +239,9 @@ class RemoteRunner(UpstreamClient):
         try:
             body = orjson.loads(await response.read())
             choice = body["choices"][0]
-            text = choice["message"]["content"] if request.path == "/chat/completions" else choice["text"]
+            chat = request.path == "/chat/completions"
+            text = choice["message"]["content"] if chat else choice["text"]
+            calls = _whole_tool_calls(choice["message"].get("tool_calls")) if chat else ()
             usage = body.get("usage") or {}
         except (
             aiohttp.ClientError,
@@ -244,9 +255,48 @@ class RemoteRunner(UpstreamClient):
             raise ServiceUnavailable(
                 f"The upstream of model {self.config.model_id} sent an unreadable answer."
             ) from exc
-        completion = int(usage.get("completion_tokens") or (1 if text else 0))
+        completion = int(usage.get("completion_tokens") or (1 if text or calls else 0))
         return TextDelta(
             str(text or ""),
             finish_reason=FINISH_REASONS.get(choice.get("finish_reason") or "stop", "stop"),
             usage=Usage(int(usage.get("prompt_tokens") or estimate), completion),
+            tool_calls=calls,
         )
+
+
+def _upstream_message(message: ChatMessage) -> dict[str, Any]:
+    """A message in OpenAI's shape: its image parts, its tool calls or the call it answers."""
+    out = _wire_message(message)
+    if message.tool_calls:
+        out["content"] = message.content or None  # OpenAI's form for a turn of calls only
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _upstream_tools(tools: ToolSet) -> dict[str, Any]:
+    """tools, tool_choice and parallel_tool_calls, as the caller sent them."""
+    choice: Any = tools.choice
+    if tools.function is not None:
+        choice = {"type": "function", "function": {"name": tools.function}}
+    return {"tools": tool_objects(tools), "tool_choice": choice, "parallel_tool_calls": tools.parallel}
+
+
+def _whole_tool_calls(calls: Any) -> tuple[ToolCallDelta, ...]:
+    """A whole answer's `message.tool_calls` as pieces (one per call, arguments whole)."""
+    pieces = []
+    for index, call in enumerate(calls or ()):
+        function = call.get("function") or {}
+        pieces.append(
+            ToolCallDelta(
+                index,
+                id=str(call.get("id") or f"call_{index}"),
+                name=str(function.get("name") or ""),
+                arguments=str(function.get("arguments") or ""),
+            )
+        )
+    return tuple(pieces)

@@ -5,6 +5,7 @@ context-length check."""
 from __future__ import annotations
 
 import codecs
+import json
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,37 @@ def _raise(message: str) -> None:
     raise InvalidRequest(f"the model's chat template refused the messages: {message}", param="messages")
 
 
+def _tojson(value: Any, indent: int | None = None, **options: Any) -> str:
+    """transformers' `tojson`: plain JSON. Jinja's own escapes <, > and & for HTML, which would
+    show a model tool schemas it was never trained on."""
+    return json.dumps(value, ensure_ascii=False, indent=indent, **options)
+
+
+def _template_message(message: ChatMessage) -> dict[str, Any]:
+    """A message as transformers hands it to a template: tool calls with their arguments as an
+    object (templates write `arguments | tojson`), keys present only when set."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": _arguments(c.arguments)},
+            }
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _arguments(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # not JSON: shown as written
+
+
 class ChatTemplate:
     """A Hugging Face style Jinja chat template, rendered in a sandbox as transformers does."""
 
@@ -29,12 +61,16 @@ class ChatTemplate:
         environment = ImmutableSandboxedEnvironment(
             trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols], autoescape=False
         )
+        environment.filters["tojson"] = _tojson
+        self.source = source
         self._template = environment.from_string(source)
         self._bos = bos_token
         self._eos = eos_token
 
-    def render(self, messages: tuple[ChatMessage, ...]) -> str:
-        payload: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in messages]
+    def render(self, messages: tuple[ChatMessage, ...], *, tools: list[dict[str, Any]] | None = None) -> str:
+        """`tools`: OpenAI's tool objects, for templates that show them to the model themselves."""
+        payload = [_template_message(m) for m in messages]
+        extra = {} if tools is None else {"tools": tools}
         try:
             return self._template.render(
                 messages=payload,
@@ -43,6 +79,7 @@ class ChatTemplate:
                 add_generation_prompt=True,
                 raise_exception=_raise,
                 strftime_now=lambda fmt: datetime.now().strftime(fmt),
+                **extra,
             )
         except TemplateError as exc:
             raise InvalidRequest(f"the model's chat template failed: {exc}", param="messages") from exc

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from batchin.errors import ServiceUnavailable
-from batchin.models.base import TextDelta, Usage
+from batchin.models.base import TextDelta, ToolCallDelta, Usage
 
 __all__ = ["FINISH_REASONS", "StreamDecoder"]
 
@@ -42,19 +42,20 @@ class StreamDecoder:
         """The generation ended normally (some engines omit `[DONE]` after the finish chunk)."""
         return self.done or self.finish_reason is not None
 
-    def feed(self, chunk: bytes) -> list[str]:
-        """Take the next bytes of the body; returns the content texts of the events they completed."""
+    def feed(self, chunk: bytes) -> list[str | TextDelta]:
+        """Take the next bytes of the body; returns the content of the events they completed: a
+        text, or a delta when the event carries tool-call pieces."""
         if self._pending:
             chunk = self._pending + chunk
         *lines, self._pending = chunk.split(b"\n")
-        texts: list[str] = []
+        texts: list[str | TextDelta] = []
         for line in lines:
             text = self._line(line)
             if text:
                 texts.append(text)
         return texts
 
-    def end(self) -> list[str]:
+    def end(self) -> list[str | TextDelta]:
         """The body ended: take an unterminated last line and an event no blank line ended."""
         pending, self._pending = self._pending, b""
         texts = [self._line(pending) if pending else None, self._dispatch()]
@@ -67,7 +68,7 @@ class StreamDecoder:
         usage = self.usage or Usage(estimated_prompt_tokens, self.deltas)
         return TextDelta("", finish_reason=self.finish_reason or "stop", usage=usage)
 
-    def _line(self, line: bytes) -> str | None:
+    def _line(self, line: bytes) -> str | TextDelta | None:
         if line.endswith(b"\r"):
             line = line[:-1]
         if not line:
@@ -79,7 +80,7 @@ class StreamDecoder:
             self._event = line[6:].strip()
         return None  # comments (":" keep-alives), id: and retry: carry nothing for us
 
-    def _dispatch(self) -> str | None:
+    def _dispatch(self) -> str | TextDelta | None:
         if not self._data:
             return None
         data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
@@ -98,18 +99,28 @@ class StreamDecoder:
             raise ServiceUnavailable(f"The upstream failed mid-stream: {_error_message(chunk)}")
         return self._take(chunk)
 
-    def _take(self, chunk: dict[str, Any]) -> str | None:
+    def _take(self, chunk: dict[str, Any]) -> str | TextDelta | None:
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.usage = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
         text: str | None = None
+        calls: tuple[ToolCallDelta, ...] = ()
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:  # we ask for n=1; ignore anything else
                 continue
-            text = (choice.get("delta") or {}).get("content") if self._chat else choice.get("text")
+            if self._chat:
+                delta = choice.get("delta") or {}
+                text = delta.get("content")
+                if delta.get("tool_calls"):
+                    calls = _tool_call_pieces(delta["tool_calls"])
+            else:
+                text = choice.get("text")
             reason = choice.get("finish_reason")
             if reason:
                 self.finish_reason = FINISH_REASONS.get(reason, "stop")
+        if calls:
+            self.deltas += 1
+            return TextDelta(str(text or ""), tool_calls=calls)
         if text:
             self.deltas += 1
             return str(text)
@@ -121,3 +132,20 @@ def _error_message(chunk: dict[str, Any]) -> str:
     if isinstance(error, dict):
         return str(error.get("message") or "unknown error")
     return str(error)
+
+
+def _tool_call_pieces(pieces: Any) -> tuple[ToolCallDelta, ...]:
+    """An upstream's `delta.tool_calls`, piece for piece (it already streams OpenAI's shape)."""
+    out = []
+    for piece in pieces:
+        function = piece.get("function") or {}
+        name, call_id = function.get("name"), piece.get("id")
+        out.append(
+            ToolCallDelta(
+                int(piece.get("index") or 0),
+                id=str(call_id) if call_id else None,
+                name=str(name) if name else None,
+                arguments=str(function.get("arguments") or ""),
+            )
+        )
+    return tuple(out)

@@ -21,6 +21,20 @@ from batchin.protocol.structured import (
     ResponseTextConfig,
     TextFormatJsonSchema,
 )
+from batchin.protocol.tools import (
+    ChatTool,
+    ChatToolChoice,
+    FunctionCall,
+    FunctionDefinition,
+    NamedToolChoice,
+    ResponseFunctionCall,
+    ResponseFunctionCallOutput,
+    ResponseFunctionTool,
+    ResponseToolChoice,
+    ToolCall,
+    ToolCallChunk,
+    ToolChoiceFunctionName,
+)
 
 DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 MAX_CHOICES = 4  # `n`: independent samples of one request
@@ -39,6 +53,8 @@ class ChatMessageIn(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = Field(default=None, description="An assistant message's calls.")
+    tool_call_id: str | None = Field(default=None, description="A tool message: the call it answers.")
 
     def text(self) -> str:
         """The message's text: its text parts joined (image parts are not text)."""
@@ -158,18 +174,22 @@ class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessageIn] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
+    tools: list[ChatTool] | None = Field(default=None, description="Functions the model may call.")
+    tool_choice: ChatToolChoice | None = Field(
+        default=None,
+        description="`auto` (the default with tools): text or calls; `none`: text only; `required`: "
+        "at least one call; `{type: function, function: {name}}`: a call to that function.",
+    )
+    parallel_tool_calls: bool | None = Field(
+        default=None, description="More than one call per turn (default true)."
+    )
     response_format: ResponseFormat | None = Field(default=None, discriminator="type")
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
     def refuse_unsupported(self) -> None:
         super().refuse_unsupported()
-        if self.tools:
-            raise InvalidRequest("Tool calling is not supported by this model.", param="tools")
-        if self.tool_choice not in (None, "none", "auto"):
-            raise InvalidRequest("Tool calling is not supported by this model.", param="tool_choice")
+        self._check_tools()
         if self.top_logprobs and not self.logprobs:
             raise InvalidRequest("top_logprobs needs logprobs: true.", param="top_logprobs")
 
@@ -184,6 +204,33 @@ class ChatCompletionRequest(SamplingFields):
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    def _check_tools(self) -> None:
+        names = [tool.function.name for tool in self.tools or ()]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise InvalidRequest(
+                f"Tool names must be unique; repeated: {', '.join(repeated)}.", param="tools"
+            )
+        choice = self.tool_choice
+        if choice not in (None, "none", "auto") and not names:
+            raise InvalidRequest(
+                "tool_choice asks for a tool call, but no tools are given.", param="tool_choice"
+            )
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise InvalidRequest(
+                f"tool_choice names function '{choice.function.name}', which is not in tools.",
+                param="tool_choice",
+            )
+        for index, message in enumerate(self.messages):
+            if message.role == "tool" and not message.tool_call_id:
+                raise InvalidRequest(
+                    f"messages[{index}]: a tool message needs its tool_call_id.", param="messages"
+                )
+            if message.tool_calls and message.role != "assistant":
+                raise InvalidRequest(
+                    f"messages[{index}]: only assistant messages carry tool_calls.", param="messages"
+                )
 
 
 class CompletionRequest(SamplingFields):
@@ -223,16 +270,23 @@ class ResponseInputMessage(BaseModel):
         return ChatMessageIn(role=self.role, content=self.content)
 
 
+ResponseInputItem = ResponseInputMessage | ResponseFunctionCall | ResponseFunctionCallOutput
+
+
 class ResponseCreateRequest(RequestModel):
     model: str = Field(min_length=1)
-    input: str | list[ResponseInputMessage]
+    input: str | list[ResponseInputItem]
     instructions: str | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     stream: bool = False
     metadata: dict[str, str] | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[ResponseFunctionTool] | None = Field(
+        default=None, description="Functions the model may call."
+    )
+    tool_choice: ResponseToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     previous_response_id: str | None = None
     user: str | None = None
     text: ResponseTextConfig | None = None
@@ -244,8 +298,6 @@ class ResponseCreateRequest(RequestModel):
         return self
 
     def refuse_unsupported(self) -> None:
-        if self.tools:
-            raise InvalidRequest("Tools are not supported by this model.", param="tools")
         if self.previous_response_id:
             raise InvalidRequest(
                 "previous_response_id is not supported: responses are not stored.",
@@ -275,9 +327,41 @@ class ResponseCreateRequest(RequestModel):
             messages.append(ChatMessageIn(role="system", content=self.instructions))
         if isinstance(self.input, str):
             messages.append(ChatMessageIn(role="user", content=self.input))
-        else:
-            messages.extend(m.as_chat() for m in self.input)
+            return messages
+        for item in self.input:
+            if isinstance(item, ResponseInputMessage):
+                messages.append(item.as_chat())
+            elif isinstance(item, ResponseFunctionCall):
+                call = ToolCall(
+                    id=item.call_id, function=FunctionCall(name=item.name, arguments=item.arguments)
+                )
+                last = messages[-1] if messages else None
+                if last is not None and last.role == "assistant":  # calls of one turn, after its text
+                    last.tool_calls = [*(last.tool_calls or ()), call]
+                else:
+                    messages.append(ChatMessageIn(role="assistant", tool_calls=[call]))
+            else:
+                messages.append(ChatMessageIn(role="tool", content=item.output, tool_call_id=item.call_id))
         return messages
+
+    def chat_tools(self) -> list[ChatTool] | None:
+        if self.tools is None:
+            return None
+        return [
+            ChatTool(
+                type="function",
+                function=FunctionDefinition(
+                    name=t.name, description=t.description, parameters=t.parameters, strict=t.strict
+                ),
+            )
+            for t in self.tools
+        ]
+
+    def chat_tool_choice(self) -> ChatToolChoice | None:
+        choice = self.tool_choice
+        if choice is None or isinstance(choice, str):
+            return choice
+        return NamedToolChoice(type="function", function=ToolChoiceFunctionName(name=choice.name))
 
 
 # ---- responses (what the server returns) ----
@@ -291,8 +375,9 @@ class CompletionUsage(BaseModel):
 
 class ChatMessageOut(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None  # null when the reply is only tool calls, as OpenAI sends it
     refusal: str | None = None  # required by OpenAI's schema, null when the model did not refuse
+    tool_calls: list[ToolCall] | None = omitted_if_none()
 
 
 class ChatChoice(BaseModel):
@@ -318,6 +403,7 @@ class ChatDelta(BaseModel):
 
     role: Literal["assistant"] | None = omitted_if_none()
     content: str | None = omitted_if_none()
+    tool_calls: list[ToolCallChunk] | None = omitted_if_none()
 
 
 class ChatChunkChoice(BaseModel):
@@ -391,7 +477,7 @@ class ResponseObject(BaseModel):
     created_at: int
     status: Literal["in_progress", "completed", "incomplete", "failed"]
     model: str
-    output: list[ResponseOutputMessage]
+    output: list[ResponseOutputMessage | ResponseFunctionCall]
     usage: ResponseUsage | None = omitted_if_none("present once the response is done")
     instructions: str | None = None
     max_output_tokens: int | None = None
@@ -400,7 +486,7 @@ class ResponseObject(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
     incomplete_details: dict[str, str] | None = None
     error: dict[str, Any] | None = None
-    parallel_tool_calls: bool = False
-    tool_choice: str = "none"
-    tools: list[Any] = Field(default_factory=list)
+    parallel_tool_calls: bool = True
+    tool_choice: ResponseToolChoice = "auto"
+    tools: list[ResponseFunctionTool] = Field(default_factory=list)
     text: dict[str, Any] = Field(default_factory=lambda: {"format": {"type": "text"}})

@@ -21,8 +21,16 @@ from batchin.protocol.text import (
     Completion,
     CompletionRequest,
     ResponseCreateRequest,
-    ResponseInputMessage,
+    ResponseInputItem,
     ResponseObject,
+    ResponseOutputMessage,
+)
+from batchin.protocol.tools import (
+    ChatTool,
+    ChatToolChoice,
+    ResponseFunctionCall,
+    ResponseFunctionTool,
+    ResponseToolChoice,
 )
 from batchin.services import Services
 from batchin.tools.registry import ToolSpec
@@ -53,6 +61,9 @@ PromptVersion = Annotated[
         description="The prompt version this call runs, '<registry>@<version>' (e.g. support@v2), for the "
         "prompt registry; omitted: derived from the system prompt."
     ),
+]
+ParallelToolCalls = Annotated[
+    bool | None, Field(description="Allow more than one tool call in one reply (default true).")
 ]
 PromptRegistry = Annotated[
     str | None,
@@ -118,7 +129,8 @@ async def chat(
     messages: Annotated[
         list[ChatMessageIn],
         Field(
-            description="The conversation, oldest first: {role: system|user|assistant, content}.",
+            description="The conversation, oldest first: {role: system|user|assistant|tool, content}; an "
+            "assistant turn may carry tool_calls, a tool message answers one by tool_call_id.",
             min_length=1,
         ),
     ],
@@ -128,18 +140,39 @@ async def chat(
     stop: Stop = None,
     seed: Seed = None,
     response_format: Format = None,
+    tools: Annotated[
+        list[ChatTool] | None,
+        Field(
+            description="Functions the model may call: "
+            "{type: function, function: {name, description, parameters}}."
+        ),
+    ] = None,
+    tool_choice: Annotated[
+        ChatToolChoice | None,
+        Field(
+            description="auto (default with tools) | none | required | {type: function, function: {name}}."
+        ),
+    ] = None,
+    parallel_tool_calls: ParallelToolCalls = None,
     prompt_version: PromptVersion = None,
     prompt_registry: PromptRegistry = None,
     deps: TextToolDeps = uses(TextToolDeps),
 ) -> ChatCompletion:
     """Chat completion: answer the conversation's last message. The text content is the assistant's
     answer; the structured content is the OpenAI chat.completion object (choices[0].message, usage
-    in tokens). Billed per token."""
+    in tokens; with tools, choices[0].message.tool_calls holds the calls the model made and
+    finish_reason is `tool_calls`). Billed per token."""
     call = current()
     body = validate(
         ChatCompletionRequest,
         _given(model=model, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p)
-        | _given(stop=stop, seed=seed)
+        | _given(
+            stop=stop,
+            seed=seed,
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
+        )
         | _format(response_format)
         | _prompt_metadata(prompt_version, prompt_registry),
     )
@@ -177,25 +210,40 @@ async def complete(
 async def respond(
     model: Model,
     input: Annotated[
-        str | list[ResponseInputMessage],
-        Field(description="A user message as a string, or a list of {role, content} messages."),
+        str | list[ResponseInputItem],
+        Field(
+            description="A user message as a string, or a list of items: {role, content} messages, "
+            "{type: function_call, call_id, name, arguments} calls made earlier and "
+            "{type: function_call_output, call_id, output} their results."
+        ),
     ],
     instructions: Annotated[str | None, Field(description="System instructions for this response.")] = None,
     max_output_tokens: MaxTokens = None,
     temperature: Temperature = None,
     top_p: TopP = None,
     response_format: Format = None,
+    tools: Annotated[
+        list[ResponseFunctionTool] | None,
+        Field(description="Functions the model may call: {type: function, name, description, parameters}."),
+    ] = None,
+    tool_choice: Annotated[
+        ResponseToolChoice | None,
+        Field(description="auto (default with tools) | none | required | {type: function, name}."),
+    ] = None,
+    parallel_tool_calls: ParallelToolCalls = None,
     prompt_version: PromptVersion = None,
     prompt_registry: PromptRegistry = None,
     deps: TextToolDeps = uses(TextToolDeps),
 ) -> ResponseObject:
     """OpenAI Responses API. The text content is the answer; the structured content is the `response`
-    object (output[0].content[0].text; status `incomplete` when max_output_tokens cut it short)."""
+    object (output[0].content[0].text; status `incomplete` when max_output_tokens cut it short; with
+    tools, the calls the model made are `function_call` items in output: call_id, name, arguments)."""
     call = current()
     body = validate(
         ResponseCreateRequest,
         _given(model=model, input=input, instructions=instructions, max_output_tokens=max_output_tokens)
-        | _given(temperature=temperature, top_p=top_p)
+        | _given(temperature=temperature, top_p=top_p, tools=tools, tool_choice=tool_choice)
+        | _given(parallel_tool_calls=parallel_tool_calls)
         | _text_format(response_format)
         | _prompt_metadata(prompt_version, prompt_registry),
     )
@@ -216,8 +264,23 @@ def _choices(answers: list[str]) -> str:
 
 
 def chat_text(result: ChatCompletion) -> str:
-    """The assistant's message (each choice's, when several were asked for)."""
-    return _choices([_answer(choice.message.content, choice.finish_reason) for choice in result.choices])
+    """The assistant's message (each choice's, when several were asked for), with the calls it made."""
+    answers = []
+    for choice in result.choices:
+        message = choice.message
+        calls = [_call_line(c.function.name, c.function.arguments, c.id) for c in message.tool_calls or ()]
+        answers.append(_with_calls(message.content or "", calls, choice.finish_reason))
+    return _choices(answers)
+
+
+def _with_calls(text: str, calls: list[str], finish_reason: str | None) -> str:
+    if not calls:
+        return _answer(text, finish_reason)
+    return "\n".join([text, *calls]) if text else "\n".join(calls)
+
+
+def _call_line(name: str, arguments: str, call_id: str) -> str:
+    return f"Called {name}({arguments}) as {call_id}."
 
 
 def completion_text(result: Completion) -> str:
@@ -225,7 +288,19 @@ def completion_text(result: Completion) -> str:
 
 
 def response_text(result: ResponseObject) -> str:
-    text = "".join(part.text for message in result.output for part in message.content)
+    text = "".join(
+        part.text
+        for item in result.output
+        if isinstance(item, ResponseOutputMessage)
+        for part in item.content
+    )
+    calls = [
+        _call_line(item.name, item.arguments, item.call_id)
+        for item in result.output
+        if isinstance(item, ResponseFunctionCall)
+    ]
+    if calls:
+        return _with_calls(text, calls, result.status)
     if result.status == "incomplete":
         cut = "(incomplete: max_output_tokens reached)"
         return f"{text}\n{cut}" if text else cut

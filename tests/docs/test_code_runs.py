@@ -29,7 +29,7 @@ def _sources() -> dict[str, str]:
     pages |= {
         page: (SITE.docs_dir / f"{page}.mdx").read_text(encoding="utf-8")
         for page in SITE.pages()
-        if page in ("quickstart", "prompts", "experiments", "structured-outputs")
+        if page in ("quickstart", "prompts", "experiments", "structured-outputs", "tools")
         or page.startswith(("tutorials/", "cookbook/"))
     }
     return {page: code for page, text in pages.items() if (code := python_source(text)).strip()}
@@ -57,7 +57,7 @@ EXPECTED = {
         "replays billed",
     ],
     "structured-outputs": [
-        "'smollm2-135m-instruct': ['json_schema', 'logprobs', 'penalties']",
+        "'smollm2-135m-instruct': ['json_schema', 'logprobs', 'penalties', 'tools']",
         "parsed: Palette",
         "responses parsed: Palette",
         "langchain: Palette",
@@ -70,11 +70,19 @@ EXPECTED = {
     ],
     "tutorials/batches": [
         "completed: 3 completed, 1 failed of 4",
-        "q-two-answers failed: invalid_request",
+        "q-five-answers failed: invalid_request",
         "3 tasks billed",
         "failed [(1, 'model_not_found'), (2, 'invalid_json_line')]",
         "backlog ended cancelled",
         "3 answers written",
+    ],
+    "tools": [
+        "tool_calls get_weather ['city', 'unit']",
+        "answer: ",
+        "streamed call: get_weather in",
+        "responses call: get_weather True",
+        "responses answer: ",
+        "langchain call: lookup_weather ['city', 'unit']",
     ],
     "tutorials/streaming-chat": ["tokens streamed", "stopped after 5 chunks", "400 invalid_request param: n"],
     "tutorials/claude-desktop": ["tools: ", "'smollm2-135m-instruct'"],

@@ -16,6 +16,8 @@ from batchin.models.catalog import CatalogEntry
 
 
 class CrashingRunner:
+    supports_tools = False
+
     def __init__(self, entry: CatalogEntry) -> None:
         self.entry = entry
         self.context_length = entry.context_length or 64

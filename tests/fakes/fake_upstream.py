@@ -317,7 +317,15 @@ def unused_port() -> int:
 class FakeUpstream:
     """A running fake: `.url` is the OpenAI base URL (…/v1); `.config` and `.stats` are live."""
 
-    def __init__(self, config: FakeUpstreamConfig, port: int = 0, routes: Sequence[BaseRoute] = ()) -> None:
+    def __init__(
+        self,
+        config: FakeUpstreamConfig,
+        port: int = 0,
+        routes: Sequence[BaseRoute] = (),
+        app: Starlette | None = None,
+    ) -> None:
+        """`routes`: more routes on the fake's app; `app`: serve another app on this plumbing
+        (tests/fakes/tool_upstream.py does)."""
         self.config = config
         self.stats = FakeUpstreamStats()
         # proto=IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY on accepted sockets only
@@ -327,7 +335,7 @@ class FakeUpstream:
         self._socket.bind(("127.0.0.1", port))
         self.port = int(self._socket.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}/v1"
-        app = create_app(config, self.stats, routes)
+        app = app or create_app(config, self.stats, routes)
         self._server = uvicorn.Server(_uvicorn_config(app, log_config=None))
         self._thread = threading.Thread(target=self._serve, name=f"fake-upstream-{self.port}", daemon=True)
         self._thread.start()

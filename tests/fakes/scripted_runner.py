@@ -59,6 +59,8 @@ def _words(text: str) -> int:
 
 
 class ScriptedRunner:
+    supports_tools = False
+
     def __init__(self, entry: CatalogEntry) -> None:
         options = entry.engine_options
         self.entry = entry

@@ -25,6 +25,8 @@ LOADS: list[str] = []
 class NoLoadRunner:
     """A runner without `load()` (as a remote upstream may be)."""
 
+    supports_tools = False
+
     def __init__(self, entry: CatalogEntry) -> None:
         self.entry = entry
         self.context_length = entry.context_length or 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from typing import Generic, Self, TypeVar, cast
 
 from batchin.core.billing.metering import ClientGone
 from batchin.errors import ServiceUnavailable
-from batchin.models.base import TextDelta
+from batchin.models.base import TextDelta, ToolCallDelta
+from batchin.models.tool_calls import assembled_calls
 
 
 class SlowConsumer(ClientGone):
@@ -40,6 +42,19 @@ class GenerationStats:
     finished_at: float | None = None
     finish_reason: str | None = None
     text_parts: list[str] = field(default_factory=list)
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+
+    def output_text(self) -> str:
+        """What the call produced, as its audit record and the prompt registry keep it: the text,
+        then any tool calls as one JSON line."""
+        text = "".join(self.text_parts)
+        if not self.tool_calls:
+            return text
+        calls = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in assembled_calls(self.tool_calls)
+        ]
+        line = json.dumps({"tool_calls": calls}, ensure_ascii=False)
+        return f"{text}\n{line}" if text else line
 
     @property
     def ttft_seconds(self) -> float | None:
@@ -167,6 +182,6 @@ class TextGeneration(BufferedStream[TextDelta]):
         self.open(admitted)
 
     async def push(self, item: TextDelta) -> None:
-        if self.stats.first_token_at is None and item.text:
+        if self.stats.first_token_at is None and (item.text or item.tool_calls):
             self.stats.first_token_at = time.monotonic()
         await super().push(item)

@@ -29,22 +29,20 @@ from batchin.core.serving.generation import TextGeneration
 from batchin.core.serving.metrics import InferenceMetrics
 from batchin.core.serving.model_lookup import usable_model
 from batchin.core.serving.text_options import require_capabilities, sampling_params
+from batchin.core.serving.tool_requests import check_tool_schemas, engine_messages, engine_tools, transcript
 from batchin.core.traces.service import TraceService
 from batchin.errors import BatchInError, InvalidRequest
 from batchin.models.base import (
-    ChatMessage,
     ChatParams,
     CompletionParams,
-    ContentPart,
     PreparedPrompt,
     TextRunner,
 )
-from batchin.models.catalog import CatalogEntry, Kind
+from batchin.models.catalog import GRAMMAR_ENGINES, CatalogEntry, Kind
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.text import (
     DEFAULT_COMPLETION_MAX_TOKENS,
     ChatCompletionRequest,
-    ChatMessageIn,
     CompletionRequest,
     ResponseCreateRequest,
 )
@@ -110,15 +108,24 @@ class InferenceService:
         entry, runner = await self._text_model(request.model, "chat", ctx.principal, images=images)
         renamed = {"response_format": format_param}
         require_capabilities(request, entry, self._registry.entries(), ctx.principal, renamed=renamed)
-        messages = tuple(_engine_message(m) for m in request.messages)
+        tools = engine_tools(request)
+        if tools is not None and tools.choice != "none" and not runner.supports_tools:
+            raise InvalidRequest(
+                f"Model '{entry.id}' does not support tool calling; omit tools or use another model.",
+                param="tools",
+            )
+        if tools is not None and tools.choice != "none":
+            check_tool_schemas(request, grammar=entry.engine in GRAMMAR_ENGINES)
+        messages = engine_messages(request)
         max_tokens = request.requested_max_tokens()
         sampling = sampling_params(request, entry, max_tokens or 1, format_param=format_param)
-        prepared = await runner.prepare_chat(ChatParams(messages, sampling, stream=request.stream))
+        params = ChatParams(messages, sampling, stream=request.stream, tools=tools)
+        prepared = await runner.prepare_chat(params)
         if max_tokens is None:
             # No limit asked: the completion may use the rest of the context (OpenAI's semantics).
             rest = replace(sampling, max_tokens=max(1, (entry.context_length or 0) - prepared.prompt_tokens))
-            prepared = await runner.prepare_chat(ChatParams(messages, rest, stream=request.stream))
-        audit_input = orjson.dumps([_audited(m) for m in messages])
+            prepared = await runner.prepare_chat(replace(params, sampling=rest))
+        audit_input = transcript(messages)
         prompt = None
         if observe and self._prompts is not None:
             prompt = self._prompts.attribute_chat(
@@ -170,6 +177,9 @@ class InferenceService:
             stream=request.stream,
             metadata=request.metadata,
             response_format=request.chat_response_format(),
+            tools=request.chat_tools(),
+            tool_choice=request.chat_tool_choice(),
+            parallel_tool_calls=request.parallel_tool_calls,
         )
         return await self.start_chat(
             ctx, chat, endpoint="responses", priority=priority, format_param="text.format"
@@ -293,7 +303,7 @@ class InferenceService:
             if started.prompt is not None and status == "succeeded" and self._prompts is not None:
                 self._prompts.record(
                     started.prompt,
-                    output_text="".join(gen.stats.text_parts),
+                    output_text=gen.stats.output_text(),
                     latency_ms=_engine_ms(gen),
                     cost_units=started.cost_units,
                 )
@@ -319,7 +329,7 @@ class InferenceService:
         usage = AuditUsage(input_tokens=stats.prompt_tokens, output_tokens=stats.completion_tokens)
         try:
             started.receipt = await asyncio.shield(
-                self._audit.finish(started.audit, output_text="".join(stats.text_parts), usage=usage)
+                self._audit.finish(started.audit, output_text=stats.output_text(), usage=usage)
             )
         except Exception:
             # The answer stands without its receipt; the operator must hear about it.
@@ -345,7 +355,7 @@ class InferenceService:
                 async for delta in deltas:
                     if delta.usage is not None:
                         prompt_tokens, completion = delta.usage.prompt_tokens, delta.usage.completion_tokens
-                    elif delta.text:
+                    elif delta.text or delta.tool_calls:
                         completion += 1
                     total = finished + completion
                     call.record(
@@ -358,6 +368,8 @@ class InferenceService:
                         gen.stats.finish_reason = delta.finish_reason
                     if delta.text:
                         gen.stats.text_parts.append(delta.text)
+                    if index == 0:
+                        gen.stats.tool_calls.extend(delta.tool_calls)
                     await gen.push(delta if index == 0 else replace(delta, index=index))
             finished += completion
 
@@ -385,28 +397,3 @@ def _nth_sample(prepared: PreparedPrompt, index: int) -> PreparedPrompt:
     if index == 0 or seed is None:
         return prepared
     return replace(prepared, sampling=replace(prepared.sampling, seed=seed + index))
-
-
-def _engine_role(role: str) -> str:
-    return "system" if role == "developer" else role
-
-
-def _engine_message(message: ChatMessageIn) -> ChatMessage:
-    role = _engine_role(message.role)
-    if not message.has_images():
-        return ChatMessage(role=role, content=message.text())
-    parts = tuple(
-        ContentPart("text", text=value)
-        if kind == "text"
-        else ContentPart("image_url", url=value, detail=detail)
-        for kind, value, detail in message.parts()
-    )
-    return ChatMessage(role=role, content=message.text(), parts=parts)
-
-
-def _audited(message: ChatMessage) -> dict[str, object]:
-    """A message as its audit record's input hashes it: with its images' URLs when it has any."""
-    audited: dict[str, object] = {"role": message.role, "content": message.content}
-    if message.parts:
-        audited["images"] = [part.url for part in message.parts if part.type == "image_url"]
-    return audited
