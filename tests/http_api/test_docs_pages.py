@@ -81,14 +81,13 @@ async def test_code_blocks_are_highlighted(client: httpx2.AsyncClient) -> None:
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])
-async def test_search_index_lists_every_page_and_its_headings(client: httpx2.AsyncClient, language: str) -> None:
+async def test_search_index_lists_every_page_and_its_headings(
+    client: httpx2.AsyncClient, language: str
+) -> None:
     response = await client.get(f"{PREFIXES[language]}/search.json")
     assert response.status_code == 200
     index = response.json()
     assert index["language"] == language
-    assert [entry["path"] for entry in index["pages"]] == sorted(SITE.pages(), key=lambda p: [
-        entry["path"] for entry in index["pages"]
-    ].index(p))
     assert sorted(entry["path"] for entry in index["pages"]) == SITE.pages()
     pages = await fetch_pages(client, language)
     for entry in index["pages"]:
@@ -126,7 +125,7 @@ async def test_pages_allow_only_their_own_scripts(client: httpx2.AsyncClient) ->
 async def test_translated_page_is_chinese(client: httpx2.AsyncClient) -> None:
     response = await client.get("/zh/docs/quickstart", headers=BROWSER)
     assert response.headers["content-language"] == "zh-Hans"
-    assert "<h1 id=\"快速开始\">快速开始</h1>" in response.text
+    assert '<h1 id="快速开始">快速开始</h1>' in response.text
     assert "本页尚无中文版" not in response.text
     assert "复制" in response.text  # the copy button's label for the script
 
@@ -135,7 +134,7 @@ async def test_untranslated_page_is_english_with_a_note_in_chinese(client: httpx
     text = (await client.get("/zh/docs/tools", headers=BROWSER)).text
     assert "本页尚无中文版，以下为英文原文。" in text  # noqa: RUF001 - Chinese punctuation
     assert '<article lang="en">' in text
-    assert "<h1 id=\"tool-calling\">Tool calling</h1>" in text
+    assert '<h1 id="tool-calling">Tool calling</h1>' in text
 
 
 async def test_chinese_index_and_markdown(client: httpx2.AsyncClient) -> None:
@@ -177,7 +176,8 @@ async def test_llms_txt_is_english_whatever_the_client_prefers(client: httpx2.As
 
 
 @pytest.mark.parametrize(
-    "accept", [None, "*/*", "text/markdown", "text/plain", "text/markdown, text/html;q=0.5", "application/json"]
+    "accept",
+    [None, "*/*", "text/markdown", "text/plain", "text/markdown, text/html;q=0.5", "application/json"],
 )
 async def test_bare_page_is_markdown_unless_html_is_preferred(
     client: httpx2.AsyncClient, accept: str | None
