@@ -149,8 +149,15 @@ def _endpoint(path: str, handler: object, summary: str, content_type: str, **ext
 
 
 # Listed before any other /docs route would be: /docs/search.json and /docs/assets/ are not pages.
+# Each has its Simplified Chinese twin under /zh/ (the same handler: the path names the language).
 ENDPOINTS = [
-    _endpoint("/docs", get_docs_index, "The docs as HTML: every page by section.", "text/html"),
+    _endpoint(
+        "/docs",
+        get_docs_index,
+        "The docs as HTML: every page by section (/zh/docs: in Simplified Chinese).",
+        "text/html",
+        extra_paths=("/zh/docs",),
+    ),
     _endpoint(
         "/docs/search.json",
         get_docs_search_index,
@@ -172,17 +179,10 @@ ENDPOINTS = [
         "/docs/{path:path}",
         get_docs_page,
         "A docs page: Markdown (MDX source) at /docs/{page}.md; at /docs/{page}, HTML for a browser "
-        "(Accept: text/html) and Markdown for anyone else.",
+        "(Accept: text/html) and Markdown for anyone else. Under /zh/docs/ the same in Simplified "
+        "Chinese: the translation, or as HTML the English page with a note (no translation: no .md).",
         "text/markdown",
         other_content_types=("text/html",),
-    ),
-    _endpoint("/zh/docs", get_docs_index, "The docs as HTML pages in Simplified Chinese.", "text/html"),
-    _endpoint(
-        "/zh/docs/{path:path}",
-        get_docs_page,
-        "A docs page in Simplified Chinese: the translation's Markdown at /zh/docs/{page}.md; HTML at "
-        "/zh/docs/{page} for a browser (the English page with a note where there is no translation).",
-        "text/markdown",
-        other_content_types=("text/html",),
+        extra_paths=("/zh/docs/{path:path}",),
     ),
 ]
