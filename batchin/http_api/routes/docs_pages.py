@@ -11,6 +11,7 @@ a note in Chinese (HTML only: /zh/docs/{page}.md is a translation or 404).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -133,18 +134,27 @@ async def get_docs_asset(request: Request) -> Response:
     return Response(body, media_type=media_type, headers=_HTML_HEADERS)
 
 
-def _endpoint(path: str, handler: object, summary: str, content_type: str, **extra: object) -> Endpoint:
+def _endpoint(
+    path: str,
+    handler: Callable[[Request, DocsPagesDeps], Awaitable[Response]],
+    summary: str,
+    content_type: str,
+    *,
+    extra_paths: tuple[str, ...],
+    other_content_types: tuple[str, ...] = (),
+) -> Endpoint:
     return Endpoint(
         "GET",
         path,
-        handler,  # type: ignore[arg-type]
+        handler,
         summary,
         public=True,
         deps=DocsPagesDeps,
         content_type=content_type,
+        other_content_types=other_content_types,
         errors=(404,),
         tag="discovery",
-        **extra,  # type: ignore[arg-type]
+        extra_paths=extra_paths,
     )
 
 
