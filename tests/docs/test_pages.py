@@ -84,15 +84,18 @@ TRANSLATED = [(language, page) for language in TRANSLATIONS for page in SITE.pag
 @pytest.mark.parametrize(("language", "page"), TRANSLATED)
 def test_translation_is_mdx_with_a_title_and_the_originals_code(language: str, page: str) -> None:
     """A translation (docs/<language>/) follows the same rules, and translates the prose only: its code
-    blocks are the English page's, in the same languages and order."""
+    blocks are the English page's, in the same languages and order, its Python exactly (so what
+    test_code_runs proves of the English page holds for the translation)."""
     text = SITE.page(page, language)
     meta = front_matter(text)
     assert meta.get("title")
     assert meta.get("description")
     assert unsafe_prose(text) == [], f"{language}/{page}: escape {{, }} and < in prose"
     assert page in SITE.pages(), f"{language}/{page} translates no English page"
-    original = [b.language for b in code_blocks(SITE.page(page))]
-    assert [b.language for b in code_blocks(text)] == original
+    original = code_blocks(SITE.page(page))
+    assert [b.language for b in code_blocks(text)] == [b.language for b in original]
+    python = [b.code for b in code_blocks(text) if b.language == "python"]
+    assert python == [b.code for b in original if b.language == "python"]
 
 
 def test_translations_exist() -> None:
