@@ -50,14 +50,21 @@ _ASSETS = {
 
 @dataclass(frozen=True, slots=True)
 class DocsPagesDeps:
-    """The rendered site (its page cache lives as long as the services) and the Markdown routes' deps."""
+    """The rendered site (its page cache lives as long as the process) and the Markdown routes' deps."""
 
     site: DocsSite
     discovery: DiscoveryDeps
 
     @classmethod
     def from_services(cls, services: Services) -> Self:
-        return cls(site=DocsSite(SiteDocs.locate()), discovery=DiscoveryDeps.from_services(services))
+        return cls(site=_site(SiteDocs.locate()), discovery=DiscoveryDeps.from_services(services))
+
+
+@cache
+def _site(docs: SiteDocs) -> DocsSite:
+    # One per folder of docs, shared by every route here (each route builds its own deps): the pages
+    # are the files', whoever's services ask, so rendering them once per process is enough.
+    return DocsSite(docs)
 
 
 def wants_html(request: Request) -> bool:
