@@ -1,6 +1,9 @@
 """The site's documents for people and agents: llms.txt, llms-full.txt, agents.md and the MDX pages
 under docs/, read wherever the package runs from.
 
+Translations live beside the English under docs/<language>/ (docs/zh/llms.txt, docs/zh/quickstart.mdx):
+the same page paths, fewer pages. They are not pages of the English set.
+
 A source checkout or an editable install (what `make` does) reads them at the repository root, where
 they are written. A built wheel cannot reach the repository, so setup.py's build step copies them
 into the package as `batchin/_site/`, which is looked at first.
@@ -14,9 +17,11 @@ from pathlib import Path
 
 from batchin.errors import NotFound
 
-__all__ = ["ROOT_DOCUMENTS", "SiteDocs", "absolute_links"]
+__all__ = ["ROOT_DOCUMENTS", "TRANSLATIONS", "SiteDocs", "absolute_links"]
 
 ROOT_DOCUMENTS = ("llms.txt", "llms-full.txt", "agents.md")
+# Languages with translations under docs/<language>/, and which root documents each translates.
+TRANSLATIONS = {"zh": ("llms.txt",)}
 PAGE_SUFFIX = ".mdx"
 PACKAGED_DIR = "_site"
 
@@ -42,39 +47,54 @@ class SiteDocs:
     def docs_dir(self) -> Path:
         return self.root / "docs"
 
-    def document(self, name: str) -> str:
-        """One of the root documents (llms.txt, llms-full.txt, agents.md)."""
-        if name not in ROOT_DOCUMENTS:
+    def document(self, name: str, language: str = "en") -> str:
+        """One of the root documents (llms.txt, llms-full.txt, agents.md), or its translation."""
+        if name not in ROOT_DOCUMENTS or (language != "en" and name not in TRANSLATIONS.get(language, ())):
             raise NotFound(f"No document named '{name}'.")
-        path = self.root / name
+        path = self.root / name if language == "en" else self.docs_dir / language / name
         if not path.is_file():  # a broken install: say so rather than answer 500
             raise NotFound(f"'{name}' is not installed with this server.")
         return path.read_text(encoding="utf-8")
 
-    def page(self, path: str) -> str:
+    def page(self, path: str, language: str = "en") -> str:
         """A docs page by its path under docs/ without suffix (`tutorials/streaming-chat`); `.md` or
-        `.mdx` on the end is accepted. Anything that is not a plain page path is 404, never a read."""
-        file = self._page_file(path)
+        `.mdx` on the end is accepted. Anything that is not a plain page path is 404, never a read.
+        Another language's page is its translation, 404 when there is none."""
+        file = self._page_file(path, language)
         if file is None:
             raise NotFound(f"No docs page '{path}'.")
         return file.read_text(encoding="utf-8")
 
-    def pages(self) -> list[str]:
-        """Every page's path, sorted."""
-        if not self.docs_dir.is_dir():
+    def pages(self, language: str = "en") -> list[str]:
+        """Every page's path, sorted: the English set, or the pages translated into `language`."""
+        folder = self._language_dir(language)
+        if folder is None or not folder.is_dir():
             return []
-        found = (p.relative_to(self.docs_dir).with_suffix("") for p in self.docs_dir.rglob(f"*{PAGE_SUFFIX}"))
-        return sorted(p.as_posix() for p in found if all(_SEGMENT.fullmatch(part) for part in p.parts))
+        found = (p.relative_to(folder).with_suffix("") for p in folder.rglob(f"*{PAGE_SUFFIX}"))
+        return sorted(p.as_posix() for p in found if self._is_page_path(p.parts, language))
 
-    def _page_file(self, path: str) -> Path | None:
+    def _language_dir(self, language: str) -> Path | None:
+        if language == "en":
+            return self.docs_dir
+        return self.docs_dir / language if language in TRANSLATIONS else None
+
+    @staticmethod
+    def _is_page_path(segments: tuple[str, ...] | list[str], language: str) -> bool:
+        # docs/zh/ holds the Chinese pages: none of them is an English page.
+        if language == "en" and segments[0] in TRANSLATIONS:
+            return False
+        return all(_SEGMENT.fullmatch(segment) for segment in segments)
+
+    def _page_file(self, path: str, language: str = "en") -> Path | None:
         for suffix in (".mdx", ".md"):
             if path.endswith(suffix):
                 path = path[: -len(suffix)]
                 break
         segments = path.split("/")
-        if not all(_SEGMENT.fullmatch(segment) for segment in segments):
+        folder = self._language_dir(language)
+        if folder is None or not self._is_page_path(segments, language):
             return None
-        docs = self.docs_dir.resolve()
+        docs = folder.resolve()
         file = docs.joinpath(*segments).with_suffix(PAGE_SUFFIX).resolve()
         # A symlink inside docs/ pointing elsewhere is not a page either.
         if not file.is_relative_to(docs) or not file.is_file():

@@ -14,7 +14,7 @@ from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.errors import EXCEPTION_HANDLERS
 from batchin.http_api.middleware import RequestIdMiddleware
 from batchin.http_api.openapi import build_openapi
-from batchin.http_api.routes import accounts, models, system, text, topup, usage, verify_page
+from batchin.http_api.routes import accounts, docs_pages, models, system, text, topup, usage, verify_page
 from batchin.http_api.routes import audio as audio_routes
 from batchin.http_api.routes import audit as audit_routes
 from batchin.http_api.routes import batches as batch_routes
@@ -50,6 +50,7 @@ def all_endpoints() -> list[Endpoint]:
         *prompt_routes.ENDPOINTS,
         *webhook_routes.ENDPOINTS,
         *discovery_routes.ENDPOINTS,
+        *docs_pages.ENDPOINTS,
     ]
 
 

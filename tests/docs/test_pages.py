@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from batchin.core.site_docs import SiteDocs
+from batchin.core.site_docs import TRANSLATIONS, SiteDocs
 from batchin.http_api.app import build_http_app
 from tests.docs.mdx import code_blocks, front_matter, unsafe_prose
 
@@ -78,6 +78,31 @@ def test_page_is_mdx_with_a_title(page: str) -> None:
         assert block.language, f"{page}:{block.line}: name the code block's language"
 
 
+TRANSLATED = [(language, page) for language in TRANSLATIONS for page in SITE.pages(language)]
+
+
+@pytest.mark.parametrize(("language", "page"), TRANSLATED)
+def test_translation_is_mdx_with_a_title_and_the_originals_code(language: str, page: str) -> None:
+    """A translation (docs/<language>/) follows the same rules, and translates the prose only: its code
+    blocks are the English page's, in the same languages and order, its Python exactly (so what
+    test_code_runs proves of the English page holds for the translation)."""
+    text = SITE.page(page, language)
+    meta = front_matter(text)
+    assert meta.get("title")
+    assert meta.get("description")
+    assert unsafe_prose(text) == [], f"{language}/{page}: escape {{, }} and < in prose"
+    assert page in SITE.pages(), f"{language}/{page} translates no English page"
+    original = code_blocks(SITE.page(page))
+    assert [b.language for b in code_blocks(text)] == [b.language for b in original]
+    python = [b.code for b in code_blocks(text) if b.language == "python"]
+    assert python == [b.code for b in original if b.language == "python"]
+
+
+def test_translations_exist() -> None:
+    assert ("zh", "quickstart") in TRANSLATED
+    assert SITE.document("llms.txt", "zh").startswith("# BatchIn\n")
+
+
 def test_every_cookbook_recipe_has_code_to_run() -> None:
     for page in ("cookbook/batch-documents", "cookbook/rag", "cookbook/audit-evidence"):
         text = (SITE.docs_dir / f"{page}.mdx").read_text(encoding="utf-8")
@@ -108,6 +133,7 @@ def mdx_compiler() -> list[str]:
 @pytest.mark.slow
 def test_every_page_compiles_as_mdx(mdx_compiler: list[str]) -> None:
     files = [str(SITE.docs_dir / f"{page}.mdx") for page in SITE.pages()]
+    files += [str(SITE.docs_dir / language / f"{page}.mdx") for language, page in TRANSLATED]
     done = subprocess.run([*mdx_compiler, *files], capture_output=True, text=True, timeout=300, check=False)
     results = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["file"] for r in results] == files, done.stderr

@@ -65,13 +65,20 @@ def base_url(request: Request, deps: DiscoveryDeps) -> str:
     return deps.origin.of(request)
 
 
-def _document(request: Request, deps: DiscoveryDeps, name: str, media_type: str) -> Response:
-    text = absolute_links(SiteDocs.locate().document(name), base_url(request, deps))
+def _document(
+    request: Request, deps: DiscoveryDeps, name: str, media_type: str, language: str = "en"
+) -> Response:
+    text = absolute_links(SiteDocs.locate().document(name, language), base_url(request, deps))
     return Response(text, media_type=media_type, headers=_DOCS_HEADERS)
 
 
 async def get_llms_txt(request: Request, deps: DiscoveryDeps) -> Response:
+    # Always English, whatever Accept-Language says (http_api/language.py): the Chinese is at /zh/llms.txt.
     return _document(request, deps, "llms.txt", _TEXT)
+
+
+async def get_llms_txt_zh(request: Request, deps: DiscoveryDeps) -> Response:
+    return _document(request, deps, "llms.txt", _TEXT, language="zh")
 
 
 async def get_llms_full_txt(request: Request, deps: DiscoveryDeps) -> Response:
@@ -82,8 +89,10 @@ async def get_agents_md(request: Request, deps: DiscoveryDeps) -> Response:
     return _document(request, deps, "agents.md", _MARKDOWN)
 
 
-async def get_docs_page(request: Request, deps: DiscoveryDeps) -> Response:
-    text = SiteDocs.locate().page(request.path_params["path"])
+def markdown_page(request: Request, deps: DiscoveryDeps, path: str, language: str = "en") -> Response:
+    """A docs page's MDX source, its root-relative links made absolute (the HTML pages are in
+    routes/docs_pages.py, which answers the same paths to browsers)."""
+    text = SiteDocs.locate().page(path, language)
     return Response(
         absolute_links(text, base_url(request, deps)), media_type=_MARKDOWN, headers=_DOCS_HEADERS
     )
@@ -180,6 +189,12 @@ ENDPOINTS = [
         "/llms.txt", get_llms_txt, "llms.txt: what BatchIn is and links to its docs.", "text/plain"
     ),
     _text_endpoint(
+        "/zh/llms.txt",
+        get_llms_txt_zh,
+        "llms.txt in Simplified Chinese: the same index, linking the pages translated so far.",
+        "text/plain",
+    ),
+    _text_endpoint(
         "/llms-full.txt",
         get_llms_full_txt,
         "The whole reference in one file: HTTP paths, MCP tools and resources, auth, errors, limits.",
@@ -187,17 +202,6 @@ ENDPOINTS = [
     ),
     _text_endpoint(
         "/agents.md", get_agents_md, "How an agent connects and what each MCP tool does.", "text/markdown"
-    ),
-    Endpoint(
-        "GET",
-        "/docs/{path:path}",
-        get_docs_page,
-        "A docs page as Markdown (MDX source), e.g. /docs/quickstart.md.",
-        public=True,
-        content_type="text/markdown",
-        errors=(404,),
-        deps=DiscoveryDeps,
-        tag="discovery",
     ),
     Endpoint(
         "GET",
