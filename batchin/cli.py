@@ -28,7 +28,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="BatchIn mode
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 users_app = typer.Typer(no_args_is_help=True, help="Users and their credit.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
-invites_app = typer.Typer(no_args_is_help=True, help="Invite codes for self-service signup (BATCHIN_SIGNUP=invite).")
+invites_app = typer.Typer(
+    no_args_is_help=True, help="Invite codes for self-service signup (BATCHIN_SIGNUP=invite)."
+)
 app.add_typer(invites_app, name="invites")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")

@@ -26,7 +26,9 @@ def _deliver(smtp_url: str, message: EmailMessage) -> None:
     port = url.port or (465 if secure else 25)
     client: smtplib.SMTP
     if secure:
-        client = smtplib.SMTP_SSL(url.hostname, port, timeout=_TIMEOUT_SECONDS, context=ssl.create_default_context())
+        client = smtplib.SMTP_SSL(
+            url.hostname, port, timeout=_TIMEOUT_SECONDS, context=ssl.create_default_context()
+        )
     else:
         client = smtplib.SMTP(url.hostname, port, timeout=_TIMEOUT_SECONDS)
     with client:

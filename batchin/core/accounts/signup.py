@@ -52,11 +52,11 @@ class SignupService:
         self._accounts = accounts
         self._limiter = limiter
         self._settings = settings
-        known: tuple[str, ...] = get_args(Scope)
+        known: tuple[Scope, ...] = get_args(Scope)
         unknown = [s for s in settings.signup_key_scopes if s not in known]
         if unknown:  # refused at start-up: a typo must not open accounts with no usable key
             raise ValueError(f"BATCHIN_SIGNUP_KEY_SCOPES names unknown scopes {unknown}; known: {known}")
-        self._key_scopes: frozenset[Scope] = frozenset(s for s in known if s in settings.signup_key_scopes)
+        self._key_scopes = frozenset(s for s in known if s in settings.signup_key_scopes)
 
     @property
     def mode(self) -> str:
@@ -102,7 +102,7 @@ class SignupService:
                 self._settings.smtp_from,
                 created.email,
                 "Verify your BatchIn account / 验证您的 BatchIn 账户",
-                f"Open this link to verify your email address:\n请打开以下链接验证您的邮箱：\n\n"
+                f"Open this link to verify your email address:\n请打开以下链接验证您的邮箱：\n\n"  # noqa: RUF001
                 f"{verify_url}?token={token}\n",
             )
         return created
