@@ -84,7 +84,8 @@ async def signup(page: Page) -> Response:
         entry=values["entry"] or "global",
         invite=values["invite"],
     )
-    verify_url = str(page.request.url_for("console:verify_email"))
+    # From the configured base URL, never the request's Host header (which the caller controls).
+    verify_url = f"{page.services.settings.own_base_url}/console/verify-email"
     try:
         created = await page.services.signup.sign_up(form, verify_url=verify_url)
     except BatchInError as exc:

@@ -7,7 +7,7 @@ from importlib import resources
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from batchin.console import account_pages, activity_pages, auth_pages
 from batchin.console.web import public_page, signed_in
@@ -45,35 +45,36 @@ async def console_home(request: Request) -> Response:
 
 
 def console_routes() -> list[BaseRoute]:
+    """Two mounts of HTML pages, kept apart from the API's operations (which /openapi.json lists):
+    /console/* and /topup/*, where Stripe Checkout returns the browser. /console itself redirects
+    to /console/ (Starlette's trailing-slash redirect), which goes to the overview."""
     get, post = ["GET"], ["POST"]
-    return [
-        Route("/console", console_home, methods=get),
-        Route("/console/static/{name}", static_asset, methods=get),
-        Route("/console/login", public_page(auth_pages.show_login), methods=get),
-        Route("/console/login", public_page(auth_pages.login), methods=post),
-        Route("/console/login/key", public_page(auth_pages.login_with_key), methods=post),
-        Route("/console/logout", signed_in(auth_pages.logout), methods=post),
-        Route("/console/signup", public_page(auth_pages.show_signup), methods=get),
-        Route("/console/signup", public_page(auth_pages.signup), methods=post),
-        Route(
-            "/console/verify-email",
-            public_page(auth_pages.verify_email),
-            methods=get,
-            name="console:verify_email",
-        ),
-        Route("/console/overview", signed_in(account_pages.overview), methods=get),
-        Route("/console/keys", signed_in(account_pages.show_keys), methods=get),
-        Route("/console/keys", signed_in(account_pages.create_key), methods=post),
-        Route("/console/keys/{key_id}/revoke", signed_in(account_pages.revoke_key), methods=post),
-        Route("/console/billing", signed_in(account_pages.billing), methods=get),
-        Route("/console/billing/checkout", signed_in(account_pages.checkout), methods=post),
-        Route("/topup/success", signed_in(account_pages.topup_success, bounce=True), methods=get),
-        Route("/topup/cancelled", signed_in(account_pages.topup_cancelled, bounce=True), methods=get),
-        Route("/console/usage", signed_in(activity_pages.usage), methods=get),
-        Route("/console/usage.csv", signed_in(activity_pages.usage_csv), methods=get),
-        Route("/console/batches", signed_in(activity_pages.batches), methods=get),
-        Route("/console/batches/{batch_id}/cancel", signed_in(activity_pages.cancel_batch), methods=post),
-        Route("/console/batches/{batch_id}/events", signed_in(activity_pages.batch_events), methods=get),
-        Route("/console/files/{file_id}", signed_in(activity_pages.download_file), methods=get),
-        Route("/console/models", signed_in(activity_pages.models), methods=get),
+    console = [
+        Route("/", console_home, methods=get),
+        Route("/static/{name}", static_asset, methods=get),
+        Route("/login", public_page(auth_pages.show_login), methods=get),
+        Route("/login", public_page(auth_pages.login), methods=post),
+        Route("/login/key", public_page(auth_pages.login_with_key), methods=post),
+        Route("/logout", signed_in(auth_pages.logout), methods=post),
+        Route("/signup", public_page(auth_pages.show_signup), methods=get),
+        Route("/signup", public_page(auth_pages.signup), methods=post),
+        Route("/verify-email", public_page(auth_pages.verify_email), methods=get, name="verify_email"),
+        Route("/overview", signed_in(account_pages.overview), methods=get),
+        Route("/keys", signed_in(account_pages.show_keys), methods=get),
+        Route("/keys", signed_in(account_pages.create_key), methods=post),
+        Route("/keys/{key_id}/revoke", signed_in(account_pages.revoke_key), methods=post),
+        Route("/billing", signed_in(account_pages.billing), methods=get),
+        Route("/billing/checkout", signed_in(account_pages.checkout), methods=post),
+        Route("/usage", signed_in(activity_pages.usage), methods=get),
+        Route("/usage.csv", signed_in(activity_pages.usage_csv), methods=get),
+        Route("/batches", signed_in(activity_pages.batches), methods=get),
+        Route("/batches/{batch_id}/cancel", signed_in(activity_pages.cancel_batch), methods=post),
+        Route("/batches/{batch_id}/events", signed_in(activity_pages.batch_events), methods=get),
+        Route("/files/{file_id}", signed_in(activity_pages.download_file), methods=get),
+        Route("/models", signed_in(activity_pages.models), methods=get),
     ]
+    topup = [
+        Route("/success", signed_in(account_pages.topup_success, bounce=True), methods=get),
+        Route("/cancelled", signed_in(account_pages.topup_cancelled, bounce=True), methods=get),
+    ]
+    return [Mount("/console", routes=console, name="console"), Mount("/topup", routes=topup)]

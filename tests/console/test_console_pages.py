@@ -117,6 +117,8 @@ async def test_password_sign_in_then_sign_out_revokes_the_session(
 async def test_wrong_password_is_refused_and_attempts_are_limited(
     client: httpx2.AsyncClient, services: Services
 ) -> None:
+    # A small limit, so the attempts fit well inside the limiter's one-minute window on a busy machine.
+    services.settings.login_attempts_per_minute = 3
     email = new_email()
     await sign_up(client, services, email)
     client.cookies.clear()
