@@ -255,3 +255,16 @@ async def test_topup_pages_exist(client: httpx2.AsyncClient, make_user: MakeUser
     cancelled = await client.get("/topup/cancelled")
     assert cancelled.status_code == 200
     assert "Nothing was charged" in cancelled.text
+
+
+async def test_stripe_return_without_the_cookie_reloads_once_from_our_own_page(
+    client: httpx2.AsyncClient,
+) -> None:
+    # Back from Stripe's site the SameSite=Strict cookie is not sent; a reload our page starts sends it.
+    first = await client.get("/topup/success?session_id=cs_test_x")
+    assert first.status_code == 200
+    target = "/topup/success?session_id=cs_test_x&amp;again=1"
+    assert f'http-equiv="refresh" content="0;url={target}"' in first.text
+    second = await client.get("/topup/success?session_id=cs_test_x&again=1")
+    assert second.status_code == 303
+    assert second.headers["location"] == "/console/login"
