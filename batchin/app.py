@@ -13,6 +13,8 @@ from starlette.routing import Route
 from batchin.config import Settings
 from batchin.core.accounts.auth import AuthService
 from batchin.core.accounts.service import AccountService
+from batchin.core.accounts.sessions import SessionService
+from batchin.core.accounts.signup import SignupService
 from batchin.core.audit.retention import AuditLogSize
 from batchin.core.audit.service import AuditService
 from batchin.core.batches.retention import input_files_in_use
@@ -115,15 +117,18 @@ async def build_services(
     webhooks = WebhookService(settings, database)
     retention = _retention_job(settings, database, files)
     metrics.watch_stores(retention.stats)
+    accounts = AccountService(
+        database, auth, default_rpm=settings.default_rate_limit_rpm, served_regions=regions.served
+    )
     return Services(
         settings=settings,
         database=database,
         limiter=limiter,
         auth=auth,
         regions=regions,
-        accounts=AccountService(
-            database, auth, default_rpm=settings.default_rate_limit_rpm, served_regions=regions.served
-        ),
+        accounts=accounts,
+        signup=SignupService(database, accounts, limiter, settings),
+        sessions=SessionService(database, lifetime_hours=settings.console_session_hours),
         ledger=ledger,
         metering=metering,
         usage=UsageService(database, storage),

@@ -28,6 +28,10 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="BatchIn mode
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 users_app = typer.Typer(no_args_is_help=True, help="Users and their credit.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+invites_app = typer.Typer(
+    no_args_is_help=True, help="Invite codes for self-service signup (BATCHIN_SIGNUP=invite)."
+)
+app.add_typer(invites_app, name="invites")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
@@ -152,6 +156,19 @@ def users_create(
             )
         )
     )
+
+
+@invites_app.command("create")
+def invites_create(
+    count: Annotated[int, typer.Option(help="how many codes")] = 1,
+    note: Annotated[str | None, typer.Option(help="a note kept with each code")] = None,
+) -> None:
+    """Make single-use invite codes for the console's signup; prints them once (only hashes are kept)."""
+
+    async def work(services: Services) -> Any:
+        return [await services.signup.create_invite(note) for _ in range(max(1, count))]
+
+    _emit({"invites": _run(work)})
 
 
 @users_app.command("credit")

@@ -197,6 +197,20 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = Field(default=None, description="override Stripe's API host (tests)")
     stripe_currency: str = "usd"
     topup_min_cents: int = 100
+    # Self-service accounts (the console): closed (operator's CLI only), invite (a code from
+    # `batchin invites create`) or open.
+    signup: Literal["closed", "invite", "open"] = "closed"
+    # The scopes of the one key a self-service account starts with.
+    signup_key_scopes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["inference", "account:read", "keys:write", "billing", "batches"]
+    )
+    # Verification mail: smtp://[user:password@]host:port (or smtps://). Unset: accounts opened
+    # through the console are verified at once (there is no mail to confirm them with).
+    smtp_url: str | None = None
+    smtp_from: str = "BatchIn <no-reply@batchin.local>"
+    console_session_hours: float = 24 * 7
+    # Sign-in attempts per minute, per email address and per client address.
+    login_attempts_per_minute: int = 10
     topup_max_cents: int = 1_000_000
     usdc_chains: list[UsdcChain] = Field(default_factory=list)
 
@@ -206,6 +220,7 @@ class Settings(BaseSettings):
         "mcp_allowed_origins",
         "allowed_hosts",
         "trusted_proxies",
+        "signup_key_scopes",
         mode="before",
     )
     @classmethod

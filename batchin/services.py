@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from batchin.config import Settings
 from batchin.core.accounts.auth import AuthService
 from batchin.core.accounts.service import AccountService
+from batchin.core.accounts.sessions import SessionService
+from batchin.core.accounts.signup import SignupService
 from batchin.core.audit.service import AuditService
 from batchin.core.batches.service import BatchService
 from batchin.core.billing.ledger import LedgerService
@@ -47,6 +49,8 @@ class Services:
     auth: AuthService
     regions: RegionPolicy  # the entry region of each call, resolved by the surfaces
     accounts: AccountService
+    signup: SignupService  # self-service accounts: invites, signup, verification, password sign-in
+    sessions: SessionService  # the console's sign-in sessions
     ledger: LedgerService
     metering: MeteringService
     usage: UsageService

@@ -24,6 +24,8 @@ class Principal:
     scopes: frozenset[Scope] = frozenset(ALL_SCOPES)
     models: frozenset[str] = frozenset()  # empty: every model
     regions: tuple[str, ...] = ()  # empty: every region; else in order of preference (core/regions.py)
+    # False for a self-service account whose email is not verified yet: paid scopes are refused.
+    verified: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from batchin.errors import PermissionDenied
 from batchin.protocol.accounts import ALL_SCOPES, Scope
 
 __all__ = [
+    "PAID_SCOPES",
     "KeyPowers",
     "may_use_model",
     "ordered_scopes",
@@ -49,7 +50,16 @@ def powers_of(principal: Principal) -> KeyPowers:
     )
 
 
+# What costs money: refused to the keys of an account whose email is not verified yet.
+PAID_SCOPES: frozenset[Scope] = frozenset({"inference", "batches", "audit:write"})
+
+
 def require_scope(principal: Principal, scope: Scope) -> None:
+    if not principal.verified and scope in PAID_SCOPES:
+        raise PermissionDenied(
+            "Verify your account's email address first (follow the link we emailed); "
+            "until then paid operations are refused."
+        )
     if scope not in principal.scopes:
         raise PermissionDenied(
             f"This API key lacks the '{scope}' scope this operation needs "

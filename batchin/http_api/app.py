@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
+from batchin.console import console_routes
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.errors import EXCEPTION_HANDLERS
 from batchin.http_api.middleware import RequestIdMiddleware
@@ -63,6 +64,7 @@ def build_http_app(
     """`extra_routes` (MCP at /v1/mcp) go after every declared route."""
     endpoints = all_endpoints()
     routes: list[BaseRoute] = [route for ep in endpoints for route in ep.routes()]
+    routes.extend(console_routes())  # the web console (HTML pages, not API operations)
     routes.extend(extra_routes or [])
     handlers: Any = EXCEPTION_HANDLERS
     app = Starlette(

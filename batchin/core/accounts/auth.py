@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select, update
 
@@ -20,7 +20,7 @@ from batchin.core.clock import utcnow
 from batchin.core.context import Principal, RateLimitState
 from batchin.errors import RateLimited, Unauthorized
 from batchin.store.database import Database
-from batchin.store.tables import api_keys
+from batchin.store.tables import api_keys, users
 
 _LAST_USED_RESOLUTION_SECONDS = 60.0
 _INVALID_KEY = "Invalid or missing API key. Send Authorization: Bearer <API_KEY>."
@@ -94,12 +94,16 @@ class AuthService:
                         api_keys.c.scopes,
                         api_keys.c.models,
                         api_keys.c.regions,
-                    ).where(api_keys.c.key_hash == digest, api_keys.c.is_active.is_(True))
+                        users.c.email_verified,
+                    )
+                    .join(users, users.c.id == api_keys.c.user_id)
+                    .where(api_keys.c.key_hash == digest, api_keys.c.is_active.is_(True))
                 )
             ).first()
         if row is None or not hashes_match(row.key_hash, digest):
             raise Unauthorized(_INVALID_KEY)
-        return principal_of(row)
+        principal = principal_of(row)
+        return principal if row.email_verified else replace(principal, verified=False)
 
     def _touch(self, key_id: str, now: float) -> None:
         # last_used_at is informational: write it at most once a minute per key, off the request path.

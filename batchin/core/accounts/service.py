@@ -4,6 +4,7 @@ caller's own that is stronger than the calling key answers 403 (core/permissions
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -29,11 +30,23 @@ from batchin.protocol.accounts import (
     KeyCreated,
     KeyCreateRequest,
     KeyResponse,
+    Scope,
     UserCreated,
     UserResponse,
 )
 from batchin.store.database import Database
 from batchin.store.tables import api_keys, key_spend, topups, users
+
+
+@dataclass(frozen=True, slots=True)
+class AccountOpening:
+    """How a self-service account differs from an operator's: a password, the entry it was opened
+    through, a pending verification (the token's hash; None: verified) and its first key's scopes."""
+
+    password_hash: str | None = None
+    entry: str = "global"
+    verify_token_hash: str | None = None
+    key_scopes: frozenset[Scope] | None = None  # None: every scope
 
 
 def _valid_uuid(value: str) -> bool:
@@ -66,16 +79,20 @@ class AccountService:
         *,
         rate_limit_rpm: int | None = None,
         monthly_budget_cents: int | None = None,
+        opening: AccountOpening | None = None,
     ) -> UserCreated:
         """A user and a first key with every scope and every model (an operator's act); its RPM and
-        budget are the given ones, else the server's default RPM and no budget."""
+        budget are the given ones, else the server's default RPM and no budget. A self-service
+        `opening` (core/accounts/signup.py) sets the password, entry, verification and the first
+        key's scopes instead."""
+        opening = opening or AccountOpening()
         email = email.strip()
         if "@" not in email or len(email) > 320:
             raise InvalidRequest(f"'{email}' is not an email address.", param="email")
         if credit_cents < 0:
             raise InvalidRequest("credit_cents must be zero or more.", param="credit_cents")
         first_key = KeyPowers(
-            frozenset(ALL_SCOPES),
+            frozenset(ALL_SCOPES if opening.key_scopes is None else opening.key_scopes),
             frozenset(),
             self._valid_rpm(rate_limit_rpm),
             self._valid_budget(monthly_budget_cents),
@@ -93,6 +110,10 @@ class AccountService:
                         name=name,
                         balance_units=cents_to_units(credit_cents),
                         created_at=now,
+                        password_hash=opening.password_hash,
+                        email_verified=opening.verify_token_hash is None,
+                        verify_token_hash=opening.verify_token_hash,
+                        entry=opening.entry,
                     )
                 )
                 if credit_cents:

@@ -4,9 +4,11 @@ how much the user's stored files hold against their storage quota (storage_quota
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, case, func, select
 
 from batchin.core.billing.money import units_to_cents
 from batchin.core.billing.storage_quota import StorageQuota
@@ -18,6 +20,38 @@ from batchin.store.database import Database
 from batchin.store.tables import usage_logs, usage_rollups
 
 MAX_PAGE = 500
+_DAILY_ROWS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilters:
+    """Narrowing of the usage log (the console's filters): each one given is ANDed."""
+
+    model: str | None = None
+    key_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def clauses(self) -> list[ColumnElement[bool]]:
+        c = usage_logs.c
+        found: list[ColumnElement[bool]] = []
+        if self.model:
+            found.append(c.model == self.model)
+        if self.key_id:
+            found.append(c.key_id == self.key_id)
+        if self.since is not None:
+            found.append(c.created_at >= self.since)
+        if self.until is not None:
+            found.append(c.created_at < self.until)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class DailyUsage:
+    day: str  # YYYY-MM-DD, UTC
+    model: str
+    cost_micro_cents: int
+    tokens: int
 
 
 class UsageService:
@@ -31,7 +65,13 @@ class UsageService:
         return page_of(logs, limit, lambda _: {"limit": str(limit), "offset": str(offset + limit)})
 
     async def list_logs(
-        self, user_id: str, *, limit: int = 50, offset: int = 0, probe: int = 0
+        self,
+        user_id: str,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        probe: int = 0,
+        filters: LogFilters | None = None,
     ) -> list[UsageLog]:
         """Newest first. `probe` rows beyond `limit` tell a page whether more exist."""
         if not 1 <= limit <= MAX_PAGE:
@@ -42,13 +82,49 @@ class UsageService:
             rows = (
                 await conn.execute(
                     select(usage_logs)
-                    .where(usage_logs.c.user_id == user_id)
+                    .where(usage_logs.c.user_id == user_id, *(filters or LogFilters()).clauses())
                     .order_by(usage_logs.c.created_at.desc(), usage_logs.c.id.desc())
                     .limit(limit + probe)
                     .offset(offset)
                 )
             ).all()
         return [_log(r) for r in rows]
+
+    async def activity(self, user_id: str, since: datetime) -> tuple[int, int]:
+        """(requests, failed requests) since `since`: one indexed range count."""
+        c = usage_logs.c
+        failed = func.coalesce(func.sum(case((c.status == "failed", 1), else_=0)), 0)
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(func.count(), failed).where(c.user_id == user_id, c.created_at >= since)
+                )
+            ).one()
+        return int(row[0]), int(row[1])
+
+    async def daily(self, user_id: str, since: datetime) -> list[DailyUsage]:
+        """Spend and tokens per UTC day and model since `since` (at most _DAILY_ROWS logs read, the
+        newest), oldest day first: what the console's charts draw."""
+        c = usage_logs.c
+        async with self._db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(c.created_at, c.model, c.cost_units, c.input_tokens, c.output_tokens)
+                    .where(c.user_id == user_id, c.created_at >= since)
+                    .order_by(c.created_at.desc())
+                    .limit(_DAILY_ROWS)
+                )
+            ).all()
+        totals: dict[tuple[str, str], list[int]] = {}
+        for r in rows:
+            day = r.created_at.strftime("%Y-%m-%d")
+            bucket = totals.setdefault((day, r.model), [0, 0])
+            bucket[0] += int(r.cost_units)
+            bucket[1] += int(r.input_tokens) + int(r.output_tokens)
+        return [
+            DailyUsage(day=day, model=model, cost_micro_cents=cost, tokens=tokens)
+            for (day, model), (cost, tokens) in sorted(totals.items())
+        ]
 
     async def summary(self, user_id: str) -> UsageSummary:
         async with self._db.read() as conn:

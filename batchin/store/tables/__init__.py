@@ -22,6 +22,7 @@ from batchin.store.tables.audit import (
 )
 from batchin.store.tables.base import TS, UUID_LEN, metadata
 from batchin.store.tables.batches import batch_tasks, batches
+from batchin.store.tables.console import console_sessions, signup_invites
 from batchin.store.tables.maintenance import maintenance_jobs
 from batchin.store.tables.media import files, video_jobs
 from batchin.store.tables.prompts import (
@@ -42,6 +43,7 @@ __all__ = [
     "api_keys",
     "batch_tasks",
     "batches",
+    "console_sessions",
     "files",
     "key_spend",
     "maintenance_jobs",
@@ -54,6 +56,7 @@ __all__ = [
     "prompt_samples",
     "prompt_versions",
     "reservations",
+    "signup_invites",
     "storage_usage",
     "topups",
     "trace_spans",

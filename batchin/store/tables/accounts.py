@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 
 from batchin.store.tables.base import TS, UUID_LEN, metadata
@@ -27,6 +28,14 @@ users = Table(
     Column("name", String(200), nullable=False),
     Column("balance_units", BigInteger, nullable=False, default=0),
     Column("created_at", TS, nullable=False),
+    # Console sign-in (core/accounts/signup.py): an argon2id hash, none for CLI-made users.
+    Column("password_hash", String(255), nullable=True),
+    # Operator-made users are verified; a self-service signup is not until its email link is used.
+    Column("email_verified", Boolean, nullable=False, server_default=true(), default=True),
+    # The entry the account was opened through ("global" or "china"); fixed at opening.
+    Column("entry", String(16), nullable=False, server_default="global", default="global"),
+    # SHA-256 of the pending email-verification token; cleared once used.
+    Column("verify_token_hash", String(64), nullable=True, unique=True),
     CheckConstraint("balance_units >= 0", name="balance_non_negative"),
 )
 
