@@ -11,9 +11,11 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from batchin.http_api.language import LANGUAGES, Language, is_language
+from batchin.http_api.language import choose_language as shared_choice
+
 __all__ = ["LANGUAGES", "LANG_COOKIE", "Translator", "catalog", "choose_language"]
 
-LANGUAGES = ("en", "zh")
 LANG_COOKIE = "batchin_lang"
 
 
@@ -24,30 +26,10 @@ def catalog(lang: str) -> dict[str, str]:
     return loaded
 
 
-def _from_accept_language(header: str) -> str | None:
-    """The first listed language we have, by q-value (ties keep the header's order)."""
-    ranked: list[tuple[float, int, str]] = []
-    for index, part in enumerate(header.split(",")):
-        tag, _, params = part.strip().partition(";")
-        quality = 1.0
-        if params.strip().startswith("q="):
-            try:
-                quality = float(params.strip()[2:])
-            except ValueError:
-                quality = 0.0
-        ranked.append((-quality, index, tag.strip().lower()))
-    for negative_quality, _, tag in sorted(ranked):
-        primary = tag.split("-")[0]
-        if negative_quality < 0 and primary in LANGUAGES:
-            return primary
-    return None
-
-
-def choose_language(query: str | None, cookie: str | None, accept_language: str | None) -> str:
-    for candidate in (query, cookie):
-        if candidate in LANGUAGES:
-            return candidate
-    return _from_accept_language(accept_language or "") or "en"
+def choose_language(query: str | None, cookie: str | None, accept_language: str | None) -> Language:
+    """`?lang=`, else the remembered cookie, else Accept-Language (the shared rule, http_api/language.py)."""
+    explicit = query if is_language(query) else cookie
+    return shared_choice(explicit, accept_language)
 
 
 class Translator:
