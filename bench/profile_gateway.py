@@ -70,7 +70,6 @@ def profile(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
             "250",
             "--format",
             "raw",
-            "--nonblocking",
             "--gil",  # only the thread holding the GIL: Python CPU, not threads waiting for it
             "--output",
             str(out),
