@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from batchin.core.billing.metering import ClientGone
 from batchin.core.serving.generation import BufferedStream
@@ -32,10 +32,30 @@ _PING_SECONDS = 15
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a caller that went away (sent to nobody)
 
 
-def _encode(item: BaseModel | dict[str, Any]) -> str:
+# One event as it goes on the wire, built once: what sse-starlette's ServerSentEvent makes of a
+# `data` string ("data: …" per line, "\r\n" separators, a blank line), without building the event
+# object, splitting lines and re-encoding per token. JSON from orjson or pydantic never holds a raw
+# line break (they are escaped inside strings), so the data is always one line.
+_DATA, _END = b"data: ", b"\r\n\r\n"
+_DONE = _DATA + b"[DONE]" + _END
+
+
+def _event(item: BaseModel | dict[str, Any]) -> bytes:
     if isinstance(item, BaseModel):
-        return item.model_dump_json(exclude_none=False)
-    return orjson.dumps(item).decode()
+        return _DATA + item.model_dump_json(exclude_none=False).encode() + _END
+    return _DATA + orjson.dumps(item) + _END
+
+
+def _error_event(error: BatchInError) -> bytes:
+    return _DATA + orjson.dumps(error.body()) + _END
+
+
+class _EventStream(EventSourceResponse):
+    """sse-starlette's response, sending each event without a cancel scope: with no send timeout
+    its `_send_with_timeout` opens one per event that can never fire (see `sse_response`)."""
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        await send(message)
 
 
 def sse_response(
@@ -45,27 +65,25 @@ def sse_response(
     headers: dict[str, str],
     on_close: Callable[[], Awaitable[None]],
 ) -> EventSourceResponse:
-    async def events() -> AsyncIterator[str]:
+    async def events() -> AsyncIterator[bytes]:
         try:
             async for item in items:
-                yield _encode(item)
+                yield _event(item)
         except BatchInError as exc:
-            yield orjson.dumps(exc.body()).decode()
+            yield _error_event(exc)
         except ClientGone:
             # A reader that stalled past the timeout was dropped: tell it, if it ever reads again.
-            yield orjson.dumps(
-                ServiceUnavailable("The stream was dropped: the reader fell too far behind.").body()
-            ).decode()
+            yield _error_event(ServiceUnavailable("The stream was dropped: the reader fell too far behind."))
         except Exception:
             log.exception("stream failed (request %s)", request.state.request_id)
-            yield orjson.dumps(BatchInError("The stream failed on the server.").body()).decode()
+            yield _error_event(BatchInError("The stream failed on the server."))
         finally:
             await on_close()
-        yield "[DONE]"
+        yield _DONE
 
     # No send_timeout: a stalled reader is already cut off from the engine by its generation's
     # bounded buffer (core/serving/generation.py), and a timeout here costs a cancel scope per event.
-    return EventSourceResponse(
+    return _EventStream(
         events(),
         headers=headers,
         ping=_PING_SECONDS,

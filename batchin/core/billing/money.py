@@ -8,6 +8,7 @@ fractions as exact decimals (at most six places).
 
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_CEILING, Decimal
 
 UNITS_PER_CENT = 1_000_000
@@ -26,6 +27,9 @@ def units_to_cents(units: int) -> int | float:
     return float(Decimal(units) / UNITS_PER_CENT)
 
 
+# A pure function the streaming path calls twice per token with counts that recur from call to
+# call (1, 2, 3 … tokens at the same prices): cached, it is a dict lookup instead of Decimal work.
+@functools.lru_cache(maxsize=16384, typed=True)
 def cost_per_million(count: int | float, usd_per_million: Decimal | float | str) -> int:
     """Cost of `count` tokens at a price in USD per 1M tokens, rounded up to a whole unit."""
     units = Decimal(str(count)) * Decimal(str(usd_per_million)) * _UNITS_PER_USD / _PER_MILLION
