@@ -1,8 +1,8 @@
 """`batchin serve --workers N`: N API processes on one port, one set of engines.
 
 The supervising process (the one the command started):
-- binds the listening socket once; each API process accepts on that same socket (the kernel hands
-  each connection to one of them);
+- holds the port; each API process listens on it with SO_REUSEPORT (the kernel hands each new
+  connection to one of them);
 - migrates the store once, before any API process starts;
 - owns the model registry: embedded engines are loaded once, in worker processes of its own, and
   served to every API process over a Unix-socket relay (models/engine_relay.py);
@@ -54,29 +54,33 @@ def default_workers() -> int:
 
 
 def serve_workers(settings: Settings, workers: int, log_level: str) -> None:
-    listener = _bind(settings.host, settings.port)
+    # Bound, never listening: holds the port (a taken one fails here, at once) without joining the
+    # group of listening sockets the kernel spreads connections over.
+    reservation = _bind(settings.host, settings.port)
     try:
-        asyncio.run(_Supervisor(settings, workers, log_level, listener).run())
+        asyncio.run(_Supervisor(settings, workers, log_level).run())
     finally:
-        listener.close()
+        reservation.close()
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    """A socket on the shared port. SO_REUSEPORT: each API process listens on a socket of its own
+    and the kernel spreads new connections over them by their addresses, so the processes share the
+    load even when all connections open at once (one shared accept queue would let whichever
+    process woke first take them all)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
     return sock
 
 
 class _Supervisor:
-    def __init__(self, settings: Settings, workers: int, log_level: str, listener: socket.socket) -> None:
+    def __init__(self, settings: Settings, workers: int, log_level: str) -> None:
         self._settings = settings
         self._workers = workers
         self._log_level = log_level
-        self._listener = listener
         self._context = multiprocessing.get_context("spawn")
         self._processes: list[BaseProcess | None] = [None] * workers
         self._stopping = asyncio.Event()
@@ -121,7 +125,7 @@ class _Supervisor:
     def _start(self, index: int, relay: RelayAddress) -> None:
         process = self._context.Process(
             target=_api_process,
-            args=(self._listener, relay, self._log_level, os.getpid()),
+            args=(relay, self._log_level, os.getpid()),
             name=f"batchin-api-{index}",
         )
         process.start()
@@ -140,8 +144,8 @@ class _Supervisor:
                 await asyncio.to_thread(process.join, 5)
 
 
-def _api_process(listener: socket.socket, relay: RelayAddress, log_level: str, parent: int) -> None:
-    """One API process: the app on the shared socket, built on the supervisor's engines."""
+def _api_process(relay: RelayAddress, log_level: str, parent: int) -> None:
+    """One API process: the app on its own socket on the shared port, on the supervisor's engines."""
     import uvicorn
 
     from batchin.app import create_app
@@ -159,6 +163,8 @@ def _api_process(listener: socket.socket, relay: RelayAddress, log_level: str, p
         timeout_graceful_shutdown=10,
     )
     server = _api_server_class()(config)
+    listener = _bind(settings.host, settings.port)
+    listener.listen(2048)
     server.run(sockets=[listener])
 
 
