@@ -122,7 +122,7 @@ def batch_with_a_replica_killed(c: Cluster, hooks: WebhookCounter, tasks: int = 
     """Killed: the first replica, once a quarter of the tasks are done; watched through the last."""
     user_id, _, key = new_user(c)
     auth = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=c.urls[-1], headers=auth, timeout=120) as client:
+    with httpx.Client(base_url=c.urls[-1], headers=auth, timeout=600) as client:
         upload = client.post(
             "/v1/files", data={"purpose": "batch"}, files={"file": ("in.jsonl", batch_input(tasks))}
         )
@@ -147,13 +147,13 @@ def batch_with_a_replica_killed(c: Cluster, hooks: WebhookCounter, tasks: int = 
             if batch["status"] in ("completed", "failed", "expired", "cancelled"):
                 break
             time.sleep(0.2)
-        seen: dict[str, int] = {}
-        if batch.get("output_file_id"):
-            content = client.get(f"/v1/files/{batch['output_file_id']}/content")
-            for line in content.text.splitlines():
-                if line:
-                    custom_id = json.loads(line)["custom_id"]
-                    seen[custom_id] = seen.get(custom_id, 0) + 1
+        seen: dict[str, int] = {}  # custom_id → lines for it in the output and error files
+        for file_id in (batch.get("output_file_id"), batch.get("error_file_id")):
+            if file_id:
+                for line in client.get(f"/v1/files/{file_id}/content").text.splitlines():
+                    if line:
+                        custom_id = json.loads(line)["custom_id"]
+                        seen[custom_id] = seen.get(custom_id, 0) + 1
     settle_deadline = time.monotonic() + 30  # the killed replica's reservations: swept when stale
     while time.monotonic() < settle_deadline:
         (held,) = c.query(
@@ -171,6 +171,7 @@ def batch_with_a_replica_killed(c: Cluster, hooks: WebhookCounter, tasks: int = 
         "status": batch["status"],
         "killed_replica_after_tasks": killed_at,
         "results": sum(seen.values()),
+        "failed": (batch.get("request_counts") or {}).get("failed", 0),
         "results_exactly_once": len(seen) == tasks and all(n == 1 for n in seen.values()),
         "usage_logs": int(logs["n"]),
         "reservations_left_held": int(held["n"]),
@@ -291,6 +292,12 @@ def workers_speedup(upstream_url: str, seconds: float = 8.0) -> dict[str, Any]:
     return rates
 
 
+def step(result: dict[str, Any], name: str, measure: Any) -> None:
+    """One figure; each also goes to stderr as it is made, so a run cut short keeps what it had."""
+    result[name] = measure()
+    print(json.dumps({name: result[name]}), file=sys.stderr, flush=True)
+
+
 def main() -> None:
     postgres_url = os.environ["BATCHIN_TEST_POSTGRES_URL"]
     redis_url = os.environ["BATCHIN_TEST_REDIS_URL"]
@@ -299,19 +306,18 @@ def main() -> None:
         with cluster(upstream_url, postgres_url, redis_url, {"BATCHIN_STALE_RESERVATION_SECONDS": "6"}) as c:
             for _ in range(REPLICAS):
                 c.start_replica()
-            result["rpm"] = rpm_accuracy(c)
-            print(json.dumps(result["rpm"]), file=sys.stderr)
-            result["budget"] = budget_holds(c)
-            print(json.dumps(result["budget"]), file=sys.stderr)
-            result["saturation"] = {**ledger_transactions_per_s(c), **limiter_ops_per_s(redis_url)}
+            step(result, "rpm", lambda: rpm_accuracy(c))
+            step(result, "budget", lambda: budget_holds(c))
+            step(
+                result, "saturation", lambda: {**ledger_transactions_per_s(c), **limiter_ops_per_s(redis_url)}
+            )
             hooks = WebhookCounter()
             try:
-                result["batch"] = batch_with_a_replica_killed(c, hooks)
-                print(json.dumps(result["batch"]), file=sys.stderr)
-                result["webhooks"] = webhooks_once(hooks, result["batch"]["batch_id"])
+                step(result, "batch", lambda: batch_with_a_replica_killed(c, hooks))
+                step(result, "webhooks", lambda: webhooks_once(hooks, result["batch"]["batch_id"]))
             finally:
                 hooks.close()
-        result["workers"] = workers_speedup(upstream_url)
+        step(result, "workers", lambda: workers_speedup(upstream_url))
     print(json.dumps(result))
 
 
