@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -102,7 +101,7 @@ def serve(
 
     import uvicorn
 
-    from batchin.workers import default_workers, serve_workers
+    from batchin.workers import configure_logging, default_workers, serve_workers
 
     overrides: dict[str, Any] = {}
     if host:
@@ -126,13 +125,6 @@ def serve(
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
-
-
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # The HTTP clients log every upstream request at INFO: a line per call on the hot path.
-    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @db_app.command("upgrade")

@@ -40,12 +40,19 @@ from batchin.shared_limiter import LIMITER_NAME, LimiterEndpoint
 from batchin.store.database import Database
 from batchin.store.migrate import upgrade
 
-__all__ = ["default_workers", "serve_workers"]
+__all__ = ["configure_logging", "default_workers", "serve_workers"]
 
 log = logging.getLogger("batchin")
 
 _STOP_SECONDS = 20.0  # an API process's graceful shutdown (10 s for requests) plus its flushes
 _RESTART_DELAY_SECONDS = 1.0
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # The HTTP clients log every upstream request at INFO: a line per call on the hot path.
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def default_workers() -> int:
@@ -149,7 +156,6 @@ def _api_process(relay: RelayAddress, log_level: str, parent: int) -> None:
     import uvicorn
 
     from batchin.app import create_app
-    from batchin.cli import configure_logging
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # until uvicorn's handler (_ApiServer) takes over
     _exit_with_parent(parent)

@@ -129,7 +129,7 @@ class Cluster:
         self.replicas.append(process)
         self.urls.append(url)
         self.logs.append(log)
-        wait_ready(f"{url}/health")
+        wait_ready(f"{url}/health", timeout=240)  # a loaded machine starts slowly
         return url
 
     def kill(self, index: int) -> None:

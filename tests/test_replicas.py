@@ -18,6 +18,8 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.postgres,
     pytest.mark.redis,
+    # Two replicas, a fake upstream and a batch: minutes on a loaded 2-core machine, not seconds.
+    pytest.mark.timeout(900),
     pytest.mark.skipif(
         not (POSTGRES_URL and REDIS_URL), reason="needs PostgreSQL and Redis (scripts/test-services.sh)"
     ),
