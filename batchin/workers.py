@@ -157,7 +157,7 @@ def _api_process(relay: RelayAddress, log_level: str, parent: int) -> None:
 
     from batchin.app import create_app
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until uvicorn's handler (_ApiServer) takes over
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the server's own handler (ApiServer) takes over
     _exit_with_parent(parent)
     configure_logging()
     settings = Settings.load()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import math
 import os
 import subprocess
 import sys
@@ -80,6 +81,8 @@ def rpm_accuracy(c: Cluster, limit: int = 300) -> dict[str, Any]:
         "allowed": allowed,
         "refused": codes.count(429),
         "expected": round(expected, 1),
+        # Whole calls: at least the burst, at most the burst and every call refilled in the time.
+        "within_bounds": limit <= allowed <= limit + math.ceil(limit * elapsed / 60),
         "error_pct": round(100 * abs(allowed - expected) / expected, 2),
     }
 

@@ -40,8 +40,8 @@ def replicas() -> Iterator[Cluster]:
 
 
 def test_one_rpm_limit_across_replicas(replicas: Cluster) -> None:
-    figures = rpm_accuracy(replicas, limit=60)
-    assert figures["error_pct"] <= 2.0, figures
+    figures = rpm_accuracy(replicas, limit=120)
+    assert figures["within_bounds"], figures
 
 
 def test_a_monthly_budget_is_never_overspent_across_replicas(replicas: Cluster) -> None:
