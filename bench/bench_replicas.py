@@ -23,6 +23,7 @@ import concurrent.futures
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import BIN, ROOT, fake_upstream, free_port, remote_catalog, wait_ready
-from bench.replica_cluster import MODEL, Cluster, WebhookCounter, cluster
+from bench.replica_cluster import MODEL, Cluster, WebhookCounter, admin, cluster
 
 REPLICAS = int(os.environ.get("BENCH_REPLICAS", "3"))
 TASKS = int(os.environ.get("BENCH_REPLICA_BATCH_TASKS", "2000"))
@@ -226,6 +227,78 @@ def limiter_ops_per_s(redis_url: str, seconds: float = 3.0) -> dict[str, Any]:
         return rate
 
     return {"limiter_ops_per_s_one_client": round(asyncio.run(run()), 1)}
+
+
+def service_ceilings(postgres_url: str, redis_url: str, seconds: int = 10) -> dict[str, Any]:
+    """What the services themselves do on this machine, without BatchIn: pgbench's simple-update
+    transactions/s (an UPDATE, a SELECT and an INSERT each, about a ledger write's size) on a
+    scratch database, and redis-benchmark running the limiter's own GCRA script on random keys."""
+    import glob
+    import shutil
+
+    from sqlalchemy.engine import make_url
+
+    from batchin.core.billing.limits_redis import _SCRIPT
+
+    figures: dict[str, Any] = {}
+    pgbench = sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench")) or [shutil.which("pgbench") or ""]
+    url = make_url(postgres_url)
+    if pgbench[-1]:
+        name = f"bench_pgbench_{os.getpid()}"
+        asyncio.run(admin(postgres_url, f'CREATE DATABASE "{name}"'))
+        try:
+            where = [
+                "-h",
+                url.host or "127.0.0.1",
+                "-p",
+                str(url.port or 5432),
+                "-U",
+                url.username or "postgres",
+            ]
+            subprocess.run(
+                [pgbench[-1], "-i", "-q", "-s", "4", *where, name], check=True, capture_output=True
+            )
+            out = subprocess.run(
+                [pgbench[-1], "-N", "-c", "8", "-j", "2", "-T", str(seconds), *where, name],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            tps = [line for line in out.splitlines() if line.startswith("tps")]
+            figures["postgres_simple_update_tps_c8"] = float(tps[0].split()[2]) if tps else None
+        finally:
+            asyncio.run(admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    benchmark = shutil.which("redis-benchmark")
+    if benchmark:
+        where_redis = make_url(redis_url)
+        out = subprocess.run(
+            [
+                benchmark,
+                "-h",
+                where_redis.host or "127.0.0.1",
+                "-p",
+                str(where_redis.port or 6379),
+                "-c",
+                "16",
+                "-n",
+                "100000",
+                "-r",
+                "100000",
+                "-q",
+                "EVAL",
+                _SCRIPT,
+                "1",
+                "bench:{key:__rand_int__}:rpm",
+                "1000000",
+                "60",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        rates = re.findall(r"([0-9.]+) requests per second", out)
+        figures["redis_limiter_script_per_s_c16"] = float(rates[-1]) if rates else None
+    return figures
 
 
 def closed_loop(urls: list[str], key: str, seconds: float, concurrency: int) -> tuple[int, float]:

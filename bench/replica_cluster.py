@@ -152,7 +152,7 @@ def _plain(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-async def _admin(url: str, statement: str) -> None:
+async def admin(url: str, statement: str) -> None:
     conn = await asyncpg.connect(_plain(url))
     try:
         await conn.execute(statement)
@@ -168,7 +168,7 @@ def cluster(
     name = f"bench_replicas_{uuid.uuid4().hex[:10]}"
     base, _, _ = postgres_url.rpartition("/")
     database_url = f"{base}/{name}"
-    asyncio.run(_admin(postgres_url, f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin(postgres_url, f'CREATE DATABASE "{name}"'))
     work = Path(tempfile.mkdtemp(prefix="batchin-replicas-"))
     data_dir = work / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHIN_")}
@@ -196,5 +196,5 @@ def cluster(
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        asyncio.run(_admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         shutil.rmtree(work, ignore_errors=True)
