@@ -11,6 +11,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,10 @@ def fresh(method: str, url: str, **kwargs: Any) -> httpx2.Response:
 
 
 def test_two_api_processes_share_limits_ledger_and_one_engine(served: Served) -> None:
-    api = listeners(served.process.pid, served.port)
+    # /health answers once the first API process listens; the second may still be starting.
+    deadline = time.monotonic() + 120
+    while len(api := listeners(served.process.pid, served.port)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert len(api) == 2, served.log.read_text()
     # The engine worker is the supervisor's child; an API process starts none of its own.
     engines = [p for p in children(served.process.pid) if p not in api and is_spawned_python(p)]
