@@ -393,6 +393,7 @@ def main() -> None:
                 step(result, "webhooks", lambda: webhooks_once(hooks, result["batch"]["batch_id"]))
             finally:
                 hooks.close()
+        step(result, "service_ceilings", lambda: service_ceilings(postgres_url, redis_url))
         step(result, "workers", lambda: workers_speedup(upstream_url))
     print(json.dumps(result))
 
