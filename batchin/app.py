@@ -50,8 +50,10 @@ from batchin.core.traces.service import TraceService
 from batchin.core.webhooks.retention import WebhookPurger
 from batchin.core.webhooks.service import WebhookService
 from batchin.models.catalog import load_catalog
+from batchin.models.engine_relay import RelayAddress
 from batchin.models.registry import ModelRegistry
 from batchin.services import Services
+from batchin.shared_limiter import RelayedRateLimiter
 from batchin.store.database import Database
 from batchin.store.migrate import upgrade
 
@@ -66,9 +68,12 @@ async def build_services(
     migrate: bool = True,
     start_models: bool = True,
     registry: ModelRegistry | None = None,
+    relay: RelayAddress | None = None,
 ) -> Services:
     """Everything the surfaces call. A `registry` passed in is shared (tests load each engine once)
-    and is not closed with these services."""
+    and is not closed with these services. `relay`: this is an API process of `serve --workers N`
+    (batchin/workers.py); its hosted engines, and without Redis its rate limiter, are the
+    supervising process's, reached over that relay."""
     database = Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
     if migrate:
         await upgrade(database)
@@ -77,6 +82,8 @@ async def build_services(
         from batchin.core.billing.limits_redis import RedisRateLimiter
 
         limiter = RedisRateLimiter(settings.redis_url)
+    elif relay is not None:
+        limiter = await RelayedRateLimiter.connect(relay)
     else:
         limiter = InMemoryRateLimiter()
     auth = AuthService(database, limiter, cache_seconds=settings.auth_cache_seconds)
@@ -84,7 +91,9 @@ async def build_services(
     metering = MeteringService(ledger)
     owns_registry = registry is None
     if registry is None:
-        registry = ModelRegistry(load_catalog(settings.models), derived_dir=settings.data_dir / "models")
+        registry = ModelRegistry(
+            load_catalog(settings.models), derived_dir=settings.data_dir / "models", relay=relay
+        )
         if start_models:
             await registry.start()
     admission = AdmissionController()
@@ -226,9 +235,12 @@ async def background_work(services: Services) -> AsyncIterator[None]:
             await sweeper
 
 
-def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+def create_app(
+    settings: Settings, services: Services | None = None, *, relay: RelayAddress | None = None
+) -> Starlette:
     """The ASGI app: the HTTP API and, mounted under it, MCP at /v1/mcp. Without `services`, its
-    lifespan builds them (and migrates) at start-up."""
+    lifespan builds them (and migrates) at start-up; with `relay` (an API process of `serve
+    --workers N`) it builds them on the supervisor's engines, which has migrated already."""
     from batchin.http_api.app import build_http_app
     from batchin.http_api.body_limit import LimitedBody
     from batchin.mcp_server.http import MCP_PATH, UnauthorizedAsEnvelope, build_mcp_http_app
@@ -240,7 +252,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = services is None
-        current = services or await build_services(settings)
+        current = services or await build_services(settings, migrate=relay is None, relay=relay)
         app.state.services = current
         runtime.services = current
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -96,20 +95,31 @@ def serve(
     host: Annotated[str | None, typer.Option(help="bind address (BATCHIN_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (BATCHIN_PORT)")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="API processes on the port, sharing one set of engines (default: the CPUs)"),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (and MCP at /v1/mcp) on one port."""
+    import os
+
     import uvicorn
+
+    from batchin.workers import configure_logging, default_workers, serve_workers
 
     overrides: dict[str, Any] = {}
     if host:
         overrides["host"] = host
+        os.environ["BATCHIN_HOST"] = host  # API processes of --workers read their settings again
     if port:
         overrides["port"] = port
+        os.environ["BATCHIN_PORT"] = str(port)
     settings = Settings.load(**overrides)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # The HTTP clients log every upstream request at INFO: a line per call on the hot path.
-    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging()
+    count = workers or default_workers()
+    if count > 1:
+        serve_workers(settings, count, log_level)
+        return
     uvicorn.run(
         create_app(settings),
         host=settings.host,

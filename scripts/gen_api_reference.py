@@ -33,6 +33,7 @@ FULL_SOURCES = (
     "docs/reference/webhooks.mdx",
     "docs/reference/retention.mdx",
     "docs/reference/remote-models.mdx",
+    "docs/reference/scaling.mdx",
     "docs/structured-outputs.mdx",
     "docs/tools.mdx",
     "docs/prompts.mdx",

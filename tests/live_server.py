@@ -92,7 +92,18 @@ def live_server(data: Path, extra_env: dict[str, str] | None = None) -> Iterator
     log = data / "server.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [str(BATCHIN), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            [
+                str(BATCHIN),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--workers",
+                "1",
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -108,7 +108,18 @@ def cli(env: dict[str, str], *args: str) -> Any:
 def serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as sink:
         process = subprocess.Popen(
-            [BATCHIN, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            [
+                BATCHIN,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--workers",
+                "1",
+            ],
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,

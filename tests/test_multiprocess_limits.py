@@ -64,7 +64,18 @@ def servers(server_env: dict[str, str], tmp_path: Path) -> Iterator[list[str]]:
             log = tmp_path / f"server-{name}.log"
             with log.open("wb") as sink:
                 process = subprocess.Popen(
-                    [BATCHIN, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                    [
+                        BATCHIN,
+                        "serve",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--log-level",
+                        "warning",
+                        "--workers",
+                        "1",
+                    ],
                     env=server_env,
                     stdout=sink,
                     stderr=subprocess.STDOUT,

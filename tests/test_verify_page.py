@@ -64,7 +64,19 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     api_key = json.loads(created.stdout)["api_key"]
     port = _free_port()
     process = subprocess.Popen(
-        [*COMMAND, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=env
+        [
+            *COMMAND,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--workers",
+            "1",
+        ],
+        env=env,
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -26,6 +26,7 @@ from typing import Any
 from batchin.errors import WorkLost
 from batchin.models.catalog import CatalogEntry
 from batchin.models.engine_host import host_main
+from batchin.models.engine_relay import RelayAddress, RelayPeer, attach
 from batchin.models.engine_wire import PipeSender, WireError, watch_pipe
 
 __all__ = ["EngineClient", "EngineLost", "EngineStartFailed"]
@@ -48,10 +49,10 @@ class EngineStartFailed(Exception):
 
 
 class EngineClient:
-    def __init__(self, entry: CatalogEntry, conn: Connection, process: Any) -> None:
-        self._entry = entry
+    def __init__(self, name: str, conn: Connection, process: Any) -> None:
+        self._name = name  # the model's id (or, on a relay, the shared object's name)
         self._conn = conn
-        self._sender = PipeSender(conn, f"engine-send-{entry.id}")
+        self._sender = PipeSender(conn, f"engine-send-{name}")
         self._process = process
         self.pid = int(process.pid)  # kept: the process object is closed once reaped
         self._ids = itertools.count(1)
@@ -98,13 +99,31 @@ class EngineClient:
         )
         await asyncio.to_thread(process.start)
         child.close()  # the worker's death must close the pipe's last write end
-        client = cls(entry, parent, process)
+        client = cls(entry.id, parent, process)
         watch_pipe(client._loop, parent, client._on_readable)
         try:
             client.attributes = await asyncio.wait_for(asyncio.shield(client._ready), load_timeout)
         except BaseException:
             await client.close()
             raise
+        return client
+
+    @classmethod
+    async def connect(
+        cls, relay: RelayAddress, name: str, *, attributes: tuple[str, ...] = (), load_timeout: float = 600.0
+    ) -> EngineClient:
+        """Attach to the engine the supervising process of `serve --workers` hosts for model `name`
+        (engine_relay.py) instead of spawning one: every API process shares its weights."""
+        conn = await asyncio.to_thread(attach, relay, name, attributes)
+        client = cls(name, conn, RelayPeer(None))
+        watch_pipe(client._loop, conn, client._on_readable)
+        try:
+            ready = await asyncio.wait_for(asyncio.shield(client._ready), load_timeout)
+        except BaseException:
+            await client.close()
+            raise
+        client.pid = int(ready.pop("pid", None) or 0)
+        client.attributes = ready
         return client
 
     @property
@@ -183,7 +202,7 @@ class EngineClient:
         except (EOFError, OSError):
             self._loop.remove_reader(self._conn.fileno())
             if not self.exited.done():
-                self._loop.create_task(self._reap(), name=f"reap-engine-{self._entry.id}")
+                self._loop.create_task(self._reap(), name=f"reap-engine-{self._name}")
 
     def _dispatch(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -232,7 +251,7 @@ class EngineClient:
 
     def _lost_error(self) -> EngineLost:
         how = self.exited.result() if self.exited.done() else "is gone"
-        return EngineLost(f"model {self._entry.id}'s engine process {how}; it is restarting, retry shortly")
+        return EngineLost(f"model {self._name}'s engine process {how}; it is restarting, retry shortly")
 
     async def close(self) -> None:
         """Ask the worker to close its runner and exit; kill it if it does not in time."""

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import AsyncGenerator, Awaitable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 from batchin.models.catalog import CatalogEntry
 from batchin.models.engine_wire import PipeSender, WireError, resolve, watch_pipe
 
-__all__ = ["host_main"]
+__all__ = ["EngineHost", "host_main"]
 
 
 def host_main(
@@ -43,14 +44,14 @@ def host_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if nice:
         os.nice(nice)  # decoding yields the CPU to the API process's event loop
-    host = _Host(conn)
+    host = EngineHost(conn)
     entry = CatalogEntry.model_validate(entry_data)
     asyncio.run(host.run(target, entry, weights, attributes, derived_dir))
     host.sender.close()  # what is still queued (a last large reply) goes out first
     conn.close()
 
 
-class _Host:
+class EngineHost:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self.sender = PipeSender(conn, "engine-host-send")
@@ -77,10 +78,18 @@ class _Host:
         except Exception as exc:
             self._send(("failed", WireError.of(exc)))
             return
+        try:
+            await self.serve(runner, {name: getattr(runner, name) for name in attributes})
+        finally:
+            await runner.close()
+
+    async def serve(self, runner: Any, ready: dict[str, Any]) -> None:
+        """Say `ready`, then serve `runner`'s methods on the connection until it closes (or asks
+        to). What is still running for it is cancelled; the runner itself is left open."""
         self._runner = runner
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
-        self._send(("ready", {name: getattr(runner, name) for name in attributes}))
+        self._send(("ready", ready))
         watch_pipe(loop, self._conn, self._on_readable)
         try:
             await self._done
@@ -90,7 +99,6 @@ class _Host:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await runner.close()
 
     def _on_readable(self) -> None:
         try:
@@ -124,7 +132,7 @@ class _Host:
 
     async def _call(self, call_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
-            result = await getattr(self._runner, method)(*args, **kwargs)
+            result = await self._invoke(method, args, kwargs)
         except Exception as exc:
             self._send(("error", call_id, WireError.of(exc)))
         else:
@@ -132,7 +140,7 @@ class _Host:
 
     async def _stream(self, call_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
-            async with contextlib.aclosing(getattr(self._runner, method)(*args, **kwargs)) as items:
+            async with contextlib.aclosing(self._iterate(method, args, kwargs)) as items:
                 async for item in items:
                     if not self._send_or_fail(call_id, ("item", call_id, item)):
                         return
@@ -140,6 +148,14 @@ class _Host:
             self._send(("error", call_id, WireError.of(exc)))
         else:
             self._send(("end", call_id))
+
+    def _invoke(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
+        return getattr(self._runner, method)(*args, **kwargs)  # type: ignore[no-any-return]
+
+    def _iterate(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> AsyncGenerator[Any, None]:
+        return getattr(self._runner, method)(*args, **kwargs)  # type: ignore[no-any-return]
 
     def _send_or_fail(self, call_id: int, message: tuple[Any, ...]) -> bool:
         """Send; a value that cannot be pickled fails its call instead of the worker."""

@@ -31,6 +31,7 @@ from batchin.errors import ServiceUnavailable
 from batchin.models.base import EngineUnavailable, RunnerHealth
 from batchin.models.catalog import CatalogEntry
 from batchin.models.engine_client import EngineClient
+from batchin.models.engine_relay import RelayAddress
 from batchin.models.engine_stats import EngineWorkerStats, rss_bytes
 from batchin.models.engine_supervisor import EngineSupervisor, RestartPolicy
 
@@ -47,6 +48,9 @@ class HostedRunner:
         self.entry = entry
         self.target = target  # the engine's "module:Class", built in the worker
         self.derived_dir: Path | None = None  # set by the registry; handed on to the worker's runner
+        # Set by the registry in an API process of `serve --workers N`: attach to the engine the
+        # supervising process hosts (engine_relay.py) rather than start one.
+        self.relay: RelayAddress | None = None
         options = entry.engine_options.get("supervisor", {})
         if not isinstance(options, dict):
             raise ValueError(f"model {entry.id}: engine_options.supervisor must be a table")
@@ -87,14 +91,17 @@ class HostedRunner:
         return supervisor
 
     async def _start_worker(self) -> EngineClient:
-        client = await EngineClient.start(
-            self.target,
-            self.entry,
-            self._weights,
-            attributes=self.ATTRIBUTES,
-            nice=self._nice,
-            derived_dir=self.derived_dir,
-        )
+        if self.relay is not None:  # an API process of `serve --workers`: the supervisor's engine
+            client = await EngineClient.connect(self.relay, self.entry.id, attributes=self.ATTRIBUTES)
+        else:
+            client = await EngineClient.start(
+                self.target,
+                self.entry,
+                self._weights,
+                attributes=self.ATTRIBUTES,
+                nice=self._nice,
+                derived_dir=self.derived_dir,
+            )
         for name, value in client.attributes.items():
             setattr(self, name, value)
         return client

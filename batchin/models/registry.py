@@ -31,6 +31,7 @@ from typing import Any, Literal, Protocol, cast, runtime_checkable
 from batchin.errors import InvalidRequest, NotFound, ServiceUnavailable
 from batchin.models.base import EngineUnavailable, RunnerHealth, TextRunner
 from batchin.models.catalog import TEXT_KINDS, Catalog, CatalogEntry
+from batchin.models.engine_relay import RelayAddress
 from batchin.models.engine_stats import EngineWorkerStats
 from batchin.models.engine_wire import resolve
 from batchin.models.weights import WeightsError, WeightsMissing, WeightsVerifier, resolve_weights
@@ -113,6 +114,7 @@ class ModelRegistry:
         hosted: Mapping[str, str] = HOSTED,
         verifier: WeightsVerifier | None = None,
         derived_dir: Path = Path("data") / "models",
+        relay: RelayAddress | None = None,
     ) -> None:
         """`derived_dir`: where runners may write files derived from weights, one folder per model
         (the server passes its data dir's `models/`; the default is that of the default data dir)."""
@@ -125,6 +127,9 @@ class ModelRegistry:
         # Each alias reaches its entry's slot: one runner, one load, whichever name is called.
         self._aliases = {alias: entry.id for entry in catalog.entries for alias in entry.aliases}
         self._closed = False
+        # In an API process of `serve --workers N`: hosted engines are the supervisor's, reached
+        # through its relay (engine_relay.py), which verified their weights and loads them once.
+        self._relay = relay
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -237,7 +242,7 @@ class ModelRegistry:
         try:
             runner_class = self._import_engine(entry.engine)
             weights: Path | None = None
-            if entry.weights is not None:
+            if entry.weights is not None and not self._relayed(entry):
                 weights = await asyncio.to_thread(self._verifier.verify, entry.weights, entry.base_dir)
             runner = self._build(entry, runner_class)
             if isinstance(runner, WritesDerivedFiles):
@@ -256,10 +261,19 @@ class ModelRegistry:
             slot.runner, slot.state, slot.reason = runner, "ready", None
             log.info("model %s loaded (engine %s)", entry.id, entry.engine)
 
-    def _build(self, entry: CatalogEntry, runner_class: Any) -> Any:
+    def _hosted_proxy(self, entry: CatalogEntry) -> str | None:
         proxy = self._hosted.get(entry.engine)
-        if proxy is not None and not entry.engine_options.get("in_process", False):
-            return resolve(proxy)(entry, self._engines[entry.engine])
+        return None if entry.engine_options.get("in_process", False) else proxy
+
+    def _relayed(self, entry: CatalogEntry) -> bool:
+        return self._relay is not None and self._hosted_proxy(entry) is not None
+
+    def _build(self, entry: CatalogEntry, runner_class: Any) -> Any:
+        proxy = self._hosted_proxy(entry)
+        if proxy is not None:
+            runner = resolve(proxy)(entry, self._engines[entry.engine])
+            runner.relay = self._relay
+            return runner
         build = getattr(runner_class, "from_entry", runner_class)
         return build(entry)
 

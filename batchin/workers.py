@@ -1,0 +1,197 @@
+"""`batchin serve --workers N`: N API processes on one port, one set of engines.
+
+The supervising process (the one the command started):
+- holds the port; each API process listens on it with SO_REUSEPORT (the kernel hands each new
+  connection to one of them);
+- migrates the store once, before any API process starts;
+- owns the model registry: embedded engines are loaded once, in worker processes of its own, and
+  served to every API process over a Unix-socket relay (models/engine_relay.py);
+- without Redis, holds the one rate limiter all API processes share (shared_limiter.py);
+- restarts an API process that dies, and on SIGTERM or SIGINT stops them all (each drains its
+  requests and writes what it buffered), then its engines.
+
+What the API processes share through the store itself: the ledger, usage, receipts, batches and
+webhooks (SQLite serialises their write transactions across processes with `BEGIN IMMEDIATE`;
+PostgreSQL with row locks and `SKIP LOCKED` claiming, as for replicas). Per process: admission
+queues and the auth cache (revocations still reach every process through the shared limiter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from batchin.config import Settings
+from batchin.models.catalog import load_catalog
+from batchin.models.engine_relay import EngineRelay, RelayAddress
+from batchin.models.registry import ModelRegistry
+from batchin.shared_limiter import LIMITER_NAME, LimiterEndpoint
+from batchin.store.database import Database
+from batchin.store.migrate import upgrade
+
+__all__ = ["configure_logging", "default_workers", "serve_workers"]
+
+log = logging.getLogger("batchin")
+
+_STOP_SECONDS = 20.0  # an API process's graceful shutdown (10 s for requests) plus its flushes
+_RESTART_DELAY_SECONDS = 1.0
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # The HTTP clients log every upstream request at INFO: a line per call on the hot path.
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on (a container's limit, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def serve_workers(settings: Settings, workers: int, log_level: str) -> None:
+    # Bound, never listening: holds the port (a taken one fails here, at once) without joining the
+    # group of listening sockets the kernel spreads connections over.
+    reservation = _bind(settings.host, settings.port)
+    try:
+        asyncio.run(_Supervisor(settings, workers, log_level).run())
+    finally:
+        reservation.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket on the shared port. SO_REUSEPORT: each API process listens on a socket of its own
+    and the kernel spreads new connections over them by their addresses, so the processes share the
+    load even when all connections open at once (one shared accept queue would let whichever
+    process woke first take them all)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+class _Supervisor:
+    def __init__(self, settings: Settings, workers: int, log_level: str) -> None:
+        self._settings = settings
+        self._workers = workers
+        self._log_level = log_level
+        self._context = multiprocessing.get_context("spawn")
+        self._processes: list[BaseProcess | None] = [None] * workers
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stopping.set)
+        database = Database(self._settings.resolved_database_url, pool_size=1)
+        try:
+            await upgrade(database)  # once, before N processes could race to do it
+        finally:
+            await database.dispose()
+        settings = self._settings
+        registry = ModelRegistry(load_catalog(settings.models), derived_dir=settings.data_dir / "models")
+        folder = Path(tempfile.mkdtemp(prefix="batchin-relay-"))  # mode 0700: only this user
+        relay: EngineRelay | None = None
+        try:
+            await registry.start()
+            relay = EngineRelay(folder / "relay.sock", registry.runner)
+            if not settings.redis_url:
+                relay.serve_object(LIMITER_NAME, LimiterEndpoint())
+            for index in range(self._workers):
+                self._start(index, relay.address)
+            log.info("serving on %s:%d with %d API processes", settings.host, settings.port, self._workers)
+            while not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), _RESTART_DELAY_SECONDS)
+                for index, process in enumerate(self._processes):
+                    if process is not None and not process.is_alive() and not self._stopping.is_set():
+                        log.warning(
+                            "API process %d exited with %s; starting it again", index, process.exitcode
+                        )
+                        self._start(index, relay.address)
+        finally:
+            await self._stop_all()
+            if relay is not None:
+                await relay.close()
+            await registry.close()
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _start(self, index: int, relay: RelayAddress) -> None:
+        process = self._context.Process(
+            target=_api_process,
+            args=(relay, self._log_level, os.getpid()),
+            name=f"batchin-api-{index}",
+        )
+        process.start()
+        self._processes[index] = process
+
+    async def _stop_all(self) -> None:
+        running = [p for p in self._processes if p is not None and p.is_alive()]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid or 0, signal.SIGTERM)
+        for process in running:
+            await asyncio.to_thread(process.join, _STOP_SECONDS)
+            if process.is_alive():
+                log.warning("API process %s did not stop in %.0fs; killing it", process.name, _STOP_SECONDS)
+                process.kill()
+                await asyncio.to_thread(process.join, 5)
+
+
+def _api_process(relay: RelayAddress, log_level: str, parent: int) -> None:
+    """One API process: the app on its own socket on the shared port, on the supervisor's engines."""
+    import uvicorn
+
+    from batchin.app import create_app
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the server's own handler (ApiServer) takes over
+    _exit_with_parent(parent)
+    configure_logging()
+    settings = Settings.load()
+    config = uvicorn.Config(
+        create_app(settings, relay=relay),
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    server = _api_server_class()(config)
+    listener = _bind(settings.host, settings.port)
+    listener.listen(2048)
+    server.run(sockets=[listener])
+
+
+def _api_server_class() -> Any:
+    import uvicorn
+
+    class ApiServer(uvicorn.Server):
+        """Ctrl-C reaches the whole process group: the supervisor decides when API processes stop
+        (one SIGTERM each), so a SIGINT here never turns their graceful shutdown into a forced one."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if sig != signal.SIGINT:
+                super().handle_exit(sig, frame)
+
+    return ApiServer
+
+
+def _exit_with_parent(parent: int) -> None:
+    """SIGTERM when the supervisor dies, however it dies (Linux), so no API process is orphaned."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc: Any = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,100 @@
+"""The relay of `serve --workers N` (models/engine_relay.py): API processes' registries attach to
+the engines one owning registry hosts, so each model's worker runs once whoever calls it; and the
+rate limiter served beside them is one budget, and one revocation list, for every client."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from batchin.core.billing.limits import KeyRevoked
+from batchin.models.engine_relay import EngineRelay
+from batchin.models.hosted_text import HostedTextRunner
+from batchin.models.registry import HOSTED, ModelRegistry
+from batchin.shared_limiter import LIMITER_NAME, LimiterEndpoint, RelayedRateLimiter
+from tests.models.test_hosted_idle_unload import chat
+from tests.text_fixtures import SCRIPTED_ENGINES, scripted_registry
+
+pytestmark = pytest.mark.slow
+
+CATALOG = """
+[models.shared]
+kind = ["chat"]
+engine = "scripted"
+licence = "MIT"
+context_length = 64
+status = "always_on"
+engine_options = { tokens = ["o", "k"] }
+pricing = { input_per_1m = 1, output_per_1m = 1 }
+"""
+HOSTED_SCRIPTED = {"scripted": HOSTED["llama_cpp"]}
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[tuple[EngineRelay, ModelRegistry]]:
+    folder = Path(tempfile.mkdtemp(prefix="relay-test-"))  # a Unix socket path must stay short
+    owner = scripted_registry(CATALOG, hosted=HOSTED_SCRIPTED)
+    await owner.start()
+    served = EngineRelay(folder / "relay.sock", owner.runner)
+    served.serve_object(LIMITER_NAME, LimiterEndpoint())
+    yield served, owner
+    await served.close()
+    await owner.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def attached(relay: EngineRelay) -> ModelRegistry:
+    return ModelRegistry(
+        scripted_registry(CATALOG).catalog,
+        engines=SCRIPTED_ENGINES,
+        hosted=HOSTED_SCRIPTED,
+        relay=relay.address,
+    )
+
+
+async def test_api_registries_share_the_owners_engine_worker(
+    relay: tuple[EngineRelay, ModelRegistry],
+) -> None:
+    served, owner = relay
+    owned = await owner.runner("shared")
+    assert isinstance(owned, HostedTextRunner)
+    assert owned.worker is not None
+    engine_pid = owned.worker.pid
+    api = [attached(served), attached(served)]
+    try:
+        for registry in api:
+            await registry.start()
+            runner = await registry.runner("shared")
+            assert isinstance(runner, HostedTextRunner)
+            assert await chat(runner) == "ok"
+            assert runner.worker is not None
+            assert runner.worker.pid == engine_pid  # the owner's worker, not one of its own
+            assert runner.context_length == 64  # attributes copied from the owner's runner
+        assert owned.worker.pid == engine_pid
+    finally:
+        for registry in api:
+            await registry.close()
+    # Closing an API registry detaches it; the owner's engine keeps serving.
+    assert await chat(owned) == "ok"
+
+
+async def test_the_relayed_limiter_is_one_budget_and_one_revocation_list(
+    relay: tuple[EngineRelay, ModelRegistry],
+) -> None:
+    served, _ = relay
+    a = await RelayedRateLimiter.connect(served.address)
+    b = await RelayedRateLimiter.connect(served.address)
+    try:
+        decisions = [await limiter.hit("key:k1", 3, key_id="k1") for limiter in (a, b, a, b)]
+        assert [d.allowed for d in decisions] == [True, True, True, False]
+        await a.mark_revoked("k1")
+        assert await b.is_revoked("k1")
+        with pytest.raises(KeyRevoked):
+            await b.hit("key:k1", 3, key_id="k1")
+    finally:
+        await a.close()
+        await b.close()
