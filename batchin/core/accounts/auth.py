@@ -20,7 +20,7 @@ from batchin.core.clock import utcnow
 from batchin.core.context import Principal, RateLimitState
 from batchin.errors import RateLimited, Unauthorized
 from batchin.store.database import Database
-from batchin.store.tables import api_keys
+from batchin.store.tables import api_keys, users
 
 _LAST_USED_RESOLUTION_SECONDS = 60.0
 _INVALID_KEY = "Invalid or missing API key. Send Authorization: Bearer <API_KEY>."
@@ -94,7 +94,10 @@ class AuthService:
                         api_keys.c.scopes,
                         api_keys.c.models,
                         api_keys.c.regions,
-                    ).where(api_keys.c.key_hash == digest, api_keys.c.is_active.is_(True))
+                        users.c.currency,
+                    )
+                    .join(users, users.c.id == api_keys.c.user_id)
+                    .where(api_keys.c.key_hash == digest, api_keys.c.is_active.is_(True))
                 )
             ).first()
         if row is None or not hashes_match(row.key_hash, digest):

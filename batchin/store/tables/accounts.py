@@ -26,8 +26,12 @@ users = Table(
     Column("email", String(320), nullable=False, unique=True),
     Column("name", String(200), nullable=False),
     Column("balance_units", BigInteger, nullable=False, default=0),
+    # USD or CNY, fixed when the account is opened: the unit of its balance, keys' budgets and spend,
+    # usage costs and top-ups (protocol/currency.py).
+    Column("currency", String(3), nullable=False, server_default="USD"),
     Column("created_at", TS, nullable=False),
     CheckConstraint("balance_units >= 0", name="balance_non_negative"),
+    CheckConstraint("currency IN ('USD', 'CNY')", name="currency_known"),
 )
 
 api_keys = Table(
