@@ -177,7 +177,7 @@ class Settings(BaseSettings):
     vaas_record_price_usd: Decimal = Field(default=Decimal("0.001"), ge=0)
     vaas_record_price_cny: Decimal = Field(default=Decimal("0.007"), ge=0, description="CNY accounts' price")
 
-    # Two entries, one product (docs/reference/entries.mdx). An account's currency (USD or CNY) is
+    # Two entries, one product (docs/reference/billing.mdx). An account's currency (USD or CNY) is
     # fixed when it is opened; CNY accounts pay each model's `pricing_cny`, or, for a catalog entry
     # without one, its USD prices times `cny_per_usd`, converted once when the catalog is loaded.
     cny_per_usd: Decimal | None = Field(default=None, gt=0, max_digits=18, decimal_places=9)
