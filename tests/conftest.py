@@ -86,8 +86,9 @@ async def services(settings: Settings, model_registry: ModelRegistry) -> AsyncIt
 
 
 @pytest.fixture
-def app(settings: Settings, services: Services) -> Starlette:
-    return create_app(settings, services)
+def app(services: Services) -> Starlette:
+    # services.settings, not the settings fixture: a module's own `services` may override settings.
+    return create_app(services.settings, services)
 
 
 @pytest.fixture

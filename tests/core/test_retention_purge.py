@@ -35,7 +35,6 @@ from batchin.store.tables import (
 from tests.batch_fixtures import batch_services as _batch_services
 from tests.batch_fixtures import jsonl_line, wait_for
 from tests.conftest import MakeUser, bearer
-from tests.text_fixtures import asgi_client
 
 OLD = 400  # days: past every default retention
 
@@ -44,12 +43,6 @@ OLD = 400  # days: past every default retention
 async def services(settings: Settings) -> AsyncIterator[Services]:
     # Batch workers stopped: a test that needs a batch to run starts them.
     async with _batch_services(settings, start=False, retention_purge_batch_rows=2) as built:
-        yield built
-
-
-@pytest.fixture
-async def client(services: Services) -> AsyncIterator[httpx2.AsyncClient]:
-    async with asgi_client(services) as built:
         yield built
 
 

@@ -18,7 +18,7 @@ from batchin.core.context import CallContext, Principal
 from batchin.protocol.accounts import UserCreated
 from batchin.services import Services
 from tests.conftest import MakeUser, assert_error, bearer
-from tests.text_fixtures import asgi_client, balance_units, logs_of, scripted_services
+from tests.text_fixtures import balance_units, logs_of, scripted_services
 
 PRICE_USD = Decimal("0.002")
 PRICE_UNITS = 200_000  # $0.002 = 0.2 cents, at 1,000,000 units per cent
@@ -28,12 +28,6 @@ BODY = {"input_text": "What is 2 + 2?", "output_text": "5", "model_id": "scripte
 @pytest.fixture
 async def services(settings: Settings) -> AsyncIterator[Services]:
     async with scripted_services(settings, vaas_record_price_usd=PRICE_USD) as built:
-        yield built
-
-
-@pytest.fixture
-async def client(services: Services) -> AsyncIterator[httpx2.AsyncClient]:
-    async with asgi_client(services) as built:
         yield built
 
 

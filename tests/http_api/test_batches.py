@@ -21,7 +21,7 @@ from batchin.store.tables import batches, webhook_deliveries
 from tests.batch_fixtures import CHAT, TEXT, WIDE, batch_services, chat_task, jsonl_line
 from tests.conftest import MakeUser, assert_error, bearer
 from tests.media_fixtures import sdk_client
-from tests.text_fixtures import asgi_client, runner_of
+from tests.text_fixtures import runner_of
 
 HOOK = "http://127.0.0.1:9/hooks/batchin"
 
@@ -29,12 +29,6 @@ HOOK = "http://127.0.0.1:9/hooks/batchin"
 @pytest.fixture
 async def services(settings: Settings) -> AsyncIterator[Services]:
     async with batch_services(settings, webhook_allowed_hosts=["127.0.0.1"]) as built:
-        yield built
-
-
-@pytest.fixture
-async def client(services: Services) -> AsyncIterator[httpx2.AsyncClient]:
-    async with asgi_client(services) as built:
         yield built
 
 

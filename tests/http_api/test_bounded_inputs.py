@@ -16,7 +16,7 @@ from batchin.config import Settings
 from batchin.protocol.accounts import UserCreated
 from batchin.services import Services
 from tests.conftest import MakeUser, assert_error, bearer
-from tests.text_fixtures import asgi_client, scripted_services
+from tests.text_fixtures import scripted_services
 
 LIMIT = 64 * 1024
 CHUNK = 64 * 1024
@@ -69,12 +69,6 @@ SURFACES = {
 async def services(settings: Settings) -> AsyncIterator[Services]:
     limits = {"max_body_bytes": LIMIT, "max_upload_bytes": LIMIT, "file_upload_max_bytes": LIMIT}
     async with scripted_services(settings, otlp_max_body_bytes=LIMIT, **limits) as built:
-        yield built
-
-
-@pytest.fixture
-async def client(services: Services) -> AsyncIterator[httpx2.AsyncClient]:
-    async with asgi_client(services) as built:
         yield built
 
 

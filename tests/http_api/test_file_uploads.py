@@ -12,7 +12,7 @@ from batchin.config import Settings
 from batchin.protocol.accounts import UserCreated
 from batchin.services import Services
 from tests.conftest import MakeUser, assert_error, bearer
-from tests.text_fixtures import asgi_client, scripted_services
+from tests.text_fixtures import scripted_services
 
 LIMIT = 4096
 JSONL = b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
@@ -21,12 +21,6 @@ JSONL = b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "b
 @pytest.fixture
 async def services(settings: Settings) -> AsyncIterator[Services]:
     async with scripted_services(settings, file_upload_max_bytes=LIMIT) as built:
-        yield built
-
-
-@pytest.fixture
-async def client(services: Services) -> AsyncIterator[httpx2.AsyncClient]:
-    async with asgi_client(services) as built:
         yield built
 
 

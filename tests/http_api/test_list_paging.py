@@ -17,19 +17,12 @@ from batchin.services import Services
 from tests.batch_fixtures import batch_services, chat_task
 from tests.conftest import MakeUser, bearer
 from tests.http_api.test_usage import context_for, metered
-from tests.text_fixtures import asgi_client
 
 
 @pytest.fixture
 async def services(settings: Settings) -> AsyncIterator[Services]:
     async with batch_services(settings) as built:
         await built.batches.dispatcher.stop()  # listing only: no batch needs to run
-        yield built
-
-
-@pytest.fixture
-async def client(services: Services) -> AsyncIterator[httpx2.AsyncClient]:
-    async with asgi_client(services) as built:
         yield built
 
 

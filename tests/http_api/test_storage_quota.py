@@ -32,12 +32,6 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
 
 
 @pytest.fixture
-async def client(services: Services) -> AsyncIterator[httpx2.AsyncClient]:
-    async with asgi_client(services) as built:
-        yield built
-
-
-@pytest.fixture
 async def user(make_user: MakeUser) -> UserCreated:
     return await make_user()
 

@@ -11,18 +11,12 @@ from batchin.config import Settings
 from batchin.http_api.routes import verify_page
 from batchin.services import Services
 from tests.conftest import assert_error
-from tests.text_fixtures import asgi_client, scripted_services
+from tests.text_fixtures import scripted_services
 
 
 @pytest.fixture
 async def services(settings: Settings) -> AsyncIterator[Services]:
     async with scripted_services(settings) as built:
-        yield built
-
-
-@pytest.fixture
-async def client(services: Services) -> AsyncIterator[httpx2.AsyncClient]:
-    async with asgi_client(services) as built:
         yield built
 
 
