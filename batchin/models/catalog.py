@@ -259,7 +259,9 @@ class CatalogEntry(_Strict):
                 for price in _REQUIRED_PRICES[kind]:
                     if pricing is not None and getattr(pricing, price) is None:
                         raise ValueError(f"kind {kind!r} needs {table}.{price}")
-        if self.pricing_cny is not None and "batch_discount" in self.pricing_cny.model_fields_set:
+        # A value, not "was it set": an entry dumped and validated again (the engine worker's copy)
+        # carries every field.
+        if self.pricing_cny is not None and self.pricing_cny.batch_discount != 0:
             raise ValueError("batch_discount belongs in [pricing], where it applies to every currency")
         return self
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-__all__ = ["CURRENCIES", "DEFAULT_CURRENCY", "Currency", "currency_of"]
+__all__ = ["CURRENCIES", "DEFAULT_CURRENCY", "Currency", "currency_of", "minor_unit"]
 
 Currency = Literal["USD", "CNY"]
 CURRENCIES: tuple[Currency, ...] = get_args(Currency)
@@ -22,3 +22,8 @@ def currency_of(value: str) -> Currency:
         if value == currency:
             return currency
     raise ValueError(f"unknown currency {value!r}")
+
+
+def minor_unit(currency: Currency) -> str:
+    """What a `*_cents` amount counts in this currency, for text meant for people: cents or fen."""
+    return "fen" if currency == "CNY" else "cents"

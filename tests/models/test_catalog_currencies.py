@@ -62,7 +62,7 @@ def test_every_model_of_the_default_catalog_has_its_own_cny_prices() -> None:
     for entry in load_catalog().entries:
         cny = entry.prices("CNY")
         assert cny is not None, entry.id
-        assert "batch_discount" not in cny.model_fields_set
+        assert cny.batch_discount == 0
 
 
 def test_a_cny_table_needs_the_prices_of_its_kind() -> None:
@@ -70,6 +70,15 @@ def test_a_cny_table_needs_the_prices_of_its_kind() -> None:
         CatalogError, match=r"models\.tiny: Value error, kind 'chat' needs pricing_cny\.output_per_1m"
     ):
         parse_catalog(MINIMAL + "[models.tiny.pricing_cny]\ninput_per_1m = 1\n", source="t")
+
+
+def test_an_entry_with_cny_prices_survives_a_dump_and_validation() -> None:
+    """What the engine worker does with its entry (models/engine_host.py)."""
+    entry = parse_catalog(
+        WITH_CNY.replace("output_per_1m = 0.2", "output_per_1m = 0.2\nbatch_discount = 0.5"), source="t"
+    )
+    copy = type(entry.entries[0]).model_validate(entry.entries[0].model_dump())
+    assert copy.prices("CNY") == entry.entries[0].prices("CNY")
 
 
 def test_a_batch_discount_in_the_cny_table_is_refused() -> None:
