@@ -21,7 +21,9 @@ async def test_an_account_from_before_currencies_is_usd(services: Services, make
     await upgrade(services.database)
     me = await services.accounts.get_user(user.id)
     assert (me.currency, me.credit_balance_cents) == ("USD", 250)
+    # Nothing hanging off the user is lost (a SQLite table rebuild of users would cascade to them).
     assert (await services.auth.authenticate(user.api_key)).currency == "USD"
+    assert [t.amount_cents for t in await services.topups.history(user.id)] == [250]
 
 
 async def test_the_store_refuses_an_unknown_currency(services: Services) -> None:

@@ -17,15 +17,26 @@ down_revision = '0015_video_job_receipts'
 branch_labels = None
 depends_on = None
 
+_CHECK = "currency IN ('USD', 'CNY')"
+
 
 def upgrade() -> None:
-    # The server default fills every existing row with USD in the same statement.
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('currency', sa.String(length=3), nullable=False, server_default='USD'))
-        batch_op.create_check_constraint(op.f('ck_users_currency_known'), "currency IN ('USD', 'CNY')")
+    # The server default fills every existing row with USD in the same statement. On SQLite the
+    # column and its check are one ALTER TABLE ADD COLUMN: a batch "recreate" of users would drop
+    # the old table, and with foreign keys on that cascades to every key, usage log and top-up.
+    if op.get_bind().dialect.name == 'sqlite':
+        op.execute(
+            "ALTER TABLE users ADD COLUMN currency VARCHAR(3) DEFAULT 'USD' NOT NULL "
+            f"CONSTRAINT ck_users_currency_known CHECK ({_CHECK})"
+        )
+        return
+    op.add_column('users', sa.Column('currency', sa.String(length=3), nullable=False, server_default='USD'))
+    op.create_check_constraint(op.f('ck_users_currency_known'), 'users', _CHECK)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.drop_constraint(op.f('ck_users_currency_known'), type_='check')
-        batch_op.drop_column('currency')
+    if op.get_bind().dialect.name == 'sqlite':
+        op.execute('ALTER TABLE users DROP COLUMN currency')  # SQLite >= 3.35; no table rebuild
+        return
+    op.drop_constraint(op.f('ck_users_currency_known'), 'users', type_='check')
+    op.drop_column('users', 'currency')
