@@ -92,7 +92,9 @@ async def build_services(
     owns_registry = registry is None
     if registry is None:
         registry = ModelRegistry(
-            load_catalog(settings.models), derived_dir=settings.data_dir / "models", relay=relay
+            load_catalog(settings.models, cny_per_usd=settings.cny_per_usd),
+            derived_dir=settings.data_dir / "models",
+            relay=relay,
         )
         if start_models:
             await registry.start()
@@ -161,7 +163,11 @@ async def build_services(
             slow_consumer_timeout=settings.slow_consumer_timeout_seconds,
         ),
         audit=audit,
-        asserted_records=AssertedRecordService(audit, metering, settings.vaas_record_price_usd),
+        asserted_records=AssertedRecordService(
+            audit,
+            metering,
+            {"USD": settings.vaas_record_price_usd, "CNY": settings.vaas_record_price_cny},
+        ),
         traces=traces,
         webhooks=webhooks,
         batches=BatchService(settings, database, registry, ledger, inference, embeddings, files, webhooks),

@@ -74,7 +74,8 @@ def models_check() -> None:
     from batchin.models.catalog import load_catalog
     from batchin.models.engine_check import check_catalog
 
-    results = check_catalog(load_catalog(Settings.load().models))
+    settings = Settings.load()
+    results = check_catalog(load_catalog(settings.models, cny_per_usd=settings.cny_per_usd))
     _emit([{"model": r.model_id, "ok": r.ok, "detail": r.detail} for r in results])
     if not all(r.ok for r in results):
         raise typer.Exit(code=1)
@@ -146,12 +147,19 @@ def db_upgrade() -> None:
 def users_create(
     email: Annotated[str, typer.Option(help="unique email")],
     name: Annotated[str, typer.Option(help="display name")],
-    credit_cents: Annotated[int, typer.Option(help="starting credit in cents")] = 0,
+    credit_cents: Annotated[
+        int, typer.Option(help="starting credit in minor units of the currency (cents or fen)")
+    ] = 0,
+    currency: Annotated[
+        str,
+        typer.Option(help="USD (global entry) or CNY (China entry); fixed for good", case_sensitive=False),
+    ] = "USD",
     rate_limit_rpm: Annotated[
         int | None, typer.Option(help="the first key's requests per minute (default: the server's)")
     ] = None,
     monthly_budget_cents: Annotated[
-        int | None, typer.Option(help="the first key's monthly budget in cents (default: none)")
+        int | None,
+        typer.Option(help="the first key's monthly budget in cents or fen (default: none)"),
     ] = None,
 ) -> None:
     """Create a user with a first API key (every scope, every model); prints the key once."""
@@ -163,6 +171,7 @@ def users_create(
                 credit_cents,
                 rate_limit_rpm=rate_limit_rpm,
                 monthly_budget_cents=monthly_budget_cents,
+                currency=currency.upper(),
             )
         )
     )
@@ -184,7 +193,7 @@ def invites_create(
 @users_app.command("credit")
 def users_credit(
     user: Annotated[str, typer.Option(help="user id or email")],
-    cents: Annotated[int, typer.Option(help="amount to add, in cents")],
+    cents: Annotated[int, typer.Option(help="amount to add, in the account's cents or fen")],
     note: Annotated[str | None, typer.Option(help="why")] = None,
 ) -> None:
     """Add credit to a user's balance (recorded as an admin top-up)."""
@@ -221,7 +230,9 @@ def keys_create(
     user: Annotated[str, typer.Option(help="user id or email")],
     name: Annotated[str | None, typer.Option(help="key name")] = None,
     rpm: Annotated[int | None, typer.Option(help="requests per minute")] = None,
-    budget_cents: Annotated[int | None, typer.Option(help="monthly budget in cents")] = None,
+    budget_cents: Annotated[
+        int | None, typer.Option(help="monthly budget in the account's cents or fen")
+    ] = None,
     scope: Annotated[
         list[str] | None, typer.Option(help="a scope the key gets (repeat; default: every scope)")
     ] = None,

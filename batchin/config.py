@@ -175,6 +175,16 @@ class Settings(BaseSettings):
     # What one caller-asserted record (POST /v1/vaas) costs, in USD like the catalog's prices: it is
     # signed and logged for good, so it is billed, per record (core/serving/asserted_records.py).
     vaas_record_price_usd: Decimal = Field(default=Decimal("0.001"), ge=0)
+    vaas_record_price_cny: Decimal = Field(default=Decimal("0.007"), ge=0, description="CNY accounts' price")
+
+    # Two entries, one product (docs/reference/billing.mdx). An account's currency (USD or CNY) is
+    # fixed when it is opened; CNY accounts pay each model's `pricing_cny`, or, for a catalog entry
+    # without one, its USD prices times `cny_per_usd`, converted once when the catalog is loaded.
+    cny_per_usd: Decimal | None = Field(default=None, gt=0, max_digits=18, decimal_places=9)
+    # Which entry a request came in by (http_api/entries.py): "host=global,host2=china,/cn=china"
+    # (a host name, or a path prefix starting with "/"), or a JSON object of the same. Requests that
+    # match none are the global entry's.
+    entries: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
 
     public_base_url: str = "http://127.0.0.1:8000"
     # Generated media links (images' data[].url, a video's output_url) open without a key: each is
@@ -195,7 +205,6 @@ class Settings(BaseSettings):
     stripe_secret_key: str | None = None
     stripe_webhook_secret: str | None = None
     stripe_api_base: str | None = Field(default=None, description="override Stripe's API host (tests)")
-    stripe_currency: str = "usd"
     topup_min_cents: int = 100
     # Self-service accounts (the console): closed (operator's CLI only), invite (a code from
     # `batchin invites create`) or open.
@@ -231,6 +240,28 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("entries", mode="before")
+    @classmethod
+    def _split_entries(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                return json.loads(text)
+            pairs = [part.partition("=") for part in text.split(",") if part.strip()]
+            return {match.strip(): entry.strip() for match, _, entry in pairs}
+        return value
+
+    @field_validator("entries")
+    @classmethod
+    def _known_entries(cls, entries: dict[str, str]) -> dict[str, str]:
+        # Refused at start-up: a typo here would quietly send a China host's users to the global entry.
+        for match, entry in entries.items():
+            if not match or entry not in ("global", "china"):
+                raise ValueError(
+                    f"entry {match!r}={entry!r}: expected HOST=global|china or /PREFIX=global|china"
+                )
+        return entries
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -27,6 +27,7 @@ FULL_SOURCES = (
     "docs/quickstart.mdx",
     "docs/api-reference.mdx",
     "docs/reference/keys.mdx",
+    "docs/reference/billing.mdx",
     "docs/reference/regions.mdx",
     "docs/reference/audit.mdx",
     "docs/reference/traces.mdx",

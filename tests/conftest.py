@@ -104,10 +104,10 @@ MakeUser = Callable[..., Awaitable[UserCreated]]
 @pytest.fixture
 def make_user(services: Services) -> MakeUser:
     async def make(
-        credit_cents: int = 10_000, email: str | None = None, name: str = "Test User"
+        credit_cents: int = 10_000, email: str | None = None, name: str = "Test User", currency: str = "USD"
     ) -> UserCreated:
         return await services.accounts.create_user(
-            email or f"{uuid.uuid4().hex[:12]}@example.com", name, credit_cents
+            email or f"{uuid.uuid4().hex[:12]}@example.com", name, credit_cents, currency=currency
         )
 
     return make

@@ -102,7 +102,27 @@ async def test_users_create_prints_a_key_that_the_api_accepts(data_dir: Path) ->
         "email": "ada@example.com",
         "name": "Ada",
         "credit_balance_cents": 10_000,
+        "currency": "USD",
     }
+
+
+async def test_users_create_with_currency_cny_opens_a_cny_account(data_dir: Path) -> None:
+    created = ok(
+        data_dir, "users", "create", "--email", "li@example.cn", "--name", "Li", "--credit-cents", "700",
+        "--currency", "cny", "--monthly-budget-cents", "500",
+    )  # fmt: skip
+    assert (created["currency"], created["credit_balance_cents"]) == ("CNY", 700)
+    async with http_client(data_dir) as client:
+        me = (await client.get("/v1/users/me", headers=bearer(created["api_key"]))).json()
+        [key] = (await client.get("/v1/keys", headers=bearer(created["api_key"]))).json()
+    assert (me["currency"], me["credit_balance_cents"]) == ("CNY", 700)
+    assert (key["currency"], key["monthly_budget_cents"]) == ("CNY", 500)
+
+
+def test_users_create_with_an_unknown_currency_fails_and_creates_nothing(data_dir: Path) -> None:
+    error = fails(data_dir, "users", "create", "--email", "x@example.com", "--name", "X", "--currency", "EUR")
+    assert (error["code"], error["param"]) == ("invalid_request", "currency")
+    assert ok(data_dir, "users", "list") == []
 
 
 def test_users_create_with_a_taken_email_fails_with_an_error_envelope(data_dir: Path) -> None:

@@ -83,9 +83,12 @@ def scripted_registry(
     *,
     engines: Mapping[str, str] = SCRIPTED_ENGINES,
     hosted: Mapping[str, str] | None = None,
+    cny_per_usd: Decimal | None = None,
 ) -> ModelRegistry:
-    """`hosted`: engines to run in worker processes (the registry's HOSTED map; none by default)."""
-    return ModelRegistry(parse_catalog(catalog, source="test"), engines=engines, hosted=hosted or {})
+    """`hosted`: engines to run in worker processes (the registry's HOSTED map; none by default);
+    `cny_per_usd`: what the app's loader would apply (Settings.cny_per_usd)."""
+    parsed = parse_catalog(catalog, source="test", cny_per_usd=cny_per_usd)
+    return ModelRegistry(parsed, engines=engines, hosted=hosted or {})
 
 
 @contextlib.asynccontextmanager
@@ -98,7 +101,9 @@ async def scripted_services(
     **overrides: Any,
 ) -> AsyncIterator[Services]:
     """Services on `settings` (with `overrides`) whose registry serves `catalog` by scripted runners."""
-    registry = scripted_registry(catalog, engines=engines, hosted=hosted)
+    registry = scripted_registry(
+        catalog, engines=engines, hosted=hosted, cny_per_usd=overrides.get("cny_per_usd")
+    )
     await registry.start()
     built = await build_services(settings.model_copy(update=overrides), registry=registry)
     try:

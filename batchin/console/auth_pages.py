@@ -7,6 +7,7 @@ from starlette.responses import Response
 from batchin.console.web import SESSION_COOKIE, Page, redirect, render, start_session
 from batchin.core.accounts.signup import ENTRIES, SignupForm
 from batchin.errors import BatchInError, InvalidRequest
+from batchin.http_api.entries import entry_of
 
 # An API key signs in to the console only when it may see and manage the whole account.
 _ACCOUNT_SCOPES = frozenset({"account:read", "keys:write", "billing"})
@@ -71,7 +72,9 @@ async def logout(page: Page) -> Response:
 
 
 async def show_signup(page: Page) -> Response:
-    return render(page, "signup.html", mode=page.services.signup.mode, entries=ENTRIES, values={})
+    # The entry the visitor came in by is preselected (the China entry opens CNY accounts).
+    values = {"entry": entry_of(page.request).name}
+    return render(page, "signup.html", mode=page.services.signup.mode, entries=ENTRIES, values=values)
 
 
 async def signup(page: Page) -> Response:
@@ -81,7 +84,7 @@ async def signup(page: Page) -> Response:
         email=values["email"],
         password=page.field("password"),
         name=values["name"],
-        entry=values["entry"] or "global",
+        entry=values["entry"] or entry_of(page.request).name,
         invite=values["invite"],
     )
     # From the configured base URL, never the request's Host header (which the caller controls).

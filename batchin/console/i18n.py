@@ -26,10 +26,13 @@ def catalog(lang: str) -> dict[str, str]:
     return loaded
 
 
-def choose_language(query: str | None, cookie: str | None, accept_language: str | None) -> Language:
-    """`?lang=`, else the remembered cookie, else Accept-Language (the shared rule, http_api/language.py)."""
+def choose_language(
+    query: str | None, cookie: str | None, accept_language: str | None, default: Language = "en"
+) -> Language:
+    """`?lang=`, else the remembered cookie, else Accept-Language, else `default` (the entry's
+    language); the shared rule is http_api/language.py's."""
     explicit = query if is_language(query) else cookie
-    return shared_choice(explicit, accept_language)
+    return shared_choice(explicit, accept_language, default)
 
 
 class Translator:

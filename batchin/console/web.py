@@ -27,6 +27,7 @@ from batchin.console.i18n import LANG_COOKIE, LANGUAGES, Translator, choose_lang
 from batchin.core.accounts.sessions import ConsoleSession
 from batchin.core.secret_file import load_or_create_hex_key
 from batchin.errors import BatchInError, PermissionDenied
+from batchin.http_api.entries import entry_of
 from batchin.protocol.accounts import UserResponse
 from batchin.services import Services
 
@@ -175,11 +176,15 @@ def start_session(page: Page, response: Response, session: ConsoleSession) -> Re
 
 
 def _translator(request: Request) -> Translator:
+    # The China entry shows Chinese unless the visitor chose otherwise (?lang= or the cookie).
+    entry = entry_of(request)
+    accept = None if entry.language != "en" else request.headers.get("accept-language")
     return Translator(
         choose_language(
             request.query_params.get("lang"),
             request.cookies.get(LANG_COOKIE),
-            request.headers.get("accept-language"),
+            accept,
+            default=entry.language,
         )
     )
 

@@ -8,6 +8,7 @@ from fractions import Fraction
 from batchin.core.clock import utcnow
 from batchin.core.trace_context import TraceContext, continue_trace, new_run_id
 from batchin.protocol.accounts import ALL_SCOPES, Scope
+from batchin.protocol.currency import DEFAULT_CURRENCY, Currency
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,9 @@ class Principal:
     regions: tuple[str, ...] = ()  # empty: every region; else in order of preference (core/regions.py)
     # False for a self-service account whose email is not verified yet: paid scopes are refused.
     verified: bool = True
+    # The account's currency: which catalog prices the key's calls are charged at, and the unit of
+    # its budget and of every amount it is shown.
+    currency: Currency = DEFAULT_CURRENCY
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,10 @@ env `BATCHIN_MODELS`) replaces it entirely. One table per model, keyed by its pu
     batch_discount = 0.5                 # fraction off for batch calls (0 ≤ d < 1)
     # per_image, per_audio_second, per_video_second for the other kinds
 
+    [models.smollm2-135m-instruct.pricing_cny]  # CNY (yuan), what CNY accounts pay; same fields
+    input_per_1m = 0.15                  # but batch_discount, which [pricing] sets for both
+    output_per_1m = 0.3
+
     [models.some-coder.fim]              # fill-in-the-middle tokens, when the model has them
     prefix = "<|fim_prefix|>"
     suffix = "<|fim_suffix|>"
@@ -46,6 +50,10 @@ env `BATCHIN_MODELS`) replaces it entirely. One table per model, keyed by its pu
 Engine "remote" serves chat/completion, or one of embedding, speech, transcription, image per entry
 (docs/reference/remote-models.mdx has an entry for each, and their `engine_options`).
 
+An entry without `pricing_cny` is priced in CNY by converting its USD prices at the rate the loader
+is given (`BATCHIN_CNY_PER_USD`), once, when the catalog is loaded, rounded to nine decimal places;
+with neither, CNY accounts cannot call it (`CatalogEntry.prices`).
+
 Relative weight paths resolve against the catalog file's folder. `package:<import_name>/<path>` is
 found through `importlib.util.find_spec` without importing the package (see `weights.py`).
 
@@ -57,7 +65,7 @@ list every part in `engine_options`; they are assembled and verified on first lo
 from __future__ import annotations
 
 import tomllib
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -106,7 +114,10 @@ ENGINE_CAPABILITIES: dict[str, frozenset[str]] = {
 GRAMMAR_ENGINES: frozenset[str] = frozenset({"llama_cpp"})
 
 _ModelId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
-_Usd = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)]
+# A price in major units (dollars or yuan) per 1M tokens or per item, exact to nine places.
+_Price = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)]
+_PRICE_QUANTUM = Decimal("0.000000001")
+_PRICE_FIELDS = ("input_per_1m", "output_per_1m", "per_image", "per_audio_second", "per_video_second")
 _Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
@@ -151,12 +162,22 @@ class Upstream(_Strict):
 
 
 class Pricing(_Strict):
-    input_per_1m: _Usd | None = None
-    output_per_1m: _Usd | None = None
-    per_image: _Usd | None = None
-    per_audio_second: _Usd | None = None
-    per_video_second: _Usd | None = None
+    input_per_1m: _Price | None = None
+    output_per_1m: _Price | None = None
+    per_image: _Price | None = None
+    per_audio_second: _Price | None = None
+    per_video_second: _Price | None = None
     batch_discount: Annotated[Decimal, Field(ge=0, lt=1)] = Decimal(0)
+
+    def converted(self, rate: Decimal) -> Pricing:
+        """These prices times `rate` (an exchange rate), each rounded to nine places."""
+        return Pricing(
+            **{
+                name: (value * rate).quantize(_PRICE_QUANTUM, rounding=ROUND_HALF_UP)
+                for name in _PRICE_FIELDS
+                if (value := getattr(self, name)) is not None
+            }
+        )
 
 
 class FimTokens(_Strict):
@@ -198,6 +219,9 @@ class CatalogEntry(_Strict):
     weights: Weights | None = None
     upstream: Upstream | None = None
     pricing: Pricing
+    # What CNY accounts pay, in yuan: the entry's own table, else (set by the loader) its USD prices
+    # at the configured exchange rate, else None: CNY accounts cannot call the model.
+    pricing_cny: Pricing | None = None
     fim: FimTokens | None = None
     capabilities: tuple[Capability, ...] = ()
     # A model whose engine runs in a worker process (models/hosted.py) is unloaded after this many
@@ -230,11 +254,20 @@ class CatalogEntry(_Strict):
             raise ValueError("fim tokens need kind 'completion'")
         if "vision" in self.capabilities and ("chat" not in self.kind or self.engine != "remote"):
             raise ValueError("capability 'vision' needs kind 'chat' and engine 'remote'")
-        for kind in self.kind:
-            for price in _REQUIRED_PRICES[kind]:
-                if getattr(self.pricing, price) is None:
-                    raise ValueError(f"kind {kind!r} needs pricing.{price}")
+        for table, pricing in (("pricing", self.pricing), ("pricing_cny", self.pricing_cny)):
+            for kind in self.kind:
+                for price in _REQUIRED_PRICES[kind]:
+                    if pricing is not None and getattr(pricing, price) is None:
+                        raise ValueError(f"kind {kind!r} needs {table}.{price}")
+        # A value, not "was it set": an entry dumped and validated again (the engine worker's copy)
+        # carries every field.
+        if self.pricing_cny is not None and self.pricing_cny.batch_discount != 0:
+            raise ValueError("batch_discount belongs in [pricing], where it applies to every currency")
         return self
+
+    def prices(self, currency: str) -> Pricing | None:
+        """The entry's prices in `currency` (USD or CNY), None when it has none in it."""
+        return self.pricing_cny if currency == "CNY" else self.pricing
 
     def _check_remote_kinds(self) -> None:
         unserved = sorted(set(self.kind) - REMOTE_KINDS)
@@ -298,8 +331,11 @@ def _where(model_id: str, loc: tuple[int | str, ...]) -> str:
     return ".".join(["models", model_id, *(str(part) for part in loc)])
 
 
-def parse_catalog(text: str, *, source: str, base_dir: Path | None = None) -> Catalog:
-    """Parse catalog TOML; every problem is a CatalogError naming the source, entry and field."""
+def parse_catalog(
+    text: str, *, source: str, base_dir: Path | None = None, cny_per_usd: Decimal | None = None
+) -> Catalog:
+    """Parse catalog TOML; every problem is a CatalogError naming the source, entry and field.
+    Entries without a `pricing_cny` table get their USD prices at `cny_per_usd`, when it is given."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -315,23 +351,27 @@ def parse_catalog(text: str, *, source: str, base_dir: Path | None = None) -> Ca
         if not isinstance(raw, dict):
             raise CatalogError(f"catalog {source}: models.{model_id} must be a table")
         try:
-            entries.append(CatalogEntry.model_validate({**raw, "id": model_id, "base_dir": base_dir}))
+            entry = CatalogEntry.model_validate({**raw, "id": model_id, "base_dir": base_dir})
         except ValidationError as exc:
             problems = "; ".join(f"{_where(model_id, err['loc'])}: {err['msg']}" for err in exc.errors())
             raise CatalogError(f"catalog {source}: {problems}") from None
+        if entry.pricing_cny is None and cny_per_usd is not None:
+            entry = entry.model_copy(update={"pricing_cny": entry.pricing.converted(cny_per_usd)})
+        entries.append(entry)
     try:
         return Catalog(source=source, entries=tuple(entries))
     except ValidationError as exc:
         raise CatalogError(f"catalog {source}: {'; '.join(e['msg'] for e in exc.errors())}") from None
 
 
-def load_catalog(path: Path | None = None) -> Catalog:
-    """The operator's catalog when `path` is given (it replaces the default), else the built-in one."""
+def load_catalog(path: Path | None = None, *, cny_per_usd: Decimal | None = None) -> Catalog:
+    """The operator's catalog when `path` is given (it replaces the default), else the built-in one;
+    `cny_per_usd` prices in CNY the entries that set no `pricing_cny` of their own."""
     if path is None:
         text = resources.files("batchin.models").joinpath("default_catalog.toml").read_text("utf-8")
-        return parse_catalog(text, source="batchin/models/default_catalog.toml")
+        return parse_catalog(text, source="batchin/models/default_catalog.toml", cny_per_usd=cny_per_usd)
     try:
         text = path.read_text("utf-8")
     except OSError as exc:
         raise CatalogError(f"catalog {path}: cannot read: {exc.strerror or exc}") from exc
-    return parse_catalog(text, source=str(path), base_dir=path.resolve().parent)
+    return parse_catalog(text, source=str(path), base_dir=path.resolve().parent, cny_per_usd=cny_per_usd)

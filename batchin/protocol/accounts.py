@@ -7,6 +7,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import BaseModel, Field
 
 from batchin.protocol.common import RequestModel
+from batchin.protocol.currency import Currency
 
 # What a key may do; docs/reference/keys.mdx maps each route and MCP tool to one of these.
 Scope = Literal[
@@ -22,7 +23,11 @@ class UserResponse(BaseModel):
     id: str
     email: str
     name: str
-    credit_balance_cents: int | float = Field(description="balance in cents; fractions are exact micro-cents")
+    credit_balance_cents: int | float = Field(
+        description="balance in minor units of `currency` (cents, or fen for CNY); fractions are exact "
+        "to a millionth"
+    )
+    currency: Currency = Field(description="the account's currency, fixed when it was opened")
 
 
 class UserCreated(UserResponse):
@@ -42,7 +47,8 @@ class KeyCreateRequest(RequestModel):
         default=None,
         ge=0,
         le=10**13,
-        description="spending cap per calendar month (UTC), in cents; default the creating key's",
+        description="spending cap per calendar month (UTC), in minor units of the account's currency "
+        "(cents, or fen for CNY); default the creating key's",
     )
     scopes: list[Scope] | None = Field(
         default=None,
@@ -73,6 +79,7 @@ class KeyResponse(BaseModel):
     spent_this_month_cents: int | float = Field(
         description="charged (and held by calls in flight) this calendar month (UTC), against the budget"
     )
+    currency: Currency = Field(description="the unit of the budget and spend: the account's currency")
     is_active: bool
     created_at: str
     last_used_at: str | None
@@ -88,4 +95,5 @@ class KeyCreated(BaseModel):
     scopes: list[Scope]
     models: list[str] = Field(description="model ids the key may call; empty for all")
     regions: list[str] = Field(description="entry regions the key may use, first preferred; empty for all")
+    currency: Currency = Field(description="the unit of the budget: the account's currency")
     created_at: str

@@ -6,10 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from batchin.protocol.currency import Currency
+
 
 class ModelPricing(BaseModel):
-    """USD. Text: per 1M tokens (`std_*` as the seed names them, `batch_*` after the batch discount);
-    other kinds: per image, per audio second or per video second."""
+    """In major units of `currency` (dollars or yuan). Text: per 1M tokens (`std_*` as the seed
+    names them, `batch_*` after the batch discount); other kinds: per image, per audio second or
+    per video second."""
 
     std_input: float | None = None
     std_output: float | None = None
@@ -19,7 +22,7 @@ class ModelPricing(BaseModel):
     per_audio_second: float | None = None
     per_video_second: float | None = None
     batch_discount: float = 0.0
-    currency: Literal["USD"] = "USD"
+    currency: Currency = "USD"
 
 
 class ModelCard(BaseModel):
@@ -31,7 +34,15 @@ class ModelCard(BaseModel):
     status: str = Field(description="always_on | on_demand | loading | unavailable, computed live")
     status_reason: str | None = None
     context_length: int | None
-    pricing: ModelPricing
+    pricing: ModelPricing = Field(
+        description="what the caller pays: in the account's currency with a key; without one, in "
+        "the currency of the entry the request came in by (USD global, CNY China)"
+    )
+    prices: list[ModelPricing] = Field(
+        default_factory=list,
+        description="the price in every currency the caller may pay in: with a key, the account's "
+        "currency only; without one, every currency the model is priced in (USD, CNY)",
+    )
     licence: str
     description: str
     regions: list[str]

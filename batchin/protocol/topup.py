@@ -7,21 +7,29 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from batchin.protocol.common import RequestModel
+from batchin.protocol.currency import Currency
 
 
 class CheckoutRequest(RequestModel):
     # Strict: "5000", 50.0 or true are refused rather than coerced into a charge the caller never typed.
-    amount_cents: StrictInt = Field(description="amount to add, in cents")
+    amount_cents: StrictInt = Field(
+        description="amount to add, in minor units of the account's currency (cents, or fen for CNY)"
+    )
 
 
 class CheckoutResponse(BaseModel):
     checkout_url: str
     session_id: str
+    currency: Currency = Field(description="what the checkout charges in: the account's currency")
+    payment_method_types: list[str] = Field(
+        description="what the checkout offers: card for USD; alipay and wechat_pay for CNY"
+    )
 
 
 class TopupRecord(BaseModel):
     id: str
-    amount_cents: int
+    amount_cents: int = Field(description="in minor units of `currency` (cents, or fen for CNY)")
+    currency: Currency
     source: str = Field(description="stripe | usdc | admin")
     reference_id: str = Field(description="the Stripe Checkout Session id for Stripe top-ups")
     status: str = Field(description="pending | completed | expired | failed")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from batchin.protocol.currency import Currency
+
 
 class UsageLog(BaseModel):
     id: str
@@ -15,8 +17,11 @@ class UsageLog(BaseModel):
     output_tokens: int
     units: float = Field(description="billed quantity in `unit` (tokens, images, audio_seconds, ...)")
     unit: str
-    cost_cents: int | float
-    cost_micro_cents: int = Field(description="exact cost; 1 cent = 1,000,000 micro-cents")
+    cost_cents: int | float = Field(description="in minor units of `currency` (cents, or fen for CNY)")
+    cost_micro_cents: int = Field(
+        description="exact cost; 1 cent (or fen) = 1,000,000 micro-cents (micro-fen)"
+    )
+    currency: Currency
     latency_ms: int
     status: str
     created_at: str
@@ -26,8 +31,9 @@ class UsageTotals(BaseModel):
     total_requests: int
     total_input_tokens: int
     total_output_tokens: int
-    total_cost_cents: int | float
+    total_cost_cents: int | float = Field(description="in minor units of `currency` (cents, or fen for CNY)")
     total_cost_micro_cents: int
+    currency: Currency
 
 
 class UsageSummary(UsageTotals):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from batchin.core.serving.catalog import CatalogService
-from batchin.mcp_server.caller import McpCall, uses
+from batchin.mcp_server.caller import McpCall, current, uses
 from batchin.services import Services
 
 
@@ -22,13 +22,13 @@ class CatalogResourceDeps:
 
 
 async def models(deps: CatalogResourceDeps = uses(CatalogResourceDeps)) -> str:
-    """Every served model (id, kind, pricing, live status), as /v1/models returns it."""
-    return deps.catalog.list_models().model_dump_json()
+    """Every served model (id, kind, pricing, live status), as /v1/models returns it to the caller."""
+    return deps.catalog.list_models(current().ctx.principal.currency).model_dump_json()
 
 
 async def model(model_id: str, deps: CatalogResourceDeps = uses(CatalogResourceDeps)) -> str:
-    """One model's card, as /v1/models/{id} returns it."""
-    return deps.catalog.get_model(model_id).model_dump_json()
+    """One model's card, as /v1/models/{id} returns it to the caller."""
+    return deps.catalog.get_model(model_id, current().ctx.principal.currency).model_dump_json()
 
 
 async def model_ids(call: McpCall) -> list[str]:

@@ -42,8 +42,9 @@ class AccountToolDeps:
 
 async def list_models(deps: AccountToolDeps = uses(AccountToolDeps)) -> ModelList:
     """Every model this server serves: id, kind (chat, completion, embedding, speech, transcription,
-    image, video), pricing and live status. Use an id as the `model` of the other tools."""
-    return deps.catalog.list_models()
+    image, video), pricing (in your account's currency) and live status. Use an id as the `model`
+    of the other tools."""
+    return deps.catalog.list_models(current().ctx.principal.currency)
 
 
 async def create_audit_record(

@@ -14,6 +14,7 @@ from batchin.core.accounts.service import AccountService
 from batchin.mcp_server.caller import current, uses
 from batchin.protocol.accounts import KeyCreated, KeyCreateRequest, KeyResponse, Scope
 from batchin.protocol.common import validate
+from batchin.protocol.currency import Currency, minor_unit
 from batchin.services import Services
 from batchin.tools.registry import ToolSpec
 
@@ -90,17 +91,17 @@ async def revoke_key(
     return KeyRevoked(id=key_id)
 
 
-def _powers(scopes: list[Scope], models: list[str], rpm: int, budget: int | None) -> str:
+def _powers(scopes: list[Scope], models: list[str], rpm: int, budget: int | None, currency: Currency) -> str:
     allowed = ", ".join(models) if models else "all models"
-    cap = "no monthly budget" if budget is None else f"budget {budget} cents/month"
+    cap = "no monthly budget" if budget is None else f"budget {budget} {minor_unit(currency)}/month"
     return f"scopes {', '.join(scopes) or 'none'}; {allowed}; {rpm} RPM; {cap}"
 
 
 def keys_text(keys: list[KeyResponse]) -> str:
     return "\n".join(
         f"- {k.id} {k.key_prefix}… '{k.name}' ({'active' if k.is_active else 'revoked'}): "
-        f"{_powers(k.scopes, k.models, k.rate_limit_rpm, k.monthly_budget_cents)}; "
-        f"spent {k.spent_this_month_cents} cents this month"
+        f"{_powers(k.scopes, k.models, k.rate_limit_rpm, k.monthly_budget_cents, k.currency)}; "
+        f"spent {k.spent_this_month_cents} {minor_unit(k.currency)} this month"
         for k in keys
     )
 
@@ -108,7 +109,7 @@ def keys_text(keys: list[KeyResponse]) -> str:
 def created_text(key: KeyCreated) -> str:
     return (
         f"Created key {key.id} '{key.name}': "
-        f"{_powers(key.scopes, key.models, key.rate_limit_rpm, key.monthly_budget_cents)}.\n"
+        f"{_powers(key.scopes, key.models, key.rate_limit_rpm, key.monthly_budget_cents, key.currency)}.\n"
         f"Secret (shown once, store it now): {key.key}"
     )
 

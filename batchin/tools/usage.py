@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from batchin.core.billing.topups import TopupService
 from batchin.core.billing.usage import MAX_PAGE, UsageService
 from batchin.mcp_server.caller import current, uses
+from batchin.protocol.currency import minor_unit
 from batchin.protocol.topup import TopupRecord
 from batchin.protocol.usage import ModelUsage, UsageLog, UsageSummary, UsageTotals
 from batchin.services import Services
@@ -38,7 +39,7 @@ class UsageLogPage(BaseModel):
 
 
 async def usage_summary(deps: UsageToolDeps = uses(UsageToolDeps)) -> UsageSummary:
-    """This API key's user: requests, tokens and cost so far (cost in cents)."""
+    """This API key's user: requests, tokens and cost so far (cost in cents, or fen for a CNY account)."""
     call = current()
     return await deps.usage.summary(call.ctx.principal.user_id)
 
@@ -48,8 +49,9 @@ async def usage_logs(
     offset: Annotated[int, Field(description="Rows to skip (next_offset of the previous page).", ge=0)] = 0,
     deps: UsageToolDeps = uses(UsageToolDeps),
 ) -> UsageLogPage:
-    """Your request-level usage logs, newest first: model, endpoint, tokens or units, cost in cents,
-    latency and the request id each call answered with, as GET /v1/usage/logs."""
+    """Your request-level usage logs, newest first: model, endpoint, tokens or units, cost in cents
+    (fen for a CNY account), latency and the request id each call answered with, as GET
+    /v1/usage/logs."""
     call = current()
     page = await deps.usage.logs_page(call.ctx.principal.user_id, limit=limit, offset=offset)
     following = int(page.next_query["offset"]) if page.next_query else None
@@ -57,15 +59,15 @@ async def usage_logs(
 
 
 async def usage_by_model(deps: UsageToolDeps = uses(UsageToolDeps)) -> list[ModelUsage]:
-    """Your totals per model (requests, tokens, cost in cents), costliest first, as
+    """Your totals per model (requests, tokens, cost in cents, or fen for a CNY account), costliest first, as
     GET /v1/usage/by-model."""
     call = current()
     return await deps.usage.by_model(call.ctx.principal.user_id)
 
 
 async def topup_history(deps: UsageToolDeps = uses(UsageToolDeps)) -> list[TopupRecord]:
-    """Your top-ups (Stripe, USDC, operator credits), newest first, with amount in cents and status,
-    as GET /v1/topup/history."""
+    """Your top-ups (Stripe, USDC, operator credits), newest first, with amount in cents (fen for a
+    CNY account) and status, as GET /v1/topup/history."""
     call = current()
     return await deps.topups.history(call.ctx.principal.user_id)
 
@@ -73,7 +75,7 @@ async def topup_history(deps: UsageToolDeps = uses(UsageToolDeps)) -> list[Topup
 def _totals(totals: UsageTotals) -> str:
     return (
         f"{totals.total_requests} requests, {totals.total_input_tokens} input and "
-        f"{totals.total_output_tokens} output tokens, {totals.total_cost_cents} cents"
+        f"{totals.total_output_tokens} output tokens, {totals.total_cost_cents} {minor_unit(totals.currency)}"
     )
 
 
@@ -83,8 +85,9 @@ def summary_text(summary: UsageSummary) -> str:
 
 def logs_text(page: UsageLogPage) -> str:
     lines = [
-        f"- {log.created_at} {log.model} {log.endpoint}: {log.units:g} {log.unit}, {log.cost_cents} cents, "
-        f"{log.latency_ms} ms, {log.status} (request {log.request_id})"
+        f"- {log.created_at} {log.model} {log.endpoint}: {log.units:g} {log.unit}, "
+        f"{log.cost_cents} {minor_unit(log.currency)}, {log.latency_ms} ms, {log.status} "
+        f"(request {log.request_id})"
         for log in page.data
     ]
     if page.next_offset is not None:
@@ -100,7 +103,8 @@ def topups_text(records: list[TopupRecord]) -> str:
     if not records:
         return "No top-ups."
     return "\n".join(
-        f"- {r.created_at} {r.amount_cents} cents via {r.source}: {r.status} ({r.id})" for r in records
+        f"- {r.created_at} {r.amount_cents} {minor_unit(r.currency)} via {r.source}: {r.status} ({r.id})"
+        for r in records
     )
 
 

@@ -6,6 +6,11 @@ What it reproduces, because the code under test depends on it:
   checked against the Bearer secret key; the Checkout Session object it returns (`cs_test_…`, `url`,
   `amount_total` from the line items, `metadata`, `client_reference_id`, `payment_status: "unpaid"`);
   `GET /v1/checkout/sessions/{id}`.
+- `payment_method_types[]` as Stripe checks them for a Checkout Session: each a known type whose
+  currencies include the session's (card: any; alipay and wechat_pay: CNY among a few others),
+  `wechat_pay` only with `payment_method_options[wechat_pay][client]` (web, ios, android; Checkout
+  takes web); the session echoes both (default `["card"]`), and `complete(session_id, method)` pays
+  a session with one of its offered methods the way the customer's choice would.
 - Stripe's error shape `{"error": {"type", "message", "code"?, "param"?}}` with its statuses (401 bad
   key, 400 bad or missing param, 404 unknown URL or id), a `Request-Id` header on every response, and
   idempotency keys (same key and parameters replay the first answer; other parameters are refused).
@@ -35,6 +40,15 @@ from starlette.routing import Route
 
 API_VERSION = stripe.api_version
 _MINIMUM_AMOUNT = {"usd": 50, "eur": 50, "gbp": 30}
+# The currencies each payment method type takes (Stripe's payment method docs); None: any currency.
+_METHOD_CURRENCIES: dict[str, frozenset[str] | None] = {
+    "card": None,
+    "alipay": frozenset({"cny", "aud", "cad", "eur", "gbp", "hkd", "jpy", "myr", "nzd", "sgd", "usd"}),
+    "wechat_pay": frozenset(
+        {"cny", "aud", "cad", "chf", "dkk", "eur", "gbp", "hkd", "jpy", "nok", "sek", "sgd", "usd"}
+    ),
+}
+_WECHAT_CLIENTS = ("web", "ios", "android")
 
 
 @dataclass
@@ -72,6 +86,16 @@ class FakeStripe:
         """The event Stripe sends once the customer has paid for this session."""
         session = {**self.sessions[session_id], "payment_status": "paid", "status": "complete"}
         return self.event(session, event_type)
+
+    def complete(self, session_id: str, method: str) -> dict[str, Any]:
+        """The customer pays with `method`, which the session must offer (as Stripe's page shows
+        only those); the session is then complete and the paid event is returned to deliver."""
+        with self._lock:
+            session = self.sessions[session_id]
+            if method not in session["payment_method_types"]:
+                raise ValueError(f"session {session_id} does not offer {method}")
+            session.update(payment_status="paid", status="complete")
+        return self.event(dict(session), "checkout.session.completed")
 
     def event(self, session: dict[str, Any], event_type: str) -> dict[str, Any]:
         return {
@@ -149,6 +173,9 @@ class FakeStripe:
             return _error_body(
                 400, "The Checkout Session's total amount due must add up to at least the minimum charge."
             )
+        methods, refusal = _payment_methods(params, currency or "")
+        if refusal is not None:
+            return refusal
         session_id = "cs_test_" + secrets.token_urlsafe(42).replace("-", "a").replace("_", "b")
         session = {
             "id": session_id,
@@ -165,6 +192,8 @@ class FakeStripe:
             "metadata": params.get("metadata") or {},
             "mode": params["mode"],
             "payment_intent": None,
+            "payment_method_options": params.get("payment_method_options") or {},
+            "payment_method_types": methods,
             "payment_status": "unpaid",
             "status": "open",
             "success_url": params["success_url"],
@@ -216,6 +245,48 @@ class FakeStripe:
         return None
 
 
+def _payment_methods(
+    params: dict[str, Any], currency: str
+) -> tuple[list[str], tuple[int, dict[str, Any]] | None]:
+    """The session's payment method types, or Stripe's refusal of them."""
+    methods = params.get("payment_method_types", ["card"])
+    if not isinstance(methods, list) or not methods:
+        return [], _error_body(400, "Invalid array", param="payment_method_types")
+    for index, method in enumerate(methods):
+        if method not in _METHOD_CURRENCIES:
+            return [], _error_body(
+                400,
+                f"Invalid payment_method_types[{index}]: must be one of {', '.join(_METHOD_CURRENCIES)}",
+                param=f"payment_method_types[{index}]",
+            )
+        allowed = _METHOD_CURRENCIES[method]
+        if allowed is not None and currency not in allowed:
+            return [], _error_body(
+                400,
+                f"The currency provided ({currency}) is invalid for one or more payment method types on "
+                f"this Checkout Session. The payment method `{method}` supports the following "
+                f"currencies: {', '.join(sorted(allowed))}.",
+                param="payment_method_types",
+            )
+    options = params.get("payment_method_options") or {}
+    if "wechat_pay" in methods:
+        client = (options.get("wechat_pay") or {}).get("client")
+        if not client:
+            return [], _error_body(
+                400,
+                "Missing required param: payment_method_options[wechat_pay][client].",
+                param="payment_method_options[wechat_pay][client]",
+            )
+        if client not in _WECHAT_CLIENTS:
+            return [], _error_body(
+                400,
+                "Invalid payment_method_options[wechat_pay][client]: must be one of "
+                + ", ".join(_WECHAT_CLIENTS),
+                param="payment_method_options[wechat_pay][client]",
+            )
+    return list(methods), None
+
+
 def decode_form(body: str) -> dict[str, Any]:
     """Stripe's form encoding back to nested objects: `a[b][0][c]=1` → {"a": {"b": [{"c": "1"}]}}."""
     root: dict[str, Any] = {}
@@ -246,9 +317,11 @@ def signature_header(payload: bytes, secret: str, timestamp: int | None = None) 
 def _error_body(status: int, message: str, param: str | None = None) -> tuple[int, dict[str, Any]]:
     error: dict[str, Any] = {"type": "invalid_request_error", "message": message}
     if param is not None:
-        error.update(
-            param=param, code="parameter_missing" if "Missing" in message else "parameter_invalid_integer"
-        )
+        error["param"] = param
+        if message.startswith("Missing"):
+            error["code"] = "parameter_missing"
+        elif message.startswith("Invalid integer"):
+            error["code"] = "parameter_invalid_integer"
     return status, {"error": error}
 
 

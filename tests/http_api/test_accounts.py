@@ -20,6 +20,7 @@ KEY_FIELDS = {
     "name",
     "rate_limit_rpm",
     "monthly_budget_cents",
+    "currency",
     "scopes",
     "models",
     "regions",
@@ -52,6 +53,7 @@ async def test_me_returns_the_seed_shape(client: httpx2.AsyncClient, make_user: 
         "email": "hello@luminapath.ai",
         "name": "BatchIn Team",
         "credit_balance_cents": 10_000,
+        "currency": "USD",
     }
 
 

@@ -110,7 +110,8 @@ async def test_checkout_then_paid_webhook_credits_the_balance_once(
 
     created = await start_checkout(client, user.api_key, 5000)
 
-    assert set(created) == {"checkout_url", "session_id"}
+    assert set(created) == {"checkout_url", "session_id", "currency", "payment_method_types"}
+    assert (created["currency"], created["payment_method_types"]) == ("USD", ["card"])
     assert created["session_id"].startswith("cs_test_")
     assert created["checkout_url"] == fake_stripe.sessions[created["session_id"]]["url"]
     [pending] = await history(client, user.api_key)
@@ -275,6 +276,7 @@ async def test_history_is_a_bare_array_of_the_callers_topups_newest_first(
     assert set(entries[0]) == {
         "id",
         "amount_cents",
+        "currency",
         "source",
         "reference_id",
         "status",
@@ -301,3 +303,56 @@ async def test_usdc_chains_are_an_empty_list_when_none_are_configured(
     response = await client.get("/v1/topup/usdc/chains", headers=bearer(user.api_key))
     assert response.status_code == 200
     assert response.json() == {"chains": []}
+
+
+async def test_a_cny_account_checks_out_in_cny_with_alipay_and_wechat_pay(
+    client: httpx2.AsyncClient, make_user: MakeUser, fake_stripe: FakeStripe
+) -> None:
+    user = await make_user(credit_cents=0, currency="CNY")
+
+    created = await start_checkout(client, user.api_key, 5000)
+
+    assert (created["currency"], created["payment_method_types"]) == ("CNY", ["alipay", "wechat_pay"])
+    session = fake_stripe.sessions[created["session_id"]]
+    assert (session["currency"], session["amount_total"]) == ("cny", 5000)
+    assert session["payment_method_types"] == ["alipay", "wechat_pay"]
+    assert session["payment_method_options"] == {"wechat_pay": {"client": "web"}}
+    delivered = await post_event(client, fake_stripe.complete(created["session_id"], "alipay"))
+    assert delivered.json() == {"received": True, "credited": True}
+    me = (await client.get("/v1/users/me", headers=bearer(user.api_key))).json()
+    assert (me["credit_balance_cents"], me["currency"]) == (5000, "CNY")
+    [completed] = await history(client, user.api_key)
+    assert (completed["amount_cents"], completed["currency"], completed["status"]) == (
+        5000,
+        "CNY",
+        "completed",
+    )
+
+
+async def test_a_usd_account_is_offered_cards_only(
+    client: httpx2.AsyncClient, make_user: MakeUser, fake_stripe: FakeStripe
+) -> None:
+    user = await make_user(credit_cents=0)
+
+    created = await start_checkout(client, user.api_key, 5000)
+
+    session = fake_stripe.sessions[created["session_id"]]
+    assert (session["currency"], session["payment_method_types"]) == ("usd", ["card"])
+    assert session["payment_method_options"] == {}
+    with pytest.raises(ValueError, match="does not offer wechat_pay"):
+        fake_stripe.complete(created["session_id"], "wechat_pay")
+
+
+async def test_a_session_paid_in_another_currency_than_its_account_is_not_credited(
+    client: httpx2.AsyncClient, make_user: MakeUser, fake_stripe: FakeStripe
+) -> None:
+    user = await make_user(credit_cents=0, currency="CNY")
+    created = await start_checkout(client, user.api_key, 5000)
+    session = {**fake_stripe.sessions[created["session_id"]], "currency": "usd", "payment_status": "paid"}
+
+    delivered = await post_event(client, fake_stripe.event(session, "checkout.session.completed"))
+
+    assert delivered.json() == {"received": True, "credited": False}
+    assert await balance(client, user.api_key) == 0
+    [pending] = await history(client, user.api_key)
+    assert pending["status"] == "pending"

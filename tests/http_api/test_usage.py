@@ -181,6 +181,7 @@ async def test_summary_and_by_model_equal_the_sums_of_the_logs(
             "total_output_tokens": sum(r["output_tokens"] for r in rows),
             "total_cost_cents": units_to_cents(cost),
             "total_cost_micro_cents": cost,
+            "currency": "USD",
         }
 
     assert summary == {**totals(logs), "storage_bytes": 0, "storage_quota_bytes": 5 * 1024**3}
@@ -203,6 +204,7 @@ async def test_totals_of_a_user_without_usage_are_zero(
         "total_output_tokens": 0,
         "total_cost_cents": 0,
         "total_cost_micro_cents": 0,
+        "currency": "USD",
         "storage_bytes": 0,
         "storage_quota_bytes": 5 * 1024**3,
     }

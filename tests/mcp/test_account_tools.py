@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import httpx2
@@ -25,7 +26,8 @@ HELLO = [{"role": "user", "content": "Hi"}]
 
 @pytest.fixture
 async def services(settings: Settings) -> AsyncIterator[Services]:
-    async with scripted_services(settings) as built:
+    # A rate, so the scripted catalog (USD prices only) has CNY prices for CNY accounts too.
+    async with scripted_services(settings, cny_per_usd=Decimal("7")) as built:
         yield built
 
 
@@ -81,6 +83,21 @@ async def test_account_reads_match_their_http_twins(
     http_traces = (await client.get("/v1/traces?limit=5", headers=headers)).json()
     assert (traces.structured_content or {}) == http_traces
     assert all(t["trace_id"] in text_of(traces) for t in http_traces["items"])
+
+
+async def test_a_cny_account_sees_its_models_and_amounts_in_cny_and_fen(
+    mcp_client: McpClientFactory, make_user: MakeUser
+) -> None:
+    user = await make_user(credit_cents=5_000, currency="CNY")
+    async with mcp_client(user.api_key) as mcp:
+        models = await mcp.call_tool("list_models", {})
+        topups = await mcp.call_tool("topup_history", {})
+        keys = await mcp.call_tool("list_keys", {})
+    cards = {c["id"]: c["pricing"] for c in (models.structured_content or {})["data"]}
+    assert {p["currency"] for p in cards.values()} == {"CNY"}
+    assert cards["scripted-chat"]["std_input"] == 10.5  # $1.5 per 1M at 7 yuan per dollar
+    assert "5000 fen via admin" in text_of(topups)
+    assert "spent 0 fen this month" in text_of(keys)
 
 
 async def test_create_key_is_bounded_by_the_creating_key_and_revoke_takes_effect(

@@ -143,7 +143,8 @@ async def test_account_tools_match(
     async with mcp_client(user.api_key) as mcp:
         _same(
             ModelList,
-            (await client.get("/v1/models")).json(),
+            # The same caller on both: prices in its account's currency (issue 15).
+            (await client.get("/v1/models", headers=headers)).json(),
             (await mcp.call_tool("list_models", {})).structured_content,
         )
         tool_summary = (await mcp.call_tool("usage_summary", {})).structured_content

@@ -95,6 +95,7 @@ class AuthService:
                         api_keys.c.models,
                         api_keys.c.regions,
                         users.c.email_verified,
+                        users.c.currency,
                     )
                     .join(users, users.c.id == api_keys.c.user_id)
                     .where(api_keys.c.key_hash == digest, api_keys.c.is_active.is_(True))

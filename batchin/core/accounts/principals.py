@@ -11,6 +11,7 @@ from typing import Protocol
 
 from batchin.core.accounts.key_rows import decode_models, decode_regions, decode_scopes
 from batchin.core.context import Principal
+from batchin.protocol.currency import currency_of
 
 __all__ = ["KeyRow", "principal_of"]
 
@@ -34,6 +35,8 @@ class KeyRow(Protocol):
     def models(self) -> str: ...
     @property
     def regions(self) -> str: ...
+    @property
+    def currency(self) -> str: ...  # the owner's users.currency, joined in
 
 
 def principal_of(row: KeyRow) -> Principal:
@@ -46,4 +49,5 @@ def principal_of(row: KeyRow) -> Principal:
         scopes=decode_scopes(row.scopes),
         models=decode_models(row.models),
         regions=decode_regions(row.regions),
+        currency=currency_of(row.currency),
     )

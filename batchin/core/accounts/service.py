@@ -34,6 +34,7 @@ from batchin.protocol.accounts import (
     UserCreated,
     UserResponse,
 )
+from batchin.protocol.currency import CURRENCIES, DEFAULT_CURRENCY, currency_of
 from batchin.store.database import Database
 from batchin.store.tables import api_keys, key_spend, topups, users
 
@@ -80,13 +81,20 @@ class AccountService:
         rate_limit_rpm: int | None = None,
         monthly_budget_cents: int | None = None,
         opening: AccountOpening | None = None,
+        currency: str = DEFAULT_CURRENCY,
     ) -> UserCreated:
         """A user and a first key with every scope and every model (an operator's act); its RPM and
         budget are the given ones, else the server's default RPM and no budget. A self-service
         `opening` (core/accounts/signup.py) sets the password, entry, verification and the first
-        key's scopes instead."""
+        key's scopes instead. `currency` is fixed for good: the credit, the budget and everything
+        the account pays are in its minor units."""
         opening = opening or AccountOpening()
         email = email.strip()
+        if currency not in CURRENCIES:
+            raise InvalidRequest(
+                f"Unknown currency '{currency[:8]}'; accounts are opened in {' or '.join(CURRENCIES)}.",
+                param="currency",
+            )
         if "@" not in email or len(email) > 320:
             raise InvalidRequest(f"'{email}' is not an email address.", param="email")
         if credit_cents < 0:
@@ -109,6 +117,7 @@ class AccountService:
                         email=email,
                         name=name,
                         balance_units=cents_to_units(credit_cents),
+                        currency=currency,
                         created_at=now,
                         password_hash=opening.password_hash,
                         email_verified=opening.verify_token_hash is None,
@@ -139,6 +148,7 @@ class AccountService:
             email=email,
             name=name,
             credit_balance_cents=credit_cents,
+            currency=currency_of(currency),
             api_key=secret,
             key_id=key_id,
         )
@@ -185,8 +195,8 @@ class AccountService:
         secret = generate_secret()
         row = _key_row(str(uuid.uuid4()), user_id, secret, request.name or "API key", powers)
         async with self._db.write() as conn:
-            exists = (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first()
-            if exists is None:
+            owner = (await conn.execute(select(users.c.currency).where(users.c.id == user_id))).first()
+            if owner is None:
                 raise NotFound("User not found.")
             await conn.execute(api_keys.insert().values(**row))
         return KeyCreated(
@@ -199,6 +209,7 @@ class AccountService:
             scopes=ordered_scopes(powers.scopes),
             models=sorted(powers.models),
             regions=list(powers.regions),
+            currency=currency_of(owner.currency),
             created_at=isoformat(row["created_at"]) or "",
         )
 
@@ -229,7 +240,8 @@ class AccountService:
         async with self._db.read() as conn:
             rows = (
                 await conn.execute(
-                    select(api_keys, spend.spent_units)
+                    select(api_keys, spend.spent_units, users.c.currency)
+                    .join(users, users.c.id == api_keys.c.user_id)
                     .outerjoin(key_spend, this_month)
                     .where(api_keys.c.user_id == user_id)
                     .order_by(api_keys.c.created_at.desc(), api_keys.c.id)
@@ -246,6 +258,7 @@ class AccountService:
                 models=sorted(decode_models(r.models)),
                 regions=list(decode_regions(r.regions)),
                 spent_this_month_cents=units_to_cents(r.spent_units or 0),
+                currency=currency_of(r.currency),
                 is_active=r.is_active,
                 created_at=isoformat(r.created_at) or "",
                 last_used_at=isoformat(r.last_used_at),
@@ -332,5 +345,9 @@ def _powers_of_row(row: Any) -> KeyPowers:
 
 def _user_response(row: Any) -> UserResponse:
     return UserResponse(
-        id=row.id, email=row.email, name=row.name, credit_balance_cents=units_to_cents(row.balance_units)
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        credit_balance_cents=units_to_cents(row.balance_units),
+        currency=currency_of(row.currency),
     )

@@ -91,7 +91,8 @@ class SignupService:
             verify_token_hash=_digest(token) if token else None,
             key_scopes=self._key_scopes,
         )
-        created = await self._accounts.create_user(form.email, name, 0, opening=opening)
+        currency = "CNY" if form.entry == "china" else "USD"  # the China entry's accounts pay in fen
+        created = await self._accounts.create_user(form.email, name, 0, opening=opening, currency=currency)
         if invite_hash is not None and not await self._use_invite(invite_hash, created.id):
             # Another signup used the code between the check and now: this account goes.
             await self._delete_user(created.id)

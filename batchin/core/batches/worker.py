@@ -49,7 +49,7 @@ from batchin.core.worker import DurableWorker, dead_here, new_worker_id
 from batchin.errors import BatchInError, Unauthorized
 from batchin.models.registry import ModelRegistry
 from batchin.store.database import Database
-from batchin.store.tables import api_keys, batches
+from batchin.store.tables import api_keys, batches, users
 
 __all__ = ["TaskDispatcher", "new_worker_id"]
 
@@ -314,8 +314,10 @@ class TaskDispatcher(DurableWorker[ClaimedTask]):
                 k.models,
                 k.regions,
                 k.is_active,
+                users.c.currency,
             )
             .outerjoin(api_keys, k.id == batches.c.key_id)
+            .join(users, users.c.id == batches.c.user_id)
             .where(batches.c.id == batch_id)
         )
         async with self._db.read() as conn:

@@ -5,6 +5,10 @@ A Stripe top-up is a `pending` row created with the checkout session; the signed
 `checkout.session.completed` webhook flips it to `completed` and credits the balance in the same
 transaction. The flip is a conditional UPDATE (`status = 'pending'`), so of any number of redelivered
 or concurrent deliveries exactly one sees the row pending and credits; the others change nothing.
+
+Every amount is in the account's currency (its minor units: cents or fen), fixed when the account
+was opened: a USD account's checkout charges USD by card, a CNY account's charges CNY through Alipay
+or WeChat Pay, and a session paid in any other currency than its account's is never credited.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from batchin.config import Settings
 from batchin.core.billing.money import cents_to_units
 from batchin.core.clock import isoformat, utcnow
 from batchin.errors import InvalidRequest, ServiceUnavailable
+from batchin.protocol.currency import Currency, currency_of
 from batchin.protocol.topup import (
     CheckoutRequest,
     CheckoutResponse,
@@ -43,6 +48,10 @@ _PAID_STATUSES = {"paid", "no_payment_required"}
 # A session that can no longer be paid closes its pending row, so history does not show it pending forever.
 _CLOSING_EVENTS = {"checkout.session.expired": "expired", "checkout.session.async_payment_failed": "failed"}
 _SIGNATURE_TOLERANCE_SECONDS = 300
+# What each currency's checkout offers (Stripe supports Alipay and WeChat Pay for CNY; WeChat Pay in
+# Checkout needs its client named: "web", where Stripe shows the QR code to scan).
+_PAYMENT_METHODS: dict[Currency, tuple[str, ...]] = {"USD": ("card",), "CNY": ("alipay", "wechat_pay")}
+_PAYMENT_METHOD_OPTIONS: dict[Currency, dict[str, Any]] = {"CNY": {"wechat_pay": {"client": "web"}}}
 # Stripe answers in well under a second; a checkout request should not hang on it for the SDK's 80 s.
 _STRIPE_TIMEOUT_SECONDS = 20.0
 _STRIPE_RETRIES = 2
@@ -60,7 +69,8 @@ class TopupService:
         async with self._db.read() as conn:
             rows = (
                 await conn.execute(
-                    select(topups)
+                    select(topups, users.c.currency)
+                    .join(users, users.c.id == topups.c.user_id)
                     .where(topups.c.user_id == user_id)
                     .order_by(topups.c.created_at.desc(), topups.c.id)
                 )
@@ -91,12 +101,14 @@ class TopupService:
             "completed_at": now,
         }
         async with self._db.write() as conn:
-            if not await _add_balance(conn, user_id, amount_cents):
+            currency = await _add_balance(conn, user_id, amount_cents)
+            if currency is None:
                 raise InvalidRequest("User not found.", param="user_id")
             await conn.execute(topups.insert().values(**row))
         return TopupRecord(
             id=row["id"],
             amount_cents=amount_cents,
+            currency=currency,
             source=source,
             reference_id=row["reference_id"],
             status="completed",
@@ -109,10 +121,15 @@ class TopupService:
         if not low <= request.amount_cents <= high:
             raise InvalidRequest(f"amount_cents must be between {low} and {high}.", param="amount_cents")
         client = self._stripe_client()
+        async with self._db.read() as conn:
+            found = (await conn.execute(select(users.c.currency).where(users.c.id == user_id))).scalar()
+        if found is None:
+            raise InvalidRequest("User not found.", param="user_id")
+        currency = currency_of(found)
         topup_id = str(uuid.uuid4())
         try:
             session: Any = await client.v1.checkout.sessions.create_async(
-                params=self._checkout_params(user_id, topup_id, request.amount_cents),
+                params=self._checkout_params(user_id, topup_id, request.amount_cents, currency),
                 # One key per top-up: the SDK's own retries can never open a second session for it.
                 options={"idempotency_key": f"batchin-topup-{topup_id}"},
             )
@@ -141,12 +158,20 @@ class TopupService:
                     created_at=utcnow(),
                 )
             )
-        return CheckoutResponse(checkout_url=session.url, session_id=session.id)
+        return CheckoutResponse(
+            checkout_url=session.url,
+            session_id=session.id,
+            currency=currency,
+            payment_method_types=list(_PAYMENT_METHODS[currency]),
+        )
 
-    def _checkout_params(self, user_id: str, topup_id: str, amount_cents: int) -> Any:
+    def _checkout_params(self, user_id: str, topup_id: str, amount_cents: int, currency: Currency) -> Any:
         base = self._settings.public_base_url.rstrip("/")
+        options = _PAYMENT_METHOD_OPTIONS.get(currency)
         return {
             "mode": "payment",
+            "payment_method_types": list(_PAYMENT_METHODS[currency]),
+            **({"payment_method_options": options} if options else {}),
             "client_reference_id": user_id,
             "metadata": {
                 "batchin_user_id": user_id,
@@ -157,7 +182,7 @@ class TopupService:
                 {
                     "quantity": 1,
                     "price_data": {
-                        "currency": self._settings.stripe_currency,
+                        "currency": currency.lower(),  # Stripe's codes are lower case
                         "unit_amount": amount_cents,
                         "product_data": {"name": "BatchIn credit"},
                     },
@@ -205,10 +230,13 @@ class TopupService:
             raise InvalidRequest("The webhook body is not a Stripe event.") from None
 
     async def _complete_session(self, session: StripeCheckoutSession) -> bool:
-        if session.currency != self._settings.stripe_currency:
-            log.error("stripe session %s paid in %r; not credited", session.id, session.currency)
-            return False
         now = utcnow()
+        paid_in = (session.currency or "").upper()
+        # Only an account whose currency the session was paid in: a session paid in another is left
+        # pending (and logged) for an operator, like a total that differs from what we asked.
+        in_its_currency = (
+            select(users.c.id).where(users.c.id == topups.c.user_id, users.c.currency == paid_in).exists()
+        )
         async with self._db.write() as conn:
             completed = (
                 await conn.execute(
@@ -219,13 +247,14 @@ class TopupService:
                         topups.c.status == "pending",
                         # A total that differs from what we asked Stripe to charge is left for an operator.
                         topups.c.amount_cents == session.amount_total,
+                        in_its_currency,
                     )
                     .values(status="completed", completed_at=now)
                     .returning(topups.c.user_id, topups.c.amount_cents)
                 )
             ).first()
             if completed is not None:
-                return await _add_balance(conn, completed.user_id, completed.amount_cents)
+                return await _add_balance(conn, completed.user_id, completed.amount_cents) is not None
             if await self._credit_foreign_session(conn, session):
                 return True
         log.info("stripe session %s: nothing to credit (already credited or not ours)", session.id)
@@ -238,9 +267,17 @@ class TopupService:
         amount = session.amount_total
         if not user_id or amount is None or amount <= 0:
             return False
-        exists = (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first()
-        if exists is None:
+        owner = (await conn.execute(select(users.c.currency).where(users.c.id == user_id))).first()
+        if owner is None:
             log.error("stripe session %s names unknown user %s; not credited", session.id, user_id)
+            return False
+        if (session.currency or "").upper() != owner.currency:
+            log.error(
+                "stripe session %s paid in %r for a %s account; not credited",
+                session.id,
+                session.currency,
+                owner.currency,
+            )
             return False
         now = utcnow()
         inserted = (
@@ -260,7 +297,7 @@ class TopupService:
                 .returning(topups.c.id)
             )
         ).first()
-        return inserted is not None and await _add_balance(conn, user_id, amount)
+        return inserted is not None and await _add_balance(conn, user_id, amount) is not None
 
     async def _close_session(self, session_id: str, status: str) -> None:
         async with self._db.write() as conn:
@@ -309,20 +346,23 @@ class _HTTPXClient(stripe.HTTPXClient):
         return [args, kwargs]
 
 
-async def _add_balance(conn: AsyncConnection, user_id: str, amount_cents: int) -> bool:
+async def _add_balance(conn: AsyncConnection, user_id: str, amount_cents: int) -> Currency | None:
+    """Credit `amount_cents` (minor units of the account's currency); the currency, None for no user."""
     result = await conn.execute(
         update(users)
         .where(users.c.id == user_id)
         .values(balance_units=users.c.balance_units + cents_to_units(amount_cents))
-        .returning(users.c.id)
+        .returning(users.c.currency)
     )
-    return result.first() is not None
+    row = result.first()
+    return None if row is None else currency_of(row.currency)
 
 
 def _record(r: Any) -> TopupRecord:
     return TopupRecord(
         id=r.id,
         amount_cents=r.amount_cents,
+        currency=currency_of(r.currency),
         source=r.source,
         reference_id=r.reference_id,
         status=r.status,

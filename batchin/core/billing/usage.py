@@ -1,6 +1,7 @@
 """Usage logs and totals. Totals come from the rollups written with each log, so they always equal
 the sum of the logs and cost one small read however many logs a user has. The summary also says
-how much the user's stored files hold against their storage quota (storage_quota.py)."""
+how much the user's stored files hold against their storage quota (storage_quota.py). Every amount
+is in the account's currency (its minor units), which each response names, read with the rows."""
 
 from __future__ import annotations
 
@@ -9,15 +10,17 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchin.core.billing.money import units_to_cents
 from batchin.core.billing.storage_quota import StorageQuota
 from batchin.core.clock import isoformat
 from batchin.core.paging import Page, page_of
 from batchin.errors import InvalidRequest
+from batchin.protocol.currency import DEFAULT_CURRENCY, Currency, currency_of
 from batchin.protocol.usage import ModelUsage, UsageLog, UsageSummary
 from batchin.store.database import Database
-from batchin.store.tables import usage_logs, usage_rollups
+from batchin.store.tables import usage_logs, usage_rollups, users
 
 MAX_PAGE = 500
 _DAILY_ROWS = 100_000
@@ -81,7 +84,8 @@ class UsageService:
         async with self._db.read() as conn:
             rows = (
                 await conn.execute(
-                    select(usage_logs)
+                    select(usage_logs, users.c.currency)
+                    .join(users, users.c.id == usage_logs.c.user_id)
                     .where(usage_logs.c.user_id == user_id, *(filters or LogFilters()).clauses())
                     .order_by(usage_logs.c.created_at.desc(), usage_logs.c.id.desc())
                     .limit(limit + probe)
@@ -138,8 +142,10 @@ class UsageService:
                     ).where(usage_rollups.c.user_id == user_id)
                 )
             ).one()
+            currency = await _currency_of(conn, user_id)
         return UsageSummary(
             **_totals(*row),
+            currency=currency,
             storage_bytes=await self._storage.used(user_id),
             storage_quota_bytes=self._storage.limit,
         )
@@ -153,10 +159,20 @@ class UsageService:
                     .order_by(usage_rollups.c.cost_units.desc(), usage_rollups.c.model)
                 )
             ).all()
+            currency = await _currency_of(conn, user_id)
         return [
-            ModelUsage(model=r.model, **_totals(r.requests, r.input_tokens, r.output_tokens, r.cost_units))
+            ModelUsage(
+                model=r.model,
+                currency=currency,
+                **_totals(r.requests, r.input_tokens, r.output_tokens, r.cost_units),
+            )
             for r in rows
         ]
+
+
+async def _currency_of(conn: AsyncConnection, user_id: str) -> Currency:
+    found = (await conn.execute(select(users.c.currency).where(users.c.id == user_id))).scalar()
+    return DEFAULT_CURRENCY if found is None else currency_of(found)
 
 
 def _totals(requests: Any, input_tokens: Any, output_tokens: Any, cost_units: Any) -> dict[str, Any]:
@@ -183,6 +199,7 @@ def _log(r: Any) -> UsageLog:
         unit=r.unit,
         cost_cents=units_to_cents(r.cost_units),
         cost_micro_cents=r.cost_units,
+        currency=currency_of(r.currency),
         latency_ms=r.latency_ms,
         status=r.status,
         created_at=isoformat(r.created_at) or "",

@@ -41,6 +41,7 @@ from batchin.store.tables import (
     prompt_replays,
     prompt_samples,
     prompt_versions,
+    users,
 )
 
 __all__ = ["ExperimentWorker"]
@@ -270,7 +271,8 @@ class ExperimentWorker(DurableWorker[Any]):
         async with self._db.read() as conn:
             rows = (
                 await conn.execute(
-                    select(api_keys)
+                    select(api_keys, users.c.currency)
+                    .join(users, users.c.id == api_keys.c.user_id)
                     .where(api_keys.c.user_id == experiment.user_id, api_keys.c.is_active.is_(True))
                     .order_by(api_keys.c.created_at.desc())
                 )

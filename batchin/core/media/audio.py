@@ -37,7 +37,7 @@ from batchin.core.context import CallContext
 from batchin.core.serving.admission import Priority
 from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.generation import BufferedStream
-from batchin.core.serving.model_lookup import usable_model
+from batchin.core.serving.model_lookup import prices_for, usable_model
 from batchin.core.serving.served_calls import ServedCall, ServedCalls
 from batchin.errors import InvalidRequest, ServiceUnavailable
 from batchin.models.audio_codec import (
@@ -152,10 +152,10 @@ class AudioService:
         return stream
 
     @staticmethod
-    def _bound(entry: CatalogEntry, request: SpeechRequest) -> int:
+    def _bound(price: Decimal, request: SpeechRequest) -> int:
         """The reservation: the longest audio this text could plausibly take, at the asked speed."""
         bound = max(_MIN_SPEECH_SECONDS, len(request.input) * _MAX_SECONDS_PER_CHAR) / request.speed
-        return cost_per_unit(round(bound, 3), _price(entry))
+        return cost_per_unit(round(bound, 3), price)
 
     async def _relay(
         self,
@@ -176,7 +176,10 @@ class AudioService:
             pool = await self._flow.admit(ctx, entry)
             async with (
                 self._metering.call(
-                    ctx, model=entry.id, endpoint=_SPEECH, max_cost_units=self._bound(entry, request)
+                    ctx,
+                    model=entry.id,
+                    endpoint=_SPEECH,
+                    max_cost_units=self._bound(_price(entry, ctx), request),
                 ) as call,
                 pool.slot(priority) as queued_seconds,
             ):
@@ -196,13 +199,15 @@ class AudioService:
                 except (asyncio.CancelledError, ClientGone):
                     # The caller left: it pays for the audio it was sent, if that much can be read.
                     with contextlib.suppress(AudioDecodeError):
-                        await self._bill_speech(call, served, parts, request, runner, entry)
+                        await self._bill_speech(call, served, parts, request, runner, _price(entry, ctx))
                     raise
                 served.engine_done()
                 if not parts:
                     raise ServiceUnavailable(f"The upstream of model {entry.id} sent no audio.")
                 try:
-                    stream.seconds = await self._bill_speech(call, served, parts, request, runner, entry)
+                    stream.seconds = await self._bill_speech(
+                        call, served, parts, request, runner, _price(entry, ctx)
+                    )
                 except AudioDecodeError:
                     raise ServiceUnavailable(
                         f"The upstream of model {entry.id} sent audio that is not {request.response_format}."
@@ -215,13 +220,13 @@ class AudioService:
         parts: list[bytes],
         request: SpeechRequest,
         runner: StreamsSpeech,
-        entry: CatalogEntry,
+        price: Decimal,
     ) -> float:
         audio = b"".join(parts)
         seconds = await asyncio.to_thread(
             audio_seconds, audio, request.response_format, pcm_sample_rate=runner.pcm_sample_rate
         )
-        call.record(cost_units=cost_per_unit(seconds, _price(entry)), units=seconds, unit="audio_seconds")
+        call.record(cost_units=cost_per_unit(seconds, price), units=seconds, unit="audio_seconds")
         served.produced(audio, units=seconds, unit="audio_seconds")
         return seconds
 
@@ -234,14 +239,14 @@ class AudioService:
         voice: str,
         priority: Priority,
     ) -> SpeechResult:
-        price = _price(entry)
+        price = _price(entry, ctx)
         endpoint = _SPEECH
         async with self._served.call(
             ctx, model_id=entry.id, endpoint=endpoint, input=request.input.encode("utf-8")
         ) as served:
             pool = await self._flow.admit(ctx, entry)
             async with self._metering.call(
-                ctx, model=entry.id, endpoint=endpoint, max_cost_units=self._bound(entry, request)
+                ctx, model=entry.id, endpoint=endpoint, max_cost_units=self._bound(price, request)
             ) as call:
                 async with pool.slot(priority) as queued_seconds:
                     served.admitted(queued_seconds, call)
@@ -282,7 +287,7 @@ class AudioService:
             temperature=request.temperature,
             word_timestamps=request.word_timestamps,
         )
-        price = _price(entry)
+        price = _price(entry, ctx)
         endpoint = "audio.transcriptions" if task == "transcribe" else "audio.translations"
         async with self._served.call(ctx, model_id=entry.id, endpoint=endpoint, input=audio) as served:
             # Limits and funds before the upload is decoded: a caller who will be refused (429,
@@ -341,8 +346,8 @@ class AudioService:
     # -- shared ------------------------------------------------------------------------------
 
 
-def _price(entry: CatalogEntry) -> Decimal:
-    return entry.pricing.per_audio_second or Decimal(0)
+def _price(entry: CatalogEntry, ctx: CallContext) -> Decimal:
+    return prices_for(entry, ctx.principal).per_audio_second or Decimal(0)
 
 
 def _voice(entry: CatalogEntry, runner: SpeechRunner | StreamsSpeech, requested: str | None) -> str:

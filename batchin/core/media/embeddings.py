@@ -28,7 +28,7 @@ from batchin.core.billing.money import cost_per_million
 from batchin.core.context import CallContext, Principal
 from batchin.core.serving.admission import Priority
 from batchin.core.serving.flow import FlowPolicy
-from batchin.core.serving.model_lookup import usable_model
+from batchin.core.serving.model_lookup import prices_for, usable_model
 from batchin.core.serving.served_calls import ServedCalls
 from batchin.errors import InvalidRequest
 from batchin.models.catalog import CatalogEntry
@@ -74,7 +74,7 @@ class EmbeddingsService:
                     param="input",
                 )
         tokens = sum(counts)
-        price = entry.pricing.input_per_1m or 0
+        price = prices_for(entry, ctx.principal).input_per_1m or 0
         reported = isinstance(runner, ReportsEmbeddingUsage)
         held = int(tokens * _ESTIMATE_HEADROOM) + 16 if reported else tokens
         async with self._served.call(

@@ -26,7 +26,7 @@ from batchin.core.media.files import FileService, NewFile
 from batchin.core.media.links import LinkSigner
 from batchin.core.serving.admission import Priority
 from batchin.core.serving.flow import FlowPolicy
-from batchin.core.serving.model_lookup import usable_model
+from batchin.core.serving.model_lookup import prices_for, usable_model
 from batchin.core.serving.served_calls import ServedCalls
 from batchin.errors import ServiceUnavailable
 from batchin.models.images import ImageParams, ImageRunner
@@ -63,7 +63,7 @@ class ImageService:
         runner = await self._registry.runner(entry.id)
         if not isinstance(runner, ImageRunner):
             raise ServiceUnavailable(f"Model '{entry.id}' has no image engine.")
-        price = entry.pricing.per_image or 0
+        price = prices_for(entry, ctx.principal).per_image or 0
         by_url = request.response_format != "b64_json"
         if by_url:
             await self._files.quota.require_room(ctx.principal.user_id)

@@ -40,11 +40,12 @@ from batchin.core.worker import DurableWorker, new_worker_id
 from batchin.errors import BatchInError
 from batchin.models.registry import ModelRegistry
 from batchin.models.video import VideoParams, VideoRunner
+from batchin.protocol.currency import DEFAULT_CURRENCY
 from batchin.protocol.files import VIDEO_OUTPUT
 from batchin.protocol.images import parse_size
 from batchin.store.claiming import skip_locked
 from batchin.store.database import Database
-from batchin.store.tables import reservations, video_jobs
+from batchin.store.tables import reservations, users, video_jobs
 
 __all__ = ["VideoWorker", "job_context", "load_reservation"]
 
@@ -240,7 +241,7 @@ class VideoWorker(DurableWorker[dict[str, Any]]):
         )
         seconds = job["seconds"]
         served.produced(mp4, units=float(seconds), unit="video_seconds")
-        served.cost_units = cost_per_unit(seconds, self._price(job["model"]))
+        served.cost_units = cost_per_unit(seconds, await self._price(job))
         record_id = await self._served.seal(served)
         done = await self._mine(
             job["id"],
@@ -271,7 +272,7 @@ class VideoWorker(DurableWorker[dict[str, Any]]):
         reservation = await load_reservation(self._db, job["reservation_id"])
         if reservation is None:
             return
-        entry_price = self._price(job["model"])
+        entry_price = await self._price(job)
         await self._ledger.settle(
             reservation,
             UsageRecord(
@@ -290,12 +291,18 @@ class VideoWorker(DurableWorker[dict[str, Any]]):
         if reservation is not None:
             await self._ledger.release(reservation)
 
-    def _price(self, model_id: str) -> Any:
-        # The job's reservation caps the charge; a model since removed from the catalog bills that.
+    async def _price(self, job: dict[str, Any]) -> Any:
+        """The job's price per second in its owner's currency. The job's reservation caps the
+        charge; a model since removed from the catalog (or its price in that currency) bills that."""
+        async with self._db.read() as conn:
+            currency = (
+                await conn.execute(select(users.c.currency).where(users.c.id == job["user_id"]))
+            ).scalar()
         try:
-            return self._registry.entry(model_id).pricing.per_video_second or 0
+            prices = self._registry.entry(job["model"]).prices(currency or DEFAULT_CURRENCY)
         except BatchInError:
-            return 10**6
+            prices = None
+        return 10**6 if prices is None else prices.per_video_second or 0
 
 
 def job_context(job: dict[str, Any]) -> CallContext:

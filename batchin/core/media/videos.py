@@ -39,7 +39,7 @@ from batchin.core.media.links import LinkSigner
 from batchin.core.media.video_worker import VideoWorker, load_reservation
 from batchin.core.serving.admission import AdmissionController
 from batchin.core.serving.flow import FlowPolicy
-from batchin.core.serving.model_lookup import usable_model
+from batchin.core.serving.model_lookup import prices_for, usable_model
 from batchin.core.serving.served_calls import ServedCalls
 from batchin.errors import InvalidRequest, NotFound
 from batchin.models.registry import ModelRegistry
@@ -100,7 +100,7 @@ class VideoService:
             raise InvalidRequest(f"H.264 needs even sides; size {size!r} has an odd one.", param="size")
         await self._files.quota.require_room(ctx.principal.user_id)  # the MP4 will need room
         await self._flow.admit(ctx, entry)  # region and lane limits; the worker holds the slot
-        price = entry.pricing.per_video_second or 0
+        price = prices_for(entry, ctx.principal).per_video_second or 0
         # The job row holds it (the sweeper spares live jobs; the video worker recovers its own).
         reservation = await self._ledger.reserve(
             ctx.principal, cost_per_unit(seconds, price), held_here=False

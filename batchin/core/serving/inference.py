@@ -27,7 +27,7 @@ from batchin.core.serving.admission import AdmissionPool, Priority
 from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.generation import TextGeneration
 from batchin.core.serving.metrics import InferenceMetrics
-from batchin.core.serving.model_lookup import usable_model
+from batchin.core.serving.model_lookup import prices_for, usable_model
 from batchin.core.serving.text_options import require_capabilities, sampling_params
 from batchin.core.serving.tool_requests import check_tool_schemas, engine_messages, engine_tools, transcript
 from batchin.core.traces.service import TraceService
@@ -38,7 +38,7 @@ from batchin.models.base import (
     PreparedPrompt,
     TextRunner,
 )
-from batchin.models.catalog import GRAMMAR_ENGINES, CatalogEntry, Kind
+from batchin.models.catalog import GRAMMAR_ENGINES, CatalogEntry, Kind, Pricing
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.text import (
     DEFAULT_COMPLETION_MAX_TOKENS,
@@ -215,17 +215,16 @@ class InferenceService:
         where = f"use a model with it: {', '.join(fim)}" if fim else "no model here has it"
         return f"Model '{entry.id}' has no fill-in-the-middle support; omit suffix or {where}."
 
-    def _max_cost(self, entry: CatalogEntry, prepared: PreparedPrompt, choices: int) -> int:
+    def _max_cost(self, pricing: Pricing, prepared: PreparedPrompt, choices: int) -> int:
         prompt = (
             prepared.prompt_tokens
             if prepared.exact
             else int(prepared.prompt_tokens * _ESTIMATE_HEADROOM) + 16
         )
-        return self._cost(entry, prompt, prepared.sampling.max_tokens * choices)
+        return self._cost(pricing, prompt, prepared.sampling.max_tokens * choices)
 
     @staticmethod
-    def _cost(entry: CatalogEntry, prompt_tokens: int, completion_tokens: int) -> int:
-        pricing = entry.pricing
+    def _cost(pricing: Pricing, prompt_tokens: int, completion_tokens: int) -> int:
         return cost_per_million(prompt_tokens, pricing.input_per_1m or 0) + cost_per_million(
             completion_tokens, pricing.output_per_1m or 0
         )
@@ -269,6 +268,7 @@ class InferenceService:
         choices: int,
     ) -> None:
         gen, entry = started.generation, started.entry
+        pricing = prices_for(entry, ctx.principal)  # the account's currency
         status = "failed"
         metered: MeteredCall | None = None
         try:
@@ -280,14 +280,14 @@ class InferenceService:
                     ctx,
                     model=entry.id,
                     endpoint=endpoint,
-                    max_cost_units=self._max_cost(entry, prepared, choices),
+                    max_cost_units=self._max_cost(pricing, prepared, choices),
                 ) as call,
                 pool.slot(priority) as queued_seconds,
             ):
                 metered = call
                 call.begin()
                 gen.admitted(admitted, queued_seconds)
-                await self._pump(gen, call, entry, runner, prepared, choices)
+                await self._pump(gen, call, pricing, runner, prepared, choices)
                 gen.stats.finished_at = time.monotonic()
             status = "succeeded"
         except (asyncio.CancelledError, ClientGone):
@@ -339,7 +339,7 @@ class InferenceService:
         self,
         gen: TextGeneration,
         call: MeteredCall,
-        entry: CatalogEntry,
+        pricing: Pricing,
         runner: TextRunner,
         prepared: PreparedPrompt,
         choices: int,
@@ -359,7 +359,7 @@ class InferenceService:
                         completion += 1
                     total = finished + completion
                     call.record(
-                        cost_units=self._cost(entry, prompt_tokens, total),
+                        cost_units=self._cost(pricing, prompt_tokens, total),
                         input_tokens=prompt_tokens,
                         output_tokens=total,
                     )

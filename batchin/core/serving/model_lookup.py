@@ -6,21 +6,41 @@ from __future__ import annotations
 from batchin.core.context import Principal
 from batchin.core.permissions import may_use_model, require_model
 from batchin.errors import InvalidRequest, NotFound, ServiceUnavailable
-from batchin.models.catalog import CatalogEntry, Kind
+from batchin.models.catalog import CatalogEntry, Kind, Pricing
 from batchin.models.registry import ModelRegistry
 
-__all__ = ["usable_model"]
+__all__ = ["prices_for", "usable_model"]
+
+
+def prices_for(entry: CatalogEntry, principal: Principal) -> Pricing:
+    """What this caller pays for the model: its prices in the account's currency (the catalog fixed
+    them at load, CNY ones converted or given). A model with no price in it is refused (400)."""
+    prices = entry.prices(principal.currency)
+    if prices is None:
+        raise InvalidRequest(
+            f"Model '{entry.id}' has no {principal.currency} price on this server, so "
+            f"{principal.currency} accounts cannot call it; pick another model.",
+            param="model",
+        )
+    return prices
 
 
 def usable_model(
     registry: ModelRegistry, model_id: str | None, kind: Kind, principal: Principal
 ) -> CatalogEntry:
     """The named model (by its id or an alias), which must serve `kind` (400 otherwise; 404 if
-    unknown) and be among the key's models (403), or with no name the first model of that kind the
-    key may call; an unavailable model is a 503."""
+    unknown), be among the key's models (403) and have a price in the account's currency (400), or
+    with no name the first such model of that kind; an unavailable model is a 503."""
     if model_id is None:
         entry = next(
-            (e for e in registry.entries() if kind in e.kind and may_use_model(principal, *e.names)), None
+            (
+                e
+                for e in registry.entries()
+                if kind in e.kind
+                and may_use_model(principal, *e.names)
+                and e.prices(principal.currency) is not None
+            ),
+            None,
         )
         if entry is None:
             raise NotFound(f"This server has no {kind} model this API key may call.", param="model")
@@ -32,6 +52,7 @@ def usable_model(
                 f"Model '{model_id}' does not serve {kind} requests (it serves {', '.join(entry.kind)}).",
                 param="model",
             )
+    prices_for(entry, principal)
     health = registry.status(entry.id)
     if health.status == "unavailable":
         raise ServiceUnavailable(f"Model '{entry.id}' is unavailable: {health.reason}.")

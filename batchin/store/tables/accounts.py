@@ -27,6 +27,9 @@ users = Table(
     Column("email", String(320), nullable=False, unique=True),
     Column("name", String(200), nullable=False),
     Column("balance_units", BigInteger, nullable=False, default=0),
+    # USD or CNY, fixed when the account is opened: the unit of its balance, keys' budgets and spend,
+    # usage costs and top-ups (protocol/currency.py).
+    Column("currency", String(3), nullable=False, server_default="USD"),
     Column("created_at", TS, nullable=False),
     # Console sign-in (core/accounts/signup.py): an argon2id hash, none for CLI-made users.
     Column("password_hash", String(255), nullable=True),
@@ -35,9 +38,11 @@ users = Table(
     # The entry the account was opened through ("global" or "china"); fixed at opening.
     Column("entry", String(16), nullable=False, server_default="global", default="global"),
     # SHA-256 of the pending email-verification token; cleared once used.
-    Column("verify_token_hash", String(64), nullable=True, unique=True),
+    Column("verify_token_hash", String(64), nullable=True),
     CheckConstraint("balance_units >= 0", name="balance_non_negative"),
+    CheckConstraint("currency IN ('USD', 'CNY')", name="currency_known"),
 )
+Index("ix_users_verify_token_hash", users.c.verify_token_hash, unique=True)
 
 api_keys = Table(
     "api_keys",

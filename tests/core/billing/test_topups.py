@@ -398,3 +398,38 @@ async def test_usdc_chains_come_from_configuration(
     )
     assert configured.usdc_chains().model_dump() == {"chains": chains}
     assert services.topups.usdc_chains().model_dump() == {"chains": []}
+
+
+async def test_operator_credit_to_a_cny_account_is_in_fen(services: Services, make_user: MakeUser) -> None:
+    user = await make_user(credit_cents=0, currency="CNY")
+
+    record = await services.topups.credit(user.id, 1234)
+
+    assert (record.amount_cents, record.currency) == (1234, "CNY")
+    assert await balance_cents(services, user.id) == 1234
+    assert [(r.amount_cents, r.currency) for r in await services.topups.history(user.id)] == [(1234, "CNY")]
+
+
+async def test_a_foreign_session_in_another_currency_than_its_account_is_not_credited(
+    services: Services, make_user: MakeUser, fake_stripe: FakeStripe
+) -> None:
+    user = await make_user(credit_cents=0, currency="CNY")
+    session = {**foreign_session(user.id, 5000), "currency": "usd"}
+
+    ack = await deliver(services, fake_stripe.event(session, "checkout.session.completed"))
+
+    assert ack == WebhookAck(received=True, credited=False)
+    assert await balance_cents(services, user.id) == 0
+    assert await services.topups.history(user.id) == []
+
+
+async def test_a_foreign_session_in_its_accounts_currency_is_credited(
+    services: Services, make_user: MakeUser, fake_stripe: FakeStripe
+) -> None:
+    user = await make_user(credit_cents=0, currency="CNY")
+    session = {**foreign_session(user.id, 5000), "currency": "cny"}
+
+    ack = await deliver(services, fake_stripe.event(session, "checkout.session.completed"))
+
+    assert ack == WebhookAck(received=True, credited=True)
+    assert await balance_cents(services, user.id) == 5000

@@ -1,8 +1,8 @@
 """console accounts: users' password hash, verified flag, entry and pending verification token;
 console sessions; signup invites
 
-Revision ID: 0016_console_accounts
-Revises: 0015_video_job_receipts
+Revision ID: 0017_console_accounts
+Revises: 0016_account_currency
 Create Date: 2026-12-03 04:15:00.000000
 """
 
@@ -12,20 +12,21 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0016_console_accounts'
-down_revision = '0015_video_job_receipts'
+revision = '0017_console_accounts'
+down_revision = '0016_account_currency'
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('password_hash', sa.String(length=255), nullable=True))
-        # Every user made before this (by the operator's CLI) counts as verified.
-        batch_op.add_column(sa.Column('email_verified', sa.Boolean(), nullable=False, server_default=sa.true()))
-        batch_op.add_column(sa.Column('entry', sa.String(length=16), nullable=False, server_default='global'))
-        batch_op.add_column(sa.Column('verify_token_hash', sa.String(length=64), nullable=True))
-        batch_op.create_unique_constraint('uq_users_verify_token_hash', ['verify_token_hash'])
+    # Plain ADD COLUMNs and a unique index, never a batch "recreate" of users: on SQLite that drops the
+    # old table, and with foreign keys on the drop cascades to every key, usage log and top-up.
+    op.add_column('users', sa.Column('password_hash', sa.String(length=255), nullable=True))
+    # Every user made before this (by the operator's CLI) counts as verified.
+    op.add_column('users', sa.Column('email_verified', sa.Boolean(), nullable=False, server_default=sa.true()))
+    op.add_column('users', sa.Column('entry', sa.String(length=16), nullable=False, server_default='global'))
+    op.add_column('users', sa.Column('verify_token_hash', sa.String(length=64), nullable=True))
+    op.create_index('ix_users_verify_token_hash', 'users', ['verify_token_hash'], unique=True)
     op.create_table(
         'console_sessions',
         sa.Column('token_hash', sa.String(length=64), nullable=False),
@@ -54,7 +55,7 @@ def downgrade() -> None:
     op.drop_table('signup_invites')
     op.drop_index('ix_console_sessions_user_id', table_name='console_sessions')
     op.drop_table('console_sessions')
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.drop_constraint('uq_users_verify_token_hash', type_='unique')
-        for name in ('verify_token_hash', 'entry', 'email_verified', 'password_hash'):
-            batch_op.drop_column(name)
+    op.drop_index('ix_users_verify_token_hash', table_name='users')
+    for name in ('verify_token_hash', 'entry', 'email_verified', 'password_hash'):
+        # SQLite >= 3.35 drops a column in place (no table rebuild, nothing cascades).
+        op.execute(f'ALTER TABLE users DROP COLUMN {name}')
