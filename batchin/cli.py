@@ -107,7 +107,7 @@ def serve(
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_heap=True),
         host=settings.host,
         port=settings.port,
         log_level=log_level,

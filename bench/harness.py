@@ -124,6 +124,15 @@ def batchin_server(
 @contextlib.contextmanager
 def fake_upstream(*, core: int = 1, tokens: int = 20, delay_ms: float = 5.0) -> Iterator[str]:
     """The fake OpenAI-compatible upstream (tests/fakes/fake_upstream.py) in its own process."""
+    with fake_upstream_process(core=core, tokens=tokens, delay_ms=delay_ms) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def fake_upstream_process(
+    *, core: int = 1, tokens: int = 20, delay_ms: float = 5.0
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """fake_upstream, with its process (for benches that count its CPU time)."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -142,7 +151,7 @@ def fake_upstream(*, core: int = 1, tokens: int = 20, delay_ms: float = 5.0) -> 
     )
     try:
         wait_ready(f"http://127.0.0.1:{port}/v1/models")
-        yield f"http://127.0.0.1:{port}/v1"
+        yield f"http://127.0.0.1:{port}/v1", process
     finally:
         process.terminate()
         process.wait(timeout=15)
