@@ -95,11 +95,28 @@ def store_checks(data_dir: str, tasks: int) -> dict[str, object]:
     }
 
 
+def read_output(client: httpx.Client, file_id: str) -> tuple[int, int]:
+    """(distinct custom_ids, duplicates) in the output file."""
+    seen: set[str] = set()
+    duplicates = 0
+    with client.stream("GET", f"/v1/files/{file_id}/content") as response:
+        for line in response.iter_lines():
+            if line:
+                custom_id = json.loads(line)["custom_id"]
+                duplicates += custom_id in seen
+                seen.add(custom_id)
+    return len(seen), duplicates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     default = int(os.environ.get("BENCH_BATCH_TASKS", "1000000"))
     parser.add_argument("--tasks", type=int, default=default, help="tasks in the batch (default %(default)s)")
-    tasks = parser.parse_args().tasks
+    parser.add_argument(
+        "--ingest-only", action="store_true", help="stop after validation (the batch is cancelled)"
+    )
+    args = parser.parse_args()
+    tasks = args.tasks
     work = Path(tempfile.mkdtemp(prefix="batchin-batch-bench-"))
     source = work / "input.jsonl"
     write_input(source, tasks)
@@ -131,50 +148,49 @@ def main() -> None:
                     },
                 ).json()
                 batch_id = batch["id"]
-                validated_at = dispatch_started = None
+                validated_at = None
                 cpu_start = (0.0, 0.0)
                 while True:
                     batch = client.get(f"/v1/batches/{batch_id}").json()
                     now = time.perf_counter()
                     if validated_at is None and batch["status"] != "validating":
-                        validated_at = dispatch_started = now
+                        validated_at = now
                         cpu_start = (cpu_seconds(server.process.pid), cpu_seconds(upstream.pid))
+                        if args.ingest_only:
+                            client.post(f"/v1/batches/{batch_id}/cancel")
+                            break
                     if batch["status"] in ("completed", "failed", "expired", "cancelled"):
                         break
                     time.sleep(0.2)
                 finished = time.perf_counter()
                 server_cpu = cpu_seconds(server.process.pid) - cpu_start[0]
                 upstream_cpu = cpu_seconds(upstream.pid) - cpu_start[1]
-                checks = store_checks(server.data_dir, tasks)
-                rss = peak_rss_mb(server.process.pid)
-                seen: set[str] = set()
-                duplicates = 0
-                with client.stream("GET", f"/v1/files/{batch['output_file_id']}/content") as response:
-                    for line in response.iter_lines():
-                        if line:
-                            custom_id = json.loads(line)["custom_id"]
-                            duplicates += custom_id in seen
-                            seen.add(custom_id)
-    counts = batch.get("request_counts") or {}
-    dispatch_s = finished - (dispatch_started or finished)
-    results.update(
-        {
-            "status": batch["status"],
-            "request_counts": counts,
-            "upload_s": round(upload_s, 2),
-            "upload_and_validation_s": round((validated_at or finished) - started, 2),
-            "dispatch_s": round(dispatch_s, 2),
-            "dispatch_tasks_per_s": round(tasks / dispatch_s, 1) if dispatch_s > 0 else None,
-            # CPU per task while dispatching: what a noisy shared machine blurs least.
-            "server_cpu_ms_per_task": round(server_cpu * 1000 / tasks, 3),
-            "upstream_cpu_ms_per_task": round(upstream_cpu * 1000 / tasks, 3),
-            "peak_rss_mb": round(rss, 1),
-            "results_exactly_once": len(seen) == tasks and duplicates == 0,
-            "duplicates": duplicates,
-            **checks,
-            "targets": {"upload_and_validation_s": 60, "dispatch_tasks_per_s": 2000, "peak_rss_mb": 500},
-        }
-    )
+                results.update(
+                    {
+                        "status": batch["status"],
+                        "request_counts": batch.get("request_counts") or {},
+                        "upload_s": round(upload_s, 2),
+                        "upload_and_validation_s": round((validated_at or finished) - started, 2),
+                    }
+                )
+                if not args.ingest_only:
+                    dispatch_s = finished - (validated_at or finished)
+                    checks = store_checks(server.data_dir, tasks)
+                    distinct, duplicates = read_output(client, batch["output_file_id"])
+                    results.update(
+                        {
+                            "dispatch_s": round(dispatch_s, 2),
+                            "dispatch_tasks_per_s": round(tasks / dispatch_s, 1) if dispatch_s > 0 else None,
+                            # CPU per task while dispatching: what a noisy shared machine blurs least.
+                            "server_cpu_ms_per_task": round(server_cpu * 1000 / tasks, 3),
+                            "upstream_cpu_ms_per_task": round(upstream_cpu * 1000 / tasks, 3),
+                            "results_exactly_once": distinct == tasks and duplicates == 0,
+                            "duplicates": duplicates,
+                            **checks,
+                        }
+                    )
+                results["peak_rss_mb"] = round(peak_rss_mb(server.process.pid), 1)
+    results["targets"] = {"upload_and_validation_s": 60, "dispatch_tasks_per_s": 2000, "peak_rss_mb": 500}
     print(json.dumps(results))
 
 
