@@ -122,7 +122,7 @@ def serve(
         serve_workers(settings, count, log_level)
         return
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_heap=True),
         host=settings.host,
         port=settings.port,
         log_level=log_level,

@@ -162,7 +162,7 @@ def _api_process(relay: RelayAddress, log_level: str, parent: int) -> None:
     configure_logging()
     settings = Settings.load()
     config = uvicorn.Config(
-        create_app(settings, relay=relay),
+        create_app(settings, relay=relay, freeze_heap=True),
         log_level=log_level,
         access_log=False,
         lifespan="on",

@@ -33,7 +33,10 @@ def ttft(client: httpx.Client) -> float:
     with client.stream("POST", "/v1/chat/completions", json=body) as response:
         response.raise_for_status()
         for line in response.iter_lines():
-            if '"content"' in line:
+            # The first token: the opening chunk (role, empty content) leaves at admission.
+            if line.startswith("data: {") and any(
+                (choice.get("delta") or {}).get("content") for choice in json.loads(line[6:])["choices"]
+            ):
                 return time.perf_counter() - start
     return float("nan")
 

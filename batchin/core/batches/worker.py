@@ -7,7 +7,10 @@ goes before a waiting `low` one), not in the model's admission queue, where inte
 first anyway. While more than a chunk waits here it claims no more, so a slow model never
 hoards a backlog that a later, higher-priority batch would queue behind. A task whose batch was
 cancelled or expired meanwhile is not started. Each task is one call through the ordinary core
-(batch_calls.py) on behalf of the key that created the batch, at the batch price.
+(batch_calls.py) on behalf of the key that created the batch, at the batch price. A `fill` task's
+call holds its model slot preemptibly (serving/admission.py): a call of higher priority that has to
+wait takes it, the attempt is released uncharged (Preempted) and the task runs again at once,
+without using up a retry.
 
 Exactly once, including across SIGKILL:
 - a task's attempt n reserves under a derived id (batch_store.reservation_id(task, n));

@@ -1,7 +1,10 @@
 """Admission control per model (and per lane): bounded concurrency, a bounded queue, priorities.
 
 Priority classes, served strictly in this order: interactive, batch_high, batch_low, fill. `fill`
-therefore only runs on capacity nothing else is waiting for. A full queue refuses at once
+therefore only runs on capacity nothing else is waiting for, and gives it back at once: a slot held
+`preemptible` at fill priority is taken from its holder (its task is cancelled, and `was_preempted`
+tells it why) as soon as a call of higher priority has to wait for one, so a fill batch never makes
+an interactive call wait for a whole generation. A full queue refuses at once
 (RateLimited with a Retry-After estimated from recent service times) instead of growing memory;
 a waiter whose caller goes away leaves the queue. Only waiters at or above a call's priority count
 towards its queue being full, so batch work waiting for a slot never gets an interactive call
@@ -14,12 +17,32 @@ import asyncio
 import heapq
 import itertools
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
 
 from batchin.errors import RateLimited
+
+# Tasks whose fill-priority slot was taken for a call of higher priority (they are being cancelled).
+_preempted: weakref.WeakSet[asyncio.Task[object]] = weakref.WeakSet()
+
+
+class Preempted(RateLimited):
+    """A fill-priority call gave its slot to a call of higher priority before it finished. Like a
+    rate limit it is capacity, not a fault: a batch task runs again, without using up a retry."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The model was needed by a call of higher priority; this fill-priority call stopped.",
+            retry_after=0.0,
+        )
+
+
+def was_preempted(task: asyncio.Task[object] | None) -> bool:
+    """Whether `task` is being cancelled because its fill-priority slot was taken (see the module)."""
+    return task is not None and task in _preempted
 
 
 class Priority(IntEnum):
@@ -47,19 +70,29 @@ class AdmissionPool:
         self._waiters: list[_Waiter] = []
         self._sequence = itertools.count()
         self._service_ema = 1.0  # seconds a slot is typically held; feeds Retry-After
+        self._preemptible: dict[asyncio.Task[object], None] = {}  # fill holders, oldest first
 
     @property
     def queued(self) -> int:
         return sum(1 for w in self._waiters if not w.future.done())
 
     @asynccontextmanager
-    async def slot(self, priority: Priority = Priority.INTERACTIVE) -> AsyncIterator[float]:
-        """Hold one unit of concurrency; yields the seconds spent queued."""
+    async def slot(
+        self, priority: Priority = Priority.INTERACTIVE, *, preemptible: bool = False
+    ) -> AsyncIterator[float]:
+        """Hold one unit of concurrency; yields the seconds spent queued. `preemptible` (fill
+        priority only): the holding task is cancelled when a call of higher priority must wait;
+        only for a caller whose cancellation charges nothing (a batch task's call)."""
         queued_for = await self._acquire(priority)
         started = time.monotonic()
+        holder = asyncio.current_task() if preemptible and priority is Priority.FILL else None
+        if holder is not None:
+            self._preemptible[holder] = None
         try:
             yield queued_for
         finally:
+            if holder is not None:
+                self._preemptible.pop(holder, None)
             held = time.monotonic() - started
             self._service_ema = 0.8 * self._service_ema + 0.2 * held
             self._release()
@@ -77,6 +110,8 @@ class AdmissionPool:
             )
         waiter = _Waiter(int(priority), next(self._sequence), asyncio.get_running_loop().create_future())
         heapq.heappush(self._waiters, waiter)
+        if priority < Priority.FILL:
+            self._preempt_one()
         enqueued = time.monotonic()
         try:
             await waiter.future
@@ -85,6 +120,16 @@ class AdmissionPool:
                 self._release()  # we were handed a slot just as we were cancelled: pass it on
             raise
         return time.monotonic() - enqueued
+
+    def _preempt_one(self) -> None:
+        """Take the slot of the oldest preemptible fill holder (one per waiter that needs one)."""
+        while self._preemptible:
+            holder = next(iter(self._preemptible))
+            del self._preemptible[holder]
+            if not holder.done():
+                _preempted.add(holder)
+                holder.cancel()  # its slot passes to the waiter when its `slot` block unwinds
+                return
 
     def _queued_at_or_above(self, priority: Priority) -> int:
         return sum(1 for w in self._waiters if w.priority <= priority and not w.future.done())

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Self, TypeVar, cast
 
 from batchin.core.billing.metering import ClientGone
+from batchin.core.serving.admission import Preempted, was_preempted
 from batchin.errors import ServiceUnavailable
 from batchin.models.base import TextDelta, ToolCallDelta
 from batchin.models.tool_calls import assembled_calls
@@ -103,8 +104,12 @@ class BufferedStream(Generic[T]):
         except asyncio.CancelledError:
             if not opened.done():
                 opened.cancel()
-            # A reader still waiting (the cancellation came from elsewhere, e.g. shutdown) must not hang.
-            self._offer(ServiceUnavailable("The generation was stopped before it finished."))
+            # A reader still waiting (the cancellation came from elsewhere: shutdown, or its fill
+            # slot taken by a call of higher priority) must not hang.
+            if was_preempted(self._task):
+                self._offer(Preempted())
+            else:
+                self._offer(ServiceUnavailable("The generation was stopped before it finished."))
             raise
         except Exception as exc:
             if not opened.done():

@@ -282,7 +282,9 @@ class InferenceService:
                     endpoint=endpoint,
                     max_cost_units=self._max_cost(pricing, prepared, choices),
                 ) as call,
-                pool.slot(priority) as queued_seconds,
+                # A batch task's fill call gives way to higher priorities: cancelled, it charges
+                # nothing (metering releases it) and the task runs again.
+                pool.slot(priority, preemptible=ctx.billing is not None) as queued_seconds,
             ):
                 metered = call
                 call.begin()

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from batchin.config import Settings
 from batchin.core.batches.tasks import reservation_id
 from batchin.core.billing.ledger_records import SettlementRefused, UsageRecord
-from batchin.core.serving.admission import AdmissionPool, Priority
+from batchin.core.serving.admission import AdmissionPool, Priority, was_preempted
 from batchin.errors import RateLimited
 from batchin.protocol.accounts import UserCreated
 from batchin.protocol.text import ChatCompletionRequest
@@ -79,9 +79,12 @@ async def test_a_high_batch_overtakes_low_tasks_already_waiting_for_the_model(
     assert [call.prompt_tokens for call in runner.calls] == [3, 1, 3, 3, 3]
 
 
-async def test_fill_tasks_yield_the_model_to_interactive_calls(services: Services, user: UserCreated) -> None:
+async def test_a_fill_task_gives_the_model_to_an_interactive_call_at_once_and_runs_again_billed_once(
+    services: Services, user: UserCreated
+) -> None:
     runner = await runner_of(services, CHAT)
     runner.gate = asyncio.Event()
+    before = await balance_units(services, user)
     batch = await submit(
         services, user, [chat_task(f"fill-{i}", content="fill") for i in range(2)], priority="fill"
     )
@@ -91,18 +94,64 @@ async def test_fill_tasks_yield_the_model_to_interactive_calls(services: Service
         {"model": CHAT, "messages": [{"role": "user", "content": "an interactive call"}]}
     )
     started = asyncio.ensure_future(services.inference.start_chat(await context_for(services, user), request))
-    await eventually(lambda: services.admission.snapshot()[f"shared/{CHAT}"]["queued"] == 1)
-    runner.gate.set()
 
+    # The interactive call does not wait for the fill generation: it takes its slot mid-way.
+    await eventually(lambda: len(runner.calls) == 2)
+    assert [(call.prompt_tokens, call.outcome) for call in runner.calls] == [(1, "cancelled"), (3, None)]
+    runner.gate.set()
     interactive = await started
     await interactive.generation.wait()
-    await wait_for(services, user, batch.id)
+    done = await wait_for(services, user, batch.id)
 
-    assert [call.prompt_tokens for call in runner.calls] == [1, 3, 1]
+    assert (done.status, done.completed_tasks) == ("completed", 2)
+    assert [call.prompt_tokens for call in runner.calls] == [1, 3, 1, 1]
+    rows = await task_rows(services, batch.id)
+    assert [row.failures for row in rows] == [0, 0]  # giving way is not a failure
+    logs = await usage_of(services, user)
+    # One log per task (the preempted attempt released, not charged) and one for the interactive call.
+    assert sorted(log.status for log in logs) == ["succeeded"] * 3
+    assert len({log.request_id for log in logs}) == 3
+    charged = sum(row.cost_units for row in rows) + interactive.cost_units
+    assert before - await balance_units(services, user) == charged == sum(log.cost_units for log in logs)
 
 
-async def _hold(pool: AdmissionPool, priority: Priority, release: asyncio.Event) -> None:
-    async with pool.slot(priority):
+async def test_only_a_preemptible_fill_slot_is_taken() -> None:
+    pool = AdmissionPool("m", max_concurrency=2, queue_size=4)
+    release = asyncio.Event()
+    plain_fill = asyncio.ensure_future(_hold(pool, Priority.FILL, release))
+    batch_low = asyncio.ensure_future(_hold(pool, Priority.BATCH_LOW, release, preemptible=True))
+    await eventually(lambda: pool.running == 2)
+    interactive = asyncio.ensure_future(_hold(pool, Priority.INTERACTIVE, release))
+    await eventually(lambda: pool.queued == 1)
+    await asyncio.sleep(0.01)
+
+    # Neither is a preemptible fill holder: the interactive call waits for one of them to finish.
+    assert (plain_fill.done(), batch_low.done(), pool.queued) == (False, False, 1)
+    release.set()
+    await asyncio.gather(plain_fill, batch_low, interactive)
+
+
+async def test_a_preempted_holder_knows_why_and_its_slot_goes_to_the_waiter() -> None:
+    pool = AdmissionPool("m", max_concurrency=1, queue_size=4)
+    release = asyncio.Event()
+    fill = asyncio.ensure_future(_hold(pool, Priority.FILL, release, preemptible=True))
+    await eventually(lambda: pool.running == 1)
+    assert not was_preempted(fill)
+    interactive = asyncio.ensure_future(_hold(pool, Priority.INTERACTIVE, release))
+
+    with pytest.raises(asyncio.CancelledError):
+        await fill
+    assert was_preempted(fill)
+    await eventually(lambda: (pool.running, pool.queued) == (1, 0))  # the interactive call holds it
+    release.set()
+    await interactive
+    assert pool.running == 0
+
+
+async def _hold(
+    pool: AdmissionPool, priority: Priority, release: asyncio.Event, *, preemptible: bool = False
+) -> None:
+    async with pool.slot(priority, preemptible=preemptible):
         await release.wait()
 
 
