@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from batchin.console.charts import Bar, stacked_bars
-from batchin.console.web import Page, redirect, render
+from batchin.console.web import CURRENCY_SYMBOLS, Page, redirect, render
 from batchin.core.billing.usage import LogFilters
 from batchin.core.clock import utcnow
 from batchin.errors import InvalidRequest
@@ -48,6 +48,7 @@ def _filters(page: Page) -> LogFilters:
 
 async def usage(page: Page) -> Response:
     services = page.services
+    currency = page.user.currency if page.user is not None else "USD"
     since = (utcnow() - timedelta(days=_CHART_DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     daily = await services.usage.daily(page.user_id, since)
     days = [(since + timedelta(days=n)).strftime("%Y-%m-%d") for n in range(_CHART_DAYS)]
@@ -56,18 +57,23 @@ async def usage(page: Page) -> Response:
     tokens = {day: Bar(day, {}) for day in days}
     for d in daily:
         if d.day in spend:
-            spend[d.day].parts[d.model] = d.cost_micro_cents / 100_000_000  # dollars
+            spend[d.day].parts[d.model] = d.cost_micro_cents / 100_000_000  # dollars or yuan
             tokens[d.day].parts[d.model] = float(d.tokens)
     logs = await services.usage.list_logs(page.user_id, limit=_LOG_ROWS, filters=_filters(page))
     keys = await services.accounts.list_keys(page.user_id)
     return render(
         page,
         "usage.html",
-        spend_chart=stacked_bars(list(spend.values()), models, page.t("usage.chart_spend"), "${:,.4f}"),
+        spend_chart=stacked_bars(
+            list(spend.values()),
+            models,
+            page.t("usage.chart_spend", cur=page.t(f"currency.{currency}")),
+            CURRENCY_SYMBOLS[currency] + "{:,.4f}",
+        ),
         tokens_chart=stacked_bars(list(tokens.values()), models, page.t("usage.chart_tokens")),
         logs=logs,
         keys=keys,
-        models=[m.id for m in services.catalog.list_models().data],
+        models=[m.id for m in services.catalog.list_models(currency).data],
         query=page.request.query_params,
         csv_query=page.request.url.query,
     )
@@ -134,4 +140,6 @@ async def download_file(page: Page) -> Response:
 
 
 async def models(page: Page) -> Response:
-    return render(page, "models.html", models=page.services.catalog.list_models().data)
+    user = page.user
+    currency = user.currency if user is not None else "USD"
+    return render(page, "models.html", models=page.services.catalog.list_models(currency).data)

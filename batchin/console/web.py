@@ -86,16 +86,21 @@ def _templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["money"] = money
+    env.globals["currency_symbols"] = CURRENCY_SYMBOLS
     return env
 
 
-def money(cents: float | int | None) -> str:
-    """Cents as dollars, exact to the micro-cent the ledger keeps (trailing zeros past cents dropped)."""
-    if cents is None:
+CURRENCY_SYMBOLS = {"USD": "$", "CNY": "¥"}
+
+
+def money(minor_units: float | int | None, currency: str = "USD") -> str:
+    """Cents (or fen) in the account's currency, exact to the millionth the ledger keeps (trailing
+    zeros past two places dropped): `$1,234.50`, `¥0.000125`."""
+    if minor_units is None:
         return "—"
-    text = f"{cents / 100:,.8f}".rstrip("0")
+    text = f"{minor_units / 100:,.8f}".rstrip("0")
     whole, _, fraction = text.partition(".")
-    return f"${whole}.{fraction.ljust(2, '0')}"
+    return f"{CURRENCY_SYMBOLS.get(currency, '')}{whole}.{fraction.ljust(2, '0')}"
 
 
 @dataclass(slots=True)

@@ -268,3 +268,32 @@ async def test_stripe_return_without_the_cookie_reloads_once_from_our_own_page(
     second = await client.get("/topup/success?session_id=cs_test_x&again=1")
     assert second.status_code == 303
     assert second.headers["location"] == "/console/login"
+
+
+async def test_a_cny_account_sees_yuan_amounts_and_prices(
+    client: httpx2.AsyncClient, services: Services
+) -> None:
+    user = await services.accounts.create_user(new_email(), "Yuan", 1234, currency="CNY")
+    await form_post(client, "/console/login", "/console/login/key", {"api_key": user.api_key})
+    overview = (await client.get("/console/overview")).text
+    assert "¥12.34" in overview
+    assert "$" not in overview
+    billing = (await client.get("/console/billing")).text
+    assert "¥12.34" in billing  # the balance and the opening credit in history
+    assert "Monthly budget in CNY" in (await client.get("/console/keys")).text
+    models = (await client.get("/console/models")).text
+    assert "Standard prices in CNY" in models
+    assert "¥" in models
+    assert "$" not in models
+    chinese = (await client.get("/console/usage?lang=zh")).text
+    assert "人民币" in chinese
+
+
+async def test_a_china_entry_signup_opens_a_cny_account(
+    client: httpx2.AsyncClient, services: Services
+) -> None:
+    invite = await services.signup.create_invite()
+    email = new_email()
+    fields = {"email": email, "password": PASSWORD, "name": "Li", "entry": "china", "invite": invite}
+    await form_post(client, "/console/signup", "/console/signup", fields)
+    assert (await services.accounts.find_user(email)).currency == "CNY"
