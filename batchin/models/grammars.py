@@ -35,6 +35,7 @@ __all__ = [
     "check_schema",
     "schema_grammar",
     "schema_text",
+    "strict_json_strings",
 ]
 
 # Keywords that restrict values in ways llama.cpp's converter does not turn into grammar: output
@@ -184,4 +185,16 @@ def schema_grammar(text: str, *, param: str = "response_format") -> str:
         raise InvalidRequest(
             f"Unsupported JSON schema: the grammar converter refused it ({exc}).", param=param
         ) from None
-    return gbnf
+    return strict_json_strings(gbnf)
+
+
+# llama-cpp-python's converter lets any character but `"` and `\` stand in a string, raw control
+# characters included, which JSON forbids (RFC 8259: U+0000-U+001F must be escaped): a newline
+# sampled inside a string made the output unparseable. llama.cpp's own converter excludes them.
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
+def strict_json_strings(gbnf: str) -> str:
+    """The grammar with JSON's string characters: no raw control characters (nor DEL)."""
+    return gbnf.replace(_LOOSE_CHAR, _STRICT_CHAR)

@@ -21,6 +21,7 @@ from typing import Any
 
 from batchin.errors import InvalidRequest
 from batchin.models.base import ToolSet
+from batchin.models.grammars import strict_json_strings
 from batchin.models.tool_prompt import CALL_CLOSE, CALL_OPEN
 
 __all__ = ["tool_call_grammar"]
@@ -61,7 +62,7 @@ def tool_call_grammar(tools: ToolSet) -> str:
     names = " | ".join(f"tc-f{index}" for index in range(len(functions)))
     more = f" ( {_literal(chr(10) + CALL_OPEN + chr(10))} tc-call )*" if tools.parallel else ""
     rules = [f"root ::= tc-call{more}", f"tc-call ::= ( {names} ) {_literal('}' + chr(10) + CALL_CLOSE)}"]
-    return "\n".join([*rules, *heads, converter.format_grammar()])
+    return strict_json_strings("\n".join([*rules, *heads, converter.format_grammar()]))
 
 
 def _own_refs(schema: Any, prefix: str) -> Any:

@@ -83,3 +83,12 @@ def test_a_schema_must_be_an_object_of_bounded_size() -> None:
     huge = {"type": "object", "description": "x" * 70_000}
     with pytest.raises(InvalidRequest, match="over 64 KiB"):
         check_schema(huge, param="p")
+
+
+def test_strings_in_the_grammar_take_no_raw_control_characters() -> None:
+    """RFC 8259: U+0000-U+001F must be escaped inside a string. llama-cpp-python's converter allowed
+    them, and a newline sampled inside a string made the output unparseable at temperature 1."""
+    from batchin.models.grammars import JSON_OBJECT_SCHEMA, schema_grammar
+
+    [char] = [line for line in schema_grammar(JSON_OBJECT_SCHEMA).splitlines() if line.startswith("char ::=")]
+    assert char.startswith('char ::= [^"\\\\\\x7F\\x00-\\x1F] |')
