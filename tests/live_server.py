@@ -83,6 +83,23 @@ def create_user(env: dict[str, str], credit_cents: int = 1000, rate_limit_rpm: i
     return key
 
 
+def serve_command(port: int) -> list[str]:
+    """`batchin serve` on loopback as one API process (a test that kills or counts the server's
+    process needs the one that serves, not a supervisor over workers)."""
+    return [
+        str(BATCHIN),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--workers",
+        "1",
+    ]
+
+
 @contextmanager
 def live_server(data: Path, extra_env: dict[str, str] | None = None) -> Iterator[LiveServer]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHIN_")}
@@ -92,18 +109,7 @@ def live_server(data: Path, extra_env: dict[str, str] | None = None) -> Iterator
     log = data / "server.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [
-                str(BATCHIN),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--workers",
-                "1",
-            ],
+            serve_command(port),
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import BACKENDS, POSTGRES_URL
 from tests.fakes.fake_upstream import FakeUpstream, start_fake_upstream
+from tests.live_server import serve_command
 
 pytestmark = pytest.mark.slow
 
@@ -108,18 +109,7 @@ def cli(env: dict[str, str], *args: str) -> Any:
 def serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as sink:
         process = subprocess.Popen(
-            [
-                BATCHIN,
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--workers",
-                "1",
-            ],
+            serve_command(port),
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from tests.conftest import REDIS_URL
+from tests.live_server import serve_command
 
 pytestmark = [
     pytest.mark.slow,
@@ -64,18 +65,7 @@ def servers(server_env: dict[str, str], tmp_path: Path) -> Iterator[list[str]]:
             log = tmp_path / f"server-{name}.log"
             with log.open("wb") as sink:
                 process = subprocess.Popen(
-                    [
-                        BATCHIN,
-                        "serve",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--log-level",
-                        "warning",
-                        "--workers",
-                        "1",
-                    ],
+                    serve_command(port),
                     env=server_env,
                     stdout=sink,
                     stderr=subprocess.STDOUT,
