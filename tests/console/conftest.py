@@ -10,6 +10,8 @@ import httpx2
 import pytest
 
 from batchin.config import Settings
+from tests.console.chromium import CHROMIUM, Browser
+from tests.console.live_site import Site, running_console_site
 from tests.fakes.smtp_server import Mailbox, running_smtp
 
 
@@ -30,6 +32,26 @@ def settings(tmp_path: Path, backend: str, postgres_url: str | None, mailbox: Ma
         signup="invite",
         smtp_url=mailbox.url,
     )
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """The live server every console browser test shares (one start per test session)."""
+    if CHROMIUM is None:
+        pytest.skip(
+            "chromium is not installed (apt-get install -y chromium): the console tests need a browser"
+        )
+    with running_console_site(tmp_path_factory.mktemp("console")) as live:
+        yield live
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Browser]:
+    opened = Browser(tmp_path / "profile")
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 def csrf_of(html: str) -> str:

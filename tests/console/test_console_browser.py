@@ -5,113 +5,20 @@ the local Stripe fake, watch a batch and cancel it, switch language, and a cross
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
 import pytest
 
-from tests.console.chromium import CHROMIUM, Browser
-from tests.fakes.smtp_server import Mailbox, running_smtp
-from tests.fakes.stripe_server import FakeStripe, running_fake_stripe, signature_header
-from tests.live_server import BATCHIN, free_port, wait_healthy
+from tests.console.chromium import Browser
+from tests.console.live_site import CHAT, WEBHOOK_SECRET, Site, sign_in, sign_up
+from tests.fakes.stripe_server import FakeStripe, signature_header
+from tests.live_server import BATCHIN
 
 pytestmark = pytest.mark.slow
-
-STRIPE_KEY = "sk_test_console"
-WEBHOOK_SECRET = "whsec_console"
-PASSWORD = "a long enough password"
-CHAT = "smollm2-135m-instruct"
-
-
-@dataclass(frozen=True)
-class Site:
-    base: str
-    env: dict[str, str]
-    mailbox: Mailbox
-    stripe: FakeStripe
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    if CHROMIUM is None:
-        pytest.skip(
-            "chromium is not installed (apt-get install -y chromium): the console test needs a browser"
-        )
-    root = tmp_path_factory.mktemp("console")
-    with running_smtp() as mailbox, running_fake_stripe(STRIPE_KEY) as stripe:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHIN_")}
-        env.update(
-            BATCHIN_DATA_DIR=str(root / "data"),
-            BATCHIN_SIGNUP="invite",
-            BATCHIN_SMTP_URL=mailbox.url,
-            BATCHIN_STRIPE_SECRET_KEY=STRIPE_KEY,
-            BATCHIN_STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-            BATCHIN_STRIPE_API_BASE=stripe.url,
-            BATCHIN_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-        )
-        log = root / "serve.log"
-        with log.open("wb") as out:
-            server = subprocess.Popen(
-                [str(BATCHIN), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                base = f"http://127.0.0.1:{port}"
-                wait_healthy(base, server, log)
-                yield Site(base, env, mailbox, stripe)
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Browser]:
-    opened = Browser(tmp_path / "profile")
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-def invite(site: Site) -> str:
-    made = subprocess.run(
-        [str(BATCHIN), "invites", "create"],
-        env=site.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    codes: list[str] = json.loads(made.stdout)["invites"]
-    return codes[0]
-
-
-def sign_up(browser: Browser, site: Site, email: str) -> str:
-    """Open an account through the signup form; the API key the page shows once."""
-    browser.goto(f"{site.base}/console/signup?lang=en")
-    browser.fill("#email", email)
-    browser.fill("#password", PASSWORD)
-    browser.fill("#name", "Grace")
-    browser.fill("#invite", invite(site))
-    browser.click("#sign-up")
-    return browser.text("#new-secret").strip()
-
-
-def sign_in(browser: Browser, site: Site, email: str) -> None:
-    browser.goto(f"{site.base}/console/login")
-    browser.fill("#email", email)
-    browser.fill("#password", PASSWORD)
-    browser.click("#sign-in")
-    assert browser.url == f"{site.base}/console/overview"
 
 
 def test_open_verify_sign_in_create_key_top_up_and_switch_language(site: Site, browser: Browser) -> None:
