@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from contextlib import suppress
 from datetime import datetime, timedelta
 
 from starlette.responses import JSONResponse, Response
@@ -48,9 +49,7 @@ def _key_name(deps: ConsoleDeps, session_token: str) -> str:
 
 def _offered(models: list[ModelCard]) -> dict[str, list[ModelCard]]:
     """Per kind, the catalog's models of that kind the server can run now (not `unavailable`)."""
-    return {
-        kind: [m for m in models if kind in m.kind and m.status != "unavailable"] for kind in KINDS
-    }
+    return {kind: [m for m in models if kind in m.kind and m.status != "unavailable"] for kind in KINDS}
 
 
 async def playground(page: Page) -> Response:
@@ -69,10 +68,8 @@ async def _revoke_playground_keys(
             continue
         expired = older_than is not None and datetime.fromisoformat(key.created_at) < older_than
         if key.name == name or expired:
-            try:
+            with suppress(NotFound):  # a concurrent request (another tab) revoked it first
                 await services.accounts.revoke_key(user_id, key.id)
-            except NotFound:
-                pass  # a concurrent request (another tab) revoked it first
 
 
 async def mint_key(page: Page) -> Response:

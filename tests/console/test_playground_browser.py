@@ -56,8 +56,11 @@ def test_stream_a_chat_speak_and_follow_the_receipt(site: Site, browser: Browser
     assert "Playground" in browser.text("h1")
 
     _send_chat(browser, "Say hello.")  # zero credit: the API's 402, said readably
-    error = browser.wait_for("(() => { const e = document.getElementById('chat-error'); return !e.hidden && e.innerText; })()")
-    assert "Insufficient balance" in error and "HTTP 402" in error, error
+    error = browser.wait_for(
+        "(() => { const e = document.getElementById('chat-error'); return !e.hidden && e.innerText; })()"
+    )
+    assert "Insufficient balance" in error, error
+    assert "HTTP 402" in error, error
 
     subprocess.run(
         [str(BATCHIN), "users", "credit", "--user", email, "--cents", "500"],
@@ -84,7 +87,8 @@ def test_stream_a_chat_speak_and_follow_the_receipt(site: Site, browser: Browser
     assert browser.eval("document.getElementById('speech-error').hidden"), browser.text("#speech-error")
     assert browser.eval("document.getElementById('speech-audio').src").startswith("blob:")
     duration = browser.wait_for(
-        "(() => { const a = document.getElementById('speech-audio'); return a.duration > 0 && a.duration; })()"
+        "(() => { const a = document.getElementById('speech-audio');"
+        " return a.duration > 0 && a.duration; })()"
     )
     assert duration > 0.5
 

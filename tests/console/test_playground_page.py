@@ -33,7 +33,8 @@ def options_of(html: str, select_id: str) -> list[str]:
 
 async def mint(client: httpx2.AsyncClient) -> httpx2.Response:
     page = await client.get("/console/playground")
-    return await client.post("/console/playground/key", data={"csrf_token": csrf_of(page.text)}, headers=ORIGIN)
+    token = csrf_of(page.text)
+    return await client.post("/console/playground/key", data={"csrf_token": token}, headers=ORIGIN)
 
 
 async def playground_keys(services: Services, user_id: str) -> list[str]:
@@ -55,7 +56,6 @@ async def test_the_page_offers_each_kind_the_catalog_serves_in_both_languages(
         assert 'href="/console/playground" aria-current="page"' in page.text  # in the nav
         for kind in ("chat", "embedding", "speech", "transcription", "image"):
             served = [m.id for m in catalog if kind in m.kind and m.status != "unavailable"]
-            assert served, kind  # the built-in catalog serves each kind
             assert options_of(page.text, f"{kind}-model") == served
     offered = {m for kind in ("chat", "image") for m in options_of(page.text, f"{kind}-model")}
     assert "smollm2-135m-instruct" in offered
