@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from batchin.console import account_pages, activity_pages, auth_pages
+from batchin.console import account_pages, activity_pages, auth_pages, playground_pages
 from batchin.console.web import public_page, signed_in
 
 __all__ = ["STATIC_ASSETS", "console_routes"]
@@ -20,6 +20,8 @@ STATIC_ASSETS = {
     "console.js": "text/javascript; charset=utf-8",
     "htmx.min.js": "text/javascript; charset=utf-8",
     "LICENSE-htmx.txt": "text/plain; charset=utf-8",
+    "playground.js": "text/javascript; charset=utf-8",
+    "playground.css": "text/css; charset=utf-8",
 }
 
 
@@ -72,6 +74,8 @@ def console_routes() -> list[BaseRoute]:
         Route("/batches/{batch_id}/events", signed_in(activity_pages.batch_events), methods=get),
         Route("/files/{file_id}", signed_in(activity_pages.download_file), methods=get),
         Route("/models", signed_in(activity_pages.models), methods=get),
+        Route("/playground", signed_in(playground_pages.playground), methods=get),
+        Route("/playground/key", signed_in(playground_pages.mint_key), methods=post),
     ]
     topup = [
         Route("/success", signed_in(account_pages.topup_success, bounce=True), methods=get),
