@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -205,3 +207,14 @@ async def test_receipts_and_traces_render_in_chinese(client: httpx2.AsyncClient,
         response = await client.get(f"{path}?lang=zh")
         assert response.status_code == 200, path
         assert text in response.text, path
+
+
+def test_the_receipt_page_loads_the_verify_pages_own_scripts_under_300_kb() -> None:
+    console = Path(resources.files("batchin.console"))  # type: ignore[arg-type]
+    verify = Path(resources.files("batchin.http_api")) / "static" / "verify"  # type: ignore[arg-type]
+    pages = (console / "templates" / "base.html").read_text() + (console / "templates" / "receipt.html").read_text()
+    loaded = re.findall(r'(?:src|href)="/(console/static|verify/assets)/([^"]+)"', pages)
+    assert ("verify/assets", "verify.js") in loaded  # reused, not copied
+    assert not (console / "static" / "verify.js").exists()
+    folders = {"console/static": console / "static", "verify/assets": verify}
+    assert sum((folders[folder] / name).stat().st_size for folder, name in loaded) < 300 * 1024
