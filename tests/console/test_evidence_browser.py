@@ -57,7 +57,9 @@ def test_find_verify_trace_a_call_and_see_a_prompt_registry(site: Site, browser:
     assert browser.url == f"{site.base}/console/receipts/{record_id}"
     # Verified here, by verify.js over the pack the console serves for the user's own record.
     browser.wait_for("document.getElementById('verdict').dataset.state !== 'pending'")
-    assert browser.eval("document.getElementById('verdict').dataset.state") == "valid", browser.text("#verdict")
+    assert browser.eval("document.getElementById('verdict').dataset.state") == "valid", browser.text(
+        "#verdict"
+    )
     checks = browser.eval("[...document.querySelectorAll('#checks li')].map(li => li.dataset.ok)")
     assert checks == ["true"] * 8
 
@@ -65,8 +67,10 @@ def test_find_verify_trace_a_call_and_see_a_prompt_registry(site: Site, browser:
     bars = browser.eval(
         "[...document.querySelectorAll('#waterfall rect.wf-span')].map(r => r.getBoundingClientRect().width)"
     )
-    assert len(bars) >= 3 and all(width > 0 for width in bars), bars
-    assert max(bars) > 5 * min(bars) or len(set(bars)) > 1  # placed and sized by time, not all alike
+    assert len(bars) >= 3, bars
+    assert min(bars) > 0, bars
+    # Sized by time: the call's bar spans the whole row, its parts are shorter.
+    assert bars[0] == max(bars) > min(bars), bars
     browser.click("#waterfall details summary", navigates=False)
     assert "batchin.record_id" in browser.text("#waterfall details[open]")
 

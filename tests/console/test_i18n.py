@@ -58,7 +58,9 @@ def test_every_key_a_page_names_is_in_the_catalogs() -> None:
     built += [f"receipts.check.{c}" for c in VERIFY_CHECKS]
     built += [f"receipts.attestation_{a}" for a in ("served", "caller_asserted", "none")]
     built += [f"prompts.{prefix}.{value}" for prefix, values in PROMPT_VALUES.items() for value in values]
-    built += [f"prompts.action_{a}" for a in get_args(PromptLabelMoveRequest.model_fields["action"].annotation)]
+    built += [
+        f"prompts.action_{a}" for a in get_args(PromptLabelMoveRequest.model_fields["action"].annotation)
+    ]
     used = {k for k in used if not k.endswith((".", "_"))}  # a prefix ('prompts.action_' ~ a): in `built`
     missing = sorted(k for k in [*used, *built] if k not in catalog("en"))
     assert missing == []

@@ -173,7 +173,11 @@ async def test_traces_filter_by_model_and_status_and_draw_the_waterfall(
     await send_trace(client, user, otlp_trace(failed_trace, "alpha", failed=True))
     await send_trace(client, user, otlp_trace(other_model, "beta", failed=False))
     await sign_in(client, user)
-    assert set(trace_rows((await client.get("/console/traces")).text)) == {ok_trace, failed_trace, other_model}
+    assert set(trace_rows((await client.get("/console/traces")).text)) == {
+        ok_trace,
+        failed_trace,
+        other_model,
+    }
     assert set(trace_rows((await client.get("/console/traces?model=alpha")).text)) == {ok_trace, failed_trace}
     assert trace_rows((await client.get("/console/traces?status=error")).text) == [failed_trace]
     ok_alpha = await client.get("/console/traces?model=alpha&status=ok")
@@ -212,7 +216,9 @@ async def test_receipts_and_traces_render_in_chinese(client: httpx2.AsyncClient,
 def test_the_receipt_page_loads_the_verify_pages_own_scripts_under_300_kb() -> None:
     console = Path(resources.files("batchin.console"))  # type: ignore[arg-type]
     verify = Path(resources.files("batchin.http_api")) / "static" / "verify"  # type: ignore[arg-type]
-    pages = (console / "templates" / "base.html").read_text() + (console / "templates" / "receipt.html").read_text()
+    pages = (console / "templates" / "base.html").read_text() + (
+        console / "templates" / "receipt.html"
+    ).read_text()
     loaded = re.findall(r'(?:src|href)="/(console/static|verify/assets)/([^"]+)"', pages)
     assert ("verify/assets", "verify.js") in loaded  # reused, not copied
     assert not (console / "static" / "verify.js").exists()
