@@ -45,5 +45,8 @@ def call_outcome(span: Span) -> CallOutcome | None:
         record_id=record_id,
         endpoint=endpoint if isinstance(endpoint, str) else None,
         status=status if isinstance(status, str) else None,
-        cost_micro_cents=int(cost) if isinstance(cost, int | float | str) and str(cost).isdigit() else None,
+        # OTLP JSON carries int64 values as strings; ours are ints once decoded.
+        cost_micro_cents=int(cost)
+        if isinstance(cost, int) or (isinstance(cost, str) and cost.isdigit())
+        else None,
     )
