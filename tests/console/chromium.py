@@ -108,7 +108,11 @@ class Browser:
         port, path = port_file.read_text().splitlines()
         # The browser's own socket; the tab is a flattened session on it, so browser-wide commands
         # (permissions) and the page's share one connection.
-        self._ws = self._stack.enter_context(connect(f"ws://127.0.0.1:{port}{path}", max_size=None))
+        # Events pile up between calls (a script may not talk to the browser for minutes): an
+        # unbounded queue keeps the socket read, and no keepalive pings on a loopback socket.
+        self._ws = self._stack.enter_context(
+            connect(f"ws://127.0.0.1:{port}{path}", max_size=None, max_queue=None, ping_interval=None)
+        )
         self._ids = itertools.count(1)
         self._session: str | None = None
         target = self.call("Target.createTarget", url="about:blank")

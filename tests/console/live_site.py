@@ -85,9 +85,10 @@ def invite(site: Site) -> str:
     return codes[0]
 
 
-def sign_up(browser: Browser, site: Site, email: str) -> str:
-    """Open an account through the signup form; the API key the page shows once."""
-    browser.goto(f"{site.base}/console/signup?lang=en")
+def sign_up(browser: Browser, site: Site, email: str, *, base: str | None = None) -> str:
+    """Open an account through the signup form at `base` (default: the global entry), in English;
+    the API key the page shows once."""
+    browser.goto(f"{base or site.base}/console/signup?lang=en")
     browser.fill("#email", email)
     browser.fill("#password", PASSWORD)
     browser.fill("#name", "Grace")
