@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from batchin.console.web import Page, redirect, render
 from batchin.core.clock import utcnow
+from batchin.http_api.entries import link_base_of
 from batchin.protocol.accounts import ALL_SCOPES, KeyCreateRequest
 from batchin.protocol.common import validate
 from batchin.protocol.topup import CheckoutRequest
@@ -73,7 +74,9 @@ async def checkout(page: Page) -> Response:
     dollars = page.field("amount_dollars")
     cents: int | str = round(float(dollars) * 100) if _is_amount(dollars) else dollars
     request = validate(CheckoutRequest, {"amount_cents": cents})
-    session = await page.services.topups.create_checkout(page.user_id, request)
+    session = await page.services.topups.create_checkout(
+        page.user_id, request, return_base=link_base_of(page.request)
+    )
     return redirect(page, session.checkout_url)
 
 

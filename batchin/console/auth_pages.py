@@ -8,7 +8,7 @@ from batchin.console.playground_pages import revoke_session_key
 from batchin.console.web import SESSION_COOKIE, Page, redirect, render, start_session
 from batchin.core.accounts.signup import ENTRIES, SignupForm
 from batchin.errors import BatchInError, InvalidRequest
-from batchin.http_api.entries import entry_of
+from batchin.http_api.entries import entry_of, link_base_of
 
 # An API key signs in to the console only when it may see and manage the whole account.
 _ACCOUNT_SCOPES = frozenset({"account:read", "keys:write", "billing"})
@@ -89,8 +89,8 @@ async def signup(page: Page) -> Response:
         entry=values["entry"] or entry_of(page.request).name,
         invite=values["invite"],
     )
-    # From the configured base URL, never the request's Host header (which the caller controls).
-    verify_url = f"{page.services.settings.own_base_url}/console/verify-email"
+    # Back through the entry the person signed up on; a Host header that maps no entry is ignored.
+    verify_url = f"{link_base_of(page.request)}/console/verify-email"
     try:
         created = await page.services.signup.sign_up(form, verify_url=verify_url)
     except BatchInError as exc:

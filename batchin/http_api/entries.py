@@ -9,19 +9,26 @@ the path itself or anything below it, and wins over a host (the longest prefix f
 matched against the request's host name, with or without its port. A request that matches nothing
 is the global entry's. The Host header is the caller's to choose, so nothing that guards money or
 access may rest on the entry: it picks a default, never a permission.
+
+Links the server sends a person away with (the email verification link, Stripe Checkout's return
+addresses) bring them back through the entry they came by (`link_base_of`): a host entry's own
+origin when the request's host is one the operator mapped, else the configured base URL. A host
+nobody configured never makes it into a link, so a forged Host header cannot aim a mailed link or a
+payment return at another site.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
 from batchin.config import Settings
 from batchin.protocol.currency import Currency
 
-__all__ = ["CHINA", "GLOBAL", "Entry", "EntryMap", "entry_of"]
+__all__ = ["CHINA", "GLOBAL", "Entry", "EntryMap", "entry_of", "link_base_of"]
 
 EntryName = Literal["global", "china"]
 
@@ -53,6 +60,11 @@ class EntryMap:
         )
         return cls(hosts=hosts, prefixes=tuple(prefixes))
 
+    def mapped_host(self, request: Request) -> str | None:
+        """The request's Host header when its host is one of the mapped entry hosts, else None."""
+        host = (request.headers.get("host") or "").lower()
+        return host if host in self.hosts or host.rsplit(":", 1)[0] in self.hosts else None
+
     def of(self, request: Request) -> Entry:
         path = request.url.path
         for prefix, entry in self.prefixes:
@@ -62,12 +74,29 @@ class EntryMap:
         return self.hosts.get(host) or self.hosts.get(host.rsplit(":", 1)[0]) or GLOBAL
 
 
-def entry_of(request: Request) -> Entry:
-    """The entry of `request`, by the running app's settings (the map is built once per settings)."""
+def _map_of(request: Request) -> tuple[Settings, EntryMap]:
+    """The running app's settings and their entry map (built once per settings)."""
     state = request.app.state
     settings: Settings = state.services.settings
     cached: tuple[Settings, EntryMap] | None = getattr(state, "entry_map", None)
     if cached is None or cached[0] is not settings:
         cached = (settings, EntryMap.from_settings(settings))
         state.entry_map = cached
-    return cached[1].of(request)
+    return cached
+
+
+def entry_of(request: Request) -> Entry:
+    """The entry of `request`, by the running app's settings."""
+    return _map_of(request)[1].of(request)
+
+
+def link_base_of(request: Request) -> str:
+    """The base URL for links that bring this request's person back: the mapped entry host they came
+    by (with the configured base URL's scheme when one is set, as a TLS proxy hides it), else the
+    configured base URL."""
+    settings, entries = _map_of(request)
+    host = entries.mapped_host(request)
+    if host is None:
+        return settings.own_base_url
+    scheme = urlsplit(settings.public_base_url).scheme if settings.public_base_url_configured else ""
+    return f"{scheme or request.url.scheme}://{host}"

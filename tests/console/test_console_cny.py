@@ -41,11 +41,10 @@ def test_a_cny_account_end_to_end_on_the_china_entry(site: Site, browser: Browse
     me = httpx2.get(f"{site.base}/v1/users/me", headers=auth).json()
     assert (me["currency"], me["credit_balance_cents"]) == ("CNY", 0)
 
-    # The mailed link names the server's public base (the global host); the same path verifies on
-    # the China entry too, and says so in Chinese.
+    # The mailed link brings the person back through the China entry they signed up on, in Chinese.
     link = site.mailbox.verification_link(email)
-    assert link.startswith(f"{site.base}/console/verify-email")
-    browser.goto(link.replace(site.base, china, 1))
+    assert link.startswith(f"{china}/console/verify-email")
+    browser.goto(link)
     assert browser.text("h1") == "邮箱已验证"
 
     sign_in(browser, site, email, base=china)
@@ -81,7 +80,10 @@ def test_a_cny_account_end_to_end_on_the_china_entry(site: Site, browser: Browse
         },
     )
     assert delivered.status_code == 200, delivered.text
-    browser.goto(f"{china}/topup/success?session_id={session_id}")
+    # Stripe returns the browser to the entry the top-up began on.
+    assert session["success_url"] == f"{china}/topup/success?session_id={{CHECKOUT_SESSION_ID}}"
+    assert session["cancel_url"] == f"{china}/topup/cancelled"
+    browser.goto(session["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id))
     assert "已向您的余额充值 ¥50.00" in browser.text("main")
     assert browser.text("#balance") == "¥50.00"
     assert httpx2.get(f"{site.base}/v1/users/me", headers=auth).json()["credit_balance_cents"] == 5000

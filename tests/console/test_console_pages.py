@@ -51,7 +51,7 @@ async def test_signup_with_invite_opens_an_unverified_account_until_the_mailed_l
     link = mailbox.verification_link(email).replace("http://testserver", "")
     verified = await client.get(link)
     assert verified.status_code == 200
-    services.auth._cache.clear()  # the key's cached principal predates the verification
+    # At once: the key of an unverified account is never cached as such.
     after = await client.post(
         "/v1/chat/completions", json={"model": "m", "messages": []}, headers=bearer(key)
     )

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from batchin.config import Settings
-from batchin.http_api.entries import CHINA, GLOBAL, Entry, EntryMap, entry_of
+from batchin.http_api.entries import CHINA, GLOBAL, Entry, EntryMap, entry_of, link_base_of
 
 ENTRIES = "api.example.com=global, api.example.cn=china, /cn=china, /cn/en=global"
 
@@ -78,3 +78,28 @@ def test_entry_of_follows_the_running_apps_settings() -> None:
     assert entry_of(request("api.example.cn", app=app)) == CHINA
     app.state.services = SimpleNamespace(settings=Settings())  # services rebuilt with other settings
     assert entry_of(request("api.example.cn", app=app)) == GLOBAL
+
+
+def _app(settings: Settings) -> object:
+    return SimpleNamespace(state=SimpleNamespace(services=SimpleNamespace(settings=settings)))
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("api.example.cn", "https://api.example.cn"),  # the entry they came by, the configured scheme
+        ("api.example.cn:8443", "https://api.example.cn:8443"),
+        ("api.example.com", "https://api.example.com"),
+        ("attacker.example", "https://console.example.com"),  # a host nobody mapped never makes a link
+        ("", "https://console.example.com"),
+    ],
+)
+def test_links_bring_people_back_through_their_entry(host: str, expected: str) -> None:
+    settings = Settings(entries=ENTRIES, public_base_url="https://console.example.com/")
+    assert link_base_of(request(host, "/console/signup", app=_app(settings))) == expected
+
+
+def test_link_scheme_is_the_requests_without_a_configured_base() -> None:
+    settings = Settings(entries="localhost=china", port=9000)
+    assert link_base_of(request("localhost:9000", app=_app(settings))) == "http://localhost:9000"
+    assert link_base_of(request("evil.example", app=_app(settings))) == "http://127.0.0.1:9000"

@@ -1,8 +1,8 @@
 """Authentication and per-key admission, the one mechanism every surface calls.
 
 `admit(secret)` resolves a bearer secret to its key and user, then applies the key's RPM limit.
-Resolved keys are cached for `auth_cache_seconds` so the hot path does not touch the database;
-revoking a key evicts it here at once and, with Redis, in every other process on its next request.
+Resolved keys are cached for `auth_cache_seconds` so the hot path does not touch the database
+(not those of an account whose email is still unverified: verifying takes effect at once); revoking a key evicts it here at once and, with Redis, in every other process on its next request.
 """
 
 from __future__ import annotations
@@ -51,7 +51,10 @@ class AuthService:
             principal = cached.principal
         else:
             principal = await self._load(digest)
-            self._cache[digest] = _Cached(principal, now + self._cache_seconds)
+            # An unverified account's key is read afresh each time, so following the emailed link
+            # takes effect at once in every process (its keys can make no paid call meanwhile).
+            if principal.verified:
+                self._cache[digest] = _Cached(principal, now + self._cache_seconds)
         self._touch(principal.key_id, now)
         return principal
 

@@ -116,7 +116,11 @@ class TopupService:
             completed_at=isoformat(now),
         )
 
-    async def create_checkout(self, user_id: str, request: CheckoutRequest) -> CheckoutResponse:
+    async def create_checkout(
+        self, user_id: str, request: CheckoutRequest, *, return_base: str | None = None
+    ) -> CheckoutResponse:
+        """A Stripe Checkout session; Stripe sends the browser back to `return_base` (the entry the
+        caller came by; default the configured base URL) at /topup/success or /topup/cancelled."""
         low, high = self._settings.topup_min_cents, self._settings.topup_max_cents
         if not low <= request.amount_cents <= high:
             raise InvalidRequest(f"amount_cents must be between {low} and {high}.", param="amount_cents")
@@ -129,7 +133,7 @@ class TopupService:
         topup_id = str(uuid.uuid4())
         try:
             session: Any = await client.v1.checkout.sessions.create_async(
-                params=self._checkout_params(user_id, topup_id, request.amount_cents, currency),
+                params=self._checkout_params(user_id, topup_id, request.amount_cents, currency, return_base),
                 # One key per top-up: the SDK's own retries can never open a second session for it.
                 options={"idempotency_key": f"batchin-topup-{topup_id}"},
             )
@@ -165,8 +169,10 @@ class TopupService:
             payment_method_types=list(_PAYMENT_METHODS[currency]),
         )
 
-    def _checkout_params(self, user_id: str, topup_id: str, amount_cents: int, currency: Currency) -> Any:
-        base = self._settings.public_base_url.rstrip("/")
+    def _checkout_params(
+        self, user_id: str, topup_id: str, amount_cents: int, currency: Currency, return_base: str | None
+    ) -> Any:
+        base = (return_base or self._settings.public_base_url).rstrip("/")
         options = _PAYMENT_METHOD_OPTIONS.get(currency)
         return {
             "mode": "payment",

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from batchin.core.billing.topups import TopupService
 from batchin.core.context import CallContext
 from batchin.http_api.endpoint import Endpoint
+from batchin.http_api.entries import link_base_of
 from batchin.http_api.paging import PAGE_QUERY, render_page, slice_page
 from batchin.http_api.rendering import parse_json, read_body, render
 from batchin.protocol.topup import (
@@ -39,7 +40,10 @@ class TopupDeps:
 
 async def create_stripe_checkout(request: Request, ctx: CallContext, deps: TopupDeps) -> Response:
     body = await parse_json(request, CheckoutRequest, deps.max_body_bytes)
-    return render(await deps.topups.create_checkout(ctx.principal.user_id, body))
+    checkout = await deps.topups.create_checkout(
+        ctx.principal.user_id, body, return_base=link_base_of(request)
+    )
+    return render(checkout)
 
 
 async def receive_stripe_webhook(request: Request, deps: TopupDeps) -> Response:
