@@ -49,9 +49,7 @@ def main() -> None:
     sides = {"A": str(Path(args.base).resolve()), "B": str(ROOT)}
     samples: dict[str, dict[str, list[float]]] = {side: {} for side in sides}
     with contextlib.ExitStack() as stack:
-        upstream_url, _ = stack.enter_context(
-            fake_upstream_process(core=1, tokens=TOKENS, delay_ms=DELAY_MS)
-        )
+        upstream_url, _ = stack.enter_context(fake_upstream_process(core=1, tokens=TOKENS, delay_ms=DELAY_MS))
         catalog = str(remote_catalog(upstream_url))
         targets: dict[str, tuple[Target, int]] = {}
         for side, path in sides.items():

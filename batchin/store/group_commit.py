@@ -69,6 +69,9 @@ class GroupCommitWriter:
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
+        # One turn of the loop before the first batch: operations that tasks woken alongside the
+        # first submitter queue at once (a call's log append beside its settlement) join it.
+        await asyncio.sleep(0)
         while self._pending:
             batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
             try:

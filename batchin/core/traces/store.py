@@ -81,7 +81,10 @@ class TraceStore:
         self._upsert_summaries = Statement(
             insert.on_conflict_do_update(
                 index_elements=[trace_summaries.c.user_id, trace_summaries.c.trace_id],
-                set_={name: func.coalesce(trace_summaries.c[name], insert.excluded[name]) for name in SUMMARY_FIELDS},
+                set_={
+                    name: func.coalesce(trace_summaries.c[name], insert.excluded[name])
+                    for name in SUMMARY_FIELDS
+                },
             )
         )
 
