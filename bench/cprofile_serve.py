@@ -15,14 +15,15 @@ from types import FrameType
 
 def main() -> None:
     out = sys.argv[1]
-    profiler = cProfile.Profile()
+    profilers = [cProfile.Profile()]
 
     def start(_signum: int, _frame: FrameType | None) -> None:
-        profiler.enable()
+        profilers[0] = cProfile.Profile()  # a fresh one: each window is profiled on its own
+        profilers[0].enable()
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
-        profiler.disable()
-        profiler.dump_stats(out)
+        profilers[0].disable()
+        profilers[0].dump_stats(out)
 
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
