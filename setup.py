@@ -1,8 +1,8 @@
 """setuptools build hook; all metadata is in pyproject.toml.
 
 A wheel cannot reach the repository it was built from, so the documents the server publishes
-(llms.txt, llms-full.txt, agents.md, docs/**/*.mdx and the translations' docs/<language>/llms.txt, at
-the repository root) are copied into the
+(llms.txt, llms-full.txt, agents.md, docs/**/*.mdx, the pictures the pages show (docs/images/**/*.png)
+and the translations' docs/<language>/llms.txt, at the repository root) are copied into the
 built package as batchin/_site/, where batchin/core/site_docs.py finds them. An editable install
 (what `make` uses) reads them from the checkout instead, so nothing is copied then.
 """
@@ -27,8 +27,10 @@ class BuildPyWithSite(build_py):
         self.mkpath(str(target))
         for name in SITE_FILES:
             self.copy_file(str(ROOT / name), str(target / name), preserve_mode=False)
-        for page in sorted([*(ROOT / "docs").rglob("*.mdx"), *(ROOT / "docs").glob("*/llms.txt")]):
-            destination = target / "docs" / page.relative_to(ROOT / "docs")
+        docs = ROOT / "docs"
+        published = [*docs.rglob("*.mdx"), *docs.glob("*/llms.txt"), *(docs / "images").rglob("*.png")]
+        for page in sorted(published):
+            destination = target / "docs" / page.relative_to(docs)
             self.mkpath(str(destination.parent))
             self.copy_file(str(page), str(destination), preserve_mode=False)
 

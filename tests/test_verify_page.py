@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,21 +14,10 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from tests.console.chromium import CHROMIUM, Browser
+from tests.live_server import create_user, free_port, serve_command, wait_healthy
+
 pytestmark = pytest.mark.slow
-
-CHROMIUM = next(
-    (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None
-)
-_SCRIPT = Path(sys.executable).with_name("batchin")
-COMMAND = (
-    [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", "from batchin.cli import main; main()"]
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -40,83 +26,37 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
         pytest.skip(
             "chromium is not installed (apt-get install -y chromium): the page test needs a real browser"
         )
-    data_dir = tmp_path_factory.mktemp("verify-page") / "data"
+    root = tmp_path_factory.mktemp("verify-page")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHIN_")}
-    env["BATCHIN_DATA_DIR"] = str(data_dir)
-    created = subprocess.run(
-        [
-            *COMMAND,
-            "users",
-            "create",
-            "--email",
-            "page@example.com",
-            "--name",
-            "page",
-            "--credit-cents",
-            "100",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    api_key = json.loads(created.stdout)["api_key"]
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            *COMMAND,
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--workers",
-            "1",
-        ],
-        env=env,
-    )
+    env["BATCHIN_DATA_DIR"] = str(root / "data")
+    api_key = create_user(env, credit_cents=100)
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
+    log = root / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(serve_command(port), env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(base, process, log)
+            yield base, api_key, root / "data" / "batchin.db"
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    opened = Browser(tmp_path_factory.mktemp("verify-page-browser") / "profile")
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx2.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("batchin serve did not come up")
-        yield base, api_key, data_dir / "batchin.db"
+        yield opened
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        opened.close()
 
 
-def render(url: str, profile: Path) -> str:
-    assert CHROMIUM is not None
-    result = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--no-first-run",
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
+def render(browser: Browser, url: str) -> str:
+    """The page once its script has reached a verdict, as the DOM then stands."""
+    browser.goto(url)
+    browser.wait_for("document.getElementById('verdict').dataset.state !== 'pending'", timeout=60)
+    return browser.html()
 
 
 def create_record(base: str, api_key: str, output_text: str) -> str:
@@ -126,12 +66,12 @@ def create_record(base: str, api_key: str, output_text: str) -> str:
     return str(response.json()["audit_id"])
 
 
-def test_page_verifies_a_record_in_chromium(live_server: tuple[str, str, Path], tmp_path: Path) -> None:
+def test_page_verifies_a_record_in_chromium(live_server: tuple[str, str, Path], browser: Browser) -> None:
     base, api_key, _ = live_server
     for i in range(3):  # a few leaves, so the inclusion proof has a real path
         create_record(base, api_key, f"warm-up {i}")
     audit_id = create_record(base, api_key, "A cryptographic method… ünïcødé ✓")
-    dom = render(f"{base}/verify/{audit_id}", tmp_path / "profile")
+    dom = render(browser, f"{base}/verify/{audit_id}")
     assert 'id="verdict" data-state="valid"' in dom, dom[-3000:]
     for check in (
         "signature",
@@ -195,30 +135,30 @@ _SERVED_CALLS: dict[str, tuple[str, dict[str, object]]] = {
 
 @pytest.mark.parametrize("kind", ["text", "embedding", "speech", "transcription", "image", "video"])
 def test_page_verifies_a_served_record_of_every_kind(
-    live_server: tuple[str, str, Path], tmp_path: Path, kind: str
+    live_server: tuple[str, str, Path], browser: Browser, kind: str
 ) -> None:
     base, api_key, _ = live_server
     audit_id = served_record(base, api_key, kind)
-    dom = render(f"{base}/verify/{audit_id}", tmp_path / "profile")
+    dom = render(browser, f"{base}/verify/{audit_id}")
     assert 'id="verdict" data-state="valid"' in dom, dom[-3000:]
     assert 'data-attestation="served"' in dom
 
 
-def test_page_flags_a_tampered_record(live_server: tuple[str, str, Path], tmp_path: Path) -> None:
+def test_page_flags_a_tampered_record(live_server: tuple[str, str, Path], browser: Browser) -> None:
     base, api_key, database = live_server
     audit_id = create_record(base, api_key, "original output")
     with sqlite3.connect(database) as conn:
         (payload,) = conn.execute("SELECT payload FROM vaas_records WHERE id = ?", (audit_id,)).fetchone()
         forged = payload.replace(json.loads(payload)["output_hash"], "sha256:" + "0" * 64)
         conn.execute("UPDATE vaas_records SET payload = ? WHERE id = ?", (forged, audit_id))
-    dom = render(f"{base}/verify/{audit_id}", tmp_path / "profile")
+    dom = render(browser, f"{base}/verify/{audit_id}")
     assert 'id="verdict" data-state="invalid"' in dom, dom[-3000:]
     assert 'data-check="signature" data-ok="false"' in dom
     assert 'data-check="inclusion" data-ok="false"' in dom
 
 
-def test_page_reports_an_unknown_record(live_server: tuple[str, str, Path], tmp_path: Path) -> None:
+def test_page_reports_an_unknown_record(live_server: tuple[str, str, Path], browser: Browser) -> None:
     base, _, _ = live_server
-    dom = render(f"{base}/verify/00000000-0000-4000-8000-000000000000", tmp_path / "profile")
+    dom = render(browser, f"{base}/verify/00000000-0000-4000-8000-000000000000")
     assert 'data-state="error"' in dom
     assert "No audit record" in dom

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from batchin.console.playground_pages import revoke_session_key
 from batchin.console.web import SESSION_COOKIE, Page, redirect, render, start_session
 from batchin.core.accounts.signup import ENTRIES, SignupForm
 from batchin.errors import BatchInError, InvalidRequest
@@ -65,6 +66,7 @@ async def _open_session(page: Page, user_id: str) -> Response:
 
 async def logout(page: Page) -> Response:
     if page.session is not None:
+        await revoke_session_key(page)
         await page.services.sessions.revoke(page.session.token)
     response = redirect(page, "/console/login")
     response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict")

@@ -9,7 +9,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from batchin.console import account_pages, activity_pages, auth_pages
+from batchin.console import (
+    account_pages,
+    activity_pages,
+    auth_pages,
+    evidence_pages,
+    playground_pages,
+    prompt_pages,
+)
 from batchin.console.web import public_page, signed_in
 
 __all__ = ["STATIC_ASSETS", "console_routes"]
@@ -18,8 +25,11 @@ __all__ = ["STATIC_ASSETS", "console_routes"]
 STATIC_ASSETS = {
     "console.css": "text/css; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
+    "receipt.js": "text/javascript; charset=utf-8",
     "htmx.min.js": "text/javascript; charset=utf-8",
     "LICENSE-htmx.txt": "text/plain; charset=utf-8",
+    "playground.js": "text/javascript; charset=utf-8",
+    "playground.css": "text/css; charset=utf-8",
 }
 
 
@@ -72,6 +82,16 @@ def console_routes() -> list[BaseRoute]:
         Route("/batches/{batch_id}/events", signed_in(activity_pages.batch_events), methods=get),
         Route("/files/{file_id}", signed_in(activity_pages.download_file), methods=get),
         Route("/models", signed_in(activity_pages.models), methods=get),
+        Route("/playground", signed_in(playground_pages.playground), methods=get),
+        Route("/playground/key", signed_in(playground_pages.mint_key), methods=post),
+        Route("/receipts", signed_in(evidence_pages.receipts), methods=get),
+        Route("/receipts/{record_id}", signed_in(evidence_pages.receipt), methods=get),
+        Route("/receipts/{record_id}/evidence", signed_in(evidence_pages.receipt_evidence), methods=get),
+        Route("/traces", signed_in(evidence_pages.traces), methods=get),
+        Route("/traces/{trace_id}", signed_in(evidence_pages.trace), methods=get),
+        Route("/prompts", signed_in(prompt_pages.prompts), methods=get),
+        Route("/prompts/{registry_id}", signed_in(prompt_pages.registry), methods=get),
+        Route("/prompts/{registry_id}/labels", signed_in(prompt_pages.move_label), methods=post),
     ]
     topup = [
         Route("/success", signed_in(account_pages.topup_success, bounce=True), methods=get),

@@ -2,7 +2,7 @@
 
 One `Llama` instance is one context and is not thread-safe, so a runner decodes one request at a
 time (`max_concurrency` 1), on its own worker thread. Tokens travel to the async side through a
-bounded hand-off (`_Handoff`); closing the async iterator (client gone) stops the decode loop at the
+bounded hand-off (llama_decode.py); closing the async iterator (client gone) stops the decode loop at the
 next token. The model's own chat template (GGUF `tokenizer.chat_template`) and tokenizer give exact
 prompt token counts.
 
@@ -37,9 +37,8 @@ import os
 import threading
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 from batchin.errors import BatchInError, InvalidRequest, ServiceUnavailable
 from batchin.models.base import (
@@ -50,16 +49,13 @@ from batchin.models.base import (
     RunnerHealth,
     SamplingParams,
     TextDelta,
-    TokenLogprob,
-    Usage,
 )
 from batchin.models.catalog import CatalogEntry
 from batchin.models.grammars import JSON_OBJECT_SCHEMA, schema_grammar
+from batchin.models.llama_decode import CallPlan, Handoff, LlamaDecoder, PromptTokens
 from batchin.models.llama_lib import close_devnull_at_exit
-from batchin.models.llama_sampling import GrammarCache, TokenSampler
 from batchin.models.split_weights import SplitWeights, assemble_dir
-from batchin.models.text_stream import ChatTemplate, LogprobAligner, check_context
-from batchin.models.tool_calls import ReplyReader, ToolCallStream
+from batchin.models.text_stream import ChatTemplate, check_context
 from batchin.models.tool_grammar import tool_call_grammar
 from batchin.models.tool_prompt import CALL_OPEN, render_chat, shows_tools
 
@@ -68,53 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LlamaCppRunner"]
 
-_HANDOFF_SLOTS = 64  # deltas the decode thread may run ahead of a slow consumer
-_POLL_SECONDS = 0.05
 _LONG_TEXT = 8192  # characters; longer prompts are tokenised off the event loop
-
-
-@dataclass(frozen=True, slots=True)
-class _CallPlan:
-    """How a request with tools decodes: the grammar of its calls, and whether the prompt already
-    ends in the call opener (`forced`: tool_choice required or named)."""
-
-    grammar: str
-    forced: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _Tokens:
-    ids: tuple[int, ...]
-    calls: _CallPlan | None = None
-
-
-class _Handoff:
-    """Decode thread → event loop, bounded: the thread waits for a free slot (or cancellation)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._queue: asyncio.Queue[TextDelta | BaseException] = asyncio.Queue()
-        self._slots = threading.Semaphore(_HANDOFF_SLOTS)
-        self.cancelled = threading.Event()
-
-    def put(self, item: TextDelta | BaseException) -> bool:
-        """From the thread; False when the consumer is gone (stop decoding)."""
-        while not self._slots.acquire(timeout=_POLL_SECONDS):
-            if self.cancelled.is_set():
-                return False
-        if self.cancelled.is_set():
-            return False
-        try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
-        except RuntimeError:  # the loop is closed
-            self.cancelled.set()
-            return False
-        return True
-
-    async def get(self) -> TextDelta | BaseException:
-        item = await self._queue.get()
-        self._slots.release()
-        return item
 
 
 class LlamaCppRunner:
@@ -141,7 +91,7 @@ class LlamaCppRunner:
         self._slot = asyncio.Semaphore(1)
         self._closed = False
         self._prompt_cache = bool(entry.engine_options.get("prompt_cache", False))
-        self._grammars: GrammarCache | None = None  # made by the decode thread on first use
+        self._decoder: LlamaDecoder | None = None  # made with the model, on the decode thread
         self.derived_dir: Path | None = None  # set by the registry: where split GGUFs are assembled
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -156,6 +106,7 @@ class LlamaCppRunner:
 
     def _open(self, weights: Path) -> Llama:
         try:
+            import llama_cpp
             from llama_cpp import Llama
         except (ImportError, OSError) as exc:
             raise EngineUnavailable(
@@ -190,6 +141,7 @@ class LlamaCppRunner:
         self._add_bos = llama.metadata.get("tokenizer.ggml.add_bos_token", "true") != "false"
         self._fim = self._find_fim(llama)
         self.supports_fim = self._fim is not None
+        self._decoder = LlamaDecoder(llama_cpp, llama, prompt_cache=self._prompt_cache)
         return llama
 
     def _find_fim(self, llama: Llama) -> tuple[int, int, int] | None:
@@ -212,9 +164,9 @@ class LlamaCppRunner:
         self._closed = True
         async with self._slot:  # wait for a running decode to finish
             llama, self._llama = self._llama, None
-            if self._grammars is not None:
-                self._grammars.close()
-                self._grammars = None
+            if self._decoder is not None:
+                self._decoder.close()
+                self._decoder = None
             if llama is not None:
                 llama.close()
             if self._executor is not None:
@@ -254,7 +206,7 @@ class LlamaCppRunner:
         tools = params.tools
         if tools is not None and tools.choice != "none":
             forced = tools.choice == "required"
-            plan = _CallPlan(tool_call_grammar(tools), forced)
+            plan = CallPlan(tool_call_grammar(tools), forced)
             if forced:
                 text += CALL_OPEN + "\n"  # the reply starts inside a call
         # The template writes any BOS itself (as transformers' apply_chat_template does).
@@ -282,7 +234,7 @@ class LlamaCppRunner:
         return self._prepared(ids, params.sampling, prompt_param="prompt")
 
     def _prepared(
-        self, ids: list[int], sampling: SamplingParams, *, prompt_param: str, calls: _CallPlan | None = None
+        self, ids: list[int], sampling: SamplingParams, *, prompt_param: str, calls: CallPlan | None = None
     ) -> PreparedPrompt:
         check_context(len(ids), sampling.max_tokens, self.context_length, prompt_param=prompt_param)
         if calls is not None:
@@ -296,20 +248,22 @@ class LlamaCppRunner:
                     f"logit_bias names token {token}; this model's token ids are 0-{n_vocab - 1}.",
                     param="logit_bias",
                 )
-        return PreparedPrompt(prompt_tokens=len(ids), sampling=sampling, payload=_Tokens(tuple(ids), calls))
+        return PreparedPrompt(
+            prompt_tokens=len(ids), sampling=sampling, payload=PromptTokens(tuple(ids), calls)
+        )
 
     # -- generating --------------------------------------------------------------------------
 
     async def generate(self, prepared: PreparedPrompt) -> AsyncGenerator[TextDelta, None]:
-        if not isinstance(prepared.payload, _Tokens):
+        if not isinstance(prepared.payload, PromptTokens):
             raise TypeError("generate() takes a PreparedPrompt from this runner's prepare_*()")
         async with self._slot:
-            llama, executor = self._require(), self._executor
-            if executor is None:
+            decoder, executor = self._decoder, self._executor
+            if decoder is None or executor is None:
                 raise ServiceUnavailable(f"model {self.entry.id} is not loaded")
-            handoff = _Handoff(asyncio.get_running_loop())
+            handoff = Handoff(asyncio.get_running_loop())
             work = asyncio.get_running_loop().run_in_executor(
-                executor, self._decode, llama, prepared, handoff
+                executor, self._decode, decoder, prepared, handoff
             )
             try:
                 while True:
@@ -326,118 +280,14 @@ class LlamaCppRunner:
                 # The thread notices within one token; keep the slot until it has let go of the model.
                 await asyncio.shield(work)
 
-    def _decode(self, llama: Llama, prepared: PreparedPrompt, handoff: _Handoff) -> None:
-        import llama_cpp
-
+    def _decode(self, decoder: LlamaDecoder, prepared: PreparedPrompt, handoff: Handoff) -> None:
         with self._engine_lock:
             if handoff.cancelled.is_set():
                 return
             try:
-                self._decode_locked(llama_cpp, llama, prepared, handoff)
+                decoder.run(prepared, handoff)
             except Exception as exc:  # handed to the async side, which raises it there
                 handoff.put(exc)
-
-    def _decode_locked(self, lib: Any, llama: Llama, prepared: PreparedPrompt, handoff: _Handoff) -> None:
-        sampling = prepared.sampling
-        payload: _Tokens = prepared.payload
-        self._feed_prompt(llama, payload.ids)
-        vocab = llama._model.vocab
-        plan = payload.calls
-        calls = ToolCallStream(in_calls=plan.forced) if plan is not None else None
-        reader = ReplyReader(sampling.stop, calls)
-        if plan is not None and plan.forced:
-            grammar = self._grammar_of(lib, llama, plan.grammar, param="tools")
-        else:
-            grammar = self._grammar(lib, llama, sampling)
-        sampler = TokenSampler(lib, llama._ctx.ctx, vocab, llama.n_vocab(), sampling, grammar)
-        # Log probabilities follow the text (tools and logprobs together are refused up front).
-        aligner = LogprobAligner() if sampling.logprobs is not None else None
-        completion_tokens, finish = 0, "length"
-        try:
-            while True:
-                token = sampler.sample()
-                completion_tokens += 1
-                if lib.llama_vocab_is_eog(vocab, token):
-                    finish = "stop"
-                    break
-                piece = llama.detokenize([token])
-                delta = reader.feed(piece)
-                if aligner is not None:
-                    aligner.add(
-                        self._token_logprob(llama, sampler, token, piece, reader.decoded, sampling.logprobs)
-                    )
-                if delta is not None and not handoff.put(_with_logprobs(delta, aligner)):
-                    return
-                if reader.stopped or (calls is not None and calls.repeated):
-                    finish = "stop"
-                    break
-                if handoff.cancelled.is_set() or completion_tokens >= sampling.max_tokens:
-                    break
-                if calls is not None and calls.triggered and plan is not None:
-                    # A free reply opened a call: evaluate its text so far and the opener after the
-                    # prompt (whose KV is kept), then go on under the calls' grammar.
-                    opened = (calls.shown + CALL_OPEN + "\n").encode("utf-8")
-                    llama.n_tokens = len(payload.ids)  # eval() drops the KV cache past this point
-                    llama.eval(llama.tokenize(opened, add_bos=False, special=True))
-                    sampler.close()
-                    grammar = self._grammar_of(lib, llama, plan.grammar, param="tools")
-                    sampler = TokenSampler(lib, llama._ctx.ctx, vocab, llama.n_vocab(), sampling, grammar)
-                    reader.restart()
-                    continue
-                llama.eval([token])
-        finally:
-            sampler.close()
-        if handoff.cancelled.is_set():
-            return
-        tail = reader.finish()
-        if reader.stopped:
-            finish = "stop"
-        if calls is not None and calls.completed and (finish == "stop" or calls.calls_whole):
-            finish = "tool_calls"
-        usage = Usage(prompt_tokens=prepared.prompt_tokens, completion_tokens=completion_tokens)
-        logprobs = aligner.finish(tail.text) if aligner is not None else None
-        handoff.put(
-            TextDelta(
-                tail.text, finish_reason=finish, usage=usage, logprobs=logprobs, tool_calls=tail.tool_calls
-            )
-        )
-
-    def _feed_prompt(self, llama: Llama, ids: tuple[int, ...]) -> None:
-        """Evaluate the prompt. By default from scratch: reusing the previous request's KV prefix
-        evaluates the prompt in a different batch shape, which changes logits enough to flip greedy
-        choices. With `prompt_cache`, the shared prefix is kept (one token is always evaluated
-        again, so the next token's logits are this prompt's)."""
-        keep = 0
-        if self._prompt_cache and llama.n_tokens > 0:
-            cached = llama._input_ids
-            while keep < min(len(cached), len(ids) - 1) and cached[keep] == ids[keep]:
-                keep += 1
-        if keep:
-            llama.n_tokens = keep  # eval() drops the KV cache past this point
-        else:
-            cast(Any, llama).reset()  # untyped in llama-cpp-python
-        llama.eval(list(ids[keep:]))
-
-    def _grammar(self, lib: Any, llama: Llama, sampling: SamplingParams) -> Any:
-        """The grammar sampler for this request's `response_format` (None without one)."""
-        output = sampling.json_output
-        if output is None:
-            return None
-        text = output.schema or JSON_OBJECT_SCHEMA
-        return self._grammar_of(lib, llama, text, gbnf=schema_grammar(text), param="response_format")
-
-    def _grammar_of(self, lib: Any, llama: Llama, key: str, *, gbnf: str | None = None, param: str) -> Any:
-        """A cached grammar sampler, reset for a new request (`gbnf` defaults to `key` itself)."""
-        if self._grammars is None:
-            self._grammars = GrammarCache(lib, llama._model.vocab)
-        return self._grammars.get(key, key if gbnf is None else gbnf, param=param)
-
-    @staticmethod
-    def _token_logprob(
-        llama: Llama, sampler: TokenSampler, token: int, piece: bytes, decoded: str, top: int | None
-    ) -> TokenLogprob:
-        logprob, best = sampler.logprob(token, top or 0)
-        return TokenLogprob(decoded, logprob, piece, tuple((llama.detokenize([i]), lp) for i, lp in best))
 
 
 def _refuse_with_tools(sampling: SamplingParams) -> None:
@@ -451,9 +301,3 @@ def _refuse_with_tools(sampling: SamplingParams) -> None:
         )
     if sampling.logprobs is not None:
         raise InvalidRequest("This model cannot return logprobs for a request with tools.", param="logprobs")
-
-
-def _with_logprobs(delta: TextDelta, aligner: LogprobAligner | None) -> TextDelta:
-    if aligner is None:
-        return delta
-    return TextDelta(delta.text, logprobs=aligner.release(delta.text), tool_calls=delta.tool_calls)

@@ -124,7 +124,10 @@ class PromptLabelMove(BaseModel):
     action: Literal["promote", "rollback"]
     from_version_id: str | None
     to_version_id: str
-    actor: str = Field(description="`key:<prefix>` for a person's key, `experiment:<id>`, or `system`")
+    actor: str = Field(
+        description="`key:<prefix>` for a person's key, `console` for a person signed in to the web "
+        "console, `experiment:<id>`, or `system`"
+    )
     reason: str
     created_at: str
     key_id: str = Field(description="id of the audit signing key (see /v1/vaas/pubkey/current)")

@@ -1,6 +1,9 @@
 """One live `batchin serve` for every console browser test in the session (loading it once), with
 a local SMTP server and the local Stripe fake, and the steps each browser test repeats: an invite,
-signing up through the form, signing in."""
+signing up through the form, signing in.
+
+The same server is both entries: http://127.0.0.1:PORT (`base`) is the global entry, as an unmapped
+host is, and http://localhost:PORT (`china_base`) the China entry (BATCHIN_ENTRIES maps the host)."""
 
 from __future__ import annotations
 
@@ -30,6 +33,11 @@ class Site:
     mailbox: Mailbox
     stripe: FakeStripe
 
+    @property
+    def china_base(self) -> str:
+        """The same server reached through the China entry (Chinese, CNY, Alipay and WeChat Pay)."""
+        return self.base.replace("//127.0.0.1:", "//localhost:")
+
 
 @contextmanager
 def running_console_site(root: Path) -> Iterator[Site]:
@@ -45,6 +53,7 @@ def running_console_site(root: Path) -> Iterator[Site]:
             BATCHIN_STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
             BATCHIN_STRIPE_API_BASE=stripe.url,
             BATCHIN_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+            BATCHIN_ENTRIES="localhost=china",
         )
         log = root / "serve.log"
         with log.open("wb") as out:
@@ -76,9 +85,10 @@ def invite(site: Site) -> str:
     return codes[0]
 
 
-def sign_up(browser: Browser, site: Site, email: str) -> str:
-    """Open an account through the signup form; the API key the page shows once."""
-    browser.goto(f"{site.base}/console/signup?lang=en")
+def sign_up(browser: Browser, site: Site, email: str, *, base: str | None = None) -> str:
+    """Open an account through the signup form at `base` (default: the global entry), in English;
+    the API key the page shows once."""
+    browser.goto(f"{base or site.base}/console/signup?lang=en")
     browser.fill("#email", email)
     browser.fill("#password", PASSWORD)
     browser.fill("#name", "Grace")
@@ -87,9 +97,11 @@ def sign_up(browser: Browser, site: Site, email: str) -> str:
     return browser.text("#new-secret").strip()
 
 
-def sign_in(browser: Browser, site: Site, email: str) -> None:
-    browser.goto(f"{site.base}/console/login")
+def sign_in(browser: Browser, site: Site, email: str, *, base: str | None = None) -> None:
+    """Sign in through the form, at `base` (default: the global entry)."""
+    base = base or site.base
+    browser.goto(f"{base}/console/login")
     browser.fill("#email", email)
     browser.fill("#password", PASSWORD)
     browser.click("#sign-in")
-    assert browser.url == f"{site.base}/console/overview"
+    assert browser.url == f"{base}/console/overview"

@@ -236,6 +236,9 @@ async def test_every_signed_in_page_renders(client: httpx2.AsyncClient, make_use
         "/console/billing",
         "/console/batches",
         "/console/models",
+        "/console/receipts",
+        "/console/traces",
+        "/console/prompts",
     ):
         for lang in ("en", "zh"):
             response = await client.get(f"{path}?lang={lang}")

@@ -6,14 +6,32 @@ import re
 import string
 from importlib import resources
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
+from batchin.console.evidence_pages import VERIFY_CHECKS
 from batchin.console.i18n import LANGUAGES, Translator, catalog, choose_language
 from batchin.console.routes import STATIC_ASSETS
 from batchin.core.accounts.signup import ENTRIES
 from batchin.protocol.accounts import ALL_SCOPES
+from batchin.protocol.prompts import (
+    ExperimentStatus,
+    PromotionStatus,
+    PromptLabelMoveRequest,
+    PromptRegressionItem,
+    Source,
+    VersionStatus,
+)
 
+# Values the Prompts pages translate by building a key from them (prompts.<prefix>.<value>).
+PROMPT_VALUES = {
+    "experiment": get_args(ExperimentStatus),
+    "promotion": get_args(PromotionStatus),
+    "version_status": get_args(VersionStatus),
+    "source": get_args(Source),
+    "regression": get_args(PromptRegressionItem.model_fields["status"].annotation),
+}
 CONSOLE = Path(resources.files("batchin.console"))  # type: ignore[arg-type]
 
 
@@ -37,6 +55,13 @@ def test_every_key_a_page_names_is_in_the_catalogs() -> None:
     assert used, "no t(...) calls found"
     built = [f"scope.{s}" for s in ALL_SCOPES] + [f"entry.{e}" for e in ENTRIES]
     built += [f"topup_status.{s}" for s in ("pending", "completed", "expired", "failed")]
+    built += [f"receipts.check.{c}" for c in VERIFY_CHECKS]
+    built += [f"receipts.attestation_{a}" for a in ("served", "caller_asserted", "none")]
+    built += [f"prompts.{prefix}.{value}" for prefix, values in PROMPT_VALUES.items() for value in values]
+    built += [
+        f"prompts.action_{a}" for a in get_args(PromptLabelMoveRequest.model_fields["action"].annotation)
+    ]
+    used = {k for k in used if not k.endswith((".", "_"))}  # a prefix ('prompts.action_' ~ a): in `built`
     missing = sorted(k for k in [*used, *built] if k not in catalog("en"))
     assert missing == []
 

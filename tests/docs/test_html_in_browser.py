@@ -4,12 +4,13 @@ and a code block's copy button puts exactly that code on the clipboard, in Engli
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
-from tests.docs.cdp import CHROMIUM, open_page
+from tests.console.chromium import CHROMIUM, Browser
 from tests.docs.conftest import Live
 
 pytestmark = pytest.mark.slow
@@ -22,41 +23,49 @@ def _chromium() -> None:
 
 
 async def test_search_and_copy_in_chromium(live: Live, tmp_path: Path) -> None:
-    async with open_page(live.base_url, tmp_path / "profile") as page:
-        await page.goto(f"{live.base_url}/docs/quickstart")
-        assert await page.evaluate("document.title") == "Quick start · BatchIn docs"
-        # The script ran: the search form is shown and every code block has its button.
-        await page.wait_for("!document.querySelector('form.search').hidden")
-        blocks = await page.evaluate("document.querySelectorAll('div.code').length")
-        assert blocks > 3
-        assert await page.evaluate("document.querySelectorAll('div.code > button.copy').length") == blocks
+    browser = Browser(tmp_path / "profile")
+    try:
+        # The server runs on this test's event loop: the (blocking) driver runs in a thread.
+        await asyncio.to_thread(_search_and_copy, browser, live.base_url)
+    finally:
+        browser.close()
 
-        await page.evaluate("document.getElementById('docs-search').focus()")
-        await page.type_text("server-sent")
-        hrefs = await page.wait_for(
-            "Array.from(document.querySelectorAll('#search-results a')).map(a => a.getAttribute('href'))"
-        )
-        assert "/docs/tutorials/streaming-chat" in hrefs, hrefs  # found by its description
-        assert await page.evaluate("document.getElementById('search-status').textContent") != ""
-        await page.press_enter()
-        await page.wait_for("location.pathname === '/docs/tutorials/streaming-chat'")
-        await page.wait_for("document.readyState === 'complete' && !!document.querySelector('button.copy')")
-        heading = await page.evaluate("document.querySelector('h1').textContent")
-        assert heading == "Streaming chat with the OpenAI SDK"
 
-        code = await page.evaluate("document.querySelector('div.code code').textContent")
-        await page.click("div.code button.copy")
-        await page.wait_for("document.querySelector('div.code button.copy').textContent !== 'Copy'")
-        assert await page.evaluate("document.querySelector('div.code button.copy').textContent") == "Copied"
-        assert await page.evaluate("navigator.clipboard.readText()") == code
+def _search_and_copy(page: Browser, base: str) -> None:
+    page.allow_clipboard(base)
+    page.goto(f"{base}/docs/quickstart")
+    assert page.eval("document.title") == "Quick start · BatchIn docs"
+    # The script ran: the search form is shown and every code block has its button.
+    page.wait_for("!document.querySelector('form.search').hidden")
+    blocks = page.eval("document.querySelectorAll('div.code').length")
+    assert blocks > 3
+    assert page.eval("document.querySelectorAll('div.code > button.copy').length") == blocks
 
-        await page.goto(f"{live.base_url}/zh/docs/quickstart")
-        assert await page.evaluate("document.documentElement.lang") == "zh-Hans"
-        await page.wait_for("!!document.querySelector('button.copy')")
-        assert await page.evaluate("document.querySelector('button.copy').textContent") == "复制"
-        await page.evaluate("document.getElementById('docs-search').focus()")
-        await page.type_text("用量")
-        titles = await page.wait_for(
-            "Array.from(document.querySelectorAll('#search-results a')).map(a => a.firstChild.textContent)"
-        )
-        assert any("用量" in title for title in titles), json.dumps(titles, ensure_ascii=False)
+    page.eval("document.getElementById('docs-search').focus()")
+    page.type_text("server-sent")
+    hrefs = page.wait_for(
+        "Array.from(document.querySelectorAll('#search-results a')).map(a => a.getAttribute('href'))"
+    )
+    assert "/docs/tutorials/streaming-chat" in hrefs, hrefs  # found by its description
+    assert page.eval("document.getElementById('search-status').textContent") != ""
+    page.press_enter()
+    page.wait_for("location.pathname === '/docs/tutorials/streaming-chat'")
+    page.wait_for("document.readyState === 'complete' && !!document.querySelector('button.copy')")
+    assert page.eval("document.querySelector('h1').textContent") == "Streaming chat with the OpenAI SDK"
+
+    code = page.eval("document.querySelector('div.code code').textContent")
+    page.click("div.code button.copy", navigates=False)
+    page.wait_for("document.querySelector('div.code button.copy').textContent !== 'Copy'")
+    assert page.eval("document.querySelector('div.code button.copy').textContent") == "Copied"
+    assert page.eval("navigator.clipboard.readText()") == code
+
+    page.goto(f"{base}/zh/docs/quickstart")
+    assert page.eval("document.documentElement.lang") == "zh-Hans"
+    page.wait_for("!!document.querySelector('button.copy')")
+    assert page.eval("document.querySelector('button.copy').textContent") == "复制"
+    page.eval("document.getElementById('docs-search').focus()")
+    page.type_text("用量")
+    titles = page.wait_for(
+        "Array.from(document.querySelectorAll('#search-results a')).map(a => a.firstChild.textContent)"
+    )
+    assert any("用量" in title for title in titles), json.dumps(titles, ensure_ascii=False)

@@ -33,7 +33,7 @@ async def test_each_shipped_asset_is_served_with_its_type(client: httpx2.AsyncCl
 async def test_the_page_names_only_shipped_assets(client: httpx2.AsyncClient) -> None:
     page = (await client.get("/verify/00000000-0000-4000-8000-000000000000")).text
 
-    for name in ("verify.js", "verify.css", "nacl-fast.min.js"):
+    for name in ("verify.js", "verify-page.js", "verify.css", "nacl-fast.min.js"):
         assert f'"/verify/assets/{name}"' in page
 
 

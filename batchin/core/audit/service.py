@@ -21,6 +21,7 @@ from batchin.core.audit import transparency as mt
 from batchin.core.audit.canonical import canonical
 from batchin.core.audit.energy import approximate_tokens, estimate
 from batchin.core.audit.log import Checkpoint, LogRow, TransparencyLog
+from batchin.core.audit.owned import OwnedRecord, newest_records, owned_record
 from batchin.core.audit.records import (
     CALLER_ASSERTED,
     SERVED,
@@ -262,6 +263,14 @@ class AuditService:
     async def get(self, record_id: str) -> VaasRecord:
         row = await self._row(record_id)
         return _record_view(json.loads(row["payload"]), row["signature"])
+
+    async def list_owned(self, user_id: str, *, limit: int) -> list[OwnedRecord]:
+        """The user's own records, newest first (the console's receipts page)."""
+        return await newest_records(self._db, user_id, limit)
+
+    async def owned(self, user_id: str, record_id: str) -> OwnedRecord:
+        """One of the user's own records; another user's is NotFound, as an unknown id is."""
+        return await owned_record(self._db, user_id, record_id)
 
     async def public_key(self, key_id: str) -> str | None:
         if key_id not in self._public_keys:

@@ -243,7 +243,13 @@ class PromptService:
         self, ctx: CallContext, registry_id: str, request: PromptLabelMoveRequest
     ) -> PromptLabelMove:
         """Promote a version, or roll back to the one that held the label before (or a named one)."""
-        user_id = ctx.principal.user_id
+        actor = f"key:{ctx.principal.key_prefix}"
+        return await self.move_label_as(ctx.principal.user_id, actor, registry_id, request)
+
+    async def move_label_as(
+        self, user_id: str, actor: str, registry_id: str, request: PromptLabelMoveRequest
+    ) -> PromptLabelMove:
+        """`move_label` for a person who is not calling with a key (the console: actor `console`)."""
         await self.recorder.flush()
         async with self._db.write() as conn:
             current = await conn.scalar(
@@ -269,7 +275,7 @@ class PromptService:
                 registry_id=registry_id,
                 to_version_id=target,
                 action=request.action,
-                actor=f"key:{ctx.principal.key_prefix}",
+                actor=actor,
                 reason=request.reason,
                 now=utcnow(),
             )

@@ -24,6 +24,7 @@ from batchin.core.traces.export import OtlpHttpExporter, parse_headers
 from batchin.core.traces.otlp import Span, decode_request, plain_attributes
 from batchin.core.traces.otlp_encode import encode_json, encode_protobuf
 from batchin.core.traces.store import SUMMARY_FIELDS, TraceRecord, TraceStore
+from batchin.core.traces.views import CALL_SPAN, CallOutcome, TraceOverview, call_outcome
 from batchin.core.write_behind import BufferStats, WriteBehind
 from batchin.errors import InvalidRequest, NotFound
 from batchin.protocol.traces import SpanOut, SpanStatus, TraceDetail, TraceItem, TraceList
@@ -251,6 +252,34 @@ class TraceService:
             raise InvalidRequest(f"limit must be between 1 and {MAX_LIST}.", param="limit")
         await self.flush()
         return TraceList(items=[_item(r) for r in await self._store.newest(user_id, limit)])
+
+    async def browse(
+        self, user_id: str, *, limit: int, model_id: str | None = None, failed: bool | None = None
+    ) -> list[TraceOverview]:
+        """The console's trace list: newest first, filtered by model and by whether a span failed,
+        each with its span count and duration."""
+        if not 1 <= limit <= MAX_LIST:
+            raise InvalidRequest(f"limit must be between 1 and {MAX_LIST}.", param="limit")
+        await self.flush()
+        records = await self._store.newest(user_id, limit, model_id=model_id, failed=failed)
+        totals = await self._store.span_totals(user_id, [r.trace_id for r in records])
+        overviews = []
+        for record in records:
+            found = totals.get(record.trace_id)
+            duration = max(0, found.end_unix_nano - found.start_unix_nano) / 1e6 if found else 0.0
+            overviews.append(
+                TraceOverview(
+                    _item(record), found.spans if found else 0, duration, found.failed if found else False
+                )
+            )
+        return overviews
+
+    async def call_outcomes(self, user_id: str, trace_ids: list[str]) -> dict[str, CallOutcome]:
+        """The user's calls in these traces by audit record id: endpoint, status and cost."""
+        await self.flush()
+        spans = await self._store.named_spans(user_id, sorted(set(trace_ids)), CALL_SPAN)
+        outcomes = (call_outcome(span) for span in spans)
+        return {o.record_id: o for o in outcomes if o is not None}
 
     async def get_trace(self, user_id: str, trace_id: str) -> TraceDetail:
         """One of the caller's traces with its spans, oldest first; anyone else's → NotFound."""

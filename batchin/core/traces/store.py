@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 
-from batchin.core.traces.otlp import Span
+from batchin.core.traces.otlp import STATUS_ERROR, Span
 from batchin.store.database import Database
 from batchin.store.group_commit import GroupCommitWriter
 from batchin.store.statements import Statement, bound
@@ -58,6 +58,14 @@ class TraceRecord:
 
 
 _SUMMARY_COLUMNS = tuple(f.name for f in fields(TraceRecord))
+
+
+@dataclass(frozen=True, slots=True)
+class SpanTotals:
+    spans: int
+    start_unix_nano: int
+    end_unix_nano: int
+    failed: bool  # some span has status ERROR
 
 
 class TraceStore:
@@ -116,17 +124,56 @@ class TraceStore:
         if span_rows:
             cur.executemany(self._insert_spans, span_rows)
 
-    async def newest(self, user_id: str, limit: int) -> list[TraceRecord]:
+    async def newest(
+        self, user_id: str, limit: int, *, model_id: str | None = None, failed: bool | None = None
+    ) -> list[TraceRecord]:
+        """The user's newest traces; of one model, and with (failed) or without an error span."""
+        query = select(trace_summaries).where(trace_summaries.c.user_id == user_id)
+        if model_id is not None:
+            query = query.where(trace_summaries.c.model_id == model_id)
+        if failed is not None:
+            has_error = exists().where(
+                trace_spans.c.user_id == trace_summaries.c.user_id,
+                trace_spans.c.trace_id == trace_summaries.c.trace_id,
+                trace_spans.c.status_code == STATUS_ERROR,
+            )
+            query = query.where(has_error if failed else ~has_error)
+        query = query.order_by(trace_summaries.c.created_at.desc(), trace_summaries.c.trace_id.desc())
         async with self._db.read() as conn:
-            rows = (
-                await conn.execute(
-                    select(trace_summaries)
-                    .where(trace_summaries.c.user_id == user_id)
-                    .order_by(trace_summaries.c.created_at.desc(), trace_summaries.c.trace_id.desc())
-                    .limit(limit)
-                )
-            ).all()
+            rows = (await conn.execute(query.limit(limit))).all()
         return [_record(r) for r in rows]
+
+    async def span_totals(self, user_id: str, trace_ids: list[str]) -> dict[str, SpanTotals]:
+        """Per trace: how many spans, when the first started and the last ended, any error."""
+        if not trace_ids:
+            return {}
+        query = (
+            select(
+                trace_spans.c.trace_id,
+                func.count(),
+                func.min(trace_spans.c.start_unix_nano),
+                func.max(trace_spans.c.end_unix_nano),
+                func.max(trace_spans.c.status_code),  # ERROR is the highest OTLP status code
+            )
+            .where(trace_spans.c.user_id == user_id, trace_spans.c.trace_id.in_(trace_ids))
+            .group_by(trace_spans.c.trace_id)
+        )
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return {r[0]: SpanTotals(int(r[1]), int(r[2]), int(r[3]), r[4] == STATUS_ERROR) for r in rows}
+
+    async def named_spans(self, user_id: str, trace_ids: list[str], name: str) -> list[Span]:
+        """The spans called `name` in these traces of the user (e.g. each call's root span)."""
+        if not trace_ids:
+            return []
+        query = select(trace_spans).where(
+            trace_spans.c.user_id == user_id,
+            trace_spans.c.trace_id.in_(trace_ids),
+            trace_spans.c.name == name,
+        )
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_span(r) for r in rows]
 
     async def trace(self, user_id: str, trace_id: str) -> tuple[TraceRecord, list[Span]] | None:
         """A trace and its spans, oldest first; None when this user has no such trace."""

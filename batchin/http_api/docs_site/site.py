@@ -5,6 +5,7 @@ a note in the reader's language."""
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,6 +24,8 @@ __all__ = ["DocsSite", "NavPage", "docs_href"]
 
 # The pages every reader starts from, first in the navigation.
 _START = ("quickstart", "api-reference")
+# The pictures pages show (docs/images/...): PNG files under plain folder names, nothing else.
+_IMAGE = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_-]*/)*[A-Za-z0-9][A-Za-z0-9_-]*\.png")
 
 
 def docs_href(language: Language, page: str = "") -> str:
@@ -66,6 +69,15 @@ class DocsSite:
         )
 
     # -- pages -------------------------------------------------------------------------------------
+
+    def image(self, path: str) -> bytes:
+        """A picture under docs/images/ (`console/overview.png`), as the pages link it at
+        /docs/images/...; anything that is not a PNG there is 404, never a read elsewhere."""
+        folder = (self.site.docs_dir / "images").resolve()
+        file = folder.joinpath(*path.split("/")).resolve() if _IMAGE.fullmatch(path) else None
+        if file is None or not file.is_relative_to(folder) or not file.is_file():
+            raise NotFound(f"No docs image '{path[:100]}'.")
+        return file.read_bytes()
 
     def page_html(self, language: Language, path: str) -> str:
         """The HTML page of docs page `path`; 404 unless it is an English page."""

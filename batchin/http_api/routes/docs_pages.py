@@ -141,6 +141,12 @@ async def get_docs_asset(request: Request) -> Response:
     return Response(body, media_type=media_type, headers=_HTML_HEADERS)
 
 
+async def get_docs_image(request: Request, deps: DocsPagesDeps) -> Response:
+    body = await asyncio.to_thread(deps.site.image, request.path_params["path"])
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=300"}
+    return Response(body, media_type="image/png", headers=headers)
+
+
 def _endpoint(
     path: str,
     handler: Callable[[Request, DocsPagesDeps], Awaitable[Response]],
@@ -165,7 +171,8 @@ def _endpoint(
     )
 
 
-# Listed before any other /docs route would be: /docs/search.json and /docs/assets/ are not pages.
+# Listed before any other /docs route would be: /docs/search.json, /docs/assets/ and /docs/images/
+# are not pages.
 # Each has its Simplified Chinese twin under /zh/ (the same handler: the path names the language).
 ENDPOINTS = [
     _endpoint(
@@ -189,6 +196,17 @@ ENDPOINTS = [
         "The docs pages' scripts and styles.",
         public=True,
         content_type="text/css",
+        errors=(404,),
+        tag="discovery",
+    ),
+    Endpoint(
+        "GET",
+        "/docs/images/{path:path}",
+        get_docs_image,
+        "The pictures the docs pages show (PNG), e.g. the console's screenshots.",
+        public=True,
+        deps=DocsPagesDeps,
+        content_type="image/png",
         errors=(404,),
         tag="discovery",
     ),

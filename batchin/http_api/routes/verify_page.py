@@ -22,9 +22,11 @@ _PAGE_HEADERS = {
     "Cache-Control": "no-cache",
 }
 _PAGE = "index.html"
-# Every file /verify/assets/ serves, with its media type; index.html names the first three.
+# Every file /verify/assets/ serves, with its media type; index.html names the first four. verify.js
+# is the verifier alone (no side effects), so the console's receipts page loads it too.
 ASSETS = {
     "verify.js": "text/javascript; charset=utf-8",
+    "verify-page.js": "text/javascript; charset=utf-8",
     "verify.css": "text/css; charset=utf-8",
     "nacl-fast.min.js": "text/javascript; charset=utf-8",
     "LICENSE-tweetnacl.txt": "text/plain; charset=utf-8",

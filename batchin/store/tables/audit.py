@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Index,
     Integer,
     String,
     Table,
@@ -33,6 +34,8 @@ vaas_records = Table(
     Column("payload", Text, nullable=False),  # RFC 8785 canonical JSON: the signed bytes
     Column("signature", String(128), nullable=False),
     Column("created_at", TS, nullable=False),
+    # The console's receipts page: "this user's newest records first".
+    Index("ix_vaas_records_user_created", "user_id", "created_at", "id"),
 )
 
 # Perfect subtrees of the log: (level, idx) covers leaves [idx·2^level, (idx+1)·2^level).

@@ -1,6 +1,8 @@
-// Verifies a BatchIn evidence pack in the browser; mirrors batchin/core/audit_verify.py.
+// Verifies a BatchIn evidence pack in the browser; mirrors batchin/core/audit/verify.py.
 // Ed25519 comes from the vendored TweetNaCl (window.nacl); JCS, SHA-256 and the RFC 6962 proof
 // check are here, so nothing depends on WebCrypto (which plain-http origins do not get).
+// A library with no side effects: it only defines window.batchinVerify.verifyPack(pack), which
+// returns {valid, checks, errors}; each page that shows a verdict has its own small script.
 "use strict";
 
 (function () {
@@ -156,73 +158,6 @@
     return { valid: valid, checks: checks, errors: errors };
   }
 
-  function text(id, value) { document.getElementById(id).textContent = value; }
-
-  // Who stands behind the texts: the same key signs both kinds, so the page must say which.
-  function attestation(payload) {
-    if (payload.attestation === "served") return "Served: this server ran the call and hashed its output";
-    if (payload.attestation === "caller_asserted") {
-      return "Caller-asserted: user " + payload.asserted_by + " supplied these texts; this server did not produce them";
-    }
-    if (!("attestation" in payload)) return "Not stated (a record made before receipts said who asserted them)";
-    return "Unknown: " + String(payload.attestation);
-  }
-
-  function show(pack, verdict) {
-    var box = document.getElementById("verdict");
-    box.dataset.state = verdict.valid ? "valid" : "invalid";
-    box.textContent = verdict.valid ? "Valid: signature and log inclusion verified" : "Invalid: " + verdict.errors.join("; ");
-    var payload = (pack && pack.payload) || {};
-    text("record-id", pack.record_id || "—");
-    text("model-id", payload.model_id || "—");
-    text("attestation", pack.payload ? attestation(payload) : "—");
-    document.getElementById("attestation").dataset.attestation = String(payload.attestation || "");
-    text("public-key", pack.public_key ? pack.public_key + " (key id " + pack.key_id + ")" : "—");
-    if (pack.inclusion_proof) {
-      text("log-position", "leaf " + pack.inclusion_proof.leaf_index + " of " + pack.inclusion_proof.tree_size);
-    }
-    if (pack.checkpoint && pack.checkpoint.payload) {
-      text("checkpoint-root", pack.checkpoint.payload.root_hash + " at " + pack.checkpoint.payload.timestamp);
-    }
-    var list = document.getElementById("checks");
-    list.textContent = "";
-    Object.keys(verdict.checks).forEach(function (name) {
-      var item = document.createElement("li");
-      item.dataset.check = name;
-      item.dataset.ok = String(verdict.checks[name]);
-      item.textContent = name.replace(/_/g, " ");
-      list.appendChild(item);
-    });
-  }
-
-  function fail(message) {
-    var box = document.getElementById("verdict");
-    box.dataset.state = "error";
-    box.textContent = message;
-  }
-
-  function load() {
-    var id = decodeURIComponent(location.pathname.split("/").pop() || "");
-    var url = new URL("../v1/vaas/" + encodeURIComponent(id) + "/evidence", location.href);
-    fetch(url.toString(), { headers: { Accept: "application/json" } })
-      .then(function (response) {
-        if (response.status === 404) throw new Error("No audit record " + id + ".");
-        if (!response.ok) throw new Error("Could not fetch the evidence pack (HTTP " + response.status + ").");
-        return response.json();
-      })
-      .then(function (pack) { show(pack, verifyPack(pack)); })
-      .catch(function (err) { fail(err.message); });
-  }
-
-  document.getElementById("pack-verify").addEventListener("click", function () {
-    try {
-      var pack = JSON.parse(document.getElementById("pack-input").value);
-      show(pack, verifyPack(pack));
-    } catch (err) {
-      fail("Not a JSON evidence pack: " + err.message);
-    }
-  });
-
+  // The one entry point for pages: /verify/{id} (verify-page.js) and the console's receipts page.
   window.batchinVerify = { verifyPack: verifyPack, jcs: jcs, sha256: sha256 };
-  load();
 })();
