@@ -119,7 +119,7 @@ async def build_services(
         settings.own_base_url,
     )
     audit = await AuditService.open(settings, database, registry, ledger.sqlite_writer)
-    traces = TraceService.open(settings, database)
+    traces = TraceService.open(settings, database, ledger.sqlite_writer)
     prompts = PromptService(settings, database, audit)
     metrics.watch_write_behind(lambda: {**traces.buffer_stats(), **prompts.recorder.buffer_stats()})
     inference = InferenceService(settings, registry, metering, flow, metrics, audit, traces, prompts)

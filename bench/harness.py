@@ -43,6 +43,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, tuple[float, float]]:
+    """(user, system) CPU seconds of each thread of `pid`, by "name:tid"."""
+    tick = os.sysconf("SC_CLK_TCK")
+    threads: dict[str, tuple[float, float]] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        threads[f"{name}:{tid}"] = (int(fields[11]) / tick, int(fields[12]) / tick)
+    return threads
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -72,9 +87,14 @@ class Server:
 
 @contextlib.contextmanager
 def batchin_server(
-    *, core: int = 0, env: dict[str, str] | None = None, credit_cents: int = 10**8
+    *,
+    core: int = 0,
+    env: dict[str, str] | None = None,
+    credit_cents: int = 10**8,
+    launcher: list[str] | None = None,
 ) -> Iterator[Server]:
-    """A real `batchin serve` on a free port, with one user and a high-RPM key."""
+    """A real `batchin serve` on a free port, with one user and a high-RPM key. `launcher`: what
+    runs `serve …` instead of the `batchin` script (bench/cprofile_serve.py)."""
     data_dir = tempfile.mkdtemp(prefix="batchin-bench-")
     full_env = {**os.environ, "BATCHIN_DATA_DIR": data_dir, **(env or {})}
 
@@ -99,7 +119,7 @@ def batchin_server(
     process = subprocess.Popen(
         [
             *pinned(core),
-            str(BIN / "batchin"),
+            *(launcher or [str(BIN / "batchin")]),
             "serve",
             "--host",
             "127.0.0.1",

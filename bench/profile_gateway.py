@@ -4,8 +4,16 @@ and 20-token streams at c=16; the samples are folded into text summaries (top fu
 time and by cumulative time) in bench/profiles/, small enough to diff and keep.
 
     python bench/profile_gateway.py [--seconds 20] [--tag before]
+    python bench/profile_gateway.py --cprofile [--tag before]
 
 Needs py-spy (the [dev] extra) and permission to ptrace the server (root, or ptrace_scope 0).
+
+py-spy's `--gil` view charges the event loop with the time it holds the GIL while descheduled
+(the server is pinned to one core, so a woken writer thread runs then): a hand-off shows up as
+"own time" of `SimpleQueue.put`. `--cprofile` instead reads each thread's CPU from /proc over a
+fixed number of calls (the honest split: event loop vs SQLite writer threads), then profiles the
+event loop's thread with cProfile over the same calls (deterministic counts per call; its times
+are inflated by the profiler and, being wall-clock, include what other threads ran meanwhile).
 """
 
 from __future__ import annotations
@@ -13,15 +21,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import io
+import pstats
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bench_gateway import DELAY_MS, TOKENS, run
-from bench.harness import BIN, batchin_server, fake_upstream, remote_catalog
+from bench.harness import BIN, batchin_server, fake_upstream, remote_catalog, thread_cpu_seconds
 
 PROFILES = Path(__file__).resolve().parent / "profiles"
 TOP = 40
@@ -84,13 +96,81 @@ def drive(target: tuple[str, dict[str, str], str], stream: bool, stop: threading
         asyncio.run(run(*target, stream=stream, concurrency=16, count=160))
 
 
+CPROFILE_CALLS = {"chat": 800, "stream": 320}  # per mode, at c=16
+
+
+ThreadTimes = dict[str, tuple[float, float]]
+
+
+def thread_table(before: ThreadTimes, after: ThreadTimes, calls: int) -> str:
+    """Each thread's CPU ms per call over a run (user + system), busiest first."""
+    rows = []
+    for name, (user, system) in after.items():
+        user0, system0 = before.get(name, (0.0, 0.0))
+        used = (user - user0) + (system - system0)
+        if used > 0:
+            rows.append((used, f"{used * 1000 / calls:8.3f} ms/call  {name}"))
+    total = sum(used for used, _ in rows)
+    lines = [line for _, line in sorted(rows, reverse=True)]
+    return "\n".join([*lines, f"{total * 1000 / calls:8.3f} ms/call  all threads"])
+
+
+def cprofile_modes(tag: str) -> None:
+    """Per-thread CPU (unprofiled), then cProfile of the event loop, for chat and stream at c=16."""
+    out = Path(tempfile.mkdtemp()) / "gateway.prof"
+    launcher = [sys.executable, str(Path(__file__).resolve().parent / "cprofile_serve.py"), str(out)]
+    with fake_upstream(core=1, tokens=TOKENS, delay_ms=DELAY_MS) as upstream_url:
+        catalog = remote_catalog(upstream_url)
+        env = {"BATCHIN_MODELS": str(catalog)}
+        with batchin_server(core=0, env=env, launcher=launcher) as server:
+            gateway = (
+                f"{server.base}/v1/chat/completions",
+                {"Authorization": f"Bearer {server.api_key}"},
+                "remote-bench",
+            )
+            pid = server.process.pid
+            asyncio.run(run(*gateway, stream=True, concurrency=4, count=40))  # warm-up
+            asyncio.run(run(*gateway, stream=False, concurrency=4, count=40))
+            for mode, calls in CPROFILE_CALLS.items():
+                stream = mode == "stream"
+                before = thread_cpu_seconds(pid)
+                asyncio.run(run(*gateway, stream=stream, concurrency=16, count=calls))
+                threads = thread_table(before, thread_cpu_seconds(pid), calls)
+                server.process.send_signal(signal.SIGUSR1)
+                time.sleep(0.2)
+                asyncio.run(run(*gateway, stream=stream, concurrency=16, count=calls))
+                server.process.send_signal(signal.SIGUSR2)
+                for _ in range(50):  # the stats file is written by the server's signal handler
+                    time.sleep(0.1)
+                    if out.exists():
+                        break
+                text = _cprofile_text(out, f"{mode} c=16, {calls} calls ({tag})", threads)
+                out.unlink()
+                (PROFILES / f"gateway_{mode}_{tag}.txt").write_text(text)
+                print(text)
+
+
+def _cprofile_text(prof: Path, title: str, threads: str) -> str:
+    parts = [f"# {title}", "", "## CPU per call by thread (/proc, unprofiled run)", "", threads, ""]
+    for order in ("tottime", "cumulative"):
+        buffer = io.StringIO()
+        pstats.Stats(str(prof), stream=buffer).strip_dirs().sort_stats(order).print_stats(TOP)
+        body = buffer.getvalue()
+        parts += [f"## event loop thread, cProfile, top {TOP} by {order}", "", body[body.find("   ncalls") :]]
+    return "\n".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--tag", default="current")
     parser.add_argument("--folded-dir", default=tempfile.mkdtemp(), help="where the raw samples go")
+    parser.add_argument("--cprofile", action="store_true", help="per-thread CPU and cProfile, not py-spy")
     args = parser.parse_args()
     PROFILES.mkdir(exist_ok=True)
+    if args.cprofile:
+        cprofile_modes(args.tag)
+        return
     with fake_upstream(core=1, tokens=TOKENS, delay_ms=DELAY_MS) as upstream_url:
         catalog = remote_catalog(upstream_url)
         with batchin_server(core=0, env={"BATCHIN_MODELS": str(catalog)}) as server:

@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel
-from sse_starlette import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.event import ensure_bytes
+from sse_starlette.sse import AppStatus, _ensure_watcher_started_on_this_loop, _get_shutdown_state
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from batchin.core.billing.metering import ClientGone
 from batchin.core.serving.generation import BufferedStream
@@ -50,12 +53,88 @@ def _error_event(error: BatchInError) -> bytes:
     return _DATA + orjson.dumps(error.body()) + _END
 
 
-class _EventStream(EventSourceResponse):
-    """sse-starlette's response, sending each event without a cancel scope: with no send timeout
-    its `_send_with_timeout` opens one per event that can never fire (see `sse_response`)."""
+class _ShutdownStop:
+    """What sse-starlette's shutdown broadcast sets (it calls `set()` on every event registered in
+    its per-loop shutdown state when the server starts exiting): here, the end of one stream."""
 
-    async def _send_with_timeout(self, send: Send, message: Message) -> None:
-        await send(message)
+    __slots__ = ("set",)
+
+    def __init__(self, stop: Callable[[], None]) -> None:
+        self.set = stop
+
+
+class _EventStream(EventSourceResponse):
+    """sse-starlette's response (its headers, pings every 15 s, the stream ended by the client's
+    disconnect or the server's shutdown) run on plain asyncio: events are sent from the request's
+    own task, one task watches for the disconnect, a timer sends the pings and the shutdown
+    broadcast stops the stream directly. sse-starlette itself runs an anyio task group of four tasks
+    per stream (and formats a task's repr when it cancels them), the larger part of a stream's
+    fixed cost here; with no send timeout it also opened a cancel scope per event."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streamer = asyncio.current_task()
+        if streamer is None:  # not under asyncio: sse-starlette's own way
+            await super().__call__(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        stopped = False  # ended by a disconnect or the shutdown, not by the events running out
+
+        def stop() -> None:
+            nonlocal stopped
+            if not stopped and self.active:
+                stopped, self.active = True, False
+                streamer.cancel()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            stop()
+
+        pings: list[asyncio.Task[None]] = []
+
+        async def ping() -> None:
+            if self.active:
+                comment = ServerSentEvent(comment=f"ping - {datetime.now(UTC)}", sep=self.sep)
+                body = ensure_bytes(comment, self.sep)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        def ping_due() -> None:
+            pings[:] = [t for t in pings if not t.done()]
+            pings.append(loop.create_task(ping()))
+            timer[0] = loop.call_later(self.ping_interval, ping_due)
+
+        shutdown = _get_shutdown_state()
+        on_shutdown = _ShutdownStop(stop)
+        shutdown.events.add(on_shutdown)  # type: ignore[arg-type]  # only `set()` is called
+        _ensure_watcher_started_on_this_loop()
+        watcher = loop.create_task(watch())
+        timer = [loop.call_later(self.ping_interval, ping_due)]
+        try:
+            if AppStatus.should_exit:
+                stop()
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            self.active = False
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not stopped:
+                raise
+            streamer.uncancel()  # our own stop: the response simply ends
+        finally:
+            self.active = False
+            shutdown.events.discard(on_shutdown)  # type: ignore[arg-type,unused-ignore]
+            timer[0].cancel()
+            watcher.cancel()
+            for task in pings:
+                task.cancel()
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:  # runs the generator's cleanup if it was left mid-way
+                await aclose()
+        if self.background is not None:
+            await self.background()
 
 
 def sse_response(

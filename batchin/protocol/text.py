@@ -1,4 +1,5 @@
-"""Chat completions, completions and responses: OpenAI's request and response shapes.
+"""Chat completions and completions: OpenAI's request and response shapes. The Responses API's
+are in batchin/protocol/responses.py (re-exported here for existing importers).
 
 Requests own their conversion to engine parameters (`sampling()`), and refuse what BatchIn does not
 do with a 400 that names the parameter, rather than silently ignoring it.
@@ -6,35 +7,49 @@ do with a 400 that names the parameter, rather than silently ignoring it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator
 
 from batchin.errors import InvalidRequest
+from batchin.protocol.chat_messages import ChatMessageIn
 from batchin.protocol.common import RequestModel, omitted_if_none
+from batchin.protocol.responses import (
+    ResponseCreateRequest,
+    ResponseInputItem,
+    ResponseInputMessage,
+    ResponseInputTokensDetails,
+    ResponseObject,
+    ResponseOutputMessage,
+    ResponseOutputText,
+    ResponseOutputTokensDetails,
+    ResponseUsage,
+)
 from batchin.protocol.structured import (
     ChatLogprobs,
     CompletionLogprobs,
-    JsonSchemaSpec,
     ResponseFormat,
-    ResponseFormatJsonSchema,
-    ResponseTextConfig,
-    TextFormatJsonSchema,
 )
 from batchin.protocol.tools import (
     ChatTool,
     ChatToolChoice,
-    FunctionCall,
-    FunctionDefinition,
     NamedToolChoice,
-    ResponseFunctionCall,
-    ResponseFunctionCallOutput,
-    ResponseFunctionTool,
-    ResponseToolChoice,
     ToolCall,
     ToolCallChunk,
-    ToolChoiceFunctionName,
 )
+
+__all__ = [  # the Responses API's shapes stay importable from here
+    "ChatMessageIn",
+    "ResponseCreateRequest",
+    "ResponseInputItem",
+    "ResponseInputMessage",
+    "ResponseInputTokensDetails",
+    "ResponseObject",
+    "ResponseOutputMessage",
+    "ResponseOutputText",
+    "ResponseOutputTokensDetails",
+    "ResponseUsage",
+]
 
 DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 MAX_CHOICES = 4  # `n`: independent samples of one request
@@ -42,63 +57,6 @@ MAX_CHOICES = 4  # `n`: independent samples of one request
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
-
-
-_TEXT_PARTS = ("text", "input_text", "output_text")
-_IMAGE_PARTS = ("image_url", "input_image")  # Chat Completions' name, and the Responses API's
-_IMAGE_URL_PREFIXES = ("https://", "http://", "data:image/")
-
-
-class ChatMessageIn(BaseModel):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
-    name: str | None = None
-    tool_calls: list[ToolCall] | None = Field(default=None, description="An assistant message's calls.")
-    tool_call_id: str | None = Field(default=None, description="A tool message: the call it answers.")
-
-    def text(self) -> str:
-        """The message's text: its text parts joined (image parts are not text)."""
-        return "".join(text for kind, text, _ in self.parts() if kind == "text")
-
-    def has_images(self) -> bool:
-        return isinstance(self.content, list) and any(p.get("type") in _IMAGE_PARTS for p in self.content)
-
-    def parts(self) -> list[tuple[str, str, str | None]]:
-        """The content in order, as ("text", text, None) and ("image_url", url, detail) parts; an
-        image is an https/http URL or a `data:image/...` URL, in either API's part shape."""
-        if self.content is None:
-            return []
-        if isinstance(self.content, str):
-            return [("text", self.content, None)]
-        parts: list[tuple[str, str, str | None]] = []
-        for part in self.content:
-            kind = part.get("type")
-            if kind in _TEXT_PARTS and isinstance(part.get("text"), str):
-                parts.append(("text", part["text"], None))
-            elif kind in _IMAGE_PARTS:
-                parts.append(("image_url", *_image(part)))
-            else:
-                raise InvalidRequest(
-                    f"Content part of type '{kind}' is not supported; send text or image_url parts.",
-                    param="messages",
-                )
-        return parts
-
-
-def _image(part: dict[str, Any]) -> tuple[str, str | None]:
-    """An image part's URL and detail: `{"image_url": {"url", "detail"}}` (Chat Completions) or
-    `{"image_url": "...", "detail"}` (Responses)."""
-    image = part.get("image_url")
-    url, detail = (image.get("url"), image.get("detail")) if isinstance(image, dict) else (image, None)
-    detail = detail if detail is not None else part.get("detail")
-    if not isinstance(url, str) or not url.startswith(_IMAGE_URL_PREFIXES):
-        raise InvalidRequest(
-            "An image part needs image_url.url: an https:// URL or a data:image/...;base64 URL.",
-            param="messages",
-        )
-    if detail is not None and detail not in ("low", "high", "auto"):
-        raise InvalidRequest("image_url.detail must be 'low', 'high' or 'auto'.", param="messages")
-    return url, detail
 
 
 class SamplingFields(RequestModel):
@@ -261,109 +219,6 @@ class CompletionRequest(SamplingFields):
         )
 
 
-class ResponseInputMessage(BaseModel):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[dict[str, Any]]
-    type: Literal["message"] | None = None
-
-    def as_chat(self) -> ChatMessageIn:
-        return ChatMessageIn(role=self.role, content=self.content)
-
-
-ResponseInputItem = ResponseInputMessage | ResponseFunctionCall | ResponseFunctionCallOutput
-
-
-class ResponseCreateRequest(RequestModel):
-    model: str = Field(min_length=1)
-    input: str | list[ResponseInputItem]
-    instructions: str | None = None
-    max_output_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    stream: bool = False
-    metadata: dict[str, str] | None = None
-    tools: list[ResponseFunctionTool] | None = Field(
-        default=None, description="Functions the model may call."
-    )
-    tool_choice: ResponseToolChoice | None = None
-    parallel_tool_calls: bool | None = None
-    previous_response_id: str | None = None
-    user: str | None = None
-    text: ResponseTextConfig | None = None
-
-    @model_validator(mode="after")
-    def _non_empty_input(self) -> ResponseCreateRequest:
-        if isinstance(self.input, list) and not self.input:
-            raise ValueError("input must not be empty")
-        return self
-
-    def refuse_unsupported(self) -> None:
-        if self.previous_response_id:
-            raise InvalidRequest(
-                "previous_response_id is not supported: responses are not stored.",
-                param="previous_response_id",
-            )
-
-    def chat_response_format(self) -> ResponseFormat | None:
-        """`text.format` in the chat form (`response_format`)."""
-        fmt = self.text.format if self.text is not None else None
-        if not isinstance(fmt, TextFormatJsonSchema):
-            return fmt
-        spec = JsonSchemaSpec(
-            name=fmt.name, description=fmt.description, schema=fmt.schema_, strict=fmt.strict
-        )
-        return ResponseFormatJsonSchema(type="json_schema", json_schema=spec)
-
-    def echoed_text(self) -> dict[str, Any]:
-        """The response object's `text`: the format asked for (plain text by default)."""
-        fmt = self.text.format if self.text is not None else None
-        if fmt is None:
-            return {"format": {"type": "text"}}
-        return {"format": fmt.model_dump(mode="json", by_alias=True, exclude_none=True)}
-
-    def chat_messages(self) -> list[ChatMessageIn]:
-        messages: list[ChatMessageIn] = []
-        if self.instructions:
-            messages.append(ChatMessageIn(role="system", content=self.instructions))
-        if isinstance(self.input, str):
-            messages.append(ChatMessageIn(role="user", content=self.input))
-            return messages
-        for item in self.input:
-            if isinstance(item, ResponseInputMessage):
-                messages.append(item.as_chat())
-            elif isinstance(item, ResponseFunctionCall):
-                call = ToolCall(
-                    id=item.call_id, function=FunctionCall(name=item.name, arguments=item.arguments)
-                )
-                last = messages[-1] if messages else None
-                if last is not None and last.role == "assistant":  # calls of one turn, after its text
-                    last.tool_calls = [*(last.tool_calls or ()), call]
-                else:
-                    messages.append(ChatMessageIn(role="assistant", tool_calls=[call]))
-            else:
-                messages.append(ChatMessageIn(role="tool", content=item.output, tool_call_id=item.call_id))
-        return messages
-
-    def chat_tools(self) -> list[ChatTool] | None:
-        if self.tools is None:
-            return None
-        return [
-            ChatTool(
-                type="function",
-                function=FunctionDefinition(
-                    name=t.name, description=t.description, parameters=t.parameters, strict=t.strict
-                ),
-            )
-            for t in self.tools
-        ]
-
-    def chat_tool_choice(self) -> ChatToolChoice | None:
-        choice = self.tool_choice
-        if choice is None or isinstance(choice, str):
-            return choice
-        return NamedToolChoice(type="function", function=ToolChoiceFunctionName(name=choice.name))
-
-
 # ---- responses (what the server returns) ----
 
 
@@ -436,57 +291,3 @@ class Completion(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: CompletionUsage | None = omitted_if_none()
-
-
-class ResponseInputTokensDetails(BaseModel):
-    # Both required by OpenAI's schema; no prompt cache here, so both are 0.
-    cached_tokens: int = 0
-    cache_write_tokens: int = 0
-
-
-class ResponseOutputTokensDetails(BaseModel):
-    reasoning_tokens: int = 0
-
-
-class ResponseUsage(BaseModel):
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
-    input_tokens_details: ResponseInputTokensDetails = Field(default_factory=ResponseInputTokensDetails)
-    output_tokens_details: ResponseOutputTokensDetails = Field(default_factory=ResponseOutputTokensDetails)
-
-
-class ResponseOutputText(BaseModel):
-    type: Literal["output_text"] = "output_text"
-    text: str
-    annotations: list[Any] = Field(default_factory=list)
-    logprobs: list[Any] = Field(default_factory=list)  # required by OpenAI's schema; none are computed
-
-
-class ResponseOutputMessage(BaseModel):
-    type: Literal["message"] = "message"
-    id: str
-    status: Literal["in_progress", "completed", "incomplete"] = "completed"
-    role: Literal["assistant"] = "assistant"
-    content: list[ResponseOutputText]
-
-
-class ResponseObject(BaseModel):
-    id: str
-    object: Literal["response"] = "response"
-    created_at: int
-    status: Literal["in_progress", "completed", "incomplete", "failed"]
-    model: str
-    output: list[ResponseOutputMessage | ResponseFunctionCall]
-    usage: ResponseUsage | None = omitted_if_none("present once the response is done")
-    instructions: str | None = None
-    max_output_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
-    incomplete_details: dict[str, str] | None = None
-    error: dict[str, Any] | None = None
-    parallel_tool_calls: bool = True
-    tool_choice: ResponseToolChoice = "auto"
-    tools: list[ResponseFunctionTool] = Field(default_factory=list)
-    text: dict[str, Any] = Field(default_factory=lambda: {"format": {"type": "text"}})

@@ -11,10 +11,12 @@ the same ones the SQLAlchemy path runs (batchin/store/statements.py), compiled f
 from __future__ import annotations
 
 import asyncio
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -47,10 +49,16 @@ class GroupCommitWriter:
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchin-ledger")
-        self._conn: sqlite3.Connection | None = None
+        self._conn: sqlite3.Connection | None = None  # the writer thread's
         self._pending: list[_Queued] = []
         self._flusher: asyncio.Task[None] | None = None
+        # The writer thread's inbox: a batch and the future its outcomes go to, or None to stop.
+        # A thread of our own rather than an executor: a batch costs one queue put and one
+        # call_soon_threadsafe back, without an executor's futures chained to the loop's.
+        self._inbox: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
 
     async def run(self, operation: Operation) -> Any:
         """Run `operation(cursor)` in the next batch's transaction; returns its result or raises
@@ -69,12 +77,13 @@ class GroupCommitWriter:
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
+        # One turn of the loop before the first batch: operations that tasks woken alongside the
+        # first submitter queue at once (a call's log append beside its settlement) join it.
+        await asyncio.sleep(0)
         while self._pending:
             batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
             try:
-                outcomes = await loop.run_in_executor(
-                    self._executor, self._apply, [q.operation for q in batch]
-                )
+                outcomes = await self._on_thread(loop, partial(self._apply, [q.operation for q in batch]))
             except BaseException as exc:  # the transaction itself failed: every operation in it did
                 for queued in batch:
                     if not queued.future.done():
@@ -91,6 +100,28 @@ class GroupCommitWriter:
                     queued.future.set_result(value)
                 else:
                     queued.future.set_exception(value)
+
+    def _on_thread(self, loop: asyncio.AbstractEventLoop, work: Callable[[], Any]) -> asyncio.Future[Any]:
+        """`work()` on the writer thread; its outcome on the returned future."""
+        if self._thread is None:
+            # A daemon: a writer nobody closed must not hold the interpreter open at exit (a
+            # transaction it had not committed then rolls back, as in a crash).
+            self._thread = threading.Thread(target=self._serve, name="batchin-ledger", daemon=True)
+            self._thread.start()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._inbox.put((work, future))
+        return future
+
+    def _serve(self) -> None:
+        while (job := self._inbox.get()) is not None:
+            work, future = job
+            loop = future.get_loop()
+            try:
+                result = work()
+            except BaseException as exc:  # the flusher's to handle, as it was raised
+                loop.call_soon_threadsafe(_settle, future, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -129,11 +160,23 @@ class GroupCommitWriter:
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._close_connection)
-        self._executor.shutdown(wait=True)
+        if self._thread is not None:
+            await self._on_thread(asyncio.get_running_loop(), self._close_connection)
+            self._inbox.put(None)
+            self._thread.join()
+            self._thread = None
 
     def _close_connection(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    """On the loop: a batch's outcome to its flusher (unless that was cancelled meanwhile)."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

@@ -21,13 +21,12 @@ from batchin.core.audit.service import AuditService
 from batchin.core.billing.metering import ClientGone, MeteredCall, MeteringService
 from batchin.core.billing.money import cost_per_million
 from batchin.core.context import CallContext, Principal
-from batchin.core.permissions import may_use_model
 from batchin.core.prompts.service import PromptRun, PromptService
 from batchin.core.serving.admission import AdmissionPool, Priority
 from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.generation import TextGeneration
 from batchin.core.serving.metrics import InferenceMetrics
-from batchin.core.serving.model_lookup import prices_for, usable_model
+from batchin.core.serving.model_lookup import no_fim_message, no_vision_message, prices_for, usable_model
 from batchin.core.serving.text_options import require_capabilities, sampling_params
 from batchin.core.serving.tool_requests import check_tool_schemas, engine_messages, engine_tools, transcript
 from batchin.core.traces.service import TraceService
@@ -141,7 +140,7 @@ class InferenceService:
         request.refuse_unsupported()
         entry, runner = await self._text_model(request.model, "completion", ctx.principal)
         if request.suffix is not None and not runner.supports_fim:
-            raise InvalidRequest(self._no_fim_message(entry, ctx.principal), param="suffix")
+            raise InvalidRequest(no_fim_message(self._registry, entry, ctx.principal), param="suffix")
         require_capabilities(request, entry, self._registry.entries(), ctx.principal)
         sampling = sampling_params(request, entry, request.max_tokens or DEFAULT_COMPLETION_MAX_TOKENS)
         params = CompletionParams(
@@ -192,28 +191,8 @@ class InferenceService:
     ) -> tuple[CatalogEntry, TextRunner]:
         entry = usable_model(self._registry, model_id, kind, principal)
         if images and "vision" not in entry.capabilities:
-            raise InvalidRequest(self._no_vision_message(entry, principal), param="messages")
+            raise InvalidRequest(no_vision_message(self._registry, entry, principal), param="messages")
         return entry, await self._registry.text_runner(model_id)
-
-    def _no_vision_message(self, entry: CatalogEntry, principal: Principal) -> str:
-        """Why image parts are refused, naming the models that take them (those this key may call)."""
-        vision = [
-            e.id
-            for e in self._registry.entries()
-            if "vision" in e.capabilities and may_use_model(principal, *e.names)
-        ]
-        where = f"use a model with vision: {', '.join(vision)}" if vision else "no model here takes images"
-        return f"Model '{entry.id}' does not take images (image_url content parts); send text or {where}."
-
-    def _no_fim_message(self, entry: CatalogEntry, principal: Principal) -> str:
-        """Why `suffix` is refused, naming the models that would take it (those this key may call)."""
-        fim = [
-            e.id
-            for e in self._registry.entries()
-            if e.fim is not None and e.id != entry.id and may_use_model(principal, *e.names)
-        ]
-        where = f"use a model with it: {', '.join(fim)}" if fim else "no model here has it"
-        return f"Model '{entry.id}' has no fill-in-the-middle support; omit suffix or {where}."
 
     def _max_cost(self, pricing: Pricing, prepared: PreparedPrompt, choices: int) -> int:
         prompt = (
@@ -271,6 +250,7 @@ class InferenceService:
         pricing = prices_for(entry, ctx.principal)  # the account's currency
         status = "failed"
         metered: MeteredCall | None = None
+        sealing: asyncio.Future[AuditReceipt] | None = None
         try:
             # Cheap refusals (region, lane limits) first; then money; then a slot, so a call refused
             # for money never holds engine capacity.
@@ -291,6 +271,9 @@ class InferenceService:
                 gen.admitted(admitted, queued_seconds)
                 await self._pump(gen, call, pricing, runner, prepared, choices)
                 gen.stats.finished_at = time.monotonic()
+                # The record is final: sign and queue it now, so that its log append joins the
+                # settlement's group commit (one writer hand-off for both, not one after the other).
+                sealing = self._seal(started)
             status = "succeeded"
         except (asyncio.CancelledError, ClientGone):
             status = "cancelled"
@@ -299,8 +282,10 @@ class InferenceService:
             status = "refused" if exc.status in (402, 429) else "failed"
             raise
         finally:
-            if gen.stats.admitted_at:  # the engine ran: the call gets its audit record
-                await self._seal(started)
+            if sealing is None and gen.stats.admitted_at:  # the engine ran: it gets its record
+                sealing = self._seal(started)
+            if sealing is not None:
+                await self._sealed(started, sealing)
             started.cost_units = (metered.charged_units or 0) if metered else 0
             if started.prompt is not None and status == "succeeded" and self._prompts is not None:
                 self._prompts.record(
@@ -324,15 +309,20 @@ class InferenceService:
                 cost_units=(metered.charged_units or 0) if metered else 0,
             )
 
-    async def _seal(self, started: StartedText) -> None:
+    def _seal(self, started: StartedText) -> asyncio.Future[AuditReceipt]:
         """Sign and log the call's audit record over what was actually produced (also for a
-        cancelled stream: the record covers what was billed)."""
+        cancelled stream: the record covers what was billed), in a task of its own: it runs to its
+        end whatever becomes of the call. Its log append is queued on the task's first step."""
         stats = started.generation.stats
         usage = AuditUsage(input_tokens=stats.prompt_tokens, output_tokens=stats.completion_tokens)
+        return asyncio.ensure_future(
+            self._audit.finish(started.audit, output_text=stats.output_text(), usage=usage)
+        )
+
+    @staticmethod
+    async def _sealed(started: StartedText, sealing: asyncio.Future[AuditReceipt]) -> None:
         try:
-            started.receipt = await asyncio.shield(
-                self._audit.finish(started.audit, output_text=stats.output_text(), usage=usage)
-            )
+            started.receipt = await asyncio.shield(sealing)
         except Exception:
             # The answer stands without its receipt; the operator must hear about it.
             log.exception("audit record %s could not be written", started.audit.record_id)

@@ -9,7 +9,7 @@ from batchin.errors import InvalidRequest, NotFound, ServiceUnavailable
 from batchin.models.catalog import CatalogEntry, Kind, Pricing
 from batchin.models.registry import ModelRegistry
 
-__all__ = ["prices_for", "usable_model"]
+__all__ = ["no_fim_message", "no_vision_message", "prices_for", "usable_model"]
 
 
 def prices_for(entry: CatalogEntry, principal: Principal) -> Pricing:
@@ -57,3 +57,23 @@ def usable_model(
     if health.status == "unavailable":
         raise ServiceUnavailable(f"Model '{entry.id}' is unavailable: {health.reason}.")
     return entry
+
+
+def no_vision_message(registry: ModelRegistry, entry: CatalogEntry, principal: Principal) -> str:
+    """Why image parts are refused, naming the models that take them (those this key may call)."""
+    vision = [
+        e.id for e in registry.entries() if "vision" in e.capabilities and may_use_model(principal, *e.names)
+    ]
+    where = f"use a model with vision: {', '.join(vision)}" if vision else "no model here takes images"
+    return f"Model '{entry.id}' does not take images (image_url content parts); send text or {where}."
+
+
+def no_fim_message(registry: ModelRegistry, entry: CatalogEntry, principal: Principal) -> str:
+    """Why `suffix` is refused, naming the models that would take it (those this key may call)."""
+    fim = [
+        e.id
+        for e in registry.entries()
+        if e.fim is not None and e.id != entry.id and may_use_model(principal, *e.names)
+    ]
+    where = f"use a model with it: {', '.join(fim)}" if fim else "no model here has it"
+    return f"Model '{entry.id}' has no fill-in-the-middle support; omit suffix or {where}."

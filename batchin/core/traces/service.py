@@ -29,6 +29,7 @@ from batchin.core.write_behind import BufferStats, WriteBehind
 from batchin.errors import InvalidRequest, NotFound
 from batchin.protocol.traces import SpanOut, SpanStatus, TraceDetail, TraceItem, TraceList
 from batchin.store.database import Database
+from batchin.store.group_commit import GroupCommitWriter
 
 log = logging.getLogger("batchin.traces")
 
@@ -59,8 +60,11 @@ class TraceService:
         flush_interval: float = 0.2,
         otlp_max_bytes: int = 4 * 1024 * 1024,
         sink: SpanSink | None = None,
+        writer: GroupCommitWriter | None = None,
     ) -> None:
-        self._store = TraceStore(database)
+        """`writer`: the ledger's SQLite group-commit writer, which trace rows then share (it stays
+        the ledger's to close)."""
+        self._store = TraceStore(database, writer)
         self.environment = environment
         self.otlp_max_bytes = otlp_max_bytes
         self.sink = sink
@@ -75,7 +79,9 @@ class TraceService:
         )
 
     @classmethod
-    def open(cls, settings: Settings, database: Database) -> TraceService:
+    def open(
+        cls, settings: Settings, database: Database, writer: GroupCommitWriter | None = None
+    ) -> TraceService:
         """As configured: with the OTLP push exporter when `otlp_endpoint` is set."""
         sink = None
         if settings.otlp_endpoint:
@@ -87,6 +93,7 @@ class TraceService:
             flush_interval=settings.trace_flush_seconds,
             otlp_max_bytes=settings.otlp_max_body_bytes,
             sink=sink,
+            writer=writer,
         )
 
     # -- the hot path ------------------------------------------------------------------------------

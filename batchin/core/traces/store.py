@@ -1,8 +1,14 @@
 """Trace rows: one summary per (tenant, trace) and its spans. Every read names the tenant, so the
-same W3C trace id reported by two users is two traces, and neither can see the other's."""
+same W3C trace id reported by two users is two traces, and neither can see the other's.
+
+On a SQLite store with the ledger's group-commit writer (batchin/store/group_commit.py), a batch of
+trace rows is one operation of that writer: it joins the ledger's and the audit log's next
+transaction as plain sqlite3 statements, instead of a SQLAlchemy transaction of its own on another
+connection (four thread hand-offs and a second writer contending for SQLite's write lock)."""
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
@@ -12,6 +18,8 @@ from sqlalchemy import exists, func, select
 
 from batchin.core.traces.otlp import STATUS_ERROR, Span
 from batchin.store.database import Database
+from batchin.store.group_commit import GroupCommitWriter
+from batchin.store.statements import Statement, bound
 from batchin.store.tables import trace_spans, trace_summaries
 from batchin.store.upsert import upsert_insert
 
@@ -49,6 +57,9 @@ class TraceRecord:
         return replace(self, **{name: getattr(self, name) or getattr(newer, name) for name in SUMMARY_FIELDS})
 
 
+_SUMMARY_COLUMNS = tuple(f.name for f in fields(TraceRecord))
+
+
 @dataclass(frozen=True, slots=True)
 class SpanTotals:
     spans: int
@@ -58,8 +69,9 @@ class SpanTotals:
 
 
 class TraceStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, writer: GroupCommitWriter | None = None) -> None:
         self._db = database
+        self._writer = writer
         self._insert = upsert_insert(database.dialect)
         # Spans are the bulk of what is written (five rows per call): a driver-level executemany of
         # plain tuples costs a fraction of SQLAlchemy's per-row parameter processing.
@@ -71,6 +83,18 @@ class TraceStore:
             f"INSERT INTO {trace_spans.name} ({', '.join(columns)}) VALUES ({', '.join(marks)})"  # noqa: S608
             " ON CONFLICT DO NOTHING"
         )
+        insert = self._insert(trace_summaries).values(**bound(*_SUMMARY_COLUMNS))
+        # A trace first seen through OTLP gets its call facts when our own call reports; facts
+        # already stored are kept (the first call of a trace names it).
+        self._upsert_summaries = Statement(
+            insert.on_conflict_do_update(
+                index_elements=[trace_summaries.c.user_id, trace_summaries.c.trace_id],
+                set_={
+                    name: func.coalesce(trace_summaries.c[name], insert.excluded[name])
+                    for name in SUMMARY_FIELDS
+                },
+            )
+        )
 
     async def write(self, records: list[TraceRecord], spans: list[tuple[str, Span]]) -> None:
         """Upsert summaries and add spans (user id, span) in one transaction; repeats are no-ops."""
@@ -80,24 +104,25 @@ class TraceStore:
             key = (record.user_id, record.trace_id)
             known = summaries.get(key)
             summaries[key] = known.filled_from(record) if known else record
-        span_rows = {(user, s.trace_id, s.span_id): _span_row(user, s) for user, s in spans}
+        summary_rows = [_summary_row(s) for s in summaries.values()]
+        span_rows = list({(user, s.trace_id, s.span_id): _span_row(user, s) for user, s in spans}.values())
+        if self._writer is not None:
+            await self._writer.run(lambda cur: self._write_sqlite(cur, summary_rows, span_rows))
+            return
         async with self._db.write() as conn:
-            if summaries:
-                stmt = self._insert(trace_summaries)
-                # A trace first seen through OTLP gets its call facts when our own call reports;
-                # facts already stored are kept (the first call of a trace names it).
-                await conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=[trace_summaries.c.user_id, trace_summaries.c.trace_id],
-                        set_={
-                            name: func.coalesce(trace_summaries.c[name], stmt.excluded[name])
-                            for name in SUMMARY_FIELDS
-                        },
-                    ),
-                    [_summary_row(s) for s in summaries.values()],
-                )
+            if summary_rows:
+                await conn.execute(self._upsert_summaries.clause, summary_rows)
             if span_rows:
-                await conn.exec_driver_sql(self._insert_spans, list(span_rows.values()))
+                await conn.exec_driver_sql(self._insert_spans, span_rows)
+
+    def _write_sqlite(
+        self, cur: sqlite3.Cursor, summary_rows: list[dict[str, Any]], span_rows: list[tuple[Any, ...]]
+    ) -> None:
+        """On the group-commit writer's thread, inside its transaction (own savepoint)."""
+        if summary_rows:
+            self._upsert_summaries.run(cur, summary_rows)
+        if span_rows:
+            cur.executemany(self._insert_spans, span_rows)
 
     async def newest(
         self, user_id: str, limit: int, *, model_id: str | None = None, failed: bool | None = None
@@ -183,7 +208,7 @@ class TraceStore:
 
 
 def _summary_row(s: TraceRecord) -> dict[str, Any]:
-    return {f.name: getattr(s, f.name) for f in fields(TraceRecord)}
+    return {name: getattr(s, name) for name in _SUMMARY_COLUMNS}
 
 
 def _record(r: Any) -> TraceRecord:

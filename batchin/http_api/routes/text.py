@@ -81,9 +81,7 @@ async def _respond(
         result, audit_headers = await until_disconnect(request, run())
     except ClientDisconnected:
         return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody is left to read it
-    response = render(result)
-    response.headers.update({**ctx.response_headers(), **audit_headers})
-    return response
+    return render(result, headers={**ctx.response_headers(), **audit_headers})
 
 
 async def create_chat_completion(request: Request, ctx: CallContext, deps: TextDeps) -> Response:

@@ -324,6 +324,32 @@ async def test_a_batch_the_store_refuses_is_counted_not_raised(
     assert traces.stats()["failed_calls"] == 1
 
 
+async def test_on_the_ledgers_writer_a_refused_batch_leaves_other_writes_whole(
+    services: Services, make_user: MakeUser
+) -> None:
+    """SQLite: trace rows join the ledger's group commits; a batch the store refuses (no such
+    user) is rolled back alone, the ledger writes and traces queued beside it commit."""
+    writer = services.ledger.sqlite_writer
+    if writer is None:
+        pytest.skip("the group-commit writer is SQLite's")
+    user = await make_user()
+    good, bad = await context(services, user), await context(services, user)
+    bad.principal = _principal(str(uuid.uuid4()))
+    refused = TraceService(services.database, environment="test", flush_interval=60, writer=writer)
+    kept = TraceService(services.database, environment="test", flush_interval=60, writer=writer)
+    refused.record_generation(bad, endpoint="x", model_id="m", timings=finished_stats(), status="succeeded")
+    kept.record_generation(good, endpoint="x", model_id="m", timings=finished_stats(), status="succeeded")
+    reservation = await services.ledger.reserve(good.principal, 5)
+    await asyncio.gather(refused.close(), kept.close(), services.ledger.release(reservation))
+    assert refused.stats()["failed_calls"] == 1
+    assert kept.stats()["written_calls"] == 1
+    listed = (await services.traces.list_traces(user.id, limit=10)).items
+    assert [item.trace_id for item in listed] == [good.trace.trace_id]
+    detail = await services.traces.get_trace(user.id, good.trace.trace_id)
+    assert {span.name for span in detail.spans} >= {"batchin.call"}
+    assert services.ledger.live_reservations == 0
+
+
 async def test_recording_is_cheap(services: Services, make_user: MakeUser) -> None:
     user = await make_user()
     traces = TraceService(services.database, environment="test", buffer_calls=100_000, flush_interval=60)

@@ -1,0 +1,90 @@
+"""Same-run A/B of the gateway's CPU per call: a baseline checkout against this one.
+
+Two `batchin serve` processes, both pinned to core 0, one running the code under `--base` (a
+checkout or `git archive` of the baseline's `batchin/`), one this tree's; the same fake upstream
+(20 tokens, 5 ms apart) behind both. Each round drives chat calls at c=1/16/64 and 20-token streams
+at c=1/16/64 against A then B (the order alternates every round), reading each server's CPU from
+/proc. On a shared machine wall-clock is noise; CPU time of the serving process is the steadier
+figure, and the median over rounds the one to compare. Prints one JSON line: per mode the median
+CPU ms per call of each side and their ratio (B / A).
+
+    python bench/ab_gateway.py --base /tmp/base-checkout [--rounds 5] [--scale 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.bench_gateway import DELAY_MS, TOKENS, Target, measure
+from bench.harness import ROOT, batchin_server, fake_upstream_process, remote_catalog
+
+# (mode name, stream, concurrency, calls per measurement at scale 1)
+MODES = [
+    ("chat_c1", False, 1, 40),
+    ("chat_c16", False, 16, 320),
+    ("chat_c64", False, 64, 640),
+    ("stream_c1", True, 1, 40),
+    ("stream_c16", True, 16, 160),
+    ("stream_c64", True, 64, 384),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--base", required=True, help="directory holding the baseline's batchin/")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--modes", default=",".join(m[0] for m in MODES))
+    args = parser.parse_args()
+    wanted = set(args.modes.split(","))
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {1})  # the client shares core 1 with the upstream
+    sides = {"A": str(Path(args.base).resolve()), "B": str(ROOT)}
+    samples: dict[str, dict[str, list[float]]] = {side: {} for side in sides}
+    with contextlib.ExitStack() as stack:
+        upstream_url, _ = stack.enter_context(fake_upstream_process(core=1, tokens=TOKENS, delay_ms=DELAY_MS))
+        catalog = str(remote_catalog(upstream_url))
+        targets: dict[str, tuple[Target, int]] = {}
+        for side, path in sides.items():
+            env = {"BATCHIN_MODELS": catalog, "PYTHONPATH": path}
+            server = stack.enter_context(batchin_server(core=0, env=env))
+            target: Target = (
+                f"{server.base}/v1/chat/completions",
+                {"Authorization": f"Bearer {server.api_key}"},
+                "remote-bench",
+            )
+            measure(target, server.process.pid, stream=True, concurrency=4, count=40)  # warm-up
+            measure(target, server.process.pid, stream=False, concurrency=4, count=40)
+            targets[side] = (target, server.process.pid)
+        for round_no in range(args.rounds):
+            order = ["A", "B"] if round_no % 2 == 0 else ["B", "A"]
+            for name, stream, concurrency, planned in MODES:
+                if name not in wanted:
+                    continue
+                count = max(concurrency, int(planned * args.scale))
+                for side in order:
+                    target, pid = targets[side]
+                    m = measure(target, pid, stream=stream, concurrency=concurrency, count=count)
+                    samples[side].setdefault(name, []).append(m.per_call_cpu_ms())
+    result: dict[str, object] = {"bench": "gateway_ab", "base": sides["A"], "rounds": args.rounds}
+    for name in samples["A"]:
+        a, b = statistics.median(samples["A"][name]), statistics.median(samples["B"][name])
+        result[name] = {
+            "A_cpu_ms": round(a, 3),
+            "B_cpu_ms": round(b, 3),
+            "ratio": round(b / a, 2),
+            "A_rounds": [round(x, 3) for x in samples["A"][name]],
+            "B_rounds": [round(x, 3) for x in samples["B"][name]],
+        }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

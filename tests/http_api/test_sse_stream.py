@@ -1,0 +1,99 @@
+"""The SSE response of inference streams (batchin/http_api/streaming.py) against sse-starlette's
+own EventSourceResponse, driven over ASGI: the same bytes and headers, pings, and the stream ended
+by the client's disconnect or the server's shutdown with the events' cleanup run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sse_starlette import EventSourceResponse
+from sse_starlette.sse import AppStatus
+from starlette.types import Message
+
+from batchin.http_api.streaming import _EventStream
+
+SCOPE: dict[str, Any] = {"type": "http", "method": "POST", "path": "/", "headers": []}
+EVENTS = [b'data: {"a":"\\u2028x"}\r\n\r\n', b"data: [DONE]\r\n\r\n"]
+
+
+class Client:
+    """An ASGI peer: collects what is sent; disconnects when told."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+        self.gone = asyncio.Event()
+
+    async def receive(self) -> Message:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
+
+
+async def events(
+    items: list[bytes], *, then_wait: asyncio.Event | None = None, closed: list[str]
+) -> AsyncIterator[bytes]:
+    try:
+        for item in items:
+            yield item
+        if then_wait is not None:
+            await then_wait.wait()
+    finally:
+        closed.append("closed")
+
+
+async def test_the_same_bytes_and_headers_as_sse_starlette() -> None:
+    ours, theirs = Client(), Client()
+    closed: list[str] = []
+    headers = {"X-VaaS-Record-Id": "r1"}
+    await _EventStream(events(EVENTS, closed=closed), headers=headers, ping=15)(
+        SCOPE, ours.receive, ours.send
+    )
+    reference = EventSourceResponse(events(EVENTS, closed=closed), headers=headers, ping=15)
+    await reference(SCOPE, theirs.receive, theirs.send)
+    assert ours.sent == theirs.sent
+    assert ours.body() == b"".join(EVENTS)
+    assert closed == ["closed", "closed"]
+
+
+async def test_pings_keep_an_idle_stream_alive() -> None:
+    client, closed, finish = Client(), [], asyncio.Event()
+    response = _EventStream(events(EVENTS[:1], then_wait=finish, closed=closed), ping=0.05)
+    call = asyncio.create_task(response(SCOPE, client.receive, client.send))
+    await asyncio.sleep(0.18)
+    finish.set()
+    await call
+    pings = [m for m in client.sent if m.get("body", b"").startswith(b": ping - ")]
+    assert len(pings) >= 2
+    assert client.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+async def test_a_disconnect_ends_the_stream_and_runs_its_cleanup() -> None:
+    client, closed, never = Client(), [], asyncio.Event()
+    response = _EventStream(events(EVENTS[:1], then_wait=never, closed=closed), ping=15)
+    call = asyncio.create_task(response(SCOPE, client.receive, client.send))
+    await asyncio.sleep(0.05)
+    client.gone.set()
+    await asyncio.wait_for(call, 5)  # returns normally: the request's task was not cancelled
+    assert closed == ["closed"]
+    assert client.body() == EVENTS[0]
+    assert not call.cancelled()
+
+
+async def test_the_servers_shutdown_ends_the_stream() -> None:
+    client, closed, never = Client(), [], asyncio.Event()
+    response = _EventStream(events(EVENTS[:1], then_wait=never, closed=closed), ping=15)
+    call = asyncio.create_task(response(SCOPE, client.receive, client.send))
+    await asyncio.sleep(0.05)
+    AppStatus.should_exit = True  # what uvicorn's exit sets; sse-starlette's watcher polls it
+    try:
+        await asyncio.wait_for(call, 5)
+    finally:
+        AppStatus.should_exit = False
+    assert closed == ["closed"]
