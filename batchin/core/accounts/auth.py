@@ -2,7 +2,8 @@
 
 `admit(secret)` resolves a bearer secret to its key and user, then applies the key's RPM limit.
 Resolved keys are cached for `auth_cache_seconds` so the hot path does not touch the database
-(not those of an account whose email is still unverified: verifying takes effect at once); revoking a key evicts it here at once and, with Redis, in every other process on its next request.
+(not those of an account whose email is still unverified: verifying takes effect at once);
+revoking a key evicts it here at once and, with Redis, in every other process on its next request.
 """
 
 from __future__ import annotations
