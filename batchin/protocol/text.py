@@ -14,17 +14,6 @@ from pydantic import BaseModel, Field, field_validator
 from batchin.errors import InvalidRequest
 from batchin.protocol.chat_messages import ChatMessageIn
 from batchin.protocol.common import RequestModel, omitted_if_none
-from batchin.protocol.responses import (
-    ResponseCreateRequest,
-    ResponseInputItem,
-    ResponseInputMessage,
-    ResponseInputTokensDetails,
-    ResponseObject,
-    ResponseOutputMessage,
-    ResponseOutputText,
-    ResponseOutputTokensDetails,
-    ResponseUsage,
-)
 from batchin.protocol.structured import (
     ChatLogprobs,
     CompletionLogprobs,
@@ -37,19 +26,6 @@ from batchin.protocol.tools import (
     ToolCall,
     ToolCallChunk,
 )
-
-__all__ = [  # the Responses API's shapes stay importable from here
-    "ChatMessageIn",
-    "ResponseCreateRequest",
-    "ResponseInputItem",
-    "ResponseInputMessage",
-    "ResponseInputTokensDetails",
-    "ResponseObject",
-    "ResponseOutputMessage",
-    "ResponseOutputText",
-    "ResponseOutputTokensDetails",
-    "ResponseUsage",
-]
 
 DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 MAX_CHOICES = 4  # `n`: independent samples of one request

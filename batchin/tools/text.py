@@ -12,19 +12,16 @@ from pydantic import BaseModel, Field
 from batchin.core.serving import text_serving
 from batchin.core.serving.inference import InferenceService, StartedText
 from batchin.mcp_server.caller import current, uses
+from batchin.protocol.chat_messages import ChatMessageIn
 from batchin.protocol.common import validate
-from batchin.protocol.structured import ResponseFormat, ResponseFormatJsonSchema
-from batchin.protocol.text import (
-    ChatCompletion,
-    ChatCompletionRequest,
-    ChatMessageIn,
-    Completion,
-    CompletionRequest,
+from batchin.protocol.responses import (
     ResponseCreateRequest,
     ResponseInputItem,
     ResponseObject,
     ResponseOutputMessage,
 )
+from batchin.protocol.structured import ResponseFormat, ResponseFormatJsonSchema
+from batchin.protocol.text import ChatCompletion, ChatCompletionRequest, Completion, CompletionRequest
 from batchin.protocol.tools import (
     ChatTool,
     ChatToolChoice,

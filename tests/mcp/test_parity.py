@@ -16,7 +16,8 @@ from batchin.protocol.audio import TranscriptionVerbose
 from batchin.protocol.embeddings import CreateEmbeddingResponse
 from batchin.protocol.images import ImagesResponse
 from batchin.protocol.models import ModelList
-from batchin.protocol.text import ChatCompletion, Completion, ResponseObject
+from batchin.protocol.responses import ResponseObject
+from batchin.protocol.text import ChatCompletion, Completion
 from batchin.protocol.usage import UsageSummary
 from batchin.services import Services
 from tests.conftest import MakeUser, bearer

@@ -24,7 +24,8 @@ from batchin.core.serving.inference import InferenceService, StartedText
 from batchin.errors import BatchInError, NotFound, RateLimited
 from batchin.protocol.common import validate
 from batchin.protocol.embeddings import EmbeddingRequest
-from batchin.protocol.text import ChatCompletionRequest, CompletionRequest, ResponseCreateRequest
+from batchin.protocol.responses import ResponseCreateRequest
+from batchin.protocol.text import ChatCompletionRequest, CompletionRequest
 
 __all__ = ["BatchCalls", "Verdict", "classify"]
 

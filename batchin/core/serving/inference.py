@@ -39,12 +39,8 @@ from batchin.models.base import (
 )
 from batchin.models.catalog import GRAMMAR_ENGINES, CatalogEntry, Kind, Pricing
 from batchin.models.registry import ModelRegistry
-from batchin.protocol.text import (
-    DEFAULT_COMPLETION_MAX_TOKENS,
-    ChatCompletionRequest,
-    CompletionRequest,
-    ResponseCreateRequest,
-)
+from batchin.protocol.responses import ResponseCreateRequest
+from batchin.protocol.text import DEFAULT_COMPLETION_MAX_TOKENS, ChatCompletionRequest, CompletionRequest
 
 log = logging.getLogger("batchin.inference")
 

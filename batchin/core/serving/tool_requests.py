@@ -8,7 +8,8 @@ import orjson
 
 from batchin.models.base import ChatMessage, ContentPart, ToolCall, ToolFunction, ToolSet
 from batchin.models.grammars import check_schema
-from batchin.protocol.text import ChatCompletionRequest, ChatMessageIn
+from batchin.protocol.chat_messages import ChatMessageIn
+from batchin.protocol.text import ChatCompletionRequest
 from batchin.protocol.tools import NamedToolChoice
 
 __all__ = ["check_tool_schemas", "engine_messages", "engine_tools", "transcript"]

@@ -21,14 +21,8 @@ from batchin.http_api.streaming import (
     sse_response,
     until_disconnect,
 )
-from batchin.protocol.text import (
-    ChatCompletion,
-    ChatCompletionRequest,
-    Completion,
-    CompletionRequest,
-    ResponseCreateRequest,
-    ResponseObject,
-)
+from batchin.protocol.responses import ResponseCreateRequest, ResponseObject
+from batchin.protocol.text import ChatCompletion, ChatCompletionRequest, Completion, CompletionRequest
 from batchin.services import Services
 
 _TEXT_ERRORS = (400, 402, 404, 413, 503)
