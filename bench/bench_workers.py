@@ -184,19 +184,14 @@ def ratio(a: float, b: float, digits: int = 3) -> float:
     return round(a / b, digits)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=6.0)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--delay-ms", type=float, default=0.0)
-    args = parser.parse_args()
+def compare(*, seconds: float, rounds: int, connections: int, delay_ms: float) -> dict[str, Any]:
+    """The figures of the module docstring, from one run of the three setups."""
     upstream_port = free_port()
     upstream = subprocess.Popen(
         [
             sys.executable,
             str(ROOT / "bench/light_http.py"),
-            *("--port", str(upstream_port), "--tokens", "20", "--delay-ms", str(args.delay_ms)),
+            *("--port", str(upstream_port), "--tokens", "20", "--delay-ms", str(delay_ms)),
         ],
         cwd=ROOT,
     )
@@ -219,40 +214,47 @@ def main() -> None:
                 Setup("pair_of_independent_1", [one, other], 1),
             ]
             for setup in setups:  # warm-up: connections, caches, the upstream's pool
-                drive("127.0.0.1", setup.targets(), connections=args.connections, seconds=2.0)
-            for index in range(args.rounds):
+                drive("127.0.0.1", setup.targets(), connections=connections, seconds=2.0)
+            for index in range(rounds):
                 for setup in setups if index % 2 == 0 else setups[::-1]:
-                    measure(setup, upstream.pid, connections=args.connections, seconds=args.seconds)
+                    measure(setup, upstream.pid, connections=connections, seconds=seconds)
     finally:
         stop(upstream, timeout=10)
     w1, w2, pair = (setup.summary() for setup in setups)
-    print(
-        json.dumps(
-            {
-                "bench": "workers",
-                "cpus": os.cpu_count(),
-                "connections": args.connections,
-                "rounds": args.rounds,
-                "seconds_per_round": args.seconds,
-                "upstream_delay_ms_per_token": args.delay_ms,
-                "workers_1": w1,
-                "workers_2": w2,
-                "pair_of_independent_1": pair,
-                "req_per_s_2_over_1": ratio(w2["req_per_s"], w1["req_per_s"], 2),
-                "efficiency_2_over_1": ratio(w2["req_per_api_cpu_s"], w1["req_per_api_cpu_s"]),
-                "server_efficiency_2_over_1": ratio(w2["server_req_per_cpu_s"], w1["server_req_per_cpu_s"]),
-                # What sharing costs, apart from what two busy processes cost each other here.
-                "server_efficiency_2_over_pair": ratio(
-                    w2["server_req_per_cpu_s"], pair["server_req_per_cpu_s"]
-                ),
-                "pair_efficiency_over_1": ratio(pair["server_req_per_cpu_s"], w1["server_req_per_cpu_s"]),
-                "projected_speedup_on_free_cores": ratio(
-                    2 * w2["server_req_per_cpu_s"], w1["server_req_per_cpu_s"], 2
-                ),
-                "goal_speedup": 1.8,
-            }
-        )
+    return {
+        "bench": "workers",
+        "cpus": os.cpu_count(),
+        "connections": connections,
+        "rounds": rounds,
+        "seconds_per_round": seconds,
+        "upstream_delay_ms_per_token": delay_ms,
+        "workers_1": w1,
+        "workers_2": w2,
+        "pair_of_independent_1": pair,
+        "req_per_s_2_over_1": ratio(w2["req_per_s"], w1["req_per_s"], 2),
+        "efficiency_2_over_1": ratio(w2["req_per_api_cpu_s"], w1["req_per_api_cpu_s"]),
+        "server_efficiency_2_over_1": ratio(w2["server_req_per_cpu_s"], w1["server_req_per_cpu_s"]),
+        # What sharing costs, apart from what two busy processes cost each other here.
+        "server_efficiency_2_over_pair": ratio(w2["server_req_per_cpu_s"], pair["server_req_per_cpu_s"]),
+        "pair_efficiency_over_1": ratio(pair["server_req_per_cpu_s"], w1["server_req_per_cpu_s"]),
+        "projected_speedup_on_free_cores": ratio(
+            2 * w2["server_req_per_cpu_s"], w1["server_req_per_cpu_s"], 2
+        ),
+        "goal_speedup": 1.8,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    args = parser.parse_args()
+    figures = compare(
+        seconds=args.seconds, rounds=args.rounds, connections=args.connections, delay_ms=args.delay_ms
     )
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":
