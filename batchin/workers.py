@@ -6,7 +6,7 @@ The supervising process (the one the command started):
 - migrates the store once, before any API process starts;
 - owns the model registry: embedded engines are loaded once, in worker processes of its own, and
   served to every API process over a Unix-socket relay (models/engine_relay.py);
-- without Redis, holds the one rate limiter all API processes share (shared_limiter.py);
+- without Redis, creates the one rate-limit table all API processes share (shared_limiter.py);
 - restarts an API process that dies — at once after a stable run, else after 1, 2, 4… seconds (at
   most a minute) while it keeps dying young, so a process that cannot start does not spin the
   machine — and on SIGTERM or SIGINT stops them all (each drains its requests and writes what it
@@ -40,7 +40,7 @@ from batchin.config import Settings
 from batchin.models.catalog import load_catalog
 from batchin.models.engine_relay import EngineRelay, RelayAddress
 from batchin.models.registry import ModelRegistry
-from batchin.shared_limiter import LIMITER_NAME, LimiterEndpoint
+from batchin.shared_limiter import create_limiter_file
 from batchin.store.database import Database
 from batchin.store.migrate import upgrade
 
@@ -177,7 +177,7 @@ class _Supervisor:
             await registry.start()
             relay = EngineRelay(folder / "relay.sock", registry.runner)
             if not settings.redis_url:
-                relay.serve_object(LIMITER_NAME, LimiterEndpoint())
+                create_limiter_file(folder)
             for index in range(self._workers):
                 self._start(index, relay.address)
             log.info("serving on %s:%d with %d API processes", settings.host, settings.port, self._workers)
