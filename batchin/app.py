@@ -54,7 +54,7 @@ from batchin.models.catalog import load_catalog
 from batchin.models.engine_relay import RelayAddress
 from batchin.models.registry import ModelRegistry
 from batchin.services import Services
-from batchin.shared_limiter import RelayedRateLimiter
+from batchin.shared_limiter import limiter_of
 from batchin.store.database import Database
 from batchin.store.migrate import upgrade
 
@@ -84,7 +84,7 @@ async def build_services(
 
         limiter = RedisRateLimiter(settings.redis_url)
     elif relay is not None:
-        limiter = await RelayedRateLimiter.connect(relay)
+        limiter = limiter_of(relay)
     else:
         limiter = InMemoryRateLimiter()
     auth = AuthService(database, limiter, cache_seconds=settings.auth_cache_seconds)

@@ -6,9 +6,11 @@ The supervising process (the one the command started):
 - migrates the store once, before any API process starts;
 - owns the model registry: embedded engines are loaded once, in worker processes of its own, and
   served to every API process over a Unix-socket relay (models/engine_relay.py);
-- without Redis, holds the one rate limiter all API processes share (shared_limiter.py);
-- restarts an API process that dies, and on SIGTERM or SIGINT stops them all (each drains its
-  requests and writes what it buffered), then its engines.
+- without Redis, creates the one rate-limit table all API processes share (shared_limiter.py);
+- restarts an API process that dies — at once after a stable run, else after 1, 2, 4… seconds (at
+  most a minute) while it keeps dying young, so a process that cannot start does not spin the
+  machine — and on SIGTERM or SIGINT stops them all (each drains its requests and writes what it
+  buffered), then its engines.
 
 What the API processes share through the store itself: the ledger, usage, receipts, batches and
 webhooks (SQLite serialises their write transactions across processes with `BEGIN IMMEDIATE`;
@@ -28,6 +30,8 @@ import shutil
 import signal
 import socket
 import tempfile
+import time
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -36,16 +40,77 @@ from batchin.config import Settings
 from batchin.models.catalog import load_catalog
 from batchin.models.engine_relay import EngineRelay, RelayAddress
 from batchin.models.registry import ModelRegistry
-from batchin.shared_limiter import LIMITER_NAME, LimiterEndpoint
+from batchin.shared_limiter import create_limiter_file
 from batchin.store.database import Database
 from batchin.store.migrate import upgrade
 
-__all__ = ["configure_logging", "default_workers", "serve_workers"]
+__all__ = [
+    "RestartBackoff",
+    "configure_logging",
+    "default_workers",
+    "relay_folder",
+    "remove_stale_relay_folders",
+    "serve_workers",
+]
 
 log = logging.getLogger("batchin")
 
 _STOP_SECONDS = 20.0  # an API process's graceful shutdown (10 s for requests) plus its flushes
-_RESTART_DELAY_SECONDS = 1.0
+_WATCH_SECONDS = 1.0  # how often the supervisor looks for API processes that died
+_RELAY_PREFIX = "batchin-relay-"
+
+
+@dataclass
+class RestartBackoff:
+    """When an API process that died may start again: at once after a death that ended a stable
+    run (`stable` seconds or more up), then after `first`, twice that, … up to `longest` seconds
+    while each new process dies younger than `stable` (a bad deploy, a port or disk it cannot use)."""
+
+    first: float = 1.0
+    longest: float = 60.0
+    stable: float = 30.0
+    early_deaths: int = 0
+
+    def delay_after(self, lived: float) -> float:
+        if lived >= self.stable:
+            self.early_deaths = 0
+            return 0.0
+        self.early_deaths += 1
+        return float(min(self.longest, self.first * 2 ** (self.early_deaths - 1)))
+
+
+def relay_folder(root: Path | None = None) -> Path:
+    """A new folder (mode 0700) for the relay's socket, named with this process's pid so that a
+    later supervisor can tell when its owner is gone (remove_stale_relay_folders)."""
+    base = root or Path(tempfile.gettempdir())
+    remove_stale_relay_folders(base)
+    return Path(tempfile.mkdtemp(prefix=f"{_RELAY_PREFIX}{os.getpid()}-", dir=base))
+
+
+def remove_stale_relay_folders(root: Path) -> list[Path]:
+    """Remove this user's relay folders whose supervisor is dead (one killed with SIGKILL had no
+    chance to); returns them. Folders of live supervisors and of other users are left alone."""
+    removed = []
+    for folder in root.glob(f"{_RELAY_PREFIX}*-*"):
+        owner = folder.name[len(_RELAY_PREFIX) :].split("-", 1)[0]
+        try:
+            if not owner.isdigit() or folder.stat().st_uid != os.getuid() or _alive(int(owner)):
+                continue
+        except OSError:  # gone meanwhile
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def configure_logging() -> None:
@@ -90,6 +155,9 @@ class _Supervisor:
         self._log_level = log_level
         self._context = multiprocessing.get_context("spawn")
         self._processes: list[BaseProcess | None] = [None] * workers
+        self._started_at = [0.0] * workers
+        self._backoff = [RestartBackoff() for _ in range(workers)]
+        self._restart_at: list[float | None] = [None] * workers  # when a dead one starts again
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -103,31 +171,46 @@ class _Supervisor:
             await database.dispose()
         settings = self._settings
         registry = ModelRegistry(load_catalog(settings.models), derived_dir=settings.data_dir / "models")
-        folder = Path(tempfile.mkdtemp(prefix="batchin-relay-"))  # mode 0700: only this user
+        folder = relay_folder()
         relay: EngineRelay | None = None
         try:
             await registry.start()
             relay = EngineRelay(folder / "relay.sock", registry.runner)
             if not settings.redis_url:
-                relay.serve_object(LIMITER_NAME, LimiterEndpoint())
+                create_limiter_file(folder)
             for index in range(self._workers):
                 self._start(index, relay.address)
             log.info("serving on %s:%d with %d API processes", settings.host, settings.port, self._workers)
             while not self._stopping.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), _RESTART_DELAY_SECONDS)
-                for index, process in enumerate(self._processes):
-                    if process is not None and not process.is_alive() and not self._stopping.is_set():
-                        log.warning(
-                            "API process %d exited with %s; starting it again", index, process.exitcode
-                        )
-                        self._start(index, relay.address)
+                    await asyncio.wait_for(self._stopping.wait(), _WATCH_SECONDS)
+                if not self._stopping.is_set():
+                    self._restart_dead(relay.address)
         finally:
             await self._stop_all()
             if relay is not None:
                 await relay.close()
             await registry.close()
             shutil.rmtree(folder, ignore_errors=True)
+
+    def _restart_dead(self, relay: RelayAddress) -> None:
+        now = time.monotonic()
+        for index, process in enumerate(self._processes):
+            if process is None or process.is_alive():
+                continue
+            due = self._restart_at[index]
+            if due is None:
+                delay = self._backoff[index].delay_after(now - self._started_at[index])
+                due = self._restart_at[index] = now + delay
+                log.warning(
+                    "API process %d exited with %s; starting it again in %.0fs",
+                    index,
+                    process.exitcode,
+                    delay,
+                )
+            if now >= due:
+                self._restart_at[index] = None
+                self._start(index, relay)
 
     def _start(self, index: int, relay: RelayAddress) -> None:
         process = self._context.Process(
@@ -137,6 +220,7 @@ class _Supervisor:
         )
         process.start()
         self._processes[index] = process
+        self._started_at[index] = time.monotonic()
 
     async def _stop_all(self) -> None:
         running = [p for p in self._processes if p is not None and p.is_alive()]

@@ -12,8 +12,9 @@ BATCHIN_TEST_REDIS_URL), BENCH_REPLICAS (default 3) `batchin serve` replicas:
 - saturation: ledger transactions/s (chat calls/s through all replicas, each call one reservation
   and one settlement transaction) and limiter operations/s (Redis GCRA hits from one client) —
   the figures docs/reference/scaling.mdx quotes;
-- workers: chat req/s of one `batchin serve --workers 2` over `--workers 1` (SQLite, the fake
-  upstream), goal ≥ 1.8 times on 2 cores; the load generator runs on the same machine.
+- workers: bench_workers.py's comparison of `batchin serve --workers 2` with `--workers 1`
+  (SQLite): req/s, and API-process CPU per request, which is what scaling means while the load
+  generator shares the cores.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,8 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import BIN, ROOT, fake_upstream, free_port, remote_catalog, wait_ready
+from bench.bench_workers import compare
+from bench.harness import fake_upstream
 from bench.replica_cluster import MODEL, Cluster, WebhookCounter, admin, cluster
 
 REPLICAS = int(os.environ.get("BENCH_REPLICAS", "3"))
@@ -332,42 +333,6 @@ def closed_loop(urls: list[str], key: str, seconds: float, concurrency: int) -> 
     return asyncio.run(run())
 
 
-def workers_speedup(upstream_url: str, seconds: float = 8.0) -> dict[str, Any]:
-    """One server on SQLite with --workers 1, then 2: chat req/s (c=32) and the ratio."""
-    catalog = remote_catalog(upstream_url, MODEL)
-    rates: dict[str, float] = {}
-    for workers in (1, 2):
-        data = tempfile.mkdtemp(prefix="batchin-workers-bench-")
-        env = {**os.environ, "BATCHIN_DATA_DIR": data, "BATCHIN_MODELS": str(catalog)}
-        env.pop("BATCHIN_REDIS_URL", None)
-        env.pop("BATCHIN_DATABASE_URL", None)
-        cluster_cli = Cluster(env, "", Path(data))
-        user = cluster_cli.cli(
-            "users", "create", "--email", "w@example.com", "--name", "W", "--credit-cents", "100000000"
-        )
-        key = cluster_cli.cli("keys", "create", "--user", user["id"], "--rpm", "1000000")["key"]
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                *(str(BIN / "batchin"), "serve", "--host", "127.0.0.1", "--port", str(port)),
-                *("--log-level", "warning", "--workers", str(workers)),
-            ],
-            env=env,
-            cwd=ROOT,
-        )
-        try:
-            wait_ready(f"http://127.0.0.1:{port}/health")
-            closed_loop([f"http://127.0.0.1:{port}"], key, 2.0, concurrency=32)  # warm-up
-            ok, elapsed = closed_loop([f"http://127.0.0.1:{port}"], key, seconds, concurrency=32)
-            rates[f"workers_{workers}_req_per_s"] = round(ok / elapsed, 1)
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
-    rates["ratio_2_over_1"] = round(rates["workers_2_req_per_s"] / rates["workers_1_req_per_s"], 2)
-    rates["goal_ratio"] = 1.8
-    return rates
-
-
 def step(result: dict[str, Any], name: str, measure: Any) -> None:
     """One figure; each also goes to stderr as it is made, so a run cut short keeps what it had."""
     result[name] = measure()
@@ -394,7 +359,8 @@ def main() -> None:
             finally:
                 hooks.close()
         step(result, "service_ceilings", lambda: service_ceilings(postgres_url, redis_url))
-        step(result, "workers", lambda: workers_speedup(upstream_url))
+    # `serve --workers 2` over `--workers 1` on SQLite: bench_workers.py (its own light upstream).
+    step(result, "workers", lambda: compare(seconds=4.0, rounds=2, connections=64, delay_ms=0.0))
     print(json.dumps(result))
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -85,59 +86,83 @@ class Server:
     extra: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
+def serve_process(
+    env: dict[str, str],
+    port: int,
+    *,
+    workers: int | None = None,
+    core: int = -1,
+    log: Path | None = None,
+    launcher: list[str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """`batchin serve` on 127.0.0.1:`port` with `workers` API processes (None: the command's
+    default, one per CPU it may run on), started, not yet ready (see `wait_ready`); its output goes
+    to `log` when given. `launcher`: what runs `serve …` instead of the `batchin` script
+    (bench/cprofile_serve.py)."""
+    command = [
+        *pinned(core),
+        *(launcher or [str(BIN / "batchin")]),
+        *("serve", "--host", "127.0.0.1", "--port", str(port)),
+        *("--log-level", "warning"),
+        *(() if workers is None else ("--workers", str(workers))),
+    ]
+    if log is None:
+        return subprocess.Popen(command, env=env, cwd=ROOT)
+    with log.open("wb") as sink:
+        return subprocess.Popen(command, env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """SIGTERM (a graceful drain), then SIGKILL if it has not ended in `timeout` seconds."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def cli_json(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """`batchin ARGS…` with `env`; its JSON answer."""
+    done = subprocess.run([str(BIN / "batchin"), *args], env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"batchin {' '.join(args)} failed: {done.stderr}")
+    return dict(json.loads(done.stdout))
+
+
+def bench_key(env: dict[str, str], credit_cents: int = 10**8, rpm: int = 1_000_000) -> str:
+    """A new user with `credit_cents` and an API key of it allowed `rpm`: the key."""
+    user = cli_json(
+        env,
+        *("users", "create", "--email", f"bench{time.monotonic_ns()}@example.com", "--name", "bench"),
+        *("--credit-cents", str(credit_cents)),
+    )
+    return str(cli_json(env, "keys", "create", "--user", user["id"], "--rpm", str(rpm))["key"])
+
+
 @contextlib.contextmanager
 def batchin_server(
     *,
     core: int = 0,
     env: dict[str, str] | None = None,
     credit_cents: int = 10**8,
+    workers: int | None = None,
     launcher: list[str] | None = None,
 ) -> Iterator[Server]:
     """A real `batchin serve` on a free port, with one user and a high-RPM key. `launcher`: what
     runs `serve …` instead of the `batchin` script (bench/cprofile_serve.py)."""
     data_dir = tempfile.mkdtemp(prefix="batchin-bench-")
     full_env = {**os.environ, "BATCHIN_DATA_DIR": data_dir, **(env or {})}
-
-    def cli(*args: str) -> dict[str, str]:
-        out = subprocess.run(
-            [str(BIN / "batchin"), *args], env=full_env, check=True, capture_output=True, text=True
-        )
-        return dict(json.loads(out.stdout))
-
-    user = cli(
-        "users",
-        "create",
-        "--email",
-        "bench@example.com",
-        "--name",
-        "bench",
-        "--credit-cents",
-        str(credit_cents),
-    )
-    key = cli("keys", "create", "--user", user["id"], "--rpm", "1000000")["key"]
+    key = bench_key(full_env, credit_cents)
     port = free_port()
-    process = subprocess.Popen(
-        [
-            *pinned(core),
-            *(launcher or [str(BIN / "batchin")]),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=full_env,
-        cwd=ROOT,
-    )
+    process = serve_process(full_env, port, workers=workers, core=core, launcher=launcher)
     server = Server(f"http://127.0.0.1:{port}", process, key, data_dir)
     try:
-        wait_ready(f"{server.base}/health")
+        wait_ready(f"{server.base}/health", timeout=240)  # a loaded machine starts slowly
         yield server
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        stop(process, timeout=60)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

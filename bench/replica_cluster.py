@@ -30,7 +30,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.harness import BIN, ROOT, free_port, wait_ready
+from bench.harness import cli_json, free_port, serve_process, stop, wait_ready
 
 MODEL = "remote-replica"
 # USD per 1M tokens: a 20-token answer costs 2 cents, so budgets run out within a few dozen calls.
@@ -104,29 +104,13 @@ class Cluster:
     logs: list[Path] = field(default_factory=list)
 
     def cli(self, *args: str) -> dict[str, Any]:
-        done = subprocess.run(
-            [str(BIN / "batchin"), *args], env=self.env, capture_output=True, text=True, check=False
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"batchin {' '.join(args)} failed: {done.stderr}")
-        return dict(json.loads(done.stdout))
+        return cli_json(self.env, *args)
 
     def start_replica(self, workers: int = 1) -> str:
         port = free_port()
         log = self.data_dir.parent / f"replica-{len(self.replicas)}.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [
-                    *(str(BIN / "batchin"), "serve", "--host", "127.0.0.1", "--port", str(port)),
-                    *("--log-level", "warning", "--workers", str(workers)),
-                ],
-                env=self.env,
-                cwd=ROOT,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
         url = f"http://127.0.0.1:{port}"
-        self.replicas.append(process)
+        self.replicas.append(serve_process(self.env, port, workers=workers, log=log))
         self.urls.append(url)
         self.logs.append(log)
         wait_ready(f"{url}/health", timeout=240)  # a loaded machine starts slowly
@@ -192,9 +176,6 @@ def cluster(
             if process.poll() is None:
                 process.terminate()
         for process in running.replicas:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process, timeout=30)
         asyncio.run(admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         shutil.rmtree(work, ignore_errors=True)

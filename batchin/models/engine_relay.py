@@ -5,10 +5,10 @@ workers once and serves them on a Unix socket with the engine wire protocol (eng
 API process's hosted proxy (hosted.py) then attaches to that socket instead of spawning a worker of
 its own, so N API processes share one copy of each model's weights.
 
-Each connection opens with `("attach", name, attributes)`: `name` is a model id, or a name the
-supervisor added with `serve_object` (the shared rate limiter). The relay answers `("ready", …)`
-with the attributes read from the supervisor's runner (plus `pid`, its engine worker's), then serves
-calls and streams exactly as an engine worker does, forwarding each to the supervisor's proxy: its
+Each connection opens with `("attach", name, attributes)`: `name` is a model id. The relay
+answers `("ready", …)` with the attributes read from the supervisor's runner (plus `pid`, its
+engine worker's), then serves calls and streams exactly as an engine worker does, forwarding each
+to the supervisor's proxy: its
 restarts, idle unloading and in-flight accounting stay in one place. A relay connection that drops
 (the supervisor is gone) looks like an engine's death to the API process: calls in flight fail with
 EngineLost (a 503 that bills nothing) and the proxy's own supervisor attaches again.
@@ -40,10 +40,7 @@ class _ForwardingHost(EngineHost):
     """Serves one API process's connection, forwarding to the supervisor's proxy for the model."""
 
     def _invoke(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
-        forward = getattr(self._runner, "_call", None)
-        if forward is None:  # a plain object (the shared limiter): its own method
-            return super()._invoke(method, args, kwargs)
-        return forward(method, *args, **kwargs)  # type: ignore[no-any-return]
+        return self._runner._call(method, *args, **kwargs)  # type: ignore[no-any-return]
 
     def _iterate(
         self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -53,12 +50,11 @@ class _ForwardingHost(EngineHost):
 
 class EngineRelay:
     """The supervisor's end: accepts API processes' connections and serves them the registry's
-    hosted runners (resolved by `runner_for`) and the objects given to `serve_object`."""
+    hosted runners (resolved by `runner_for`)."""
 
     def __init__(self, path: Path, runner_for: Callable[[str], Awaitable[Any]]) -> None:
         self.address: RelayAddress = (str(path), os.urandom(32))
         self._runner_for = runner_for
-        self._objects: dict[str, Any] = {}
         self._listener = Listener(self.address[0], family="AF_UNIX", authkey=self.address[1])
         os.chmod(self.address[0], 0o600)
         self._loop = asyncio.get_running_loop()
@@ -66,9 +62,6 @@ class EngineRelay:
         self._closed = False
         self._thread = threading.Thread(target=self._accept_forever, name="engine-relay", daemon=True)
         self._thread.start()
-
-    def serve_object(self, name: str, target: Any) -> None:
-        self._objects[name] = target
 
     def _accept_forever(self) -> None:
         while not self._closed:
@@ -90,9 +83,7 @@ class EngineRelay:
             kind, name, attributes = await asyncio.to_thread(conn.recv)
             if kind != "attach":
                 raise ValueError(f"expected attach, got {kind!r}")
-            target = self._objects.get(name)
-            if target is None:
-                target = await self._runner_for(name)
+            target = await self._runner_for(name)
             ready = {attribute: getattr(target, attribute) for attribute in attributes}
             worker = getattr(target, "worker", None)
             ready["pid"] = None if worker is None else worker.pid

@@ -18,6 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 _IMMEDIATE = "batchin_immediate"
 
+# Every SQLite connection's settings (SQLAlchemy's pool and the group-commit writer's alike).
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA busy_timeout=30000",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA synchronous=NORMAL",
+)
+
 
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
@@ -67,12 +75,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # Let SQLAlchemy's "begin" event below decide how each transaction starts.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA busy_timeout=30000",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA synchronous=NORMAL",
-        ):
+        for pragma in SQLITE_PRAGMAS:
             cursor.execute(pragma)
         cursor.close()
 

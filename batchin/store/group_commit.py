@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from batchin.store.database import Database
+from batchin.store.database import SQLITE_PRAGMAS, Database
 
 _MAX_BATCH = 512
 
@@ -126,12 +126,7 @@ class GroupCommitWriter:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self._path, isolation_level=None, timeout=30, check_same_thread=True)
-            for pragma in (
-                "PRAGMA journal_mode=WAL",
-                "PRAGMA busy_timeout=30000",
-                "PRAGMA foreign_keys=ON",
-                "PRAGMA synchronous=NORMAL",
-            ):
+            for pragma in SQLITE_PRAGMAS:
                 conn.execute(pragma)
             self._conn = conn
         return self._conn

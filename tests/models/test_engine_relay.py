@@ -1,6 +1,6 @@
 """The relay of `serve --workers N` (models/engine_relay.py): API processes' registries attach to
-the engines one owning registry hosts, so each model's worker runs once whoever calls it; and the
-rate limiter served beside them is one budget, and one revocation list, for every client."""
+the engines one owning registry hosts, so each model's worker runs once whoever calls it (the rate
+limiter they share beside it: tests/test_shared_limiter.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from batchin.core.billing.limits import KeyRevoked
 from batchin.models.engine_relay import EngineRelay
 from batchin.models.hosted_text import HostedTextRunner
 from batchin.models.registry import HOSTED, ModelRegistry
-from batchin.shared_limiter import LIMITER_NAME, LimiterEndpoint, RelayedRateLimiter
 from tests.models.test_hosted_idle_unload import chat
 from tests.text_fixtures import SCRIPTED_ENGINES, scripted_registry
 
@@ -40,7 +38,6 @@ async def relay() -> AsyncIterator[tuple[EngineRelay, ModelRegistry]]:
     owner = scripted_registry(CATALOG, hosted=HOSTED_SCRIPTED)
     await owner.start()
     served = EngineRelay(folder / "relay.sock", owner.runner)
-    served.serve_object(LIMITER_NAME, LimiterEndpoint())
     yield served, owner
     await served.close()
     await owner.close()
@@ -80,21 +77,3 @@ async def test_api_registries_share_the_owners_engine_worker(
             await registry.close()
     # Closing an API registry detaches it; the owner's engine keeps serving.
     assert await chat(owned) == "ok"
-
-
-async def test_the_relayed_limiter_is_one_budget_and_one_revocation_list(
-    relay: tuple[EngineRelay, ModelRegistry],
-) -> None:
-    served, _ = relay
-    a = await RelayedRateLimiter.connect(served.address)
-    b = await RelayedRateLimiter.connect(served.address)
-    try:
-        decisions = [await limiter.hit("key:k1", 3, key_id="k1") for limiter in (a, b, a, b)]
-        assert [d.allowed for d in decisions] == [True, True, True, False]
-        await a.mark_revoked("k1")
-        assert await b.is_revoked("k1")
-        with pytest.raises(KeyRevoked):
-            await b.hit("key:k1", 3, key_id="k1")
-    finally:
-        await a.close()
-        await b.close()
