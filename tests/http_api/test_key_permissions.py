@@ -254,6 +254,25 @@ async def test_spent_this_month_is_the_cost_of_the_keys_calls(
     assert listed[user.key_id]["spent_this_month_cents"] == 0
 
 
+
+async def test_a_key_without_a_budget_counts_its_spend_too(
+    client: httpx2.AsyncClient, make_user: MakeUser, services: Services
+) -> None:
+    user = await make_user()
+    unbudgeted = await create_key(client, user.api_key, monthly_budget_cents=None)
+    assert unbudgeted["monthly_budget_cents"] is None
+    for _ in range(2):
+        response = await client.post(
+            "/v1/chat/completions",
+            json={"model": ALLOWED_MODEL, "messages": HELLO},
+            headers=bearer(unbudgeted["key"]),
+        )
+        assert response.status_code == 200, response.text
+    logged = sum(log.cost_micro_cents for log in await services.usage.list_logs(user.id))
+    listed = await listed_keys(client, user.api_key)
+    assert listed[unbudgeted["id"]]["spent_this_month_cents"] == units_to_cents(logged)
+    assert listed[unbudgeted["id"]]["spent_this_month_cents"] > 0
+
 async def test_a_model_restricted_key_cannot_batch_other_models(
     client: httpx2.AsyncClient, make_user: MakeUser
 ) -> None:

@@ -108,12 +108,18 @@ class LedgerWrites:
         spend = upsert(key_spend).values(
             key_id=bindparam("key_id"), month=bindparam("month"), spent_units=bindparam("amount_units")
         )
+        added = {"spent_units": key_spend.c.spent_units + spend.excluded.spent_units}
         self._charge_budget = Statement(
             spend.on_conflict_do_update(
                 index_elements=[key_spend.c.key_id, key_spend.c.month],
-                set_={"spent_units": key_spend.c.spent_units + spend.excluded.spent_units},
+                set_=added,
                 where=key_spend.c.spent_units + spend.excluded.spent_units <= bindparam("budget_units"),
             )
+        )
+        # A key without a budget counts its spend too: the keys list shows it, and a budget set
+        # later in the month starts from what the key has already spent.
+        self._charge_spend = Statement(
+            spend.on_conflict_do_update(index_elements=[key_spend.c.key_id, key_spend.c.month], set_=added)
         )
         rollup = upsert(usage_rollups).values(
             requests=_ONE,
@@ -133,13 +139,15 @@ class LedgerWrites:
         )
 
     def reserve(self, reservation: Reservation, budget_units: int | None, now: datetime) -> Script[None]:
-        """Hold the amount: charge the key's budget (when it has one), debit the balance, record the
-        reservation; PaymentRequired naming the limit otherwise."""
+        """Hold the amount: add it to the key's spend this month (refused past its budget, when it
+        has one), debit the balance, record the reservation; PaymentRequired naming the limit otherwise."""
         r = reservation
+        spend = {"key_id": r.key_id, "month": r.month, "amount_units": r.amount_units}
         if budget_units is not None:
-            spend = {"key_id": r.key_id, "month": r.month, "amount_units": r.amount_units}
             if (yield self._charge_budget, {**spend, "budget_units": budget_units}).rowcount == 0:
                 raise budget_refusal(r.month, budget_units)
+        elif r.key_id is not None:
+            yield self._charge_spend, spend
         if (yield _DEBIT, {"user_id": r.user_id, "units": r.amount_units}).rowcount == 0:
             raise balance_refusal()
         yield (
@@ -230,8 +238,10 @@ def _close(r: Reservation, status: str, now: datetime) -> Script[bool]:
 
 
 def _refund(r: Reservation, units: int) -> Script[None]:
+    # The key's spend row before the user's balance row: the order `reserve` locks them in, so a
+    # refund and a reservation of one key at once can never deadlock on PostgreSQL.
     if units <= 0:
         return
-    yield _CREDIT, {"user_id": r.user_id, "units": units}
     if r.key_id is not None:
         yield _UNSPEND, {"spend_key": r.key_id, "spend_month": r.month, "units": units}
+    yield _CREDIT, {"user_id": r.user_id, "units": units}
