@@ -1,12 +1,15 @@
 """A million-task batch, end to end, against a fast local fake upstream model.
 
-    python bench/bench_batches.py [--tasks N]     (default BENCH_BATCH_TASKS, else 1,000,000)
+    python bench/bench_batches.py [--tasks N] [--workers W] [--profile NAME]
+        (tasks: default BENCH_BATCH_TASKS, else 1,000,000; workers: `batchin serve`'s own default)
 
 Writes a JSONL file of N chat requests, uploads it to a real `batchin serve` (SQLite, default
 settings) with POST /v1/files, starts a batch over it and follows it to the end. Figures: upload +
 validation seconds (upload start → the batch leaves `validating`), dispatch rate (tasks finished
-per second while in progress), the CPU milliseconds per task of the server and of the fake upstream
-while dispatching, the server's peak RSS, and the exactly-once checks: every custom_id once in the
+per second while in progress), the CPU milliseconds per task of the server (all its processes:
+with --workers N the supervisor and its API processes; `event_loop_cpu_ms_per_task` is their main
+threads' share, the rest their SQLite and file threads) and of the fake upstream while dispatching,
+the largest peak RSS among the server's processes, and the exactly-once checks: every custom_id once in the
 output, and (read from the store) every task billed once (one succeeded usage log per request id,
 no reservation left held), receipted once (one signed record per task in the transparency log) and
 traced once (one trace per task, naming its record). Prints one JSON line.
@@ -16,18 +19,30 @@ Targets (issue 16): upload + validation ≤ 60 s, dispatch ≥ 2,000 tasks/s on 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import batchin_server, cpu_seconds, fake_upstream_process, remote_catalog
+from bench.harness import (
+    batchin_server,
+    cpu_seconds,
+    fake_upstream_process,
+    process_tree,
+    remote_catalog,
+    tree_cpu_seconds,
+)
+from bench.profile_gateway import PROFILES, summarise
 
 MODEL = "remote-bench"
 
@@ -44,11 +59,71 @@ def write_input(path: Path, count: int) -> None:
             out.write(json.dumps(line, separators=(",", ":")) + "\n")
 
 
+def event_loop_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the event-loop threads (each process's main thread) of the server's processes;
+    the rest of their CPU is their threads' (SQLite writers and readers, file writers)."""
+    total = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{member}/task/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """The largest peak RSS among the server's processes (with --workers N: each API process)."""
+    peaks = [float("nan")]
+    for member in process_tree(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) / 1024)
+    return max(peaks[1:], default=peaks[0])
+
+
+@contextlib.contextmanager
+def py_spy(pid: int, name: str | None, tasks: int) -> Iterator[None]:
+    """With `name`: py-spy samples the server's API processes (the supervisor's children with
+    --workers N, else the one process) while the batch dispatches; their stacks, summarised, go to
+    bench/profiles/batch_dispatch_NAME.txt."""
+    if not name:
+        yield
+        return
+    members = process_tree(pid)
+    folded = [
+        Path(tempfile.mkdtemp(prefix="batchin-profile-")) / f"{index}.txt" for index in range(len(members))
+    ]
+    spies = [
+        subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "-r",
+                "200",
+                # --gil: samples of the thread running Python (CPU, not waits); add --native for C frames.
+                *os.environ.get("BENCH_PYSPY_FLAGS", "--nonblocking --gil").split(),
+                "-f",
+                "raw",
+                "-p",
+                str(target),
+                "-o",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for target, out in zip(members[1:] or members, folded, strict=False)
+    ]
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+        both = folded[0].with_name("all.txt")
+        both.write_text("".join(f.read_text() for f in folded if f.exists()))
+        flags = os.environ.get("BENCH_PYSPY_FLAGS", "--nonblocking --gil")
+        title = f"batch dispatch, {tasks} tasks, {len(spies)} API process(es), py-spy {flags}"
+        (PROFILES / f"batch_dispatch_{name}.txt").write_text(summarise(both, title))
 
 
 def store_checks(data_dir: str, tasks: int) -> dict[str, object]:
@@ -115,6 +190,21 @@ def main() -> None:
     parser.add_argument(
         "--ingest-only", action="store_true", help="stop after validation (the batch is cancelled)"
     )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="`batchin serve --workers N` (default: its own, the CPUs)"
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="NAME",
+        help="profile the dispatching processes into bench/profiles/batch_dispatch_NAME.txt",
+    )
+    parser.add_argument(
+        "--model-concurrency",
+        type=int,
+        default=256,
+        help="the fake model's max_concurrency (default %(default)s)",
+    )
     args = parser.parse_args()
     tasks = args.tasks
     work = Path(tempfile.mkdtemp(prefix="batchin-batch-bench-"))
@@ -124,10 +214,14 @@ def main() -> None:
         "bench": "batches_1m",
         "tasks": tasks,
         "input_mb": round(source.stat().st_size / 2**20, 1),
+        "workers": args.workers,
     }
     with fake_upstream_process(core=-1, tokens=1, delay_ms=0) as (upstream_url, upstream):
-        catalog = remote_catalog(upstream_url, MODEL)
-        with batchin_server(core=-1, env={"BATCHIN_MODELS": str(catalog)}) as server:
+        catalog = remote_catalog(upstream_url, MODEL, max_concurrency=args.model_concurrency)
+        with (
+            batchin_server(core=-1, env={"BATCHIN_MODELS": str(catalog)}, workers=args.workers) as server,
+            contextlib.ExitStack() as profiling,
+        ):
             headers = {"Authorization": f"Bearer {server.api_key}"}
             with httpx.Client(base_url=server.base, headers=headers, timeout=600) as client:
                 started = time.perf_counter()
@@ -149,21 +243,28 @@ def main() -> None:
                 ).json()
                 batch_id = batch["id"]
                 validated_at = None
-                cpu_start = (0.0, 0.0)
+                cpu_start = (0.0, 0.0, 0.0)
                 while True:
                     batch = client.get(f"/v1/batches/{batch_id}").json()
                     now = time.perf_counter()
                     if validated_at is None and batch["status"] != "validating":
                         validated_at = now
-                        cpu_start = (cpu_seconds(server.process.pid), cpu_seconds(upstream.pid))
+                        cpu_start = (
+                            tree_cpu_seconds(server.process.pid),
+                            cpu_seconds(upstream.pid),
+                            event_loop_cpu_seconds(server.process.pid),
+                        )
+                        profiling.enter_context(py_spy(server.process.pid, args.profile, tasks))
                         if args.ingest_only:
                             client.post(f"/v1/batches/{batch_id}/cancel")
                             break
                     if batch["status"] in ("completed", "failed", "expired", "cancelled"):
                         break
-                    time.sleep(0.2)
+                    time.sleep(1.0)  # each poll counts the tasks by status: keep it off the figures
                 finished = time.perf_counter()
-                server_cpu = cpu_seconds(server.process.pid) - cpu_start[0]
+                server_cpu = tree_cpu_seconds(server.process.pid) - cpu_start[0]
+                loop_cpu = event_loop_cpu_seconds(server.process.pid) - cpu_start[2]
+                profiling.close()
                 upstream_cpu = cpu_seconds(upstream.pid) - cpu_start[1]
                 results.update(
                     {
@@ -183,6 +284,7 @@ def main() -> None:
                             "dispatch_tasks_per_s": round(tasks / dispatch_s, 1) if dispatch_s > 0 else None,
                             # CPU per task while dispatching: what a noisy shared machine blurs least.
                             "server_cpu_ms_per_task": round(server_cpu * 1000 / tasks, 3),
+                            "event_loop_cpu_ms_per_task": round(loop_cpu * 1000 / tasks, 3),
                             "upstream_cpu_ms_per_task": round(upstream_cpu * 1000 / tasks, 3),
                             "results_exactly_once": distinct == tasks and duplicates == 0,
                             "duplicates": duplicates,

@@ -59,6 +59,27 @@ def thread_cpu_seconds(pid: int) -> dict[str, tuple[float, float]]:
     return threads
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and all its descendants (a `batchin serve --workers N` supervisor's API processes)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for thread in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo += [int(child) for child in thread.read_text().split()]
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the process and its live descendants."""
+    total = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(member)
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -202,7 +223,7 @@ def fake_upstream_process(
         process.wait(timeout=15)
 
 
-def remote_catalog(upstream_url: str, model_id: str = "remote-bench") -> Path:
+def remote_catalog(upstream_url: str, model_id: str = "remote-bench", *, max_concurrency: int = 256) -> Path:
     """An operator catalog with one remote model pointing at `upstream_url`."""
     path = Path(tempfile.mkdtemp(prefix="batchin-catalog-")) / "models.toml"
     path.write_text(
@@ -214,8 +235,8 @@ description = "benchmark upstream"
 licence = "test"
 context_length = 8192
 status = "always_on"
-max_concurrency = 256
-queue_size = 256
+max_concurrency = {max_concurrency}
+queue_size = {max_concurrency}
 
 [models.{model_id}.upstream]
 urls = ["{upstream_url}"]

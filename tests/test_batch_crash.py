@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -223,3 +224,108 @@ def test_a_killed_server_completes_and_bills_every_task_exactly_once(
     assert spent == charged  # nothing is left held or charged twice
     assert requests_before_restart < TASKS  # the kill really interrupted the batch...
     assert upstream.stats.requests > TASKS  # ...with calls in flight, which ran again, billed once
+
+
+BLOCK_TASKS = 900
+FAST_CATALOG = CATALOG.replace(
+    "max_concurrency = 6\nqueue_size = 16", "max_concurrency = 64\nqueue_size = 64"
+)
+
+
+def test_a_server_killed_with_settlement_blocks_in_flight_bills_every_task_once(tmp_path: Path) -> None:
+    """On SQLite finished tasks are settled in blocks (one writer operation for all the tasks that
+    finished while the previous transaction committed). A fast upstream keeps blocks of tasks
+    between their claim and their block's commit at any moment; SIGKILL lands among them. After a
+    restart every task is completed, billed and usage-logged exactly once, every call that was
+    recorded has its receipt, and nothing stays held."""
+    fake = start_fake_upstream(tokens=5, delay_ms=1)
+    try:
+        catalog = tmp_path / "models.toml"
+        catalog.write_text(FAST_CATALOG.replace("{url}", fake.url))
+        data_dir = tmp_path / "data"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHIN_")}
+        env.update(
+            BATCHIN_DATA_DIR=str(data_dir),
+            BATCHIN_DATABASE_URL=f"sqlite+aiosqlite:///{data_dir / 'batchin.db'}",
+            BATCHIN_MODELS=str(catalog),
+            BATCHIN_BATCH_POLL_SECONDS="0.1",
+        )
+        cli(env, "db", "upgrade")
+        user = cli(
+            env, "users", "create", "--email", "blocks@example.com", "--name", "B", "--credit-cents", "1000"
+        )
+        port, log = free_port(), tmp_path / "server.log"
+        headers = {"Authorization": f"Bearer {user['api_key']}"}
+        body = {"model": "slow-remote", "messages": [{"role": "user", "content": "say hello"}]}
+        lines = [
+            {"custom_id": f"task-{i}", "method": "POST", "url": "/v1/chat/completions", "body": body}
+            for i in range(BLOCK_TASKS)
+        ]
+        data = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+
+        first = serve(env, port, log)
+        try:
+            with httpx2.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as client:
+                uploaded = client.post(
+                    "/v1/files", files={"file": ("in.jsonl", data)}, data={"purpose": "batch"}
+                )
+                create = {
+                    "input_file_id": uploaded.raise_for_status().json()["id"],
+                    "endpoint": "/v1/chat/completions",
+                }
+                batch_id = client.post("/v1/batches", json=create).raise_for_status().json()["id"]
+                poll(client, batch_id, lambda b: b["request_counts"]["completed"] >= BLOCK_TASKS // 3)
+                first.send_signal(signal.SIGKILL)
+                first.wait(timeout=10)
+        finally:
+            if first.poll() is None:
+                first.kill()
+        calls_before_restart = fake.stats.requests
+        with sqlite3.connect(data_dir / "batchin.db") as db:
+            recorded_at_kill = db.execute(
+                "SELECT count(*) FROM batch_tasks WHERE status = 'completed'"
+            ).fetchone()[0]
+            running_at_kill = db.execute(
+                "SELECT count(*) FROM batch_tasks WHERE status = 'running'"
+            ).fetchone()[0]
+
+        second = serve(env, port, log)
+        try:
+            with httpx2.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as client:
+                done = poll(
+                    client, batch_id, lambda b: b["status"] in ("completed", "failed", "expired", "cancelled")
+                )
+                output = client.get(f"/v1/files/{done['output_file_id']}/content").raise_for_status().text
+                me = client.get("/v1/users/me").raise_for_status().json()
+        finally:
+            second.terminate()
+            second.wait(timeout=30)
+    finally:
+        fake.stop()
+
+    # The kill interrupted blocks: tasks claimed and not recorded, calls answered and not recorded.
+    assert running_at_kill > 0
+    assert calls_before_restart > recorded_at_kill
+    assert (done["status"], done["completed_tasks"], done["failed_tasks"]) == ("completed", BLOCK_TASKS, 0), (
+        log.read_text()[-3000:]
+    )
+    results = [json.loads(line) for line in output.splitlines()]
+    assert sorted(r["custom_id"] for r in results) == sorted(f"task-{i}" for i in range(BLOCK_TASKS))
+    with sqlite3.connect(data_dir / "batchin.db") as db:
+        logs, requests, charged = db.execute(
+            "SELECT count(*), count(DISTINCT request_id), sum(cost_units) FROM usage_logs "
+            "WHERE status = 'succeeded'"
+        ).fetchone()
+        task_cost = db.execute("SELECT sum(cost_units) FROM batch_tasks").fetchone()[0]
+        held = db.execute("SELECT count(*) FROM reservations WHERE status = 'held'").fetchone()[0]
+        receipts, log_size = db.execute(
+            "SELECT (SELECT count(*) FROM vaas_records), (SELECT tree_size FROM vaas_log_state)"
+        ).fetchone()
+    assert logs == requests == BLOCK_TASKS  # one usage log per task
+    assert charged == task_cost == BLOCK_TASKS * TASK_UNITS
+    assert held == 0
+    spent = (1000 - Decimal(str(me["credit_balance_cents"]))) * 1_000_000
+    assert spent == charged  # the balance moved by exactly what the usage logs say
+    # Every recorded call was receipted (a receipt is signed per call served, so an attempt the
+    # kill cut off after its receipt keeps that receipt: never fewer receipts than tasks).
+    assert BLOCK_TASKS <= receipts == log_size <= fake.stats.requests

@@ -42,6 +42,7 @@ Operation = Callable[[sqlite3.Cursor], Any]
 class _Queued:
     operation: Operation
     future: asyncio.Future[Any]
+    on_taken: Callable[[], None] | None = None
 
 
 class GroupCommitWriter:
@@ -65,11 +66,16 @@ class GroupCommitWriter:
         what it raised (its own writes rolled back)."""
         return await self.submit(operation)
 
-    def submit(self, operation: Operation) -> asyncio.Future[Any]:
+    def submit(
+        self, operation: Operation, *, on_taken: Callable[[], None] | None = None
+    ) -> asyncio.Future[Any]:
         """Queue `operation` for the next batch; the future gets its outcome. Once queued it runs
-        whatever becomes of the caller (cancelling the future only drops the outcome)."""
+        whatever becomes of the caller (cancelling the future only drops the outcome). `on_taken`
+        is called on the event loop when the operation leaves the queue for the writer thread: an
+        operation that gathers work while it waits (the ledger's block of settlements) closes
+        there, and what comes later goes to the next one."""
         loop = asyncio.get_running_loop()
-        queued = _Queued(operation, loop.create_future())
+        queued = _Queued(operation, loop.create_future(), on_taken)
         self._pending.append(queued)
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
@@ -82,6 +88,9 @@ class GroupCommitWriter:
         await asyncio.sleep(0)
         while self._pending:
             batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+            for queued in batch:
+                if queued.on_taken is not None:
+                    queued.on_taken()
             try:
                 outcomes = await self._on_thread(loop, partial(self._apply, [q.operation for q in batch]))
             except BaseException as exc:  # the transaction itself failed: every operation in it did

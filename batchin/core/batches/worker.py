@@ -19,7 +19,10 @@ Exactly once, including across SIGKILL:
   (its settlement rolls back and its reservation is released);
 - a task whose worker died (lease run out, or at start-up a dead process on this host) goes back
   to pending after its attempt's reservation is released; it runs again under attempt n+1.
-So each task is billed once, by the transaction that records its one result.
+So each task is billed once, by the transaction that records its one result. On SQLite the
+settlements of the tasks that finish while the writer commits are written as one block, in one
+transaction (the ledger's settle_block): a crash loses the whole uncommitted block, whose tasks
+run again like any other lost task; each task's guard still decides its own settlement.
 """
 
 from __future__ import annotations
@@ -71,6 +74,10 @@ class _BatchState:
 class _Cached:
     state: asyncio.Future[_BatchState]
     until: float
+
+
+def _loaded(state: asyncio.Future[_BatchState]) -> bool:
+    return state.done() and not state.cancelled() and state.exception() is None
 
 
 class TaskDispatcher(DurableWorker[ClaimedTask]):
@@ -293,6 +300,8 @@ class TaskDispatcher(DurableWorker[ClaimedTask]):
         """Who pays for the batch and whether it still runs: one read per batch per second,
         shared by all the tasks that ask meanwhile."""
         cached = self._batches.get(batch_id)
+        if cached is not None and cached.until >= time.monotonic() and _loaded(cached.state):
+            return cached.state.result()  # the common case: no shield (a future and a task) per task
         if cached is None or cached.until < time.monotonic():
             if len(self._batches) > 10_000:
                 self._batches.clear()

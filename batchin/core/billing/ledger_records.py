@@ -51,6 +51,17 @@ class SettleGuard(Protocol):
     def params(self) -> Mapping[str, Any]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class GuardedSettlement:
+    """One settlement of a block (LedgerWrites.settle_block): `charged` already bounded by the
+    reservation."""
+
+    reservation: Reservation
+    usage: UsageRecord
+    charged: int
+    guard: SettleGuard
+
+
 class SettlementRefused(Exception):
     """The guard of a settlement refused: nothing was charged, the reservation is still held."""
 

@@ -8,11 +8,13 @@ overdraw, a reservation no longer `held`, or a settle guard that changes no row 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Integer, String, bindparam, func, insert, literal_column, update
 
 from batchin.core.billing.ledger_records import (
+    GuardedSettlement,
     Reservation,
     SettleGuard,
     SettlementRefused,
@@ -61,6 +63,11 @@ _CLOSE = Statement(
 _LAST_SIGN_OF_LIFE = func.coalesce(reservations.c.renewed_at, reservations.c.created_at)
 # The sweeper's close: only while the holder is still silent, so a renewal that lands between the
 # sweeper's read and this write keeps the reservation.
+_REOPEN = Statement(
+    update(reservations)
+    .where(reservations.c.id == bindparam("reservation_id"))
+    .values(status=_HELD, closed_at=None)
+)
 _CLOSE_SILENT = Statement(
     update(reservations)
     .where(
@@ -126,6 +133,21 @@ class LedgerWrites:
             **bound("user_id", "model", "input_tokens", "output_tokens", "cost_units"),
         )
         r = usage_rollups.c
+        # A settled block adds many requests to one rollup row at once.
+        rollups = upsert(usage_rollups).values(
+            **bound("user_id", "model", "requests", "input_tokens", "output_tokens", "cost_units")
+        )
+        self._rollup_many = Statement(
+            rollups.on_conflict_do_update(
+                index_elements=[r.user_id, r.model],
+                set_={
+                    "requests": r.requests + rollups.excluded.requests,
+                    "input_tokens": r.input_tokens + rollups.excluded.input_tokens,
+                    "output_tokens": r.output_tokens + rollups.excluded.output_tokens,
+                    "cost_units": r.cost_units + rollups.excluded.cost_units,
+                },
+            )
+        )
         self._rollup = Statement(
             rollup.on_conflict_do_update(
                 index_elements=[r.user_id, r.model],
@@ -179,24 +201,7 @@ class LedgerWrites:
         if guard is not None and (yield guard.statement, guard.params).rowcount != 1:
             raise SettlementRefused(r.id)  # raising rolls the whole operation back
         yield from _refund(r, r.amount_units - charged)
-        log = {
-            "id": str(uuid.uuid4()),
-            "request_id": u.request_id,
-            "reservation_id": r.id,
-            "user_id": r.user_id,
-            "key_id": r.key_id,
-            "model": u.model,
-            "endpoint": u.endpoint,
-            "input_tokens": u.input_tokens,
-            "output_tokens": u.output_tokens,
-            "units": u.units,
-            "unit": u.unit,
-            "cost_units": charged,
-            "latency_ms": u.latency_ms,
-            "status": u.status,
-            "created_at": now,
-        }
-        yield _LOG, log
+        yield _LOG, _usage_log(r, u, charged, now)
         rollup = {
             "user_id": r.user_id,
             "model": u.model,
@@ -206,6 +211,67 @@ class LedgerWrites:
         }
         yield self._rollup, rollup
         return True
+
+    def settle_block(self, block: Sequence[GuardedSettlement], now: datetime) -> Script[list[bool | None]]:
+        """Many guarded settlements as one operation (the batch dispatcher's group commit): per
+        settlement True (charged, its guard's write done), None (its reservation was already closed:
+        nothing written, as `settle` returning False) or False (its guard refused: nothing of it
+        written, as SettlementRefused). The same rows as one `settle` each, fewer statements: the
+        reservations are closed and the guards run one by one (each decides its settlement), the
+        usage logs go in one executemany, and the refunds and rollups are summed per row first."""
+        outcomes: list[bool | None] = []
+        charged_ones: list[GuardedSettlement] = []
+        for one in block:
+            r = one.reservation
+            closing = {"reservation_id": r.id, "status": "settled", "closed_at": now}
+            if (yield _CLOSE, closing).rowcount != 1:
+                outcomes.append(None)
+                continue
+            if (yield one.guard.statement, one.guard.params).rowcount != 1:
+                # The guard refused: undo this close (the only write of this settlement so far; the
+                # row was `held` with no closed_at a statement ago, in this same transaction).
+                yield _REOPEN, {"reservation_id": r.id}
+                outcomes.append(False)
+                continue
+            outcomes.append(True)
+            charged_ones.append(one)
+        if not charged_ones:
+            return outcomes
+        credits: dict[str, int] = {}
+        unspent: dict[tuple[str, str], int] = {}
+        rollups: dict[tuple[str, str], list[int]] = {}
+        logs = []
+        for one in charged_ones:
+            r, u, charged = one.reservation, one.usage, one.charged
+            refund = r.amount_units - charged
+            if refund > 0:
+                credits[r.user_id] = credits.get(r.user_id, 0) + refund
+                if r.key_id is not None:
+                    unspent[(r.key_id, r.month)] = unspent.get((r.key_id, r.month), 0) + refund
+            logs.append(_usage_log(r, u, charged, now))
+            totals = rollups.setdefault((r.user_id, u.model), [0, 0, 0, 0])
+            totals[0] += 1
+            totals[1] += u.input_tokens
+            totals[2] += u.output_tokens
+            totals[3] += charged
+        yield _LOG, logs
+        for user_id, units in sorted(credits.items()):
+            yield _CREDIT, {"user_id": user_id, "units": units}
+        for (key_id, month), units in sorted(unspent.items()):
+            yield _UNSPEND, {"spend_key": key_id, "spend_month": month, "units": units}
+        for (user_id, model), (requests, input_tokens, output_tokens, cost) in sorted(rollups.items()):
+            yield (
+                self._rollup_many,
+                {
+                    "user_id": user_id,
+                    "model": model,
+                    "requests": requests,
+                    "input_tokens": input_tokens,
+                    "output_tokens": output_tokens,
+                    "cost_units": cost,
+                },
+            )
+        return outcomes
 
     def release(self, reservation: Reservation, now: datetime) -> Script[bool]:
         """Close a held reservation charging nothing; False if it was already closed."""
@@ -230,6 +296,26 @@ class LedgerWrites:
             chunk = reservation_ids[start : start + _RENEW_CHUNK]
             renewed += (yield _RENEW, {"reservation_ids": chunk, "now": now}).rowcount
         return renewed
+
+
+def _usage_log(r: Reservation, u: UsageRecord, charged: int, now: datetime) -> dict[str, object]:
+    return {
+        "id": str(uuid.uuid4()),
+        "request_id": u.request_id,
+        "reservation_id": r.id,
+        "user_id": r.user_id,
+        "key_id": r.key_id,
+        "model": u.model,
+        "endpoint": u.endpoint,
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "units": u.units,
+        "unit": u.unit,
+        "cost_units": charged,
+        "latency_ms": u.latency_ms,
+        "status": u.status,
+        "created_at": now,
+    }
 
 
 def _close(r: Reservation, status: str, now: datetime) -> Script[bool]:

@@ -217,7 +217,6 @@ def _record(r: Any) -> TraceRecord:
 
 def _span_row(user_id: str, span: Span) -> tuple[Any, ...]:
     """The user id, then the span's values in `fields(Span)` order (the INSERT's column order)."""
-    dumps = orjson.dumps
     return (
         user_id,
         span.trace_id,
@@ -229,16 +228,37 @@ def _span_row(user_id: str, span: Span) -> tuple[Any, ...]:
         span.end_unix_nano,
         span.status_code,
         span.status_message,
-        dumps(span.attributes).decode(),
-        dumps(span.resource_attributes).decode(),
-        dumps(span.events).decode(),
-        dumps(span.links).decode(),
+        _json_list(span.attributes),
+        _shared_json_list(span.resource_attributes),
+        _json_list(span.events),
+        _json_list(span.links),
         span.trace_state,
         span.flags,
         span.scope_name[:200],
         span.scope_version[:200],
         span.source,
     )
+
+
+def _json_list(values: list[Any]) -> str:
+    return orjson.dumps(values).decode() if values else "[]"
+
+
+# The resource attributes of our own spans are one list per (environment, region), shared by every
+# span (builder._resource): its JSON is made once. Keyed by identity, the list held alongside so
+# its id cannot be reused while cached; lists sent over OTLP just pass through a bounded cache.
+_SHARED_JSON: dict[int, tuple[list[Any], str]] = {}
+
+
+def _shared_json_list(values: list[Any]) -> str:
+    known = _SHARED_JSON.get(id(values))
+    if known is not None and known[0] is values:
+        return known[1]
+    text = _json_list(values)
+    if len(_SHARED_JSON) >= 64:
+        _SHARED_JSON.clear()
+    _SHARED_JSON[id(values)] = (values, text)
+    return text
 
 
 def _span(r: Any) -> Span:
