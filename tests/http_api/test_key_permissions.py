@@ -254,7 +254,6 @@ async def test_spent_this_month_is_the_cost_of_the_keys_calls(
     assert listed[user.key_id]["spent_this_month_cents"] == 0
 
 
-
 async def test_a_key_without_a_budget_counts_its_spend_too(
     client: httpx2.AsyncClient, make_user: MakeUser, services: Services
 ) -> None:
@@ -272,6 +271,7 @@ async def test_a_key_without_a_budget_counts_its_spend_too(
     listed = await listed_keys(client, user.api_key)
     assert listed[unbudgeted["id"]]["spent_this_month_cents"] == units_to_cents(logged)
     assert listed[unbudgeted["id"]]["spent_this_month_cents"] > 0
+
 
 async def test_a_model_restricted_key_cannot_batch_other_models(
     client: httpx2.AsyncClient, make_user: MakeUser
