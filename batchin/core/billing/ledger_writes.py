@@ -255,10 +255,10 @@ class LedgerWrites:
             totals[2] += u.output_tokens
             totals[3] += charged
         yield _LOG, logs
+        for (key_id, month), units in sorted(unspent.items()):  # spend rows first, as in _refund
+            yield _UNSPEND, {"spend_key": key_id, "spend_month": month, "units": units}
         for user_id, units in sorted(credits.items()):
             yield _CREDIT, {"user_id": user_id, "units": units}
-        for (key_id, month), units in sorted(unspent.items()):
-            yield _UNSPEND, {"spend_key": key_id, "spend_month": month, "units": units}
         for (user_id, model), (requests, input_tokens, output_tokens, cost) in sorted(rollups.items()):
             yield (
                 self._rollup_many,
