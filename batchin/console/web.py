@@ -14,6 +14,7 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache, wraps
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -86,6 +87,7 @@ def _templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["money"] = money
+    env.filters["price"] = price
     env.globals["currency_symbols"] = CURRENCY_SYMBOLS
     return env
 
@@ -101,6 +103,12 @@ def money(minor_units: float | int | None, currency: str = "USD") -> str:
     text = f"{minor_units / 100:,.8f}".rstrip("0")
     whole, _, fraction = text.partition(".")
     return f"{CURRENCY_SYMBOLS.get(currency, '')}{whole}.{fraction.ljust(2, '0')}"
+
+
+def price(value: float) -> str:
+    """A catalog price as written, never in exponent form: 5e-05 → `0.00005`, 0.07 → `0.07`, 2.0 → `2`."""
+    text = format(Decimal(repr(value)), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ import uuid
 
 import httpx2
 
+from batchin.console.web import price
 from batchin.services import Services
 from tests.conftest import MakeUser, bearer
 from tests.console.conftest import csrf_of, form_post
@@ -300,3 +301,20 @@ async def test_a_china_entry_signup_opens_a_cny_account(
     fields = {"email": email, "password": PASSWORD, "name": "Li", "entry": "china", "invite": invite}
     await form_post(client, "/console/signup", "/console/signup", fields)
     assert (await services.accounts.find_user(email)).currency == "CNY"
+
+
+async def test_models_page_writes_every_price_plainly(
+    client: httpx2.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user()
+    await form_post(client, "/console/login", "/console/login/key", {"api_key": user.api_key})
+    for lang in ("en", "zh"):
+        page = (await client.get(f"/console/models?lang={lang}")).text
+        prices = re.findall(r"<td>([^<]*[$¥][^<]*)</td>", page)
+        assert prices, page[:2000]
+        assert not [p for p in prices if "None" in p or re.search(r"\de-\d", p)], prices
+    assert "per 1M input tokens" in (await client.get("/console/models?lang=en")).text  # embeddings
+
+
+def test_price_filter_never_uses_exponents() -> None:
+    assert (price(5e-05), price(0.07), price(2.0), price(0.000125)) == ("0.00005", "0.07", "2", "0.000125")
