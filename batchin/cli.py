@@ -317,7 +317,7 @@ def vaas_verify(
 @vaas_app.command("rotate-key")
 def vaas_rotate_key() -> None:
     """Make a new signing key (the old one's public key stays registered, so its records verify)."""
-    from batchin.core.audit.service import rotate_key
+    from batchin.core.audit.key_registry import rotate_key
     from batchin.store.database import Database
     from batchin.store.migrate import upgrade
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from batchin.config import Settings
 from batchin.core.audit import keys as audit_keys
 from batchin.core.audit import transparency as mt
 from batchin.core.audit.canonical import canonical
 from batchin.core.audit.energy import approximate_tokens, estimate
+from batchin.core.audit.key_registry import key_path, register_key
 from batchin.core.audit.log import Checkpoint, LogRow, TransparencyLog
 from batchin.core.audit.owned import OwnedRecord, newest_records, owned_record
 from batchin.core.audit.records import (
@@ -48,16 +48,12 @@ from batchin.protocol.audit import (
 )
 from batchin.store.database import Database
 from batchin.store.group_commit import GroupCommitWriter
-from batchin.store.tables import vaas_keys, vaas_log_state, vaas_records
+from batchin.store.tables import vaas_keys, vaas_records
 
 __all__ = ["AuditReceipt", "AuditService", "AuditUsage", "PendingRecord"]
 
 DEFAULT_ROUTE = "default-route"
 _KIND_OF = {"chat": "text", "completion": "text"}
-
-
-def key_path(settings: Settings) -> Path:
-    return settings.vaas_key_file or settings.data_dir / "vaas" / "signing_key"
 
 
 class AuditService:
@@ -86,24 +82,9 @@ class AuditService:
     ) -> AuditService:
         """Load (or create) the signing key and register its public half by id. `writer`: the
         ledger's SQLite writer to append through (it stays the ledger's to close)."""
-        service = cls(settings, database, registry, audit_keys.load_or_create(key_path(settings)), writer)
-        await service._register_key()
-        return service
-
-    async def _register_key(self) -> None:
-        async with self._db.write() as conn:
-            known = await conn.scalar(
-                select(vaas_keys.c.key_id).where(vaas_keys.c.key_id == self._key.key_id)
-            )
-            if known is None:
-                await conn.execute(
-                    insert(vaas_keys).values(
-                        key_id=self._key.key_id, public_key=self._key.public_key_hex, created_at=utcnow()
-                    )
-                )
-            # The migration seeds the log's state row; recreate it if an operator emptied the tables.
-            if await conn.scalar(select(vaas_log_state.c.id).where(vaas_log_state.c.id == 1)) is None:
-                await conn.execute(insert(vaas_log_state).values(id=1, tree_size=0))
+        key = audit_keys.load_or_create(key_path(settings))
+        await register_key(database, key)
+        return cls(settings, database, registry, key, writer)
 
     async def close(self) -> None:
         await self.log.close()
@@ -398,21 +379,3 @@ def _record_view(payload: dict[str, Any], signature: str) -> VaasRecord:
         attestation=payload.get("attestation"),
         asserted_by=payload.get("asserted_by"),
     )
-
-
-async def rotate_key(settings: Settings, database: Database) -> dict[str, Any]:
-    """Replace the signing key file with a new key and register it; old records keep verifying
-    because their public keys stay registered under their ids. Running servers pick the new key
-    up when they restart."""
-    old, new = audit_keys.rotate(key_path(settings))
-    service = AuditService(settings, database, None, new)
-    if old is not None:
-        service._key = old
-        await service._register_key()  # a key made before its first server start is registered too
-        service._key = new
-    await service._register_key()
-    return {
-        "key_id": new.key_id,
-        "verify_key_hex": new.public_key_hex,
-        "previous_key_id": old.key_id if old else None,
-    }

@@ -19,7 +19,8 @@ from sqlalchemy import delete, update
 from batchin.app import build_services
 from batchin.config import Settings
 from batchin.core.audit.canonical import canonical
-from batchin.core.audit.service import AuditService, AuditUsage, key_path, rotate_key
+from batchin.core.audit.key_registry import key_path, rotate_key
+from batchin.core.audit.service import AuditService, AuditUsage
 from batchin.core.audit.verify import verify_evidence
 from batchin.core.context import CallContext, Principal
 from batchin.core.trace_context import continue_trace
