@@ -5,6 +5,7 @@ chat call with the user's key, its receipt found on the Receipts page and verifi
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 
 import httpx2
@@ -63,6 +64,13 @@ def test_find_verify_trace_a_call_and_see_a_prompt_registry(site: Site, browser:
     checks = browser.eval("[...document.querySelectorAll('#checks li')].map(li => li.dataset.ok)")
     assert checks == ["true"] * 8
 
+    # The call's trace is written behind (every trace_flush_seconds): under load the page may
+    # be drawn before it is stored, and then names the id without a link. Reload until it links.
+    deadline = time.monotonic() + 30
+    while not browser.eval("document.getElementById('trace-link') !== null"):
+        assert time.monotonic() < deadline, browser.text("main")
+        time.sleep(0.3)
+        browser.goto(f"{site.base}/console/receipts/{record_id}")
     browser.click("#trace-link")
     bars = browser.eval(
         "[...document.querySelectorAll('#waterfall rect.wf-span')].map(r => r.getBoundingClientRect().width)"
