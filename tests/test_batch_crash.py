@@ -149,6 +149,26 @@ def poll(client: httpx2.Client, batch_id: str, until: Any, timeout: float = 120)
         time.sleep(0.05)
 
 
+def restart_and_finish(
+    env: dict[str, str], port: int, log: Path, headers: dict[str, str], batch_id: str
+) -> tuple[dict[str, Any], str, dict[str, Any], list[dict[str, Any]]]:
+    """Start the server again on the same data and wait for the batch to end: the batch, its output
+    file's text, the user, and the usage logs."""
+    second = serve(env, port, log)
+    try:
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as client:
+            done = poll(
+                client, batch_id, lambda b: b["status"] in ("completed", "failed", "expired", "cancelled")
+            )
+            output = client.get(f"/v1/files/{done['output_file_id']}/content").raise_for_status().text
+            logs = client.get("/v1/usage/logs?limit=500").raise_for_status().json()
+            me = client.get("/v1/users/me").raise_for_status().json()
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    return done, output, me, logs
+
+
 def test_a_killed_server_completes_and_bills_every_task_exactly_once(
     env: dict[str, str], upstream: FakeUpstream, tmp_path: Path
 ) -> None:
@@ -194,18 +214,7 @@ def test_a_killed_server_completes_and_bills_every_task_exactly_once(
             first.kill()
     requests_before_restart = upstream.stats.requests
 
-    second = serve(env, port, log)
-    try:
-        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as client:
-            done = poll(
-                client, batch_id, lambda b: b["status"] in ("completed", "failed", "expired", "cancelled")
-            )
-            output = client.get(f"/v1/files/{done['output_file_id']}/content").raise_for_status().text
-            logs = client.get("/v1/usage/logs?limit=500").raise_for_status().json()
-            me = client.get("/v1/users/me").raise_for_status().json()
-    finally:
-        second.terminate()
-        second.wait(timeout=30)
+    done, output, me, logs = restart_and_finish(env, port, log, headers, batch_id)
 
     assert (done["status"], done["completed_tasks"], done["failed_tasks"]) == ("completed", TASKS, 0), (
         log.read_text()
@@ -289,17 +298,7 @@ def test_a_server_killed_with_settlement_blocks_in_flight_bills_every_task_once(
                 "SELECT count(*) FROM batch_tasks WHERE status = 'running'"
             ).fetchone()[0]
 
-        second = serve(env, port, log)
-        try:
-            with httpx2.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as client:
-                done = poll(
-                    client, batch_id, lambda b: b["status"] in ("completed", "failed", "expired", "cancelled")
-                )
-                output = client.get(f"/v1/files/{done['output_file_id']}/content").raise_for_status().text
-                me = client.get("/v1/users/me").raise_for_status().json()
-        finally:
-            second.terminate()
-            second.wait(timeout=30)
+        done, output, me, _ = restart_and_finish(env, port, log, headers, batch_id)
     finally:
         fake.stop()
 

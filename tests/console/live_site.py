@@ -10,14 +10,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import httpx2
 
 from tests.console.chromium import Browser
 from tests.fakes.smtp_server import Mailbox, running_smtp
-from tests.fakes.stripe_server import FakeStripe, running_fake_stripe
+from tests.fakes.stripe_server import FakeStripe, running_fake_stripe, signature_header
 from tests.live_server import BATCHIN, free_port, wait_healthy
 
 STRIPE_KEY = "sk_test_console"
@@ -105,3 +109,27 @@ def sign_in(browser: Browser, site: Site, email: str, *, base: str | None = None
     browser.fill("#password", PASSWORD)
     browser.click("#sign-in")
     assert browser.url == f"{base}/console/overview"
+
+
+def deliver_stripe_event(site: Site, event: dict[str, Any]) -> None:
+    """POST a Stripe event to the server's webhook, signed as Stripe signs it; it must be taken."""
+    payload = json.dumps(event).encode()
+    delivered = httpx2.post(
+        f"{site.base}/v1/topup/stripe/webhook",
+        content=payload,
+        headers={
+            "Stripe-Signature": signature_header(payload, WEBHOOK_SECRET),
+            "Content-Type": "application/json",
+        },
+    )
+    assert delivered.status_code == 200, delivered.text
+
+
+def new_checkout_session(stripe: FakeStripe, before: set[str]) -> tuple[str, dict[str, Any]]:
+    """The Checkout session created since `before` (the fake is shared by the session's tests)."""
+    deadline = time.monotonic() + 20
+    while not (new := set(stripe.sessions) - before):
+        assert time.monotonic() < deadline, "the console created no Checkout session"
+        time.sleep(0.05)
+    (session_id,) = new
+    return session_id, stripe.sessions[session_id]

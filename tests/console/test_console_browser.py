@@ -4,9 +4,7 @@ the local Stripe fake, watch a batch and cancel it, switch language, and a cross
 
 from __future__ import annotations
 
-import json
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -14,8 +12,7 @@ import httpx2
 import pytest
 
 from tests.console.chromium import Browser
-from tests.console.live_site import CHAT, WEBHOOK_SECRET, Site, sign_in, sign_up
-from tests.fakes.stripe_server import FakeStripe, signature_header
+from tests.console.live_site import CHAT, Site, deliver_stripe_event, new_checkout_session, sign_in, sign_up
 from tests.live_server import BATCHIN
 
 pytestmark = pytest.mark.slow
@@ -49,20 +46,12 @@ def test_open_verify_sign_in_create_key_top_up_and_switch_language(site: Site, b
     assert {k["name"]: k["rate_limit_rpm"] for k in made}["from-chromium"] == 30
 
     browser.goto(f"{site.base}/console/billing")
+    before = set(site.stripe.sessions)  # the Stripe fake is shared by the session's tests
     browser.fill("#amount", "20")
     # The form sends the browser on to Stripe's hosted page (unreachable here); the fake holds the session.
     browser.click("#checkout", navigates=False)
-    session_id = _wait_session(site.stripe)
-    payload = json.dumps(site.stripe.paid_event(session_id)).encode()
-    delivered = httpx2.post(
-        f"{site.base}/v1/topup/stripe/webhook",
-        content=payload,
-        headers={
-            "Stripe-Signature": signature_header(payload, WEBHOOK_SECRET),
-            "Content-Type": "application/json",
-        },
-    )
-    assert delivered.status_code == 200, delivered.text
+    session_id, _ = new_checkout_session(site.stripe, before)
+    deliver_stripe_event(site, site.stripe.paid_event(session_id))
     browser.goto(f"{site.base}/topup/success?session_id={session_id}")
     assert "$20.00 was added to your balance" in browser.text("main")
     assert browser.text("#balance") == "$20.00"
@@ -74,14 +63,6 @@ def test_open_verify_sign_in_create_key_top_up_and_switch_language(site: Site, b
     browser.goto(f"{site.base}/console/billing")  # the choice is remembered
     assert "充值记录" in browser.text("main")
     assert "已到账" in browser.text("#topup-history")
-
-
-def _wait_session(stripe: FakeStripe) -> str:
-    deadline = time.monotonic() + 20
-    while not stripe.sessions:
-        assert time.monotonic() < deadline, "the console created no Checkout session"
-        time.sleep(0.05)
-    return next(iter(stripe.sessions))
 
 
 def test_watch_a_batch_progress_and_cancel_it(site: Site, browser: Browser) -> None:

@@ -7,17 +7,22 @@ fen, and a paid call's cost shows in ¥ on the Usage page; English and back."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from typing import Any
 
 import httpx2
 import pytest
 
 from batchin.console.web import money
 from tests.console.chromium import Browser
-from tests.console.live_site import CHAT, PASSWORD, WEBHOOK_SECRET, Site, invite, sign_in
-from tests.fakes.stripe_server import FakeStripe, signature_header
+from tests.console.live_site import (
+    CHAT,
+    PASSWORD,
+    Site,
+    deliver_stripe_event,
+    invite,
+    new_checkout_session,
+    sign_in,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -66,20 +71,11 @@ def test_a_cny_account_end_to_end_on_the_china_entry(site: Site, browser: Browse
     before = set(site.stripe.sessions)
     browser.fill("#amount", "50")
     browser.click("#checkout", navigates=False)  # on to Stripe's hosted page (unreachable here)
-    session_id, session = _new_session(site.stripe, before)
+    session_id, session = new_checkout_session(site.stripe, before)
     assert session["currency"] == "cny"
     assert session["amount_total"] == 5000  # fen
     assert sorted(session["payment_method_types"]) == ["alipay", "wechat_pay"]
-    payload = json.dumps(site.stripe.complete(session_id, "alipay")).encode()
-    delivered = httpx2.post(
-        f"{site.base}/v1/topup/stripe/webhook",
-        content=payload,
-        headers={
-            "Stripe-Signature": signature_header(payload, WEBHOOK_SECRET),
-            "Content-Type": "application/json",
-        },
-    )
-    assert delivered.status_code == 200, delivered.text
+    deliver_stripe_event(site, site.stripe.complete(session_id, "alipay"))
     # Stripe returns the browser to the entry the top-up began on.
     assert session["success_url"] == f"{china}/topup/success?session_id={{CHECKOUT_SESSION_ID}}"
     assert session["cancel_url"] == f"{china}/topup/cancelled"
@@ -115,13 +111,3 @@ def test_a_cny_account_end_to_end_on_the_china_entry(site: Site, browser: Browse
     browser.click(".langs a[hreflang=zh-CN]")
     assert browser.eval("document.documentElement.lang") == "zh-CN"
     assert "余额" in browser.text("main")
-
-
-def _new_session(stripe: FakeStripe, before: set[str]) -> tuple[str, dict[str, Any]]:
-    """The Checkout session created since `before` (the fake is shared by the session's tests)."""
-    deadline = time.monotonic() + 20
-    while not (new := set(stripe.sessions) - before):
-        assert time.monotonic() < deadline, "the console created no Checkout session"
-        time.sleep(0.05)
-    (session_id,) = new
-    return session_id, stripe.sessions[session_id]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -33,17 +32,6 @@ from tests.batch_fixtures import (
 )
 from tests.conftest import MakeUser
 from tests.text_fixtures import balance_units, runner_of
-
-
-@pytest.fixture
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    async with batch_services(settings) as built:
-        yield built
-
-
-@pytest.fixture
-async def user(make_user: MakeUser) -> UserCreated:
-    return await make_user(credit_cents=100)
 
 
 async def upload(

@@ -4,7 +4,6 @@ billed once at the batch price; failures are retried or recorded; bad input is r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from fractions import Fraction
 
@@ -33,17 +32,6 @@ from tests.batch_fixtures import (
 )
 from tests.conftest import MakeUser
 from tests.text_fixtures import balance_units, cost_units, eventually, runner_of
-
-
-@pytest.fixture
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    async with batch_services(settings) as built:
-        yield built
-
-
-@pytest.fixture
-async def user(make_user: MakeUser) -> UserCreated:
-    return await make_user(credit_cents=100)
 
 
 async def test_inline_batch_runs_every_task_once_billed_at_the_batch_price(

@@ -4,7 +4,6 @@ workers on one store, and workers that die mid-task (their tasks run again, bill
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select, update
@@ -30,21 +29,12 @@ from tests.batch_fixtures import (
     usage_of,
     wait_for,
 )
-from tests.conftest import MakeUser
 from tests.text_fixtures import balance_units, context_for, eventually, runner_of, scripted_services
 
 DEAD_WORKER = "some-other-host:1:deadbeef"
 
 
-@pytest.fixture
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    async with batch_services(settings, start=False) as built:
-        yield built
-
-
-@pytest.fixture
-async def user(make_user: MakeUser) -> UserCreated:
-    return await make_user(credit_cents=100)
+START_WORKERS = False  # the tests drive the dispatcher themselves (conftest.py)
 
 
 async def test_high_priority_tasks_run_before_low_ones(services: Services, user: UserCreated) -> None:

@@ -5,22 +5,19 @@ if written alone. On PostgreSQL each is its own transaction, and the same assert
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from sqlalchemy import select, text, update
 
-from batchin.config import Settings
 from batchin.core.batches.tasks import ClaimedTask
 from batchin.core.billing.ledger_records import Reservation, SettlementRefused, UsageRecord
 from batchin.protocol.accounts import UserCreated
 from batchin.services import Services
 from batchin.store.statements import Statement
 from batchin.store.tables import batch_tasks, reservations, usage_rollups
-from tests.batch_fixtures import CHAT, batch_services, chat_task, submit, task_rows, usage_of
-from tests.conftest import MakeUser
+from tests.batch_fixtures import CHAT, chat_task, submit, task_rows, usage_of
 from tests.text_fixtures import balance_units
 
 WORKER = "worker-a:1:aaaa"
@@ -28,15 +25,7 @@ HELD = 5000
 COST = 750
 
 
-@pytest.fixture
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    async with batch_services(settings, start=False) as built:
-        yield built
-
-
-@pytest.fixture
-async def user(make_user: MakeUser) -> UserCreated:
-    return await make_user(credit_cents=100)
+START_WORKERS = False  # the tests drive the dispatcher themselves (conftest.py)
 
 
 async def _claimed(
