@@ -60,18 +60,24 @@ class EntryMap:
         )
         return cls(hosts=hosts, prefixes=tuple(prefixes))
 
+    def _by_host(self, request: Request) -> tuple[str, Entry] | None:
+        """The request's Host header and its entry, when its host (with or without the port) is mapped."""
+        host = (request.headers.get("host") or "").lower()
+        entry = self.hosts.get(host) or self.hosts.get(host.rsplit(":", 1)[0])
+        return None if entry is None else (host, entry)
+
     def mapped_host(self, request: Request) -> str | None:
         """The request's Host header when its host is one of the mapped entry hosts, else None."""
-        host = (request.headers.get("host") or "").lower()
-        return host if host in self.hosts or host.rsplit(":", 1)[0] in self.hosts else None
+        found = self._by_host(request)
+        return None if found is None else found[0]
 
     def of(self, request: Request) -> Entry:
         path = request.url.path
         for prefix, entry in self.prefixes:
             if prefix and (path == prefix or path.startswith(prefix + "/")):
                 return Entry(entry.name, entry.currency, entry.language, prefix)
-        host = (request.headers.get("host") or "").lower()
-        return self.hosts.get(host) or self.hosts.get(host.rsplit(":", 1)[0]) or GLOBAL
+        found = self._by_host(request)
+        return GLOBAL if found is None else found[1]
 
 
 def _map_of(request: Request) -> tuple[Settings, EntryMap]:
