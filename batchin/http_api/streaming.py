@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 from batchin.core.billing.metering import ClientGone
 from batchin.core.serving.generation import BufferedStream
 from batchin.errors import BatchInError, ServiceUnavailable
+from batchin.http_api.middleware import BODY_SEND
 
 log = logging.getLogger("batchin.http")
 
@@ -115,10 +116,12 @@ class _EventStream(EventSourceResponse):
             await send(
                 {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
             )
+            # Body messages skip the wrappers that only look at the start (see RequestIdMiddleware).
+            send_body: Send = scope.get("state", {}).get(BODY_SEND, send)
             async for chunk in self.body_iterator:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send_body({"type": "http.response.body", "body": chunk, "more_body": True})
             self.active = False
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send_body({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not stopped:
                 raise
