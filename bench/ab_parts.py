@@ -84,7 +84,7 @@ def _observe(calls: int) -> float:
     gen.stats.completion_tokens = 20
     start = time.thread_time()
     for _ in range(calls):
-        InferenceService._observe(holder, "remote-bench", "chat.completions", gen, "succeeded")  # type: ignore[arg-type]
+        InferenceService._observe(holder, "remote-bench", "chat.completions", gen, "succeeded")
     return (time.thread_time() - start) / calls
 
 
