@@ -4,7 +4,7 @@ and 20-token streams at c=16; the samples are folded into text summaries (top fu
 time and by cumulative time) in bench/profiles/, small enough to diff and keep.
 
     python bench/profile_gateway.py [--seconds 20] [--tag before]
-    python bench/profile_gateway.py --cprofile [--tag before]
+    python bench/profile_gateway.py --cprofile [--cpu-clock] [--tag before]
 
 Needs py-spy (the [dev] extra) and permission to ptrace the server (root, or ptrace_scope 0).
 
@@ -14,6 +14,8 @@ py-spy's `--gil` view charges the event loop with the time it holds the GIL whil
 fixed number of calls (the honest split: event loop vs SQLite writer threads), then profiles the
 event loop's thread with cProfile over the same calls (deterministic counts per call; its times
 are inflated by the profiler and, being wall-clock, include what other threads ran meanwhile).
+`--cpu-clock` times the profile with the thread's CPU clock instead (no other thread's work in it)
+and adds a table of the event loop's CPU by part of the path (`PARTS`).
 """
 
 from __future__ import annotations
@@ -98,6 +100,68 @@ def drive(target: tuple[str, dict[str, str], str], stream: bool, stop: threading
 
 CPROFILE_CALLS = {"chat": 800, "stream": 320}  # per mode, at c=16
 
+# Parts of the path, by where a function lives (first match wins; builtins stay "other").
+PARTS: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "background pollers (batch supervisor, workers)",
+        (
+            "batches/lifecycle",
+            "core/worker.py",
+            "video_worker",
+            "experiments/",
+            "webhooks/",
+            "batches/worker",
+            "batches/store",
+            "sqlalchemy/",
+            "aiosqlite",
+            "greenlet",
+            "store/database.py",
+        ),
+    ),
+    ("traces", ("core/traces/", "write_behind")),
+    ("HTTP front (uvicorn, Starlette, http_api)", ("uvicorn/", "starlette/", "http_api/", "sse_starlette")),
+    (
+        "upstream client (aiohttp, models/remote)",
+        (
+            "aiohttp/",
+            "upstream_client",
+            "models/remote",
+            "upstream_stream",
+            "multidict",
+            "yarl",
+            "upstream_health",
+            "propcache",
+        ),
+    ),
+    ("asyncio machinery", ("asyncio/", "_weakrefset", "contextlib")),
+    ("billing", ("core/billing/",)),
+    ("audit and signing", ("core/audit/", "nacl/")),
+    ("SQLite writer hand-off (loop side)", ("store/group_commit", "store/statements")),
+    ("serving core", ("core/serving/", "models/registry", "models/base", "tool_calls", "core/context")),
+    ("pydantic and protocol models", ("protocol/", "pydantic")),
+    ("metrics", ("prometheus",)),
+]
+
+
+def parts_table(prof: Path, calls: int) -> str:
+    """The profiled thread's own time per call, summed by part of the path."""
+    stats = pstats.Stats(str(prof)).stats  # type: ignore[attr-defined]
+    by_part: collections.Counter[str] = collections.Counter()
+    for (file, _line, name), (_cc, _nc, own, _cum, _callers) in stats.items():
+        where = f"{file} {name}"
+        part = next(
+            (p for p, marks in PARTS if any(m in where for m in marks)), "other (builtins, json, uuid…)"
+        )
+        by_part[part] += own
+    total = sum(by_part.values())
+    rows = [
+        f"{own * 1000 / calls:7.3f} ms/call {own * 100 / total:5.1f}%  {part}"
+        for part, own in by_part.most_common()
+    ]
+    return "\n".join(
+        [*rows, f"{total * 1000 / calls:7.3f} ms/call  total (profiled: inflated by the profiler)"]
+    )
+
 
 ThreadTimes = dict[str, tuple[float, float]]
 
@@ -115,13 +179,14 @@ def thread_table(before: ThreadTimes, after: ThreadTimes, calls: int) -> str:
     return "\n".join([*lines, f"{total * 1000 / calls:8.3f} ms/call  all threads"])
 
 
-def cprofile_modes(tag: str) -> None:
+def cprofile_modes(tag: str, cpu_clock: bool) -> None:
     """Per-thread CPU (unprofiled), then cProfile of the event loop, for chat and stream at c=16."""
     out = Path(tempfile.mkdtemp()) / "gateway.prof"
     launcher = [sys.executable, str(Path(__file__).resolve().parent / "cprofile_serve.py"), str(out)]
+    clock = {"BATCHIN_PROFILE_CLOCK": "cpu"} if cpu_clock else {}
     with fake_upstream(core=1, tokens=TOKENS, delay_ms=DELAY_MS) as upstream_url:
         catalog = remote_catalog(upstream_url)
-        env = {"BATCHIN_MODELS": str(catalog)}
+        env = {"BATCHIN_MODELS": str(catalog), **clock}
         with batchin_server(core=0, env=env, launcher=launcher) as server:
             gateway = (
                 f"{server.base}/v1/chat/completions",
@@ -144,6 +209,9 @@ def cprofile_modes(tag: str) -> None:
                     time.sleep(0.1)
                     if out.exists():
                         break
+                if cpu_clock:
+                    threads += "\n\n## event loop thread by part of the path (cProfile, CPU clock)\n\n"
+                    threads += parts_table(out, calls)
                 text = _cprofile_text(out, f"{mode} c=16, {calls} calls ({tag})", threads)
                 out.unlink()
                 (PROFILES / f"gateway_{mode}_{tag}.txt").write_text(text)
@@ -166,10 +234,11 @@ def main() -> None:
     parser.add_argument("--tag", default="current")
     parser.add_argument("--folded-dir", default=tempfile.mkdtemp(), help="where the raw samples go")
     parser.add_argument("--cprofile", action="store_true", help="per-thread CPU and cProfile, not py-spy")
+    parser.add_argument("--cpu-clock", action="store_true", help="with --cprofile: time with the CPU clock")
     args = parser.parse_args()
     PROFILES.mkdir(exist_ok=True)
     if args.cprofile:
-        cprofile_modes(args.tag)
+        cprofile_modes(args.tag, args.cpu_clock)
         return
     with fake_upstream(core=1, tokens=TOKENS, delay_ms=DELAY_MS) as upstream_url:
         catalog = remote_catalog(upstream_url)

@@ -63,7 +63,11 @@ def build_http_app(
 ) -> Starlette:
     """`extra_routes` (MCP at /v1/mcp) go after every declared route."""
     endpoints = all_endpoints()
-    routes: list[BaseRoute] = [route for ep in endpoints for route in ep.routes()]
+    # The inference routes first: Starlette tests the routes in order until one matches (a regex
+    # each), and these take almost every request. No other route's path overlaps theirs.
+    hot = {id(ep) for ep in text.ENDPOINTS}
+    ordered = [*text.ENDPOINTS, *(ep for ep in endpoints if id(ep) not in hot)]
+    routes: list[BaseRoute] = [route for ep in ordered for route in ep.routes()]
     routes.extend(console_routes())  # the web console (HTML pages, not API operations)
     routes.extend(extra_routes or [])
     handlers: Any = EXCEPTION_HANDLERS

@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 from batchin.core.billing.metering import ClientGone
 from batchin.core.serving.generation import BufferedStream
 from batchin.errors import BatchInError, ServiceUnavailable
+from batchin.http_api.middleware import BODY_SEND
 
 log = logging.getLogger("batchin.http")
 
@@ -115,10 +116,12 @@ class _EventStream(EventSourceResponse):
             await send(
                 {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
             )
+            # Body messages skip the wrappers that only look at the start (see RequestIdMiddleware).
+            send_body: Send = scope.get("state", {}).get(BODY_SEND, send)
             async for chunk in self.body_iterator:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send_body({"type": "http.response.body", "body": chunk, "more_body": True})
             self.active = False
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send_body({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not stopped:
                 raise
@@ -194,25 +197,36 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     may let it go: the error handlers answer it with a bodiless 499).
 
     Not CancelledError: this task was not cancelled, and the server would log that as a crash of
-    the ASGI application on every disconnect."""
-    task: asyncio.Future[T] = asyncio.ensure_future(work)
+    the ASGI application on every disconnect.
+
+    `work` runs in this task, and one watcher task waits for the disconnect and cancels this one:
+    a call pays one task and no `asyncio.wait` (two tasks and two waits before)."""
+    current = asyncio.current_task()
+    if current is None:  # not in a task: nothing the watcher could cancel
+        return await work
+    gone = False
 
     async def watch() -> None:
+        nonlocal gone
         while True:
             message = await request.receive()
             if message["type"] == "http.disconnect":
+                gone = True
+                current.cancel()
                 return
 
-    watcher = asyncio.ensure_future(watch())
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        pending: set[asyncio.Future[Any]] = {task, watcher}
-        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            return task.result()
-        task.cancel()
-        await asyncio.wait({task})
-        raise ClientDisconnected
+        result = await work
+    except BaseException:
+        # Once our watcher has cancelled this task, what `work` ended with (the cancel, or an error
+        # while it stopped) means the caller left. A cancel from elsewhere too (server shutdown)
+        # stays a cancel.
+        if gone and current.uncancel() == 0:
+            raise ClientDisconnected from None
+        raise
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
+    if gone:  # `work` swallowed the cancel and finished anyway: its answer stands
+        current.uncancel()
+    return result

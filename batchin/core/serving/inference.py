@@ -363,15 +363,16 @@ class InferenceService:
 
     def _observe(self, model: str, endpoint: str, gen: TextGeneration, status: str) -> None:
         m, stats = self._metrics, gen.stats
-        m.requests.labels(model, endpoint, status).inc()
+        m.count_request(model, endpoint, status)
+        series = m.series(model, endpoint)
         if stats.admitted_at:
-            m.queue_seconds.labels(model, endpoint).observe(stats.queued_seconds)
+            series.queue_seconds.observe(stats.queued_seconds)
         if stats.ttft_seconds is not None:
-            m.ttft_seconds.labels(model, endpoint).observe(stats.ttft_seconds)
+            series.ttft_seconds.observe(stats.ttft_seconds)
         decode = stats.decode_seconds
         if decode and stats.completion_tokens > 1:
-            m.inter_token_seconds.labels(model, endpoint).observe(decode / (stats.completion_tokens - 1))
-            m.tokens_per_second.labels(model, endpoint).observe((stats.completion_tokens - 1) / decode)
+            series.inter_token_seconds.observe(decode / (stats.completion_tokens - 1))
+            series.tokens_per_second.observe((stats.completion_tokens - 1) / decode)
 
 
 def _engine_ms(gen: TextGeneration) -> int:

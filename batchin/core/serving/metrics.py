@@ -11,6 +11,8 @@ measured them (core/retention.py): a scrape reads figures in memory and counts n
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -125,8 +127,21 @@ class _StoreCollector(Collector):
         yield from (rows, files, file_bytes, purged, finished)
 
 
+@dataclass(frozen=True, slots=True)
+class CallSeries:
+    """One (model, endpoint)'s histograms, looked up once: `labels()` validates and locks on every
+    call, a cost each request paid five times."""
+
+    queue_seconds: Any
+    ttft_seconds: Any
+    inter_token_seconds: Any
+    tokens_per_second: Any
+
+
 class InferenceMetrics:
     def __init__(self) -> None:
+        self._series: dict[tuple[str, str], CallSeries] = {}
+        self._outcomes: dict[tuple[str, str, str], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ["model", "endpoint"]
         self.queue_seconds = Histogram(
@@ -163,6 +178,26 @@ class InferenceMetrics:
             [*labels, "status"],
             registry=self.registry,
         )
+
+    def series(self, model: str, endpoint: str) -> CallSeries:
+        """The per-request histograms of (model, endpoint), from a cache after the first call."""
+        found = self._series.get((model, endpoint))
+        if found is None:
+            found = self._series[(model, endpoint)] = CallSeries(
+                self.queue_seconds.labels(model, endpoint),
+                self.ttft_seconds.labels(model, endpoint),
+                self.inter_token_seconds.labels(model, endpoint),
+                self.tokens_per_second.labels(model, endpoint),
+            )
+        return found
+
+    def count_request(self, model: str, endpoint: str, status: str) -> None:
+        """One request's outcome in `batchin_inference_requests`."""
+        key = (model, endpoint, status)
+        counter = self._outcomes.get(key)
+        if counter is None:
+            counter = self._outcomes[key] = self.requests.labels(model, endpoint, status)
+        counter.inc()
 
     def watch_admission(self, snapshot: Callable[[], dict[str, dict[str, int]]]) -> None:
         self.registry.register(_AdmissionCollector(snapshot))

@@ -1,0 +1,70 @@
+"""`until_disconnect` runs the work in the caller's task with one watcher: a disconnect becomes
+ClientDisconnected (the work cancelled and finished first), any other cancel stays a cancel, and a
+call that ends normally leaves its task with no cancel pending. Plain ASGI messages, no server: the
+served behaviour is in test_disconnects.py."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+
+from batchin.http_api.streaming import ClientDisconnected, until_disconnect
+
+
+def _request(disconnect: asyncio.Event) -> Request:
+    async def receive() -> dict[str, Any]:
+        await disconnect.wait()
+        return {"type": "http.disconnect"}
+
+    return Request({"type": "http", "method": "POST", "headers": [], "path": "/"}, receive)
+
+
+async def test_work_that_ends_returns_its_answer_and_leaves_no_cancel_pending() -> None:
+    async def work() -> str:
+        await asyncio.sleep(0)
+        return "answer"
+
+    assert await until_disconnect(_request(asyncio.Event()), work()) == "answer"
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+
+
+async def test_a_disconnect_cancels_the_work_lets_it_clean_up_and_raises_client_disconnected() -> None:
+    disconnect, cleaned = asyncio.Event(), []
+
+    async def work() -> str:
+        try:
+            disconnect.set()
+            await asyncio.sleep(10)
+            return "never"
+        finally:
+            await asyncio.sleep(0)  # cleanup that awaits still runs to its end
+            cleaned.append(True)
+
+    async def call() -> int:
+        with pytest.raises(ClientDisconnected):
+            await until_disconnect(_request(disconnect), work())
+        task = asyncio.current_task()
+        assert task is not None
+        return task.cancelling()
+
+    assert await asyncio.wait_for(call(), 5) == 0
+    assert cleaned == [True]
+
+
+async def test_a_cancel_from_elsewhere_stays_a_cancel() -> None:
+    started = asyncio.Event()
+
+    async def work() -> None:
+        started.set()
+        await asyncio.sleep(10)
+
+    task = asyncio.ensure_future(until_disconnect(_request(asyncio.Event()), work()))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
