@@ -197,36 +197,25 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     may let it go: the error handlers answer it with a bodiless 499).
 
     Not CancelledError: this task was not cancelled, and the server would log that as a crash of
-    the ASGI application on every disconnect.
-
-    `work` runs in this task, and one watcher task waits for the disconnect and cancels this one:
-    a call pays one task and no `asyncio.wait` (two tasks and two waits before)."""
-    current = asyncio.current_task()
-    if current is None:  # not in a task: nothing the watcher could cancel
-        return await work
-    gone = False
+    the ASGI application on every disconnect."""
+    task: asyncio.Future[T] = asyncio.ensure_future(work)
 
     async def watch() -> None:
-        nonlocal gone
         while True:
             message = await request.receive()
             if message["type"] == "http.disconnect":
-                gone = True
-                current.cancel()
                 return
 
-    watcher = asyncio.get_running_loop().create_task(watch())
+    watcher = asyncio.ensure_future(watch())
     try:
-        result = await work
-    except BaseException:
-        # Once our watcher has cancelled this task, what `work` ended with (the cancel, or an error
-        # while it stopped) means the caller left. A cancel from elsewhere too (server shutdown)
-        # stays a cancel.
-        if gone and current.uncancel() == 0:
-            raise ClientDisconnected from None
-        raise
+        pending: set[asyncio.Future[Any]] = {task, watcher}
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.wait({task})
+        raise ClientDisconnected
     finally:
         watcher.cancel()
-    if gone:  # `work` swallowed the cancel and finished anyway: its answer stands
-        current.uncancel()
-    return result
+        if not task.done():
+            task.cancel()
