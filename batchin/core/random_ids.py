@@ -1,0 +1,44 @@
+"""Random hex ids (trace, span and run ids, completion ids) from the OS's CSPRNG, read 4 KiB at a time.
+
+`secrets.token_hex` makes one `getrandom` system call per id, and CPython releases the GIL around
+it: on a busy server each id handed the GIL to a SQLite writer thread and waited to get it back,
+several times per call. Here one read serves ~200 ids; the bytes are the same kind (os.urandom),
+each handed out once. A forked child starts with an empty pool, so it never repeats its parent's.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+__all__ = ["token_hex"]
+
+_READ = 4096
+
+
+class _Pool:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bytes = b""
+        self._at = 0
+
+    def take(self, nbytes: int) -> bytes:
+        with self._lock:
+            at = self._at
+            if at + nbytes > len(self._bytes):
+                self._bytes, at = os.urandom(max(_READ, nbytes)), 0
+            self._at = at + nbytes
+            return self._bytes[at : at + nbytes]
+
+    def reset(self) -> None:
+        self._lock = threading.Lock()
+        self._bytes, self._at = b"", 0
+
+
+_POOL = _Pool()
+os.register_at_fork(after_in_child=_POOL.reset)
+
+
+def token_hex(nbytes: int) -> str:
+    """`nbytes` random bytes as 2 * nbytes lowercase hex digits (as secrets.token_hex)."""
+    return _POOL.take(nbytes).hex()
