@@ -1,4 +1,5 @@
-"""Random hex ids (trace, span and run ids, completion ids) from the OS's CSPRNG, read 4 KiB at a time.
+"""Random ids from the OS's CSPRNG, read 4 KiB at a time: trace, span and run ids, completion ids,
+the UUIDs of audit records and usage logs.
 
 `secrets.token_hex` makes one `getrandom` system call per id, and CPython releases the GIL around
 it: on a busy server each id handed the GIL to a SQLite writer thread and waited to get it back,
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 
-__all__ = ["token_hex"]
+__all__ = ["token_hex", "uuid4_text"]
 
 _READ = 4096
 
@@ -42,3 +44,8 @@ os.register_at_fork(after_in_child=_POOL.reset)
 def token_hex(nbytes: int) -> str:
     """`nbytes` random bytes as 2 * nbytes lowercase hex digits (as secrets.token_hex)."""
     return _POOL.take(nbytes).hex()
+
+
+def uuid4_text() -> str:
+    """A random (version 4) UUID in its text form, as `str(uuid.uuid4())`."""
+    return str(uuid.UUID(bytes=_POOL.take(16), version=4))

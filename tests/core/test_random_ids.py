@@ -4,9 +4,10 @@ and a forked child that does not repeat its parent's pool."""
 from __future__ import annotations
 
 import os
+import uuid
 
 from batchin.core import random_ids
-from batchin.core.random_ids import token_hex
+from batchin.core.random_ids import token_hex, uuid4_text
 
 
 def test_ids_are_lowercase_hex_of_twice_the_bytes_asked() -> None:
@@ -14,6 +15,13 @@ def test_ids_are_lowercase_hex_of_twice_the_bytes_asked() -> None:
         value = token_hex(nbytes)
         assert len(value) == 2 * nbytes
         assert set(value) <= set("0123456789abcdef")
+
+
+def test_uuids_are_version_4_in_their_text_form() -> None:
+    text = uuid4_text()
+    parsed = uuid.UUID(text)
+    assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+    assert uuid4_text() != text
 
 
 def test_no_id_repeats_across_many_pool_refills() -> None:
