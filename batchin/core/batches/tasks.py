@@ -71,6 +71,19 @@ class ClaimedTask:
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> ClaimedTask:
         """A claimed row: the fields above in their order, up to `failures`; the ids are derived."""
-        task_id, batch_id, line, *_ = row
-        attempt = row[9]
-        return cls(*row, task_request_id(batch_id, line), reservation_id(task_id, attempt))
+        task_id, batch_id, line, custom_id, endpoint, model, body, priority, due, attempt, failures = row
+        return cls(
+            task_id,
+            batch_id,
+            line,
+            custom_id,
+            endpoint,
+            model,
+            body,
+            priority,
+            due,
+            attempt,
+            failures,
+            task_request_id(batch_id, line),
+            reservation_id(task_id, attempt),
+        )
