@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 
-__all__ = ["token_hex", "uuid4_text"]
+__all__ = ["token_hex", "uuid4_text", "uuid_text"]
 
 _READ = 4096
 
@@ -48,4 +47,15 @@ def token_hex(nbytes: int) -> str:
 
 def uuid4_text() -> str:
     """A random (version 4) UUID in its text form, as `str(uuid.uuid4())`."""
-    return str(uuid.UUID(bytes=_POOL.take(16), version=4))
+    return uuid_text(_POOL.take(16), 4)
+
+
+def uuid_text(raw: bytes, version: int) -> str:
+    """The text form of the UUID made of the first 16 bytes of `raw` with the RFC 4122 variant and
+    `version` set, as `str(uuid.UUID(bytes=raw[:16], version=version))` without the UUID object
+    (also for name-based ids: `raw` a hash)."""
+    b = bytearray(raw[:16])
+    b[6] = (b[6] & 0x0F) | (version << 4)
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from batchin.core.random_ids import uuid_text
 from batchin.core.serving.admission import Priority
 
 __all__ = ["PRIORITY_RANK", "ClaimedTask", "epoch_ms", "now_ms", "reservation_id", "task_request_id"]
@@ -34,22 +35,18 @@ def epoch_ms(moment: datetime) -> int:
 
 def reservation_id(task_id: int, attempt: int) -> str:
     """The ledger reservation of a task's attempt: derived, so a restart can find and release it."""
-    h = _uuid5_hex(f"task:{task_id}:{attempt}")
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return uuid_text(_sha1(f"task:{task_id}:{attempt}"), 5)
 
 
 def task_request_id(batch_id: str, line: int) -> str:
     """The request id of every attempt of a task (its usage logs, traces and audit records)."""
-    return "req_" + _uuid5_hex(f"{batch_id}:{line}")
+    return "req_" + uuid_text(_sha1(f"{batch_id}:{line}"), 5).replace("-", "")
 
 
-def _uuid5_hex(name: str) -> str:
-    """`uuid.uuid5(_IDS, name).hex`, without building a UUID object (two per claimed task): the
-    name's SHA-1 under the namespace, its first 16 bytes with the version (5) and variant bits set."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE + name.encode(), usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    return digest.hex()
+def _sha1(name: str) -> bytes:
+    """The hash of a name-based (version 5) UUID in our namespace: `uuid.uuid5(_IDS, name)` without
+    its UUID object (6 → 2.4 µs; two per claimed task)."""
+    return hashlib.sha1(_NAMESPACE + name.encode(), usedforsecurity=False).digest()
 
 
 @dataclass(frozen=True, slots=True)
