@@ -28,8 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -183,6 +185,80 @@ def read_output(client: httpx.Client, file_id: str) -> tuple[int, int]:
     return len(seen), duplicates
 
 
+@dataclass
+class Dispatched:
+    """One batch run against a live server: its final view and what it cost."""
+
+    batch: dict[str, Any]
+    upload_s: float
+    upload_and_validation_s: float
+    dispatch_s: float  # validated → finished (0 with ingest_only)
+    server_cpu_s: float  # the server's process tree while dispatching
+    loop_cpu_s: float  # of that, the event-loop threads
+    upstream_cpu_s: float
+
+
+def run_batch(
+    client: httpx.Client,
+    server_pid: int,
+    upstream_pid: int,
+    source: Path,
+    *,
+    ingest_only: bool = False,
+    poll_seconds: float = 1.0,
+    on_validated: Callable[[], None] | None = None,
+) -> Dispatched:
+    """Upload `source`, start a batch over it and follow it to the end (with `ingest_only`: cancel
+    it once validated), reading the CPU of the server and upstream processes from /proc while it
+    dispatches. `on_validated` runs when dispatching starts (a profiler is attached there)."""
+    started = time.perf_counter()
+    with source.open("rb") as raw:
+        uploaded = client.post(
+            "/v1/files", data={"purpose": "batch"}, files={"file": ("input.jsonl", raw, "application/jsonl")}
+        )
+    uploaded.raise_for_status()
+    upload_s = time.perf_counter() - started
+    batch = client.post(
+        "/v1/batches",
+        json={
+            "input_file_id": uploaded.json()["id"],
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+        },
+    ).json()
+    batch_id = batch["id"]
+    validated_at = None
+    cpu_start = (0.0, 0.0, 0.0)
+    while True:
+        batch = client.get(f"/v1/batches/{batch_id}").json()
+        now = time.perf_counter()
+        if validated_at is None and batch["status"] != "validating":
+            validated_at = now
+            cpu_start = (
+                tree_cpu_seconds(server_pid),
+                cpu_seconds(upstream_pid),
+                event_loop_cpu_seconds(server_pid),
+            )
+            if on_validated is not None:
+                on_validated()
+            if ingest_only:
+                client.post(f"/v1/batches/{batch_id}/cancel")
+                break
+        if batch["status"] in ("completed", "failed", "expired", "cancelled"):
+            break
+        time.sleep(poll_seconds)  # each poll counts the tasks by status: keep it off the figures
+    finished = time.perf_counter()
+    return Dispatched(
+        batch=batch,
+        upload_s=upload_s,
+        upload_and_validation_s=(validated_at or finished) - started,
+        dispatch_s=0.0 if ingest_only else finished - (validated_at or finished),
+        server_cpu_s=tree_cpu_seconds(server_pid) - cpu_start[0],
+        loop_cpu_s=event_loop_cpu_seconds(server_pid) - cpu_start[2],
+        upstream_cpu_s=cpu_seconds(upstream_pid) - cpu_start[1],
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     default = int(os.environ.get("BENCH_BATCH_TASKS", "1000000"))
@@ -224,58 +300,28 @@ def main() -> None:
         ):
             headers = {"Authorization": f"Bearer {server.api_key}"}
             with httpx.Client(base_url=server.base, headers=headers, timeout=600) as client:
-                started = time.perf_counter()
-                with source.open("rb") as raw:
-                    uploaded = client.post(
-                        "/v1/files",
-                        data={"purpose": "batch"},
-                        files={"file": ("input.jsonl", raw, "application/jsonl")},
-                    )
-                uploaded.raise_for_status()
-                upload_s = time.perf_counter() - started
-                batch = client.post(
-                    "/v1/batches",
-                    json={
-                        "input_file_id": uploaded.json()["id"],
-                        "endpoint": "/v1/chat/completions",
-                        "completion_window": "24h",
-                    },
-                ).json()
-                batch_id = batch["id"]
-                validated_at = None
-                cpu_start = (0.0, 0.0, 0.0)
-                while True:
-                    batch = client.get(f"/v1/batches/{batch_id}").json()
-                    now = time.perf_counter()
-                    if validated_at is None and batch["status"] != "validating":
-                        validated_at = now
-                        cpu_start = (
-                            tree_cpu_seconds(server.process.pid),
-                            cpu_seconds(upstream.pid),
-                            event_loop_cpu_seconds(server.process.pid),
-                        )
-                        profiling.enter_context(py_spy(server.process.pid, args.profile, tasks))
-                        if args.ingest_only:
-                            client.post(f"/v1/batches/{batch_id}/cancel")
-                            break
-                    if batch["status"] in ("completed", "failed", "expired", "cancelled"):
-                        break
-                    time.sleep(1.0)  # each poll counts the tasks by status: keep it off the figures
-                finished = time.perf_counter()
-                server_cpu = tree_cpu_seconds(server.process.pid) - cpu_start[0]
-                loop_cpu = event_loop_cpu_seconds(server.process.pid) - cpu_start[2]
+                run = run_batch(
+                    client,
+                    server.process.pid,
+                    upstream.pid,
+                    source,
+                    ingest_only=args.ingest_only,
+                    on_validated=lambda: profiling.enter_context(
+                        py_spy(server.process.pid, args.profile, tasks)
+                    ),
+                )
                 profiling.close()
-                upstream_cpu = cpu_seconds(upstream.pid) - cpu_start[1]
+                batch = run.batch
                 results.update(
                     {
                         "status": batch["status"],
                         "request_counts": batch.get("request_counts") or {},
-                        "upload_s": round(upload_s, 2),
-                        "upload_and_validation_s": round((validated_at or finished) - started, 2),
+                        "upload_s": round(run.upload_s, 2),
+                        "upload_and_validation_s": round(run.upload_and_validation_s, 2),
                     }
                 )
                 if not args.ingest_only:
-                    dispatch_s = finished - (validated_at or finished)
+                    dispatch_s = run.dispatch_s
                     checks = store_checks(server.data_dir, tasks)
                     distinct, duplicates = read_output(client, batch["output_file_id"])
                     results.update(
@@ -283,9 +329,9 @@ def main() -> None:
                             "dispatch_s": round(dispatch_s, 2),
                             "dispatch_tasks_per_s": round(tasks / dispatch_s, 1) if dispatch_s > 0 else None,
                             # CPU per task while dispatching: what a noisy shared machine blurs least.
-                            "server_cpu_ms_per_task": round(server_cpu * 1000 / tasks, 3),
-                            "event_loop_cpu_ms_per_task": round(loop_cpu * 1000 / tasks, 3),
-                            "upstream_cpu_ms_per_task": round(upstream_cpu * 1000 / tasks, 3),
+                            "server_cpu_ms_per_task": round(run.server_cpu_s * 1000 / tasks, 3),
+                            "event_loop_cpu_ms_per_task": round(run.loop_cpu_s * 1000 / tasks, 3),
+                            "upstream_cpu_ms_per_task": round(run.upstream_cpu_s * 1000 / tasks, 3),
                             "results_exactly_once": distinct == tasks and duplicates == 0,
                             "duplicates": duplicates,
                             **checks,

@@ -4,8 +4,9 @@ of its own and a run id (`X-BatchIn-Run-Id`)."""
 from __future__ import annotations
 
 import re
-import secrets
 from dataclasses import dataclass
+
+from batchin.core.random_ids import token_hex
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _ZERO_TRACE = "0" * 32
@@ -25,11 +26,11 @@ class TraceContext:
 
 
 def new_span_id() -> str:
-    return secrets.token_hex(8)
+    return token_hex(8)
 
 
 def new_run_id() -> str:
-    return "run_" + secrets.token_hex(12)
+    return "run_" + token_hex(12)
 
 
 def continue_trace(header: str | None) -> TraceContext:
@@ -40,7 +41,7 @@ def continue_trace(header: str | None) -> TraceContext:
             version, trace_id, parent, flags = match.groups()
             if version != "ff" and trace_id != _ZERO_TRACE and parent != _ZERO_SPAN:
                 return TraceContext(trace_id, new_span_id(), parent, sampled=bool(int(flags, 16) & 1))
-    return TraceContext(secrets.token_hex(16), new_span_id(), None)
+    return TraceContext(token_hex(16), new_span_id(), None)
 
 
 def restore_trace(traceparent: str | None, parent_span_id: str | None) -> TraceContext:

@@ -24,6 +24,11 @@ SQLITE_PRAGMAS = (
     "PRAGMA busy_timeout=30000",
     "PRAGMA foreign_keys=ON",
     "PRAGMA synchronous=NORMAL",
+    # Checkpoint every ~40 MB of WAL rather than SQLite's 4 MB: the commit that crosses the mark
+    # copies the WAL's pages into the database file, and a hot page (a ledger balance, an index's
+    # right edge, the audit log's state) written by many transactions meanwhile is copied once.
+    # Measured on batch dispatch: the writer's COMMIT 97 → 63 µs of CPU per task.
+    "PRAGMA wal_autocheckpoint=10000",
 )
 
 

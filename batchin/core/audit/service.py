@@ -34,6 +34,7 @@ from batchin.core.audit.records import (
 )
 from batchin.core.clock import isoformat, utcnow
 from batchin.core.context import CallContext
+from batchin.core.random_ids import uuid4_text
 from batchin.errors import InvalidRequest, NotFound
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.audit import (
@@ -103,7 +104,7 @@ class AuditService:
         attestation: str = SERVED,
     ) -> PendingRecord:
         pending = PendingRecord(
-            record_id=str(uuid.uuid4()),
+            record_id=uuid4_text(),
             user_id=ctx.principal.user_id,
             run_id=ctx.run_id,
             trace_id=ctx.trace.trace_id,

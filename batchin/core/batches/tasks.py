@@ -4,13 +4,15 @@ batch, and the task as a worker claimed it."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from batchin.core.random_ids import uuid_text
 from batchin.core.serving.admission import Priority
 
 __all__ = ["PRIORITY_RANK", "ClaimedTask", "epoch_ms", "now_ms", "reservation_id", "task_request_id"]
@@ -18,6 +20,7 @@ __all__ = ["PRIORITY_RANK", "ClaimedTask", "epoch_ms", "now_ms", "reservation_id
 # A batch's priority as its tasks' admission priority (also their claiming order).
 PRIORITY_RANK = {"high": int(Priority.BATCH_HIGH), "low": int(Priority.BATCH_LOW), "fill": int(Priority.FILL)}
 _IDS = uuid.UUID("5f0c2d1e-8a4b-4c3d-9e2f-b47a6c1d0e93")  # namespace of the ids derived below
+_NAMESPACE = _IDS.bytes
 
 
 def now_ms() -> int:
@@ -32,12 +35,18 @@ def epoch_ms(moment: datetime) -> int:
 
 def reservation_id(task_id: int, attempt: int) -> str:
     """The ledger reservation of a task's attempt: derived, so a restart can find and release it."""
-    return str(uuid.uuid5(_IDS, f"task:{task_id}:{attempt}"))
+    return uuid_text(_sha1(f"task:{task_id}:{attempt}"), 5)
 
 
 def task_request_id(batch_id: str, line: int) -> str:
     """The request id of every attempt of a task (its usage logs, traces and audit records)."""
-    return "req_" + uuid.uuid5(_IDS, f"{batch_id}:{line}").hex
+    return "req_" + uuid_text(_sha1(f"{batch_id}:{line}"), 5).replace("-", "")
+
+
+def _sha1(name: str) -> bytes:
+    """The hash of a name-based (version 5) UUID in our namespace: `uuid.uuid5(_IDS, name)` without
+    its UUID object (6 → 2.4 µs; two per claimed task)."""
+    return hashlib.sha1(_NAMESPACE + name.encode(), usedforsecurity=False).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +67,20 @@ class ClaimedTask:
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> ClaimedTask:
-        task = cls(*row)
-        return replace(
-            task,
-            request_id=task_request_id(task.batch_id, task.line),
-            reservation_id=reservation_id(task.id, task.attempt),
+        """A claimed row: the fields above in their order, up to `failures`; the ids are derived."""
+        task_id, batch_id, line, custom_id, endpoint, model, body, priority, due, attempt, failures = row
+        return cls(
+            task_id,
+            batch_id,
+            line,
+            custom_id,
+            endpoint,
+            model,
+            body,
+            priority,
+            due,
+            attempt,
+            failures,
+            task_request_id(batch_id, line),
+            reservation_id(task_id, attempt),
         )

@@ -7,7 +7,6 @@ overdraw, a reservation no longer `held`, or a settle guard that changes no row 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -22,6 +21,7 @@ from batchin.core.billing.ledger_records import (
     balance_refusal,
     budget_refusal,
 )
+from batchin.core.random_ids import uuid4_text
 from batchin.store.statements import Script, Statement, bound
 from batchin.store.tables import TS, key_spend, reservations, usage_logs, usage_rollups, users
 from batchin.store.upsert import upsert_insert
@@ -300,7 +300,7 @@ class LedgerWrites:
 
 def _usage_log(r: Reservation, u: UsageRecord, charged: int, now: datetime) -> dict[str, object]:
     return {
-        "id": str(uuid.uuid4()),
+        "id": uuid4_text(),
         "request_id": u.request_id,
         "reservation_id": r.id,
         "user_id": r.user_id,

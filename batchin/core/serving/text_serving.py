@@ -4,12 +4,12 @@ event sequence are in response_serving.py (re-exported here for existing callers
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchin.core.random_ids import token_hex
 from batchin.core.serving.inference import StartedText
 from batchin.core.serving.response_serving import response_events, response_object
 from batchin.core.serving.tool_replies import chat_tool_calls, chunk_tool_calls
@@ -39,7 +39,7 @@ __all__ = [
 
 
 def _id(prefix: str) -> str:
-    return prefix + secrets.token_hex(12)
+    return prefix + token_hex(12)
 
 
 def _usage(started: StartedText) -> CompletionUsage:

@@ -33,6 +33,7 @@ from batchin.core.traces.otlp import (
     STATUS_OK,
     STATUS_UNSET,
     Span,
+    any_value,
     key_values,
 )
 
@@ -123,8 +124,8 @@ class CallFacts:
 
     def spans(self, environment: str) -> list[Span]:
         """The call's spans; `status` "succeeded", "cancelled" or the failure's name."""
-        trace = self.trace
-        # Built once per call and shared by its spans (they are never mutated).
+        trace_id, root_id = self.trace.trace_id, self.trace.span_id
+        # Built once per call; each span's attributes are these followed by its own.
         common = key_values(
             {
                 "batchin.model_id": self.model_id,
@@ -140,72 +141,85 @@ class CallFacts:
         code, message = _status(self.status)
 
         def span(
-            name: str, span_id: str, parent: str | None, begin: int, finish: int, **extra: object
+            name: str,
+            span_id: str,
+            parent: str | None,
+            begin: int,
+            finish: int,
+            own: list[JSON],
+            status: tuple[int, str] = (STATUS_UNSET, ""),
         ) -> Span:
+            # Positional, in Span's field order: five spans a call, built by the trace writer.
             return Span(
-                trace_id=trace.trace_id,
-                span_id=span_id,
-                parent_span_id=parent,
-                name=name,
-                kind=SPAN_KIND_SERVER if span_id == trace.span_id else SPAN_KIND_INTERNAL,
-                start_unix_nano=begin,
-                end_unix_nano=max(begin, finish),
-                attributes=common + key_values(extra),
-                resource_attributes=resource,
-                scope_name=SCOPE_NAME,
-                scope_version=__version__,
+                trace_id,
+                span_id,
+                parent,
+                name,
+                SPAN_KIND_SERVER if span_id == root_id else SPAN_KIND_INTERNAL,
+                begin,
+                max(begin, finish),
+                status[0],
+                status[1],
+                common + own,
+                resource,
+                [],
+                [],
+                "",
+                0,
+                SCOPE_NAME,
+                __version__,
             )
 
         start, end, admitted = self.start_ns, self.end_ns, self.admitted_ns
-        root = span(
-            "batchin.call",
-            trace.span_id,
-            trace.parent_span_id,
-            start,
-            end,
-            **{
+        input_tokens = _attribute("gen_ai.usage.input_tokens", self.prompt_tokens)
+        output_tokens = _attribute("gen_ai.usage.output_tokens", self.completion_tokens)
+        own = key_values(
+            {
                 "batchin.endpoint": self.endpoint,
                 "batchin.status": self.status,
                 "batchin.run_id": self.run_id,
                 "batchin.request_id": self.request_id,
                 "batchin.user_id": self.user_id,
                 "gen_ai.request.model": self.model_id,
-                "gen_ai.usage.input_tokens": self.prompt_tokens,
-                "gen_ai.usage.output_tokens": self.completion_tokens,
-            },
+            }
         )
-        root.status_code, root.status_message = code, message
-        admission = span(
-            "batchin.admission",
-            new_span_id(),
-            root.span_id,
+        root = span(
+            "batchin.call",
+            root_id,
+            self.trace.parent_span_id,
             start,
-            admitted or end,
-            **{"batchin.queue_seconds": self.queued_seconds, "batchin.admitted": admitted is not None},
+            end,
+            [*own, input_tokens, output_tokens],
+            (code, message),
         )
+        queue = [
+            _attribute("batchin.queue_seconds", self.queued_seconds),
+            _attribute("batchin.admitted", admitted is not None),
+        ]
         if admitted is None:
-            admission.status_code, admission.status_message = code, message
-            return [root, admission]
-        tokens = {
-            "gen_ai.usage.input_tokens": self.prompt_tokens,
-            "gen_ai.usage.output_tokens": self.completion_tokens,
-        }
+            return [
+                root,
+                span("batchin.admission", new_span_id(), root_id, start, end, queue, (code, message)),
+            ]
+        spans = [root, span("batchin.admission", new_span_id(), root_id, start, admitted, queue)]
         engine_end = self.engine_end_ns
-        engine = span("batchin.engine", new_span_id(), root.span_id, admitted, engine_end or end, **tokens)
-        spans = [root, admission, engine]
+        tokens = [input_tokens, output_tokens]
         if engine_end is None:
-            engine.status_code, engine.status_message = code, message
+            engine = span("batchin.engine", new_span_id(), root_id, admitted, end, tokens, (code, message))
+            spans.append(engine)
         else:  # the engine finished; whatever ended the call happened while encoding
-            engine.status_code = STATUS_OK
-            encode = span("batchin.encode", new_span_id(), root.span_id, engine_end, end)
-            encode.status_code, encode.status_message = code, message
-            spans.append(encode)
+            engine = span(
+                "batchin.engine", new_span_id(), root_id, admitted, engine_end, tokens, (STATUS_OK, "")
+            )
+            spans.append(engine)
+            spans.append(span("batchin.encode", new_span_id(), root_id, engine_end, end, [], (code, message)))
         first = self.first_token_ns
         if first is not None:
-            ttft = {"batchin.ttft_seconds": (first - admitted) / 1e9}
-            spans.append(span("batchin.first_token", new_span_id(), engine.span_id, admitted, first, **ttft))
-            output = {"gen_ai.usage.output_tokens": self.completion_tokens}
-            spans.append(span("batchin.completion", new_span_id(), engine.span_id, first, end, **output))
+            ttft = [_attribute("batchin.ttft_seconds", (first - admitted) / 1e9)]
+            spans.append(span("batchin.first_token", new_span_id(), engine.span_id, admitted, first, ttft))
+            spans.append(
+                span("batchin.completion", new_span_id(), engine.span_id, first, end, [output_tokens])
+            )
         return spans
 
 
@@ -245,6 +259,11 @@ def new_span_id() -> str:
     # Like OpenTelemetry's RandomIdGenerator: span ids need to be unique, not secret, and
     # os.urandom costs a system call per span on the hot path.
     return f"{random.getrandbits(64) or 1:016x}"
+
+
+def _attribute(key: str, value: object) -> JSON:
+    """One attribute as `key_values` makes it (for values that are never None)."""
+    return {"key": key, "value": any_value(value)}
 
 
 @functools.lru_cache(maxsize=64)

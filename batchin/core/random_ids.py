@@ -1,0 +1,61 @@
+"""Random ids from the OS's CSPRNG, read 4 KiB at a time: trace, span and run ids, completion ids,
+the UUIDs of audit records and usage logs.
+
+`secrets.token_hex` makes one `getrandom` system call per id, and CPython releases the GIL around
+it: on a busy server each id handed the GIL to a SQLite writer thread and waited to get it back,
+several times per call. Here one read serves ~200 ids; the bytes are the same kind (os.urandom),
+each handed out once. A forked child starts with an empty pool, so it never repeats its parent's.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+__all__ = ["token_hex", "uuid4_text", "uuid_text"]
+
+_READ = 4096
+
+
+class _Pool:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bytes = b""
+        self._at = 0
+
+    def take(self, nbytes: int) -> bytes:
+        with self._lock:
+            at = self._at
+            if at + nbytes > len(self._bytes):
+                self._bytes, at = os.urandom(max(_READ, nbytes)), 0
+            self._at = at + nbytes
+            return self._bytes[at : at + nbytes]
+
+    def reset(self) -> None:
+        self._lock = threading.Lock()
+        self._bytes, self._at = b"", 0
+
+
+_POOL = _Pool()
+os.register_at_fork(after_in_child=_POOL.reset)
+
+
+def token_hex(nbytes: int) -> str:
+    """`nbytes` random bytes as 2 * nbytes lowercase hex digits (as secrets.token_hex)."""
+    return _POOL.take(nbytes).hex()
+
+
+def uuid4_text() -> str:
+    """A random (version 4) UUID in its text form, as `str(uuid.uuid4())`."""
+    return uuid_text(_POOL.take(16), 4)
+
+
+def uuid_text(raw: bytes, version: int) -> str:
+    """The text form of the UUID made of the first 16 bytes of `raw` with the RFC 4122 variant and
+    `version` set, as `str(uuid.UUID(bytes=raw[:16], version=version))` without the UUID object
+    (also for name-based ids: `raw` a hash)."""
+    b = bytearray(raw[:16])
+    b[6] = (b[6] & 0x0F) | (version << 4)
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
