@@ -16,6 +16,10 @@ The figures, medians over the rounds:
   carries. Scaling means N processes each keep this: `efficiency_2_over_1` ≈ 1.0 says two
   processes on two free cores would serve ≈ 2 times (`projected_speedup_on_free_cores`);
   `server_req_per_cpu_s` adds the supervisor's CPU (work the hot path costs it).
+- two controls, driven like the others: `pair_of_independent_1` (two `--workers 1` servers sharing
+  nothing: what two busy processes cost each other on these cores) and `pair_sharing_one_store`
+  (two `--workers 1` servers on one data dir, so one SQLite file and nothing else:
+  `sharing_store_over_pair` is what the shared store alone costs).
 
 Options: --seconds per round, --rounds (each round runs both servers), --connections,
 --delay-ms (the upstream's pause per token; 0 = answer at once, so the server is CPU-bound).
@@ -32,6 +36,7 @@ import resource
 import statistics
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +49,7 @@ from bench.harness import (
     cpu_seconds,
     free_port,
     remote_catalog,
+    serve_process,
     stop,
     wait_ready,
 )
@@ -180,6 +186,20 @@ def measure(setup: Setup, upstream: int, *, connections: int, seconds: float) ->
     setup.per_process_share.append([p / (sum(per_process) or 1) for p in per_process])
 
 
+@contextlib.contextmanager
+def twin_of(server: Server, env: dict[str, str]) -> Iterator[Server]:
+    """A second `batchin serve --workers 1` on `server`'s data dir (so on its SQLite file, its user
+    and key), on a port of its own: the control that shares only the store."""
+    port = free_port()
+    process = serve_process({**os.environ, **env, "BATCHIN_DATA_DIR": server.data_dir}, port, workers=1)
+    twin = Server(f"http://127.0.0.1:{port}", process, server.api_key, server.data_dir)
+    try:
+        wait_ready(f"{twin.base}/health", timeout=240)
+        yield twin
+    finally:
+        stop(process, timeout=60)
+
+
 def ratio(a: float, b: float, digits: int = 3) -> float:
     return round(a / b, digits)
 
@@ -205,6 +225,7 @@ def compare(*, seconds: float, rounds: int, connections: int, delay_ms: float) -
             batchin_server(core=-1, env=env, workers=1) as one,
             batchin_server(core=-1, env=env, workers=2) as two,
             batchin_server(core=-1, env=env, workers=1) as other,
+            twin_of(one, env) as twin,
         ):
             setups = [
                 Setup("workers_1", [one], 1),
@@ -212,6 +233,9 @@ def compare(*, seconds: float, rounds: int, connections: int, delay_ms: float) -
                 # The control: two processes sharing nothing (data dirs, limiter) on the same
                 # cores — what two busy processes cost each other on this machine.
                 Setup("pair_of_independent_1", [one, other], 1),
+                # The second control: two single-process servers on one SQLite file and nothing
+                # else shared (no supervisor, no shared limiter) — what sharing the store costs.
+                Setup("pair_sharing_one_store", [one, twin], 1),
             ]
             for setup in setups:  # warm-up: connections, caches, the upstream's pool
                 drive("127.0.0.1", setup.targets(), connections=connections, seconds=2.0)
@@ -220,7 +244,7 @@ def compare(*, seconds: float, rounds: int, connections: int, delay_ms: float) -
                     measure(setup, upstream.pid, connections=connections, seconds=seconds)
     finally:
         stop(upstream, timeout=10)
-    w1, w2, pair = (setup.summary() for setup in setups)
+    w1, w2, pair, shared = (setup.summary() for setup in setups)
     return {
         "bench": "workers",
         "cpus": os.cpu_count(),
@@ -231,12 +255,15 @@ def compare(*, seconds: float, rounds: int, connections: int, delay_ms: float) -
         "workers_1": w1,
         "workers_2": w2,
         "pair_of_independent_1": pair,
+        "pair_sharing_one_store": shared,
         "req_per_s_2_over_1": ratio(w2["req_per_s"], w1["req_per_s"], 2),
         "efficiency_2_over_1": ratio(w2["req_per_api_cpu_s"], w1["req_per_api_cpu_s"]),
         "server_efficiency_2_over_1": ratio(w2["server_req_per_cpu_s"], w1["server_req_per_cpu_s"]),
         # What sharing costs, apart from what two busy processes cost each other here.
         "server_efficiency_2_over_pair": ratio(w2["server_req_per_cpu_s"], pair["server_req_per_cpu_s"]),
         "pair_efficiency_over_1": ratio(pair["server_req_per_cpu_s"], w1["server_req_per_cpu_s"]),
+        # What one SQLite file costs two processes, apart from the supervisor and shared limiter.
+        "sharing_store_over_pair": ratio(shared["server_req_per_cpu_s"], pair["server_req_per_cpu_s"]),
         "projected_speedup_on_free_cores": ratio(
             2 * w2["server_req_per_cpu_s"], w1["server_req_per_cpu_s"], 2
         ),
