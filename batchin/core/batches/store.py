@@ -278,6 +278,13 @@ class TaskStore:
         async with self._db.read() as conn:
             return list((await conn.execute(query, {"now": now_ms(), "limit": limit})).all())
 
+    async def earliest_lease(self) -> int | None:
+        """When the first lease of a running task runs out (unix ms); None when none runs."""
+        query = text("SELECT min(lease_until) FROM batch_tasks WHERE status = 'running'")
+        async with self._db.read() as conn:
+            value = (await conn.execute(query)).scalar()
+        return None if value is None else int(value)
+
     async def running_of(self, workers: Sequence[str]) -> list[Any]:
         """Running tasks claimed by any of `workers`."""
         if not workers:
