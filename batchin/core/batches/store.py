@@ -308,14 +308,15 @@ class TaskStore:
         async with self._db.read() as conn:
             return (await conn.execute(query, {"b": batch_id})).first() is not None
 
-    async def counts(self, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-        """Tasks per status, per batch."""
+    async def finished_counts(self, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Completed and failed tasks, per batch: only those entries of the (batch_id, status)
+        index are read, not the batch's waiting ones."""
         if not batch_ids:
             return {}
         t = batch_tasks.c
         query = (
             select(t.batch_id, t.status, func.count())
-            .where(t.batch_id.in_(batch_ids))
+            .where(t.batch_id.in_(batch_ids), t.status.in_(("completed", "failed")))
             .group_by(t.batch_id, t.status)
         )
         counts: dict[str, dict[str, int]] = {b: {} for b in batch_ids}
