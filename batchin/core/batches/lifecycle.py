@@ -3,7 +3,7 @@
     load       a file batch (`validating`): scan every line (batch_input.py); any error → `failed`
                with the errors listed; else `in_progress` and its tasks inserted a chunk at a time
                (they start running as they arrive)
-    expire     past `expires_at`: its waiting tasks → expired (running ones finish)
+    expire     past `expires_at`: its waiting tasks → expired (running ones finish; expiry.py)
     finalize   no task waiting or running → `finalizing` → result files → `completed`, or
                `cancelled` / `expired` when it was cancelled or expired
     notify     the terminal event is queued for its webhook
@@ -26,19 +26,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from sqlalchemy import and_, or_, select, update
 
 from batchin.config import Settings
+from batchin.core.batches.expiry import expire_due, expiring
 from batchin.core.batches.input import TaskChecker, load_rows, scan_file
 from batchin.core.batches.output import write_results
 from batchin.core.batches.recovery import LostTaskWatch
 from batchin.core.batches.store import TaskStore
 from batchin.core.batches.tasks import PRIORITY_RANK, epoch_ms, now_ms
-from batchin.core.batches.view import batch_object, epoch
+from batchin.core.batches.view import batch_object
 from batchin.core.batches.worker import TaskDispatcher
 from batchin.core.clock import utcnow
 from batchin.core.media.files import FileService
@@ -53,7 +53,6 @@ __all__ = ["BatchSupervisor", "BatchWebhooks"]
 log = logging.getLogger("batchin.batches")
 
 _RUNNING = ("pending", "in_progress", "cancelling")
-_EXPIRABLE = ("validating", "pending", "in_progress")
 
 
 class BatchWebhooks(Protocol):
@@ -142,8 +141,8 @@ class BatchSupervisor:
         comes after the poll interval, not the idle back-off)."""
         looked = await self._lost.look_if_due()
         rows = await self._unfinished()
-        if any(self._expiring(row) for row in rows):
-            await self._expire_due()
+        if any(expiring(row) for row in rows):
+            await expire_due(self._db, self._store, self._dispatcher)
             rows = await self._unfinished()
         stamp = now_ms()
         for row in rows:
@@ -165,12 +164,6 @@ class BatchSupervisor:
         )
         async with self._db.read() as conn:
             return list((await conn.execute(query)).all())
-
-    @staticmethod
-    def _expiring(row: Any) -> bool:
-        """Past its expires_at and not yet marked (`_expire_due` decides, to the microsecond)."""
-        due = epoch(row.expires_at)
-        return row.status in _EXPIRABLE and row.expired_at is None and due is not None and due <= time.time()
 
     # -- leases ----------------------------------------------------------------------------------
 
@@ -322,28 +315,6 @@ class BatchSupervisor:
         )
         if failed:
             await self._notify(row["id"])
-
-    # -- expire ----------------------------------------------------------------------------------
-
-    async def _expire_due(self) -> None:
-        now = utcnow()
-        async with self._db.write() as conn:
-            due = (
-                await conn.execute(
-                    update(batches)
-                    .where(
-                        batches.c.status.in_(_EXPIRABLE),
-                        batches.c.expired_at.is_(None),
-                        batches.c.expires_at < now,
-                    )
-                    .values(expired_at=now)
-                    .returning(batches.c.id)
-                )
-            ).all()
-        for (batch_id,) in due:
-            self._dispatcher.forget(batch_id)
-            expired = await self._store.settle_waiting(batch_id, "expired")
-            log.info("batch %s expired with %d tasks not run", batch_id, expired)
 
     # -- finalize --------------------------------------------------------------------------------
 
