@@ -2,12 +2,14 @@
 
 Counting means reading the batch's finished tasks from the (batch_id, status) index: a million of
 them for a big batch near its end, and clients poll GET /v1/batches/{id} every second or so, each
-API process its own. So a process reads each running batch's counts at most once per freshness
-window and hands that read to every caller meanwhile (concurrent callers share one read):
-the window is a second, or twenty times what the read took when that is longer (up to
-`_MAX_FRESH_SECONDS`), so counting never takes more than ~5% of a connection whatever the poll
-rate. The counts are therefore at most that old, and only ever grow (a finished task stays
-finished). A finished batch carries its own final counts on its row (view.py) and is never
+API process its own. So a process reuses a count of a running batch for a time in proportion to the
+tasks it counted, `_SECONDS_PER_TASK` each (about twenty times what a database takes to count one
+index entry; at most `_MAX_FRESH_SECONDS`), and hands it to every caller meanwhile (concurrent
+callers share one read). Counting then takes a few percent of a connection whatever the poll rate;
+a batch with thousands of finished tasks is counted afresh every few ms (as good as live), one with
+a million every 5 s. The window follows the count, not the clock: a loaded server, whose reads
+take longer, does not serve older counts. The counts are at most that old, and only ever grow (a
+finished task stays finished). A finished batch carries its own final counts on its row (view.py) and is never
 counted; a cancel in this process forgets what was read, since the batch changed here.
 """
 
@@ -22,9 +24,8 @@ from batchin.core.batches.store import TaskStore
 
 __all__ = ["LiveCounts"]
 
-_MIN_FRESH_SECONDS = 1.0
-_MAX_FRESH_SECONDS = 5.0
-_COST_FACTOR = 20  # a read is reused for this many times its own duration
+_SECONDS_PER_TASK = 5e-6  # a count of n finished tasks is reused for n times this...
+_MAX_FRESH_SECONDS = 5.0  # ...and never longer
 _MAX_REMEMBERED = 10_000  # batches whose counts are kept (running ones are far fewer)
 
 Counts = dict[str, int]
@@ -69,7 +70,6 @@ class LiveCounts:
         task.add_done_callback(self._running.discard)
 
     async def _read(self, futures: dict[str, asyncio.Future[Counts]]) -> None:
-        started = time.monotonic()
         try:
             counts = await self._store.finished_counts(list(futures))
         except Exception as exc:
@@ -79,9 +79,9 @@ class LiveCounts:
                 if (read := self._reads.get(batch_id)) is not None and read.counts is future:
                     del self._reads[batch_id]
             return
-        finished = time.monotonic()
-        fresh = min(_MAX_FRESH_SECONDS, max(_MIN_FRESH_SECONDS, _COST_FACTOR * (finished - started)))
+        now = time.monotonic()
         for batch_id, future in futures.items():
             future.set_result(counts[batch_id])
             if (read := self._reads.get(batch_id)) is not None and read.counts is future:
-                read.until = finished + fresh
+                counted = sum(counts[batch_id].values())
+                read.until = now + min(_MAX_FRESH_SECONDS, counted * _SECONDS_PER_TASK)

@@ -7,9 +7,10 @@
              ordinary core on behalf of the key that created the batch, at the batch price
     finish   batch_lifecycle.py: result files (OpenAI's output/error JSONL) and the terminal
              status; a webhook event for it when the batch has a webhook_url
-    get      the batch with live counts (counts.py: read at most once a second or so per
-             process); inline batches list every task with its status and result (and are
-             counted from that list), a file batch's tasks are paged at /v1/batches/{id}/tasks
+    get      the batch with live counts (counts.py: a count of n finished tasks is reused
+             for n * 5 µs, at most 5 s); inline batches list every task with its status and
+             result (and are counted from that list), a file batch's tasks are paged at
+             /v1/batches/{id}/tasks
     cancel   waiting tasks are cancelled, running ones finish (and are billed), → `cancelled`
 
 Defaults and choices where the seed is open: `priority` defaults to `low`; a batch's status uses

@@ -49,7 +49,8 @@ async def running_file_batch(services: Services, user: UserCreated, statuses: li
 async def test_polls_share_one_count_until_a_cancel_here(
     services: Services, user: UserCreated, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(live_counts, "_MIN_FRESH_SECONDS", 3600.0)  # no read goes stale in this test
+    monkeypatch.setattr(live_counts, "_SECONDS_PER_TASK", 3600.0)  # no count goes stale in this test
+    monkeypatch.setattr(live_counts, "_MAX_FRESH_SECONDS", 3600.0)
     store = services.batches._store
     reads: list[list[str]] = []
     counted = store.finished_counts
