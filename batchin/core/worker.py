@@ -9,6 +9,11 @@ and the work (`_process`); this loop supplies the rest:
 - a claim that filled every free slot is followed by another at once; a short one by a wait for
   wake() or the poll interval. At most `max_in_flight` items (or the subclass's `_capacity`) are
   worked on at once; when none is free the loop waits for one (`_capacity_changed`);
+- idle back-off: while claims come back empty the wait doubles, from the poll interval up to
+  `max_idle_seconds` (IDLE_POLL_CAP_SECONDS), so an idle server costs next to nothing; wake() and
+  any claimed item bring it back to the poll interval. Work submitted in this process wakes its
+  worker at once; work submitted in another process (or replica) is found within the cap, and work
+  this process schedules for later (a retry) wakes it when due (`_wake_in`);
 - lease renewal every `renew_seconds` while anything is in flight (the subclass's `_renew_leases`);
 - back-off: a failed claim waits one poll interval, each further failure in a row twice as long,
   up to `max_backoff_seconds`; a wake() still cuts the wait short;
@@ -30,11 +35,22 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["DurableWorker", "backoff_seconds", "dead_here", "new_worker_id"]
+__all__ = [
+    "IDLE_POLL_CAP_SECONDS",
+    "DurableWorker",
+    "IdleBackoff",
+    "backoff_seconds",
+    "dead_here",
+    "new_worker_id",
+]
 
 Item = TypeVar("Item")
 
 _HOST = socket.gethostname()[:32]
+# The longest an idle worker waits between two looks for work nobody woke it for (work another
+# process submitted): the bound docs/reference/architecture.mdx promises.
+IDLE_POLL_CAP_SECONDS = 4.0
+_WAKE_BUCKET_SECONDS = 0.05  # wake-ups scheduled this close together share one timer
 
 
 def new_worker_id() -> str:
@@ -63,6 +79,25 @@ def backoff_seconds(failures: int, poll_seconds: float, max_backoff_seconds: flo
     return min(poll_seconds * 2.0 ** max(failures - 1, 0), max(poll_seconds, max_backoff_seconds))
 
 
+class IdleBackoff:
+    """The wait before the next look for work while looks come back empty: the poll interval,
+    doubled per empty look in a row, up to `cap` (never below the poll interval). reset() when
+    work turns up or a wake() says some may have."""
+
+    def __init__(self, poll_seconds: float, cap_seconds: float) -> None:
+        self._poll = poll_seconds
+        self._cap = cap_seconds
+        self._empty = 0
+
+    def reset(self) -> None:
+        self._empty = 0
+
+    def next_wait(self) -> float:
+        """The wait after one more empty look."""
+        self._empty = min(self._empty + 1, 64)  # poll * 2**64 is past any cap
+        return backoff_seconds(self._empty, self._poll, self._cap)
+
+
 class DurableWorker(ABC, Generic[Item]):
     """One background loop claiming `Item`s and working on each in its own task."""
 
@@ -77,6 +112,7 @@ class DurableWorker(ABC, Generic[Item]):
         renew_seconds: float | None = None,
         drain_seconds: float = 5.0,
         max_backoff_seconds: float = 30.0,
+        max_idle_seconds: float = IDLE_POLL_CAP_SECONDS,
     ) -> None:
         self.worker_id = worker_id
         self._name = name
@@ -86,6 +122,8 @@ class DurableWorker(ABC, Generic[Item]):
         self._renew_seconds = renew_seconds
         self._drain_seconds = drain_seconds
         self._max_backoff_seconds = max_backoff_seconds
+        self._idle_backoff = IdleBackoff(poll_seconds, max_idle_seconds)
+        self._wake_timers: dict[int, asyncio.TimerHandle] = {}  # by due bucket
         self._wake = asyncio.Event()  # work may be due
         self._room = asyncio.Event()  # a slot may be free
         self._stopping = False
@@ -121,7 +159,20 @@ class DurableWorker(ABC, Generic[Item]):
         return self._task is not None
 
     def wake(self) -> None:
+        self._idle_backoff.reset()
         self._wake.set()
+
+    def _wake_in(self, seconds: float) -> None:
+        """Wake the loop when work this process scheduled for later falls due (a retry), rather
+        than leave it to the idle poll. Wake-ups due within a few ms of each other share a timer."""
+        loop = asyncio.get_running_loop()
+        bucket = int((loop.time() + max(seconds, 0.0)) / _WAKE_BUCKET_SECONDS) + 1
+        if bucket not in self._wake_timers:
+            self._wake_timers[bucket] = loop.call_at(bucket * _WAKE_BUCKET_SECONDS, self._timer_fired, bucket)
+
+    def _timer_fired(self, bucket: int) -> None:
+        self._wake_timers.pop(bucket, None)
+        self.wake()
 
     async def start(self) -> None:
         if self._task is None or self._task.done():
@@ -137,6 +188,9 @@ class DurableWorker(ABC, Generic[Item]):
         up to `drain_seconds`. Safe to call again, or without a start."""
         task, self._task = self._task, None
         renewer, self._renewer = self._renewer, None
+        for timer in self._wake_timers.values():
+            timer.cancel()
+        self._wake_timers.clear()
         if task is None:
             return
         self._stopping = True
@@ -181,8 +235,11 @@ class DurableWorker(ABC, Generic[Item]):
                 self._caught_up = len(items) < wanted
                 for item in items:
                     self._spawn(item)
+                if items:
+                    self._idle_backoff.reset()
                 if self._caught_up:
-                    await self._idle(self._poll_seconds)
+                    # A wake() meanwhile resets the back-off and ends this wait at once.
+                    await self._idle(self._poll_seconds if items else self._idle_backoff.next_wait())
         finally:
             for running in list(self._in_flight):
                 running.cancel()

@@ -1,6 +1,7 @@
 """The durable-worker base (batchin/core/worker.py): wake-ups are never lost, a stop drains a claim
-under way within its deadline, failed claims back off and the loop goes on, stop() is idempotent,
-and no more than `max_in_flight` items are worked on at once. A fake worker claims from a list.
+under way within its deadline, failed claims back off and the loop goes on, empty claims back off
+until a wake() or claimed work, stop() is idempotent, and no more than `max_in_flight` items are
+worked on at once. A fake worker claims from a list.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ import sys
 
 import pytest
 
-from batchin.core.worker import DurableWorker, backoff_seconds, dead_here, new_worker_id
+from batchin.core.worker import (
+    IDLE_POLL_CAP_SECONDS,
+    DurableWorker,
+    IdleBackoff,
+    backoff_seconds,
+    dead_here,
+    new_worker_id,
+)
 
 LOGGER = "tests.fake_worker"
 NEVER = 3600.0  # a poll interval no test waits out: only wake() or a free slot moves the loop
@@ -21,7 +29,12 @@ SETTLE = 10.0  # a bound for awaiting what must happen; reaching it fails the te
 
 class FakeWorker(DurableWorker[str]):
     def __init__(
-        self, *, poll_seconds: float = NEVER, drain_seconds: float = 5.0, max_in_flight: int = 1
+        self,
+        *,
+        poll_seconds: float = NEVER,
+        drain_seconds: float = 5.0,
+        max_in_flight: int = 1,
+        max_idle_seconds: float = IDLE_POLL_CAP_SECONDS,
     ) -> None:
         super().__init__(
             name="fake-worker",
@@ -31,6 +44,7 @@ class FakeWorker(DurableWorker[str]):
             max_in_flight=max_in_flight,
             drain_seconds=drain_seconds,
             max_backoff_seconds=1.0,
+            max_idle_seconds=max_idle_seconds,
         )
         self.due: list[str] = []
         self.claims = 0
@@ -172,6 +186,59 @@ async def test_a_failed_item_is_logged_and_the_next_one_runs(caplog: pytest.LogC
 def test_the_back_off_doubles_up_to_its_cap_and_never_below_the_poll() -> None:
     assert [backoff_seconds(n, 0.5, 4.0) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     assert backoff_seconds(3, 10.0, 4.0) == 10.0
+
+
+class IdleWaitsWorker(FakeWorker):
+    """Records the idle waits the loop asks for instead of waiting them out, except the
+    `pause_at`-th, which lasts until a wake(); `on_wait` runs at each wait (by its number)."""
+
+    def __init__(self, pause_at: int) -> None:
+        super().__init__(poll_seconds=1.0, max_idle_seconds=8.0)
+        self.waits: list[float] = []
+        self.pause_at = pause_at
+        self.paused = asyncio.Event()
+        self.on_wait: dict[int, str] = {}  # wait number → an item that falls due then (no wake)
+
+    async def _idle(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if (item := self.on_wait.get(len(self.waits))) is not None:
+            self.due.append(item)
+        if len(self.waits) == self.pause_at:
+            self.paused.set()
+            await super()._idle(NEVER)
+        else:
+            await asyncio.sleep(0)
+
+
+async def test_empty_claims_back_off_to_the_cap_and_a_wake_resets_it() -> None:
+    worker = IdleWaitsWorker(pause_at=5)
+    await worker.start()
+    await asyncio.wait_for(worker.paused.wait(), SETTLE)
+    assert worker.waits == [1.0, 2.0, 4.0, 8.0, 8.0]  # poll, doubled per empty claim, capped
+    worker.pause_at, worker.paused = 7, asyncio.Event()
+    worker.wake()  # nothing due: the claim it brings is empty, and the back-off starts over
+    await asyncio.wait_for(worker.paused.wait(), SETTLE)
+    await worker.stop()
+    assert worker.waits[5:] == [1.0, 2.0]
+
+
+async def test_claimed_work_resets_the_idle_back_off() -> None:
+    worker = IdleWaitsWorker(pause_at=6)
+    worker.on_wait = {3: "job-1"}  # due during the third wait, found by the claim after it
+    await worker.start()
+    await asyncio.wait_for(worker.paused.wait(), SETTLE)
+    await worker.stop()
+    assert worker.claimed_by == {"job-1": 4}
+    # The claim that took job-1 filled the one slot (no wait after it); the next came back empty.
+    assert worker.waits == [1.0, 2.0, 4.0, 1.0, 2.0, 4.0]
+
+
+def test_the_idle_back_off_doubles_from_the_poll_to_its_cap_and_resets() -> None:
+    backoff = IdleBackoff(0.5, 4.0)
+    assert [backoff.next_wait() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    backoff.reset()
+    assert backoff.next_wait() == 0.5
+    assert IdleBackoff(10.0, 4.0).next_wait() == 10.0  # a poll above the cap is kept
 
 
 async def test_stop_is_idempotent_and_a_stopped_worker_starts_again() -> None:

@@ -3,10 +3,15 @@
     load       a file batch (`validating`): scan every line (batch_input.py); any error → `failed`
                with the errors listed; else `in_progress` and its tasks inserted a chunk at a time
                (they start running as they arrive)
-    expire     past `expires_at`: its waiting tasks → expired (running ones finish)
+    expire     past `expires_at`: its waiting tasks → expired (running ones finish; expiry.py)
     finalize   no task waiting or running → `finalizing` → result files → `completed`, or
                `cancelled` / `expired` when it was cancelled or expired
     notify     the terminal event is queued for its webhook
+
+The loop passes over the unfinished batches every `batch_poll_seconds` while there are any, and
+backs off (doubling up to IDLE_POLL_CAP_SECONDS, core/worker.py) while there are none; wake() (a
+batch submitted, cancelled or drained here) brings the next pass at once. Lost tasks are looked for
+on their own, slower cadence (recovery.py), and so are webhook events a crash left unqueued.
 
 A process holds a batch it loads or finalizes with (claimed_by, lease_until), renewed while it
 works; another process takes over a stage whose lease ran out, and resumes it (loading goes on
@@ -21,21 +26,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from sqlalchemy import and_, or_, select, update
 
 from batchin.config import Settings
+from batchin.core.batches.expiry import expire_due, expiring
 from batchin.core.batches.input import TaskChecker, load_rows, scan_file
 from batchin.core.batches.output import write_results
+from batchin.core.batches.recovery import LostTaskWatch
 from batchin.core.batches.store import TaskStore
 from batchin.core.batches.tasks import PRIORITY_RANK, epoch_ms, now_ms
 from batchin.core.batches.view import batch_object
 from batchin.core.batches.worker import TaskDispatcher
 from batchin.core.clock import utcnow
 from batchin.core.media.files import FileService
+from batchin.core.worker import IDLE_POLL_CAP_SECONDS, IdleBackoff
 from batchin.errors import BatchInError
 from batchin.protocol.batches import BatchErrors
 from batchin.store.database import Database
@@ -45,7 +52,6 @@ __all__ = ["BatchSupervisor", "BatchWebhooks"]
 
 log = logging.getLogger("batchin.batches")
 
-_DEAD_CHECK_SECONDS = 5.0  # how often to look for tasks of dead processes on this host
 _RUNNING = ("pending", "in_progress", "cancelling")
 
 
@@ -84,9 +90,11 @@ class BatchSupervisor:
         self._loop: asyncio.Task[None] | None = None
         self._loader: asyncio.Task[None] | None = None
         self._stopping = False
-        self._dead_checked = 0.0
+        self._lost = LostTaskWatch(settings, store, dispatcher)
+        self._backoff = IdleBackoff(settings.batch_poll_seconds, IDLE_POLL_CAP_SECONDS)
 
     def wake(self) -> None:
+        self._backoff.reset()
         self._wake.set()
 
     async def start(self) -> None:
@@ -116,27 +124,26 @@ class BatchSupervisor:
 
     async def _forever(self) -> None:
         while not self._stopping:
+            self._wake.clear()  # before the pass: a wake() during it is not lost
+            busy = True
             try:
-                await self.tick()
+                busy = await self.tick()
             except Exception:
                 log.exception("batch supervisor: a pass failed")
-            self._wake.clear()
+            if busy:
+                self._backoff.reset()
+            wait = self._settings.batch_poll_seconds if busy else self._backoff.next_wait()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.batch_poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), min(wait, self._lost.seconds_until_due()))
 
-    async def tick(self) -> None:
-        """One pass over every batch not yet finished."""
-        now = time.monotonic()
-        dead_check = now - self._dead_checked >= _DEAD_CHECK_SECONDS
-        if dead_check:
-            self._dead_checked = now
-        await self._dispatcher.recover_lost(include_dead_here=dead_check)
-        await self._expire_due()
-        async with self._db.read() as conn:
-            query = select(batches.c.id, batches.c.status, batches.c.claimed_by, batches.c.lease_until).where(
-                batches.c.status.in_(("validating", "finalizing", *_RUNNING))
-            )
-            rows = (await conn.execute(query)).all()
+    async def tick(self) -> bool:
+        """One pass over every batch not yet finished; True when there was any (the next pass
+        comes after the poll interval, not the idle back-off)."""
+        looked = await self._lost.look_if_due()
+        rows = await self._unfinished()
+        if any(expiring(row) for row in rows):
+            await expire_due(self._db, self._store, self._dispatcher)
+            rows = await self._unfinished()
         stamp = now_ms()
         for row in rows:
             held = row.claimed_by is not None and (row.lease_until or 0) > stamp
@@ -146,7 +153,17 @@ class BatchSupervisor:
                 self._start_loading(row.id)
             elif row.status == "finalizing" or not await self._store.unfinished(row.id):
                 await self.finalize(row.id)
-        await self._notify_pending()
+        if looked:  # as rarely as the look for lost tasks: events a crash (or a failure) left
+            await self._notify_pending()
+        return bool(rows)
+
+    async def _unfinished(self) -> list[Any]:
+        c = batches.c
+        query = select(c.id, c.status, c.claimed_by, c.lease_until, c.expires_at, c.expired_at).where(
+            c.status.in_(("validating", "finalizing", *_RUNNING))
+        )
+        async with self._db.read() as conn:
+            return list((await conn.execute(query)).all())
 
     # -- leases ----------------------------------------------------------------------------------
 
@@ -299,28 +316,6 @@ class BatchSupervisor:
         if failed:
             await self._notify(row["id"])
 
-    # -- expire ----------------------------------------------------------------------------------
-
-    async def _expire_due(self) -> None:
-        now = utcnow()
-        async with self._db.write() as conn:
-            due = (
-                await conn.execute(
-                    update(batches)
-                    .where(
-                        batches.c.status.in_(("validating", "pending", "in_progress")),
-                        batches.c.expired_at.is_(None),
-                        batches.c.expires_at < now,
-                    )
-                    .values(expired_at=now)
-                    .returning(batches.c.id)
-                )
-            ).all()
-        for (batch_id,) in due:
-            self._dispatcher.forget(batch_id)
-            expired = await self._store.settle_waiting(batch_id, "expired")
-            log.info("batch %s expired with %d tasks not run", batch_id, expired)
-
     # -- finalize --------------------------------------------------------------------------------
 
     async def finalize(self, batch_id: str) -> bool:
@@ -375,7 +370,7 @@ class BatchSupervisor:
                 row["user_id"], f"batch.{row['status']}", data, row["webhook_url"], subject_id=batch_id
             )
         except Exception:
-            log.exception("batch %s: queuing its webhook failed (the next pass tries again)", batch_id)
+            log.exception("batch %s: queuing its webhook failed (a later pass tries again)", batch_id)
             return
         async with self._db.write() as conn:
             await conn.execute(

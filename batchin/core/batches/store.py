@@ -278,6 +278,13 @@ class TaskStore:
         async with self._db.read() as conn:
             return list((await conn.execute(query, {"now": now_ms(), "limit": limit})).all())
 
+    async def earliest_lease(self) -> int | None:
+        """When the first lease of a running task runs out (unix ms); None when none runs."""
+        query = text("SELECT min(lease_until) FROM batch_tasks WHERE status = 'running'")
+        async with self._db.read() as conn:
+            value = (await conn.execute(query)).scalar()
+        return None if value is None else int(value)
+
     async def running_of(self, workers: Sequence[str]) -> list[Any]:
         """Running tasks claimed by any of `workers`."""
         if not workers:
@@ -301,14 +308,15 @@ class TaskStore:
         async with self._db.read() as conn:
             return (await conn.execute(query, {"b": batch_id})).first() is not None
 
-    async def counts(self, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-        """Tasks per status, per batch."""
+    async def finished_counts(self, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Completed and failed tasks, per batch: only those entries of the (batch_id, status)
+        index are read, not the batch's waiting ones."""
         if not batch_ids:
             return {}
         t = batch_tasks.c
         query = (
             select(t.batch_id, t.status, func.count())
-            .where(t.batch_id.in_(batch_ids))
+            .where(t.batch_id.in_(batch_ids), t.status.in_(("completed", "failed")))
             .group_by(t.batch_id, t.status)
         )
         counts: dict[str, dict[str, int]] = {b: {} for b in batch_ids}

@@ -244,15 +244,15 @@ class TaskDispatcher(DurableWorker[ClaimedTask]):
                     code=verdict.code,
                     message=verdict.message,
                 )
-            else:
-                await self._store.retry(
-                    task,
-                    self.worker_id,
-                    delay_seconds=verdict.delay,
-                    counts=verdict.counts,
-                    code=verdict.code,
-                    message=verdict.message,
-                )
+            elif await self._store.retry(
+                task,
+                self.worker_id,
+                delay_seconds=verdict.delay,
+                counts=verdict.counts,
+                code=verdict.code,
+                message=verdict.message,
+            ):
+                self._wake_in(verdict.delay)  # due then: not left to the idle poll
         except Exception:
             log.exception(
                 "batch task %s: recording its failure failed (its lease will bring it back)", task.id

@@ -77,6 +77,7 @@ class VideoWorker(DurableWorker[dict[str, Any]]):
         self._files = files
         self._served = served
         self._progress: dict[str, int] = {}
+        self._recover_due = 0.0  # time.monotonic() of the next look for dead workers' jobs
 
     async def stop(self) -> None:
         await super().stop()
@@ -91,7 +92,11 @@ class VideoWorker(DurableWorker[dict[str, Any]]):
     # -- the loop (DurableWorker): one job at a time ---------------------------------------------
 
     async def _claim_items(self, limit: int) -> list[dict[str, Any]]:
-        await self.recover()
+        # A job turns stale only `video_job_stale_seconds` after its last heartbeat: looking twice in
+        # that time (not at every claim) finds it soon enough, and costs an idle worker nothing.
+        if time.monotonic() >= self._recover_due:
+            await self.recover()
+            self._recover_due = time.monotonic() + self._settings.video_job_stale_seconds / 2
         job = await self._claim()
         return [] if job is None else [job]
 

@@ -262,6 +262,8 @@ class DeliveryWorker(DurableWorker[_Claim]):
                     next_retry_at=retry_at,
                 )
             )
+        if retry_at is not None:
+            self._wake_in((retry_at - now).total_seconds())  # not left to the idle poll
         log.info(
             "webhook delivery %s: attempt %d → %s",
             claim.id,
