@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from batchin.config import Settings
+from batchin.cpus import usable_cpus
 from batchin.models.catalog import load_catalog
 from batchin.models.engine_relay import EngineRelay, RelayAddress
 from batchin.models.registry import ModelRegistry
@@ -121,8 +122,8 @@ def configure_logging() -> None:
 
 
 def default_workers() -> int:
-    """The CPUs this process may run on (a container's limit, not the host's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """One API process per CPU this process may run on (a container's limit, not the host's count)."""
+    return usable_cpus()
 
 
 def serve_workers(settings: Settings, workers: int, log_level: str) -> None:

@@ -33,13 +33,13 @@ cannot also ask for `response_format` or `logprobs` on this engine (400 naming t
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from batchin.cpus import usable_cpus
 from batchin.errors import BatchInError, InvalidRequest, ServiceUnavailable
 from batchin.models.base import (
     ChatParams,
@@ -117,7 +117,7 @@ class LlamaCppRunner:
         if split is not None:
             weights = split.ensure(self.entry, assemble_dir(self.entry, self.derived_dir) / "model.gguf")
         options = self.entry.engine_options
-        threads = int(str(options.get("n_threads", os.cpu_count() or 1)))
+        threads = int(str(options.get("n_threads", usable_cpus())))
         llama = Llama(
             model_path=str(weights),
             n_ctx=self.context_length,
