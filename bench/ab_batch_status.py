@@ -7,7 +7,7 @@ Each round, for A then B (the order alternates): a "cold" read after `--gap` sec
 (longer than any count reuse), its wall time; then `--polls` reads back to back, the server's CPU
 per read from /proc and the wall time per read. Prints one JSON line with the medians and B / A.
 
-    python bench/bench_batch_status.py --base /tmp/base-checkout [--tasks 100000] [--rounds 3]
+    python bench/ab_batch_status.py --base /tmp/base-checkout [--tasks 100000] [--rounds 3]
 """
 
 from __future__ import annotations

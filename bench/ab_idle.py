@@ -6,7 +6,7 @@ catalog (no engine to load), get `--settle` seconds to finish starting, then the
 /proc over the same `--seconds` window. The background workers' claims and the batch supervisor's
 passes are all an idle server does, so this is their cost. Prints one JSON line.
 
-    python bench/bench_idle.py --base /tmp/base-checkout [--seconds 20] [--settle 10]
+    python bench/ab_idle.py --base /tmp/base-checkout [--seconds 20] [--settle 10]
 """
 
 from __future__ import annotations
