@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ from batchin.core.accounts.keys import hash_secret
 from batchin.store.tables import api_keys, batches
 from bench.harness import (
     ROOT,
+    ab_figure,
     bench_key,
     free_port,
     remote_catalog,
@@ -139,8 +139,7 @@ def main() -> None:
                 poll_cpu[side].append((tree_cpu_seconds(pid) - cpu) * 1000 / args.polls)
     result: dict[str, object] = {"bench": "batch_status_ab", "tasks": args.tasks, "rounds": args.rounds}
     for name, samples in (("cold_wall_ms", cold), ("poll_cpu_ms", poll_cpu), ("poll_wall_ms", poll_wall)):
-        a, b = statistics.median(samples["A"]), statistics.median(samples["B"])
-        result[name] = {"A": round(a, 2), "B": round(b, 2), "ratio": round(b / a, 3) if a else None}
+        result[name] = ab_figure(samples["A"], samples["B"], digits=2)
     print(json.dumps(result))
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bench_batches import MODEL, run_batch, write_input
-from bench.harness import ROOT, Server, batchin_server, fake_upstream_process, remote_catalog
+from bench.harness import ROOT, Server, ab_figure, batchin_server, fake_upstream_process, remote_catalog
 
 FIGURES = ("cpu_ms_per_task", "loop_cpu_ms_per_task", "tasks_per_s")
 
@@ -71,14 +70,7 @@ def main() -> None:
         "all_completed": checks,
     }
     for figure in FIGURES:
-        a, b = statistics.median(samples["A"][figure]), statistics.median(samples["B"][figure])
-        result[figure] = {
-            "A": round(a, 3),
-            "B": round(b, 3),
-            "ratio": round(b / a, 3),
-            "A_rounds": [round(x, 3) for x in samples["A"][figure]],
-            "B_rounds": [round(x, 3) for x in samples["B"][figure]],
-        }
+        result[figure] = ab_figure(samples["A"][figure], samples["B"][figure])
     print(json.dumps(result))
 
 

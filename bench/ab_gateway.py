@@ -17,13 +17,12 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bench_gateway import DELAY_MS, TOKENS, Target, measure
-from bench.harness import ROOT, batchin_server, fake_upstream_process, remote_catalog
+from bench.harness import ROOT, ab_figure, batchin_server, fake_upstream_process, remote_catalog
 
 # (mode name, stream, concurrency, calls per measurement at scale 1)
 MODES = [
@@ -75,14 +74,7 @@ def main() -> None:
                     samples[side].setdefault(name, []).append(m.per_call_cpu_ms())
     result: dict[str, object] = {"bench": "gateway_ab", "base": sides["A"], "rounds": args.rounds}
     for name in samples["A"]:
-        a, b = statistics.median(samples["A"][name]), statistics.median(samples["B"][name])
-        result[name] = {
-            "A_cpu_ms": round(a, 3),
-            "B_cpu_ms": round(b, 3),
-            "ratio": round(b / a, 2),
-            "A_rounds": [round(x, 3) for x in samples["A"][name]],
-            "B_rounds": [round(x, 3) for x in samples["B"][name]],
-        }
+        result[name] = ab_figure(samples["A"][name], samples["B"][name], unit="_cpu_ms")
     print(json.dumps(result))
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,6 +79,21 @@ def tree_cpu_seconds(pid: int) -> float:
         with contextlib.suppress(OSError):
             total += cpu_seconds(member)
     return total
+
+
+def ab_figure(
+    a_rounds: list[float], b_rounds: list[float], unit: str = "", digits: int = 3
+) -> dict[str, Any]:
+    """One figure of a same-run A/B (baseline A, this tree B): each side's median over its rounds
+    (keys `A{unit}`, `B{unit}`), B over A (None when A is 0), and the rounds themselves."""
+    a, b = statistics.median(a_rounds), statistics.median(b_rounds)
+    return {
+        f"A{unit}": round(a, digits),
+        f"B{unit}": round(b, digits),
+        "ratio": round(b / a, 3) if a else None,
+        "A_rounds": [round(x, digits) for x in a_rounds],
+        "B_rounds": [round(x, digits) for x in b_rounds],
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
