@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
-__all__ = ["token_hex", "uuid4_text", "uuid_text"]
+__all__ = ["time_ordered_hex", "token_hex", "uuid4_text", "uuid7_text", "uuid_text"]
 
 _READ = 4096
 
@@ -43,6 +44,27 @@ os.register_at_fork(after_in_child=_POOL.reset)
 def token_hex(nbytes: int) -> str:
     """`nbytes` random bytes as 2 * nbytes lowercase hex digits (as secrets.token_hex)."""
     return _POOL.take(nbytes).hex()
+
+
+def time_ordered_hex(nbytes: int) -> str:
+    """`nbytes` (at least 8) as hex: the current Unix time in milliseconds in the first 6 bytes, the
+    rest random. For the keys of rows every call inserts (new trace ids): ids made later sort later,
+    so their index inserts land on the index's last pages instead of a random leaf each, which SQLite
+    has to read, dirty and write to the WAL again at every commit. Still unguessable and unique: 80
+    random bits per millisecond for a 16-byte id."""
+    return _milliseconds() + _POOL.take(nbytes - 6).hex()
+
+
+def uuid7_text() -> str:
+    """A time-ordered (version 7, RFC 9562) UUID in its text form: 48 bits of Unix milliseconds,
+    74 random bits (see time_ordered_hex for why: audit record and usage log ids)."""
+    h = _milliseconds() + _POOL.take(10).hex()
+    variant = "89ab"[int(h[16], 16) >> 2]
+    return f"{h[:8]}-{h[8:12]}-7{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
+
+
+def _milliseconds() -> str:
+    return f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}"
 
 
 def uuid4_text() -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from batchin.core.random_ids import token_hex
+from batchin.core.random_ids import time_ordered_hex, token_hex
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _ZERO_TRACE = "0" * 32
@@ -41,7 +41,8 @@ def continue_trace(header: str | None) -> TraceContext:
             version, trace_id, parent, flags = match.groups()
             if version != "ff" and trace_id != _ZERO_TRACE and parent != _ZERO_SPAN:
                 return TraceContext(trace_id, new_span_id(), parent, sampled=bool(int(flags, 16) & 1))
-    return TraceContext(token_hex(16), new_span_id(), None)
+    # Time-ordered (random_ids.time_ordered_hex): every call's trace summary and spans are keyed by it.
+    return TraceContext(time_ordered_hex(16), new_span_id(), None)
 
 
 def restore_trace(traceparent: str | None, parent_span_id: str | None) -> TraceContext:

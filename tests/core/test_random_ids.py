@@ -4,10 +4,11 @@ and a forked child that does not repeat its parent's pool."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 from batchin.core import random_ids
-from batchin.core.random_ids import token_hex, uuid4_text
+from batchin.core.random_ids import time_ordered_hex, token_hex, uuid4_text, uuid7_text
 
 
 def test_ids_are_lowercase_hex_of_twice_the_bytes_asked() -> None:
@@ -42,3 +43,16 @@ def test_a_forked_child_draws_fresh_bytes() -> None:
     os.waitpid(pid, 0)
     assert len(child) == 32
     assert child != token_hex(16)
+
+
+def test_time_ordered_ids_lead_with_the_milliseconds_and_sort_by_time() -> None:
+    before = time.time_ns() // 1_000_000
+    text = uuid7_text()
+    parsed = uuid.UUID(text)
+    assert (parsed.version, parsed.variant, str(parsed)) == (7, uuid.RFC_4122, text)
+    trace_id = time_ordered_hex(16)
+    after = time.time_ns() // 1_000_000
+    assert before <= int(parsed.hex[:12], 16) <= after
+    assert len(trace_id) == 32
+    assert before <= int(trace_id[:12], 16) <= after
+    assert len({uuid7_text() for _ in range(1000)}) == 1000  # the random rest tells ids of one ms apart

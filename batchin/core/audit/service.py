@@ -34,7 +34,7 @@ from batchin.core.audit.records import (
 )
 from batchin.core.clock import isoformat, utcnow
 from batchin.core.context import CallContext
-from batchin.core.random_ids import uuid4_text
+from batchin.core.random_ids import uuid7_text
 from batchin.errors import InvalidRequest, NotFound
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.audit import (
@@ -104,7 +104,7 @@ class AuditService:
         attestation: str = SERVED,
     ) -> PendingRecord:
         pending = PendingRecord(
-            record_id=uuid4_text(),
+            record_id=uuid7_text(),  # time-ordered: appended to the records' id index
             user_id=ctx.principal.user_id,
             run_id=ctx.run_id,
             trace_id=ctx.trace.trace_id,

@@ -15,12 +15,21 @@ from typing import Any
 from batchin.core.random_ids import uuid_text
 from batchin.core.serving.admission import Priority
 
-__all__ = ["PRIORITY_RANK", "ClaimedTask", "epoch_ms", "now_ms", "reservation_id", "task_request_id"]
+__all__ = [
+    "PRIORITY_RANK",
+    "ClaimedTask",
+    "epoch_ms",
+    "now_ms",
+    "ordered_ids",
+    "reservation_id",
+    "task_request_id",
+]
 
 # A batch's priority as its tasks' admission priority (also their claiming order).
 PRIORITY_RANK = {"high": int(Priority.BATCH_HIGH), "low": int(Priority.BATCH_LOW), "fill": int(Priority.FILL)}
 _IDS = uuid.UUID("5f0c2d1e-8a4b-4c3d-9e2f-b47a6c1d0e93")  # namespace of the ids derived below
 _NAMESPACE = _IDS.bytes
+_VARIANT = "89ab"  # the RFC 9562 variant nibble, two bits of hash in it
 
 
 def now_ms() -> int:
@@ -33,14 +42,33 @@ def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def reservation_id(task_id: int, attempt: int) -> str:
-    """The ledger reservation of a task's attempt: derived, so a restart can find and release it."""
+def reservation_id(batch_id: str, task_id: int, attempt: int) -> str:
+    """The ledger reservation of a task's attempt: derived, so a restart can find and release it.
+    For a batch with a time-ordered id (ordered_ids): a version 8 UUID led by the task id, so the
+    reservations' and usage logs' indexes take each task's row at their end; for an older batch the
+    version 5 UUID it always had (an upgrade finds the reservations made before it)."""
+    if ordered_ids(batch_id):
+        h = _sha1(f"task:{task_id}:{attempt}").hex()
+        variant = _VARIANT[int(h[3], 16) >> 2]
+        return f"{task_id >> 16 & 0xFFFFFFFF:08x}-{task_id & 0xFFFF:04x}-8{h[:3]}-{variant}{h[4:7]}-{h[7:19]}"
     return uuid_text(_sha1(f"task:{task_id}:{attempt}"), 5)
 
 
 def task_request_id(batch_id: str, line: int) -> str:
-    """The request id of every attempt of a task (its usage logs, traces and audit records)."""
+    """The request id of every attempt of a task (its usage logs, traces and audit records, and its
+    line in the output). For a batch with a time-ordered id: the batch's milliseconds, the line and
+    a hash of both (48 + 32 + 48 bits), so the usage logs' request id index takes them in order; for
+    an older batch the version 5 UUID it always had."""
+    if ordered_ids(batch_id):
+        digest = _sha1(f"{batch_id}:{line}")[:6].hex()
+        return f"req_{batch_id[:8]}{batch_id[9:13]}{line & 0xFFFFFFFF:08x}{digest}"
     return "req_" + uuid_text(_sha1(f"{batch_id}:{line}"), 5).replace("-", "")
+
+
+def ordered_ids(batch_id: str) -> bool:
+    """Whether the batch's id is a version 7 UUID (batches made since ids are time-ordered): its
+    tasks' derived ids are ordered too. Older batches keep the ids they were made with."""
+    return len(batch_id) == 36 and batch_id[14] == "7" and batch_id[8] == "-"
 
 
 def _sha1(name: str) -> bytes:
@@ -82,5 +110,5 @@ class ClaimedTask:
             attempt,
             failures,
             task_request_id(batch_id, line),
-            reservation_id(task_id, attempt),
+            reservation_id(batch_id, task_id, attempt),
         )

@@ -13,7 +13,7 @@ wait takes it, the attempt is released uncharged (Preempted) and the task runs a
 without using up a retry.
 
 Exactly once, including across SIGKILL:
-- a task's attempt n reserves under a derived id (batch_store.reservation_id(task, n));
+- a task's attempt n reserves under a derived id (tasks.reservation_id(batch, task, n));
 - success settles that reservation and marks the task completed in ONE transaction, conditional
   on the task still being this worker's attempt n; a worker that lost the task cannot complete it
   (its settlement rolls back and its reservation is released);
@@ -358,7 +358,7 @@ class TaskDispatcher(DurableWorker[ClaimedTask]):
             known = {row.id for row in rows}
             rows += [row for row in await self._store.running_of(dead) if row.id not in known]
         for row in rows:
-            held = await self._ledger.load(reservation_id(row.id, row.attempts))
+            held = await self._ledger.load(reservation_id(row.batch_id, row.id, row.attempts))
             if held is not None:
                 await self._ledger.release(held)
         if not rows:

@@ -21,7 +21,7 @@ from batchin.core.billing.ledger_records import (
     balance_refusal,
     budget_refusal,
 )
-from batchin.core.random_ids import uuid4_text
+from batchin.core.random_ids import uuid7_text
 from batchin.store.statements import Script, Statement, bound
 from batchin.store.tables import TS, key_spend, reservations, usage_logs, usage_rollups, users
 from batchin.store.upsert import upsert_insert
@@ -300,7 +300,7 @@ class LedgerWrites:
 
 def _usage_log(r: Reservation, u: UsageRecord, charged: int, now: datetime) -> dict[str, object]:
     return {
-        "id": uuid4_text(),
+        "id": uuid7_text(),  # time-ordered: appended to the usage logs' id index
         "request_id": u.request_id,
         "reservation_id": r.id,
         "user_id": r.user_id,

@@ -263,7 +263,7 @@ async def test_tasks_of_a_dead_worker_run_again_billed_once(settings: Settings, 
         assert [log.status for log in logs] == ["succeeded"] * 4
         assert before - await balance_units(services, user) == 4 * TASK_COST
         async with services.database.read() as conn:
-            held = [reservation_id(task.id, task.attempt) for task in lost]
+            held = [reservation_id(task.batch_id, task.id, task.attempt) for task in lost]
             query = select(reservations.c.status).where(reservations.c.id.in_(held))
             assert sorted(r[0] for r in (await conn.execute(query)).all()) == ["released", "released"]
 
