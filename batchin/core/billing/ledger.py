@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -53,6 +52,7 @@ from batchin.core.billing.ledger_writes import LedgerWrites
 from batchin.core.billing.money import cents_to_units
 from batchin.core.clock import month_of, utcnow
 from batchin.core.context import Principal
+from batchin.core.random_ids import uuid7_text
 from batchin.errors import InvalidRequest
 from batchin.store.database import Database
 from batchin.store.group_commit import GroupCommitWriter, sqlite_file
@@ -98,7 +98,7 @@ class LedgerService:
             raise InvalidRequest("A reservation cannot be negative.")
         now = utcnow()
         reservation = Reservation(
-            reservation_id or str(uuid.uuid4()),
+            reservation_id or uuid7_text(),  # time-ordered: index appends (random_ids)
             principal.user_id,
             principal.key_id,
             month_of(now),
