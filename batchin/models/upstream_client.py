@@ -1,8 +1,13 @@
 """What every remote runner shares: one OpenAI-compatible route (one or more upstream base URLs),
-a pooled aiohttp session, health checks, failover on connect failure, and one mapping of the
+pooled connections, health checks, failover on connect failure, and one mapping of the
 upstream's refusals onto our errors. The text runner (remote.py) and the media runners
 (remote_embeddings.py, remote_audio.py, remote_images.py) are subclasses that only shape requests
 and read answers.
+
+Two clients: the text runner's calls and every health check go over upstream_http.py's lean
+client (`send_json`: the request head built once per path as bytes, one write per request); the
+media runners' less frequent calls (multipart uploads, image links that may redirect) keep a
+lazily made aiohttp session (`post_json`, `post`).
 
 Failure policy (no request is ever run twice):
 - connect failure  → mark that upstream unhealthy, try the next one; none left → ServiceUnavailable
@@ -12,9 +17,8 @@ Failure policy (no request is ever run twice):
   InvalidRequest with the upstream's message; 5xx → ServiceUnavailable
 - an answer we cannot read → ServiceUnavailable, and the upstream is marked unhealthy
 
-Cancellation: a caller that goes away cancels the task awaiting `post()` or a read; aiohttp then
-closes the connection (`post`), and `read_json`/`read_bytes` close the response, so the upstream
-sees the disconnect and can stop its work.
+Cancellation: a caller that goes away cancels the task awaiting the request or a read; the
+connection is then closed (never pooled), so the upstream sees the disconnect and can stop its work.
 """
 
 from __future__ import annotations
@@ -32,10 +36,19 @@ from batchin.errors import InvalidRequest, RateLimited, ServiceUnavailable
 from batchin.models.base import RunnerHealth
 from batchin.models.upstream_errors import error_details, retry_after
 from batchin.models.upstream_health import Upstream, UpstreamPool, describe
+from batchin.models.upstream_http import (
+    TRANSPORT_ERRORS,
+    HttpClient,
+    HttpConnection,
+    UpstreamConnectError,
+)
 
 __all__ = ["RemoteConfig", "UpstreamClient", "remote_config"]
 
 log = logging.getLogger("batchin.models.remote")
+
+_ERROR_BODY_LIMIT = 1 << 20  # an error answer past this is cut off (the status says enough)
+_CHECK_BODY_LIMIT = 16 << 20  # a provider's model listing can run to megabytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +61,8 @@ class RemoteConfig:
     max_concurrency: int = 64
     connect_timeout: float = 5.0
     read_timeout: float = 120.0  # between bytes: covers the prefill of a long prompt under load
-    # Unused since aiohttp, which has no write timeout: a request body is a few KiB that the
-    # socket buffer takes at once, and an upstream that stops reading trips read_timeout.
+    # Unused (neither client has a write timeout): a request body is a few KiB that the socket
+    # buffer takes at once, and an upstream that stops reading trips read_timeout.
     write_timeout: float = 30.0
     pool_timeout: float = 10.0  # waiting for a free pooled connection
     # Below the 5 s idle timeout of uvicorn (vLLM, SGLang) and most proxies, so we close idle
@@ -121,13 +134,25 @@ class UpstreamClient:
         base = {**self._headers, "Content-Type": "application/json", "Accept-Encoding": "identity"}
         self._stream_headers = {**base, "Accept": "text/event-stream"}
         self._json_headers = {**base, "Accept": "application/json"}
+        self._http = HttpClient(
+            # Health checks need a connection even when every stream slot is busy.
+            limit=config.max_concurrency + 1,
+            connect_timeout=config.connect_timeout,
+            pool_timeout=config.pool_timeout,
+            read_timeout=config.read_timeout,
+            keepalive_timeout=config.keepalive_timeout,
+        )
+        # The lean client's request heads, up to the Content-Length value: per (base URL, path,
+        # stream). Everything in them is fixed per route.
+        self._heads: dict[tuple[str, str, bool], bytes] = {}
+        auth = f"Authorization: Bearer {config.api_key}\r\n" if config.api_key else ""
+        self._fixed_headers = f"User-Agent: batchin\r\n{auth}Accept-Encoding: identity\r\n".encode()
         self._pool = UpstreamPool(
             config.base_urls,
-            self._client,
+            self._get_status,
             check_path=config.health_check_path,
             check_interval=config.health_check_interval,
             check_timeout=config.health_check_timeout,
-            headers=self._headers,
         )
 
     async def start(self) -> None:
@@ -139,6 +164,7 @@ class UpstreamClient:
 
     async def close(self) -> None:
         await self._pool.stop()
+        self._http.close()
         session, self._session = self._session, None
         if self._owns_session and session is not None:
             await session.close()
@@ -173,7 +199,88 @@ class UpstreamClient:
             connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
         )
 
-    # -- requests ----------------------------------------------------------------------------
+    # -- requests over the lean client ------------------------------------------------------
+
+    async def send_json(
+        self, path: str, body: dict[str, Any], *, stream: bool = False
+    ) -> tuple[HttpConnection, Upstream]:
+        """POST `body` as JSON to the first upstream that accepts a connection (failover as
+        `post`); the connection with a 200 answer's head read. The caller reads the body and then
+        calls `release()` (read to the end) or `close()`."""
+        content = orjson.dumps(body)
+        length = b"%d\r\n\r\n" % len(content)
+        errors: list[str] = []
+        for upstream in self._pool.candidates():
+            key = (upstream.base_url, path, stream)
+            head = self._heads.get(key)
+            if head is None:
+                head = self._heads[key] = self._post_head(upstream, path, stream)
+            endpoint = self._http.endpoint(upstream.base_url.rstrip("/") + path)
+            try:
+                connection = await endpoint.request(b"".join((head, length, content)))
+            except UpstreamConnectError as exc:
+                # Nothing reached the upstream: safe to try the next one.
+                self._pool.mark_failed(upstream, describe(exc))
+                errors.append(describe(exc))
+                continue
+            except TRANSPORT_ERRORS as exc:
+                # The request may have been sent: retrying could run the work twice.
+                self._pool.mark_failed(upstream, describe(exc))
+                raise ServiceUnavailable(
+                    f"The upstream of model {self.config.model_id} failed: {describe(exc)}."
+                ) from exc
+            if connection.status != 200:
+                await self._refuse_lean(connection, upstream)
+            self._pool.mark_ok(upstream)
+            return connection, upstream
+        raise self._unreachable(errors)
+
+    def _post_head(self, upstream: Upstream, path: str, stream: bool) -> bytes:
+        endpoint = self._http.endpoint(upstream.base_url.rstrip("/") + path)
+        accept = b"text/event-stream" if stream else b"application/json"
+        return b"".join(
+            (
+                b"POST %s HTTP/1.1\r\nHost: %s\r\n" % (endpoint.target, endpoint.host_header),
+                self._fixed_headers,
+                b"Accept: %s\r\nContent-Type: application/json\r\nContent-Length: " % accept,
+            )
+        )
+
+    async def _get_status(self, url: str) -> int:
+        """A health check: GET `url`, read the answer to the end; its status."""
+        endpoint = self._http.endpoint(url)
+        head = b"GET %s HTTP/1.1\r\nHost: %s\r\n%sAccept: application/json\r\n\r\n" % (
+            endpoint.target,
+            endpoint.host_header,
+            self._fixed_headers,
+        )
+        connection = await endpoint.request(head)
+        try:
+            await connection.read_all(_CHECK_BODY_LIMIT)  # to the end: the connection is reusable
+        except BaseException:
+            connection.close()
+            raise
+        connection.release()
+        return connection.status
+
+    async def _refuse_lean(self, connection: HttpConnection, upstream: Upstream) -> None:
+        try:
+            body = await connection.read_all(_ERROR_BODY_LIMIT)
+        except TRANSPORT_ERRORS:
+            body = b""  # the status says enough
+        finally:
+            connection.release()  # closes the connection instead when the body was not read to the end
+        retry = connection.headers.get(b"retry-after")
+        headers = {"Retry-After": retry.decode("latin-1")} if retry is not None else {}
+        raise self._refusal(connection.status, headers, body, upstream)
+
+    def _unreachable(self, errors: list[str]) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"No upstream of model {self.config.model_id} is reachable "
+            f"({len(errors)} tried; last error: {errors[-1] if errors else 'none'})."
+        )
+
+    # -- requests over aiohttp (the media runners) --------------------------------------------
 
     async def post_json(
         self, path: str, body: dict[str, Any], *, stream: bool = False
@@ -208,10 +315,7 @@ class UpstreamClient:
                 await self._raise_for_status(response, upstream)
             self._pool.mark_ok(upstream)
             return response, upstream
-        raise ServiceUnavailable(
-            f"No upstream of model {self.config.model_id} is reachable "
-            f"({len(errors)} tried; last error: {errors[-1] if errors else 'none'})."
-        )
+        raise self._unreachable(errors)
 
     async def read_bytes(self, response: aiohttp.ClientResponse, upstream: Upstream, *, limit: int) -> bytes:
         """The whole body (at most `limit` bytes); a broken or oversized body is the upstream's failure."""
@@ -263,28 +367,29 @@ class UpstreamClient:
             body = b""  # the status says enough
         finally:
             response.release()  # closes the connection instead when the body was not read to the end
-        status = response.status
+        raise self._refusal(response.status, response.headers, body, upstream)
+
+    def _refusal(
+        self, status: int, headers: Mapping[str, str], body: bytes, upstream: Upstream
+    ) -> RateLimited | ServiceUnavailable | InvalidRequest:
+        """Our error for an upstream's non-200 answer (see the failure policy above)."""
         message, param = error_details(body)
         model = self.config.model_id
         if status == 429:
-            raise RateLimited(
-                message or "The upstream is rate limiting.", retry_after=retry_after(response.headers)
-            )
+            return RateLimited(message or "The upstream is rate limiting.", retry_after=retry_after(headers))
         if status in (401, 403, 404):
             log.error(
                 "upstream %s refused model %s with HTTP %d: %s", upstream.base_url, model, status, message
             )
-            raise ServiceUnavailable(
-                f"Model {model} is misconfigured on this server (upstream HTTP {status})."
-            )
+            return ServiceUnavailable(f"Model {model} is misconfigured on this server (upstream HTTP {status}).")
         if 400 <= status < 500:
-            raise InvalidRequest(
+            return InvalidRequest(
                 f"The upstream of model {model} refused the request (HTTP {status}): "
                 f"{message or 'no reason given'}",
                 param=param,
             )
         self._pool.mark_failed(upstream, f"HTTP {status}")
-        raise ServiceUnavailable(f"The upstream of model {model} failed (HTTP {status}).")
+        return ServiceUnavailable(f"The upstream of model {model} failed (HTTP {status}).")
 
 
 class _TooLarge(Exception):

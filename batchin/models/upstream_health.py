@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
@@ -21,6 +21,7 @@ import aiohttp
 from yarl import URL
 
 from batchin.models.base import RunnerHealth
+from batchin.models.upstream_http import TRANSPORT_ERRORS
 
 log = logging.getLogger("batchin.models.remote")
 
@@ -45,28 +46,25 @@ class UpstreamPool:
 
     `check_path` is resolved against the base URL by RFC 3986 rules: "models" gives
     `{base}/models` (the OpenAI-compatible listing every engine serves), "/health" gives the
-    server root's `/health` (vLLM, SGLang, TGI). Checks go over the runner's own session (its
-    connection pool, sized one connection per upstream above the stream slots for them), which
-    `session()` gives: the runner creates it lazily, inside the event loop.
+    server root's `/health` (vLLM, SGLang, TGI). `get(url)` makes one check's request and gives
+    the answer's status (the runner's client: its pools hold a connection per upstream above the
+    stream slots for them); the pool bounds the whole check by `check_timeout`.
     """
 
     def __init__(
         self,
         base_urls: tuple[str, ...],
-        session: Callable[[], aiohttp.ClientSession],
+        get: Callable[[str], Awaitable[int]],
         *,
         check_path: str,
         check_interval: float,
         check_timeout: float,
-        headers: dict[str, str],
     ) -> None:
         self.upstreams = [Upstream(url) for url in base_urls]
-        self._session = session
+        self._get = get
         self._check_path = check_path
         self._check_interval = check_interval
-        # Per request, this replaces the session's timeouts: one bound on the whole check.
-        self._check_timeout = aiohttp.ClientTimeout(total=check_timeout)
-        self._headers = headers
+        self._check_timeout = check_timeout
         self._cursor = itertools.count()
         self._task: asyncio.Task[None] | None = None
 
@@ -106,12 +104,9 @@ class UpstreamPool:
     async def _check(self, upstream: Upstream) -> None:
         url = urljoin(upstream.base_url.rstrip("/") + "/", self._check_path)
         try:
-            async with self._session().get(
-                url, headers=self._headers, timeout=self._check_timeout
-            ) as response:
-                await response.read()  # read to the end so the connection goes back to the pool
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            async with asyncio.timeout(self._check_timeout):
+                status = await self._get(url)
+        except TRANSPORT_ERRORS as exc:
             self.mark_failed(upstream, f"health check failed: {describe(exc)}")
             return
         if 200 <= status < 300:

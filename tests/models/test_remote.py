@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
-import aiohttp
 import pytest
 
 from batchin.errors import InvalidRequest, RateLimited, ServiceUnavailable
@@ -58,30 +57,6 @@ async def make_runner() -> AsyncIterator[MakeRunner]:
     yield make
     for runner in runners:
         await runner.close()
-
-
-class ConnectionCounts:
-    """Counts the connections a session opens and reuses (aiohttp's public trace hooks)."""
-
-    def __init__(self) -> None:
-        self.created = 0
-        self.reused = 0
-        self.trace = aiohttp.TraceConfig()
-        self.trace.on_connection_create_end.append(self._created)
-        self.trace.on_connection_reuseconn.append(self._reused)
-
-    async def _created(self, *_: object) -> None:
-        self.created += 1
-
-    async def _reused(self, *_: object) -> None:
-        self.reused += 1
-
-
-@pytest.fixture
-async def counted_session() -> AsyncIterator[tuple[aiohttp.ClientSession, ConnectionCounts]]:
-    counts = ConnectionCounts()
-    async with aiohttp.ClientSession(trace_configs=[counts.trace]) as session:
-        yield session, counts
 
 
 def chat(text: str = "Say hello", max_tokens: int = 64) -> ChatParams:
@@ -431,43 +406,24 @@ async def test_from_entry_reads_the_catalogs_nested_upstream_table() -> None:
         await runner.close()
 
 
-async def test_connections_are_reused_after_complete_answers(
-    fakes: Any, counted_session: tuple[aiohttp.ClientSession, ConnectionCounts]
-) -> None:
+async def test_connections_are_reused_after_complete_answers(fakes: Any, make_runner: MakeRunner) -> None:
     fake = fakes(tokens=3)
-    session, counts = counted_session
-    config = RemoteConfig(
-        model_id="remote-test",
-        base_urls=(fake.url,),
-        upstream_model="up",
-        context_length=4096,
-        health_check_interval=0,
-    )
-    runner = RemoteRunner(config, session=session)
+    runner = make_runner(fake.url)
     whole = ChatParams((ChatMessage("user", "hi"),), SamplingParams(max_tokens=8), stream=False)
 
     for params in (chat(), whole, chat()):
         deltas = await collect(runner, await runner.prepare_chat(params))
         assert deltas[-1].finish_reason == "stop"
-    await runner.close()
 
-    assert (counts.created, counts.reused) == (1, 2)
-    assert not session.closed  # the caller's session is the caller's to close
+    ports = fake.stats.client_ports
+    assert len(ports) == 3 and len(set(ports)) == 1  # one connection, reused twice
 
 
 async def test_closing_early_drops_the_connection_instead_of_pooling_it(
-    fakes: Any, counted_session: tuple[aiohttp.ClientSession, ConnectionCounts]
+    fakes: Any, make_runner: MakeRunner
 ) -> None:
     fake = fakes(tokens=100, delay_ms=5)
-    session, counts = counted_session
-    config = RemoteConfig(
-        model_id="remote-test",
-        base_urls=(fake.url,),
-        upstream_model="up",
-        context_length=4096,
-        health_check_interval=0,
-    )
-    runner = RemoteRunner(config, session=session)
+    runner = make_runner(fake.url)
 
     async with contextlib.aclosing(
         runner.generate(await runner.prepare_chat(chat(max_tokens=100)))
@@ -477,7 +433,8 @@ async def test_closing_early_drops_the_connection_instead_of_pooling_it(
     deltas = await collect(runner, await runner.prepare_chat(chat()))
 
     assert deltas[-1].finish_reason == "stop"
-    assert (counts.created, counts.reused) == (2, 0)
+    ports = fake.stats.client_ports
+    assert len(ports) == 2 and ports[0] != ports[1]  # a new connection for the second call
     await eventually(lambda: fake.stats.streams_cancelled == 1)
 
 
