@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
@@ -21,7 +20,7 @@ import aiohttp
 from yarl import URL
 
 from batchin.models.base import RunnerHealth
-from batchin.models.upstream_http import TRANSPORT_ERRORS
+from batchin.models.upstream_http import TRANSPORT_ERRORS, os_reason
 
 log = logging.getLogger("batchin.models.remote")
 
@@ -145,21 +144,12 @@ def describe(exc: BaseException) -> str:
     names the peer, so those are described by type and errno alone."""
     name = type(exc).__name__
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"{name}: {_os_reason(exc.os_error)}"
+        return f"{name}: {os_reason(exc.os_error)}"
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return f"{name}: connect timed out"
     if isinstance(exc, OSError):
-        return f"{name}: {_os_reason(exc)}"
+        return f"{name}: {os_reason(exc)}"
     if isinstance(exc, aiohttp.InvalidURL):
         return name
     message = str(exc)
     return f"{name}: {message}" if message else name
-
-
-def _os_reason(exc: OSError) -> str:
-    # asyncio puts the peer address into strerror ("Connect call failed ('10.0.0.7', 8000)"):
-    # the errno's standard text says the same without it. Resolver errors (negative EAI_* codes)
-    # carry a plain text such as "Name or service not known".
-    if exc.errno and exc.errno > 0:
-        return os.strerror(exc.errno)
-    return exc.strerror or type(exc).__name__

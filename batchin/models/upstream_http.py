@@ -34,6 +34,7 @@ import os
 import ssl
 import zlib
 from collections.abc import Callable
+from typing import cast
 from urllib.parse import quote, urlsplit
 
 import httptools
@@ -46,6 +47,7 @@ __all__ = [
     "UpstreamBroken",
     "UpstreamConnectError",
     "UpstreamTooLarge",
+    "os_reason",
 ]
 
 # Stop reading a stream the caller is not keeping up with past this many buffered bytes.
@@ -97,17 +99,18 @@ class HttpConnection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A socket transport (uvloop's is one without subclassing asyncio.Transport).
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self._last_data = self._loop.time()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamBroken(f"unreadable HTTP answer ({type(exc).__name__})"))
-        except UpstreamBroken as exc:  # raised by a callback (an unsupported encoding)
-            self._fail(exc)
+            cause = exc.__context__  # a callback's own error (an unsupported encoding)
+            if not isinstance(cause, UpstreamBroken):
+                cause = UpstreamBroken(f"unreadable HTTP answer ({type(exc).__name__})")
+            self._fail(cause)
 
     def eof_received(self) -> bool:
         return False  # close our side too; connection_lost follows
@@ -149,6 +152,8 @@ class HttpConnection(asyncio.Protocol):
                 body = self._decoder.decompress(body)
             except zlib.error as exc:
                 raise UpstreamBroken("undecodable compressed body") from exc
+            if not body:  # the decoder holds it back for now (b"" means the end to a reader)
+                return
         self._body.append(body)
         self._buffered += len(body)
         if self._buffered > _HIGH_WATER and not self._paused and self._transport is not None:
@@ -160,8 +165,8 @@ class HttpConnection(asyncio.Protocol):
         if self._interim:
             self._interim = False
             return
-        if self._decoder is not None:
-            self._body.append(self._decoder.flush())
+        if self._decoder is not None and (rest := self._decoder.flush()):
+            self._body.append(rest)
         # Asked now: once the callback returns, llhttp resets the message's flags.
         self._keep_alive = self._parser.should_keep_alive()
         self._complete = True
@@ -174,7 +179,8 @@ class HttpConnection(asyncio.Protocol):
         self._reset()
         self._last_data = self._loop.time()
         self._timer = self._loop.call_at(self._last_data + self._pool.read_timeout, self._check_read)
-        assert self._transport is not None
+        if self._transport is None or self.closed:
+            raise UpstreamBroken("the upstream closed the connection")
         self._transport.write(request)
         while not self.status:
             await self._wait()
@@ -343,14 +349,13 @@ class _Pool:
                     self._port,
                     ssl=self._tls,
                     server_hostname=self._host if self._tls is not None else None,
-                    happy_eyeballs_delay=0.25,
-                )
+                )  # no happy_eyeballs_delay: uvloop (what `serve` runs) does not take it
         except BaseException as exc:
             connection.close()
             if isinstance(exc, TimeoutError):
                 raise UpstreamConnectError("connect timed out") from exc
             if isinstance(exc, OSError):  # ssl.SSLError and the resolver's errors are OSErrors
-                raise UpstreamConnectError(_os_reason(exc)) from exc
+                raise UpstreamConnectError(os_reason(exc)) from exc
             raise
         return connection
 
@@ -396,7 +401,7 @@ class Endpoint:
         except BaseException as exc:
             connection.close()
             if isinstance(exc, OSError):
-                raise UpstreamBroken(_os_reason(exc)) from exc
+                raise UpstreamBroken(os_reason(exc)) from exc
             raise
         return connection
 
@@ -461,12 +466,13 @@ class HttpClient:
         self._endpoints.clear()
 
 
-def _os_reason(exc: OSError) -> str:
+def os_reason(exc: OSError) -> str:
     """An OSError's reason without the peer's address: asyncio puts it into strerror ("Connect
     call failed ('10.0.0.7', 8000)"); the errno's standard text says the same without it.
-    Resolver errors (negative EAI_* codes) carry a plain text ("Name or service not known")."""
-    if exc.errno and exc.errno > 0:
-        return os.strerror(exc.errno)
+    Resolver errors (negative EAI_* codes) carry a plain text ("Name or service not known"); a
+    TLS error its reason (its errno is OpenSSL's, not the system's)."""
     if isinstance(exc, ssl.SSLError):
         return f"TLS: {exc.reason or type(exc).__name__}"
+    if exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)
     return exc.strerror or type(exc).__name__
