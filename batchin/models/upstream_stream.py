@@ -45,6 +45,17 @@ class StreamDecoder:
     def feed(self, chunk: bytes) -> list[str | TextDelta]:
         """Take the next bytes of the body; returns the content of the events they completed: a
         text, or a delta when the event carries tool-call pieces."""
+        if (
+            chunk.startswith(b"data: ")
+            and chunk.find(b"\n") == len(chunk) - 2
+            and chunk.endswith(b"\n\n")
+            and not self._pending
+            and not self._data
+            and not self._event
+        ):
+            # The usual chunk, one whole one-line event (`data: {...}\n\n`): no line list.
+            text = self._event_data(chunk[6:-2], b"")
+            return [text] if text else []
         if self._pending:
             chunk = self._pending + chunk
         *lines, self._pending = chunk.split(b"\n")
@@ -86,6 +97,9 @@ class StreamDecoder:
         data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
         event, self._event = self._event, b""
         self._data.clear()
+        return self._event_data(data, event)
+
+    def _event_data(self, data: bytes, event: bytes) -> str | TextDelta | None:
         if data == b"[DONE]":
             self.done = True
             return None

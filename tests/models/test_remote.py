@@ -472,6 +472,20 @@ def test_stream_decoder_reassembles_events_split_anywhere() -> None:
         assert (decoder.done, decoder.finish_reason, decoder.usage) == (True, "length", Usage(5, 2))
 
 
+def test_stream_decoder_reads_one_event_per_chunk_as_engines_send_them() -> None:
+    events = [
+        b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n',
+        b"event: error\n",  # the next chunk's data belongs to this event
+        b'data: {"message": "engine overloaded"}\n\n',
+    ]
+    decoder = StreamDecoder(chat=True)
+
+    assert decoder.feed(events[0]) == ["a"]
+    assert decoder.feed(events[1]) == []
+    with pytest.raises(ServiceUnavailable, match="mid-stream: engine overloaded"):
+        decoder.feed(events[2])
+
+
 def test_stream_decoder_raises_on_an_error_event() -> None:
     decoder = StreamDecoder(chat=False)
 
