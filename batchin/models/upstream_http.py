@@ -178,7 +178,8 @@ class HttpConnection(asyncio.Protocol):
         """Write the whole request, then wait for the response head (`status`, `headers`)."""
         self._reset()
         self._last_data = self._loop.time()
-        self._timer = self._loop.call_at(self._last_data + self._pool.read_timeout, self._check_read)
+        if self._timer is None:  # one timer for the connection's life, not one per request
+            self._timer = self._loop.call_at(self._last_data + self._pool.read_timeout, self._check_read)
         if self._transport is None or self.closed:
             raise UpstreamBroken("the upstream closed the connection")
         self._transport.write(request)
@@ -218,7 +219,6 @@ class HttpConnection(asyncio.Protocol):
     def release(self) -> None:
         """Done with the response: back to the pool if it was read to the end on a connection
         that stays open, otherwise closed."""
-        self._stop_timer()
         if self._complete and self._keep_alive and not self._body and not self.closed:
             self._pool.put_back(self)
         else:
@@ -253,6 +253,7 @@ class HttpConnection(asyncio.Protocol):
             waiter.set_result(None)
 
     def _fail(self, error: BaseException) -> None:
+        self._stop_timer()
         if self._error is None:
             self._error = error
         if self._transport is not None and not self.closed:
@@ -267,11 +268,14 @@ class HttpConnection(asyncio.Protocol):
             self._pool.forget(self)
 
     def _check_read(self) -> None:
-        """The read timeout: fires at most once per `read_timeout` per request, not per byte."""
+        """The read timeout: a timer that fires at most once per `read_timeout`, not per byte."""
         self._timer = None
+        if self.closed:
+            return
         deadline = self._last_data + self._pool.read_timeout
         if self._waiter is None or self._loop.time() < deadline:
-            # Data came in meanwhile, or nobody is waiting (the caller is busy): look again later.
+            # Data came in meanwhile, or nobody is waiting (the caller is busy, or the connection
+            # is idle in the pool): look again later.
             if self._waiter is None:
                 deadline = self._loop.time() + self._pool.read_timeout
             self._timer = self._loop.call_at(deadline, self._check_read)
@@ -332,11 +336,14 @@ class _Pool:
             try:
                 async with asyncio.timeout(client.pool_timeout):
                     await waiter
-            except TimeoutError:
-                raise UpstreamConnectError("no pooled connection free in time") from None
-            finally:
-                if waiter in self._waiters:
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled():
+                    self._hand_on()  # woken but leaving: the next waiter takes the turn
+                elif waiter in self._waiters:
                     self._waiters.remove(waiter)
+                if isinstance(exc, TimeoutError):
+                    raise UpstreamConnectError("no pooled connection free in time") from None
+                raise
 
     async def _connect(self) -> HttpConnection:
         self._open += 1
