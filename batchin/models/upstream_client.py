@@ -381,7 +381,9 @@ class UpstreamClient:
             log.error(
                 "upstream %s refused model %s with HTTP %d: %s", upstream.base_url, model, status, message
             )
-            return ServiceUnavailable(f"Model {model} is misconfigured on this server (upstream HTTP {status}).")
+            return ServiceUnavailable(
+                f"Model {model} is misconfigured on this server (upstream HTTP {status})."
+            )
         if 400 <= status < 500:
             return InvalidRequest(
                 f"The upstream of model {model} refused the request (HTTP {status}): "

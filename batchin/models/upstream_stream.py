@@ -45,19 +45,27 @@ class StreamDecoder:
     def feed(self, chunk: bytes) -> list[str | TextDelta]:
         """Take the next bytes of the body; returns the content of the events they completed: a
         text, or a delta when the event carries tool-call pieces."""
-        if (
-            chunk.startswith(b"data: ")
-            and chunk.find(b"\n") == len(chunk) - 2
-            and chunk.endswith(b"\n\n")
-            and not self._pending
-            and not self._data
-            and not self._event
-        ):
-            # The usual chunk, one whole one-line event (`data: {...}\n\n`): no line list.
-            text = self._event_data(chunk[6:-2], b"")
-            return [text] if text else []
         if self._pending:
             chunk = self._pending + chunk
+        if b"\r" in chunk or self._data or self._event:
+            return self._lines(chunk)  # CR line ends, or an event begun line by line: the general way
+        # What engines send: events ended by a blank line, each usually one `data: {...}` line.
+        # Split into whole events at once; only an event of several lines is taken line by line.
+        # An unfinished event waits whole in `_pending` (its lines carry nothing until it ends).
+        *events, self._pending = chunk.split(b"\n\n")
+        texts: list[str | TextDelta] = []
+        for event in events:
+            if event.startswith(b"data: ") and b"\n" not in event:
+                text = self._event_data(event[6:], b"")
+            else:
+                for line in event.split(b"\n"):
+                    self._line(line)
+                text = self._dispatch()
+            if text:
+                texts.append(text)
+        return texts
+
+    def _lines(self, chunk: bytes) -> list[str | TextDelta]:
         *lines, self._pending = chunk.split(b"\n")
         texts: list[str | TextDelta] = []
         for line in lines:
@@ -67,9 +75,10 @@ class StreamDecoder:
         return texts
 
     def end(self) -> list[str | TextDelta]:
-        """The body ended: take an unterminated last line and an event no blank line ended."""
+        """The body ended: take the unterminated last lines and an event no blank line ended."""
         pending, self._pending = self._pending, b""
-        texts = [self._line(pending) if pending else None, self._dispatch()]
+        texts = [self._line(line) for line in pending.split(b"\n")] if pending else []
+        texts.append(self._dispatch())
         return [text for text in texts if text]
 
     def final(self, estimated_prompt_tokens: int) -> TextDelta:

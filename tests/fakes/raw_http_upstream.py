@@ -57,7 +57,9 @@ def sse_events(*texts: str, usage: tuple[int, int] = (3, 2)) -> bytes:
 
 def chunked(body: bytes, size: int, trailers: bytes = b"") -> bytes:
     """`body` in chunked transfer encoding, `size` bytes a chunk, with optional trailer lines."""
-    out = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size]) for i in range(0, len(body), size))
+    out = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size]) for i in range(0, len(body), size)
+    )
     return out + b"0\r\n" + trailers + b"\r\n"
 
 
@@ -120,7 +122,9 @@ class RawUpstream:
         finally:
             writer.close()
 
-    async def _answer(self, request: RawRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    async def _answer(
+        self, request: RawRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
         """Write the scripted answer; False when the connection is to end."""
         for part in self.answer(request):
             if isinstance(part, tuple):

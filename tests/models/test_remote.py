@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import SimpleNamespace
@@ -416,7 +417,8 @@ async def test_connections_are_reused_after_complete_answers(fakes: Any, make_ru
         assert deltas[-1].finish_reason == "stop"
 
     ports = fake.stats.client_ports
-    assert len(ports) == 3 and len(set(ports)) == 1  # one connection, reused twice
+    assert len(ports) == 3
+    assert len(set(ports)) == 1  # one connection, reused twice
 
 
 async def test_closing_early_drops_the_connection_instead_of_pooling_it(
@@ -434,7 +436,8 @@ async def test_closing_early_drops_the_connection_instead_of_pooling_it(
 
     assert deltas[-1].finish_reason == "stop"
     ports = fake.stats.client_ports
-    assert len(ports) == 2 and ports[0] != ports[1]  # a new connection for the second call
+    assert len(ports) == 2
+    assert ports[0] != ports[1]  # a new connection for the second call
     await eventually(lambda: fake.stats.streams_cancelled == 1)
 
 
@@ -463,9 +466,10 @@ def test_stream_decoder_reassembles_events_split_anywhere() -> None:
         b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}\n\n'
         b"data: [DONE]"
     )
-    for size in (1, 2, 7, len(body)):
+    # With CR line ends (read line by line) and without (read event by event), split anywhere.
+    for size, text in itertools.product((1, 2, 7, len(body)), (body, body.replace(b"\r", b""))):
         decoder = StreamDecoder(chat=True)
-        texts = [text for i in range(0, len(body), size) for text in decoder.feed(body[i : i + size])]
+        texts = [t for i in range(0, len(text), size) for t in decoder.feed(text[i : i + size])]
         texts += decoder.end()
 
         assert texts == ["h\u00e9", "llo"]

@@ -63,7 +63,10 @@ async def texts(runner: RemoteRunner, *, stream: bool = True) -> list[TextDelta]
     return [delta async for delta in runner.generate(prepared)]
 
 
-WHOLE = b'{"choices":[{"message":{"content":"whole"},"finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":1}}'
+WHOLE = (
+    b'{"choices":[{"message":{"content":"whole"},"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":4,"completion_tokens":1}}'
+)
 
 
 async def test_chunked_gzip_stream_with_trailers_is_decoded_and_the_connection_reused(
@@ -90,8 +93,14 @@ async def test_chunked_gzip_stream_with_trailers_is_decoded_and_the_connection_r
 async def test_connection_close_and_http10_answers_are_not_reused(raw: Any, make_runner: MakeRunner) -> None:
     upstream = raw()
     answers = [
-        [b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(WHOLE), WHOLE), CLOSE],
-        [b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + WHOLE, CLOSE],  # ends with the connection
+        [
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(WHOLE), WHOLE),
+            CLOSE,
+        ],
+        [
+            b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + WHOLE,
+            CLOSE,
+        ],  # ends with the connection
         [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(WHOLE), WHOLE)],
     ]
     upstream.answer = lambda request: answers[len(upstream.requests) - 1]
@@ -107,7 +116,10 @@ async def test_connection_close_and_http10_answers_are_not_reused(raw: Any, make
 async def test_interim_1xx_answers_are_skipped(raw: Any, make_runner: MakeRunner) -> None:
     upstream = raw()
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(WHOLE), WHOLE)
-    upstream.answer = lambda request: [b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", answer]
+    upstream.answer = lambda request: [
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+        answer,
+    ]
     runner = make_runner(upstream.url)
 
     [delta] = await texts(runner, stream=False)
@@ -123,7 +135,9 @@ async def test_interim_1xx_answers_are_skipped(raw: Any, make_runner: MakeRunner
         b"HTTP/1.1 2000 Whatever\r\n\r\n",  # not HTTP
     ],
 )
-async def test_unusable_answers_are_service_unavailable(raw: Any, make_runner: MakeRunner, answer: bytes) -> None:
+async def test_unusable_answers_are_service_unavailable(
+    raw: Any, make_runner: MakeRunner, answer: bytes
+) -> None:
     upstream = raw()
     upstream.answer = lambda request: [answer, CLOSE]
     runner = make_runner(upstream.url)
@@ -140,10 +154,10 @@ async def test_a_stalled_stream_times_out_between_bytes(raw: Any, make_runner: M
     upstream.answer = lambda request: [SSE_HEAD + b"\r\n", events[:20], (5.0, events[20:])]
     runner = make_runner(upstream.url, read_timeout=0.2)
     received: list[str] = []
+    stream = runner.generate(await runner.prepare_chat(params()))
 
     with pytest.raises(ServiceUnavailable, match="broke off the stream") as caught:
-        async for delta in runner.generate(await runner.prepare_chat(params())):
-            received.append(delta.text)
+        received.extend([delta.text async for delta in stream])
 
     assert isinstance(caught.value.__cause__, TimeoutError)
     assert received == []
@@ -189,9 +203,11 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     folder = tmp_path_factory.mktemp("tls")
     cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        + ["-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
         check=True,
         capture_output=True,
     )
@@ -202,7 +218,10 @@ async def test_https_upstreams_are_verified_against_the_trust_store(
     raw: Any, make_runner: MakeRunner, certificate: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     upstream = raw(tls=certificate)
-    upstream.answer = lambda request: [SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n", chunked(sse_events("s"), 64)]
+    upstream.answer = lambda request: [
+        SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n",
+        chunked(sse_events("s"), 64),
+    ]
 
     untrusted = make_runner(upstream.url, health_check_interval=60)
     await untrusted.start()  # the system's trust store does not know our certificate
@@ -226,7 +245,10 @@ async def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
 def test_the_client_runs_on_uvloop(raw: Any) -> None:
     """`batchin serve` runs uvloop, whose transports are not asyncio's classes."""
     upstream = raw()
-    upstream.answer = lambda request: [SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n", chunked(sse_events("u"), 9)]
+    upstream.answer = lambda request: [
+        SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n",
+        chunked(sse_events("u"), 9),
+    ]
 
     async def run() -> list[str]:
         config = RemoteConfig(
