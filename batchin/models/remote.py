@@ -194,7 +194,7 @@ class RemoteRunner(UpstreamClient):
         if not isinstance(request, UpstreamRequest):
             raise TypeError("RemoteRunner.generate takes a PreparedPrompt from this runner's prepare_*")
         stream = bool(request.body.get("stream"))
-        connection, upstream = await self.send_json(request.path, request.body, stream=stream)
+        connection, upstream = await self.post_json(request.path, request.body, stream=stream)
         # Closing this generator early runs a `finally` that closes the connection mid-body, so
         # the upstream sees the disconnect and stops generating. After a complete body the
         # connection goes back to the pool.

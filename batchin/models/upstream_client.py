@@ -4,10 +4,11 @@ upstream's refusals onto our errors. The text runner (remote.py) and the media r
 (remote_embeddings.py, remote_audio.py, remote_images.py) are subclasses that only shape requests
 and read answers.
 
-Two clients: the text runner's calls and every health check go over upstream_http.py's lean
-client (`send_json`: the request head built once per path as bytes, one write per request); the
-media runners' less frequent calls (multipart uploads, image links that may redirect) keep a
-lazily made aiohttp session (`post_json`, `post`).
+Two clients: every JSON call (chat, completions and their streams, embeddings, image generation,
+speech) and every health check go over upstream_http.py's lean client (`post_json`: the request
+head built once per path as bytes, one write per request); multipart uploads (transcriptions) and
+the image links an upstream answers with (any host, maybe redirected) keep a lazily made aiohttp
+session (`post`, `_client()`). `read_bytes`/`read_json` read an answer from either.
 
 Failure policy (no request is ever run twice):
 - connect failure  → mark that upstream unhealthy, try the next one; none left → ServiceUnavailable
@@ -41,6 +42,7 @@ from batchin.models.upstream_http import (
     HttpClient,
     HttpConnection,
     UpstreamConnectError,
+    UpstreamTooLarge,
 )
 
 __all__ = ["RemoteConfig", "UpstreamClient", "remote_config"]
@@ -119,21 +121,16 @@ class UpstreamClient:
     """One model served by remote OpenAI-compatible upstreams. Call `start()` to run health
     checks in the background and `close()` to stop them and release connections.
 
-    `session`: a caller's aiohttp session to use (and not close); by default the runner makes its
-    own on first use (aiohttp sessions belong to the running event loop, and the registry builds
-    runners outside it) and closes it in `close()`."""
+    `session`: a caller's aiohttp session for the aiohttp calls (not closed here); by default the
+    runner makes its own on first use (aiohttp sessions belong to the running event loop, and the
+    registry builds runners outside it) and closes it in `close()`."""
 
     def __init__(self, config: RemoteConfig, session: aiohttp.ClientSession | None = None) -> None:
         self.config = config
         self.max_concurrency = config.max_concurrency
         self._owns_session = session is None
         self._session = session
-        self._headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-        # Built once: per-request header dicts are merged into aiohttp's multidict on every call.
-        # `identity`: a compressing proxy would otherwise buffer the event stream.
-        base = {**self._headers, "Content-Type": "application/json", "Accept-Encoding": "identity"}
-        self._stream_headers = {**base, "Accept": "text/event-stream"}
-        self._json_headers = {**base, "Accept": "application/json"}
+        self._headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}  # aiohttp's
         self._http = HttpClient(
             # Health checks need a connection even when every stream slot is busy.
             limit=config.max_concurrency + 1,
@@ -145,6 +142,7 @@ class UpstreamClient:
         # The lean client's request heads, up to the Content-Length value: per (base URL, path,
         # stream). Everything in them is fixed per route.
         self._heads: dict[tuple[str, str, bool], bytes] = {}
+        # `identity`: a compressing proxy would otherwise buffer the event stream.
         auth = f"Authorization: Bearer {config.api_key}\r\n" if config.api_key else ""
         self._fixed_headers = f"User-Agent: batchin\r\n{auth}Accept-Encoding: identity\r\n".encode()
         self._pool = UpstreamPool(
@@ -182,8 +180,7 @@ class UpstreamClient:
     def _new_session(self) -> aiohttp.ClientSession:
         config = self.config
         connector = aiohttp.TCPConnector(
-            # Health checks need a connection even when every stream slot is busy.
-            limit=config.max_concurrency + len(config.base_urls),
+            limit=config.max_concurrency,
             limit_per_host=0,
             keepalive_timeout=config.keepalive_timeout,
         )
@@ -201,7 +198,7 @@ class UpstreamClient:
 
     # -- requests over the lean client ------------------------------------------------------
 
-    async def send_json(
+    async def post_json(
         self, path: str, body: dict[str, Any], *, stream: bool = False
     ) -> tuple[HttpConnection, Upstream]:
         """POST `body` as JSON to the first upstream that accepts a connection (failover as
@@ -280,13 +277,7 @@ class UpstreamClient:
             f"({len(errors)} tried; last error: {errors[-1] if errors else 'none'})."
         )
 
-    # -- requests over aiohttp (the media runners) --------------------------------------------
-
-    async def post_json(
-        self, path: str, body: dict[str, Any], *, stream: bool = False
-    ) -> tuple[aiohttp.ClientResponse, Upstream]:
-        content = orjson.dumps(body)
-        return await self.post(path, lambda: content, self._stream_headers if stream else self._json_headers)
+    # -- requests over aiohttp (multipart uploads, image links) ------------------------------
 
     async def post(
         self, path: str, data: Callable[[], Any], headers: Mapping[str, str]
@@ -317,19 +308,17 @@ class UpstreamClient:
             return response, upstream
         raise self._unreachable(errors)
 
-    async def read_bytes(self, response: aiohttp.ClientResponse, upstream: Upstream, *, limit: int) -> bytes:
-        """The whole body (at most `limit` bytes); a broken or oversized body is the upstream's failure."""
-        parts: list[bytes] = []
-        size = 0
+    async def read_bytes(
+        self, response: HttpConnection | aiohttp.ClientResponse, upstream: Upstream, *, limit: int
+    ) -> bytes:
+        """The whole body (at most `limit` bytes); a broken or oversized body is the upstream's
+        failure. Read to the end, the connection goes back to its pool; otherwise it is closed."""
         try:
-            if response.content_length is not None and response.content_length > limit:
-                raise _TooLarge
-            async for chunk in response.content.iter_any():  # to the end: the connection is reusable
-                size += len(chunk)
-                if size > limit:
-                    raise _TooLarge
-                parts.append(chunk)
-        except _TooLarge:
+            if isinstance(response, HttpConnection):
+                body = await response.read_all(limit)
+            else:
+                body = await _read_aiohttp(response, limit)
+        except UpstreamTooLarge:
             response.close()
             self._pool.mark_failed(upstream, f"answer over {limit} bytes")
             raise ServiceUnavailable(
@@ -337,17 +326,17 @@ class UpstreamClient:
             ) from None
         except BaseException as exc:  # a read error, or our caller cancelled: drop the connection
             response.close()
-            if isinstance(exc, aiohttp.ClientError | TimeoutError):
+            if isinstance(exc, (*TRANSPORT_ERRORS, aiohttp.ClientError)):
                 self._pool.mark_failed(upstream, f"answer broke off: {describe(exc)}")
                 raise ServiceUnavailable(
                     f"The upstream of model {self.config.model_id} broke off its answer."
                 ) from exc
             raise
         response.release()
-        return b"".join(parts)
+        return body
 
     async def read_json(
-        self, response: aiohttp.ClientResponse, upstream: Upstream, *, limit: int = 256 << 20
+        self, response: HttpConnection | aiohttp.ClientResponse, upstream: Upstream, *, limit: int = 256 << 20
     ) -> Any:
         body = await self.read_bytes(response, upstream, limit=limit)
         try:
@@ -394,5 +383,14 @@ class UpstreamClient:
         return ServiceUnavailable(f"The upstream of model {model} failed (HTTP {status}).")
 
 
-class _TooLarge(Exception):
-    pass
+async def _read_aiohttp(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    if response.content_length is not None and response.content_length > limit:
+        raise UpstreamTooLarge(limit)
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():  # to the end: the connection is reusable
+        size += len(chunk)
+        if size > limit:
+            raise UpstreamTooLarge(limit)
+        parts.append(chunk)
+    return b"".join(parts)
