@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import ROOT, ab_figure, fake_upstream_process
-
+# Not on sys.path here: a child must import its side's `batchin` (PYTHONPATH), not this tree's.
+ROOT = Path(__file__).resolve().parent.parent
 # (mode, stream, concurrency, calls at scale 1)
 MODES = [
     ("chat_c1", False, 1, 300),
@@ -74,7 +73,10 @@ async def _calls(url: str, stream: bool, concurrency: int, count: int) -> float:
 
 
 def child(url: str, stream: bool, concurrency: int, count: int) -> None:
+    import batchin
     import uvloop
+
+    print(batchin.__file__, file=sys.stderr)  # which side this is, for a look at the log
 
     seconds = uvloop.run(_calls(url, stream, concurrency, count))
     print(json.dumps(seconds * 1e6))
@@ -100,6 +102,9 @@ def main() -> None:
         return
     if not args.base:
         parser.error("--base is required")
+    sys.path.insert(0, str(ROOT))
+    from bench.harness import ab_figure, fake_upstream_process
+
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {0})  # the children inherit core 0; the upstream has core 1
     sides = {"A": str(Path(args.base).resolve()), "B": str(ROOT)}
