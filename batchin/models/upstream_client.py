@@ -130,7 +130,8 @@ class UpstreamClient:
         self.max_concurrency = config.max_concurrency
         self._owns_session = session is None
         self._session = session
-        self._headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}  # aiohttp's
+        # The aiohttp calls' headers (multipart uploads).
+        self._headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         self._http = HttpClient(
             # Health checks need a connection even when every stream slot is busy.
             limit=config.max_concurrency + 1,
