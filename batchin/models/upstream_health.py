@@ -71,6 +71,8 @@ class UpstreamPool:
         """The order to try upstreams for one request: a rotating start spreads load, unhealthy
         ones are skipped. When none is healthy all are tried as a last resort: the marks may be
         stale (a refused connect costs little), and it lets a route recover without a checker."""
+        if len(self.upstreams) == 1:  # the usual route: nothing to rotate or skip
+            return self.upstreams
         start = next(self._cursor) % len(self.upstreams)
         rotated = self.upstreams[start:] + self.upstreams[:start]
         return [u for u in rotated if u.healthy] or rotated
