@@ -47,25 +47,6 @@ class StreamDecoder:
         text, or a delta when the event carries tool-call pieces."""
         if self._pending:
             chunk = self._pending + chunk
-        if b"\r" in chunk or self._data or self._event:
-            return self._lines(chunk)  # CR line ends, or an event begun line by line: the general way
-        # What engines send: events ended by a blank line, each usually one `data: {...}` line.
-        # Split into whole events at once; only an event of several lines is taken line by line.
-        # An unfinished event waits whole in `_pending` (its lines carry nothing until it ends).
-        *events, self._pending = chunk.split(b"\n\n")
-        texts: list[str | TextDelta] = []
-        for event in events:
-            if event.startswith(b"data: ") and b"\n" not in event:
-                text = self._event_data(event[6:], b"")
-            else:
-                for line in event.split(b"\n"):
-                    self._line(line)
-                text = self._dispatch()
-            if text:
-                texts.append(text)
-        return texts
-
-    def _lines(self, chunk: bytes) -> list[str | TextDelta]:
         *lines, self._pending = chunk.split(b"\n")
         texts: list[str | TextDelta] = []
         for line in lines:
@@ -75,10 +56,9 @@ class StreamDecoder:
         return texts
 
     def end(self) -> list[str | TextDelta]:
-        """The body ended: take the unterminated last lines and an event no blank line ended."""
+        """The body ended: take an unterminated last line and an event no blank line ended."""
         pending, self._pending = self._pending, b""
-        texts = [self._line(line) for line in pending.split(b"\n")] if pending else []
-        texts.append(self._dispatch())
+        texts = [self._line(pending) if pending else None, self._dispatch()]
         return [text for text in texts if text]
 
     def final(self, estimated_prompt_tokens: int) -> TextDelta:
@@ -106,9 +86,6 @@ class StreamDecoder:
         data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
         event, self._event = self._event, b""
         self._data.clear()
-        return self._event_data(data, event)
-
-    def _event_data(self, data: bytes, event: bytes) -> str | TextDelta | None:
         if data == b"[DONE]":
             self.done = True
             return None
