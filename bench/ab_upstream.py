@@ -73,8 +73,9 @@ async def _calls(url: str, stream: bool, concurrency: int, count: int) -> float:
 
 
 def child(url: str, stream: bool, concurrency: int, count: int) -> None:
-    import batchin
     import uvloop
+
+    import batchin
 
     print(batchin.__file__, file=sys.stderr)  # which side this is, for a look at the log
 

@@ -39,6 +39,7 @@ from batchin.models.upstream_errors import error_details, retry_after
 from batchin.models.upstream_health import Upstream, UpstreamPool, describe
 from batchin.models.upstream_http import (
     TRANSPORT_ERRORS,
+    Endpoint,
     HttpClient,
     HttpConnection,
     UpstreamConnectError,
@@ -140,9 +141,9 @@ class UpstreamClient:
             read_timeout=config.read_timeout,
             keepalive_timeout=config.keepalive_timeout,
         )
-        # The lean client's request heads, up to the Content-Length value: per (base URL, path,
-        # stream). Everything in them is fixed per route.
-        self._heads: dict[tuple[str, str, bool], bytes] = {}
+        # The lean client's endpoints and request heads (up to the Content-Length value), per
+        # (base URL, path, stream): everything in them is fixed per route.
+        self._heads: dict[tuple[str, str, bool], tuple[Endpoint, bytes]] = {}
         # `identity`: a compressing proxy would otherwise buffer the event stream.
         auth = f"Authorization: Bearer {config.api_key}\r\n" if config.api_key else ""
         self._fixed_headers = f"User-Agent: batchin\r\n{auth}Accept-Encoding: identity\r\n".encode()
@@ -164,6 +165,7 @@ class UpstreamClient:
     async def close(self) -> None:
         await self._pool.stop()
         self._http.close()
+        self._heads.clear()  # their endpoints hold the closed pools
         session, self._session = self._session, None
         if self._owns_session and session is not None:
             await session.close()
@@ -209,12 +211,8 @@ class UpstreamClient:
         length = b"%d\r\n\r\n" % len(content)
         errors: list[str] = []
         for upstream in self._pool.candidates():
-            key = (upstream.base_url, path, stream)
-            head = self._heads.get(key)
-            if head is None:
-                head = self._heads[key] = self._post_head(upstream, path, stream)
-            endpoint = self._http.endpoint(upstream.base_url.rstrip("/") + path)
             try:
+                endpoint, head = self._post_head(upstream, path, stream)
                 connection = await endpoint.request(b"".join((head, length, content)))
             except UpstreamConnectError as exc:
                 # Nothing reached the upstream: safe to try the next one.
@@ -233,16 +231,22 @@ class UpstreamClient:
             return connection, upstream
         raise self._unreachable(errors)
 
-    def _post_head(self, upstream: Upstream, path: str, stream: bool) -> bytes:
-        endpoint = self._http.endpoint(upstream.base_url.rstrip("/") + path)
-        accept = b"text/event-stream" if stream else b"application/json"
-        return b"".join(
-            (
-                b"POST %s HTTP/1.1\r\nHost: %s\r\n" % (endpoint.target, endpoint.host_header),
-                self._fixed_headers,
-                b"Accept: %s\r\nContent-Type: application/json\r\nContent-Length: " % accept,
+    def _post_head(self, upstream: Upstream, path: str, stream: bool) -> tuple[Endpoint, bytes]:
+        """The endpoint and the request head up to the Content-Length value (built once)."""
+        key = (upstream.base_url, path, stream)
+        built = self._heads.get(key)
+        if built is None:
+            endpoint = self._http.endpoint(upstream.base_url.rstrip("/") + path)
+            accept = b"text/event-stream" if stream else b"application/json"
+            head = b"".join(
+                (
+                    b"POST %s HTTP/1.1\r\nHost: %s\r\n" % (endpoint.target, endpoint.host_header),
+                    self._fixed_headers,
+                    b"Accept: %s\r\nContent-Type: application/json\r\nContent-Length: " % accept,
+                )
             )
-        )
+            built = self._heads[key] = (endpoint, head)
+        return built
 
     async def _get_status(self, url: str) -> int:
         """A health check: GET `url`, read the answer to the end; its status."""

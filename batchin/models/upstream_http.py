@@ -444,12 +444,16 @@ class HttpClient:
         return endpoint
 
     def _parse(self, url: str) -> Endpoint:
-        parts = urlsplit(url)
-        scheme, host = parts.scheme.lower(), parts.hostname
+        try:
+            parts = urlsplit(url)
+            scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+            name = f"[{host}]" if host and ":" in host else (host or "").encode("idna").decode("ascii")
+        except (ValueError, UnicodeError):  # a port out of range, a host IDNA cannot encode
+            raise UpstreamConnectError("not a valid URL") from None
         if scheme not in ("http", "https") or not host:
             raise UpstreamConnectError(f"not an http(s) URL ({scheme or 'no scheme'})")
         default_port = 443 if scheme == "https" else 80
-        port = parts.port or default_port
+        port = port or default_port
         key = (scheme, host, port)
         pool = self._pools.get(key)
         if pool is None:
@@ -459,7 +463,6 @@ class HttpClient:
                     self._tls = self._make_tls()
                 tls = self._tls
             pool = self._pools[key] = _Pool(self, host, port, tls)
-        name = f"[{host}]" if ":" in host else host.encode("idna").decode("ascii")
         host_header = name if port == default_port else f"{name}:{port}"
         target = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
         if parts.query:

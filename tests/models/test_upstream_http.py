@@ -264,3 +264,10 @@ def test_the_client_runs_on_uvloop(raw: Any) -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(run()) == ["u", "", "u", ""]
     assert [r.connection for r in upstream.requests] == [0, 0, 0]
+
+
+async def test_an_unusable_upstream_url_is_service_unavailable(make_runner: MakeRunner) -> None:
+    runner = make_runner("http://127.0.0.1:99999/v1")  # a port out of range
+
+    with pytest.raises(ServiceUnavailable, match="not a valid URL"):
+        await texts(runner)
