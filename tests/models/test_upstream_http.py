@@ -271,3 +271,19 @@ async def test_an_unusable_upstream_url_is_service_unavailable(make_runner: Make
 
     with pytest.raises(ServiceUnavailable, match="not a valid URL"):
         await texts(runner)
+
+
+async def test_waiting_past_the_pool_timeout_for_a_connection_is_service_unavailable(
+    raw: Any, make_runner: MakeRunner
+) -> None:
+    upstream = raw()
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(WHOLE), WHOLE)
+    upstream.answer = lambda request: [(0.3, answer)]
+    runner = make_runner(upstream.url, max_concurrency=1, pool_timeout=0.05)  # two connections
+
+    results = await asyncio.gather(*(texts(runner, stream=False) for _ in range(3)), return_exceptions=True)
+
+    refused = [r for r in results if isinstance(r, ServiceUnavailable)]
+    assert len(refused) == 1
+    assert "no pooled connection free in time" in refused[0].message
+    assert upstream.state.connections == 2
