@@ -81,6 +81,7 @@ class HttpConnection(asyncio.Protocol):
         self._last_data = 0.0
         self._paused = False
         self._counted = True  # in the pool's count of open connections until `_detach`
+        self._busy = False  # a request is in flight (from `send` to `release`)
         self.closed = False
         self.idle_since = 0.0
         self._reset()
@@ -103,6 +104,9 @@ class HttpConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if not self._busy:  # bytes on an idle connection (a 408 before closing it): not reusable
+            self.close()
+            return
         self._last_data = self._loop.time()
         try:
             self._parser.feed_data(data)
@@ -177,6 +181,7 @@ class HttpConnection(asyncio.Protocol):
     async def send(self, request: bytes) -> None:
         """Write the whole request, then wait for the response head (`status`, `headers`)."""
         self._reset()
+        self._busy = True
         self._last_data = self._loop.time()
         if self._timer is None:  # one timer for the connection's life, not one per request
             self._timer = self._loop.call_at(self._last_data + self._pool.read_timeout, self._check_read)
@@ -219,6 +224,7 @@ class HttpConnection(asyncio.Protocol):
     def release(self) -> None:
         """Done with the response: back to the pool if it was read to the end on a connection
         that stays open, otherwise closed."""
+        self._busy = False
         if self._complete and self._keep_alive and not self._body and not self.closed:
             self._pool.put_back(self)
         else:

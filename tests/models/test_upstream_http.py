@@ -287,3 +287,18 @@ async def test_waiting_past_the_pool_timeout_for_a_connection_is_service_unavail
     assert len(refused) == 1
     assert "no pooled connection free in time" in refused[0].message
     assert upstream.state.connections == 2
+
+
+async def test_a_connection_that_speaks_while_idle_is_not_reused(raw: Any, make_runner: MakeRunner) -> None:
+    upstream = raw()
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(WHOLE), WHOLE)
+    timeout = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"  # what some servers send
+    upstream.answer = lambda request: [answer, (0.05, timeout)] if request.connection == 0 else [answer]
+    runner = make_runner(upstream.url)
+
+    await texts(runner, stream=False)
+    await asyncio.sleep(0.1)  # the 408 arrives on the idle connection
+    [delta] = await texts(runner, stream=False)
+
+    assert delta.text == "whole"
+    assert [r.connection for r in upstream.requests] == [0, 1]
