@@ -125,6 +125,7 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
         (
             "aiohttp/",
             "upstream_client",
+            "upstream_http",
             "models/remote",
             "upstream_stream",
             "multidict",

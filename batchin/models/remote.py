@@ -1,11 +1,11 @@
 """A text runner backed by remote OpenAI-compatible upstreams (vLLM, SGLang, TGI, Ollama, providers).
 
 This is how a deployment scales text past one machine: the catalog names one or more upstream base
-URLs for a model, and this runner streams from them over pooled HTTP connections: one aiohttp
-session per runner, whose C HTTP parser costs a fraction of a pure-Python client per request and
-per event (the client was the largest CPU cost of a proxied call). Connections, health checks,
-failover and the mapping of upstream refusals onto our errors are upstream_client.py's, shared
-with the remote media runners.
+URLs for a model, and this runner streams from them over pooled keep-alive connections
+(upstream_http.py: httptools' C parser under an asyncio Protocol, one write per request, a
+stream's bytes handed to the SSE decoder as they arrive). Connections, health checks, failover and
+the mapping of upstream refusals onto our errors are upstream_client.py's, shared with the remote
+media runners.
 
 A broken stream (transport error, error event, end without completion) → ServiceUnavailable.
 
@@ -20,7 +20,6 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 
 from batchin.errors import InvalidRequest, ServiceUnavailable
@@ -38,6 +37,7 @@ from batchin.models.base import (
 from batchin.models.tool_prompt import tool_objects
 from batchin.models.upstream_client import RemoteConfig, UpstreamClient, remote_config
 from batchin.models.upstream_health import Upstream, describe
+from batchin.models.upstream_http import TRANSPORT_ERRORS, HttpConnection
 from batchin.models.upstream_stream import FINISH_REASONS, StreamDecoder
 
 __all__ = ["TOKENS_PER_IMAGE", "RemoteConfig", "RemoteRunner", "UpstreamRequest", "estimate_tokens"]
@@ -50,6 +50,8 @@ _TOKENS_FIM_MARKERS = 3  # prefix / suffix / middle markers
 # An image's prompt tokens, for the estimate only: vision encoders take ~1,000-1,300 tokens for a
 # 1024x1024 image (OpenAI's high detail: 765; Qwen-VL: ~1,300). The upstream's usage replaces it.
 TOKENS_PER_IMAGE = 1024
+# A whole (non-streaming) answer past this is not a text completion we can use.
+_WHOLE_ANSWER_LIMIT = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +112,10 @@ class RemoteRunner(UpstreamClient):
     supports_fim = True  # the upstream decides how to honour `suffix`
     supports_tools = True  # tools, tool_choice and tool messages pass through to the upstream
 
-    def __init__(self, config: RemoteConfig, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, config: RemoteConfig) -> None:
         if config.context_length < 1:
             raise ValueError(f"remote model {config.model_id!r}: context_length >= 1")
-        super().__init__(config, session)
+        super().__init__(config)
         self.context_length = config.context_length
 
     @classmethod
@@ -191,28 +193,28 @@ class RemoteRunner(UpstreamClient):
         request = prepared.payload
         if not isinstance(request, UpstreamRequest):
             raise TypeError("RemoteRunner.generate takes a PreparedPrompt from this runner's prepare_*")
-        response, upstream = await self.post_json(
-            request.path, request.body, stream=bool(request.body.get("stream"))
-        )
-        # Closing this generator early runs a `finally` that closes the response: that drops the
-        # connection mid-body, so the upstream sees the disconnect and stops generating. After a
-        # complete body the connection has gone back to the pool already (release is a no-op).
+        stream = bool(request.body.get("stream"))
+        connection, upstream = await self.post_json(request.path, request.body, stream=stream)
+        # Closing this generator early runs a `finally` that closes the connection mid-body, so
+        # the upstream sees the disconnect and stops generating. After a complete body the
+        # connection goes back to the pool.
         finished = False
         try:
-            if not request.body.get("stream"):
-                delta = await self._whole(response, upstream, request, prepared.prompt_tokens)
+            if not stream:
+                delta = await self._whole(connection, upstream, request, prepared.prompt_tokens)
                 finished = True
                 yield delta
                 return
             decoder = StreamDecoder(chat=request.path == "/chat/completions")
+            read = connection.read_chunk
             try:
                 # Chunks as they arrive (usually one event each), split into lines by the decoder.
-                async for chunk in response.content.iter_any():
-                    for item in decoder.feed(chunk):
-                        yield item if isinstance(item, TextDelta) else TextDelta(item)
                 # No break at `[DONE]`: reading on to the end of the body (one more chunk
                 # terminator) lets the connection go back to the pool instead of being closed.
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                while chunk := await read():
+                    for item in decoder.feed(chunk):
+                        yield item if isinstance(item, TextDelta) else TextDelta(item)
+            except TRANSPORT_ERRORS as exc:
                 self._pool.mark_failed(upstream, f"stream broke: {describe(exc)}")
                 raise ServiceUnavailable(
                     f"The upstream of model {self.config.model_id} broke off the stream."
@@ -228,29 +230,22 @@ class RemoteRunner(UpstreamClient):
             yield decoder.final(prepared.prompt_tokens)
         finally:
             if finished:
-                response.release()
+                connection.release()
             else:
-                response.close()
+                connection.close()
 
     async def _whole(
-        self, response: aiohttp.ClientResponse, upstream: Upstream, request: UpstreamRequest, estimate: int
+        self, connection: HttpConnection, upstream: Upstream, request: UpstreamRequest, estimate: int
     ) -> TextDelta:
         """A non-streaming answer as one delta carrying the text, finish reason and usage."""
         try:
-            body = orjson.loads(await response.read())
+            body = orjson.loads(await connection.read_all(_WHOLE_ANSWER_LIMIT))
             choice = body["choices"][0]
             chat = request.path == "/chat/completions"
             text = choice["message"]["content"] if chat else choice["text"]
             calls = _whole_tool_calls(choice["message"].get("tool_calls")) if chat else ()
             usage = body.get("usage") or {}
-        except (
-            aiohttp.ClientError,
-            TimeoutError,
-            orjson.JSONDecodeError,
-            KeyError,
-            IndexError,
-            TypeError,
-        ) as exc:
+        except (*TRANSPORT_ERRORS, orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
             self._pool.mark_failed(upstream, f"unreadable answer: {type(exc).__name__}")
             raise ServiceUnavailable(
                 f"The upstream of model {self.config.model_id} sent an unreadable answer."

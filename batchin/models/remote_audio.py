@@ -31,6 +31,7 @@ from batchin.errors import ServiceUnavailable
 from batchin.models.transcription import Segment, TranscribeParams, Transcript, Word
 from batchin.models.upstream_client import RemoteConfig, UpstreamClient, remote_config
 from batchin.models.upstream_health import describe
+from batchin.models.upstream_http import TRANSPORT_ERRORS
 
 __all__ = ["RemoteSpeechRunner", "RemoteTranscriptionRunner"]
 
@@ -75,13 +76,13 @@ class RemoteSpeechRunner(UpstreamClient):
             "response_format": response_format,
             "speed": speed,
         }
-        response, upstream = await self.post_json("/audio/speech", body)
+        connection, upstream = await self.post_json("/audio/speech", body)
         finished = False
         try:
             try:
-                async for chunk in response.content.iter_any():
+                while chunk := await connection.read_chunk():
                     yield chunk
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except TRANSPORT_ERRORS as exc:
                 self._pool.mark_failed(upstream, f"audio broke off: {describe(exc)}")
                 raise ServiceUnavailable(
                     f"The upstream of model {self.config.model_id} broke off the audio."
@@ -90,9 +91,9 @@ class RemoteSpeechRunner(UpstreamClient):
         finally:
             # Closed early (the caller went away): drop the connection so the upstream stops.
             if finished:
-                response.release()
+                connection.release()
             else:
-                response.close()
+                connection.close()
 
 
 class RemoteTranscriptionRunner(UpstreamClient):

@@ -1,8 +1,14 @@
 """What every remote runner shares: one OpenAI-compatible route (one or more upstream base URLs),
-a pooled aiohttp session, health checks, failover on connect failure, and one mapping of the
+pooled connections, health checks, failover on connect failure, and one mapping of the
 upstream's refusals onto our errors. The text runner (remote.py) and the media runners
 (remote_embeddings.py, remote_audio.py, remote_images.py) are subclasses that only shape requests
 and read answers.
+
+Two clients: every JSON call (chat, completions and their streams, embeddings, image generation,
+speech) and every health check go over upstream_http.py's lean client (`post_json`: the request
+head built once per path as bytes, one write per request); multipart uploads (transcriptions) and
+the image links an upstream answers with (any host, maybe redirected) keep a lazily made aiohttp
+session (`post`, `_client()`). `read_bytes`/`read_json` read an answer from either.
 
 Failure policy (no request is ever run twice):
 - connect failure  → mark that upstream unhealthy, try the next one; none left → ServiceUnavailable
@@ -12,9 +18,8 @@ Failure policy (no request is ever run twice):
   InvalidRequest with the upstream's message; 5xx → ServiceUnavailable
 - an answer we cannot read → ServiceUnavailable, and the upstream is marked unhealthy
 
-Cancellation: a caller that goes away cancels the task awaiting `post()` or a read; aiohttp then
-closes the connection (`post`), and `read_json`/`read_bytes` close the response, so the upstream
-sees the disconnect and can stop its work.
+Cancellation: a caller that goes away cancels the task awaiting the request or a read; the
+connection is then closed (never pooled), so the upstream sees the disconnect and can stop its work.
 """
 
 from __future__ import annotations
@@ -32,10 +37,21 @@ from batchin.errors import InvalidRequest, RateLimited, ServiceUnavailable
 from batchin.models.base import RunnerHealth
 from batchin.models.upstream_errors import error_details, retry_after
 from batchin.models.upstream_health import Upstream, UpstreamPool, describe
+from batchin.models.upstream_http import (
+    TRANSPORT_ERRORS,
+    Endpoint,
+    HttpClient,
+    HttpConnection,
+    UpstreamConnectError,
+    UpstreamTooLarge,
+)
 
 __all__ = ["RemoteConfig", "UpstreamClient", "remote_config"]
 
 log = logging.getLogger("batchin.models.remote")
+
+_ERROR_BODY_LIMIT = 1 << 20  # an error answer past this is cut off (the status says enough)
+_CHECK_BODY_LIMIT = 16 << 20  # a provider's model listing can run to megabytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +64,8 @@ class RemoteConfig:
     max_concurrency: int = 64
     connect_timeout: float = 5.0
     read_timeout: float = 120.0  # between bytes: covers the prefill of a long prompt under load
-    # Unused since aiohttp, which has no write timeout: a request body is a few KiB that the
-    # socket buffer takes at once, and an upstream that stops reading trips read_timeout.
+    # Unused (neither client has a write timeout): a request body is a few KiB that the socket
+    # buffer takes at once, and an upstream that stops reading trips read_timeout.
     write_timeout: float = 30.0
     pool_timeout: float = 10.0  # waiting for a free pooled connection
     # Below the 5 s idle timeout of uvicorn (vLLM, SGLang) and most proxies, so we close idle
@@ -106,28 +122,37 @@ class UpstreamClient:
     """One model served by remote OpenAI-compatible upstreams. Call `start()` to run health
     checks in the background and `close()` to stop them and release connections.
 
-    `session`: a caller's aiohttp session to use (and not close); by default the runner makes its
-    own on first use (aiohttp sessions belong to the running event loop, and the registry builds
-    runners outside it) and closes it in `close()`."""
+    `session`: a caller's aiohttp session for the aiohttp calls (not closed here); by default the
+    runner makes its own on first use (aiohttp sessions belong to the running event loop, and the
+    registry builds runners outside it) and closes it in `close()`."""
 
     def __init__(self, config: RemoteConfig, session: aiohttp.ClientSession | None = None) -> None:
         self.config = config
         self.max_concurrency = config.max_concurrency
         self._owns_session = session is None
         self._session = session
+        # The aiohttp calls' headers (multipart uploads).
         self._headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-        # Built once: per-request header dicts are merged into aiohttp's multidict on every call.
+        self._http = HttpClient(
+            # Health checks need a connection even when every stream slot is busy.
+            limit=config.max_concurrency + 1,
+            connect_timeout=config.connect_timeout,
+            pool_timeout=config.pool_timeout,
+            read_timeout=config.read_timeout,
+            keepalive_timeout=config.keepalive_timeout,
+        )
+        # The lean client's endpoints and request heads (up to the Content-Length value), per
+        # (base URL, path, stream): everything in them is fixed per route.
+        self._heads: dict[tuple[str, str, bool], tuple[Endpoint, bytes]] = {}
         # `identity`: a compressing proxy would otherwise buffer the event stream.
-        base = {**self._headers, "Content-Type": "application/json", "Accept-Encoding": "identity"}
-        self._stream_headers = {**base, "Accept": "text/event-stream"}
-        self._json_headers = {**base, "Accept": "application/json"}
+        auth = f"Authorization: Bearer {config.api_key}\r\n" if config.api_key else ""
+        self._fixed_headers = f"User-Agent: batchin\r\n{auth}Accept-Encoding: identity\r\n".encode()
         self._pool = UpstreamPool(
             config.base_urls,
-            self._client,
+            self._get_status,
             check_path=config.health_check_path,
             check_interval=config.health_check_interval,
             check_timeout=config.health_check_timeout,
-            headers=self._headers,
         )
 
     async def start(self) -> None:
@@ -139,6 +164,8 @@ class UpstreamClient:
 
     async def close(self) -> None:
         await self._pool.stop()
+        self._http.close()
+        self._heads.clear()  # their endpoints hold the closed pools
         session, self._session = self._session, None
         if self._owns_session and session is not None:
             await session.close()
@@ -156,8 +183,7 @@ class UpstreamClient:
     def _new_session(self) -> aiohttp.ClientSession:
         config = self.config
         connector = aiohttp.TCPConnector(
-            # Health checks need a connection even when every stream slot is busy.
-            limit=config.max_concurrency + len(config.base_urls),
+            limit=config.max_concurrency,
             limit_per_host=0,
             keepalive_timeout=config.keepalive_timeout,
         )
@@ -173,13 +199,90 @@ class UpstreamClient:
             connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
         )
 
-    # -- requests ----------------------------------------------------------------------------
+    # -- requests over the lean client ------------------------------------------------------
 
     async def post_json(
         self, path: str, body: dict[str, Any], *, stream: bool = False
-    ) -> tuple[aiohttp.ClientResponse, Upstream]:
+    ) -> tuple[HttpConnection, Upstream]:
+        """POST `body` as JSON to the first upstream that accepts a connection (failover as
+        `post`); the connection with a 200 answer's head read. The caller reads the body and then
+        calls `release()` (read to the end) or `close()`."""
         content = orjson.dumps(body)
-        return await self.post(path, lambda: content, self._stream_headers if stream else self._json_headers)
+        length = b"%d\r\n\r\n" % len(content)
+        errors: list[str] = []
+        for upstream in self._pool.candidates():
+            try:
+                endpoint, head = self._post_head(upstream, path, stream)
+                connection = await endpoint.request(b"".join((head, length, content)))
+            except UpstreamConnectError as exc:
+                # Nothing reached the upstream: safe to try the next one.
+                self._pool.mark_failed(upstream, describe(exc))
+                errors.append(describe(exc))
+                continue
+            except TRANSPORT_ERRORS as exc:
+                # The request may have been sent: retrying could run the work twice.
+                self._pool.mark_failed(upstream, describe(exc))
+                raise ServiceUnavailable(
+                    f"The upstream of model {self.config.model_id} failed: {describe(exc)}."
+                ) from exc
+            if connection.status != 200:
+                await self._refuse_lean(connection, upstream)
+            self._pool.mark_ok(upstream)
+            return connection, upstream
+        raise self._unreachable(errors)
+
+    def _post_head(self, upstream: Upstream, path: str, stream: bool) -> tuple[Endpoint, bytes]:
+        """The endpoint and the request head up to the Content-Length value (built once)."""
+        key = (upstream.base_url, path, stream)
+        built = self._heads.get(key)
+        if built is None:
+            endpoint = self._http.endpoint(upstream.base_url.rstrip("/") + path)
+            accept = b"text/event-stream" if stream else b"application/json"
+            head = b"".join(
+                (
+                    b"POST %s HTTP/1.1\r\nHost: %s\r\n" % (endpoint.target, endpoint.host_header),
+                    self._fixed_headers,
+                    b"Accept: %s\r\nContent-Type: application/json\r\nContent-Length: " % accept,
+                )
+            )
+            built = self._heads[key] = (endpoint, head)
+        return built
+
+    async def _get_status(self, url: str) -> int:
+        """A health check: GET `url`, read the answer to the end; its status."""
+        endpoint = self._http.endpoint(url)
+        head = b"GET %s HTTP/1.1\r\nHost: %s\r\n%sAccept: application/json\r\n\r\n" % (
+            endpoint.target,
+            endpoint.host_header,
+            self._fixed_headers,
+        )
+        connection = await endpoint.request(head)
+        try:
+            await connection.read_all(_CHECK_BODY_LIMIT)  # to the end: the connection is reusable
+        except BaseException:
+            connection.close()
+            raise
+        connection.release()
+        return connection.status
+
+    async def _refuse_lean(self, connection: HttpConnection, upstream: Upstream) -> None:
+        try:
+            body = await connection.read_all(_ERROR_BODY_LIMIT)
+        except TRANSPORT_ERRORS:
+            body = b""  # the status says enough
+        finally:
+            connection.release()  # closes the connection instead when the body was not read to the end
+        retry = connection.headers.get(b"retry-after")
+        headers = {"Retry-After": retry.decode("latin-1")} if retry is not None else {}
+        raise self._refusal(connection.status, headers, body, upstream)
+
+    def _unreachable(self, errors: list[str]) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"No upstream of model {self.config.model_id} is reachable "
+            f"({len(errors)} tried; last error: {errors[-1] if errors else 'none'})."
+        )
+
+    # -- requests over aiohttp (multipart uploads, image links) ------------------------------
 
     async def post(
         self, path: str, data: Callable[[], Any], headers: Mapping[str, str]
@@ -208,24 +311,19 @@ class UpstreamClient:
                 await self._raise_for_status(response, upstream)
             self._pool.mark_ok(upstream)
             return response, upstream
-        raise ServiceUnavailable(
-            f"No upstream of model {self.config.model_id} is reachable "
-            f"({len(errors)} tried; last error: {errors[-1] if errors else 'none'})."
-        )
+        raise self._unreachable(errors)
 
-    async def read_bytes(self, response: aiohttp.ClientResponse, upstream: Upstream, *, limit: int) -> bytes:
-        """The whole body (at most `limit` bytes); a broken or oversized body is the upstream's failure."""
-        parts: list[bytes] = []
-        size = 0
+    async def read_bytes(
+        self, response: HttpConnection | aiohttp.ClientResponse, upstream: Upstream, *, limit: int
+    ) -> bytes:
+        """The whole body (at most `limit` bytes); a broken or oversized body is the upstream's
+        failure. Read to the end, the connection goes back to its pool; otherwise it is closed."""
         try:
-            if response.content_length is not None and response.content_length > limit:
-                raise _TooLarge
-            async for chunk in response.content.iter_any():  # to the end: the connection is reusable
-                size += len(chunk)
-                if size > limit:
-                    raise _TooLarge
-                parts.append(chunk)
-        except _TooLarge:
+            if isinstance(response, HttpConnection):
+                body = await response.read_all(limit)
+            else:
+                body = await _read_aiohttp(response, limit)
+        except UpstreamTooLarge:
             response.close()
             self._pool.mark_failed(upstream, f"answer over {limit} bytes")
             raise ServiceUnavailable(
@@ -233,17 +331,17 @@ class UpstreamClient:
             ) from None
         except BaseException as exc:  # a read error, or our caller cancelled: drop the connection
             response.close()
-            if isinstance(exc, aiohttp.ClientError | TimeoutError):
+            if isinstance(exc, (*TRANSPORT_ERRORS, aiohttp.ClientError)):
                 self._pool.mark_failed(upstream, f"answer broke off: {describe(exc)}")
                 raise ServiceUnavailable(
                     f"The upstream of model {self.config.model_id} broke off its answer."
                 ) from exc
             raise
         response.release()
-        return b"".join(parts)
+        return body
 
     async def read_json(
-        self, response: aiohttp.ClientResponse, upstream: Upstream, *, limit: int = 256 << 20
+        self, response: HttpConnection | aiohttp.ClientResponse, upstream: Upstream, *, limit: int = 256 << 20
     ) -> Any:
         body = await self.read_bytes(response, upstream, limit=limit)
         try:
@@ -263,29 +361,41 @@ class UpstreamClient:
             body = b""  # the status says enough
         finally:
             response.release()  # closes the connection instead when the body was not read to the end
-        status = response.status
+        raise self._refusal(response.status, response.headers, body, upstream)
+
+    def _refusal(
+        self, status: int, headers: Mapping[str, str], body: bytes, upstream: Upstream
+    ) -> RateLimited | ServiceUnavailable | InvalidRequest:
+        """Our error for an upstream's non-200 answer (see the failure policy above)."""
         message, param = error_details(body)
         model = self.config.model_id
         if status == 429:
-            raise RateLimited(
-                message or "The upstream is rate limiting.", retry_after=retry_after(response.headers)
-            )
+            return RateLimited(message or "The upstream is rate limiting.", retry_after=retry_after(headers))
         if status in (401, 403, 404):
             log.error(
                 "upstream %s refused model %s with HTTP %d: %s", upstream.base_url, model, status, message
             )
-            raise ServiceUnavailable(
+            return ServiceUnavailable(
                 f"Model {model} is misconfigured on this server (upstream HTTP {status})."
             )
         if 400 <= status < 500:
-            raise InvalidRequest(
+            return InvalidRequest(
                 f"The upstream of model {model} refused the request (HTTP {status}): "
                 f"{message or 'no reason given'}",
                 param=param,
             )
         self._pool.mark_failed(upstream, f"HTTP {status}")
-        raise ServiceUnavailable(f"The upstream of model {model} failed (HTTP {status}).")
+        return ServiceUnavailable(f"The upstream of model {model} failed (HTTP {status}).")
 
 
-class _TooLarge(Exception):
-    pass
+async def _read_aiohttp(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    if response.content_length is not None and response.content_length > limit:
+        raise UpstreamTooLarge(limit)
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():  # to the end: the connection is reusable
+        size += len(chunk)
+        if size > limit:
+            raise UpstreamTooLarge(limit)
+        parts.append(chunk)
+    return b"".join(parts)

@@ -12,8 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
@@ -21,6 +20,7 @@ import aiohttp
 from yarl import URL
 
 from batchin.models.base import RunnerHealth
+from batchin.models.upstream_http import TRANSPORT_ERRORS, os_reason
 
 log = logging.getLogger("batchin.models.remote")
 
@@ -45,28 +45,25 @@ class UpstreamPool:
 
     `check_path` is resolved against the base URL by RFC 3986 rules: "models" gives
     `{base}/models` (the OpenAI-compatible listing every engine serves), "/health" gives the
-    server root's `/health` (vLLM, SGLang, TGI). Checks go over the runner's own session (its
-    connection pool, sized one connection per upstream above the stream slots for them), which
-    `session()` gives: the runner creates it lazily, inside the event loop.
+    server root's `/health` (vLLM, SGLang, TGI). `get(url)` makes one check's request and gives
+    the answer's status (the runner's client: its pools hold a connection per upstream above the
+    stream slots for them); the pool bounds the whole check by `check_timeout`.
     """
 
     def __init__(
         self,
         base_urls: tuple[str, ...],
-        session: Callable[[], aiohttp.ClientSession],
+        get: Callable[[str], Awaitable[int]],
         *,
         check_path: str,
         check_interval: float,
         check_timeout: float,
-        headers: dict[str, str],
     ) -> None:
         self.upstreams = [Upstream(url) for url in base_urls]
-        self._session = session
+        self._get = get
         self._check_path = check_path
         self._check_interval = check_interval
-        # Per request, this replaces the session's timeouts: one bound on the whole check.
-        self._check_timeout = aiohttp.ClientTimeout(total=check_timeout)
-        self._headers = headers
+        self._check_timeout = check_timeout
         self._cursor = itertools.count()
         self._task: asyncio.Task[None] | None = None
 
@@ -74,6 +71,8 @@ class UpstreamPool:
         """The order to try upstreams for one request: a rotating start spreads load, unhealthy
         ones are skipped. When none is healthy all are tried as a last resort: the marks may be
         stale (a refused connect costs little), and it lets a route recover without a checker."""
+        if len(self.upstreams) == 1:  # the usual route: nothing to rotate or skip
+            return self.upstreams
         start = next(self._cursor) % len(self.upstreams)
         rotated = self.upstreams[start:] + self.upstreams[:start]
         return [u for u in rotated if u.healthy] or rotated
@@ -106,12 +105,9 @@ class UpstreamPool:
     async def _check(self, upstream: Upstream) -> None:
         url = urljoin(upstream.base_url.rstrip("/") + "/", self._check_path)
         try:
-            async with self._session().get(
-                url, headers=self._headers, timeout=self._check_timeout
-            ) as response:
-                await response.read()  # read to the end so the connection goes back to the pool
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            async with asyncio.timeout(self._check_timeout):
+                status = await self._get(url)
+        except TRANSPORT_ERRORS as exc:
             self.mark_failed(upstream, f"health check failed: {describe(exc)}")
             return
         if 200 <= status < 300:
@@ -150,21 +146,12 @@ def describe(exc: BaseException) -> str:
     names the peer, so those are described by type and errno alone."""
     name = type(exc).__name__
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"{name}: {_os_reason(exc.os_error)}"
+        return f"{name}: {os_reason(exc.os_error)}"
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return f"{name}: connect timed out"
     if isinstance(exc, OSError):
-        return f"{name}: {_os_reason(exc)}"
+        return f"{name}: {os_reason(exc)}"
     if isinstance(exc, aiohttp.InvalidURL):
         return name
     message = str(exc)
     return f"{name}: {message}" if message else name
-
-
-def _os_reason(exc: OSError) -> str:
-    # asyncio puts the peer address into strerror ("Connect call failed ('10.0.0.7', 8000)"):
-    # the errno's standard text says the same without it. Resolver errors (negative EAI_* codes)
-    # carry a plain text such as "Name or service not known".
-    if exc.errno and exc.errno > 0:
-        return os.strerror(exc.errno)
-    return exc.strerror or type(exc).__name__

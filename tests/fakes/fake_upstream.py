@@ -77,6 +77,9 @@ class FakeUpstreamStats:
     max_active_streams: int = 0
     last_body: dict[str, Any] | None = None
     last_headers: dict[str, str] = field(default_factory=dict)
+    # The client port of each completion request, in order: one port per connection, so a repeated
+    # port is a reused keep-alive connection.
+    client_ports: list[int] = field(default_factory=list)
 
 
 _NO_USAGE = object()
@@ -259,6 +262,7 @@ def create_app(
         body = orjson.loads(await request.body())
         stats.last_body = body
         stats.last_headers = dict(request.headers)
+        stats.client_ports.append(request.client.port if request.client else 0)
         refusal = error_response(config)
         if refusal is not None:
             return refusal

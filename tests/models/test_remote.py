@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
-import aiohttp
 import pytest
 
 from batchin.errors import InvalidRequest, RateLimited, ServiceUnavailable
@@ -58,30 +58,6 @@ async def make_runner() -> AsyncIterator[MakeRunner]:
     yield make
     for runner in runners:
         await runner.close()
-
-
-class ConnectionCounts:
-    """Counts the connections a session opens and reuses (aiohttp's public trace hooks)."""
-
-    def __init__(self) -> None:
-        self.created = 0
-        self.reused = 0
-        self.trace = aiohttp.TraceConfig()
-        self.trace.on_connection_create_end.append(self._created)
-        self.trace.on_connection_reuseconn.append(self._reused)
-
-    async def _created(self, *_: object) -> None:
-        self.created += 1
-
-    async def _reused(self, *_: object) -> None:
-        self.reused += 1
-
-
-@pytest.fixture
-async def counted_session() -> AsyncIterator[tuple[aiohttp.ClientSession, ConnectionCounts]]:
-    counts = ConnectionCounts()
-    async with aiohttp.ClientSession(trace_configs=[counts.trace]) as session:
-        yield session, counts
 
 
 def chat(text: str = "Say hello", max_tokens: int = 64) -> ChatParams:
@@ -431,43 +407,25 @@ async def test_from_entry_reads_the_catalogs_nested_upstream_table() -> None:
         await runner.close()
 
 
-async def test_connections_are_reused_after_complete_answers(
-    fakes: Any, counted_session: tuple[aiohttp.ClientSession, ConnectionCounts]
-) -> None:
+async def test_connections_are_reused_after_complete_answers(fakes: Any, make_runner: MakeRunner) -> None:
     fake = fakes(tokens=3)
-    session, counts = counted_session
-    config = RemoteConfig(
-        model_id="remote-test",
-        base_urls=(fake.url,),
-        upstream_model="up",
-        context_length=4096,
-        health_check_interval=0,
-    )
-    runner = RemoteRunner(config, session=session)
+    runner = make_runner(fake.url)
     whole = ChatParams((ChatMessage("user", "hi"),), SamplingParams(max_tokens=8), stream=False)
 
     for params in (chat(), whole, chat()):
         deltas = await collect(runner, await runner.prepare_chat(params))
         assert deltas[-1].finish_reason == "stop"
-    await runner.close()
 
-    assert (counts.created, counts.reused) == (1, 2)
-    assert not session.closed  # the caller's session is the caller's to close
+    ports = fake.stats.client_ports
+    assert len(ports) == 3
+    assert len(set(ports)) == 1  # one connection, reused twice
 
 
 async def test_closing_early_drops_the_connection_instead_of_pooling_it(
-    fakes: Any, counted_session: tuple[aiohttp.ClientSession, ConnectionCounts]
+    fakes: Any, make_runner: MakeRunner
 ) -> None:
     fake = fakes(tokens=100, delay_ms=5)
-    session, counts = counted_session
-    config = RemoteConfig(
-        model_id="remote-test",
-        base_urls=(fake.url,),
-        upstream_model="up",
-        context_length=4096,
-        health_check_interval=0,
-    )
-    runner = RemoteRunner(config, session=session)
+    runner = make_runner(fake.url)
 
     async with contextlib.aclosing(
         runner.generate(await runner.prepare_chat(chat(max_tokens=100)))
@@ -477,7 +435,9 @@ async def test_closing_early_drops_the_connection_instead_of_pooling_it(
     deltas = await collect(runner, await runner.prepare_chat(chat()))
 
     assert deltas[-1].finish_reason == "stop"
-    assert (counts.created, counts.reused) == (2, 0)
+    ports = fake.stats.client_ports
+    assert len(ports) == 2
+    assert ports[0] != ports[1]  # a new connection for the second call
     await eventually(lambda: fake.stats.streams_cancelled == 1)
 
 
@@ -506,13 +466,28 @@ def test_stream_decoder_reassembles_events_split_anywhere() -> None:
         b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}\n\n'
         b"data: [DONE]"
     )
-    for size in (1, 2, 7, len(body)):
+    # With CR line ends (read line by line) and without (read event by event), split anywhere.
+    for size, text in itertools.product((1, 2, 7, len(body)), (body, body.replace(b"\r", b""))):
         decoder = StreamDecoder(chat=True)
-        texts = [text for i in range(0, len(body), size) for text in decoder.feed(body[i : i + size])]
+        texts = [t for i in range(0, len(text), size) for t in decoder.feed(text[i : i + size])]
         texts += decoder.end()
 
         assert texts == ["h\u00e9", "llo"]
         assert (decoder.done, decoder.finish_reason, decoder.usage) == (True, "length", Usage(5, 2))
+
+
+def test_stream_decoder_reads_one_event_per_chunk_as_engines_send_them() -> None:
+    events = [
+        b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n',
+        b"event: error\n",  # the next chunk's data belongs to this event
+        b'data: {"message": "engine overloaded"}\n\n',
+    ]
+    decoder = StreamDecoder(chat=True)
+
+    assert decoder.feed(events[0]) == ["a"]
+    assert decoder.feed(events[1]) == []
+    with pytest.raises(ServiceUnavailable, match="mid-stream: engine overloaded"):
+        decoder.feed(events[2])
 
 
 def test_stream_decoder_raises_on_an_error_event() -> None:
