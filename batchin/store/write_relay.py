@@ -1,0 +1,282 @@
+"""One group-commit writer for a SQLite file shared by the API processes of `serve --workers N`.
+
+Two processes each committing their own group commits on one SQLite file pay twice the
+transactions per call, contend for the WAL and re-read each other's pages (measured in
+bench/profiles/workers_cores3.txt). So the supervisor (batchin/workers.py) owns the one writer:
+`WriteRelay` serves its GroupCommitWriter on a Unix socket (mode 0600, beside the engine relay's,
+the same random key), and each API process's ledger, audit log and traces write through a
+`RelayedWriter`, which sends registered writes by name and arguments (named_writes.py) and
+resolves each caller's future with the writer's outcome. Writes from every process then share
+the writer's transactions.
+
+Wire (multiprocessing Connection, pickled tuples of plain data):
+    API → writer   [(seq, name, args), …]   the writes queued during one event-loop turn
+    writer → API   [(seq, ok, value), …]    outcomes, sent only after their transaction committed
+
+The durability promise is the in-process writer's: a caller's future resolves only once the
+transaction holding its write has committed (the writer replies after COMMIT), so a call's
+settlement, usage and receipt are durable before its response completes. If the writer's process
+is gone, every write waiting on it and every new one fails with ServiceUnavailable (503): the
+call fails, nothing is dropped silently. A write whose reply was lost may or may not have
+committed; the ledger's writes are conditional (a reservation closes once), so none is applied
+twice, and a reservation left held is released by the sweep.
+
+Operations that are not named writes (closures: the batch store's rows, guarded settlement blocks)
+run on the API process's own writer, the in-process GroupCommitWriter this class extends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import threading
+from collections.abc import Callable
+from functools import partial
+from itertools import count
+from multiprocessing.connection import Client, Connection, Listener
+from pathlib import Path
+from typing import Any
+
+from batchin.errors import ServiceUnavailable
+from batchin.store.group_commit import GroupCommitWriter, Operation
+from batchin.store.named_writes import Write, resolve_write
+
+__all__ = ["WRITER_SOCKET", "RelayedWriter", "WriteRelay", "WriterGone", "writer_address"]
+
+log = logging.getLogger("batchin.store")
+
+WRITER_SOCKET = "writer.sock"
+Address = tuple[str, bytes]  # the socket's path, the key a connection must prove it holds
+_Outcome = tuple[int, bool, Any]
+
+
+class WriterGone(ServiceUnavailable):
+    """The process holding the store's writer cannot be reached."""
+
+
+def writer_address(relay: Address) -> Address:
+    """The writer's socket of a supervisor, from its engine relay's address (same folder, key)."""
+    return (str(Path(relay[0]).parent / WRITER_SOCKET), relay[1])
+
+
+def _watch(loop: asyncio.AbstractEventLoop, conn: Connection, on_readable: Callable[[], None]) -> None:
+    """`on_readable` when a message begins, the descriptor kept blocking (uvloop would make it
+    non-blocking, and a large message could then be read half): its sender writes the rest at once."""
+    loop.add_reader(conn.fileno(), on_readable)
+    os.set_blocking(conn.fileno(), True)
+
+
+def _sendable(error: BaseException) -> BaseException:
+    """An outcome's exception as it can cross: itself when it pickles back (our errors, sqlite3's,
+    a refused settlement), else a RuntimeError naming it."""
+    try:
+        pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes, just made
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+    return error
+
+
+class WriteRelay:
+    """The writer's end (the supervisor): one GroupCommitWriter for `database_file`, fed by every
+    API process's connection. Runs on the supervisor's event loop."""
+
+    def __init__(self, path: Path, key: bytes, database_file: str) -> None:
+        self.address: Address = (str(path), key)
+        self.writer = GroupCommitWriter(database_file)
+        self._loop = asyncio.get_running_loop()
+        self._listener = Listener(self.address[0], family="AF_UNIX", authkey=key)
+        os.chmod(self.address[0], 0o600)
+        self._connections: set[Connection] = set()
+        self._outboxes: dict[Connection, list[_Outcome]] = {}
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept_forever, name="write-relay", daemon=True)
+        self._thread.start()
+
+    def _accept_forever(self) -> None:
+        while not self._closed:
+            try:
+                conn = self._listener.accept()  # checks the key before handing the connection over
+            except OSError:  # closed, or a peer without the key
+                continue
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._attach, conn)
+
+    def _attach(self, conn: Connection) -> None:
+        if self._closed:
+            conn.close()
+            return
+        self._connections.add(conn)
+        _watch(self._loop, conn, partial(self._on_readable, conn))
+
+    def _on_readable(self, conn: Connection) -> None:
+        try:
+            batch: list[tuple[int, str, tuple[Any, ...]]] = conn.recv()
+        except (EOFError, OSError):  # the API process stopped (or died)
+            self._detach(conn)
+            return
+        for seq, name, args in batch:
+            try:
+                resolve_write(name)
+            except LookupError as exc:
+                self._reply(conn, (seq, False, exc))
+                continue
+            # Queued now, it runs whatever happens to the connection: the caller's process may die
+            # after sending, and its write is then committed like any accepted one.
+            self.writer.submit(Write(name, args)).add_done_callback(partial(self._done, conn, seq))
+
+    def _done(self, conn: Connection, seq: int, future: asyncio.Future[Any]) -> None:
+        """On the loop, after the write's transaction committed (or failed)."""
+        if future.cancelled():
+            self._reply(conn, (seq, False, RuntimeError("the write was cancelled")))
+        elif (error := future.exception()) is not None:
+            self._reply(conn, (seq, False, _sendable(error)))
+        else:
+            self._reply(conn, (seq, True, future.result()))
+
+    def _reply(self, conn: Connection, outcome: _Outcome) -> None:
+        # The outcomes of one transaction are set in one loop turn: one message per connection.
+        outbox = self._outboxes.get(conn)
+        if outbox is None:
+            outbox = self._outboxes[conn] = []
+            self._loop.call_soon(self._send, conn)
+        outbox.append(outcome)
+
+    def _send(self, conn: Connection) -> None:
+        outcomes = self._outboxes.pop(conn, [])
+        if conn not in self._connections:
+            return
+        try:
+            conn.send(outcomes)
+        except (OSError, ValueError, pickle.PicklingError, TypeError, AttributeError) as exc:
+            if isinstance(exc, OSError | ValueError):
+                self._detach(conn)
+                return
+            # A result that does not pickle: each outcome alone, the culprit as an error.
+            for seq, ok, value in outcomes:
+                try:
+                    conn.send([(seq, ok, value)])
+                except (OSError, ValueError):
+                    self._detach(conn)
+                    return
+                except Exception as error:
+                    conn.send([(seq, False, RuntimeError(f"unsendable result: {error}"))])
+
+    def _detach(self, conn: Connection) -> None:
+        if conn in self._connections:
+            self._connections.discard(conn)
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(conn.fileno())
+            conn.close()
+
+    async def close(self) -> None:
+        """Stop accepting, drop the connections, then commit what is queued and close the writer."""
+        self._closed = True
+        self._listener.close()
+        for conn in list(self._connections):
+            self._detach(conn)
+        await self.writer.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.address[0])
+
+
+class RelayedWriter(GroupCommitWriter):
+    """An API process's writer: named writes go to the supervisor's (one transaction for every
+    process's writes), any other operation to this process's own (the base class)."""
+
+    def __init__(self, database_file: str, address: Address) -> None:
+        super().__init__(database_file)
+        self._address = address
+        self._relay: Connection | None = None
+        self._outbox: list[tuple[Write, asyncio.Future[Any], Callable[[], None] | None]] = []
+        self._sending = False
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._seq = count()
+
+    def submit(
+        self, operation: Operation, *, on_taken: Callable[[], None] | None = None
+    ) -> asyncio.Future[Any]:
+        if not isinstance(operation, Write):
+            return super().submit(operation, on_taken=on_taken)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._outbox.append((operation, future, on_taken))
+        if not self._sending:
+            # One loop turn first, as the in-process writer does: the writes of tasks woken
+            # together (a call's settlement and its log append) go in one message.
+            self._sending = True
+            loop.call_soon(self._send)
+        return future
+
+    def _send(self) -> None:
+        self._sending = False
+        batch, self._outbox = self._outbox, []
+        message = []
+        for write, future, on_taken in batch:
+            if on_taken is not None:
+                on_taken()
+            seq = next(self._seq)
+            self._waiting[seq] = future
+            message.append((seq, write.name, write.args))
+        try:
+            self._connected().send(message)
+        except (OSError, EOFError, ValueError) as exc:
+            self._lost(exc)
+
+    def _connected(self) -> Connection:
+        if self._relay is None:
+            # Blocking, once per connection: the handshake is two short round trips on a local socket.
+            relay = Client(self._address[0], family="AF_UNIX", authkey=self._address[1])
+            _watch(asyncio.get_running_loop(), relay, self._on_readable)
+            self._relay = relay
+        return self._relay
+
+    def _on_readable(self) -> None:
+        relay = self._relay
+        if relay is None:
+            return
+        try:
+            outcomes: list[_Outcome] = relay.recv()
+        except (EOFError, OSError) as exc:
+            self._lost(exc)
+            return
+        for seq, ok, value in outcomes:
+            future = self._waiting.pop(seq, None)
+            if future is None or future.done():
+                continue  # its caller gave up (a cancelled future only drops the outcome)
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def _lost(self, cause: BaseException) -> None:
+        """The writer's process is gone: every write waiting on it fails (503); the next write
+        connects again (to a writer that may be back)."""
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(relay.fileno())
+            relay.close()
+        waiting, self._waiting = self._waiting, {}
+        if waiting:
+            log.warning("the store's writer is gone (%s): %d writes fail", type(cause).__name__, len(waiting))
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(
+                    WriterGone("The server's store writer is unavailable (restarting). Retry the request.")
+                )
+
+    async def close(self) -> None:
+        """Send what is queued, wait for its outcomes, then close the local writer."""
+        if self._outbox:
+            self._send()
+        if self._waiting:
+            await asyncio.gather(*self._waiting.values(), return_exceptions=True)
+        if self._relay is not None:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(self._relay.fileno())
+            self._relay.close()
+            self._relay = None
+        await super().close()
