@@ -3,7 +3,7 @@
 Two processes each committing their own group commits on one SQLite file pay twice the
 transactions per call, contend for the WAL and re-read each other's pages (measured in
 bench/profiles/workers_cores3.txt). So the supervisor (batchin/workers.py) owns the one writer:
-`WriteRelay` serves its GroupCommitWriter on a Unix socket (mode 0600, beside the engine relay's,
+`WriteRelay` serves the store's writer connection on a Unix socket (mode 0600, beside the engine relay's,
 the same random key), and each API process's ledger, audit log and traces write through a
 `RelayedWriter`, which sends registered writes by name and arguments (named_writes.py) and
 resolves each caller's future with the writer's outcome. Writes from every process then share
@@ -32,11 +32,12 @@ import contextlib
 import logging
 import os
 import pickle
+import queue
+import socket
 import threading
 from collections.abc import Callable
-from functools import partial
 from itertools import count
-from multiprocessing.connection import Client, Connection, Listener
+from multiprocessing.connection import Client, Connection, Listener, wait
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,8 @@ log = logging.getLogger("batchin.store")
 WRITER_SOCKET = "writer.sock"
 Address = tuple[str, bytes]  # the socket's path, the key a connection must prove it holds
 _Outcome = tuple[int, bool, Any]
+_Sent = list[tuple[int, str, tuple[Any, ...]]]  # one message of writes: (seq, name, args)
+_MAX_BATCH = 512  # writes per transaction at most, as the in-process writer's
 
 
 class WriterGone(ServiceUnavailable):
@@ -80,20 +83,25 @@ def _sendable(error: BaseException) -> BaseException:
 
 
 class WriteRelay:
-    """The writer's end (the supervisor): one GroupCommitWriter for `database_file`, fed by every
-    API process's connection. Runs on the supervisor's event loop."""
+    """The writer's end (the supervisor): one thread that reads every API process's writes, runs
+    all that arrived in one transaction of the store's GroupCommitWriter connection, and replies
+    after COMMIT. A thread, not the supervisor's event loop: a transaction then costs no future,
+    no loop wake-up and no thread hand-off, only the messages' own pickling. Whatever arrives
+    while a transaction commits waits in the sockets and goes into the next one."""
 
     def __init__(self, path: Path, key: bytes, database_file: str) -> None:
         self.address: Address = (str(path), key)
-        self.writer = GroupCommitWriter(database_file)
-        self._loop = asyncio.get_running_loop()
+        self.database_file = database_file
+        self._writer = GroupCommitWriter(database_file)  # its connection, on the serving thread only
         self._listener = Listener(self.address[0], family="AF_UNIX", authkey=key)
         os.chmod(self.address[0], 0o600)
-        self._connections: set[Connection] = set()
-        self._outboxes: dict[Connection, list[_Outcome]] = {}
+        self._arrivals: queue.SimpleQueue[Connection] = queue.SimpleQueue()
+        self._wake_reader, self._wake_writer = socket.socketpair()
         self._closed = False
-        self._thread = threading.Thread(target=self._accept_forever, name="write-relay", daemon=True)
-        self._thread.start()
+        self._accepting = threading.Thread(target=self._accept_forever, name="write-relay", daemon=True)
+        self._serving = threading.Thread(target=self._serve_forever, name="batchin-ledger", daemon=True)
+        self._accepting.start()
+        self._serving.start()
 
     def _accept_forever(self) -> None:
         while not self._closed:
@@ -101,83 +109,101 @@ class WriteRelay:
                 conn = self._listener.accept()  # checks the key before handing the connection over
             except OSError:  # closed, or a peer without the key
                 continue
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                self._loop.call_soon_threadsafe(self._attach, conn)
+            self._arrivals.put(conn)
+            self._wake()
 
-    def _attach(self, conn: Connection) -> None:
-        if self._closed:
-            conn.close()
-            return
-        self._connections.add(conn)
-        _watch(self._loop, conn, partial(self._on_readable, conn))
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_writer.send(b"\0")
 
-    def _on_readable(self, conn: Connection) -> None:
+    def _serve_forever(self) -> None:
+        connections: list[Connection] = []
         try:
-            batch: list[tuple[int, str, tuple[Any, ...]]] = conn.recv()
-        except (EOFError, OSError):  # the API process stopped (or died)
-            self._detach(conn)
-            return
-        for seq, name, args in batch:
+            while True:
+                ready = wait([*connections, self._wake_reader])
+                if self._wake_reader in ready:
+                    self._wake_reader.recv(4096)
+                    while not self._arrivals.empty():
+                        connections.append(self._arrivals.get())
+                received = [
+                    (conn, batch)
+                    for conn in ready
+                    if isinstance(conn, Connection)
+                    for batch in self._read(conn, connections)
+                ]
+                if received:
+                    self._commit(received, connections)
+                if self._closed:
+                    return
+        finally:
+            for conn in connections:
+                conn.close()
+            self._writer._close_connection()
+
+    @staticmethod
+    def _read(conn: Connection, connections: list[Connection]) -> list[_Sent]:
+        """Every message waiting on `conn`; a connection that ended (its process stopped or died, or
+        sent what no one can read) is dropped, what it sent before still committed."""
+        batches: list[_Sent] = []
+        try:
+            batches.append(conn.recv())
+            while conn.poll(0):
+                batches.append(conn.recv())
+        except Exception:
+            connections.remove(conn)
+            conn.close()
+        return batches
+
+    def _commit(self, received: list[tuple[Connection, _Sent]], connections: list[Connection]) -> None:
+        replies: dict[Connection, list[_Outcome]] = {}
+        queued: list[tuple[Connection, int, Write]] = []
+        for conn, batch in received:
+            for seq, name, args in batch:
+                try:
+                    resolve_write(name)
+                except LookupError as exc:
+                    replies.setdefault(conn, []).append((seq, False, exc))
+                    continue
+                queued.append((conn, seq, Write(name, args)))
+        for start in range(0, len(queued), _MAX_BATCH):
+            chunk = queued[start : start + _MAX_BATCH]
             try:
-                resolve_write(name)
-            except LookupError as exc:
-                self._reply(conn, (seq, False, exc))
-                continue
-            # Queued now, it runs whatever happens to the connection: the caller's process may die
-            # after sending, and its write is then committed like any accepted one.
-            self.writer.submit(Write(name, args)).add_done_callback(partial(self._done, conn, seq))
+                results = self._writer.commit_now([write for _, _, write in chunk])
+            except Exception as exc:  # the transaction itself failed: every write in it did
+                results = [(False, exc)] * len(chunk)
+            for (conn, seq, _), (ok, value) in zip(chunk, results, strict=True):
+                replies.setdefault(conn, []).append((seq, ok, value if ok else _sendable(value)))
+        for conn, outcomes in replies.items():  # only now, all committed: one message per process
+            if conn in connections:
+                self._reply(conn, outcomes, connections)
 
-    def _done(self, conn: Connection, seq: int, future: asyncio.Future[Any]) -> None:
-        """On the loop, after the write's transaction committed (or failed)."""
-        if future.cancelled():
-            self._reply(conn, (seq, False, RuntimeError("the write was cancelled")))
-        elif (error := future.exception()) is not None:
-            self._reply(conn, (seq, False, _sendable(error)))
-        else:
-            self._reply(conn, (seq, True, future.result()))
-
-    def _reply(self, conn: Connection, outcome: _Outcome) -> None:
-        # The outcomes of one transaction are set in one loop turn: one message per connection.
-        outbox = self._outboxes.get(conn)
-        if outbox is None:
-            outbox = self._outboxes[conn] = []
-            self._loop.call_soon(self._send, conn)
-        outbox.append(outcome)
-
-    def _send(self, conn: Connection) -> None:
-        outcomes = self._outboxes.pop(conn, [])
-        if conn not in self._connections:
-            return
+    @staticmethod
+    def _reply(conn: Connection, outcomes: list[_Outcome], connections: list[Connection]) -> None:
         try:
             conn.send(outcomes)
-        except (OSError, ValueError, pickle.PicklingError, TypeError, AttributeError) as exc:
-            if isinstance(exc, OSError | ValueError):
-                self._detach(conn)
-                return
-            # A result that does not pickle: each outcome alone, the culprit as an error.
+        except (OSError, ValueError):  # its process is gone: nobody waits for these outcomes
+            connections.remove(conn)
+            conn.close()
+        except Exception:  # a result that does not pickle: each alone, the culprit as an error
             for seq, ok, value in outcomes:
                 try:
                     conn.send([(seq, ok, value)])
                 except (OSError, ValueError):
-                    self._detach(conn)
+                    connections.remove(conn)
+                    conn.close()
                     return
                 except Exception as error:
                     conn.send([(seq, False, RuntimeError(f"unsendable result: {error}"))])
 
-    def _detach(self, conn: Connection) -> None:
-        if conn in self._connections:
-            self._connections.discard(conn)
-            with contextlib.suppress(ValueError, OSError):
-                self._loop.remove_reader(conn.fileno())
-            conn.close()
-
     async def close(self) -> None:
-        """Stop accepting, drop the connections, then commit what is queued and close the writer."""
+        """Stop accepting; the serving thread commits what it has read, then closes the store's
+        connection (the API processes have stopped before this)."""
         self._closed = True
         self._listener.close()
-        for conn in list(self._connections):
-            self._detach(conn)
-        await self.writer.close()
+        self._wake()
+        await asyncio.to_thread(self._serving.join)
+        self._wake_reader.close()
+        self._wake_writer.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.address[0])
 
@@ -221,9 +247,19 @@ class RelayedWriter(GroupCommitWriter):
             self._waiting[seq] = future
             message.append((seq, write.name, write.args))
         try:
-            self._connected().send(message)
-        except (OSError, EOFError, ValueError) as exc:
+            relay = self._connected()
+        except Exception as exc:  # no listener, or a refused handshake (AuthenticationError)
             self._lost(exc)
+            return
+        try:
+            relay.send(message)
+        except (OSError, ValueError) as exc:
+            self._lost(exc)
+        except Exception as exc:  # an argument that does not pickle: those writes fail, unsent
+            for seq, _, _ in message:
+                future = self._waiting.pop(seq)
+                if not future.done():
+                    future.set_exception(exc)
 
     def _connected(self) -> Connection:
         if self._relay is None:

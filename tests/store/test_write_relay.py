@@ -57,14 +57,14 @@ async def relay(tmp_path: Path) -> AsyncIterator[WriteRelay]:
 
 
 def _client(relay: WriteRelay) -> RelayedWriter:
-    return RelayedWriter(relay.writer._path, relay.address)
+    return RelayedWriter(relay.database_file, relay.address)
 
 
 async def test_writes_by_name_from_two_processes_commit_on_the_one_writer_before_their_ack(
     relay: WriteRelay,
 ) -> None:
     assert stat.S_IMODE(os.stat(relay.address[0]).st_mode) == 0o600
-    database = Path(relay.writer._path)
+    database = Path(relay.database_file)
     first, second = _client(relay), _client(relay)
     seen_at_ack: dict[str, list[str]] = {}
 
@@ -112,7 +112,7 @@ async def test_a_write_sent_by_a_process_that_then_died_is_still_committed(relay
         await writer.run(_insert("later"))  # queued after the orphan: committed after it, or with it
     finally:
         await writer.close()
-    assert _rows(Path(relay.writer._path)) == ["later", "orphan"]
+    assert _rows(Path(relay.database_file)) == ["later", "orphan"]
 
 
 async def test_writes_fail_with_a_503_when_the_writer_is_gone(tmp_path: Path) -> None:

@@ -28,7 +28,8 @@ the last renewal.
 
 Each write is one script of statements (ledger_writes.py) with one transaction path per store: on
 the default SQLite store the group-commit writer (batchin/store/group_commit.py, the hot path; the
-audit log and the batch store share it), elsewhere SQLAlchemy.
+audit log and the batch store share it; with `serve --workers N` the supervisor's one writer, sent
+by name: batchin/store/write_relay.py), elsewhere SQLAlchemy.
 """
 
 from __future__ import annotations
