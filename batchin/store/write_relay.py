@@ -37,6 +37,7 @@ import socket
 import threading
 from collections.abc import Callable
 from itertools import count
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, Listener, wait
 from pathlib import Path
 from typing import Any
@@ -83,31 +84,40 @@ def _sendable(error: BaseException) -> BaseException:
 
 
 class WriteRelay:
-    """The writer's end (the supervisor): one thread that reads every API process's writes, runs
-    all that arrived in one transaction of the store's GroupCommitWriter connection, and replies
-    after COMMIT. A thread, not the supervisor's event loop: a transaction then costs no future,
-    no loop wake-up and no thread hand-off, only the messages' own pickling. Whatever arrives
-    while a transaction commits waits in the sockets and goes into the next one."""
+    """The writer's end (the supervisor), on two threads of its own rather than the supervisor's
+    event loop, so that a transaction costs no asyncio future or loop wake-up:
+    - the reader waits on every API process's connection and hands what arrives to the writer;
+    - the writer takes everything handed over since its last transaction, runs it in one
+      transaction of the store's connection, and replies to each process after COMMIT.
+    The reader never waits for the writer. A writer waiting for SQLite's write lock (held by an API
+    process's own transaction: a retention delete, a batch claim) must not stop the reading, or
+    that process could block sending its writes while its transaction waits on its event loop."""
 
     def __init__(self, path: Path, key: bytes, database_file: str) -> None:
         self.address: Address = (str(path), key)
         self.database_file = database_file
-        self._writer = GroupCommitWriter(database_file)  # its connection, on the serving thread only
+        self._writer = GroupCommitWriter(database_file)  # its connection, on the writer thread only
         self._listener = Listener(self.address[0], family="AF_UNIX", authkey=key)
         os.chmod(self.address[0], 0o600)
         self._arrivals: queue.SimpleQueue[Connection] = queue.SimpleQueue()
         self._wake_reader, self._wake_writer = socket.socketpair()
+        # (connection, its message) for the writer; message None: the connection ended, close it
+        # (the writer's to close, after replying to what came before). None: stop.
+        self._inbox: queue.SimpleQueue[tuple[Connection, _Sent | None] | None] = queue.SimpleQueue()
         self._closed = False
-        self._accepting = threading.Thread(target=self._accept_forever, name="write-relay", daemon=True)
-        self._serving = threading.Thread(target=self._serve_forever, name="batchin-ledger", daemon=True)
-        self._accepting.start()
-        self._serving.start()
+        self._threads = [
+            threading.Thread(target=self._accept_forever, name="write-relay-accept", daemon=True),
+            threading.Thread(target=self._read_forever, name="write-relay-read", daemon=True),
+            threading.Thread(target=self._write_forever, name="batchin-ledger", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def _accept_forever(self) -> None:
         while not self._closed:
             try:
                 conn = self._listener.accept()  # checks the key before handing the connection over
-            except OSError:  # closed, or a peer without the key
+            except (OSError, AuthenticationError):  # closed, or a peer without the key
                 continue
             self._arrivals.put(conn)
             self._wake()
@@ -116,53 +126,70 @@ class WriteRelay:
         with contextlib.suppress(OSError):
             self._wake_writer.send(b"\0")
 
-    def _serve_forever(self) -> None:
+    def _read_forever(self) -> None:
         connections: list[Connection] = []
         try:
-            while True:
+            while not self._closed:
                 ready = wait([*connections, self._wake_reader])
+                for conn in ready:
+                    if isinstance(conn, Connection):
+                        self._read(conn, connections)
                 if self._wake_reader in ready:
                     self._wake_reader.recv(4096)
                     while not self._arrivals.empty():
                         connections.append(self._arrivals.get())
-                received = [
-                    (conn, batch)
-                    for conn in ready
-                    if isinstance(conn, Connection)
-                    for batch in self._read(conn, connections)
-                ]
-                if received:
-                    self._commit(received, connections)
-                if self._closed:
-                    return
         finally:
             for conn in connections:
-                conn.close()
-            self._writer._close_connection()
+                self._inbox.put((conn, None))
+            self._inbox.put(None)
 
-    @staticmethod
-    def _read(conn: Connection, connections: list[Connection]) -> list[_Sent]:
-        """Every message waiting on `conn`; a connection that ended (its process stopped or died, or
-        sent what no one can read) is dropped, what it sent before still committed."""
-        batches: list[_Sent] = []
+    def _read(self, conn: Connection, connections: list[Connection]) -> None:
+        """Every message waiting on `conn`. A connection that ended (its process stopped or died,
+        or sent what no one can read) leaves the reader; what it sent before is still committed."""
         try:
-            batches.append(conn.recv())
+            self._inbox.put((conn, conn.recv()))
             while conn.poll(0):
-                batches.append(conn.recv())
+                self._inbox.put((conn, conn.recv()))
         except Exception:
             connections.remove(conn)
-            conn.close()
-        return batches
+            self._inbox.put((conn, None))
 
-    def _commit(self, received: list[tuple[Connection, _Sent]], connections: list[Connection]) -> None:
+    def _write_forever(self) -> None:
+        try:
+            while (first := self._inbox.get()) is not None:
+                received = [first]
+                stop = False
+                while not self._inbox.empty():
+                    item = self._inbox.get()
+                    if item is None:
+                        stop = True
+                        break
+                    received.append(item)
+                try:
+                    self._commit(received)
+                except Exception:  # never leave a caller waiting for a reply that cannot come
+                    log.exception("the store's writer failed; dropping the connections it served")
+                    for conn, _ in received:
+                        conn.close()  # its process sees the end: a 503, the outcome unknown
+                if stop:
+                    return
+        finally:
+            self._writer._close_connection()
+
+    def _commit(self, received: list[tuple[Connection, _Sent | None]]) -> None:
         replies: dict[Connection, list[_Outcome]] = {}
         queued: list[tuple[Connection, int, Write]] = []
+        ended: list[Connection] = []
         for conn, batch in received:
+            if batch is None:
+                ended.append(conn)
+                continue
+            replies.setdefault(conn, [])
             for seq, name, args in batch:
                 try:
                     resolve_write(name)
                 except LookupError as exc:
-                    replies.setdefault(conn, []).append((seq, False, exc))
+                    replies[conn].append((seq, False, exc))
                     continue
                 queued.append((conn, seq, Write(name, args)))
         for start in range(0, len(queued), _MAX_BATCH):
@@ -172,40 +199,40 @@ class WriteRelay:
             except Exception as exc:  # the transaction itself failed: every write in it did
                 results = [(False, exc)] * len(chunk)
             for (conn, seq, _), (ok, value) in zip(chunk, results, strict=True):
-                replies.setdefault(conn, []).append((seq, ok, value if ok else _sendable(value)))
+                replies[conn].append((seq, ok, value if ok else _sendable(value)))
         for conn, outcomes in replies.items():  # only now, all committed: one message per process
-            if conn in connections:
-                self._reply(conn, outcomes, connections)
-
-    @staticmethod
-    def _reply(conn: Connection, outcomes: list[_Outcome], connections: list[Connection]) -> None:
-        try:
-            conn.send(outcomes)
-        except (OSError, ValueError):  # its process is gone: nobody waits for these outcomes
-            connections.remove(conn)
+            if outcomes and conn not in ended:
+                _reply(conn, outcomes)
+        for conn in ended:
             conn.close()
-        except Exception:  # a result that does not pickle: each alone, the culprit as an error
-            for seq, ok, value in outcomes:
-                try:
-                    conn.send([(seq, ok, value)])
-                except (OSError, ValueError):
-                    connections.remove(conn)
-                    conn.close()
-                    return
-                except Exception as error:
-                    conn.send([(seq, False, RuntimeError(f"unsendable result: {error}"))])
 
     async def close(self) -> None:
-        """Stop accepting; the serving thread commits what it has read, then closes the store's
+        """Stop accepting and reading; the writer commits what was read, then closes the store's
         connection (the API processes have stopped before this)."""
         self._closed = True
         self._listener.close()
         self._wake()
-        await asyncio.to_thread(self._serving.join)
+        for thread in self._threads[1:]:  # not the accepting one: accept() outlives its closed socket
+            await asyncio.to_thread(thread.join)
         self._wake_reader.close()
         self._wake_writer.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.address[0])
+
+
+def _reply(conn: Connection, outcomes: list[_Outcome]) -> None:
+    try:
+        conn.send(outcomes)
+    except (OSError, ValueError):  # its process is gone (the reader sees the end too)
+        return
+    except Exception:  # a result that does not pickle: each alone, the culprit as an error
+        for seq, ok, value in outcomes:
+            try:
+                conn.send([(seq, ok, value)])
+            except (OSError, ValueError):
+                return
+            except Exception as error:
+                conn.send([(seq, False, RuntimeError(f"unsendable result: {error}"))])
 
 
 class RelayedWriter(GroupCommitWriter):

@@ -11,6 +11,7 @@ import sqlite3
 import stat
 import threading
 from collections.abc import AsyncIterator
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Listener
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def _rows(path: Path) -> list[str]:
 async def relay(tmp_path: Path) -> AsyncIterator[WriteRelay]:
     database = tmp_path / "w.db"
     with sqlite3.connect(database) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")  # as the store is
         conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
     served = WriteRelay(tmp_path / WRITER_SOCKET, _KEY, str(database))
     yield served
@@ -84,15 +86,18 @@ async def test_writes_by_name_from_two_processes_commit_on_the_one_writer_before
         await first.close()
         await second.close()
     assert set(threads) == {"batchin-ledger"}  # the relay's writer thread, not a local one
-    assert first._thread is None and second._thread is None  # no writer of their own
+    assert first._thread is None  # no writer of their own
+    assert second._thread is None
     for key, rows in seen_at_ack.items():
         assert key in rows
     assert (caught.value.message, caught.value.param) == ("no credit", "budget")
     assert _rows(database) == sorted(f"{name}{n}" for n in range(5) for name in "ab")
 
 
-async def test_a_name_that_is_not_a_registered_write_never_runs(relay: WriteRelay) -> None:
-    writer = _client(relay)
+async def test_only_registered_writes_from_holders_of_the_key_run(relay: WriteRelay) -> None:
+    with pytest.raises(AuthenticationError):
+        await asyncio.to_thread(Client, relay.address[0], family="AF_UNIX", authkey=b"wrong")
+    writer = _client(relay)  # the relay still accepts those who hold the key
     try:
         with pytest.raises(LookupError):
             await writer.run(Write("os:system", ("touch /tmp/never",)))
@@ -100,6 +105,25 @@ async def test_a_name_that_is_not_a_registered_write_never_runs(relay: WriteRela
             await writer.run(Write("batchin.store.database:Database", ()))
         assert await writer.run(_insert("after")) == "batchin-ledger"  # the connection still serves
     finally:
+        await writer.close()
+
+
+async def test_the_relay_keeps_reading_while_its_writer_waits_for_the_write_lock(relay: WriteRelay) -> None:
+    # An API process's own transaction (a retention delete) holds SQLite's write lock and needs
+    # this process's event loop to finish: sending writes to a relay that stopped reading while its
+    # writer waited for that lock would block the loop (1 MiB is more than a socket buffers).
+    holder = sqlite3.connect(relay.database_file, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    writer = _client(relay)
+    try:
+        waiting = writer.submit(_insert("first"))  # the relay's writer now waits for the lock
+        await asyncio.sleep(0.05)
+        pending = [writer.submit(_insert(f"{n}" + "x" * 65536)) for n in range(16)]
+        await asyncio.sleep(0.05)
+        holder.execute("COMMIT")  # only reached if the loop kept running
+        assert set(await asyncio.gather(waiting, *pending)) == {"batchin-ledger"}
+    finally:
+        holder.close()
         await writer.close()
 
 
