@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import sqlite3
 import stat
 import threading
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Listener
 from pathlib import Path
@@ -18,12 +20,13 @@ from pathlib import Path
 import pytest
 
 from batchin.core.billing.ledger import LedgerService
+from batchin.core.billing.ledger_records import Reservation
 from batchin.core.billing.money import UNITS_PER_CENT
 from batchin.errors import PaymentRequired
 from batchin.services import Services
 from batchin.store.group_commit import sqlite_file
 from batchin.store.named_writes import Write, named_write
-from batchin.store.write_relay import WRITER_SOCKET, RelayedWriter, WriteRelay, WriterGone
+from batchin.store.write_relay import WRITER_SOCKET, RelayedWriter, WriteRelay, WriterGone, _encode
 from tests.conftest import MakeUser
 from tests.core.billing.test_ledger import balance_units, principal_for, usage
 
@@ -193,3 +196,16 @@ async def test_the_ledger_reserves_refuses_and_settles_through_the_relay(
         await ledger.close()
         await relay.close()
     assert await balance_units(services, user.id) == UNITS_PER_CENT - UNITS_PER_CENT // 4
+
+
+def test_the_wire_carries_dataclasses_times_and_errors_exactly() -> None:
+    now = datetime.now(UTC)
+    reservation = Reservation("r1", "u1", None, "2026-12", 5)
+    message = [(1, "m:f", (reservation, usage(3), now, now.replace(tzinfo=None), PaymentRequired("x")))]
+    back = pickle.loads(_encode(message))
+    (_, _, (got_reservation, got_usage, aware, naive, error)) = back[0]
+    assert (got_reservation, got_usage) == (reservation, usage(3))
+    assert (aware, naive) == (now, now.replace(tzinfo=None))
+    assert aware.tzinfo is UTC
+    assert naive.tzinfo is None
+    assert (type(error), error.message) == (PaymentRequired, "x")
