@@ -35,13 +35,14 @@ import logging
 import os
 import pickle
 import queue
+import selectors
 import socket
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from itertools import count
 from multiprocessing import AuthenticationError
-from multiprocessing.connection import Client, Connection, Listener, wait
+from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any
 
@@ -182,32 +183,36 @@ class WriteRelay:
             self._wake_writer.send(b"\0")
 
     def _read_forever(self) -> None:
-        connections: list[Connection] = []
+        # One epoll selector for the thread's life (multiprocessing's `wait` builds one per call).
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_reader, selectors.EVENT_READ)
         try:
             while not self._closed:
-                ready = wait([*connections, self._wake_reader])
-                for conn in ready:
-                    if isinstance(conn, Connection):
-                        self._read(conn, connections)
-                if self._wake_reader in ready:
-                    self._wake_reader.recv(4096)
-                    while not self._arrivals.empty():
-                        connections.append(self._arrivals.get())
+                for key, _ in selector.select():
+                    if key.fileobj is self._wake_reader:
+                        self._wake_reader.recv(4096)
+                        while not self._arrivals.empty():
+                            conn = self._arrivals.get()
+                            selector.register(conn.fileno(), selectors.EVENT_READ, conn)
+                    elif not self._read(key.data):
+                        selector.unregister(key.fd)
         finally:
-            for conn in connections:
-                self._inbox.put((conn, None))
+            for key in list(selector.get_map().values()):
+                if key.data is not None:
+                    self._inbox.put((key.data, None))
+            selector.close()
             self._inbox.put(None)
 
-    def _read(self, conn: Connection, connections: list[Connection]) -> None:
-        """Every message waiting on `conn`. A connection that ended (its process stopped or died,
-        or sent what no one can read) leaves the reader; what it sent before is still committed."""
+    def _read(self, conn: Connection) -> bool:
+        """The message waiting on `conn` (more come back from the selector, level-triggered); False
+        when the connection ended (its process stopped or died, or sent what no one can read). What
+        it sent before is still committed."""
         try:
             self._inbox.put((conn, _receive(conn)))
-            while conn.poll(0):
-                self._inbox.put((conn, _receive(conn)))
         except Exception:
-            connections.remove(conn)
             self._inbox.put((conn, None))
+            return False
+        return True
 
     def _write_forever(self) -> None:
         try:
