@@ -56,11 +56,22 @@ from batchin.models.registry import ModelRegistry
 from batchin.services import Services
 from batchin.shared_limiter import limiter_of
 from batchin.store.database import Database
+from batchin.store.group_commit import GroupCommitWriter, sqlite_file
 from batchin.store.migrate import upgrade
+from batchin.store.write_relay import RelayedWriter, writer_address
 
 log = logging.getLogger("batchin")
 
 _SWEEP_INTERVAL_SECONDS = 60.0
+
+
+def _relayed_writer(database: Database, relay: RelayAddress | None) -> GroupCommitWriter | None:
+    """An API process of `serve --workers N` on a SQLite file writes through its supervisor's one
+    writer (store/write_relay.py); None: the ledger opens this process's own."""
+    path = sqlite_file(database)
+    if relay is None or path is None:
+        return None
+    return RelayedWriter(path, writer_address(relay))
 
 
 async def build_services(
@@ -88,7 +99,7 @@ async def build_services(
     else:
         limiter = InMemoryRateLimiter()
     auth = AuthService(database, limiter, cache_seconds=settings.auth_cache_seconds)
-    ledger = LedgerService(database)
+    ledger = LedgerService(database, _relayed_writer(database, relay))
     metering = MeteringService(ledger)
     owns_registry = registry is None
     if registry is None:

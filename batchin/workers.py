@@ -12,9 +12,14 @@ The supervising process (the one the command started):
   machine — and on SIGTERM or SIGINT stops them all (each drains its requests and writes what it
   buffered), then its engines.
 
+- on a SQLite file, owns the one group-commit writer: the API processes send it their ledger,
+  receipt-log and trace writes by name (store/write_relay.py) and it commits them together, so
+  the file has one writer however many processes serve.
+
 What the API processes share through the store itself: the ledger, usage, receipts, batches and
-webhooks (SQLite serialises their write transactions across processes with `BEGIN IMMEDIATE`;
-PostgreSQL with row locks and `SKIP LOCKED` claiming, as for replicas). Per process: admission
+webhooks (SQLite serialises the write transactions that remain per process, batch rows and
+webhooks, with `BEGIN IMMEDIATE`; PostgreSQL uses row locks and `SKIP LOCKED` claiming, as for
+replicas). Per process: admission
 queues and the auth cache (revocations still reach every process through the shared limiter).
 """
 
@@ -43,7 +48,9 @@ from batchin.models.engine_relay import EngineRelay, RelayAddress
 from batchin.models.registry import ModelRegistry
 from batchin.shared_limiter import create_limiter_file
 from batchin.store.database import Database
+from batchin.store.group_commit import sqlite_file
 from batchin.store.migrate import upgrade
+from batchin.store.write_relay import WRITER_SOCKET, WriteRelay
 
 __all__ = [
     "RestartBackoff",
@@ -170,13 +177,17 @@ class _Supervisor:
             await upgrade(database)  # once, before N processes could race to do it
         finally:
             await database.dispose()
+        store_file = sqlite_file(database)
         settings = self._settings
         registry = ModelRegistry(load_catalog(settings.models), derived_dir=settings.data_dir / "models")
         folder = relay_folder()
         relay: EngineRelay | None = None
+        writes: WriteRelay | None = None
         try:
             await registry.start()
             relay = EngineRelay(folder / "relay.sock", registry.runner)
+            if store_file is not None:  # one writer for the SQLite file: every API process's writes
+                writes = WriteRelay(folder / WRITER_SOCKET, relay.address[1], store_file)
             if not settings.redis_url:
                 create_limiter_file(folder)
             for index in range(self._workers):
@@ -188,7 +199,9 @@ class _Supervisor:
                 if not self._stopping.is_set():
                     self._restart_dead(relay.address)
         finally:
-            await self._stop_all()
+            await self._stop_all()  # first: API processes write what they buffered as they stop
+            if writes is not None:
+                await writes.close()
             if relay is not None:
                 await relay.close()
             await registry.close()

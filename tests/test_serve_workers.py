@@ -131,6 +131,11 @@ def test_two_api_processes_share_limits_ledger_and_one_engine(served: Served) ->
             )
         )
     assert [r.status_code for r in chats] == [200] * 6, [r.text for r in chats]
+    # The calls' ledger, receipt and trace writes went to the supervisor's one SQLite writer
+    # (store/write_relay.py): it holds the store's file open, which migrating alone would not leave.
+    store = str(served.data / "batchin.db")
+    opened = {os.path.realpath(fd) for fd in (Path(f"/proc/{served.process.pid}/fd")).iterdir()}
+    assert store in opened or os.path.realpath(store) in opened
 
     served.process.send_signal(signal.SIGTERM)
     assert served.process.wait(timeout=60) == 0, served.log.read_text()

@@ -165,6 +165,12 @@ class GroupCommitWriter:
             cur.close()
         return outcomes
 
+    def commit_now(self, operations: list[Operation]) -> list[tuple[bool, Any]]:
+        """Run `operations` in one transaction on the calling thread, for a server that is itself
+        the only thread using this writer (store/write_relay.py): each one's (ok, result or error);
+        a failure of the transaction itself is raised."""
+        return self._apply(operations)
+
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)

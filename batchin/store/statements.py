@@ -29,7 +29,8 @@ from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from batchin.store.database import Database
-from batchin.store.group_commit import GroupCommitWriter
+from batchin.store.group_commit import GroupCommitWriter, Operation
+from batchin.store.named_writes import Write
 
 __all__ = [
     "Outcome",
@@ -214,32 +215,45 @@ async def execute_script(conn: AsyncConnection, script: Script[T]) -> T:
 class Transactions:
     """Runs each script in a write transaction of its own: as one operation of the group-commit
     writer when there is one (batched with its neighbours, its own savepoint), else through
-    SQLAlchemy."""
+    SQLAlchemy. A `Write` (a registered operation by name: named_writes.py) is for the writer
+    only; it is what may be run by another process's writer (write_relay.py)."""
 
     def __init__(self, database: Database, writer: GroupCommitWriter | None) -> None:
         self._db = database
         self._writer = writer
 
-    async def run(self, script: Script[T]) -> T:
+    async def run(self, script: Script[T] | Write) -> T:
         if self._writer is not None:
-            return cast(T, await self._writer.run(lambda cur: run_script(cur, script)))
-        return await self._through_sqlalchemy(script)
+            return cast(T, await self._writer.run(_operation(script)))
+        return await self._through_sqlalchemy(_script(script))
 
-    async def run_to_end(self, script: Script[T]) -> T:
+    async def run_to_end(self, script: Script[T] | Write) -> T:
         """`run`, except that a cancelled caller never tears the transaction: it still commits
         (or refuses) as if the caller were there. What is queued on the writer runs anyway."""
         if self._writer is not None:
             return await self.run(script)
         return await asyncio.shield(self.start(script))
 
-    def start(self, script: Script[T]) -> asyncio.Future[T]:
+    def start(self, script: Script[T] | Write) -> asyncio.Future[T]:
         """Start `script`, which then runs to its end whatever becomes of the caller: await it
         through `asyncio.shield` to learn its outcome even after a cancellation. (On the writer it
         is already queued, so this costs no task.)"""
         if self._writer is not None:
-            return cast("asyncio.Future[T]", self._writer.submit(lambda cur: run_script(cur, script)))
-        return asyncio.ensure_future(self._through_sqlalchemy(script))
+            return cast("asyncio.Future[T]", self._writer.submit(_operation(script)))
+        return asyncio.ensure_future(self._through_sqlalchemy(_script(script)))
 
     async def _through_sqlalchemy(self, script: Script[T]) -> T:
         async with self._db.write() as conn:
             return await execute_script(conn, script)
+
+
+def _operation(script: Script[Any] | Write) -> Operation:
+    if isinstance(script, Write):
+        return script
+    return lambda cur: run_script(cur, script)
+
+
+def _script(script: Script[T] | Write) -> Script[T]:
+    if isinstance(script, Write):
+        raise TypeError(f"{script!r} runs on a SQLite group-commit writer only")
+    return script

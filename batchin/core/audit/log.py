@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +34,8 @@ from batchin.core.audit.keys import AuditKey
 from batchin.core.clock import isoformat, utcnow
 from batchin.store.database import Database
 from batchin.store.group_commit import GroupCommitWriter, sqlite_file
-from batchin.store.statements import Script, Statement, Transactions, bound
+from batchin.store.named_writes import named_write
+from batchin.store.statements import Script, Statement, Transactions, bound, run_script
 from batchin.store.tables import vaas_checkpoints, vaas_log_nodes, vaas_log_state, vaas_records
 
 __all__ = ["LOG_ORIGIN", "Checkpoint", "LogRow", "TransparencyLog"]
@@ -167,7 +169,9 @@ class TransparencyLog:
 
     async def _write(self, rows: Sequence[LogRow]) -> int:
         # Only the drain task writes: nothing moves the frontier while this batch is written.
-        appended = await self._transactions.run(_append(rows, self._frontier, utcnow()))
+        # By name on the SQLite writer: it may be the supervisor's, shared by every API process.
+        append = _named_append if self._writer is not None else _append
+        appended: _Appended = await self._transactions.run(append(list(rows), self._frontier, utcnow()))
         size, known, made = appended
         # Only once committed: a failed batch leaves the frontier to be reset by the drain loop.
         self._remember(size + len(rows), known, made)
@@ -248,6 +252,13 @@ class TransparencyLog:
                 await conn.execute(select(vaas_checkpoints).where(vaas_checkpoints.c.tree_size == size))
             ).first()
         return _checkpoint(row._mapping) if row else None
+
+
+@named_write
+def _named_append(
+    cur: sqlite3.Cursor, rows: Sequence[LogRow], frontier: _Frontier, now: datetime
+) -> _Appended:
+    return run_script(cur, _append(rows, frontier, now))
 
 
 def _append(rows: Sequence[LogRow], frontier: _Frontier, now: datetime) -> Script[_Appended]:

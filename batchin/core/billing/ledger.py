@@ -28,7 +28,8 @@ the last renewal.
 
 Each write is one script of statements (ledger_writes.py) with one transaction path per store: on
 the default SQLite store the group-commit writer (batchin/store/group_commit.py, the hot path; the
-audit log and the batch store share it), elsewhere SQLAlchemy.
+audit log and the batch store share it; with `serve --workers N` the supervisor's one writer, sent
+by name: batchin/store/write_relay.py), elsewhere SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -56,12 +58,28 @@ from batchin.core.random_ids import uuid7_text
 from batchin.errors import InvalidRequest
 from batchin.store.database import Database
 from batchin.store.group_commit import GroupCommitWriter, sqlite_file
+from batchin.store.named_writes import Write, named_write
 from batchin.store.statements import Script, Transactions, run_script
 from batchin.store.tables import key_spend, reservations, users, video_jobs
 
+# The writes another process's SQLite writer may run for this one (serve --workers N, where the
+# supervisor holds the one writer: batchin/store/write_relay.py), by LedgerWrites method name.
+_RELAYED = frozenset({"reserve", "settle", "release", "release_silent", "renew"})
+_SQLITE_WRITES = LedgerWrites("sqlite")
+
+
+@named_write
+def _ledger_write(cur: sqlite3.Cursor, method: str, *args: object) -> object:
+    if method not in _RELAYED:
+        raise ValueError(f"{method!r} is not a ledger write")
+    script: Script[object] = getattr(_SQLITE_WRITES, method)(*args)
+    return run_script(cur, script)
+
 
 class LedgerService:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, writer: GroupCommitWriter | None = None) -> None:
+        """`writer`: the SQLite store's writer when it is not this process's own (an API process
+        of `serve --workers N` writes through its supervisor's: write_relay.RelayedWriter)."""
         self._db = database
         self.sqlite_writer: GroupCommitWriter | None = None
         if database.is_sqlite:
@@ -69,7 +87,7 @@ class LedgerService:
             if path is None:
                 raise ValueError("the SQLite ledger needs a database file")
             # Shared with the audit log and the batch store: their writes join the ledger's batches.
-            self.sqlite_writer = GroupCommitWriter(path)
+            self.sqlite_writer = writer or GroupCommitWriter(path)
         self._transactions = Transactions(database, self.sqlite_writer)
         self._writes = LedgerWrites(database.dialect)
         # Reservations held by live calls of this process: renewed by `renew_held`, never swept here.
@@ -111,7 +129,7 @@ class LedgerService:
         )
         if budget_units is not None and amount_units > budget_units:
             raise budget_refusal(reservation.month, budget_units)
-        write = self._transactions.start(self._writes.reserve(reservation, budget_units, now))
+        write = self._transactions.start(self._write("reserve", reservation, budget_units, now))
         try:
             await asyncio.shield(write)
         except asyncio.CancelledError:
@@ -152,7 +170,7 @@ class LedgerService:
     async def settle(self, reservation: Reservation, usage: UsageRecord) -> int:
         """Charge the call; returns the units charged (0 if this reservation was already closed)."""
         charged = max(0, min(usage.cost_units, reservation.amount_units))
-        closed = await self._close(reservation, self._writes.settle(reservation, usage, charged, utcnow()))
+        closed = await self._close(reservation, self._write("settle", reservation, usage, charged, utcnow()))
         return charged if closed else 0
 
     async def settle_guarded(
@@ -251,9 +269,9 @@ class LedgerService:
 
     async def release(self, reservation: Reservation) -> bool:
         """Return the whole reservation; False if it was already settled or released."""
-        return await self._close(reservation, self._writes.release(reservation, utcnow()))
+        return await self._close(reservation, self._write("release", reservation, utcnow()))
 
-    async def _close(self, reservation: Reservation, script: Script[bool]) -> bool:
+    async def _close(self, reservation: Reservation, script: Script[bool] | Write) -> bool:
         """Run a settle or release to its end even if the caller is cancelled meanwhile (on
         PostgreSQL a cancelled transaction rolls back, leaving the reservation held until the sweep).
         Whatever the outcome, no call of this process holds the reservation any more: one that
@@ -263,13 +281,21 @@ class LedgerService:
         finally:
             self._held_here.discard(reservation.id)
 
+    def _write(self, method: str, *args: object) -> Script[Any] | Write:
+        """LedgerWrites' `method` with `args`: by name on the SQLite writer (so that it can run
+        in another process's writer), else the script itself."""
+        if self.sqlite_writer is not None:
+            return _ledger_write(method, *args)
+        script: Script[Any] = getattr(self._writes, method)(*args)
+        return script
+
     async def renew_held(self, *, now: datetime | None = None) -> int:
         """Mark the reservations of this process's live calls alive. Returns how many rows it
         renewed (reservations closed meanwhile are skipped)."""
         held = sorted(self._held_here)
         if not held:
             return 0
-        return await self._transactions.run(self._writes.renew(held, now or utcnow()))
+        return await self._transactions.run(self._write("renew", held, now or utcnow()))
 
     async def sweep_stale(self, older_than_seconds: float, *, now: datetime | None = None) -> int:
         """Release reservations whose holder has shown no sign of life for `older_than_seconds`:
@@ -297,7 +323,7 @@ class LedgerService:
             if row.id in self._held_here:
                 continue  # a live call of this process holds it, whatever its last renewal says
             stale = Reservation(row.id, row.user_id, row.key_id, row.month, row.amount_units)
-            released += int(await self._close(stale, self._writes.release_silent(stale, silent_since, now)))
+            released += int(await self._close(stale, self._write("release_silent", stale, silent_since, now)))
         return released
 
     async def close(self) -> None:

@@ -8,6 +8,7 @@ connection (four thread hand-offs and a second writer contending for SQLite's wr
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
@@ -19,6 +20,7 @@ from sqlalchemy import exists, func, select
 from batchin.core.traces.otlp import STATUS_ERROR, Span
 from batchin.store.database import Database
 from batchin.store.group_commit import GroupCommitWriter
+from batchin.store.named_writes import named_write
 from batchin.store.statements import Statement, bound
 from batchin.store.tables import trace_spans, trace_summaries
 from batchin.store.upsert import upsert_insert
@@ -68,25 +70,24 @@ class SpanTotals:
     failed: bool  # some span has status ERROR
 
 
-class TraceStore:
-    def __init__(self, database: Database, writer: GroupCommitWriter | None = None) -> None:
-        self._db = database
-        self._writer = writer
-        self._insert = upsert_insert(database.dialect)
+class _TraceWrites:
+    """The two write statements for one dialect."""
+
+    def __init__(self, dialect: str) -> None:
         # Spans are the bulk of what is written (five rows per call): a driver-level executemany of
         # plain tuples costs a fraction of SQLAlchemy's per-row parameter processing.
         columns = ("user_id", *_SPAN_FIELDS)
-        dollar = database.dialect == "postgresql"
+        dollar = dialect == "postgresql"
         marks = [f"${i}" if dollar else "?" for i in range(1, len(columns) + 1)]
         # Table and column names are our own constants, never input.
-        self._insert_spans = (
+        self.insert_spans = (
             f"INSERT INTO {trace_spans.name} ({', '.join(columns)}) VALUES ({', '.join(marks)})"  # noqa: S608
             " ON CONFLICT DO NOTHING"
         )
-        insert = self._insert(trace_summaries).values(**bound(*_SUMMARY_COLUMNS))
+        insert = upsert_insert(dialect)(trace_summaries).values(**bound(*_SUMMARY_COLUMNS))
         # A trace first seen through OTLP gets its call facts when our own call reports; facts
         # already stored are kept (the first call of a trace names it).
-        self._upsert_summaries = Statement(
+        self.upsert_summaries = Statement(
             insert.on_conflict_do_update(
                 index_elements=[trace_summaries.c.user_id, trace_summaries.c.trace_id],
                 set_={
@@ -95,6 +96,31 @@ class TraceStore:
                 },
             )
         )
+
+
+@functools.cache
+def _sqlite_writes() -> _TraceWrites:
+    return _TraceWrites("sqlite")
+
+
+@named_write
+def _write_sqlite(
+    cur: sqlite3.Cursor, summary_rows: list[dict[str, Any]], span_rows: list[tuple[Any, ...]]
+) -> None:
+    """On the group-commit writer's thread, inside its transaction (own savepoint); by name, so
+    that the writer may be another process's (serve --workers N: batchin/store/write_relay.py)."""
+    writes = _sqlite_writes()
+    if summary_rows:
+        writes.upsert_summaries.run(cur, summary_rows)
+    if span_rows:
+        cur.executemany(writes.insert_spans, span_rows)
+
+
+class TraceStore:
+    def __init__(self, database: Database, writer: GroupCommitWriter | None = None) -> None:
+        self._db = database
+        self._writer = writer
+        self._writes = _TraceWrites(database.dialect)
 
     async def write(self, records: list[TraceRecord], spans: list[tuple[str, Span]]) -> None:
         """Upsert summaries and add spans (user id, span) in one transaction; repeats are no-ops."""
@@ -107,22 +133,13 @@ class TraceStore:
         summary_rows = [_summary_row(s) for s in summaries.values()]
         span_rows = list({(user, s.trace_id, s.span_id): _span_row(user, s) for user, s in spans}.values())
         if self._writer is not None:
-            await self._writer.run(lambda cur: self._write_sqlite(cur, summary_rows, span_rows))
+            await self._writer.run(_write_sqlite(summary_rows, span_rows))
             return
         async with self._db.write() as conn:
             if summary_rows:
-                await conn.execute(self._upsert_summaries.clause, summary_rows)
+                await conn.execute(self._writes.upsert_summaries.clause, summary_rows)
             if span_rows:
-                await conn.exec_driver_sql(self._insert_spans, span_rows)
-
-    def _write_sqlite(
-        self, cur: sqlite3.Cursor, summary_rows: list[dict[str, Any]], span_rows: list[tuple[Any, ...]]
-    ) -> None:
-        """On the group-commit writer's thread, inside its transaction (own savepoint)."""
-        if summary_rows:
-            self._upsert_summaries.run(cur, summary_rows)
-        if span_rows:
-            cur.executemany(self._insert_spans, span_rows)
+                await conn.exec_driver_sql(self._writes.insert_spans, span_rows)
 
     async def newest(
         self, user_id: str, limit: int, *, model_id: str | None = None, failed: bool | None = None
