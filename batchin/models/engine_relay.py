@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,8 @@ class EngineRelay:
         while not self._closed:
             try:
                 conn = self._listener.accept()  # checks the key before handing the connection over
-            except OSError:  # closed, or a peer without the key
-                continue
+            except (OSError, AuthenticationError):  # closed, or a peer without the key: refuse it,
+                continue  # and keep accepting (an uncaught refusal ended this thread)
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 self._loop.call_soon_threadsafe(self._start_host, conn)
 

@@ -4,9 +4,12 @@ limiter they share beside it: tests/test_shared_limiter.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client
 from pathlib import Path
 
 import pytest
@@ -77,3 +80,21 @@ async def test_api_registries_share_the_owners_engine_worker(
             await registry.close()
     # Closing an API registry detaches it; the owner's engine keeps serving.
     assert await chat(owned) == "ok"
+
+
+async def test_a_peer_without_the_key_is_refused_and_the_relay_keeps_serving(
+    relay: tuple[EngineRelay, ModelRegistry],
+) -> None:
+    served, _ = relay
+    path = served.address[0]
+    with pytest.raises(AuthenticationError):
+        await asyncio.to_thread(Client, path, family="AF_UNIX", authkey=b"not the key")
+    registry = attached(served)
+    try:
+        await registry.start()
+        # The accept thread outlived the refused peer (before, nobody accepted: the attach blocked
+        # until pytest-timeout ended the test).
+        runner = await registry.runner("shared")
+        assert await chat(runner) == "ok"
+    finally:
+        await registry.close()
