@@ -44,7 +44,10 @@ _DATA, _END = b"data: ", b"\r\n\r\n"
 _DONE = _DATA + b"[DONE]" + _END
 
 
-def _event(item: BaseModel | dict[str, Any]) -> bytes:
+def _event(item: bytes | BaseModel | dict[str, Any]) -> bytes:
+    """`bytes`: JSON already serialised (the per-token chunks of core's TokenChunks)."""
+    if type(item) is bytes:
+        return _DATA + item + _END
     if isinstance(item, BaseModel):
         return _DATA + item.model_dump_json(exclude_none=False).encode() + _END
     return _DATA + orjson.dumps(item) + _END
@@ -66,25 +69,40 @@ class _ShutdownStop:
 
 class _EventStream(EventSourceResponse):
     """sse-starlette's response (its headers, pings every 15 s, the stream ended by the client's
-    disconnect or the server's shutdown) run on plain asyncio: events are sent from the request's
-    own task, one task watches for the disconnect, a timer sends the pings and the shutdown
+    disconnect or the server's shutdown) run on plain asyncio: the events are sent from a task of
+    their own, one task watches for the disconnect, a timer sends the pings and the shutdown
     broadcast stops the stream directly. sse-starlette itself runs an anyio task group of four tasks
     per stream (and formats a task's repr when it cancels them), the larger part of a stream's
-    fixed cost here; with no send timeout it also opened a cancel scope per event."""
+    fixed cost here; with no send timeout it also opened a cancel scope per event.
+
+    Why a task for the events: the request's own task runs about a dozen coroutine frames deep
+    (the server, Starlette's middleware and routing, our endpoint), and every wait for the next
+    event suspends and resumes all of them; the sending task is two frames deep. The request's
+    task waits for it once. Stopping the stream cancels that task, never the request's."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        streamer = asyncio.current_task()
-        if streamer is None:  # not under asyncio: sse-starlette's own way
+        if asyncio.current_task() is None:  # not under asyncio: sse-starlette's own way
             await super().__call__(scope, receive, send)
             return
         loop = asyncio.get_running_loop()
+        # Body messages skip the wrappers that only look at the start (see middleware.BODY_SEND).
+        send_body: Send = scope.get("state", {}).get(BODY_SEND, send)
+
+        async def send_events() -> None:
+            async for chunk in self.body_iterator:
+                await send_body({"type": "http.response.body", "body": chunk, "more_body": True})
+            self.active = False
+            await send_body({"type": "http.response.body", "body": b"", "more_body": False})
+
+        sender: asyncio.Task[None] | None = None
         stopped = False  # ended by a disconnect or the shutdown, not by the events running out
 
         def stop() -> None:
             nonlocal stopped
             if not stopped and self.active:
                 stopped, self.active = True, False
-                streamer.cancel()
+                if sender is not None:
+                    sender.cancel()
 
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -111,21 +129,22 @@ class _EventStream(EventSourceResponse):
         watcher = loop.create_task(watch())
         timer = [loop.call_later(self.ping_interval, ping_due)]
         try:
-            if AppStatus.should_exit:
-                stop()
             await send(
                 {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
             )
-            # Body messages skip the wrappers that only look at the start (see RequestIdMiddleware).
-            send_body: Send = scope.get("state", {}).get(BODY_SEND, send)
-            async for chunk in self.body_iterator:
-                await send_body({"type": "http.response.body", "body": chunk, "more_body": True})
-            self.active = False
-            await send_body({"type": "http.response.body", "body": b"", "more_body": False})
-        except asyncio.CancelledError:
+            if AppStatus.should_exit:
+                stop()
             if not stopped:
+                sender = loop.create_task(send_events())
+                await sender
+        except asyncio.CancelledError:
+            # The sender cancelled by our own stop: the response simply ends. A cancel of this task
+            # (it reaches the sender through the await) stays a cancel.
+            current = asyncio.current_task()
+            if not (stopped and sender is not None and sender.cancelled()) or (
+                current and current.cancelling()
+            ):
                 raise
-            streamer.uncancel()  # our own stop: the response simply ends
         finally:
             self.active = False
             shutdown.events.discard(on_shutdown)  # type: ignore[arg-type,unused-ignore]
@@ -142,7 +161,7 @@ class _EventStream(EventSourceResponse):
 
 def sse_response(
     request: Request,
-    items: AsyncIterator[BaseModel | dict[str, Any]],
+    items: AsyncIterator[bytes | BaseModel | dict[str, Any]],
     *,
     headers: dict[str, str],
     on_close: Callable[[], Awaitable[None]],
