@@ -150,7 +150,7 @@ class Endpoint:
                 prompt_version=_prompt_version(request.headers.get("x-batchin-prompt-version")),
             )
             response: Response = await (handler(request, ctx, deps) if with_deps else handler(request, ctx))
-            response.headers.update(rate.headers())
+            _add_headers(response, rate.headers())
             return response
 
         return run
@@ -175,6 +175,18 @@ class _Resolver:
             self._built = (services.auth, services.regions, deps)
             self._for = services
         return self._built
+
+
+def _add_headers(response: Response, headers: dict[str, str]) -> None:
+    """`response.headers.update(headers)`: appended to the raw list when the response has none of
+    these names yet (always, for our handlers), not looked up one by one through MutableHeaders."""
+    raw = response.raw_headers
+    added = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    present = dict(raw)
+    if any(name in present for name, _ in added):
+        response.headers.update(headers)
+    else:
+        raw.extend(added)
 
 
 def _prompt_version(header: str | None) -> str:
