@@ -216,25 +216,42 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     may let it go: the error handlers answer it with a bodiless 499).
 
     Not CancelledError: this task was not cancelled, and the server would log that as a crash of
-    the ASGI application on every disconnect."""
-    task: asyncio.Future[T] = asyncio.ensure_future(work)
+    the ASGI application on every disconnect.
+
+    `work` runs in this task and one watcher task cancels this task when the caller leaves: a call
+    pays one task and no `asyncio.wait`. Why that cancel always lands inside `work`, so no cancel is
+    left pending for the caller's next await (Python 3.11's `uncancel()` would not clear one): the
+    watcher runs only while this task is suspended, and between the watcher's start and the
+    `finally` below this task suspends nowhere but inside `await work`; the cancel is thrown at the
+    point where it resumes (if its awaited future was already done, the cancel waits for that
+    resumption, still inside `work`). Once `work` has returned, `finally` cancels the watcher before
+    this task could suspend again, and a watcher whose wait already ended is then cancelled where
+    it resumes, before it can cancel anything. tests/http_api/test_until_disconnect.py races the
+    two in both orders."""
+    current = asyncio.current_task()
+    if current is None:  # not in a task: nothing the watcher could cancel
+        return await work
+    gone = False
 
     async def watch() -> None:
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                return
+        nonlocal gone
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        current.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        pending: set[asyncio.Future[Any]] = {task, watcher}
-        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            return task.result()
-        task.cancel()
-        await asyncio.wait({task})
-        raise ClientDisconnected
+        result = await work
+    except BaseException:
+        # Once our watcher has cancelled this task, what `work` ended with (the cancel, or an error
+        # while it stopped) means the caller left. A cancel from elsewhere too (server shutdown)
+        # stays a cancel.
+        if gone and current.uncancel() == 0:
+            raise ClientDisconnected from None
+        raise
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
+    if gone:  # `work` swallowed the cancel and finished anyway: its answer stands
+        current.uncancel()
+    return result
