@@ -136,9 +136,13 @@ class Endpoint:
             auth, regions, deps = resolve(request)
             principal, rate = await auth.admit(bearer_secret(request))
             require_scope(principal, scope)
+            # Headers most calls do not send: one dict built in C, not a scan and a KeyError each
+            # through Starlette's Headers. Names are lowercase in the scope, as Headers assumes too;
+            # reversed, so a repeated header reads as its first value, as Headers reads it.
+            sent = dict(reversed(list(request.scope["headers"])))
             region = regions.resolve(
                 principal,
-                request.headers.get("x-batchin-region"),
+                _text(sent.get(b"x-batchin-region")),
                 peer=request.client.host if request.client else None,
             )
             ctx = CallContext(
@@ -146,8 +150,8 @@ class Endpoint:
                 request_id=request.state.request_id,
                 region=region,
                 rate_limit=rate,
-                trace=continue_trace(request.headers.get("traceparent")),
-                prompt_version=_prompt_version(request.headers.get("x-batchin-prompt-version")),
+                trace=continue_trace(_text(sent.get(b"traceparent"))),
+                prompt_version=_prompt_version(_text(sent.get(b"x-batchin-prompt-version"))),
             )
             response: Response = await (handler(request, ctx, deps) if with_deps else handler(request, ctx))
             _add_headers(response, rate.headers())
@@ -187,6 +191,10 @@ def _add_headers(response: Response, headers: dict[str, str]) -> None:
         response.headers.update(headers)
     else:
         raw.extend(added)
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
 
 
 def _prompt_version(header: str | None) -> str:
