@@ -13,7 +13,9 @@ the thread's CPU clock. Pieces (CPU µs per unit, median over rounds):
   tree has it, else the chunk's dict through orjson);
 - `sse_stream`: one 22-event stream (20 token chunks as bytes or dicts, as the tree makes them)
   through the whole Starlette app of `build_http_app` (middleware, routing, `sse_response`) to
-  an ASGI `send`, the events' source waiting once per event as a stream waits for its engine.
+  an ASGI `send`, the events' source waiting once per event as a stream waits for its engine;
+- `json_call`: one non-streamed call through the whole app: `until_disconnect` around work that
+  waits four times (admission, the engine, the receipt, the producer's end), a JSON response.
 
     python bench/ab_parts.py --base /tmp/base-checkout [--rounds 7]
 
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PIECES = ("buffer_item", "disconnect_watch", "observe", "token_event", "sse_stream")
+PIECES = ("buffer_item", "disconnect_watch", "observe", "token_event", "sse_stream", "json_call")
 
 
 async def _buffer_item(generations: int, items: int = 20) -> float:
@@ -161,6 +163,42 @@ async def _sse_stream(streams: int) -> float:
     return (time.thread_time() - start) / streams
 
 
+async def _json_call(calls: int) -> float:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from batchin.http_api.app import build_http_app
+    from batchin.http_api.rendering import render
+    from batchin.http_api.streaming import until_disconnect
+
+    async def work() -> dict[str, Any]:
+        for _ in range(4):
+            await asyncio.sleep(0)
+        return {"id": "chatcmpl-1", "object": "chat.completion", "choices": []}
+
+    async def endpoint(request: Request) -> Response:
+        return render(await until_disconnect(request, work()), headers={"x-a": "1"})
+
+    app = build_http_app()
+    app.router.routes.insert(0, Route("/bench-json", endpoint, methods=["POST"]))
+    scope = {"type": "http", "method": "POST", "path": "/bench-json", "headers": [], "query_string": b""}
+    scope |= {"http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80), "root_path": ""}
+    never = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await never.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    start = time.thread_time()
+    for _ in range(calls):
+        await app(dict(scope), receive, send)
+    return (time.thread_time() - start) / calls
+
+
 def child(piece: str) -> None:
     """In the child: time one piece with the `batchin` on sys.path; print CPU µs per unit."""
     if piece == "buffer_item":
@@ -175,6 +213,9 @@ def child(piece: str) -> None:
     elif piece == "sse_stream":
         asyncio.run(_sse_stream(50))
         seconds = asyncio.run(_sse_stream(2000))
+    elif piece == "json_call":
+        asyncio.run(_json_call(100))
+        seconds = asyncio.run(_json_call(10000))
     else:
         _observe(1000)
         seconds = _observe(50000)
