@@ -20,6 +20,8 @@ import os
 import sys
 from pathlib import Path
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bench_gateway import DELAY_MS, TOKENS, Target, measure
 from bench.harness import ROOT, ab_figure, batchin_server, fake_upstream_process, remote_catalog
@@ -47,6 +49,7 @@ def main() -> None:
         os.sched_setaffinity(0, {1})  # the client shares core 1 with the upstream
     sides = {"A": str(Path(args.base).resolve()), "B": str(ROOT)}
     samples: dict[str, dict[str, list[float]]] = {side: {} for side in sides}
+    failures: list[str] = []
     with contextlib.ExitStack() as stack:
         upstream_url, _ = stack.enter_context(fake_upstream_process(core=1, tokens=TOKENS, delay_ms=DELAY_MS))
         catalog = str(remote_catalog(upstream_url))
@@ -70,9 +73,15 @@ def main() -> None:
                 count = max(concurrency, int(planned * args.scale))
                 for side in order:
                     target, pid = targets[side]
-                    m = measure(target, pid, stream=stream, concurrency=concurrency, count=count)
+                    try:
+                        m = measure(target, pid, stream=stream, concurrency=concurrency, count=count)
+                    except httpx.TransportError as exc:  # a connection closed under us: say so, measure again
+                        failures.append(f"{side} {name} round {round_no}: {type(exc).__name__}")
+                        print(failures[-1], file=sys.stderr, flush=True)
+                        m = measure(target, pid, stream=stream, concurrency=concurrency, count=count)
                     samples[side].setdefault(name, []).append(m.per_call_cpu_ms())
     result: dict[str, object] = {"bench": "gateway_ab", "base": sides["A"], "rounds": args.rounds}
+    result["transport_errors"] = failures
     for name in samples["A"]:
         result[name] = ab_figure(samples["A"][name], samples["B"][name], unit="_cpu_ms")
     print(json.dumps(result))

@@ -8,7 +8,14 @@ the thread's CPU clock. Pieces (CPU µs per unit, median over rounds):
 - `buffer_item`: one item through a generation's buffer (push by the producer task, read by the
   reader), 20 items per generation as in a 20-token stream;
 - `disconnect_watch`: one `until_disconnect` around work that finishes (every non-streamed call);
-- `observe`: a finished call's metrics (`InferenceService._observe`).
+- `observe`: a finished call's metrics (`InferenceService._observe`);
+- `token_event`: one token's stream chunk made and framed as an SSE event (TokenChunks where the
+  tree has it, else the chunk's dict through orjson);
+- `sse_stream`: one 22-event stream (20 token chunks as bytes or dicts, as the tree makes them)
+  through the whole Starlette app of `build_http_app` (middleware, routing, `sse_response`) to
+  an ASGI `send`, the events' source waiting once per event as a stream waits for its engine;
+- `json_call`: one non-streamed call through the whole app: `until_disconnect` around work that
+  waits four times (admission, the engine, the receipt, the producer's end), a JSON response.
 
     python bench/ab_parts.py --base /tmp/base-checkout [--rounds 7]
 
@@ -29,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PIECES = ("buffer_item", "disconnect_watch", "observe")
+PIECES = ("buffer_item", "disconnect_watch", "observe", "token_event", "sse_stream", "json_call")
 
 
 async def _buffer_item(generations: int, items: int = 20) -> float:
@@ -88,6 +95,110 @@ def _observe(calls: int) -> float:
     return (time.thread_time() - start) / calls
 
 
+def _token_maker() -> Any:
+    """One token's chunk as the tree's stream makes it: bytes from TokenChunks, or a dict."""
+    from batchin.core.serving import text_serving
+
+    template = {"id": "chatcmpl-0123456789abcdef01234567", "object": "chat.completion.chunk"}
+    template |= {"created": 1700000000, "model": "remote-bench"}
+    if hasattr(text_serving, "TokenChunks"):
+        chunks = text_serving.TokenChunks(template, field=b'"delta":{"content":', close=b"}")
+        return lambda text: chunks.text(0, text)
+    choice = {"index": 0, "finish_reason": None, "logprobs": None}
+    return lambda text: {**template, "choices": [{**choice, "delta": {"content": text}}]}
+
+
+def _token_event(tokens: int) -> float:
+    from batchin.http_api.streaming import _event
+
+    make = _token_maker()
+    start = time.thread_time()
+    for _ in range(tokens):
+        _event(make(" token"))
+    return (time.thread_time() - start) / tokens
+
+
+async def _sse_stream(streams: int) -> float:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from batchin.http_api.app import build_http_app
+    from batchin.http_api.streaming import sse_response
+
+    make = _token_maker()
+
+    async def items() -> Any:
+        yield {"id": "x", "object": "chat.completion.chunk", "choices": []}
+        for _ in range(20):
+            await asyncio.sleep(0)  # the stream waits for its next token
+            yield make(" token")
+        yield {"id": "x", "object": "chat.completion.chunk", "choices": [], "finish_reason": "stop"}
+
+    async def closed() -> None:
+        return None
+
+    async def endpoint(request: Request) -> Response:
+        return sse_response(request, items(), headers={"x-a": "1"}, on_close=closed)
+
+    app = build_http_app()
+    # First, as the inference routes are: the route scan is not what this piece measures.
+    app.router.routes.insert(0, Route("/bench-sse", endpoint, methods=["POST"]))
+    scope = {"type": "http", "method": "POST", "path": "/bench-sse", "headers": [], "query_string": b""}
+    scope |= {"http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80), "root_path": ""}
+    never = asyncio.Event()
+    sent = 0
+
+    async def receive() -> dict[str, Any]:
+        await never.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal sent
+        sent += 1
+
+    start = time.thread_time()
+    for _ in range(streams):
+        await app(dict(scope), receive, send)
+    return (time.thread_time() - start) / streams
+
+
+async def _json_call(calls: int) -> float:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from batchin.http_api.app import build_http_app
+    from batchin.http_api.rendering import render
+    from batchin.http_api.streaming import until_disconnect
+
+    async def work() -> dict[str, Any]:
+        for _ in range(4):
+            await asyncio.sleep(0)
+        return {"id": "chatcmpl-1", "object": "chat.completion", "choices": []}
+
+    async def endpoint(request: Request) -> Response:
+        return render(await until_disconnect(request, work()), headers={"x-a": "1"})
+
+    app = build_http_app()
+    app.router.routes.insert(0, Route("/bench-json", endpoint, methods=["POST"]))
+    scope = {"type": "http", "method": "POST", "path": "/bench-json", "headers": [], "query_string": b""}
+    scope |= {"http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80), "root_path": ""}
+    never = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await never.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    start = time.thread_time()
+    for _ in range(calls):
+        await app(dict(scope), receive, send)
+    return (time.thread_time() - start) / calls
+
+
 def child(piece: str) -> None:
     """In the child: time one piece with the `batchin` on sys.path; print CPU µs per unit."""
     if piece == "buffer_item":
@@ -96,6 +207,15 @@ def child(piece: str) -> None:
     elif piece == "disconnect_watch":
         asyncio.run(_disconnect_watch(1000))
         seconds = asyncio.run(_disconnect_watch(20000))
+    elif piece == "token_event":
+        _token_event(2000)
+        seconds = _token_event(100000)
+    elif piece == "sse_stream":
+        asyncio.run(_sse_stream(50))
+        seconds = asyncio.run(_sse_stream(2000))
+    elif piece == "json_call":
+        asyncio.run(_json_call(100))
+        seconds = asyncio.run(_json_call(10000))
     else:
         _observe(1000)
         seconds = _observe(50000)

@@ -24,7 +24,9 @@ import argparse
 import asyncio
 import collections
 import io
+import os
 import pstats
+import shutil
 import signal
 import subprocess
 import sys
@@ -214,6 +216,9 @@ def cprofile_modes(tag: str, cpu_clock: bool) -> None:
                     threads += "\n\n## event loop thread by part of the path (cProfile, CPU clock)\n\n"
                     threads += parts_table(out, calls)
                 text = _cprofile_text(out, f"{mode} c=16, {calls} calls ({tag})", threads)
+                keep = os.environ.get("BENCH_KEEP_PROF")  # a directory: the raw stats for pstats
+                if keep:
+                    shutil.copy(out, Path(keep) / f"gateway_{mode}_{tag}.prof")
                 out.unlink()
                 (PROFILES / f"gateway_{mode}_{tag}.txt").write_text(text)
                 print(text)

@@ -9,11 +9,12 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
+from starlette.types import Receive, Scope, Send
 
 from batchin.console import console_routes
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.errors import EXCEPTION_HANDLERS
-from batchin.http_api.middleware import RequestIdMiddleware
+from batchin.http_api.middleware import BODY_SEND, RequestIdMiddleware
 from batchin.http_api.openapi import build_openapi
 from batchin.http_api.routes import accounts, docs_pages, models, system, text, topup, usage, verify_page
 from batchin.http_api.routes import audio as audio_routes
@@ -55,6 +56,25 @@ def all_endpoints() -> list[Endpoint]:
     ]
 
 
+class _HttpApp(Starlette):
+    """Starlette, handing the server's own `send` to streaming bodies (scope state BODY_SEND) while
+    its only layers before a route are the ones that act on a response's start message alone and
+    pass body messages through unchanged: Starlette's error and exception layers and our
+    RequestIdMiddleware. An SSE event then goes to the server past four wrapper frames. A
+    middleware added later (which might rewrite bodies) turns that off."""
+
+    _passes_bodies: bool | None = None  # settled with the middleware stack, on the first call
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        passes = self._passes_bodies
+        if passes is None:
+            classes: list[object] = [m.cls for m in self.user_middleware]
+            passes = self._passes_bodies = classes == [RequestIdMiddleware]
+        if passes and scope["type"] == "http":
+            scope.setdefault("state", {})[BODY_SEND] = send
+        await super().__call__(scope, receive, send)
+
+
 def build_http_app(
     *,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
@@ -71,7 +91,7 @@ def build_http_app(
     routes.extend(console_routes())  # the web console (HTML pages, not API operations)
     routes.extend(extra_routes or [])
     handlers: Any = EXCEPTION_HANDLERS
-    app = Starlette(
+    app = _HttpApp(
         routes=routes,
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers=handlers,

@@ -136,9 +136,13 @@ class Endpoint:
             auth, regions, deps = resolve(request)
             principal, rate = await auth.admit(bearer_secret(request))
             require_scope(principal, scope)
+            # Headers most calls do not send: one dict built in C, not a scan and a KeyError each
+            # through Starlette's Headers. Names are lowercase in the scope, as Headers assumes too;
+            # reversed, so a repeated header reads as its first value, as Headers reads it.
+            sent = dict(reversed(list(request.scope["headers"])))
             region = regions.resolve(
                 principal,
-                request.headers.get("x-batchin-region"),
+                _text(sent.get(b"x-batchin-region")),
                 peer=request.client.host if request.client else None,
             )
             ctx = CallContext(
@@ -146,11 +150,11 @@ class Endpoint:
                 request_id=request.state.request_id,
                 region=region,
                 rate_limit=rate,
-                trace=continue_trace(request.headers.get("traceparent")),
-                prompt_version=_prompt_version(request.headers.get("x-batchin-prompt-version")),
+                trace=continue_trace(_text(sent.get(b"traceparent"))),
+                prompt_version=_prompt_version(_text(sent.get(b"x-batchin-prompt-version"))),
             )
             response: Response = await (handler(request, ctx, deps) if with_deps else handler(request, ctx))
-            response.headers.update(rate.headers())
+            _add_headers(response, rate.headers())
             return response
 
         return run
@@ -175,6 +179,22 @@ class _Resolver:
             self._built = (services.auth, services.regions, deps)
             self._for = services
         return self._built
+
+
+def _add_headers(response: Response, headers: dict[str, str]) -> None:
+    """`response.headers.update(headers)`: appended to the raw list when the response has none of
+    these names yet (always, for our handlers), not looked up one by one through MutableHeaders."""
+    raw = response.raw_headers
+    added = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    present = dict(raw)
+    if any(name in present for name, _ in added):
+        response.headers.update(headers)
+    else:
+        raw.extend(added)
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
 
 
 def _prompt_version(header: str | None) -> str:

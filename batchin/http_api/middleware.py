@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-BODY_SEND = "body_send"  # the scope's state key of the send a streaming body may use (below)
+from batchin.core.random_ids import uuid4_text
+
+# The scope's state key of the send a streaming body may use: the server's own, set by the app
+# (http_api/app.py) when every layer between it and a route passes body messages through unchanged.
+BODY_SEND = "body_send"
+_ID_LINE = b"\nx-request-id\n"
 
 
 class RequestIdMiddleware:
-    """Gives every HTTP request an id (state.request_id) and returns it as `X-Request-Id`.
-
-    It also leaves the `send` it was given in `state[BODY_SEND]`: the wrappers between it and a
-    route (Starlette's two exception-handling layers and this one) act on the response's start
-    message only and pass body messages through, so a streaming response sends its body there,
-    three coroutine frames fewer per event. Any middleware that rewrites bodies must go outside it."""
+    """Gives every HTTP request an id (state.request_id) and returns it as `X-Request-Id`. It acts
+    on the response's start message only and passes body messages through (see BODY_SEND)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -24,16 +23,16 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = "req_" + uuid.uuid4().hex
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        state[BODY_SEND] = send
+        # A version 4 UUID's 32 hex digits, from the pooled random bytes (no UUID object).
+        request_id = "req_" + uuid4_text().replace("-", "")
+        scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode("ascii"))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                if not any(name.lower() == b"x-request-id" for name, _ in headers):
+                # The names joined and lowercased in C, not a Python call per header.
+                if _ID_LINE not in b"\n%s\n" % b"\n".join(dict(headers)).lower():
                     headers.append(header)
                 message["headers"] = headers
             await send(message)

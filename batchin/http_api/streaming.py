@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -44,7 +44,10 @@ _DATA, _END = b"data: ", b"\r\n\r\n"
 _DONE = _DATA + b"[DONE]" + _END
 
 
-def _event(item: BaseModel | dict[str, Any]) -> bytes:
+def _event(item: bytes | BaseModel | dict[str, Any]) -> bytes:
+    """`bytes`: JSON already serialised (the per-token chunks of core's TokenChunks)."""
+    if type(item) is bytes:
+        return _DATA + item + _END
     if isinstance(item, BaseModel):
         return _DATA + item.model_dump_json(exclude_none=False).encode() + _END
     return _DATA + orjson.dumps(item) + _END
@@ -64,27 +67,77 @@ class _ShutdownStop:
         self.set = stop
 
 
+# The headers sse-starlette's EventSourceResponse adds after the given ones, in its order.
+_SSE_HEADERS = [
+    (b"cache-control", b"no-store"),
+    (b"connection", b"keep-alive"),
+    (b"x-accel-buffering", b"no"),
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+]
+_SSE_NAMES = {name for name, _ in _SSE_HEADERS} | {b"content-length"}
+
+
 class _EventStream(EventSourceResponse):
     """sse-starlette's response (its headers, pings every 15 s, the stream ended by the client's
-    disconnect or the server's shutdown) run on plain asyncio: events are sent from the request's
-    own task, one task watches for the disconnect, a timer sends the pings and the shutdown
+    disconnect or the server's shutdown) run on plain asyncio: the events are sent from a task of
+    their own, one task watches for the disconnect, a timer sends the pings and the shutdown
     broadcast stops the stream directly. sse-starlette itself runs an anyio task group of four tasks
     per stream (and formats a task's repr when it cancels them), the larger part of a stream's
-    fixed cost here; with no send timeout it also opened a cancel scope per event."""
+    fixed cost here; with no send timeout it also opened a cancel scope per event.
+
+    Why a task for the events: the request's own task runs about a dozen coroutine frames deep
+    (the server, Starlette's middleware and routing, our endpoint), and every wait for the next
+    event suspends and resumes all of them; the sending task is two frames deep. The request's
+    task waits for it once. Stopping the stream cancels that task, never the request's."""
+
+    def __init__(
+        self, content: AsyncIterator[bytes], *, headers: Mapping[str, str] | None = None, ping: float
+    ) -> None:
+        # What this class uses of sse-starlette's __init__, which costs ~25 µs a stream (an ABC
+        # isinstance check, an anyio Lock, the headers through MutableHeaders): the same raw
+        # headers (test_sse_stream.py compares them), built directly when no given header name
+        # meets one it sets. The rest of its state only its own __call__ needs (see there).
+        self._given = (content, headers, ping)
+        raw = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in (headers or {}).items()
+        ]
+        names = {name for name, _ in raw}
+        if len(names) < len(raw) or not names.isdisjoint(_SSE_NAMES):
+            super().__init__(content, headers=headers, ping=ping)
+            return
+        self.body_iterator = content
+        self.status_code, self.background, self.sep = 200, None, self.DEFAULT_SEPARATOR
+        self.media_type = "text/event-stream"
+        self._ping_interval = ping
+        self.active = True
+        self.raw_headers = [*raw, *_SSE_HEADERS]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        streamer = asyncio.current_task()
-        if streamer is None:  # not under asyncio: sse-starlette's own way
+        if asyncio.current_task() is None:  # not under asyncio: sse-starlette's own way
+            content, headers, interval = self._given
+            EventSourceResponse.__init__(self, content, headers=headers, ping=interval)
             await super().__call__(scope, receive, send)
             return
         loop = asyncio.get_running_loop()
+        # Body messages skip the wrappers that only look at the start (see middleware.BODY_SEND).
+        send_body: Send = scope.get("state", {}).get(BODY_SEND, send)
+
+        async def send_events() -> None:
+            async for chunk in self.body_iterator:
+                await send_body({"type": "http.response.body", "body": chunk, "more_body": True})
+            self.active = False
+            await send_body({"type": "http.response.body", "body": b"", "more_body": False})
+
+        sender: asyncio.Task[None] | None = None
         stopped = False  # ended by a disconnect or the shutdown, not by the events running out
 
         def stop() -> None:
             nonlocal stopped
             if not stopped and self.active:
                 stopped, self.active = True, False
-                streamer.cancel()
+                if sender is not None:
+                    sender.cancel()
 
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -111,21 +164,22 @@ class _EventStream(EventSourceResponse):
         watcher = loop.create_task(watch())
         timer = [loop.call_later(self.ping_interval, ping_due)]
         try:
-            if AppStatus.should_exit:
-                stop()
             await send(
                 {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
             )
-            # Body messages skip the wrappers that only look at the start (see RequestIdMiddleware).
-            send_body: Send = scope.get("state", {}).get(BODY_SEND, send)
-            async for chunk in self.body_iterator:
-                await send_body({"type": "http.response.body", "body": chunk, "more_body": True})
-            self.active = False
-            await send_body({"type": "http.response.body", "body": b"", "more_body": False})
-        except asyncio.CancelledError:
+            if AppStatus.should_exit:
+                stop()
             if not stopped:
+                sender = loop.create_task(send_events())
+                await sender
+        except asyncio.CancelledError:
+            # The sender cancelled by our own stop: the response simply ends. A cancel of this task
+            # (it reaches the sender through the await) stays a cancel.
+            current = asyncio.current_task()
+            if not (stopped and sender is not None and sender.cancelled()) or (
+                current and current.cancelling()
+            ):
                 raise
-            streamer.uncancel()  # our own stop: the response simply ends
         finally:
             self.active = False
             shutdown.events.discard(on_shutdown)  # type: ignore[arg-type,unused-ignore]
@@ -142,7 +196,7 @@ class _EventStream(EventSourceResponse):
 
 def sse_response(
     request: Request,
-    items: AsyncIterator[BaseModel | dict[str, Any]],
+    items: AsyncIterator[bytes | BaseModel | dict[str, Any]],
     *,
     headers: dict[str, str],
     on_close: Callable[[], Awaitable[None]],
@@ -197,25 +251,42 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     may let it go: the error handlers answer it with a bodiless 499).
 
     Not CancelledError: this task was not cancelled, and the server would log that as a crash of
-    the ASGI application on every disconnect."""
-    task: asyncio.Future[T] = asyncio.ensure_future(work)
+    the ASGI application on every disconnect.
+
+    `work` runs in this task and one watcher task cancels this task when the caller leaves: a call
+    pays one task and no `asyncio.wait`. Why that cancel always lands inside `work`, so no cancel is
+    left pending for the caller's next await (Python 3.11's `uncancel()` would not clear one): the
+    watcher runs only while this task is suspended, and between the watcher's start and the
+    `finally` below this task suspends nowhere but inside `await work`; the cancel is thrown at the
+    point where it resumes (if its awaited future was already done, the cancel waits for that
+    resumption, still inside `work`). Once `work` has returned, `finally` cancels the watcher before
+    this task could suspend again, and a watcher whose wait already ended is then cancelled where
+    it resumes, before it can cancel anything. tests/http_api/test_until_disconnect.py races the
+    two in both orders."""
+    current = asyncio.current_task()
+    if current is None:  # not in a task: nothing the watcher could cancel
+        return await work
+    gone = False
 
     async def watch() -> None:
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                return
+        nonlocal gone
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        current.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        pending: set[asyncio.Future[Any]] = {task, watcher}
-        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            return task.result()
-        task.cancel()
-        await asyncio.wait({task})
-        raise ClientDisconnected
+        result = await work
+    except BaseException:
+        # Once our watcher has cancelled this task, what `work` ended with (the cancel, or an error
+        # while it stopped) means the caller left. A cancel from elsewhere too (server shutdown)
+        # stays a cancel.
+        if gone and current.uncancel() == 0:
+            raise ClientDisconnected from None
+        raise
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
+    if gone:  # `work` swallowed the cancel and finished anyway: its answer stands
+        current.uncancel()
+    return result

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from sse_starlette import EventSourceResponse
 from sse_starlette.sse import AppStatus
 from starlette.types import Message
@@ -48,10 +49,19 @@ async def events(
         closed.append("closed")
 
 
-async def test_the_same_bytes_and_headers_as_sse_starlette() -> None:
+# Our headers (built directly), one that sse-starlette sets too (its own way), a repeated name.
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-VaaS-Record-Id": "r1", "x-ratelimit-limit": "5"},
+        {"Cache-Control": "public"},
+        {"X-A": "1", "x-a": "2"},
+        {},
+    ],
+)
+async def test_the_same_bytes_and_headers_as_sse_starlette(headers: dict[str, str]) -> None:
     ours, theirs = Client(), Client()
     closed: list[str] = []
-    headers = {"X-VaaS-Record-Id": "r1"}
     await _EventStream(events(EVENTS, closed=closed), headers=headers, ping=15)(
         SCOPE, ours.receive, ours.send
     )

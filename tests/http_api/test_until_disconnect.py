@@ -68,3 +68,42 @@ async def test_a_cancel_from_elsewhere_stays_a_cancel() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+@pytest.mark.parametrize("disconnect_first", [True, False])
+async def test_a_disconnect_in_the_same_loop_pass_as_the_answer_leaves_no_cancel_pending(
+    disconnect_first: bool,
+) -> None:
+    """The work's last wait and the disconnect end in one pass of the loop, in either order: the
+    call ends with the answer or with ClientDisconnected, and the caller's later awaits are not
+    cancelled (a cancel left pending would hit the next one)."""
+    disconnect = asyncio.Event()
+    answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def work() -> str:
+        await asyncio.sleep(0)  # the watcher is waiting for the disconnect from here on
+        asyncio.get_running_loop().call_soon(both)
+        return await answer
+
+    def both() -> None:  # one callback: neither side can run in between
+        if disconnect_first:
+            disconnect.set()
+            answer.set_result("answer")
+        else:
+            answer.set_result("answer")
+            disconnect.set()
+
+    async def call() -> str:
+        try:
+            outcome = await until_disconnect(_request(disconnect), work())
+        except ClientDisconnected:
+            outcome = "gone"
+        for _ in range(3):
+            await asyncio.sleep(0)  # a pending cancel would raise here
+        task = asyncio.current_task()
+        assert task is not None
+        assert task.cancelling() == 0
+        return outcome
+
+    # whichever wait ended first decides: the caller left, or the answer stands
+    assert await asyncio.wait_for(call(), 5) == ("gone" if disconnect_first else "answer")

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from batchin.core.random_ids import token_hex
 from batchin.core.serving.inference import StartedText
 from batchin.core.serving.response_serving import response_events, response_object
@@ -133,18 +135,41 @@ async def chat_completion(started: StartedText) -> ChatCompletion:
     )
 
 
-def _token_chunk(template: dict[str, Any], choice: dict[str, Any]) -> dict[str, Any]:
-    # Per-token chunks are plain dicts shaped exactly like ChatCompletionChunk / Completion (those
-    # models document them): a pydantic model per token costs more than the rest of the gateway's
-    # per-token work together.
-    return {**template, "choices": [choice]}
+class TokenChunks:
+    """Per-token stream chunks as JSON bytes, byte for byte what orjson makes of the dict
+    `{**template, "choices": [choice]}` (ChatCompletionChunk / Completion shapes, which those models
+    document): the constant head (id, object, created, model, the choice's index) is serialised
+    once per stream and only the token's text per token. A pydantic model per token cost more than
+    the rest of the gateway's per-token work together; a dict per token is then most of the rest.
+
+    `field` opens the choice's text (`"delta":{"content":` or `"text":`), `close` ends it."""
+
+    __slots__ = ("_close", "_field", "_heads", "_prefix")
+
+    def __init__(self, template: dict[str, Any], *, field: bytes, close: bytes) -> None:
+        self._prefix = orjson.dumps(template)[:-1] + b',"choices":['
+        self._field = field
+        self._close = close + b',"finish_reason":null,"logprobs":null}]}'
+        self._heads: dict[int, bytes] = {}
+
+    def text(self, index: int, text: str) -> bytes:
+        """The chunk of one token's text, with no finish reason and no log probabilities."""
+        head = self._heads.get(index)
+        if head is None:
+            head = self._heads[index] = b'%s{"index":%d,%s' % (self._prefix, index, self._field)
+        return head + orjson.dumps(text) + self._close
+
+    def choice(self, choice: dict[str, Any]) -> bytes:
+        """The chunk of any one choice (log probabilities, tool calls)."""
+        return self._prefix + orjson.dumps(choice) + b"]}"
 
 
 async def chat_chunks(
     started: StartedText, *, include_usage: bool
-) -> AsyncIterator[ChatCompletionChunk | dict[str, Any]]:
+) -> AsyncIterator[ChatCompletionChunk | bytes]:
     """Choices stream one after another (n > 1): each opens with its role and ends with its
-    finish_reason, and every chunk names its choice's index."""
+    finish_reason, and every chunk names its choice's index. Token chunks come as JSON bytes
+    (TokenChunks), the rest as models."""
     ident, created, model = _id("chatcmpl-"), int(time.time()), started.entry.id
 
     def chunk(delta: ChatDelta, index: int, finish: str | None = None) -> ChatCompletionChunk:
@@ -156,6 +181,7 @@ async def chat_chunks(
         )
 
     template = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
+    tokens = TokenChunks(template, field=b'"delta":{"content":', close=b"}")
     current, finished = 0, False
     yield chunk(ChatDelta(role="assistant", content=""), 0)
     async for delta in started.generation:
@@ -163,19 +189,19 @@ async def chat_chunks(
             current, finished = delta.index, False
             yield chunk(ChatDelta(role="assistant", content=""), current)
         if delta.text or delta.logprobs:
-            logprobs = None if delta.logprobs is None else _chat_logprobs(delta.logprobs)
-            choice = {
-                "index": current,
-                "delta": {"content": delta.text},
-                "finish_reason": None,
-                "logprobs": logprobs,
-            }
-            yield _token_chunk(template, choice)
+            if delta.logprobs is None:
+                yield tokens.text(current, delta.text)
+            else:
+                choice = {
+                    "index": current,
+                    "delta": {"content": delta.text},
+                    "finish_reason": None,
+                    "logprobs": _chat_logprobs(delta.logprobs),
+                }
+                yield tokens.choice(choice)
         if delta.tool_calls:
             calls = {"tool_calls": chunk_tool_calls(delta.tool_calls)}
-            yield _token_chunk(
-                template, {"index": current, "delta": calls, "finish_reason": None, "logprobs": None}
-            )
+            yield tokens.choice({"index": current, "delta": calls, "finish_reason": None, "logprobs": None})
         if delta.finish_reason is not None:
             finished = True
             yield chunk(ChatDelta(), current, delta.finish_reason)
@@ -208,9 +234,11 @@ async def completion(started: StartedText) -> Completion:
 
 async def completion_chunks(
     started: StartedText, *, include_usage: bool
-) -> AsyncIterator[Completion | dict[str, Any]]:
+) -> AsyncIterator[Completion | bytes]:
+    """Token chunks as JSON bytes (TokenChunks), the rest as models."""
     ident, created, model = _id("cmpl-"), int(time.time()), started.entry.id
     template = {"id": ident, "object": "text_completion", "created": created, "model": model}
+    tokens = TokenChunks(template, field=b'"text":', close=b"")
 
     def finish(index: int, reason: str) -> Completion:
         return Completion(
@@ -229,8 +257,11 @@ async def completion_chunks(
             if delta.logprobs is not None:
                 logprobs = _completion_logprobs(delta.logprobs, offset)
                 offset += len(delta.text)
-            choice = {"index": current, "text": delta.text, "finish_reason": None, "logprobs": logprobs}
-            yield _token_chunk(template, choice)
+            if logprobs is None:
+                yield tokens.text(current, delta.text)
+            else:
+                choice = {"index": current, "text": delta.text, "finish_reason": None, "logprobs": logprobs}
+                yield tokens.choice(choice)
         if delta.finish_reason is not None:
             finished = True
             yield finish(current, delta.finish_reason)
