@@ -3,10 +3,14 @@
 One real `batchin serve` with the embedded SmolLM2 (llama.cpp). Streamed chat calls (one at a
 time) measure TTFT idle, then again while a fill-priority batch of chat tasks runs on the same
 model. Figures: p50/p90 TTFT idle and under fill, and their ratio (target ≤ 1.10). Prints one JSON line.
+`--workers N` passes `serve --workers N` (default: serve's own, one API process per CPU): admission
+and its priorities are per API process, so with several the fill batch and an interactive call can
+meet only at the shared engine.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -50,7 +54,10 @@ def measure(client: httpx.Client) -> list[float]:
 
 
 def main() -> None:
-    with batchin_server(core=-1) as server:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, default=None, help="`batchin serve --workers N`")
+    workers = parser.parse_args().workers
+    with batchin_server(core=-1, workers=workers) as server:
         headers = {"Authorization": f"Bearer {server.api_key}"}
         with httpx.Client(base_url=server.base, headers=headers, timeout=120) as client:
             for _ in range(5):
@@ -75,6 +82,7 @@ def main() -> None:
     result = {
         "bench": "batch_fill_interference",
         "model": MODEL,
+        "workers": workers,
         "samples": SAMPLES,
         "ttft_idle_p50_ms": round(percentile(idle, 0.5) * 1000, 2),
         "ttft_fill_p50_ms": round(percentile(busy, 0.5) * 1000, 2),
