@@ -215,16 +215,10 @@ class UpstreamClient:
                 endpoint, head = self._post_head(upstream, path, stream)
                 connection = await endpoint.request(b"".join((head, length, content)))
             except UpstreamConnectError as exc:
-                # Nothing reached the upstream: safe to try the next one.
-                self._pool.mark_failed(upstream, describe(exc))
-                errors.append(describe(exc))
+                errors.append(self._not_connected(upstream, exc))  # safe to try the next one
                 continue
             except TRANSPORT_ERRORS as exc:
-                # The request may have been sent: retrying could run the work twice.
-                self._pool.mark_failed(upstream, describe(exc))
-                raise ServiceUnavailable(
-                    f"The upstream of model {self.config.model_id} failed: {describe(exc)}."
-                ) from exc
+                raise self._failed_after_send(upstream, exc) from exc
             if connection.status != 200:
                 await self._refuse_lean(connection, upstream)
             self._pool.mark_ok(upstream)
@@ -276,6 +270,19 @@ class UpstreamClient:
         headers = {"Retry-After": retry.decode("latin-1")} if retry is not None else {}
         raise self._refusal(connection.status, headers, body, upstream)
 
+    def _not_connected(self, upstream: Upstream, exc: BaseException) -> str:
+        """Nothing reached `upstream` (either client's failover): marked unhealthy; the reason,
+        for the error when no upstream connects."""
+        reason = describe(exc)
+        self._pool.mark_failed(upstream, reason)
+        return reason
+
+    def _failed_after_send(self, upstream: Upstream, exc: BaseException) -> ServiceUnavailable:
+        """The error when the request may have reached `upstream` (either client): never retried,
+        since that could run the work twice; the upstream is marked unhealthy."""
+        self._pool.mark_failed(upstream, describe(exc))
+        return ServiceUnavailable(f"The upstream of model {self.config.model_id} failed: {describe(exc)}.")
+
     def _unreachable(self, errors: list[str]) -> ServiceUnavailable:
         return ServiceUnavailable(
             f"No upstream of model {self.config.model_id} is reachable "
@@ -295,18 +302,13 @@ class UpstreamClient:
             try:
                 response = await session.post(upstream.endpoint(path), data=data(), headers=headers)
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-                # Nothing reached the upstream: safe to try the next one. (aiohttp cannot tell a
-                # connect timeout from a wait for a pooled connection; the pool has a connection
-                # per admission slot, plus one per upstream for health checks, so it never waits.)
-                self._pool.mark_failed(upstream, describe(exc))
-                errors.append(describe(exc))
+                # Safe to try the next one. (aiohttp cannot tell a connect timeout from a wait for
+                # a pooled connection; the pool has a connection per admission slot, plus one per
+                # upstream for health checks, so it never waits.)
+                errors.append(self._not_connected(upstream, exc))
                 continue
             except (aiohttp.ClientError, TimeoutError) as exc:
-                # The request may have been sent: retrying could run the work twice.
-                self._pool.mark_failed(upstream, describe(exc))
-                raise ServiceUnavailable(
-                    f"The upstream of model {self.config.model_id} failed: {describe(exc)}."
-                ) from exc
+                raise self._failed_after_send(upstream, exc) from exc
             if response.status != 200:
                 await self._raise_for_status(response, upstream)
             self._pool.mark_ok(upstream)
