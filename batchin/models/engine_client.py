@@ -27,7 +27,8 @@ from batchin.errors import WorkLost
 from batchin.models.catalog import CatalogEntry
 from batchin.models.engine_host import host_main
 from batchin.models.engine_relay import RelayAddress, RelayPeer, attach
-from batchin.models.engine_wire import PipeSender, WireError, watch_pipe
+from batchin.models.engine_wire import PipeSender, WireError
+from batchin.pipes import watch_pipe
 
 __all__ = ["EngineClient", "EngineLost", "EngineStartFailed"]
 

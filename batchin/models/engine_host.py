@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from batchin.models.catalog import CatalogEntry
-from batchin.models.engine_wire import PipeSender, WireError, resolve, watch_pipe
+from batchin.models.engine_wire import PipeSender, WireError, resolve
+from batchin.pipes import watch_pipe
 
 __all__ = ["EngineHost", "host_main"]
 

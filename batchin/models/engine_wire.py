@@ -20,12 +20,9 @@ A worker that dies sends nothing: the API side sees end-of-file on the pipe.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import os
 import queue
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
@@ -33,7 +30,7 @@ from typing import Any
 
 from batchin.errors import BatchInError
 
-__all__ = ["PipeSender", "WireError", "resolve", "watch_pipe"]
+__all__ = ["PipeSender", "WireError", "resolve"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,16 +69,6 @@ def resolve(target: str) -> Any:
     finds the runner it hosts or the function it renders with."""
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
-
-
-def watch_pipe(loop: asyncio.AbstractEventLoop, conn: Connection, on_readable: Callable[[], None]) -> None:
-    """Call `on_readable` when the pipe has data, keeping its descriptor blocking: uvloop (what
-    uvicorn runs on) makes a watched descriptor non-blocking, and `Connection.recv()` of a message
-    larger than the pipe's buffer (an image, an audio upload) would then fail half-read with
-    BlockingIOError, which looks like the worker's death. Readable means a message has begun, and
-    its writer sends the rest at once, so a blocking read finishes promptly."""
-    loop.add_reader(conn.fileno(), on_readable)
-    os.set_blocking(conn.fileno(), True)
 
 
 # A message this small goes out from the event loop at once (a token, a call); a larger one (an

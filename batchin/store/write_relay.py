@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from batchin.errors import ServiceUnavailable
+from batchin.pipes import watch_pipe
 from batchin.store.group_commit import GroupCommitWriter, Operation
 from batchin.store.named_writes import Write, resolve_write
 
@@ -120,13 +121,6 @@ def _receive(conn: Connection) -> Any:
 def writer_address(relay: Address) -> Address:
     """The writer's socket of a supervisor, from its engine relay's address (same folder, key)."""
     return (str(Path(relay[0]).parent / WRITER_SOCKET), relay[1])
-
-
-def _watch(loop: asyncio.AbstractEventLoop, conn: Connection, on_readable: Callable[[], None]) -> None:
-    """`on_readable` when a message begins, the descriptor kept blocking (uvloop would make it
-    non-blocking, and a large message could then be read half): its sender writes the rest at once."""
-    loop.add_reader(conn.fileno(), on_readable)
-    os.set_blocking(conn.fileno(), True)
 
 
 def _sendable(error: BaseException) -> BaseException:
@@ -352,7 +346,7 @@ class RelayedWriter(GroupCommitWriter):
         if self._relay is None:
             # Blocking, once per connection: the handshake is two short round trips on a local socket.
             relay = Client(self._address[0], family="AF_UNIX", authkey=self._address[1])
-            _watch(asyncio.get_running_loop(), relay, self._on_readable)
+            watch_pipe(asyncio.get_running_loop(), relay, self._on_readable)
             self._relay = relay
         return self._relay
 
