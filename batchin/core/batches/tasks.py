@@ -29,7 +29,6 @@ __all__ = [
 PRIORITY_RANK = {"high": int(Priority.BATCH_HIGH), "low": int(Priority.BATCH_LOW), "fill": int(Priority.FILL)}
 _IDS = uuid.UUID("5f0c2d1e-8a4b-4c3d-9e2f-b47a6c1d0e93")  # namespace of the ids derived below
 _NAMESPACE = _IDS.bytes
-_VARIANT = "89ab"  # the RFC 9562 variant nibble, two bits of hash in it
 
 
 def now_ms() -> int:
@@ -47,11 +46,10 @@ def reservation_id(batch_id: str, task_id: int, attempt: int) -> str:
     For a batch with a time-ordered id (ordered_ids): a version 8 UUID led by the task id, so the
     reservations' and usage logs' indexes take each task's row at their end; for an older batch the
     version 5 UUID it always had (an upgrade finds the reservations made before it)."""
+    digest = _sha1(f"task:{task_id}:{attempt}")
     if ordered_ids(batch_id):
-        h = _sha1(f"task:{task_id}:{attempt}").hex()
-        variant = _VARIANT[int(h[3], 16) >> 2]
-        return f"{task_id >> 16 & 0xFFFFFFFF:08x}-{task_id & 0xFFFF:04x}-8{h[:3]}-{variant}{h[4:7]}-{h[7:19]}"
-    return uuid_text(_sha1(f"task:{task_id}:{attempt}"), 5)
+        return uuid_text((task_id & 0xFFFF_FFFF_FFFF).to_bytes(6, "big") + digest, 8)
+    return uuid_text(digest, 5)
 
 
 def task_request_id(batch_id: str, line: int) -> str:
