@@ -2,10 +2,10 @@
 
 This is how a deployment scales text past one machine: the catalog names one or more upstream base
 URLs for a model, and this runner streams from them over pooled keep-alive connections
-(upstream_http.py: httptools' C parser under an asyncio Protocol, one write per request, a
-stream's bytes handed to the SSE decoder as they arrive). Connections, health checks, failover and
-the mapping of upstream refusals onto our errors are upstream_client.py's, shared with the remote
-media runners.
+(upstream_http.py and upstream_pool.py: httptools' C parser under an asyncio Protocol, one write per
+request, a stream's bytes handed to the SSE decoder as they arrive). Connections, health checks,
+failover and the mapping of upstream refusals onto our errors are upstream_client.py's, shared with
+the remote media runners.
 
 A broken stream (transport error, error event, end without completion) → ServiceUnavailable.
 

@@ -5,10 +5,11 @@ upstream's refusals onto our errors. The text runner (remote.py) and the media r
 and read answers.
 
 Two clients: every JSON call (chat, completions and their streams, embeddings, image generation,
-speech) and every health check go over upstream_http.py's lean client (`post_json`: the request
-head built once per path as bytes, one write per request); multipart uploads (transcriptions) and
-the image links an upstream answers with (any host, maybe redirected) keep a lazily made aiohttp
-session (`post`, `_client()`). `read_bytes`/`read_json` read an answer from either.
+speech) and every health check go over the lean client of upstream_http.py and upstream_pool.py
+(`post_json`: the request head built once per path as bytes, one write per request); multipart
+uploads (transcriptions) and the image links an upstream answers with (any host, maybe redirected)
+keep a lazily made aiohttp session (`post`, `_client()`). `read_bytes`/`read_json` read an answer
+from either.
 
 Failure policy (no request is ever run twice):
 - connect failure  → mark that upstream unhealthy, try the next one; none left → ServiceUnavailable
@@ -39,12 +40,11 @@ from batchin.models.upstream_errors import error_details, retry_after
 from batchin.models.upstream_health import Upstream, UpstreamPool, describe
 from batchin.models.upstream_http import (
     TRANSPORT_ERRORS,
-    Endpoint,
-    HttpClient,
     HttpConnection,
     UpstreamConnectError,
     UpstreamTooLarge,
 )
+from batchin.models.upstream_pool import Endpoint, HttpClient
 
 __all__ = ["RemoteConfig", "UpstreamClient", "remote_config"]
 
@@ -64,9 +64,6 @@ class RemoteConfig:
     max_concurrency: int = 64
     connect_timeout: float = 5.0
     read_timeout: float = 120.0  # between bytes: covers the prefill of a long prompt under load
-    # Unused (neither client has a write timeout): a request body is a few KiB that the socket
-    # buffer takes at once, and an upstream that stops reading trips read_timeout.
-    write_timeout: float = 30.0
     pool_timeout: float = 10.0  # waiting for a free pooled connection
     # Below the 5 s idle timeout of uvicorn (vLLM, SGLang) and most proxies, so we close idle
     # connections first: a POST on a connection the upstream just closed fails and is not retried.
