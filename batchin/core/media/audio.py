@@ -29,11 +29,12 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, cast
+from typing import cast
 
 from batchin.core.billing.metering import ClientGone, MeteredCall, MeteringService
 from batchin.core.billing.money import cost_per_unit
 from batchin.core.context import CallContext
+from batchin.core.media.audio_inputs import Task, language_for, upload_name, voice_for
 from batchin.core.serving.admission import Priority
 from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.generation import BufferedStream
@@ -72,8 +73,6 @@ _MIN_SPEECH_SECONDS = 2.0
 MAX_AUDIO_SECONDS = 3600.0
 # The shortest audio billed (one millisecond): a caller who cannot pay for it is refused undecoded.
 _SHORTEST_SECONDS = 0.001
-
-Task = Literal["transcribe", "translate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +135,7 @@ class AudioService:
         request.refuse_unsupported()
         entry = usable_model(self._registry, request.model, "speech", ctx.principal)
         runner = await self._registry.runner(entry.id)
-        voice = _voice(entry, runner, request.voice)
+        voice = voice_for(entry, runner, request.voice)
         if not isinstance(runner, StreamsSpeech):
             return await self._synthesize(ctx, request, entry, cast(SpeechRunner, runner), voice, priority)
         stream = SpeechStream(
@@ -279,7 +278,7 @@ class AudioService:
         request.refuse_unsupported()
         entry = usable_model(self._registry, request.model, "transcription", ctx.principal)
         runner = cast(TranscriptionRunner | TranscribesFiles, await self._registry.runner(entry.id))
-        language = _language(entry, runner, request.language, task)
+        language = language_for(entry, runner, request.language, task)
         params = TranscribeParams(
             task=task,
             language=language,
@@ -307,7 +306,7 @@ class AudioService:
                 served.admitted(queued_seconds, call)
                 call.begin()
                 if isinstance(runner, TranscribesFiles):
-                    name = filename or _upload_name(audio)
+                    name = filename or upload_name(audio)
                     transcript = await runner.transcribe_file(audio, name, params, seconds=seconds)
                 else:
                     transcript = await runner.transcribe(decoded.samples, params)
@@ -348,58 +347,3 @@ class AudioService:
 
 def _price(entry: CatalogEntry, ctx: CallContext) -> Decimal:
     return prices_for(entry, ctx.principal).per_audio_second or Decimal(0)
-
-
-def _voice(entry: CatalogEntry, runner: SpeechRunner | StreamsSpeech, requested: str | None) -> str:
-    if requested is None or not requested.strip():
-        return runner.default_voice
-    wanted = requested.strip().lower()
-    for voice in runner.voices:
-        if voice.lower() == wanted:
-            return voice
-    raise InvalidRequest(
-        f"Voice '{requested}' is not available for model '{entry.id}'; valid voices: "
-        f"{', '.join(runner.voices)}.",
-        param="voice",
-    )
-
-
-def _language(
-    entry: CatalogEntry, runner: TranscriptionRunner | TranscribesFiles, requested: str | None, task: Task
-) -> str | None:
-    if task == "translate" and runner.english_only:
-        raise InvalidRequest(
-            f"Model '{entry.id}' is English-only and cannot translate; use a multilingual model.",
-            param="model",
-        )
-    if requested is None or not requested.strip():
-        return None
-    language = requested.strip().lower()
-    if runner.languages and language not in runner.languages:  # empty: the remote upstream checks
-        if runner.english_only:
-            message = f"Model '{entry.id}' is English-only; 'language' must be 'en'."
-        else:
-            message = f"Unknown language '{requested}'; send an ISO-639-1 code such as 'en', 'de' or 'zh'."
-        raise InvalidRequest(message, param="language")
-    return language
-
-
-# Leading bytes of the containers callers send → the file name a remote upstream is given (servers
-# that pick a decoder by extension need one that matches).
-_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
-    (b"RIFF", 0, "audio.wav"),
-    (b"fLaC", 0, "audio.flac"),
-    (b"OggS", 0, "audio.ogg"),
-    (b"ID3", 0, "audio.mp3"),
-    (b"\x1a\x45\xdf\xa3", 0, "audio.webm"),
-    (b"ftyp", 4, "audio.m4a"),
-)
-
-
-def _upload_name(audio: bytes) -> str:
-    for magic, offset, name in _SIGNATURES:
-        if audio[offset : offset + len(magic)] == magic:
-            return name
-    if audio[:1] == b"\xff" and audio[1:2] and audio[1] & 0xE0 == 0xE0:  # an MPEG audio frame sync
-        return "audio.mp3"
-    return "audio"
