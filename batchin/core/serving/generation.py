@@ -94,7 +94,9 @@ class BufferedStream(Generic[T]):
         opened: asyncio.Future[None] = loop.create_future()
         self._task = loop.create_task(self._run(produce, opened))
         try:
-            await asyncio.shield(opened)
+            # Not shielded: a cancel of this task cancels `opened` itself, which only the producer
+            # completes, always after checking `done()`; the producer is then stopped here.
+            await opened
         except asyncio.CancelledError:
             await self.aclose()
             raise
