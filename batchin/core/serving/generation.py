@@ -133,6 +133,15 @@ class BufferedStream(Generic[T]):
         if not opened.done():
             opened.set_result(None)
 
+    def push_nowait(self, item: T) -> bool:
+        """Producer side: hand one item to the reader if the buffer has room (True), without a
+        coroutine per item; False: nothing was handed, `push` waits for room."""
+        if len(self._items) >= self._capacity:
+            return False
+        self._items.append(item)
+        self._wake_reader()
+        return True
+
     async def push(self, item: T) -> None:
         """Producer side: hand one item to the reader, dropping a reader stalled past the timeout."""
         if len(self._items) >= self._capacity:
@@ -212,7 +221,14 @@ class TextGeneration(BufferedStream[TextDelta]):
         self.stats.admitted_at = time.monotonic()
         self.open(admitted)
 
-    async def push(self, item: TextDelta) -> None:
+    def _stamp(self, item: TextDelta) -> None:
         if self.stats.first_token_at is None and (item.text or item.tool_calls):
             self.stats.first_token_at = time.monotonic()
+
+    def push_nowait(self, item: TextDelta) -> bool:
+        self._stamp(item)
+        return super().push_nowait(item)
+
+    async def push(self, item: TextDelta) -> None:
+        self._stamp(item)
         await super().push(item)

@@ -360,7 +360,9 @@ class InferenceService:
                         gen.stats.text_parts.append(delta.text)
                     if index == 0:
                         gen.stats.tool_calls.extend(delta.tool_calls)
-                    await gen.push(delta if index == 0 else replace(delta, index=index))
+                    item = delta if index == 0 else replace(delta, index=index)
+                    if not gen.push_nowait(item):  # the buffer is full: wait for room (or drop)
+                        await gen.push(item)
             finished += completion
 
     def _observe(self, model: str, endpoint: str, gen: TextGeneration, status: str) -> None:
