@@ -57,10 +57,11 @@ def _route(app: Any, path: str, endpoint: Any) -> None:
     path a tree with hot routes (http_api/hot_routes.py) serves it past Starlette's layers."""
     from starlette.routing import Route
 
-    app.router.routes.insert(0, Route(path, endpoint, methods=["POST"]))
+    route = Route(path, endpoint, methods=["POST"])
+    app.router.routes.insert(0, route)
     hot = getattr(app, "hot_routes", None)
-    if hot is not None and path in hot.endpoints:
-        hot.endpoints[path] = endpoint
+    if hot is not None and path in hot.routes:
+        hot.routes[path] = route
 
 
 async def _buffer_item(generations: int, items: int = 20) -> float:

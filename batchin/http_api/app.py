@@ -80,11 +80,11 @@ class _HttpApp(Starlette):
         if passes and scope["type"] == "http":
             hot = self.hot_routes
             if hot is not None and scope["method"] == "POST" and not scope.get("root_path"):
-                endpoint = hot.endpoints.get(scope["path"])
-                if endpoint is not None:
+                route = hot.routes.get(scope["path"])
+                if route is not None:
                     scope["app"] = self
                     scope["router"] = self.router
-                    await hot.serve(endpoint, scope, receive, send)
+                    await hot.serve(route, scope, receive, send)
                     return
             scope.setdefault("state", {})[BODY_SEND] = send
         await super().__call__(scope, receive, send)
@@ -103,15 +103,15 @@ def build_http_app(
     hot = {id(ep) for ep in text.ENDPOINTS}
     ordered = [*text.ENDPOINTS, *(ep for ep in endpoints if id(ep) not in hot)]
     routes: list[BaseRoute] = [route for ep in ordered for route in ep.routes()]
-    # The same endpoint functions as their Routes', served past Starlette's layers (see _HttpApp).
+    # The same Routes the router holds, served past Starlette's layers (see _HttpApp).
     hot_paths = {
         path
         for ep in (*text.ENDPOINTS, *embedding_routes.ENDPOINTS)
         if ep.method == "POST"
         for path in ep.paths
     }
-    hot_endpoints = {
-        route.path: route.endpoint
+    hot_routes = {
+        route.path: route
         for route in routes
         if isinstance(route, Route) and route.path in hot_paths and route.methods == {"POST"}
     }
@@ -124,7 +124,7 @@ def build_http_app(
         exception_handlers=handlers,
         lifespan=lifespan,
     )
-    app.hot_routes = HotRoutes(hot_endpoints, app.exception_handlers)
+    app.hot_routes = HotRoutes(hot_routes, app.exception_handlers)
     app.state.openapi = build_openapi(endpoints, server_url=server_url)
     return app
 

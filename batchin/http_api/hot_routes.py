@@ -13,8 +13,8 @@ three `send` wrappers. Here a hot request pays two frames and one wrapper, for t
   (status handlers for an `HTTPException`, then the exception's classes in MRO order), with the
   same 500 path as Starlette's `ServerErrorMiddleware` (its handler, the response if none has
   started, the exception raised again for the server to log);
-- the scope carries what Starlette's layers put in it (`app`, `router`, `endpoint`, `path_params`,
-  `state[BODY_SEND]`).
+- the scope carries what Starlette's layers put in it (`app`, `router`, `route`, `endpoint`,
+  `path_params`, `state[BODY_SEND]`).
 
 Everything else (other paths, other methods, a root path, a middleware added to the app) goes
 through Starlette unchanged; `HttpApp` (http_api/app.py) decides.
@@ -28,6 +28,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from batchin.http_api.middleware import BODY_SEND, add_request_id, new_request_id
@@ -39,12 +40,13 @@ Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 class HotRoutes:
-    """The hot routes of one app: path → the same endpoint function its Starlette Route runs."""
+    """The hot routes of one app: path → its Starlette Route (which the router also holds), whose
+    endpoint function is called directly."""
 
-    __slots__ = ("_error_handler", "_exception_handlers", "_handlers", "_status_handlers", "endpoints")
+    __slots__ = ("_error_handler", "_exception_handlers", "_handlers", "_status_handlers", "routes")
 
-    def __init__(self, endpoints: dict[str, RouteEndpoint], exception_handlers: dict[Any, Any]) -> None:
-        self.endpoints = endpoints
+    def __init__(self, routes: dict[str, Route], exception_handlers: dict[Any, Any]) -> None:
+        self.routes = routes
         self._exception_handlers = exception_handlers  # the app's own dict: read on the first call
         self._handlers: dict[type[BaseException], Handler] | None = None
         self._status_handlers: dict[int, Handler] = {}
@@ -64,12 +66,14 @@ class HotRoutes:
         self._handlers = handlers
         return handlers
 
-    async def serve(self, endpoint: RouteEndpoint, scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
         """One request to a hot route; `scope["app"]` and `scope["router"]` are set by the caller."""
+        endpoint: RouteEndpoint = route.endpoint
         request_id = new_request_id()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state[BODY_SEND] = send  # no layer here rewrites bodies
+        scope["route"] = route
         scope["endpoint"] = endpoint
         scope["path_params"] = {}
         request = Request(scope, receive, send)
