@@ -15,9 +15,12 @@ the thread's CPU clock. Pieces (CPU µs per unit, median over rounds):
   through the whole Starlette app of `build_http_app` (middleware, routing, `sse_response`) to
   an ASGI `send`, the events' source waiting once per event as a stream waits for its engine;
 - `json_call`: one non-streamed call through the whole app: `until_disconnect` around work that
-  waits four times (admission, the engine, the receipt, the producer's end), a JSON response.
+  waits four times (admission, the engine, the receipt, the producer's end), a JSON response;
+- `sse_stream_hot`, `json_call_hot`: the same two at the path of an inference route
+  (/v1/chat/completions), served as the tree serves that path (past Starlette's layers where the
+  tree has http_api/hot_routes.py).
 
-    python bench/ab_parts.py --base /tmp/base-checkout [--rounds 7]
+    python bench/ab_parts.py --base /tmp/base-checkout [--rounds 7] [--pieces json_call_hot,...]
 
 Prints one JSON line: per piece the median of each side and their ratio (B / A).
 """
@@ -36,7 +39,29 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PIECES = ("buffer_item", "disconnect_watch", "observe", "token_event", "sse_stream", "json_call")
+PIECES = (
+    "buffer_item",
+    "disconnect_watch",
+    "observe",
+    "token_event",
+    "sse_stream",
+    "json_call",
+    "sse_stream_hot",
+    "json_call_hot",
+)
+_HOT_PATH = "/v1/chat/completions"
+
+
+def _route(app: Any, path: str, endpoint: Any) -> None:
+    """`endpoint` first at `path`, served as the tree serves that path: at an inference route's
+    path a tree with hot routes (http_api/hot_routes.py) serves it past Starlette's layers."""
+    from starlette.routing import Route
+
+    route = Route(path, endpoint, methods=["POST"])
+    app.router.routes.insert(0, route)
+    hot = getattr(app, "hot_routes", None)
+    if hot is not None and path in hot.routes:
+        hot.routes[path] = route
 
 
 async def _buffer_item(generations: int, items: int = 20) -> float:
@@ -118,10 +143,9 @@ def _token_event(tokens: int) -> float:
     return (time.thread_time() - start) / tokens
 
 
-async def _sse_stream(streams: int) -> float:
+async def _sse_stream(streams: int, path: str = "/bench-sse") -> float:
     from starlette.requests import Request
     from starlette.responses import Response
-    from starlette.routing import Route
 
     from batchin.http_api.app import build_http_app
     from batchin.http_api.streaming import sse_response
@@ -143,8 +167,8 @@ async def _sse_stream(streams: int) -> float:
 
     app = build_http_app()
     # First, as the inference routes are: the route scan is not what this piece measures.
-    app.router.routes.insert(0, Route("/bench-sse", endpoint, methods=["POST"]))
-    scope = {"type": "http", "method": "POST", "path": "/bench-sse", "headers": [], "query_string": b""}
+    _route(app, path, endpoint)
+    scope = {"type": "http", "method": "POST", "path": path, "headers": [], "query_string": b""}
     scope |= {"http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80), "root_path": ""}
     never = asyncio.Event()
     sent = 0
@@ -163,10 +187,9 @@ async def _sse_stream(streams: int) -> float:
     return (time.thread_time() - start) / streams
 
 
-async def _json_call(calls: int) -> float:
+async def _json_call(calls: int, path: str = "/bench-json") -> float:
     from starlette.requests import Request
     from starlette.responses import Response
-    from starlette.routing import Route
 
     from batchin.http_api.app import build_http_app
     from batchin.http_api.rendering import render
@@ -181,8 +204,8 @@ async def _json_call(calls: int) -> float:
         return render(await until_disconnect(request, work()), headers={"x-a": "1"})
 
     app = build_http_app()
-    app.router.routes.insert(0, Route("/bench-json", endpoint, methods=["POST"]))
-    scope = {"type": "http", "method": "POST", "path": "/bench-json", "headers": [], "query_string": b""}
+    _route(app, path, endpoint)
+    scope = {"type": "http", "method": "POST", "path": path, "headers": [], "query_string": b""}
     scope |= {"http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80), "root_path": ""}
     never = asyncio.Event()
 
@@ -216,6 +239,12 @@ def child(piece: str) -> None:
     elif piece == "json_call":
         asyncio.run(_json_call(100))
         seconds = asyncio.run(_json_call(10000))
+    elif piece == "sse_stream_hot":
+        asyncio.run(_sse_stream(50, _HOT_PATH))
+        seconds = asyncio.run(_sse_stream(2000, _HOT_PATH))
+    elif piece == "json_call_hot":
+        asyncio.run(_json_call(100, _HOT_PATH))
+        seconds = asyncio.run(_json_call(10000, _HOT_PATH))
     else:
         _observe(1000)
         seconds = _observe(50000)
@@ -234,6 +263,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", help="directory holding the baseline's batchin/")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--pieces", default=",".join(PIECES))
     parser.add_argument("--child", choices=PIECES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -243,7 +273,7 @@ def main() -> None:
         parser.error("--base is required")
     sides = {"A": str(Path(args.base).resolve()), "B": str(ROOT)}
     result: dict[str, Any] = {"bench": "gateway_parts_ab", "base": sides["A"], "rounds": args.rounds}
-    for piece in PIECES:
+    for piece in args.pieces.split(","):
         samples: dict[str, list[float]] = {"A": [], "B": []}
         for round_no in range(args.rounds):
             for side in ("A", "B") if round_no % 2 == 0 else ("B", "A"):

@@ -10,7 +10,9 @@ def utcnow() -> datetime:
 
 
 def month_of(moment: datetime) -> str:
-    return moment.strftime("%Y-%m")
+    # strftime("%Y-%m")'s text for any year from 1000 on, without strftime's cost (~2 µs, a few
+    # times per call).
+    return f"{moment.year:04d}-{moment.month:02d}"
 
 
 def isoformat(moment: datetime | None) -> str | None:

@@ -8,12 +8,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from batchin.console import console_routes
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.errors import EXCEPTION_HANDLERS
+from batchin.http_api.hot_routes import HotRoutes
 from batchin.http_api.middleware import BODY_SEND, RequestIdMiddleware
 from batchin.http_api.openapi import build_openapi
 from batchin.http_api.routes import accounts, docs_pages, models, system, text, topup, usage, verify_page
@@ -57,20 +58,34 @@ def all_endpoints() -> list[Endpoint]:
 
 
 class _HttpApp(Starlette):
-    """Starlette, handing the server's own `send` to streaming bodies (scope state BODY_SEND) while
-    its only layers before a route are the ones that act on a response's start message alone and
-    pass body messages through unchanged: Starlette's error and exception layers and our
-    RequestIdMiddleware. An SSE event then goes to the server past four wrapper frames. A
-    middleware added later (which might rewrite bodies) turns that off."""
+    """Starlette, with two shortcuts that hold while its only layers before a route are the ones
+    that act on a response's start message alone and pass body messages through unchanged
+    (Starlette's error and exception layers and our RequestIdMiddleware; a middleware added later,
+    which might rewrite bodies or want every request, turns both off):
+
+    - the hot inference routes are served by `HotRoutes` (http_api/hot_routes.py), past the
+      middleware stack and the router, with the same request id, error handling and scope;
+    - every other route's streaming body gets the server's own `send` (scope state BODY_SEND), so
+      an SSE event goes to the server past four wrapper frames."""
 
     _passes_bodies: bool | None = None  # settled with the middleware stack, on the first call
+    hot_routes: HotRoutes | None = None  # set by build_http_app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         passes = self._passes_bodies
         if passes is None:
             classes: list[object] = [m.cls for m in self.user_middleware]
-            passes = self._passes_bodies = classes == [RequestIdMiddleware]
+            passes = classes == [RequestIdMiddleware] and getattr(self, "max_body_size", None) is None
+            self._passes_bodies = passes
         if passes and scope["type"] == "http":
+            hot = self.hot_routes
+            if hot is not None and scope["method"] == "POST" and not scope.get("root_path"):
+                route = hot.routes.get(scope["path"])
+                if route is not None:
+                    scope["app"] = self
+                    scope["router"] = self.router
+                    await hot.serve(route, scope, receive, send)
+                    return
             scope.setdefault("state", {})[BODY_SEND] = send
         await super().__call__(scope, receive, send)
 
@@ -88,6 +103,18 @@ def build_http_app(
     hot = {id(ep) for ep in text.ENDPOINTS}
     ordered = [*text.ENDPOINTS, *(ep for ep in endpoints if id(ep) not in hot)]
     routes: list[BaseRoute] = [route for ep in ordered for route in ep.routes()]
+    # The same Routes the router holds, served past Starlette's layers (see _HttpApp).
+    hot_paths = {
+        path
+        for ep in (*text.ENDPOINTS, *embedding_routes.ENDPOINTS)
+        if ep.method == "POST"
+        for path in ep.paths
+    }
+    hot_routes = {
+        route.path: route
+        for route in routes
+        if isinstance(route, Route) and route.path in hot_paths and route.methods == {"POST"}
+    }
     routes.extend(console_routes())  # the web console (HTML pages, not API operations)
     routes.extend(extra_routes or [])
     handlers: Any = EXCEPTION_HANDLERS
@@ -97,6 +124,7 @@ def build_http_app(
         exception_handlers=handlers,
         lifespan=lifespan,
     )
+    app.hot_routes = HotRoutes(hot_routes, app.exception_handlers)
     app.state.openapi = build_openapi(endpoints, server_url=server_url)
     return app
 

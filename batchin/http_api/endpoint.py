@@ -134,20 +134,23 @@ class Endpoint:
 
         async def run(request: Request) -> Response:
             auth, regions, deps = resolve(request)
-            principal, rate = await auth.admit(bearer_secret(request))
+            # The request's headers as one dict built in C, not a scan (and a KeyError for the ones
+            # most calls do not send) each through Starlette's Headers. Names are lowercase in the
+            # scope, as Headers assumes too; reversed, so a repeated header reads as its first
+            # value, as Headers reads it.
+            http = request.scope
+            sent = dict(reversed(list(http["headers"])))
+            principal, rate = await auth.admit(_bearer(_text(sent.get(b"authorization")) or ""))
             require_scope(principal, scope)
-            # Headers most calls do not send: one dict built in C, not a scan and a KeyError each
-            # through Starlette's Headers. Names are lowercase in the scope, as Headers assumes too;
-            # reversed, so a repeated header reads as its first value, as Headers reads it.
-            sent = dict(reversed(list(request.scope["headers"])))
+            client = http.get("client")  # what request.client.host reads, without its Address
             region = regions.resolve(
                 principal,
                 _text(sent.get(b"x-batchin-region")),
-                peer=request.client.host if request.client else None,
+                peer=client[0] if client else None,
             )
             ctx = CallContext(
                 principal=principal,
-                request_id=request.state.request_id,
+                request_id=http["state"]["request_id"],
                 region=region,
                 rate_limit=rate,
                 trace=continue_trace(_text(sent.get(b"traceparent"))),
@@ -208,7 +211,10 @@ def openapi_path(path: str) -> str:
 
 
 def bearer_secret(request: Request) -> str:
-    header = request.headers.get("authorization", "")
+    return _bearer(request.headers.get("authorization", ""))
+
+
+def _bearer(header: str) -> str:
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         raise Unauthorized("Invalid or missing API key. Send Authorization: Bearer <API_KEY>.")

@@ -94,7 +94,9 @@ class BufferedStream(Generic[T]):
         opened: asyncio.Future[None] = loop.create_future()
         self._task = loop.create_task(self._run(produce, opened))
         try:
-            await asyncio.shield(opened)
+            # Not shielded: a cancel of this task cancels `opened` itself, which only the producer
+            # completes, always after checking `done()`; the producer is then stopped here.
+            await opened
         except asyncio.CancelledError:
             await self.aclose()
             raise
@@ -130,6 +132,15 @@ class BufferedStream(Generic[T]):
         """Producer side: the call is under way; `start` returns to the reader."""
         if not opened.done():
             opened.set_result(None)
+
+    def push_nowait(self, item: T) -> bool:
+        """Producer side: hand one item to the reader if the buffer has room (True), without a
+        coroutine per item; False: nothing was handed, `push` waits for room."""
+        if len(self._items) >= self._capacity:
+            return False
+        self._items.append(item)
+        self._wake_reader()
+        return True
 
     async def push(self, item: T) -> None:
         """Producer side: hand one item to the reader, dropping a reader stalled past the timeout."""
@@ -210,7 +221,14 @@ class TextGeneration(BufferedStream[TextDelta]):
         self.stats.admitted_at = time.monotonic()
         self.open(admitted)
 
-    async def push(self, item: TextDelta) -> None:
+    def _stamp(self, item: TextDelta) -> None:
         if self.stats.first_token_at is None and (item.text or item.tool_calls):
             self.stats.first_token_at = time.monotonic()
+
+    def push_nowait(self, item: TextDelta) -> bool:
+        self._stamp(item)
+        return super().push_nowait(item)
+
+    async def push(self, item: TextDelta) -> None:
+        self._stamp(item)
         await super().push(item)

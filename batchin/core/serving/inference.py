@@ -225,10 +225,12 @@ class InferenceService:
         audit = self._audit.begin_call(ctx, model_id=entry.id, input_text=audit_input)
         started = StartedText(generation, entry, prepared.prompt_tokens, audit, prompt=prompt)
 
-        async def produce(gen: TextGeneration, admitted: asyncio.Future[None]) -> None:
-            await self._produce(started, admitted, ctx, runner, prepared, endpoint, priority, choices)
-
-        await generation.start(produce)
+        # The producer's coroutine itself (not one awaiting it): one frame less at each of its waits.
+        await generation.start(
+            lambda _gen, admitted: self._produce(
+                started, admitted, ctx, runner, prepared, endpoint, priority, choices
+            )
+        )
         return started
 
     async def _produce(
@@ -358,7 +360,9 @@ class InferenceService:
                         gen.stats.text_parts.append(delta.text)
                     if index == 0:
                         gen.stats.tool_calls.extend(delta.tool_calls)
-                    await gen.push(delta if index == 0 else replace(delta, index=index))
+                    item = delta if index == 0 else replace(delta, index=index)
+                    if not gen.push_nowait(item):  # the buffer is full: wait for room (or drop)
+                        await gen.push(item)
             finished += completion
 
     def _observe(self, model: str, endpoint: str, gen: TextGeneration, status: str) -> None:

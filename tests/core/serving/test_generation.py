@@ -145,3 +145,19 @@ async def test_the_end_never_displaces_a_buffered_delta() -> None:
     await generation.wait()  # the producer has ended with "b" filling the buffer
     rest = [delta async for delta in reader]
     assert [first, *rest] == [TextDelta("a"), TextDelta("b", finish_reason="stop")]
+
+
+async def test_push_nowait_hands_over_only_while_there_is_room() -> None:
+    generation = TextGeneration(buffer_size=1, stall_timeout=5, prompt_tokens=0)
+    handed: list[bool] = []
+
+    async def produce(gen: TextGeneration, admitted: asyncio.Future[None]) -> None:
+        gen.admitted(admitted, 0.0)
+        handed.append(gen.push_nowait(TextDelta("a")))
+        handed.append(gen.push_nowait(TextDelta("b")))  # full: not taken
+        await gen.push(TextDelta("b"))  # waits until the reader took "a"
+
+    await generation.start(produce)
+    assert [delta.text async for delta in generation] == ["a", "b"]
+    assert handed == [True, False]
+    assert generation.stats.first_token_at is not None  # stamped on the first token handed over
