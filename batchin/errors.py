@@ -103,6 +103,20 @@ class RateLimited(BatchInError):
         self.retry_after = retry_after
 
 
+class Preempted(RateLimited):
+    """A fill-priority call gave its slot to a call of higher priority before it finished. Like a
+    rate limit it is capacity, not a fault: a batch task runs again, without using up a retry, and
+    its attempt is released like a cancelled one (nothing charged, no usage log). Raised in the
+    API process whose slot was taken, or carried back from the shared engine's gate of
+    `serve --workers N` (models/engine_relay.py)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The model was needed by a call of higher priority; this fill-priority call stopped.",
+            retry_after=0.0,
+        )
+
+
 class NotImplementedYet(BatchInError):
     status = 501
     code = "not_implemented"

@@ -19,9 +19,10 @@ The supervising process (the one the command started):
 What the API processes share through the store itself: the ledger, usage, receipts, batches and
 webhooks (SQLite serialises the write transactions that remain per process, batch rows and
 webhooks, with `BEGIN IMMEDIATE`; PostgreSQL uses row locks and `SKIP LOCKED` claiming, as for
-replicas). Per process: admission queues, and with them priorities (a fill task yields only to
-calls of its own process), and the auth cache (revocations still reach every process through the
-shared limiter).
+replicas). Per process: admission queues and the auth cache (revocations still reach every
+process through the shared limiter). Priorities hold across processes at the engines they share:
+the relay admits the API processes' generations to one model by priority, and a fill generation
+gives way to another process's interactive call there too (models/engine_relay.py).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ One real `batchin serve` with the embedded SmolLM2 (llama.cpp). Streamed chat ca
 time) measure TTFT idle, then again while a fill-priority batch of chat tasks runs on the same
 model. Figures: p50/p90 TTFT idle and under fill, and their ratio (target ≤ 1.10). Prints one JSON line.
 `--workers N` passes `serve --workers N` (default: serve's own, one API process per CPU): admission
-and its priorities are per API process, so with several the fill batch and an interactive call can
-meet only at the shared engine.
+is per API process, so with several the fill batch and an interactive call meet at the shared
+engine, whose relay admits them by priority (models/engine_relay.py).
 """
 
 from __future__ import annotations

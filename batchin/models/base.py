@@ -125,6 +125,11 @@ class PreparedPrompt:
     sampling: SamplingParams
     payload: Any = None  # engine-specific: token ids, rendered text, or the upstream request body
     exact: bool = True
+    # The call's admission class (batchin/admission_pool.py's Priority: 0 interactive … 3 fill) and
+    # whether its slot may be taken: set by the caller once admitted, read where API processes
+    # share one engine (engine_relay.py), which admits their calls by it.
+    priority: int = 0
+    preemptible: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from batchin.errors import WorkLost
 from batchin.models.catalog import CatalogEntry
 from batchin.models.engine_host import host_main
 from batchin.models.engine_relay import RelayAddress, RelayPeer, attach
-from batchin.models.engine_wire import PipeSender, WireError
+from batchin.models.engine_wire import Admission, PipeSender, WireError
 from batchin.pipes import watch_pipe
 
 __all__ = ["EngineClient", "EngineLost", "EngineStartFailed"]
@@ -155,13 +155,16 @@ class EngineClient:
         finally:
             self._calls.pop(call_id, None)
 
-    async def stream(self, method: str, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
+    async def stream(
+        self, method: str, *args: Any, admission: Admission | None = None, **kwargs: Any
+    ) -> AsyncGenerator[Any, None]:
+        """`admission`: the call's (priority, preemptible), for a shared engine (engine_wire.py)."""
         call_id = next(self._ids)
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._streams[call_id] = queue
         finished = False
         try:
-            self._send(("stream", call_id, method, args, kwargs))
+            self._send(("stream", call_id, method, args, kwargs, admission))
             while True:
                 kind, value = await queue.get()
                 if kind == "item":

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from batchin.models.catalog import CatalogEntry
-from batchin.models.engine_wire import PipeSender, WireError, resolve
+from batchin.models.engine_wire import Admission, PipeSender, WireError, resolve
 from batchin.pipes import watch_pipe
 
 __all__ = ["EngineHost", "host_main"]
@@ -126,7 +126,7 @@ class EngineHost:
         if kind == "call":
             work = self._call(call_id, method, args, kwargs)
         else:
-            work = self._stream(call_id, method, args, kwargs)
+            work = self._stream(call_id, method, args, kwargs, message[5])
         task = asyncio.get_running_loop().create_task(work)
         self._tasks[call_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(call_id, None))
@@ -139,7 +139,16 @@ class EngineHost:
         else:
             self._send_or_fail(call_id, ("result", call_id, result))
 
-    async def _stream(self, call_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    async def _stream(
+        self,
+        call_id: int,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        admission: Admission | None = None,
+    ) -> None:
+        """`admission` is for a host that shares its engine (engine_relay.py); a worker serves its
+        one API process's calls in the order they come."""
         try:
             async with contextlib.aclosing(self._iterate(method, args, kwargs)) as items:
                 async for item in items:

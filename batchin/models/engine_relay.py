@@ -12,6 +12,15 @@ to the supervisor's proxy: its
 restarts, idle unloading and in-flight accounting stay in one place. A relay connection that drops
 (the supervisor is gone) looks like an engine's death to the API process: calls in flight fail with
 EngineLost (a 503 that bills nothing) and the proxy's own supervisor attaches again.
+
+Priorities across API processes: each API process admits its own calls (core/serving/admission.py),
+but its batch dispatcher and those of the others all send their fill generations here. So a
+stream that carries its admission class (engine_wire.py) takes a slot of the model's gate here too:
+one AdmissionPool per model (batchin/admission_pool.py, the same queue as the API processes'), as
+wide as the engine's `max_concurrency`. A waiting call of higher priority takes the slot of a
+running preemptible fill call from any connection: its forwarding task is cancelled (the engine
+stops it at its next token, or mid-prefill) and its API process gets `Preempted`, which re-queues
+a batch task without using a retry, as when its own process preempts it.
 """
 
 from __future__ import annotations
@@ -27,8 +36,10 @@ from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any
 
+from batchin.admission_pool import AdmissionPool, Priority, was_preempted
+from batchin.errors import Preempted
 from batchin.models.engine_host import EngineHost
-from batchin.models.engine_wire import WireError
+from batchin.models.engine_wire import Admission, WireError
 
 __all__ = ["EngineRelay", "RelayAddress", "attach"]
 
@@ -37,8 +48,39 @@ log = logging.getLogger("batchin.models")
 RelayAddress = tuple[str, bytes]  # the socket's path, the key a connection must prove it holds
 
 
+# The gate's queue is not the bound: each API process bounds its own queues before sending here.
+_UNBOUNDED = 1 << 30
+
+
 class _ForwardingHost(EngineHost):
-    """Serves one API process's connection, forwarding to the supervisor's proxy for the model."""
+    """Serves one API process's connection, forwarding to the supervisor's proxy for the model;
+    a stream with an admission class waits for a slot of the model's gate first."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        self.gate: AdmissionPool | None = None  # the model's, shared by every connection to it
+
+    async def _stream(
+        self,
+        call_id: int,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        admission: Admission | None = None,
+    ) -> None:
+        if admission is None or self.gate is None:
+            await super()._stream(call_id, method, args, kwargs)
+            return
+        priority, preemptible = admission
+        try:
+            async with self.gate.slot(Priority(priority), preemptible=preemptible):
+                await super()._stream(call_id, method, args, kwargs)
+        except asyncio.CancelledError:
+            if not was_preempted(asyncio.current_task()):
+                raise  # the API process cancelled it, or the relay closes
+            # Its slot was taken (the forwarded stream is closed: the engine stops it). The task
+            # ends here, cancelled by its own gate; the API process re-queues a batch task.
+            self._send(("error", call_id, WireError.of(Preempted())))
 
     def _invoke(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
         return self._runner._call(method, *args, **kwargs)  # type: ignore[no-any-return]
@@ -60,6 +102,7 @@ class EngineRelay:
         os.chmod(self.address[0], 0o600)
         self._loop = asyncio.get_running_loop()
         self._hosts: set[asyncio.Task[None]] = set()
+        self._gates: dict[str, AdmissionPool] = {}  # per model, across connections
         self._closed = False
         self._thread = threading.Thread(target=self._accept_forever, name="engine-relay", daemon=True)
         self._thread.start()
@@ -85,6 +128,7 @@ class EngineRelay:
             if kind != "attach":
                 raise ValueError(f"expected attach, got {kind!r}")
             target = await self._runner_for(name)
+            host.gate = self._gate(name, target)
             ready = {attribute: getattr(target, attribute) for attribute in attributes}
             worker = getattr(target, "worker", None)
             ready["pid"] = None if worker is None else worker.pid
@@ -97,6 +141,13 @@ class EngineRelay:
         finally:
             await asyncio.to_thread(host.sender.close)
             conn.close()
+
+    def _gate(self, name: str, target: Any) -> AdmissionPool:
+        gate = self._gates.get(name)
+        if gate is None:
+            width = max(1, int(getattr(target, "max_concurrency", 1)))
+            gate = self._gates[name] = AdmissionPool(f"engine:{name}", width, _UNBOUNDED)
+        return gate
 
     async def close(self) -> None:
         self._closed = True

@@ -6,12 +6,19 @@ Worker → API, once at start:
     ("failed", error)                      build or load raised (a Python error, not a crash)
 API → worker:
     ("call", id, method, args, kwargs)     await runner.method(*args, **kwargs) → result | error
-    ("stream", id, method, args, kwargs)   async for x in runner.method(*args, **kwargs) → item… end | error
+    ("stream", id, method, args, kwargs, admission)
+                                           async for x in runner.method(*args, **kwargs) → item… end | error;
+                                           `admission`: None, or the call's (priority, preemptible) —
+                                           an engine worker serves its one API process in order and
+                                           ignores it; the relay of `serve --workers` admits the API
+                                           processes' calls to one engine by it (engine_relay.py)
     ("cancel", id)                         stop that call or stream (its generator is closed)
     None                                   close the runner and exit
 Worker → API, per call:
     ("result", id, value) · ("item", id, value) · ("end", id) · ("error", id, error)
     ("stopped", id)                        a cancelled call has ended: its engine is free again
+
+A stream preempted at the relay ends with ("error", id, Preempted) (batchin/errors.py).
 
 `error` is a `WireError`: a BatchInError crosses whole (class, message, param, headers), so a 400
 naming its parameter stays that 400; anything else arrives as an internal error naming its type.
@@ -28,9 +35,12 @@ from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-from batchin.errors import BatchInError
+from batchin.errors import BatchInError, RateLimited
 
-__all__ = ["PipeSender", "WireError", "resolve"]
+__all__ = ["Admission", "PipeSender", "WireError", "resolve"]
+
+# A call's admission class (batchin/admission_pool.py's Priority as an int) and whether it is preemptible.
+Admission = tuple[int, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +49,15 @@ class WireError:
     message: str
     param: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    retry_after: float | None = None  # a RateLimited's own (batch tasks wait it out)
 
     @classmethod
     def of(cls, exc: BaseException) -> WireError:
         if isinstance(exc, BatchInError):
             kind = type(exc)
-            return cls(f"{kind.__module__}:{kind.__qualname__}", exc.message, exc.param, dict(exc.headers))
+            retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+            name = f"{kind.__module__}:{kind.__qualname__}"
+            return cls(name, exc.message, exc.param, dict(exc.headers), retry_after)
         return cls("", f"{type(exc).__name__}: {exc}")
 
     def exception(self) -> BatchInError:
@@ -61,6 +74,8 @@ class WireError:
         # headers it derived from them are carried over already.
         error = kind.__new__(kind)
         BatchInError.__init__(error, self.message, param=self.param, headers=self.headers)
+        if isinstance(error, RateLimited):
+            error.retry_after = self.retry_after or 0.0
         return error
 
 

@@ -34,6 +34,7 @@ from batchin.models.engine_client import EngineClient
 from batchin.models.engine_relay import RelayAddress
 from batchin.models.engine_stats import EngineWorkerStats, rss_bytes
 from batchin.models.engine_supervisor import EngineSupervisor, RestartPolicy
+from batchin.models.engine_wire import Admission
 
 __all__ = ["HostedRunner"]
 
@@ -159,12 +160,16 @@ class HostedRunner:
             self._in_flight -= 1
             self._last_used = time.monotonic()
 
-    async def _stream(self, method: str, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
+    async def _stream(
+        self, method: str, *args: Any, admission: Admission | None = None, **kwargs: Any
+    ) -> AsyncGenerator[Any, None]:
+        """`admission`: the call's (priority, preemptible), which a shared engine admits by."""
         self._in_flight += 1
         try:
             client = await self._client()
+            stream = client.stream(method, *args, admission=admission, **kwargs)
             # aclosing: an early close here reaches the worker now, not when the GC finds the stream.
-            async with contextlib.aclosing(client.stream(method, *args, **kwargs)) as items:
+            async with contextlib.aclosing(stream) as items:
                 async for item in items:
                     yield item
         finally:

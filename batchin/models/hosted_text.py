@@ -38,5 +38,6 @@ class HostedTextRunner(HostedRunner):
         return prepared
 
     async def generate(self, prepared: PreparedPrompt) -> AsyncGenerator[TextDelta, None]:
-        async for delta in self._stream("generate", prepared):
+        admission = (prepared.priority, prepared.preemptible)
+        async for delta in self._stream("generate", prepared, admission=admission):
             yield delta

@@ -78,6 +78,17 @@ class LlamaDecoder:
         self._llama = llama
         self._prompt_cache = prompt_cache
         self._grammars: GrammarCache | None = None
+        # The prompt's evaluation stops when its request is cancelled: llama.cpp asks this between
+        # the nodes of the graph it computes (on its compute thread). Installed only around the
+        # prompt's eval, so the per-token evals pay nothing; kept referenced, as C holds only the
+        # pointer. Its body is one attribute read and one flag test: it takes the GIL per node.
+        self._cancelled: threading.Event | None = None
+        self._abort = lib.ggml_abort_callback(self._should_abort)
+        self._no_abort = lib.ggml_abort_callback()  # NULL: llama.cpp asks nothing
+
+    def _should_abort(self, _data: object) -> bool:
+        cancelled = self._cancelled
+        return cancelled is not None and cancelled.is_set()
 
     def close(self) -> None:
         if self._grammars is not None:
@@ -89,7 +100,8 @@ class LlamaDecoder:
         lib, llama = self._lib, self._llama
         sampling = prepared.sampling
         payload: PromptTokens = prepared.payload
-        self._feed_prompt(payload.ids)
+        if not self._feed_prompt(payload.ids, handoff.cancelled):
+            return  # cancelled while the prompt was being evaluated
         vocab = llama._model.vocab
         plan = payload.calls
         calls = ToolCallStream(in_calls=plan.forced) if plan is not None else None
@@ -149,11 +161,17 @@ class LlamaDecoder:
             )
         )
 
-    def _feed_prompt(self, ids: tuple[int, ...]) -> None:
-        """Evaluate the prompt. By default from scratch: reusing the previous request's KV prefix
-        evaluates the prompt in a different batch shape, which changes logits enough to flip greedy
-        choices. With `prompt_cache`, the shared prefix is kept (one token is always evaluated
-        again, so the next token's logits are this prompt's)."""
+    def _feed_prompt(self, ids: tuple[int, ...], cancelled: threading.Event) -> bool:
+        """Evaluate the prompt; False when `cancelled` stopped it midway. By default from scratch:
+        reusing the previous request's KV prefix evaluates the prompt in a different batch shape,
+        which changes logits enough to flip greedy choices. With `prompt_cache`, the shared prefix
+        is kept (one token is always evaluated again, so the next token's logits are this
+        prompt's).
+
+        A cancel aborts llama_decode between two nodes of its graph (the batch is the same one,
+        so the logits of a prompt evaluated to its end do not change). The aborted batch's KV
+        positions are dropped by llama.cpp; the model is then reset, so the next request evaluates
+        its prompt from scratch (with `prompt_cache` too: nothing of this one is trusted)."""
         llama = self._llama
         keep = 0
         if self._prompt_cache and llama.n_tokens > 0:
@@ -164,7 +182,20 @@ class LlamaDecoder:
             llama.n_tokens = keep  # eval() drops the KV cache past this point
         else:
             cast(Any, llama).reset()  # untyped in llama-cpp-python
-        llama.eval(list(ids[keep:]))
+        ctx = llama._ctx.ctx
+        self._cancelled = cancelled
+        self._lib.llama_set_abort_callback(ctx, self._abort, None)
+        try:
+            llama.eval(list(ids[keep:]))
+        except RuntimeError:  # "llama_decode returned 2": aborted (anything else is raised)
+            if not cancelled.is_set():
+                raise
+            cast(Any, llama).reset()
+            return False
+        finally:
+            self._lib.llama_set_abort_callback(ctx, self._no_abort, None)
+            self._cancelled = None
+        return True
 
     def _grammar(self, sampling: SamplingParams) -> Any:
         """The grammar sampler for this request's `response_format` (None without one)."""

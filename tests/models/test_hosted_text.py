@@ -1,18 +1,25 @@
 """The llama.cpp model through its worker process (the registry's default): the same texts and
-counts as the in-process runner, errors that keep their status and parameter, and cancellation that
-reaches the worker."""
+counts as the in-process runner, errors that keep their status and parameter, cancellation that
+reaches the worker, and priorities where API processes share the worker (`serve --workers`)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from batchin.errors import InvalidRequest
+from batchin.admission_pool import Priority
+from batchin.core.batches.calls import classify
+from batchin.errors import InvalidRequest, Preempted
 from batchin.models.base import ChatMessage, ChatParams, CompletionParams, SamplingParams, TextDelta
 from batchin.models.catalog import load_catalog
+from batchin.models.engine_relay import EngineRelay
 from batchin.models.hosted_text import HostedTextRunner
 from batchin.models.llama_cpp import LlamaCppRunner
 from batchin.models.registry import ModelRegistry
@@ -120,3 +127,41 @@ async def test_closing_the_stream_stops_decoding_in_the_worker(hosted: HostedTex
     assert time.perf_counter() - started < full_seconds / 2
     assert deltas[-1].usage is not None
     assert deltas[-1].usage.completion_tokens == 1
+
+
+async def test_on_a_shared_engine_a_waiting_interactive_call_preempts_another_processs_fill_call(
+    hosted: HostedTextRunner,
+) -> None:
+    """Two API processes' proxies attached to one engine through the relay: the interactive call
+    does not wait for the other's fill generation; the fill call ends with Preempted, which a batch
+    task takes as capacity (runs again, no retry used), and the answer is the undisturbed one."""
+    folder = Path(tempfile.mkdtemp(prefix="relay-priority-"))  # a Unix socket path must stay short
+
+    async def runner_for(name: str) -> HostedTextRunner:
+        return hosted
+
+    relay = EngineRelay(folder / "relay.sock", runner_for)
+    processes = [ModelRegistry(load_catalog(), relay=relay.address) for _ in range(2)]
+    try:
+        fill_side, interactive_side = [await registry.text_runner(MODEL) for registry in processes]
+        question = await interactive_side.prepare_chat(_chat("What is 2 + 2?", max_tokens=8))
+        undisturbed = [delta async for delta in interactive_side.generate(question)]
+        sampling = SamplingParams(max_tokens=1500, temperature=0.0)
+        counting = CompletionParams(prompt="1, 2, 3, 4,", sampling=sampling)
+        prepared = await fill_side.prepare_completion(counting)
+        fill = fill_side.generate(replace(prepared, priority=Priority.FILL, preemptible=True))
+        await anext(fill)  # the fill call holds the engine, decoding
+
+        answer = [delta async for delta in interactive_side.generate(replace(question, priority=0))]
+
+        with pytest.raises(Preempted) as caught:
+            async for _ in fill:
+                pass
+        assert [d.text for d in answer] == [d.text for d in undisturbed]
+        verdict = classify(caught.value, failures=0, max_retries=3, base_delay=1.0)
+        assert (verdict.final, verdict.counts, verdict.status_code) == (False, False, 429)
+    finally:
+        for registry in processes:
+            await registry.close()
+        await relay.close()
+        shutil.rmtree(folder, ignore_errors=True)

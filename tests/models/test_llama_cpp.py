@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -12,6 +13,7 @@ from batchin.models.base import ChatMessage, ChatParams, CompletionParams, Sampl
 from batchin.models.catalog import load_catalog
 from batchin.models.llama_cpp import LlamaCppRunner
 from batchin.models.registry import ModelRegistry
+from tests.text_fixtures import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -147,6 +149,37 @@ async def test_closing_the_stream_stops_the_decode_thread_promptly(runner: Llama
     deltas = await _collect(runner, _chat("Hi", max_tokens=3))
     assert deltas[-1].usage is not None
     assert deltas[-1].usage.completion_tokens <= 3
+
+
+async def test_a_cancel_stops_the_prompt_mid_evaluation_and_the_next_requests_are_unchanged(
+    runner: LlamaCppRunner,
+) -> None:
+    """A preempted fill call gives the model back during its prompt's evaluation (llama.cpp's abort
+    callback), not after it; what comes next is exactly what an undisturbed run gives, with
+    `prompt_cache` too (nothing of the aborted prompt is reused)."""
+    llama, decoder = runner._llama, runner._decoder
+    assert llama is not None
+    assert decoder is not None
+    question = _chat("What is 2 + 2?", max_tokens=8)
+    long_prompt = "word " * 1500  # ~1,500 tokens: seconds of prompt evaluation here
+    head = CompletionParams(prompt=long_prompt[:400], sampling=SamplingParams(max_tokens=8, temperature=0.0))
+    whole = CompletionParams(prompt=long_prompt, sampling=SamplingParams(max_tokens=4, temperature=0.0))
+    # Without the cache, any next request; with it, one whose prompt the aborted one starts with.
+    cases = ((False, question), (True, head))
+    undisturbed = [_text(await _collect(runner, after)) for _, after in cases]
+    try:
+        for (prompt_cache, after), expected in zip(cases, undisturbed, strict=True):
+            decoder._prompt_cache = prompt_cache
+            stream = runner.generate(await runner.prepare_completion(whole))
+            first = asyncio.ensure_future(anext(stream))
+            await eventually(runner._engine_lock.locked)  # the decode thread is in the prompt
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)  # returns once the thread let go
+            # Reset by the abort: a prompt evaluated to its end would have left its ~1,500 tokens.
+            assert llama.n_tokens == 0
+            assert _text(await _collect(runner, after)) == expected
+    finally:
+        decoder._prompt_cache = False
 
 
 async def test_suffix_is_refused_without_fim_tokens(runner: LlamaCppRunner) -> None:

@@ -33,7 +33,7 @@ from fractions import Fraction
 from batchin.core.billing.ledger import LedgerService
 from batchin.core.billing.ledger_records import Reservation, UsageRecord
 from batchin.core.context import BatchBilling, CallContext
-from batchin.errors import StorageQuotaExceeded, WorkLost
+from batchin.errors import Preempted, StorageQuotaExceeded, WorkLost
 
 
 @dataclass(slots=True)
@@ -134,7 +134,9 @@ class MeteringService:
             call = MeteredCall(reservation, model, endpoint, ctx.request_id, price_ratio=billing.price_ratio)
         try:
             yield call
-        except (asyncio.CancelledError, ClientGone):
+        except (asyncio.CancelledError, ClientGone, Preempted):
+            # Preempted: a fill call whose slot at the shared engine was taken (`serve --workers`),
+            # as a cancelled one whose slot in this process was taken.
             if billing is not None:  # no result reaches the batch: nothing is charged, it runs again
                 await asyncio.shield(self._ledger.release(reservation))
             else:

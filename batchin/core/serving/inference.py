@@ -30,7 +30,7 @@ from batchin.core.serving.model_lookup import no_fim_message, no_vision_message,
 from batchin.core.serving.text_options import require_capabilities, sampling_params
 from batchin.core.serving.tool_requests import check_tool_schemas, engine_messages, engine_tools, transcript
 from batchin.core.traces.service import TraceService
-from batchin.errors import BatchInError, InvalidRequest
+from batchin.errors import BatchInError, InvalidRequest, Preempted
 from batchin.models.base import (
     ChatParams,
     CompletionParams,
@@ -267,13 +267,16 @@ class InferenceService:
                 metered = call
                 call.begin()
                 gen.admitted(admitted, queued_seconds)
-                await self._pump(gen, call, pricing, runner, prepared, choices)
+                # The priority goes with the call to its engine: where several API processes share
+                # one (`serve --workers`), the engine's own gate orders and preempts by it.
+                ranked = replace(prepared, priority=int(priority), preemptible=ctx.billing is not None)
+                await self._pump(gen, call, pricing, runner, ranked, choices)
                 gen.stats.finished_at = time.monotonic()
                 # The record is final: sign and queue it now, so that its log append joins the
                 # settlement's group commit (one writer hand-off for both, not one after the other).
                 sealing = self._seal(started)
             status = "succeeded"
-        except (asyncio.CancelledError, ClientGone):
+        except (asyncio.CancelledError, ClientGone, Preempted):
             status = "cancelled"
             raise
         except BatchInError as exc:

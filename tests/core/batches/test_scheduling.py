@@ -4,6 +4,7 @@ workers on one store, and workers that die mid-task (their tasks run again, bill
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select, update
@@ -12,7 +13,8 @@ from batchin.config import Settings
 from batchin.core.batches.tasks import reservation_id
 from batchin.core.billing.ledger_records import SettlementRefused, UsageRecord
 from batchin.core.serving.admission import AdmissionPool, Priority, was_preempted
-from batchin.errors import RateLimited
+from batchin.errors import Preempted, RateLimited
+from batchin.models.base import PreparedPrompt, TextDelta
 from batchin.protocol.accounts import UserCreated
 from batchin.protocol.text import ChatCompletionRequest
 from batchin.services import Services
@@ -103,6 +105,37 @@ async def test_a_fill_task_gives_the_model_to_an_interactive_call_at_once_and_ru
     assert len({log.request_id for log in logs}) == 3
     charged = sum(row.cost_units for row in rows) + interactive.cost_units
     assert before - await balance_units(services, user) == charged == sum(log.cost_units for log in logs)
+
+
+async def test_a_fill_task_preempted_at_a_shared_engine_runs_again_uncharged_without_a_retry(
+    services: Services, user: UserCreated
+) -> None:
+    """Under `serve --workers N` the preemption happens at the engine's relay, in another process:
+    the call gets Preempted back (tests/models/test_hosted_text.py checks the relay's side). The
+    engine here answers so once; the task then runs as when its own process takes its slot."""
+    runner = await runner_of(services, CHAT)
+    scripted = runner.generate
+    seen: list[tuple[int, bool]] = []
+
+    async def preempted_once(prepared: PreparedPrompt) -> AsyncIterator[TextDelta]:
+        seen.append((prepared.priority, prepared.preemptible))
+        async for delta in scripted(prepared):
+            yield delta
+            if len(seen) == 1:
+                raise Preempted()
+
+    runner.generate = preempted_once  # type: ignore[method-assign]
+    before = await balance_units(services, user)
+    batch = await submit(services, user, [chat_task("fill-0", content="fill")], priority="fill")
+    await services.batches.start()
+    done = await wait_for(services, user, batch.id)
+
+    assert (done.status, done.completed_tasks) == ("completed", 1)
+    assert seen == [(Priority.FILL, True)] * 2  # its priority travelled with the call, both times
+    assert [row.failures for row in await task_rows(services, batch.id)] == [0]
+    logs = await usage_of(services, user)
+    assert [log.status for log in logs] == ["succeeded"]  # the preempted attempt left no usage log
+    assert before - await balance_units(services, user) == logs[0].cost_units  # charged once
 
 
 async def test_only_a_preemptible_fill_slot_is_taken() -> None:
