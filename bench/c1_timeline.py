@@ -160,7 +160,8 @@ def _report(events: list[list[Any]]) -> str:
     for call in calls[10:13]:  # three whole calls as recorded
         lines.append("one call: ms  [thread CPU ms]  event")
         for wall, thread_cpu, thread, label in call:
-            lines.append(f"  {(wall - call[0][0]) / 1e6:9.3f}  [{thread_cpu / 1e6:10.3f}]  {label} [{thread}]")
+            at = (wall - call[0][0]) / 1e6
+            lines.append(f"  {at:9.3f}  [{thread_cpu / 1e6:10.3f}]  {label} [{thread}]")
         lines.append("")
     order = sorted(offsets, key=lambda k: statistics.median(offsets[k]))
     for key in order:

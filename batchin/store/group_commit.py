@@ -14,8 +14,9 @@ own statements, and the response waits for both (bench/profiles/c1_timeline_stor
 same connection and transaction, so the same durability; only the thread that runs it differs.
 On the loop the connection never waits for the lock (busy timeout 0: a busy store sends the batch
 to the thread, which waits as before) and never checkpoints (automatic checkpoints off: copying
-16 MB of WAL must not stall every call in flight); every `_THREAD_EVERY`-th batch and every larger
-one still goes to the thread, with automatic checkpoints on, so the WAL is checkpointed there.
+16 MB of WAL must not stall every call in flight); every `_THREAD_EVERY`-th batch, every larger
+one and every batch that no answer waits for (trace rows: `background`) still go to the thread,
+with automatic checkpoints on, so the WAL is checkpointed there.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class _Queued:
     operation: Operation
     future: asyncio.Future[Any]
     on_taken: Callable[[], None] | None = None
+    background: bool = False
 
 
 class GroupCommitWriter:
@@ -88,21 +90,27 @@ class GroupCommitWriter:
         )
         self._thread: threading.Thread | None = None
 
-    async def run(self, operation: Operation) -> Any:
+    async def run(self, operation: Operation, *, background: bool = False) -> Any:
         """Run `operation(cursor)` in the next batch's transaction; returns its result or raises
-        what it raised (its own writes rolled back)."""
-        return await self.submit(operation)
+        what it raised (its own writes rolled back). `background`: see `submit`."""
+        return await self.submit(operation, background=background)
 
     def submit(
-        self, operation: Operation, *, on_taken: Callable[[], None] | None = None
+        self,
+        operation: Operation,
+        *,
+        on_taken: Callable[[], None] | None = None,
+        background: bool = False,
     ) -> asyncio.Future[Any]:
         """Queue `operation` for the next batch; the future gets its outcome. Once queued it runs
         whatever becomes of the caller (cancelling the future only drops the outcome). `on_taken`
         is called on the event loop when the operation leaves the queue for the writer thread: an
         operation that gathers work while it waits (the ledger's block of settlements) closes
-        there, and what comes later goes to the next one."""
+        there, and what comes later goes to the next one. `background`: no call's answer waits
+        for it (a write-behind buffer's rows): a batch of such operations only never runs on the
+        loop, where it would hold up the calls in flight for nobody's benefit."""
         loop = asyncio.get_running_loop()
-        queued = _Queued(operation, loop.create_future(), on_taken)
+        queued = _Queued(operation, loop.create_future(), on_taken, background)
         self._pending.append(queued)
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
@@ -120,7 +128,7 @@ class GroupCommitWriter:
                     queued.on_taken()
             operations = [q.operation for q in batch]
             try:
-                outcomes = self._apply_inline(operations) if len(batch) <= _INLINE_MAX else None
+                outcomes = self._apply_inline(operations) if self._inline(batch) else None
                 if outcomes is None:
                     outcomes = await self._on_thread(loop, partial(self._apply, operations))
             except BaseException as exc:  # the transaction itself failed: every operation in it did
@@ -176,6 +184,10 @@ class GroupCommitWriter:
             for pragma in _ON_LOOP if on_loop else _ON_THREAD:
                 conn.execute(pragma)
             self._on_loop = on_loop
+
+    @staticmethod
+    def _inline(batch: list[_Queued]) -> bool:
+        return len(batch) <= _INLINE_MAX and not all(queued.background for queued in batch)
 
     def _apply_inline(self, operations: list[Operation]) -> list[tuple[bool, Any]] | None:
         """`_apply` on the event loop, if the write lock is free at once and this is not the
