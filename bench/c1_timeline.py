@@ -106,6 +106,19 @@ def _instrument() -> None:
         return conn
 
     GroupCommitWriter._connection = traced_connection  # type: ignore[method-assign]
+    import selectors
+
+    select = selectors.EpollSelector.select
+
+    def timed_select(self: Any, timeout: float | None = None) -> Any:  # the loop idle, and why
+        start = time.monotonic_ns()
+        ready = select(self, timeout)
+        if time.monotonic_ns() - start > 100_000:
+            waited = "none" if timeout is None else f"{timeout * 1000:.3f} ms"
+            _stamp(f"loop idle {(time.monotonic_ns() - start) / 1e6:.3f} ms (timeout {waited})")
+        return ready
+
+    selectors.EpollSelector.select = timed_select  # type: ignore[method-assign]
     from uvicorn.protocols.http import httptools_impl
 
     protocol = httptools_impl.HttpToolsProtocol
@@ -156,7 +169,25 @@ def _report(events: list[list[Any]]) -> str:
                 cpu.setdefault(f"{label[:-1]} [{thread}]", []).append(step_cpu)
         for key, n in seen.items():
             counts.setdefault(key, []).append(n)
-    lines = [f"{len(calls)} calls at c=1; ms from the request's first parsed byte (median over calls)", ""]
+    lines = [f"{len(calls)} calls at c=1", "", "key intervals (ms, median over calls; wall clock)"]
+    for name, (first, last) in _INTERVALS.items():
+        spans = [
+            b - a
+            for call in calls
+            if (a := _at(call, first)) is not None and (b := _at(call, last)) is not None
+        ]
+        if spans:
+            lines.append(f"{statistics.median(spans) / 1e6:8.3f}  {name}")
+    own = [
+        (_at(c, "RESPONSE SENT") or 0)
+        - c[0][0]
+        - ((_at(c, "upstream (runner)<") or 0) - (_at(c, "upstream (runner)>") or 0))
+        for c in calls
+    ]
+    lines += [
+        f"{statistics.median(own) / 1e6:8.3f}  gateway's own time (request to response less the upstream)",
+        "",
+    ]
     for call in calls[10:13]:  # three whole calls as recorded
         lines.append("one call: ms  [thread CPU ms]  event")
         for wall, thread_cpu, thread, label in call:
@@ -164,8 +195,9 @@ def _report(events: list[list[Any]]) -> str:
             lines.append(f"  {at:9.3f}  [{thread_cpu / 1e6:10.3f}]  {label} [{thread}]")
         lines.append("")
     order = sorted(offsets, key=lambda k: statistics.median(offsets[k]))
+    lines += ["", "each step, ms from the request's first parsed byte (median over the calls that had it)"]
     for key in order:
-        if len(offsets[key]) >= len(calls) // 2:
+        if len(offsets[key]) >= len(calls) // 2 and not key.startswith("sql:"):
             lines.append(f"{statistics.median(offsets[key]):9.3f}  {key}  (in {len(offsets[key])} calls)")
     lines += ["", "thread CPU per step (ms, median; loop steps include what ran on the loop meanwhile)"]
     for key, values in sorted(cpu.items()):
@@ -174,6 +206,21 @@ def _report(events: list[list[Any]]) -> str:
     for key, values in sorted(counts.items()):
         lines.append(f"{sum(values) / len(calls):6.2f}  {key}")
     return "\n".join(lines)
+
+
+# name: (first event, last event) of one call, each the first of its label in the call.
+_INTERVALS = {
+    "request parsed -> reservation asked": ("ACCEPT", "ledger.reserve>"),
+    "reservation (its commit round trip)": ("ledger.reserve>", "ledger.reserve<"),
+    "reservation -> upstream asked": ("ledger.reserve<", "upstream (runner)>"),
+    "upstream answered -> settlement asked": ("upstream (runner)<", "ledger.settle>"),
+    "settlement + receipt (sign, one commit)": ("ledger.settle>", "audit.finish(sign+append)<"),
+    "receipt logged -> response sent": ("audit.finish(sign+append)<", "RESPONSE SENT"),
+}
+
+
+def _at(call: list[list[Any]], label: str) -> int | None:
+    return next((event[0] for event in call if event[3] == label), None)
 
 
 def main() -> None:
