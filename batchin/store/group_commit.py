@@ -7,16 +7,17 @@ thread hand-off and one `BEGIN IMMEDIATE … COMMIT` per batch, plain sqlite3 st
 SAVEPOINT per operation so one refusal or failure never affects its neighbours. The statements are
 the same ones the SQLAlchemy path runs (batchin/store/statements.py), compiled for SQLite once.
 
-A small batch (a call's reservation at low concurrency: one to a few operations) commits on the
-event loop itself when SQLite's write lock is free at once: the hand-off to the thread and back (a
+A small batch of urgent operations (a call's reservation, its settlement and receipt append at low
+concurrency: writes of a few rows that the call's answer waits for) commits on the event loop
+itself when SQLite's write lock is free at once: the hand-off to the thread and back (a
 queue put waking the thread, the loop's self-pipe, a future) cost more than such a transaction's
 own statements, and the response waits for both (bench/profiles/c1_timeline_store5.txt). The
 same connection and transaction, so the same durability; only the thread that runs it differs.
 On the loop the connection never waits for the lock (busy timeout 0: a busy store sends the batch
 to the thread, which waits as before) and never checkpoints (automatic checkpoints off: copying
 16 MB of WAL must not stall every call in flight); every `_THREAD_EVERY`-th batch, every larger
-one and every batch that no answer waits for (trace rows: `background`) still go to the thread,
-with automatic checkpoints on, so the WAL is checkpointed there.
+one and every batch holding any other operation (bulk task rows, trace rows, claims: their size is
+not bounded) still go to the thread, with automatic checkpoints on, so the WAL is checkpointed there.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class _Queued:
     operation: Operation
     future: asyncio.Future[Any]
     on_taken: Callable[[], None] | None = None
-    background: bool = False
+    urgent: bool = False
 
 
 class GroupCommitWriter:
@@ -90,27 +91,28 @@ class GroupCommitWriter:
         )
         self._thread: threading.Thread | None = None
 
-    async def run(self, operation: Operation, *, background: bool = False) -> Any:
+    async def run(self, operation: Operation, *, urgent: bool = False) -> Any:
         """Run `operation(cursor)` in the next batch's transaction; returns its result or raises
-        what it raised (its own writes rolled back). `background`: see `submit`."""
-        return await self.submit(operation, background=background)
+        what it raised (its own writes rolled back). `urgent`: see `submit`."""
+        return await self.submit(operation, urgent=urgent)
 
     def submit(
         self,
         operation: Operation,
         *,
         on_taken: Callable[[], None] | None = None,
-        background: bool = False,
+        urgent: bool = False,
     ) -> asyncio.Future[Any]:
         """Queue `operation` for the next batch; the future gets its outcome. Once queued it runs
         whatever becomes of the caller (cancelling the future only drops the outcome). `on_taken`
         is called on the event loop when the operation leaves the queue for the writer thread: an
         operation that gathers work while it waits (the ledger's block of settlements) closes
-        there, and what comes later goes to the next one. `background`: no call's answer waits
-        for it (a write-behind buffer's rows): a batch of such operations only never runs on the
-        loop, where it would hold up the calls in flight for nobody's benefit."""
+        there, and what comes later goes to the next one. `urgent`: a call's answer waits for it
+        and it is small (the ledger's reservation and settlement, a receipt's log append): a small
+        batch holding one may commit on the loop. Anything else (bulk rows, trace rows, claims)
+        stays on the thread, where it cannot hold up the calls in flight."""
         loop = asyncio.get_running_loop()
-        queued = _Queued(operation, loop.create_future(), on_taken, background)
+        queued = _Queued(operation, loop.create_future(), on_taken, urgent)
         self._pending.append(queued)
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
@@ -187,7 +189,7 @@ class GroupCommitWriter:
 
     @staticmethod
     def _inline(batch: list[_Queued]) -> bool:
-        return len(batch) <= _INLINE_MAX and not all(queued.background for queued in batch)
+        return len(batch) <= _INLINE_MAX and all(queued.urgent for queued in batch)
 
     def _apply_inline(self, operations: list[Operation]) -> list[tuple[bool, Any]] | None:
         """`_apply` on the event loop, if the write lock is free at once and this is not the

@@ -307,10 +307,10 @@ class RelayedWriter(GroupCommitWriter):
         operation: Operation,
         *,
         on_taken: Callable[[], None] | None = None,
-        background: bool = False,
+        urgent: bool = False,
     ) -> asyncio.Future[Any]:
         if not isinstance(operation, Write):
-            return super().submit(operation, on_taken=on_taken, background=background)
+            return super().submit(operation, on_taken=on_taken, urgent=urgent)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._outbox.append((operation, future, on_taken))

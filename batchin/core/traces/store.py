@@ -133,8 +133,7 @@ class TraceStore:
         summary_rows = [_summary_row(s) for s in summaries.values()]
         span_rows = list({(user, s.trace_id, s.span_id): _span_row(user, s) for user, s in spans}.values())
         if self._writer is not None:
-            # In the background: the write-behind buffer's rows, which no call's answer waits for.
-            await self._writer.run(_write_sqlite(summary_rows, span_rows), background=True)
+            await self._writer.run(_write_sqlite(summary_rows, span_rows))
             return
         async with self._db.write() as conn:
             if summary_rows:
