@@ -8,7 +8,7 @@ time: the writer idles as it does at c=1). Each side runs in its own process (`P
 tree) on a fresh SQLite data dir, pinned to one core; rounds alternate A/B. Per round: the
 process's CPU per call (every thread: getrusage) and the wall time from the reserve to the
 settlement's return, less the pause (what the call's latency pays for its writes: the two awaits
-timed on their own), and the voluntary context switches per call (every thread), medians compared.
+timed on their own), and the context switches per call (every thread), medians compared.
 
     python bench/ab_store_c1.py --base /tmp/base-checkout [--rounds 5] [--calls 300]
 """
@@ -25,8 +25,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 PAUSE_S = 0.002  # between a call's reservation and its settlement, and between calls
 
@@ -81,9 +79,11 @@ async def _one_side(calls: int) -> dict[str, float]:
     return {
         "cpu_ms": cpu * 1000 / calls,
         "wait_p50_ms": waits[len(waits) // 2] * 1000,
-        # Times a thread of the process went to sleep (the loop in epoll, the writer on its
-        # queue): the wake-ups per call, a count that the machine's load does not blur.
+        # Context switches of the process's threads per call: voluntary (a thread went to sleep:
+        # the loop in epoll, the writer on its queue) and involuntary (a woken thread took the
+        # core: the writer thread woken by the loop's queue put), counts the load does not blur.
         "sleeps_per_call": (after.ru_nvcsw - before.ru_nvcsw) / calls,
+        "preempted_per_call": (after.ru_nivcsw - before.ru_nivcsw) / calls,
     }
 
 
@@ -104,6 +104,8 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--side":
         print(json.dumps(asyncio.run(_one_side(int(sys.argv[2])))))
         return
+    # The driver only: a side must import `batchin` from its own PYTHONPATH, not from this tree.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from bench.harness import ROOT, ab_figure, pinned
 
     parser = argparse.ArgumentParser()
@@ -120,7 +122,7 @@ def main() -> None:
             done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
             rounds[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
     result: dict[str, object] = {"bench": "store_c1_ab", "base": sides["A"], "rounds": args.rounds}
-    for figure in ("cpu_ms", "wait_p50_ms", "sleeps_per_call"):
+    for figure in ("cpu_ms", "wait_p50_ms", "sleeps_per_call", "preempted_per_call"):
         a = [r[figure] for r in rounds["A"]]
         b = [r[figure] for r in rounds["B"]]
         result[figure] = ab_figure(a, b, unit="")
