@@ -1,4 +1,5 @@
-"""The SQLite store's write path: group commit on one dedicated thread.
+"""The SQLite store's write path: group commit on one dedicated thread (small urgent batches on the
+event loop, below).
 
 Through SQLAlchemy + aiosqlite a small write transaction costs ~1.4 ms of CPU (every statement is a
 thread hand-off); a paid call needs two. Here every write operation (the ledger's, the audit log's,
@@ -9,9 +10,10 @@ the same ones the SQLAlchemy path runs (batchin/store/statements.py), compiled f
 
 A small batch of urgent operations (a call's reservation, its settlement and receipt append at low
 concurrency: writes of a few rows that the call's answer waits for) commits on the event loop
-itself when SQLite's write lock is free at once: the hand-off to the thread and back (a
-queue put waking the thread, the loop's self-pipe, a future) cost more than such a transaction's
-own statements, and the response waits for both (bench/profiles/c1_timeline_store5.txt). The
+itself when SQLite's write lock is free at once: the hand-off to the thread and back (a queue put
+waking the thread, which takes the core from the loop, the loop's self-pipe, a future) added
+60-100 us to a 150-450 us transaction that the response waits for, and two voluntary and one
+involuntary context switch (bench/profiles/c1_timeline_store5.txt). The
 same connection and transaction, so the same durability; only the thread that runs it differs.
 On the loop the connection never waits for the lock (busy timeout 0: a busy store sends the batch
 to the thread, which waits as before) and never checkpoints (automatic checkpoints off: copying
@@ -105,7 +107,7 @@ class GroupCommitWriter:
     ) -> asyncio.Future[Any]:
         """Queue `operation` for the next batch; the future gets its outcome. Once queued it runs
         whatever becomes of the caller (cancelling the future only drops the outcome). `on_taken`
-        is called on the event loop when the operation leaves the queue for the writer thread: an
+        is called on the event loop when the operation leaves the queue for its transaction: an
         operation that gathers work while it waits (the ledger's block of settlements) closes
         there, and what comes later goes to the next one. `urgent`: a call's answer waits for it
         and it is small (the ledger's reservation and settlement, a receipt's log append): a small
