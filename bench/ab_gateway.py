@@ -6,7 +6,8 @@ checkout or `git archive` of the baseline's `batchin/`), one this tree's; the sa
 at c=1/16/64 against A then B (the order alternates every round), reading each server's CPU from
 /proc. On a shared machine wall-clock is noise; CPU time of the serving process is the steadier
 figure, and the median over rounds the one to compare. Prints one JSON line: per mode the median
-CPU ms per call of each side and their ratio (B / A).
+CPU ms per call of each side and their ratio (B / A), and beside it (`MODE_p50_ms`) the median of
+each round's p50 latency (chat) or TTFT (streams), wall-clock: read it at c=1 on an idle machine.
 
     python bench/ab_gateway.py --base /tmp/base-checkout [--rounds 5] [--scale 1]
 """
@@ -24,7 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bench_gateway import DELAY_MS, TOKENS, Target, measure
-from bench.harness import ROOT, ab_figure, batchin_server, fake_upstream_process, remote_catalog
+from bench.harness import ROOT, ab_figure, batchin_server, fake_upstream_process, percentile, remote_catalog
 
 # (mode name, stream, concurrency, calls per measurement at scale 1)
 MODES = [
@@ -49,6 +50,7 @@ def main() -> None:
         os.sched_setaffinity(0, {1})  # the client shares core 1 with the upstream
     sides = {"A": str(Path(args.base).resolve()), "B": str(ROOT)}
     samples: dict[str, dict[str, list[float]]] = {side: {} for side in sides}
+    p50s: dict[str, dict[str, list[float]]] = {side: {} for side in sides}
     failures: list[str] = []
     with contextlib.ExitStack() as stack:
         upstream_url, _ = stack.enter_context(fake_upstream_process(core=1, tokens=TOKENS, delay_ms=DELAY_MS))
@@ -80,10 +82,13 @@ def main() -> None:
                         print(failures[-1], file=sys.stderr, flush=True)
                         m = measure(target, pid, stream=stream, concurrency=concurrency, count=count)
                     samples[side].setdefault(name, []).append(m.per_call_cpu_ms())
+                    waits = m.ttfts if stream else m.latencies
+                    p50s[side].setdefault(name, []).append(percentile(waits, 0.5) * 1000)
     result: dict[str, object] = {"bench": "gateway_ab", "base": sides["A"], "rounds": args.rounds}
     result["transport_errors"] = failures
     for name in samples["A"]:
         result[name] = ab_figure(samples["A"][name], samples["B"][name], unit="_cpu_ms")
+        result[f"{name}_p50_ms"] = ab_figure(p50s["A"][name], p50s["B"][name], unit="_ms")
     print(json.dumps(result))
 
 

@@ -1,4 +1,5 @@
-"""The SQLite store's write path: group commit on one dedicated thread.
+"""The SQLite store's write path: group commit on one dedicated thread (small urgent batches on the
+event loop, below).
 
 Through SQLAlchemy + aiosqlite a small write transaction costs ~1.4 ms of CPU (every statement is a
 thread hand-off); a paid call needs two. Here every write operation (the ledger's, the audit log's,
@@ -6,6 +7,19 @@ the batch store's) queued while the previous batch was committing goes into the 
 thread hand-off and one `BEGIN IMMEDIATE … COMMIT` per batch, plain sqlite3 statements inside, and a
 SAVEPOINT per operation so one refusal or failure never affects its neighbours. The statements are
 the same ones the SQLAlchemy path runs (batchin/store/statements.py), compiled for SQLite once.
+
+A small batch of urgent operations (a call's reservation, its settlement and receipt append at low
+concurrency: writes of a few rows that the call's answer waits for) commits on the event loop
+itself when SQLite's write lock is free at once: the hand-off to the thread and back (a queue put
+waking the thread, which takes the core from the loop, the loop's self-pipe, a future) added
+60-100 us to a 150-450 us transaction that the response waits for, and two voluntary and one
+involuntary context switch (bench/profiles/c1_timeline_store5.txt). The
+same connection and transaction, so the same durability; only the thread that runs it differs.
+On the loop the connection never waits for the lock (busy timeout 0: a busy store sends the batch
+to the thread, which waits as before) and never checkpoints (automatic checkpoints off: copying
+16 MB of WAL must not stall every call in flight); every `_THREAD_EVERY`-th batch, every larger
+one and every batch holding any other operation (bulk task rows, trace rows, claims: their size is
+not bounded) still go to the thread, with automatic checkpoints on, so the WAL is checkpointed there.
 """
 
 from __future__ import annotations
@@ -24,6 +38,15 @@ from sqlalchemy.engine import make_url
 from batchin.store.database import SQLITE_PRAGMAS, Database
 
 _MAX_BATCH = 512
+# Batches of at most this many operations may commit on the event loop (see the module docstring);
+# larger ones (high concurrency) keep the thread, where SQLite's C code runs outside the GIL.
+_INLINE_MAX = 4
+# One batch in this many goes to the thread even when small: its COMMIT runs the automatic
+# checkpoint that the loop's commits skip (a WAL of 4,000 pages gains ~16 calls' pages meanwhile).
+_THREAD_EVERY = 16
+# The connection's settings on the loop / on the thread (those of SQLITE_PRAGMAS), set on a switch.
+_ON_LOOP = "PRAGMA busy_timeout=0", "PRAGMA wal_autocheckpoint=0"
+_ON_THREAD = "PRAGMA busy_timeout=30000", "PRAGMA wal_autocheckpoint=4000"
 # The writer's page cache (KiB when negative): SQLite's default 2 MB holds little of the indexes that
 # every call's rows go into (trace spans, usage logs, audit records: random keys), so each insert
 # read its leaf page back from the file. One writer per server process: 64 MB at most, once.
@@ -47,6 +70,7 @@ class _Queued:
     operation: Operation
     future: asyncio.Future[Any]
     on_taken: Callable[[], None] | None = None
+    urgent: bool = False
 
 
 class GroupCommitWriter:
@@ -54,7 +78,11 @@ class GroupCommitWriter:
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._conn: sqlite3.Connection | None = None  # the writer thread's
+        # Used by one thread at a time: the loop's inline batches and the writer thread's never
+        # overlap (the flusher awaits each batch before the next).
+        self._conn: sqlite3.Connection | None = None
+        self._on_loop = False  # the connection's settings are _ON_LOOP's
+        self._inline_left = _THREAD_EVERY
         self._pending: list[_Queued] = []
         self._flusher: asyncio.Task[None] | None = None
         # The writer thread's inbox: a batch and the future its outcomes go to, or None to stop.
@@ -65,21 +93,28 @@ class GroupCommitWriter:
         )
         self._thread: threading.Thread | None = None
 
-    async def run(self, operation: Operation) -> Any:
+    async def run(self, operation: Operation, *, urgent: bool = False) -> Any:
         """Run `operation(cursor)` in the next batch's transaction; returns its result or raises
-        what it raised (its own writes rolled back)."""
-        return await self.submit(operation)
+        what it raised (its own writes rolled back). `urgent`: see `submit`."""
+        return await self.submit(operation, urgent=urgent)
 
     def submit(
-        self, operation: Operation, *, on_taken: Callable[[], None] | None = None
+        self,
+        operation: Operation,
+        *,
+        on_taken: Callable[[], None] | None = None,
+        urgent: bool = False,
     ) -> asyncio.Future[Any]:
         """Queue `operation` for the next batch; the future gets its outcome. Once queued it runs
         whatever becomes of the caller (cancelling the future only drops the outcome). `on_taken`
-        is called on the event loop when the operation leaves the queue for the writer thread: an
+        is called on the event loop when the operation leaves the queue for its transaction: an
         operation that gathers work while it waits (the ledger's block of settlements) closes
-        there, and what comes later goes to the next one."""
+        there, and what comes later goes to the next one. `urgent`: a call's answer waits for it
+        and it is small (the ledger's reservation and settlement, a receipt's log append): a small
+        batch holding one may commit on the loop. Anything else (bulk rows, trace rows, claims)
+        stays on the thread, where it cannot hold up the calls in flight."""
         loop = asyncio.get_running_loop()
-        queued = _Queued(operation, loop.create_future(), on_taken)
+        queued = _Queued(operation, loop.create_future(), on_taken, urgent)
         self._pending.append(queued)
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
@@ -95,8 +130,11 @@ class GroupCommitWriter:
             for queued in batch:
                 if queued.on_taken is not None:
                     queued.on_taken()
+            operations = [q.operation for q in batch]
             try:
-                outcomes = await self._on_thread(loop, partial(self._apply, [q.operation for q in batch]))
+                outcomes = self._apply_inline(operations) if self._inline(batch) else None
+                if outcomes is None:
+                    outcomes = await self._on_thread(loop, partial(self._apply, operations))
             except BaseException as exc:  # the transaction itself failed: every operation in it did
                 for queued in batch:
                     if not queued.future.done():
@@ -138,28 +176,71 @@ class GroupCommitWriter:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(self._path, isolation_level=None, timeout=30, check_same_thread=True)
+            conn = sqlite3.connect(self._path, isolation_level=None, timeout=30, check_same_thread=False)
             for pragma in (*SQLITE_PRAGMAS, *_WRITER_PRAGMAS):
                 conn.execute(pragma)
             self._conn = conn
+            self._on_loop = False
         return self._conn
 
-    def _apply(self, operations: list[Operation]) -> list[tuple[bool, Any]]:
-        cur = self._connection().cursor()
-        outcomes: list[tuple[bool, Any]] = []
-        cur.execute("BEGIN IMMEDIATE")
+    def _settings(self, conn: sqlite3.Connection, *, on_loop: bool) -> None:
+        if self._on_loop != on_loop:
+            for pragma in _ON_LOOP if on_loop else _ON_THREAD:
+                conn.execute(pragma)
+            self._on_loop = on_loop
+
+    @staticmethod
+    def _inline(batch: list[_Queued]) -> bool:
+        return len(batch) <= _INLINE_MAX and all(queued.urgent for queued in batch)
+
+    def _apply_inline(self, operations: list[Operation]) -> list[tuple[bool, Any]] | None:
+        """`_apply` on the event loop, if the write lock is free at once and this is not the
+        turn of the thread (None: run it on the thread)."""
+        self._inline_left -= 1
+        if self._inline_left <= 0:
+            self._inline_left = _THREAD_EVERY
+            return None
+        conn = self._connection()
+        self._settings(conn, on_loop=True)
         try:
-            for operation in operations:
-                cur.execute("SAVEPOINT op")
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:  # busy (another connection writes): the thread waits
+            return None
+        return self._run(conn, operations)
+
+    def _apply(self, operations: list[Operation]) -> list[tuple[bool, Any]]:
+        conn = self._connection()
+        self._settings(conn, on_loop=False)
+        conn.execute("BEGIN IMMEDIATE")
+        return self._run(conn, operations)
+
+    @staticmethod
+    def _run(conn: sqlite3.Connection, operations: list[Operation]) -> list[tuple[bool, Any]]:
+        """The operations inside the open transaction, then COMMIT: a SAVEPOINT each, so that
+        one's failure rolls back only its own writes; a lone operation needs none (its failure
+        rolls back the transaction, which holds nothing else)."""
+        cur = conn.cursor()
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            if len(operations) == 1:
                 try:
-                    outcomes.append((True, operation(cur)))
+                    outcomes.append((True, operations[0](cur)))
                 except Exception as exc:
-                    cur.execute("ROLLBACK TO op")
-                    outcomes.append((False, exc))
-                cur.execute("RELEASE op")
+                    cur.execute("ROLLBACK")
+                    return [(False, exc)]
+            else:
+                for operation in operations:
+                    cur.execute("SAVEPOINT op")
+                    try:
+                        outcomes.append((True, operation(cur)))
+                    except Exception as exc:
+                        cur.execute("ROLLBACK TO op")
+                        outcomes.append((False, exc))
+                    cur.execute("RELEASE op")
             cur.execute("COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
+            if conn.in_transaction:
+                cur.execute("ROLLBACK")
             raise
         finally:
             cur.close()
@@ -179,6 +260,7 @@ class GroupCommitWriter:
             self._inbox.put(None)
             self._thread.join()
             self._thread = None
+        self._close_connection()  # opened on the loop by inline batches only, if the thread never ran
 
     def _close_connection(self) -> None:
         if self._conn is not None:

@@ -218,13 +218,19 @@ class Transactions:
     SQLAlchemy. A `Write` (a registered operation by name: named_writes.py) is for the writer
     only; it is what may be run by another process's writer (write_relay.py)."""
 
-    def __init__(self, database: Database, writer: GroupCommitWriter | None) -> None:
+    def __init__(self, database: Database, writer: GroupCommitWriter | None, *, urgent: bool = False) -> None:
+        """`urgent`: these are a call's small writes that its answer waits for (the writer may
+        commit them on the event loop: GroupCommitWriter.submit)."""
         self._db = database
         self._writer = writer
+        self._urgent = urgent
 
-    async def run(self, script: Script[T] | Write) -> T:
+    async def run(self, script: Script[T] | Write, *, urgent: bool | None = None) -> T:
+        """`urgent`: this write's own urgency, when it is not the object's (a bulk write of an
+        urgent writer's domain: False)."""
         if self._writer is not None:
-            return cast(T, await self._writer.run(_operation(script)))
+            urgency = self._urgent if urgent is None else urgent
+            return cast(T, await self._writer.run(_operation(script), urgent=urgency))
         return await self._through_sqlalchemy(_script(script))
 
     async def run_to_end(self, script: Script[T] | Write) -> T:
@@ -239,7 +245,7 @@ class Transactions:
         through `asyncio.shield` to learn its outcome even after a cancellation. (On the writer it
         is already queued, so this costs no task.)"""
         if self._writer is not None:
-            return cast("asyncio.Future[T]", self._writer.submit(_operation(script)))
+            return cast("asyncio.Future[T]", self._writer.submit(_operation(script), urgent=self._urgent))
         return asyncio.ensure_future(self._through_sqlalchemy(_script(script)))
 
     async def _through_sqlalchemy(self, script: Script[T]) -> T:

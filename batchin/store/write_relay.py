@@ -303,10 +303,14 @@ class RelayedWriter(GroupCommitWriter):
         self._seq = count()
 
     def submit(
-        self, operation: Operation, *, on_taken: Callable[[], None] | None = None
+        self,
+        operation: Operation,
+        *,
+        on_taken: Callable[[], None] | None = None,
+        urgent: bool = False,
     ) -> asyncio.Future[Any]:
         if not isinstance(operation, Write):
-            return super().submit(operation, on_taken=on_taken)
+            return super().submit(operation, on_taken=on_taken, urgent=urgent)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._outbox.append((operation, future, on_taken))

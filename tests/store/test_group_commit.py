@@ -1,6 +1,7 @@
 """The SQLite group-commit writer (batchin/store/group_commit.py) on a real database file: writes
-queued together commit in one transaction on its own thread, a refused one is rolled back alone,
-and a process killed after a commit keeps exactly what was committed."""
+queued together commit in one transaction (a small batch of urgent writes on the event loop; a
+large one, one not urgent or one meeting a busy store on the writer thread), a refused one is
+rolled back alone, and a process killed after a commit keeps exactly what was committed."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
+from batchin.store import group_commit
 from batchin.store.group_commit import GroupCommitWriter
 
 
@@ -34,7 +38,7 @@ def _insert(key: str) -> object:
     return operation
 
 
-async def test_writes_queued_together_share_one_transaction_on_the_writer_thread(tmp_path: Path) -> None:
+async def test_writes_queued_together_share_one_transaction_on_the_loop(tmp_path: Path) -> None:
     path = tmp_path / "w.db"
     _table(path)
     writer = GroupCommitWriter(str(path))
@@ -45,24 +49,74 @@ async def test_writes_queued_together_share_one_transaction_on_the_writer_thread
             cur.execute("INSERT INTO t (k, tx) VALUES ('bad', -1)")
             raise refused_error
 
-        futures = [writer.submit(_insert("a")), writer.submit(refused), writer.submit(_insert("b"))]
+        futures = [
+            writer.submit(_insert("a"), urgent=True),
+            writer.submit(refused, urgent=True),
+            writer.submit(_insert("b"), urgent=True),
+        ]
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
-        assert outcomes[0] == outcomes[2] == "batchin-ledger"
+        # A batch this small commits on the event loop's thread, without a hand-off.
+        loop_thread = threading.current_thread().name
+        assert outcomes[0] == outcomes[2] == loop_thread
         assert outcomes[1] is refused_error
         # 'b' saw 'a' (count 1) inside the same transaction; the refused row is gone.
         assert _rows(path) == [("a", 0), ("b", 1)]
-        assert await writer.run(_insert("c")) == "batchin-ledger"
+        assert await writer.run(_insert("c"), urgent=True) == loop_thread
+        with pytest.raises(sqlite3.IntegrityError):  # alone in its transaction: rolled back too
+            await writer.run(refused, urgent=True)
     finally:
         await writer.close()
     assert _rows(path) == [("a", 0), ("b", 1), ("c", 2)]
     assert not any(t.name == "batchin-ledger" and t.is_alive() for t in threading.enumerate())
 
 
+async def test_a_large_batch_one_not_urgent_and_every_nth_small_one_commit_on_the_writer_thread(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "w.db"
+    _table(path)
+    writer = GroupCommitWriter(str(path))
+    try:
+        large = group_commit._INLINE_MAX + 1
+        threads = await asyncio.gather(*(writer.submit(_insert(f"l{i}"), urgent=True) for i in range(large)))
+        assert set(threads) == {"batchin-ledger"}
+        # Small batches one after another: the thread takes one in _THREAD_EVERY (its COMMIT runs
+        # the automatic checkpoint the loop's commits skip).
+        small = [await writer.run(_insert(f"s{i}"), urgent=True) for i in range(group_commit._THREAD_EVERY)]
+        assert small.count("batchin-ledger") == 1
+        assert small.count(threading.current_thread().name) == group_commit._THREAD_EVERY - 1
+        # A write not marked urgent (bulk rows, trace rows: of any size) never holds up the loop.
+        assert await writer.run(_insert("bulk")) == "batchin-ledger"
+    finally:
+        await writer.close()
+    assert len(_rows(path)) == large + group_commit._THREAD_EVERY + 1
+
+
+async def test_a_small_batch_waits_for_a_busy_store_on_the_thread_not_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    _table(path)
+    writer = GroupCommitWriter(str(path))
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        await writer.run(_insert("first"), urgent=True)  # the connection exists, set for the loop
+        other.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
+        other.execute("INSERT INTO t (k, tx) VALUES ('other', -1)")
+        waiting = writer.submit(_insert("second"), urgent=True)
+        await asyncio.sleep(0.1)  # the loop keeps turning while the write waits for the lock
+        assert not waiting.done()
+        other.execute("COMMIT")
+        assert await waiting == "batchin-ledger"
+    finally:
+        other.close()
+        await writer.close()
+    assert _rows(path) == [("first", 0), ("other", -1), ("second", 2)]
+
+
 async def test_a_failed_transaction_fails_every_operation_in_it(tmp_path: Path) -> None:
     writer = GroupCommitWriter(str(tmp_path / "missing-dir" / "w.db"))  # cannot be opened
     try:
         results = await asyncio.gather(
-            writer.run(_insert("a")), writer.run(_insert("b")), return_exceptions=True
+            writer.run(_insert("a"), urgent=True), writer.run(_insert("b")), return_exceptions=True
         )
         assert all(isinstance(r, sqlite3.OperationalError) for r in results)
     finally:
@@ -71,6 +125,7 @@ async def test_a_failed_transaction_fails_every_operation_in_it(tmp_path: Path) 
 
 _KILLED = """
 import asyncio, os, signal, sqlite3, sys
+from batchin.store import group_commit
 from batchin.store.group_commit import GroupCommitWriter
 
 async def main() -> None:

@@ -121,6 +121,11 @@ class Checkpoint:
         }
 
 
+# An append of at most this many records is urgent: the calls' answers wait for it, and it is small
+# enough to commit on the event loop (store/group_commit.py); a larger one is bulk (batch tasks').
+_URGENT_ROWS = 4
+
+
 class TransparencyLog:
     def __init__(self, database: Database, key: AuditKey, writer: GroupCommitWriter | None = None) -> None:
         """`writer`: the ledger's SQLite writer, shared so ledger and audit writes commit together
@@ -171,7 +176,10 @@ class TransparencyLog:
         # Only the drain task writes: nothing moves the frontier while this batch is written.
         # By name on the SQLite writer: it may be the supervisor's, shared by every API process.
         append = _named_append if self._writer is not None else _append
-        appended: _Appended = await self._transactions.run(append(list(rows), self._frontier, utcnow()))
+        # Urgent (the writer may commit it on the loop) only while it is a few calls' records.
+        appended: _Appended = await self._transactions.run(
+            append(list(rows), self._frontier, utcnow()), urgent=len(rows) <= _URGENT_ROWS
+        )
         size, known, made = appended
         # Only once committed: a failed batch leaves the frontier to be reset by the drain loop.
         self._remember(size + len(rows), known, made)

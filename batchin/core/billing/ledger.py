@@ -88,7 +88,9 @@ class LedgerService:
                 raise ValueError("the SQLite ledger needs a database file")
             # Shared with the audit log and the batch store: their writes join the ledger's batches.
             self.sqlite_writer = writer or GroupCommitWriter(path)
-        self._transactions = Transactions(database, self.sqlite_writer)
+        # Urgent: a call waits for its reservation before the engine runs and for its settlement
+        # before its answer; each is a few rows (the writer may commit them on the event loop).
+        self._transactions = Transactions(database, self.sqlite_writer, urgent=True)
         self._writes = LedgerWrites(database.dialect)
         # Reservations held by live calls of this process: renewed by `renew_held`, never swept here.
         self._held_here: set[str] = set()
@@ -295,7 +297,8 @@ class LedgerService:
         held = sorted(self._held_here)
         if not held:
             return 0
-        return await self._transactions.run(self._write("renew", held, now or utcnow()))
+        # Not urgent: no answer waits for it, and it may name thousands of rows (batch tasks').
+        return await self._transactions.run(self._write("renew", held, now or utcnow()), urgent=False)
 
     async def sweep_stale(self, older_than_seconds: float, *, now: datetime | None = None) -> int:
         """Release reservations whose holder has shown no sign of life for `older_than_seconds`:
