@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ab_store_c1 import _prefill  # noqa: E402
-from bench.harness import ab_figure  # noqa: E402
+from bench.ab_store_c1 import _prefill
+from bench.harness import ab_figure
 
 BASE_REVISION = "0018_receipts_by_user"  # main's indexes
 

@@ -25,12 +25,16 @@ QUERIES: list[tuple[str, str]] = [
         "AND id NOT IN (SELECT reservation_id FROM video_jobs WHERE status IN ('queued', 'in_progress'))",
     ),
     ("ledger.load (held by id)", "SELECT * FROM reservations WHERE id = ? AND status = 'held'"),
-    ("ledger settle/release close", "UPDATE reservations SET status = ?, closed_at = ? WHERE id = ? AND status = 'held'"),
+    (
+        "ledger settle/release close",
+        "UPDATE reservations SET status = ?, closed_at = ? WHERE id = ? AND status = 'held'",
+    ),
     ("ledger.renew", "UPDATE reservations SET renewed_at = ? WHERE id IN (?, ?) AND status = 'held'"),
     ("batches/video load_reservation", "SELECT * FROM reservations WHERE id = ?"),
     (
         "video_worker.recover",
-        "SELECT video_jobs.* FROM video_jobs JOIN reservations ON reservations.id = video_jobs.reservation_id "
+        "SELECT video_jobs.* FROM video_jobs "
+        "JOIN reservations ON reservations.id = video_jobs.reservation_id "
         "WHERE reservations.status = 'held' AND video_jobs.status IN ('completed', 'failed', 'deleted')",
     ),
     (
@@ -64,7 +68,8 @@ QUERIES: list[tuple[str, str]] = [
     ("audit.record (by id)", "SELECT * FROM vaas_records WHERE id = ?"),
     (
         "audit owned list",
-        "SELECT payload, created_at FROM vaas_records WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+        "SELECT payload, created_at FROM vaas_records WHERE user_id = ? "
+        "ORDER BY created_at DESC, id DESC LIMIT ?",
     ),
     ("audit owned one", "SELECT payload, created_at FROM vaas_records WHERE id = ? AND user_id = ?"),
     ("audit.check_log", "SELECT leaf_index, payload FROM vaas_records"),
@@ -72,7 +77,8 @@ QUERIES: list[tuple[str, str]] = [
     (
         "traces.newest (failed filter)",
         "SELECT * FROM trace_summaries WHERE user_id = ? AND EXISTS (SELECT 1 FROM trace_spans "
-        "WHERE trace_spans.user_id = trace_summaries.user_id AND trace_spans.trace_id = trace_summaries.trace_id "
+        "WHERE trace_spans.user_id = trace_summaries.user_id "
+        "AND trace_spans.trace_id = trace_summaries.trace_id "
         "AND trace_spans.status_code = 2) ORDER BY created_at DESC, trace_id DESC LIMIT ?",
     ),
     (
@@ -80,7 +86,10 @@ QUERIES: list[tuple[str, str]] = [
         "SELECT trace_id, count(*), min(start_unix_nano) FROM trace_spans WHERE user_id = ? "
         "AND trace_id IN (?, ?) GROUP BY trace_id",
     ),
-    ("traces.trace (spans)", "SELECT * FROM trace_spans WHERE user_id = ? AND trace_id = ? ORDER BY start_unix_nano"),
+    (
+        "traces.trace (spans)",
+        "SELECT * FROM trace_spans WHERE user_id = ? AND trace_id = ? ORDER BY start_unix_nano",
+    ),
     (
         "traces.spans (newest of a user)",
         "SELECT * FROM trace_spans WHERE user_id = ? ORDER BY start_unix_nano DESC, span_id LIMIT ?",
@@ -104,11 +113,25 @@ def main() -> None:
     asyncio.run(migrate(data_dir))
     conn = sqlite3.connect(data_dir / "batchin.db")
     print("indexes on the tables a call writes:")
-    for table in ("users", "key_spend", "reservations", "usage_logs", "usage_rollups", "vaas_records",
-                  "vaas_log_nodes", "vaas_log_state", "trace_summaries", "trace_spans"):
+    for table in (
+        "users",
+        "key_spend",
+        "reservations",
+        "usage_logs",
+        "usage_rollups",
+        "vaas_records",
+        "vaas_log_nodes",
+        "vaas_log_state",
+        "trace_summaries",
+        "trace_spans",
+    ):
         for _, name, unique, origin, partial in conn.execute(f"PRAGMA index_list({table})"):
             columns = [c[2] for c in conn.execute(f"PRAGMA index_info({name})")]
-            flags = ("unique " if unique else "") + {"pk": "primary key", "u": "unique constraint", "c": "index"}[origin]
+            flags = ("unique " if unique else "") + {
+                "pk": "primary key",
+                "u": "unique constraint",
+                "c": "index",
+            }[origin]
             print(f"  {table:16} {name:36} ({', '.join(columns)}) {flags}{' partial' if partial else ''}")
     print("\nplans:")
     for who, sql in QUERIES:
