@@ -88,7 +88,12 @@ QUERIES: list[tuple[str, str]] = [
     ),
     (
         "traces.trace (spans)",
-        "SELECT * FROM trace_spans WHERE user_id = ? AND trace_id = ? ORDER BY start_unix_nano",
+        "SELECT * FROM trace_spans WHERE user_id = ? AND trace_id = ?",
+    ),
+    (
+        "traces.spans (export of one trace)",
+        "SELECT * FROM trace_spans WHERE user_id = ? AND trace_id = ? "
+        "ORDER BY start_unix_nano + 0 DESC, span_id LIMIT ?",
     ),
     (
         "traces.spans (newest of a user)",
