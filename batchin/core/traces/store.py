@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import exists, func, select
+from sqlalchemy import ColumnElement, exists, func, select
 
 from batchin.core.traces.otlp import STATUS_ERROR, Span
 from batchin.store.database import Database
@@ -218,7 +218,7 @@ class TraceStore:
     async def spans(self, user_id: str, *, trace_id: str | None, limit: int) -> list[Span]:
         """The user's newest `limit` spans (of one trace, if named), returned oldest first."""
         query = select(trace_spans).where(trace_spans.c.user_id == user_id)
-        start = trace_spans.c.start_unix_nano
+        start: ColumnElement[int] = trace_spans.c.start_unix_nano
         if trace_id is not None:
             # One trace: read by its key and sort its spans (`start + 0` keeps SQLite from walking
             # every span of the user in the (user, start) index to skip the sort).
