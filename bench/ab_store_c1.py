@@ -10,7 +10,12 @@ process's CPU per call (every thread: getrusage) and the wall time from the rese
 settlement's return, less the pause (what the call's latency pays for its writes: the two awaits
 timed on their own), and the context switches per call (every thread), medians compared.
 
-    python bench/ab_store_c1.py --base /tmp/base-checkout [--rounds 5] [--calls 300]
+Request ids are random, as the HTTP front makes them. `--prefill N` first writes N past calls'
+reservations and usage logs (plain INSERTs, the same on both sides): a store that has served
+calls, whose indexes no longer fit in one page (an index keyed on a random value then dirties a
+leaf page of its own per call).
+
+    python bench/ab_store_c1.py --base /tmp/base-checkout [--rounds 5] [--calls 300] [--prefill 0]
 """
 
 from __future__ import annotations
@@ -20,16 +25,47 @@ import asyncio
 import json
 import os
 import resource
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 PAUSE_S = 0.002  # between a call's reservation and its settlement, and between calls
 
 
-async def _one_side(calls: int) -> dict[str, float]:
+def _prefill(db_file: Path, user_id: str, key_id: str, rows: int) -> None:
+    """`rows` settled calls of the last days: their reservations and usage logs."""
+    if rows <= 0:
+        return
+    start = datetime.now(UTC) - timedelta(days=3)
+    reservations, logs = [], []
+    for n in range(rows):
+        at = (start + timedelta(milliseconds=10 * n)).strftime("%Y-%m-%d %H:%M:%S.%f")
+        reservation = str(uuid.uuid4())
+        reservations.append((reservation, user_id, key_id, at[:7], 157, "settled", at, at, at))
+        request = "req_" + uuid.uuid4().hex
+        logs.append((str(uuid.uuid4()), request, reservation, user_id, key_id, at))
+    conn = sqlite3.connect(db_file)
+    with conn:
+        conn.executemany(
+            "INSERT INTO reservations (id, user_id, key_id, month, amount_units, status, created_at, "
+            "renewed_at, closed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            reservations,
+        )
+        conn.executemany(
+            "INSERT INTO usage_logs (id, request_id, reservation_id, user_id, key_id, model, endpoint, "
+            "input_tokens, output_tokens, units, unit, cost_units, latency_ms, status, created_at) "
+            "VALUES (?, ?, ?, ?, ?, 'm', 'chat', 12, 20, 32, 'tokens', 116, 100, 'succeeded', ?)",
+            logs,
+        )
+    conn.close()
+
+
+async def _one_side(calls: int, prefill: int) -> dict[str, float]:
     from batchin.app import build_services
     from batchin.config import Settings
     from batchin.core.audit.service import AuditUsage
@@ -43,16 +79,18 @@ async def _one_side(calls: int) -> dict[str, float]:
         user = await services.accounts.create_user("ab@example.com", "ab", 10**8)
         key = await services.accounts.create_key(user.id, KeyCreateRequest())
         principal = Principal(user.id, key.id, key.key_prefix, key.rate_limit_rpm, None)
+        _prefill(settings.data_dir / "batchin.db", user.id, key.id, prefill)
 
         async def call(n: int) -> float:
-            ctx = CallContext(principal=principal, request_id=f"req_{n}")
+            request_id = "req_" + uuid.uuid4().hex  # random, as the HTTP front makes them
+            ctx = CallContext(principal=principal, request_id=request_id)
             start = time.perf_counter()
             reservation = await services.ledger.reserve(principal, 157)
             waited = time.perf_counter() - start
             await asyncio.sleep(PAUSE_S)
             start = time.perf_counter()
             pending = services.audit.begin_call(ctx, model_id="m", input_text=b"benchmark prompt")
-            usage = UsageRecord(f"req_{n}", "m", "chat", 116, 100, input_tokens=12, output_tokens=20)
+            usage = UsageRecord(request_id, "m", "chat", 116, 100, input_tokens=12, output_tokens=20)
             settled, _ = await asyncio.gather(
                 services.ledger.settle(reservation, usage),
                 services.audit.finish(pending, output_text="x" * 80, usage=AuditUsage(12, 20)),
@@ -101,8 +139,8 @@ class _Timings:
 
 
 def main() -> None:
-    if len(sys.argv) > 2 and sys.argv[1] == "--side":
-        print(json.dumps(asyncio.run(_one_side(int(sys.argv[2])))))
+    if len(sys.argv) > 3 and sys.argv[1] == "--side":
+        print(json.dumps(asyncio.run(_one_side(int(sys.argv[2]), int(sys.argv[3])))))
         return
     # The driver only: a side must import `batchin` from its own PYTHONPATH, not from this tree.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -112,16 +150,18 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="directory holding the baseline's batchin/")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--prefill", type=int, default=0, help="past calls' rows written first")
     args = parser.parse_args()
     sides = {"A": str(Path(args.base).resolve()), "B": str(ROOT)}
     rounds: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
     for round_no in range(args.rounds):
         for side in ("A", "B") if round_no % 2 == 0 else ("B", "A"):
             env = {**os.environ, "PYTHONPATH": sides[side]}
-            command = [*pinned(0), sys.executable, __file__, "--side", str(args.calls)]
+            command = [*pinned(0), sys.executable, __file__, "--side", str(args.calls), str(args.prefill)]
             done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
             rounds[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
     result: dict[str, object] = {"bench": "store_c1_ab", "base": sides["A"], "rounds": args.rounds}
+    result["prefill"] = args.prefill
     for figure in ("cpu_ms", "wait_p50_ms", "sleeps_per_call", "preempted_per_call"):
         a = [r[figure] for r in rounds["A"]]
         b = [r[figure] for r in rounds["B"]]

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import exists, func, select
+from sqlalchemy import ColumnElement, exists, func, select
 
 from batchin.core.traces.otlp import STATUS_ERROR, Span
 from batchin.store.database import Database
@@ -204,11 +204,13 @@ class TraceStore:
             ).first()
             if row is None:
                 return None
+            # Unordered: _parents_first sorts them. An ORDER BY start made SQLite read the trace
+            # through the (user, start) index, i.e. every span of the user, not the trace's by key.
             spans = (
                 await conn.execute(
-                    select(trace_spans)
-                    .where(trace_spans.c.user_id == user_id, trace_spans.c.trace_id == trace_id)
-                    .order_by(trace_spans.c.start_unix_nano)
+                    select(trace_spans).where(
+                        trace_spans.c.user_id == user_id, trace_spans.c.trace_id == trace_id
+                    )
                 )
             ).all()
         return _record(row), _parents_first([_span(s) for s in spans])
@@ -216,9 +218,13 @@ class TraceStore:
     async def spans(self, user_id: str, *, trace_id: str | None, limit: int) -> list[Span]:
         """The user's newest `limit` spans (of one trace, if named), returned oldest first."""
         query = select(trace_spans).where(trace_spans.c.user_id == user_id)
+        start: ColumnElement[int] = trace_spans.c.start_unix_nano
         if trace_id is not None:
+            # One trace: read by its key and sort its spans (`start + 0` keeps SQLite from walking
+            # every span of the user in the (user, start) index to skip the sort).
             query = query.where(trace_spans.c.trace_id == trace_id)
-        query = query.order_by(trace_spans.c.start_unix_nano.desc(), trace_spans.c.span_id).limit(limit)
+            start = start + 0
+        query = query.order_by(start.desc(), trace_spans.c.span_id).limit(limit)
         async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
         return [_span(r) for r in reversed(rows)]

@@ -15,10 +15,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
     true,
 )
 
 from batchin.store.tables.base import TS, UUID_LEN, metadata
+
+_HELD = text("status = 'held'")
 
 users = Table(
     "users",
@@ -89,7 +92,9 @@ reservations = Table(
     # task), so the sweeper releases only the reservations of calls that died with their process.
     Column("renewed_at", TS, nullable=True),
     Column("closed_at", TS, nullable=True),
-    Index("ix_reservations_status_created_at", "status", "created_at"),
+    # Only the held reservations: every reader asks for those (the sweep, video job recovery and
+    # purge), so closed ones leave the index and it stays as small as the calls in flight.
+    Index("ix_reservations_held", "created_at", sqlite_where=_HELD, postgresql_where=_HELD),
 )
 
 usage_logs = Table(
@@ -111,8 +116,8 @@ usage_logs = Table(
     Column("status", String(16), nullable=False),  # succeeded | failed | cancelled
     Column("created_at", TS, nullable=False),
     # Listing is "this user's newest first, paged": one index serves it at any table size.
+    # No index on request_id: no query reads the logs by it (migration 0019 dropped it).
     Index("ix_usage_logs_user_created", "user_id", "created_at", "id"),
-    Index("ix_usage_logs_request_id", "request_id"),
 )
 
 # Per (user, model) running totals, updated in the same transaction as each usage log,
