@@ -268,8 +268,9 @@ class InferenceService:
                 call.begin()
                 gen.admitted(admitted, queued_seconds)
                 # The priority goes with the call to its engine: where several API processes share
-                # one (`serve --workers`), the engine's own gate orders and preempts by it.
-                ranked = replace(prepared, priority=int(priority), preemptible=ctx.billing is not None)
+                # one (`serve --workers`), the engine's own gate orders and preempts by it. An
+                # interactive call's are the prompt's defaults: no copy (replace() costs ~1.7 µs).
+                ranked = _ranked(prepared, int(priority), preemptible=ctx.billing is not None)
                 await self._pump(gen, call, pricing, runner, ranked, choices)
                 gen.stats.finished_at = time.monotonic()
                 # The record is final: sign and queue it now, so that its log append joins the
@@ -393,3 +394,9 @@ def _nth_sample(prepared: PreparedPrompt, index: int) -> PreparedPrompt:
     if index == 0 or seed is None:
         return prepared
     return replace(prepared, sampling=replace(prepared.sampling, seed=seed + index))
+
+
+def _ranked(prepared: PreparedPrompt, priority: int, *, preemptible: bool) -> PreparedPrompt:
+    if prepared.priority == priority and prepared.preemptible == preemptible:
+        return prepared
+    return replace(prepared, priority=priority, preemptible=preemptible)
