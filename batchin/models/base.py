@@ -191,6 +191,11 @@ class TextDelta:
         set_index(self, index)
         set_tools(self, tool_calls)
 
+    def of_choice(self, index: int) -> TextDelta:
+        """This delta as choice `index`'s (n > 1: core runs one generation per choice), made
+        without `dataclasses.replace`'s per-field work (~1.7 µs a token)."""
+        return TextDelta(self.text, self.finish_reason, self.usage, self.logprobs, index, self.tool_calls)
+
 
 _DELTA_SETTERS = tuple(
     TextDelta.__dict__[name].__set__

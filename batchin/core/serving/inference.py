@@ -371,7 +371,7 @@ class InferenceService:
                         gen.stats.text_parts.append(delta.text)
                     if index == 0:
                         gen.stats.tool_calls.extend(delta.tool_calls)
-                    item = delta if index == 0 else replace(delta, index=index)
+                    item = delta if index == 0 else delta.of_choice(index)
                     if not gen.push_nowait(item):  # the buffer is full: wait for room (or drop)
                         await gen.push(item)
             finished += completion
