@@ -18,7 +18,11 @@ the thread's CPU clock. Pieces (CPU µs per unit, median over rounds):
   waits four times (admission, the engine, the receipt, the producer's end), a JSON response;
 - `sse_stream_hot`, `json_call_hot`: the same two at the path of an inference route
   (/v1/chat/completions), served as the tree serves that path (past Starlette's layers where the
-  tree has http_api/hot_routes.py).
+  tree has http_api/hot_routes.py);
+- `usable_model`: the per-call model check (`usable_model`) of a loaded remote model;
+- `call_spans`: one finished call's five spans built from its facts (`CallFacts.spans`, the
+  trace writer's work per call);
+- `text_delta`: one token's `TextDelta` made (as a runner makes one per token).
 
     python bench/ab_parts.py --base /tmp/base-checkout [--rounds 7] [--pieces json_call_hot,...]
 
@@ -48,6 +52,9 @@ PIECES = (
     "json_call",
     "sse_stream_hot",
     "json_call_hot",
+    "usable_model",
+    "call_spans",
+    "text_delta",
 )
 _HOT_PATH = "/v1/chat/completions"
 
@@ -222,6 +229,60 @@ async def _json_call(calls: int, path: str = "/bench-json") -> float:
     return (time.thread_time() - start) / calls
 
 
+async def _usable_model(calls: int) -> float:
+    from batchin.core.context import Principal
+    from batchin.core.serving.model_lookup import usable_model
+    from batchin.models.catalog import parse_catalog
+    from batchin.models.registry import ModelRegistry
+
+    # No health checker: the route counts as healthy, as it does between two checks.
+    text = remote_catalog_text("http://127.0.0.1:9/v1") + "engine_options = { health_check_interval = 0 }\n"
+    registry = ModelRegistry(parse_catalog(text, source="bench"))
+    await registry.text_runner("remote-bench")
+    principal = Principal("user-1", "key-1", "sk-bench", 0, None)
+    start = time.thread_time()
+    for _ in range(calls):
+        usable_model(registry, "remote-bench", "chat", principal)
+    seconds = (time.thread_time() - start) / calls
+    await registry.close()
+    return seconds
+
+
+def remote_catalog_text(url: str) -> str:
+    """bench/harness.py's remote catalog, the model's own table last (so a line can be added)."""
+    return (
+        f'[models.remote-bench.upstream]\nurls = ["{url}"]\nmodel = "fake-model"\n'
+        "[models.remote-bench.pricing]\ninput_per_1m = 0.01\noutput_per_1m = 0.02\n"
+        '[models.remote-bench]\nkind = ["chat", "completion"]\nengine = "remote"\nlicence = "test"\n'
+        'context_length = 8192\nstatus = "always_on"\n'
+    )
+
+
+def _call_spans(calls: int) -> float:
+    from batchin.core.trace_context import TraceContext
+    from batchin.core.traces.builder import CallFacts
+
+    facts = CallFacts(
+        TraceContext("a" * 32, "b" * 16, None),
+        *("user-1", "req-1", "run-1", "default", None, "chat.completions", "remote-bench"),
+        *("default-route", "upstream", "succeeded", "rec-1", 10, 20, 1234, 0.001),
+        *(1_000_000_000, 1_001_000_000, 1_002_000_000, 1_100_000_000),
+    )
+    start = time.thread_time()
+    for _ in range(calls):
+        facts.spans("production")
+    return (time.thread_time() - start) / calls
+
+
+def _text_delta(tokens: int) -> float:
+    from batchin.models.base import TextDelta
+
+    start = time.thread_time()
+    for _ in range(tokens):
+        TextDelta(" token")
+    return (time.thread_time() - start) / tokens
+
+
 def child(piece: str) -> None:
     """In the child: time one piece with the `batchin` on sys.path; print CPU µs per unit."""
     if piece == "buffer_item":
@@ -245,6 +306,15 @@ def child(piece: str) -> None:
     elif piece == "json_call_hot":
         asyncio.run(_json_call(100, _HOT_PATH))
         seconds = asyncio.run(_json_call(10000, _HOT_PATH))
+    elif piece == "usable_model":
+        asyncio.run(_usable_model(1000))
+        seconds = asyncio.run(_usable_model(100000))
+    elif piece == "call_spans":
+        _call_spans(1000)
+        seconds = _call_spans(50000)
+    elif piece == "text_delta":
+        _text_delta(10000)
+        seconds = _text_delta(500000)
     else:
         _observe(1000)
         seconds = _observe(50000)

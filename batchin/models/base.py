@@ -162,7 +162,7 @@ class ToolCallDelta:
     arguments: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TextDelta:
     text: str
     finish_reason: str | None = None  # "stop" | "length" | "tool_calls" on the last delta
@@ -170,6 +170,37 @@ class TextDelta:
     logprobs: tuple[TokenLogprob, ...] | None = None  # the tokens of `text`, when asked for
     index: int = 0  # which choice (n > 1): set by core, which runs one generation per choice
     tool_calls: tuple[ToolCallDelta, ...] = ()
+
+    def __init__(
+        self,
+        text: str,
+        finish_reason: str | None = None,
+        usage: Usage | None = None,
+        logprobs: tuple[TokenLogprob, ...] | None = None,
+        index: int = 0,
+        tool_calls: tuple[ToolCallDelta, ...] = (),
+    ) -> None:
+        # One per token. A frozen dataclass's own __init__ sets each field through
+        # object.__setattr__; the slots' own setters (bound below) do it in 0.43 µs, not 0.72.
+        # Assignment afterwards still raises FrozenInstanceError; replace() still works.
+        set_text, set_finish, set_usage, set_logprobs, set_index, set_tools = _DELTA_SETTERS
+        set_text(self, text)
+        set_finish(self, finish_reason)
+        set_usage(self, usage)
+        set_logprobs(self, logprobs)
+        set_index(self, index)
+        set_tools(self, tool_calls)
+
+    def of_choice(self, index: int) -> TextDelta:
+        """This delta as choice `index`'s (n > 1: core runs one generation per choice), made
+        without `dataclasses.replace`'s per-field work (~1.7 µs a token)."""
+        return TextDelta(self.text, self.finish_reason, self.usage, self.logprobs, index, self.tool_calls)
+
+
+_DELTA_SETTERS = tuple(
+    TextDelta.__dict__[name].__set__
+    for name in ("text", "finish_reason", "usage", "logprobs", "index", "tool_calls")
+)
 
 
 class EngineUnavailable(Exception):

@@ -197,6 +197,19 @@ class ModelRegistry:
             )
         return RunnerHealth(status=slot.entry.status, extra={"loaded": False})
 
+    def unavailable(self, model_id: str) -> RunnerHealth | None:
+        """The model's status when it is `unavailable` (it cannot take calls now), else None: what
+        a call needs to know of `status`, asked once per call, without building the full status
+        (its merged extras are for the model listing and health endpoints)."""
+        slot = self._slot(model_id)
+        if slot.state == "unavailable":
+            return RunnerHealth(status="unavailable", reason=slot.reason)
+        if slot.state == "ready":
+            health = cast(RunnerHealth, slot.runner.health())
+            if health.status == "unavailable":
+                return health
+        return None
+
     def engine_workers(self) -> list[EngineWorkerStats]:
         """One snapshot per loaded model whose engine runs in a worker process, read now."""
         return [

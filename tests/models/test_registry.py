@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from batchin.errors import InvalidRequest, NotFound, ServiceUnavailable
+from batchin.models.base import RunnerHealth
 from batchin.models.catalog import parse_catalog
 from batchin.models.registry import ENGINES, ModelRegistry
 from tests.models import fakes
@@ -138,6 +139,30 @@ async def test_missing_weights_make_the_model_unavailable(tmp_path: Path) -> Non
     with pytest.raises(ServiceUnavailable, match=r"absent\.bin"):
         await registry.text_runner("a")
     assert registry.status("a").status == "unavailable"
+
+
+async def test_unavailable_agrees_with_status_without_building_it(tmp_path: Path) -> None:
+    """The per-call check says what `status` says about being unavailable, for every slot state."""
+    extra = '[models.bad.weights]\npath = "absent.bin"\n'
+    registry = _registry(
+        _entry("up", status="always_on"), _entry("idle"), _entry("bad", extra=extra), base_dir=tmp_path
+    )
+    await registry.start()
+    with pytest.raises(ServiceUnavailable):
+        await registry.text_runner("bad")
+    assert registry.unavailable("up") is None  # ready
+    assert registry.unavailable("idle") is None  # not loaded: loads at first use
+    blocked = registry.unavailable("bad")
+    assert blocked is not None
+    assert (blocked.status, blocked.reason) == ("unavailable", registry.status("bad").reason)
+    runner = await registry.text_runner("up")
+    assert isinstance(runner, fakes.FakeRunner)
+    # A ready runner whose own health says unavailable (a remote route with no healthy upstream).
+    runner.health = lambda: RunnerHealth(status="unavailable", reason="no healthy upstream")  # type: ignore[method-assign]
+    assert registry.unavailable("up") == registry.status("up") == runner.health()
+    with pytest.raises(NotFound):
+        registry.unavailable("nope")
+    await registry.close()
 
 
 async def test_optional_model_without_weights_is_left_out(tmp_path: Path) -> None:

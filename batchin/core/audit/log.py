@@ -148,12 +148,17 @@ class TransparencyLog:
 
     async def append(self, row: LogRow) -> int:
         """Store `row` and add it to the log; returns its leaf index once committed."""
+        return await asyncio.shield(self.submit(row))
+
+    def submit(self, row: LogRow) -> asyncio.Future[int]:
+        """Queue `row` for the log; the future gets its leaf index once committed. Once queued it
+        is written whatever becomes of the caller (cancelling the future only drops the index)."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append((row, future))
         if self._drain is None or self._drain.done():
             # A task of its own: a caller cancelled mid-write must not abandon the others' batch.
             self._drain = asyncio.get_running_loop().create_task(self._drain_queue())
-        return await asyncio.shield(future)
+        return future
 
     async def _drain_queue(self) -> None:
         while self._queue:

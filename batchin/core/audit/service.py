@@ -1,15 +1,18 @@
 """Verifiable audit (VaaS): a signed, logged record for every call, and its public verification.
 
 The inference path calls `begin_call` before the engine runs (id reserved, headers ready, no I/O)
-and `finish` when the output is complete, or `record_call` for both at once. `finish` signs the
+and `finish` (or `seal`, its first half) when the output is complete, or `record_call` for both at
+once. `finish` signs the
 payload (Ed25519 over its RFC 8785 form) and appends it to the transparency log; it returns when
 the record is committed, so `GET /v1/vaas/{id}` finds it as soon as the caller has the receipt.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -55,6 +58,25 @@ __all__ = ["AuditReceipt", "AuditService", "AuditUsage", "PendingRecord"]
 
 DEFAULT_ROUTE = "default-route"
 _KIND_OF = {"chat": "text", "completion": "text"}
+
+
+@dataclass(slots=True)
+class SealedRecord:
+    """A call's record, signed, its log append queued (`AuditService.seal`)."""
+
+    record_id: str
+    signature_hex: str
+    public_key_hex: str
+    key_id: str
+    payload: dict[str, Any]
+    index: asyncio.Future[int]  # the leaf index, once the append commits
+
+    async def receipt(self) -> AuditReceipt:
+        """The receipt once the record is committed; a cancelled wait leaves the append running."""
+        leaf = await asyncio.shield(self.index)
+        return AuditReceipt(
+            self.record_id, self.signature_hex, self.public_key_hex, self.key_id, leaf, self.payload
+        )
 
 
 class AuditService:
@@ -135,6 +157,14 @@ class AuditService:
         self, pending: PendingRecord, *, output_text: str | bytes, usage: AuditUsage | None = None
     ) -> AuditReceipt:
         """Sign and log the record of a finished call (once; a second call is refused)."""
+        return await self.seal(pending, output_text=output_text, usage=usage).receipt()
+
+    def seal(
+        self, pending: PendingRecord, *, output_text: str | bytes, usage: AuditUsage | None = None
+    ) -> SealedRecord:
+        """`finish` without waiting: the record is signed and its log append queued now, and is
+        written whatever becomes of the caller; `receipt()` waits for the commit. (The inference
+        path seals every call this way: no task of its own for it.)"""
         if pending.finished:
             raise RuntimeError(f"audit record {pending.record_id} is already finished")
         pending.finished = True
@@ -147,11 +177,10 @@ class AuditService:
         )
         signed = canonical(payload)
         signature = self._key.sign(signed).hex()
-        index = await self.log.append(
-            LogRow(pending.record_id, pending.user_id, self._key.key_id, signed, signature)
-        )
-        return AuditReceipt(
-            pending.record_id, signature, self._key.public_key_hex, self._key.key_id, index, payload
+        row = LogRow(pending.record_id, pending.user_id, self._key.key_id, signed, signature)
+        index = self.log.submit(row)
+        return SealedRecord(
+            pending.record_id, signature, self._key.public_key_hex, self._key.key_id, payload, index
         )
 
     async def record_call(

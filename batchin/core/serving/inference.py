@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 
 import orjson
@@ -248,7 +249,7 @@ class InferenceService:
         pricing = prices_for(entry, ctx.principal)  # the account's currency
         status = "failed"
         metered: MeteredCall | None = None
-        sealing: asyncio.Future[AuditReceipt] | None = None
+        sealing: Awaitable[AuditReceipt] | None = None
         try:
             # Cheap refusals (region, lane limits) first; then money; then a slot, so a call refused
             # for money never holds engine capacity.
@@ -268,8 +269,9 @@ class InferenceService:
                 call.begin()
                 gen.admitted(admitted, queued_seconds)
                 # The priority goes with the call to its engine: where several API processes share
-                # one (`serve --workers`), the engine's own gate orders and preempts by it.
-                ranked = replace(prepared, priority=int(priority), preemptible=ctx.billing is not None)
+                # one (`serve --workers`), the engine's own gate orders and preempts by it. An
+                # interactive call's are the prompt's defaults: no copy (replace() costs ~1.7 µs).
+                ranked = _ranked(prepared, int(priority), preemptible=ctx.billing is not None)
                 await self._pump(gen, call, pricing, runner, ranked, choices)
                 gen.stats.finished_at = time.monotonic()
                 # The record is final: sign and queue it now, so that its log append joins the
@@ -310,20 +312,26 @@ class InferenceService:
                 cost_units=(metered.charged_units or 0) if metered else 0,
             )
 
-    def _seal(self, started: StartedText) -> asyncio.Future[AuditReceipt]:
-        """Sign and log the call's audit record over what was actually produced (also for a
-        cancelled stream: the record covers what was billed), in a task of its own: it runs to its
-        end whatever becomes of the call. Its log append is queued on the task's first step."""
+    def _seal(self, started: StartedText) -> Awaitable[AuditReceipt]:
+        """Sign the call's audit record over what was actually produced (also for a cancelled
+        stream: the record covers what was billed) and queue its log append, now: once queued it
+        is written whatever becomes of the call. What is returned waits for the commit (a
+        failure to sign comes out there, as a failed write does)."""
         stats = started.generation.stats
         usage = AuditUsage(input_tokens=stats.prompt_tokens, output_tokens=stats.completion_tokens)
-        return asyncio.ensure_future(
-            self._audit.finish(started.audit, output_text=stats.output_text(), usage=usage)
-        )
+        try:
+            sealed = self._audit.seal(started.audit, output_text=stats.output_text(), usage=usage)
+        except Exception as exc:
+            failed: asyncio.Future[AuditReceipt] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+        return sealed.receipt()
 
     @staticmethod
-    async def _sealed(started: StartedText, sealing: asyncio.Future[AuditReceipt]) -> None:
+    async def _sealed(started: StartedText, sealing: Awaitable[AuditReceipt]) -> None:
         try:
-            started.receipt = await asyncio.shield(sealing)
+            # Cancelled here, only the wait ends: the append is queued and runs on.
+            started.receipt = await sealing
         except Exception:
             # The answer stands without its receipt; the operator must hear about it.
             log.exception("audit record %s could not be written", started.audit.record_id)
@@ -363,7 +371,7 @@ class InferenceService:
                         gen.stats.text_parts.append(delta.text)
                     if index == 0:
                         gen.stats.tool_calls.extend(delta.tool_calls)
-                    item = delta if index == 0 else replace(delta, index=index)
+                    item = delta if index == 0 else delta.of_choice(index)
                     if not gen.push_nowait(item):  # the buffer is full: wait for room (or drop)
                         await gen.push(item)
             finished += completion
@@ -393,3 +401,9 @@ def _nth_sample(prepared: PreparedPrompt, index: int) -> PreparedPrompt:
     if index == 0 or seed is None:
         return prepared
     return replace(prepared, sampling=replace(prepared.sampling, seed=seed + index))
+
+
+def _ranked(prepared: PreparedPrompt, priority: int, *, preemptible: bool) -> PreparedPrompt:
+    if prepared.priority == priority and prepared.preemptible == preemptible:
+        return prepared
+    return replace(prepared, priority=priority, preemptible=preemptible)

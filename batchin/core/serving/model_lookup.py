@@ -53,8 +53,8 @@ def usable_model(
                 param="model",
             )
     prices_for(entry, principal)
-    health = registry.status(entry.id)
-    if health.status == "unavailable":
+    health = registry.unavailable(entry.id)
+    if health is not None:
         raise ServiceUnavailable(f"Model '{entry.id}' is unavailable: {health.reason}.")
     return entry
 

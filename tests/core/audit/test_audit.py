@@ -125,6 +125,26 @@ async def test_stream_record_id_and_headers_come_before_the_output(
         await services.audit.finish(pending, output_text="again")
 
 
+async def test_a_sealed_record_is_logged_though_its_waiter_is_cancelled(
+    services: Services, ctx: CallContext
+) -> None:
+    """`seal` signs and queues at once (the inference path's way): cancelling the wait for the
+    receipt drops only the wait; the record is committed, verifiable, and sealed once."""
+    pending = services.audit.begin_call(ctx, model_id="m", input_text="prompt")
+    sealed = services.audit.seal(pending, output_text="the answer")
+    assert pending.finished
+    waiter = asyncio.ensure_future(sealed.receipt())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    receipt = await sealed.receipt()
+    assert receipt.record_id == pending.record_id
+    assert (await services.audit.verify(pending.record_id)).valid is True
+    with pytest.raises(RuntimeError):
+        services.audit.seal(pending, output_text="again")
+
+
 async def test_modified_row_fails_verification(services: Services, ctx: CallContext) -> None:
     receipt = await services.audit.record_call(ctx, model_id="m", input_text="in", output_text="out")
     assert (await services.audit.verify(receipt.record_id)).valid is True
