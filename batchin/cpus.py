@@ -18,6 +18,7 @@ def engine_threads() -> int:
     machine loses a thread to them whenever they work, and its other threads then spin at each
     graph node's barrier until it runs again. Measured on 2 vCPUs (bench/profiles/
     fill_timeline_fill6.txt): a 33-token prompt's evaluation at nice 10 beside busy processes took
-    353-413 ms with one thread and 654-2,477 ms with two, and interactive TTFT under a fill batch
-    with `serve --workers 2` went from 0.9-4.5 s to 0.36 s."""
+    353-413 ms with one thread and 654-2,477 ms with two, and interactive TTFT p50 under a fill
+    batch with `serve --workers 2` was 0.26-0.45 s against 0.49-0.85 s. The price, on a machine
+    with nothing else to run: one run gave 0.25 s idle TTFT against 0.15 s with two threads."""
     return max(1, usable_cpus() - 1)
