@@ -52,6 +52,9 @@ class _Waiter:
     priority: int
     sequence: int
     future: asyncio.Future[None] = field(compare=False)
+    # A preemptible fill waiter's task: preemptible from the moment it is handed a slot, before it
+    # has run again (else a call arriving in between finds no holder to take the slot from).
+    holder: asyncio.Task[object] | None = field(compare=False, default=None)
 
 
 class AdmissionPool:
@@ -78,11 +81,11 @@ class AdmissionPool:
         """Hold one unit of concurrency; yields the seconds spent queued. `preemptible` (fill
         priority only): the holding task is cancelled when a call of higher priority must wait;
         only for a caller whose cancellation charges nothing (a batch task's call)."""
-        queued_for = await self._acquire(priority)
-        started = time.monotonic()
         holder = asyncio.current_task() if preemptible and priority is Priority.FILL else None
+        queued_for = await self._acquire(priority, holder)
+        started = time.monotonic()
         if holder is not None:
-            self._preemptible[holder] = None
+            self._preemptible[holder] = None  # already there when a waiter was handed the slot
         try:
             yield queued_for
         finally:
@@ -92,7 +95,7 @@ class AdmissionPool:
             self._service_ema = 0.8 * self._service_ema + 0.2 * held
             self._release()
 
-    async def _acquire(self, priority: Priority) -> float:
+    async def _acquire(self, priority: Priority, holder: asyncio.Task[object] | None) -> float:
         if self.running < self.max_concurrency and not self._has_waiters_at_or_above(priority):
             self.running += 1
             return 0.0
@@ -103,7 +106,8 @@ class AdmissionPool:
                 f"retry after {retry_after:.1f}s.",
                 retry_after=retry_after,
             )
-        waiter = _Waiter(int(priority), next(self._sequence), asyncio.get_running_loop().create_future())
+        future = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(int(priority), next(self._sequence), future, holder)
         heapq.heappush(self._waiters, waiter)
         if priority < Priority.FILL:
             self._preempt_one()
@@ -111,6 +115,8 @@ class AdmissionPool:
         try:
             await waiter.future
         except asyncio.CancelledError:
+            if holder is not None:
+                self._preemptible.pop(holder, None)
             if waiter.future.done() and not waiter.future.cancelled():
                 self._release()  # we were handed a slot just as we were cancelled: pass it on
             raise
@@ -137,5 +143,7 @@ class AdmissionPool:
             waiter = heapq.heappop(self._waiters)
             if not waiter.future.done():
                 waiter.future.set_result(None)  # the slot passes straight to the waiter
+                if waiter.holder is not None:
+                    self._preemptible[waiter.holder] = None
                 return
         self.running -= 1

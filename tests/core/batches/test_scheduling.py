@@ -171,6 +171,39 @@ async def test_a_preempted_holder_knows_why_and_its_slot_goes_to_the_waiter() ->
     assert pool.running == 0
 
 
+async def test_a_fill_waiter_handed_the_slot_is_preemptible_before_it_runs_again() -> None:
+    # The race seen under `serve --workers 2` (bench/profiles/fill_timeline_fill6.txt): a holder
+    # leaves, the slot passes to a waiting fill call, and an interactive call arrives in the same
+    # step, before that fill call has run again. It must still take the slot, not wait for the
+    # whole fill generation.
+    pool = AdmissionPool("m", max_concurrency=1, queue_size=4)
+    first_done, release = asyncio.Event(), asyncio.Event()
+    arrivals: list[asyncio.Future[None]] = []
+
+    async def hold_then_call() -> None:
+        async with pool.slot(Priority.BATCH_LOW):
+            await first_done.wait()
+            # It comes as this slot is handed to `fill`: it runs first, when `fill` has not yet.
+            arrivals.append(asyncio.ensure_future(_hold(pool, Priority.INTERACTIVE, release)))
+
+    first = asyncio.ensure_future(hold_then_call())
+    await eventually(lambda: pool.running == 1)
+    fill = asyncio.ensure_future(_hold(pool, Priority.FILL, release, preemptible=True))
+    await eventually(lambda: pool.queued == 1)
+    first_done.set()
+    await first
+    (interactive,) = arrivals
+
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):  # unfixed, it waits for the whole fill generation
+            await fill
+    assert was_preempted(fill)
+    await eventually(lambda: (pool.running, pool.queued) == (1, 0))  # the interactive call holds it
+    release.set()
+    await interactive
+    assert pool.running == 0
+
+
 async def _hold(
     pool: AdmissionPool, priority: Priority, release: asyncio.Event, *, preemptible: bool = False
 ) -> None:
