@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from batchin.cpus import engine_threads
+from batchin.cpus import usable_cpus
 from batchin.errors import BatchInError, InvalidRequest, ServiceUnavailable
 from batchin.models.base import (
     ChatParams,
@@ -117,7 +117,7 @@ class LlamaCppRunner:
         if split is not None:
             weights = split.ensure(self.entry, assemble_dir(self.entry, self.derived_dir) / "model.gguf")
         options = self.entry.engine_options
-        threads = int(str(options.get("n_threads", engine_threads())))
+        threads = int(str(options.get("n_threads", usable_cpus())))
         llama = Llama(
             model_path=str(weights),
             n_ctx=self.context_length,
