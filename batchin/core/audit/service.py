@@ -156,7 +156,8 @@ class AuditService:
     async def finish(
         self, pending: PendingRecord, *, output_text: str | bytes, usage: AuditUsage | None = None
     ) -> AuditReceipt:
-        """Sign and log the record of a finished call (once; a second call is refused)."""
+        """Sign and log the record of a finished call (once; a second call is refused). Signed and
+        queued before the first await; a cancelled caller stops waiting, the append runs on."""
         return await self.seal(pending, output_text=output_text, usage=usage).receipt()
 
     def seal(

@@ -146,9 +146,9 @@ class ServedCalls:
         if call.output is None or call.pending.finished:  # nothing to sign, or signed (or tried) once
             return call.record_id
         try:
-            receipt = await asyncio.shield(
-                self._audit.finish(call.pending, output_text=call.output, usage=call.usage)
-            )
+            # No shield of its own: `finish` signs and queues the append before its first await,
+            # and its wait for the commit is shielded, so a cancel here only ends the wait.
+            receipt = await self._audit.finish(call.pending, output_text=call.output, usage=call.usage)
         except Exception:
             # The answer stands without its receipt; the operator must hear about it.
             log.exception("audit record %s could not be written", call.pending.record_id)
