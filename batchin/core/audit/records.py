@@ -1,4 +1,5 @@
-"""What an audit record says: the signed payload, the pending record of a call in flight, the receipt.
+"""What an audit record says: the signed payload, the pending record of a call in flight, the
+sealed one whose log append is under way, the receipt.
 
 The payload is flat and holds only strings, integers and null so that its canonical form is cheap
 and unambiguous (energy in micro-watt-hours, carbon in micrograms: integers, never floats). Texts
@@ -15,6 +16,7 @@ the field existed have no `attestation`; they verify as before and say nothing e
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ __all__ = [
     "AuditReceipt",
     "AuditUsage",
     "PendingRecord",
+    "SealedRecord",
     "opening_statement",
     "receipt_headers",
     "sha256_ref",
@@ -147,6 +150,25 @@ class AuditReceipt:
 
     def response_headers(self) -> dict[str, str]:
         return receipt_headers(self.record_id, self.signature_hex, self.public_key_hex)
+
+
+@dataclass(slots=True)
+class SealedRecord:
+    """A call's record, signed, its log append queued (`AuditService.seal`)."""
+
+    record_id: str
+    signature_hex: str
+    public_key_hex: str
+    key_id: str
+    payload: dict[str, Any]
+    index: asyncio.Future[int]  # the leaf index, once the append commits
+
+    async def receipt(self) -> AuditReceipt:
+        """The receipt once the record is committed; a cancelled wait leaves the append running."""
+        leaf = await asyncio.shield(self.index)
+        return AuditReceipt(
+            self.record_id, self.signature_hex, self.public_key_hex, self.key_id, leaf, self.payload
+        )
 
 
 def receipt_headers(record_id: str, signature_hex: str, public_key_hex: str) -> dict[str, str]:

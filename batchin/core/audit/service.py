@@ -9,10 +9,8 @@ the record is committed, so `GET /v1/vaas/{id}` finds it as soon as the caller h
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -31,6 +29,7 @@ from batchin.core.audit.records import (
     AuditReceipt,
     AuditUsage,
     PendingRecord,
+    SealedRecord,
     opening_statement,
     receipt_headers,
     sha256_ref,
@@ -58,25 +57,6 @@ __all__ = ["AuditReceipt", "AuditService", "AuditUsage", "PendingRecord"]
 
 DEFAULT_ROUTE = "default-route"
 _KIND_OF = {"chat": "text", "completion": "text"}
-
-
-@dataclass(slots=True)
-class SealedRecord:
-    """A call's record, signed, its log append queued (`AuditService.seal`)."""
-
-    record_id: str
-    signature_hex: str
-    public_key_hex: str
-    key_id: str
-    payload: dict[str, Any]
-    index: asyncio.Future[int]  # the leaf index, once the append commits
-
-    async def receipt(self) -> AuditReceipt:
-        """The receipt once the record is committed; a cancelled wait leaves the append running."""
-        leaf = await asyncio.shield(self.index)
-        return AuditReceipt(
-            self.record_id, self.signature_hex, self.public_key_hex, self.key_id, leaf, self.payload
-        )
 
 
 class AuditService:
