@@ -29,17 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import io
 import logging
 import os
-import pickle
 import queue
 import selectors
 import socket
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from itertools import count
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, Listener
@@ -50,6 +46,7 @@ from batchin.errors import ServiceUnavailable
 from batchin.pipes import watch_pipe
 from batchin.store.group_commit import GroupCommitWriter, Operation
 from batchin.store.named_writes import Write, resolve_write
+from batchin.store.relay_wire import Outcome, Sent, encode, receive, reply, sendable
 
 __all__ = ["WRITER_SOCKET", "RelayedWriter", "WriteRelay", "WriterGone", "writer_address"]
 
@@ -57,8 +54,6 @@ log = logging.getLogger("batchin.store")
 
 WRITER_SOCKET = "writer.sock"
 Address = tuple[str, bytes]  # the socket's path, the key a connection must prove it holds
-_Outcome = tuple[int, bool, Any]
-_Sent = list[tuple[int, str, tuple[Any, ...]]]  # one message of writes: (seq, name, args)
 _MAX_BATCH = 512  # writes per transaction at most, as the in-process writer's
 
 
@@ -66,71 +61,9 @@ class WriterGone(ServiceUnavailable):
     """The process holding the store's writer cannot be reached."""
 
 
-class _Pickler(pickle.Pickler):
-    """The wire's pickling, several times cheaper than `Connection.send`'s for what writes carry:
-    that one copies copyreg's dispatch table per message (~27 µs), a slots dataclass pickles its
-    state through Python (~10 µs each: a reservation, a usage record) and an aware datetime through
-    its time zone's reduction (~13 µs). Here a dataclass of ours travels as its class and field
-    values (rebuilt by its constructor), a UTC datetime as a naive one."""
-
-    def reducer_override(self, obj: Any) -> Any:
-        kind = type(obj)
-        if kind is datetime:
-            if obj.tzinfo is UTC:
-                return _utc, (obj.replace(tzinfo=None),)
-            return NotImplemented
-        names = _init_fields(kind)
-        if names is None:
-            return NotImplemented
-        return kind, tuple([getattr(obj, name) for name in names])
-
-
-_FIELDS: dict[type, tuple[str, ...] | None] = {}
-
-
-def _init_fields(kind: type) -> tuple[str, ...] | None:
-    """The fields that rebuild an instance of `kind` through its constructor, in its order: for our
-    own dataclasses whose fields all come from `__init__`; None for anything else."""
-    try:
-        return _FIELDS[kind]
-    except KeyError:
-        pass
-    names = None
-    if kind.__module__.startswith("batchin.") and dataclasses.is_dataclass(kind):
-        fields = dataclasses.fields(kind)
-        if all(field.init for field in fields):
-            names = tuple(field.name for field in fields)
-    _FIELDS[kind] = names
-    return names
-
-
-def _utc(naive: datetime) -> datetime:
-    return naive.replace(tzinfo=UTC)
-
-
-def _encode(message: object) -> bytes:
-    buffer = io.BytesIO()
-    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(message)
-    return buffer.getvalue()
-
-
-def _receive(conn: Connection) -> Any:
-    return pickle.loads(conn.recv_bytes())  # noqa: S301 - a peer that proved it holds the key
-
-
 def writer_address(relay: Address) -> Address:
     """The writer's socket of a supervisor, from its engine relay's address (same folder, key)."""
     return (str(Path(relay[0]).parent / WRITER_SOCKET), relay[1])
-
-
-def _sendable(error: BaseException) -> BaseException:
-    """An outcome's exception as it can cross: itself when it pickles back (our errors, sqlite3's,
-    a refused settlement), else a RuntimeError naming it."""
-    try:
-        pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes, just made
-    except Exception:
-        return RuntimeError(f"{type(error).__name__}: {error}")
-    return error
 
 
 class WriteRelay:
@@ -153,7 +86,7 @@ class WriteRelay:
         self._wake_reader, self._wake_writer = socket.socketpair()
         # (connection, its message) for the writer; message None: the connection ended, close it
         # (the writer's to close, after replying to what came before). None: stop.
-        self._inbox: queue.SimpleQueue[tuple[Connection, _Sent | None] | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[tuple[Connection, Sent | None] | None] = queue.SimpleQueue()
         self._closed = False
         self._threads = [
             threading.Thread(target=self._accept_forever, name="write-relay-accept", daemon=True),
@@ -202,7 +135,7 @@ class WriteRelay:
         when the connection ended (its process stopped or died, or sent what no one can read). What
         it sent before is still committed."""
         try:
-            self._inbox.put((conn, _receive(conn)))
+            self._inbox.put((conn, receive(conn)))
         except Exception:
             self._inbox.put((conn, None))
             return False
@@ -230,8 +163,8 @@ class WriteRelay:
         finally:
             self._writer._close_connection()
 
-    def _commit(self, received: list[tuple[Connection, _Sent | None]]) -> None:
-        replies: dict[Connection, list[_Outcome]] = {}
+    def _commit(self, received: list[tuple[Connection, Sent | None]]) -> None:
+        replies: dict[Connection, list[Outcome]] = {}
         queued: list[tuple[Connection, int, Write]] = []
         ended: list[Connection] = []
         for conn, batch in received:
@@ -253,10 +186,10 @@ class WriteRelay:
             except Exception as exc:  # the transaction itself failed: every write in it did
                 results = [(False, exc)] * len(chunk)
             for (conn, seq, _), (ok, value) in zip(chunk, results, strict=True):
-                replies[conn].append((seq, ok, value if ok else _sendable(value)))
+                replies[conn].append((seq, ok, value if ok else sendable(value)))
         for conn, outcomes in replies.items():  # only now, all committed: one message per process
             if outcomes and conn not in ended:
-                _reply(conn, outcomes)
+                reply(conn, outcomes)
         for conn in ended:
             conn.close()
 
@@ -272,21 +205,6 @@ class WriteRelay:
         self._wake_writer.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.address[0])
-
-
-def _reply(conn: Connection, outcomes: list[_Outcome]) -> None:
-    try:
-        conn.send_bytes(_encode(outcomes))
-    except (OSError, ValueError):  # its process is gone (the reader sees the end too)
-        return
-    except Exception:  # a result that does not pickle: each alone, the culprit as an error
-        for seq, ok, value in outcomes:
-            try:
-                conn.send_bytes(_encode([(seq, ok, value)]))
-            except (OSError, ValueError):
-                return
-            except Exception as error:
-                conn.send_bytes(_encode([(seq, False, RuntimeError(f"unsendable result: {error}"))]))
 
 
 class RelayedWriter(GroupCommitWriter):
@@ -337,7 +255,7 @@ class RelayedWriter(GroupCommitWriter):
             self._lost(exc)
             return
         try:
-            relay.send_bytes(_encode(message))
+            relay.send_bytes(encode(message))
         except (OSError, ValueError) as exc:
             self._lost(exc)
         except Exception as exc:  # an argument that does not pickle: those writes fail, unsent
@@ -359,7 +277,7 @@ class RelayedWriter(GroupCommitWriter):
         if relay is None:
             return
         try:
-            outcomes: list[_Outcome] = _receive(relay)
+            outcomes: list[Outcome] = receive(relay)
         except (EOFError, OSError) as exc:
             self._lost(exc)
             return

@@ -26,7 +26,8 @@ from batchin.errors import PaymentRequired
 from batchin.services import Services
 from batchin.store.group_commit import sqlite_file
 from batchin.store.named_writes import Write, named_write
-from batchin.store.write_relay import WRITER_SOCKET, RelayedWriter, WriteRelay, WriterGone, _encode
+from batchin.store.relay_wire import encode as _encode
+from batchin.store.write_relay import WRITER_SOCKET, RelayedWriter, WriteRelay, WriterGone
 from tests.conftest import MakeUser
 from tests.core.billing.test_ledger import balance_units, principal_for, usage
 
