@@ -106,7 +106,7 @@ def serve(
 
     import uvicorn
 
-    from batchin.workers import configure_logging, default_workers, serve_workers
+    from batchin.workers import configure_logging, default_workers, serve_workers, server_options
 
     overrides: dict[str, Any] = {}
     if host:
@@ -125,10 +125,7 @@ def serve(
         create_app(settings, freeze_heap=True),
         host=settings.host,
         port=settings.port,
-        log_level=log_level,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
+        **server_options(log_level),
     )
 
 

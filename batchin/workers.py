@@ -251,6 +251,24 @@ class _Supervisor:
                 await asyncio.to_thread(process.join, 5)
 
 
+# Longer than the idle expiry of clients' connection pools (httpx, so the OpenAI and Anthropic SDKs:
+# 5 s; aiohttp: 15 s; Node's undici: 4 s), so the client always drops an idle connection first. At
+# uvicorn's default of 5 s the server closed connections a client was just reusing, and that
+# request failed with a read error (the SDKs retry it; a plain client does not). 75 s is nginx's.
+KEEP_ALIVE_SECONDS = 75
+
+
+def server_options(log_level: str) -> dict[str, Any]:
+    """uvicorn's settings for an API process, alone (`serve`) or one of several (`serve --workers`)."""
+    return {
+        "log_level": log_level,
+        "access_log": False,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 10,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+    }
+
+
 def _api_process(relay: RelayAddress, log_level: str, parent: int) -> None:
     """One API process: the app on its own socket on the shared port, on the supervisor's engines."""
     import uvicorn
@@ -261,13 +279,7 @@ def _api_process(relay: RelayAddress, log_level: str, parent: int) -> None:
     _exit_with_parent(parent)
     configure_logging()
     settings = Settings.load()
-    config = uvicorn.Config(
-        create_app(settings, relay=relay, freeze_heap=True),
-        log_level=log_level,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-    )
+    config = uvicorn.Config(create_app(settings, relay=relay, freeze_heap=True), **server_options(log_level))
     server = _api_server_class()(config)
     listener = _bind(settings.host, settings.port)
     listener.listen(2048)

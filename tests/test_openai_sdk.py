@@ -3,6 +3,7 @@ completions and responses (plain and streamed), error classes, and a stream clos
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -199,6 +200,25 @@ def test_closing_a_stream_early_cancels_the_call(live: LiveServer) -> None:
     assert log is not None, "the call was never settled"
     assert log["status"] == "cancelled"
     assert 2 <= log["output_tokens"] < max_tokens // 4
+
+
+def test_an_idle_keep_alive_connection_outlives_the_clients_pool_expiry(live: LiveServer) -> None:
+    """Clients' pools drop an idle connection after 5 s (httpx, so the SDKs) or 15 s (aiohttp): the
+    server must keep it longer, or a request sent on it just as the server closes it fails."""
+    host, port = live.base_url.removeprefix("http://").split(":")
+    request = f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    with socket.create_connection((host, int(port)), timeout=10) as conn, conn.makefile("rb") as reply:
+        for wait in (0.0, 6.0):  # uvicorn's default closes an idle connection after 5 s
+            time.sleep(wait)
+            conn.sendall(request)
+            status = reply.readline()
+            assert status.startswith(b"HTTP/1.1 200"), (wait, status)
+            length = 0
+            while (line := reply.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            assert len(reply.read(length)) == length
 
 
 def test_the_server_logged_no_errors(live: LiveServer) -> None:
