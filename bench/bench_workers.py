@@ -18,6 +18,9 @@ The figures, medians over the rounds:
   take their share, `load_tools_cpu_ms_per_request`, so on 2 cores this cannot reach 2 times:
   `load_bound_2_over_1` is the most it could be, 2 s1 / (s2 + x2) for server CPU s1, s2 per call
   with 1 and 2 workers and x2 the load tools' per call beside 2 workers);
+- `cpus_of_bench` and `cpus_of_others`: the CPUs busy with the bench's processes and with anything
+  else on the machine (/proc/stat) during the rounds: on a shared machine req_per_s is what was
+  left to the bench;
 - `api_cpu_ms_per_request` (summed over the API processes) and `supervisor_cpu_ms_per_request`;
 - `req_per_api_cpu_s` = requests / API processes' CPU seconds — what one core of API process
   carries. Scaling means N processes each keep this: `efficiency_2_over_1` ≈ 1.0 says two
@@ -42,8 +45,8 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +54,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import (
-    ROOT,
     Server,
     batchin_server,
     cpu_seconds,
@@ -62,8 +64,9 @@ from bench.harness import (
     tree_cpu_seconds,
     wait_ready,
 )
-from bench.light_http import MODELS, chat_body, chat_request, completion, drive
-from bench.native_load import native_tools, nginx_upstream, run_wrk
+from bench.light_http import chat_body, chat_request, drive
+from bench.native_load import run_wrk
+from bench.workers_load import PYTHON_LOAD, Load, choose_load, upstream_for
 
 MODEL = "remote-bench"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -122,58 +125,16 @@ def thread_cpu(pids: list[int]) -> collections.Counter[str]:
     return found
 
 
+def machine_busy_cpu() -> float:
+    """CPU seconds all CPUs have been busy (/proc/stat: all but idle and iowait, steal included):
+    beside the bench's own, what else took the cores during a round."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / TICK
+
+
 def own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-@dataclass
-class Load:
-    """What drives the servers and answers as their upstream: `python` (this process and
-    bench/light_http.py) or `wrk` (wrk and nginx, the binaries' paths set)."""
-
-    name: str
-    reason: str
-    wrk: str = ""
-    nginx: str = ""
-    wrk_threads: int = 1
-
-
-def choose_load(requested: str | None, delay_ms: float, wrk_threads: int) -> Load:
-    """The load `requested`, else wrk when wrk and nginx are on PATH and no pacing is asked for."""
-    tools = native_tools()
-    if requested == "python":
-        return Load("python", "asked for (--load python)")
-    if requested == "wrk" and isinstance(tools, str):
-        raise SystemExit(f"--load wrk: {tools}")
-    if requested == "wrk" and delay_ms:
-        raise SystemExit("--load wrk: nginx answers at once; --delay-ms needs --load python")
-    if isinstance(tools, str):
-        return Load("python", tools)
-    if delay_ms:
-        return Load("python", "--delay-ms needs light_http's pacing upstream")
-    reason = "asked for (--load wrk)" if requested == "wrk" else "wrk and nginx found on PATH"
-    return Load("wrk", reason, *tools, wrk_threads=wrk_threads)
-
-
-PYTHON_LOAD = Load("python", "the default of measure()")
-
-
-@contextlib.contextmanager
-def upstream_for(load: Load, delay_ms: float) -> Iterator[tuple[str, int]]:
-    """The fake upstream of `load`: its base URL (`…/v1`) and its pid (nginx: the master)."""
-    if load.name == "wrk":
-        with nginx_upstream(load.nginx, completion(20), MODELS) as (url, process):
-            yield url, process.pid
-        return
-    port = free_port()
-    command = [sys.executable, str(ROOT / "bench/light_http.py"), "--port", str(port), "--tokens", "20"]
-    process = subprocess.Popen([*command, "--delay-ms", str(delay_ms)], cwd=ROOT)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/v1/models")
-        yield f"http://127.0.0.1:{port}/v1", process.pid
-    finally:
-        stop(process, timeout=10)
 
 
 @dataclass
@@ -189,6 +150,8 @@ class Setup:
     upstream_ms: list[float] = field(default_factory=list)
     client_ms: list[float] = field(default_factory=list)
     load_ms: list[float] = field(default_factory=list)
+    bench_cpus: list[float] = field(default_factory=list)
+    other_cpus: list[float] = field(default_factory=list)
     per_process_share: list[list[float]] = field(default_factory=list)
     by_thread: collections.Counter[str] = field(default_factory=collections.Counter)
     requests: int = 0
@@ -228,6 +191,9 @@ class Setup:
             "api_cpu_ms_per_request_by_thread": {
                 name: round(seconds * 1000 / self.requests, 4) for name, seconds in self.by_thread.items()
             },
+            # CPUs busy with the bench's processes, and with anything else, during the rounds.
+            "cpus_of_bench": round(statistics.median(self.bench_cpus), 2),
+            "cpus_of_others": round(statistics.median(self.other_cpus), 2),
             "failed": self.failed,
         }
 
@@ -251,9 +217,11 @@ def measure(
 ) -> None:
     api, supervisors = setup.api(), setup.supervisors()
     threads = thread_cpu(api)
+    busy, started = machine_busy_cpu(), time.monotonic()
     before = ([cpu_seconds(p) for p in api], _cpu(supervisors), tree_cpu_seconds(upstream))
     ok, failed, elapsed, client = drive_round(setup, load, connections=connections, seconds=seconds)
     after = ([cpu_seconds(p) for p in api], _cpu(supervisors), tree_cpu_seconds(upstream))
+    busy, wall = machine_busy_cpu() - busy, time.monotonic() - started
     setup.by_thread.update(thread_cpu(api))
     setup.by_thread.subtract(threads)
     done = ok + failed
@@ -266,6 +234,9 @@ def measure(
     setup.upstream_ms.append((after[2] - before[2]) * 1000 / done)
     setup.client_ms.append(client * 1000 / done)
     setup.load_ms.append((after[2] - before[2] + client) * 1000 / done)
+    bench = sum(per_process) + after[1] - before[1] + after[2] - before[2] + client
+    setup.bench_cpus.append(bench / wall)
+    setup.other_cpus.append((busy - bench) / wall)
     setup.per_process_share.append([p / (sum(per_process) or 1) for p in per_process])
 
 
