@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-_MODELS = json.dumps(
+MODELS = json.dumps(
     {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]}
 ).encode()
 
@@ -107,7 +107,7 @@ class LightUpstream:
 
     def __post_init__(self) -> None:
         self.chat = _answer("200 OK", completion(self.tokens))
-        self.models = _answer("200 OK", _MODELS)
+        self.models = _answer("200 OK", MODELS)
         self.pause = self.delay_ms * max(0, self.tokens - 1) / 1000
 
     async def serve(self, host: str, port: int) -> None:
@@ -118,10 +118,15 @@ class LightUpstream:
             await server.serve_forever()
 
 
-def chat_request(host: str, port: int, key: str, model: str, max_tokens: int = 20) -> bytes:
-    body = json.dumps(
+def chat_body(model: str, max_tokens: int = 20) -> bytes:
+    """The JSON body of every benchmark chat call (also what bench/native_load.py's wrk sends)."""
+    return json.dumps(
         {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens}
     ).encode()
+
+
+def chat_request(host: str, port: int, key: str, model: str, max_tokens: int = 20) -> bytes:
+    body = chat_body(model, max_tokens)
     head = (
         f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}:{port}\r\nauthorization: Bearer {key}\r\n"
         f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
