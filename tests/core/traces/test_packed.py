@@ -73,6 +73,15 @@ def test_a_packed_row_states_its_spans_range_status_and_count() -> None:
     )
 
 
+def test_a_span_id_given_twice_is_the_last_span_given() -> None:
+    spans = spans_of_a_call()
+    later = Span(**{**{f: getattr(spans[1], f) for f in Span.__slots__}, "start_unix_nano": 1})
+    row, _ = pack_call("u1", [*spans, later])
+    assert row is not None
+    assert unpack(row[1], row[-1]) == [spans[0], later, *spans[2:]]
+    assert (row[3], row[7]) == (1, len(spans))
+
+
 def test_spans_of_another_trace_resource_or_source_are_not_packed() -> None:
     spans = spans_of_a_call()
     other_trace = otlp_span("ab" * 16, "00000000000000a1", 5, source="batchin")
