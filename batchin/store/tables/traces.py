@@ -65,10 +65,10 @@ trace_spans = Table(
 )
 
 # The spans of each of our own calls (source batchin), packed into one row keyed by the call's root
-# span (core/traces/packed.py): one row and two index entries a call instead of five rows and
-# fifteen. The columns beside the pack are what reads filter and sort on without unpacking: the
-# spans' earliest start and latest end (a trace's totals), latest start (the newest spans first),
-# highest status code (ERROR is the highest: a failed trace) and count.
+# span (core/traces/packed.py): three B-tree inserts a call (the row and two index entries) where
+# a row per span made fifteen. The columns beside the pack are what reads filter and sort on without
+# unpacking: the spans' earliest start and latest end (a trace's totals), latest start (the newest
+# spans first), highest status code (ERROR is the highest: a failed trace) and count.
 trace_call_spans = Table(
     "trace_call_spans",
     metadata,
