@@ -22,7 +22,11 @@ the thread's CPU clock. Pieces (CPU µs per unit, median over rounds):
 - `usable_model`: the per-call model check (`usable_model`) of a loaded remote model;
 - `call_spans`: one finished call's five spans built from its facts (`CallFacts.spans`, the
   trace writer's work per call);
-- `text_delta`: one token's `TextDelta` made (as a runner makes one per token).
+- `text_delta`: one token's `TextDelta` made (as a runner makes one per token);
+- `trace_rows_writer`, `trace_rows_loop`: one call's trace rows (summary and spans) written by the
+  trace service's background writer into a SQLite store through the ledger's group-commit writer
+  (batches of 500 calls, as served): the writer thread's CPU per call (its thread CPU clock), and
+  the event loop's (the spans built, their rows made, the hand-off).
 
     python bench/ab_parts.py --base /tmp/base-checkout [--rounds 7] [--pieces json_call_hot,...]
 
@@ -55,6 +59,8 @@ PIECES = (
     "usable_model",
     "call_spans",
     "text_delta",
+    "trace_rows_writer",
+    "trace_rows_loop",
 )
 _HOT_PATH = "/v1/chat/completions"
 
@@ -283,6 +289,73 @@ def _text_delta(tokens: int) -> float:
     return (time.thread_time() - start) / tokens
 
 
+async def _trace_rows(calls: int) -> tuple[float, float]:
+    """(writer thread, event loop) CPU seconds per call of writing `calls` calls' trace rows."""
+    import tempfile
+
+    from batchin.config import Settings
+    from batchin.core.accounts.auth import AuthService
+    from batchin.core.accounts.service import AccountService
+    from batchin.core.billing.limits import InMemoryRateLimiter
+    from batchin.core.context import CallContext
+    from batchin.core.serving.generation import GenerationStats
+    from batchin.core.trace_context import continue_trace
+    from batchin.core.traces.service import TraceService
+    from batchin.store.database import Database
+    from batchin.store.group_commit import GroupCommitWriter, sqlite_file
+    from batchin.store.migrate import upgrade
+
+    database = Database(
+        Settings(data_dir=Path(tempfile.mkdtemp(prefix="ab-trace-rows-"))).resolved_database_url
+    )
+    await upgrade(database)
+    auth = AuthService(database, InMemoryRateLimiter(), cache_seconds=5.0)
+    accounts = AccountService(database, auth, default_rpm=60, served_regions=())
+    user = await accounts.create_user("b@example.com", "bench", 100)
+    ctx = CallContext(
+        principal=await auth.authenticate(user.api_key), request_id="req", trace=continue_trace(None)
+    )
+    path = sqlite_file(database)
+    assert path is not None
+    writer = GroupCommitWriter(path)
+    traces = TraceService(
+        database, environment="bench", buffer_calls=calls, flush_interval=3600, writer=writer
+    )
+    now = time.monotonic()
+    timings = GenerationStats(prompt_tokens=40, completion_tokens=120, queued_seconds=0.01)
+    timings.admitted_at, timings.first_token_at, timings.finished_at = now - 1.0, now - 0.8, now
+
+    async def batch(count: int) -> None:
+        for _ in range(count):
+            ctx.trace = continue_trace(None)
+            traces.record_generation(
+                ctx,
+                endpoint="chat.completions",
+                model_id="m",
+                timings=timings,
+                status="succeeded",
+                record_id="rec-1",
+                prompt_tokens=40,
+                completion_tokens=120,
+                cost_units=123_456,
+            )
+        await traces.flush()
+
+    await batch(500)  # warm-up: the writer's thread starts
+    thread = writer._thread
+    if thread is None or thread.ident is None:
+        raise RuntimeError("the group-commit writer's thread did not start")
+    clock = time.pthread_getcpuclockid(thread.ident)
+    writer_start, loop_start = time.clock_gettime(clock), time.thread_time()
+    for _ in range(calls // 500):
+        await batch(500)
+    writer_seconds, loop_seconds = time.clock_gettime(clock) - writer_start, time.thread_time() - loop_start
+    await traces.close()
+    await writer.close()
+    await database.dispose()
+    return writer_seconds / calls, loop_seconds / calls
+
+
 def child(piece: str) -> None:
     """In the child: time one piece with the `batchin` on sys.path; print CPU µs per unit."""
     if piece == "buffer_item":
@@ -312,6 +385,9 @@ def child(piece: str) -> None:
     elif piece == "call_spans":
         _call_spans(1000)
         seconds = _call_spans(50000)
+    elif piece in ("trace_rows_writer", "trace_rows_loop"):
+        writer_seconds, loop_seconds = asyncio.run(_trace_rows(20000))
+        seconds = writer_seconds if piece == "trace_rows_writer" else loop_seconds
     elif piece == "text_delta":
         _text_delta(10000)
         seconds = _text_delta(500000)

@@ -152,6 +152,9 @@ def store_checks(data_dir: str, tasks: int) -> dict[str, object]:
             "SELECT count(*) FROM trace_summaries t JOIN vaas_records r ON r.id = t.record_id"
         ).fetchone()[0]
         spans = db.execute("SELECT count(*) FROM trace_spans").fetchone()[0]
+        # A call's spans packed in one row (since revision 0020; a baseline may predate it).
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'trace_call_spans'").fetchone():
+            spans += db.execute("SELECT coalesce(sum(span_count), 0) FROM trace_call_spans").fetchone()[0]
     finally:
         db.close()
     return {

@@ -1,7 +1,8 @@
 """The SQLite query plan of every query that reads the tables a paid call writes.
 
 A chat call writes users, key_spend, reservations, usage_logs, usage_rollups, the audit log
-(vaas_log_state, vaas_log_nodes, vaas_records) and its trace (trace_summaries, trace_spans); each
+(vaas_log_state, vaas_log_nodes, vaas_records) and its trace (trace_summaries, trace_call_spans; OTLP's
+spans go to trace_spans); each
 index there costs a B-tree write per row. This migrates a fresh store, then prints `EXPLAIN QUERY
 PLAN` for each query of the read paths (the SQL the services issue, parameters as `?`), so the
 table of indexes → queries in bench/profiles/indexes_rows6.txt can be checked against this tree.
@@ -100,6 +101,36 @@ QUERIES: list[tuple[str, str]] = [
         "SELECT * FROM trace_spans WHERE user_id = ? ORDER BY start_unix_nano DESC, span_id LIMIT ?",
     ),
     (
+        "traces.newest (failed filter, packed calls)",
+        "SELECT * FROM trace_summaries WHERE user_id = ? AND EXISTS (SELECT 1 FROM trace_call_spans "
+        "WHERE trace_call_spans.user_id = trace_summaries.user_id "
+        "AND trace_call_spans.trace_id = trace_summaries.trace_id "
+        "AND trace_call_spans.status_code = 2) ORDER BY created_at DESC, trace_id DESC LIMIT ?",
+    ),
+    (
+        "traces.span_totals (packed calls)",
+        "SELECT trace_id, sum(span_count), min(start_unix_nano) FROM trace_call_spans WHERE user_id = ? "
+        "AND trace_id IN (?, ?) GROUP BY trace_id",
+    ),
+    (
+        "traces.trace / export of one trace / root spans (packed calls)",
+        "SELECT trace_id, spans FROM trace_call_spans WHERE user_id = ? AND trace_id = ?",
+    ),
+    (
+        "traces.spans (newest of a user: the packs' threshold)",
+        "SELECT last_start_unix_nano FROM trace_call_spans WHERE user_id = ? "
+        "ORDER BY last_start_unix_nano DESC LIMIT 1 OFFSET ?",
+    ),
+    (
+        "traces.spans (newest of a user: the packs)",
+        "SELECT trace_id, spans FROM trace_call_spans WHERE user_id = ? AND last_start_unix_nano >= ?",
+    ),
+    (
+        "traces.write (OTLP spans already packed)",
+        "SELECT user_id, trace_id, spans FROM trace_call_spans WHERE (user_id, trace_id) IN (VALUES (?, ?))",
+    ),
+    ("traces retention sizes (packed spans)", "SELECT sum(span_count) FROM trace_call_spans"),
+    (
         "traces retention purge",
         "SELECT user_id, trace_id FROM trace_summaries WHERE created_at < ? ORDER BY created_at LIMIT ?",
     ),
@@ -128,6 +159,7 @@ def main() -> None:
         "vaas_log_nodes",
         "vaas_log_state",
         "trace_summaries",
+        "trace_call_spans",
         "trace_spans",
     ):
         for _, name, unique, origin, partial in conn.execute(f"PRAGMA index_list({table})"):

@@ -25,6 +25,7 @@ from batchin.store.tables import (
     files,
     prompt_samples,
     reservations,
+    trace_call_spans,
     trace_spans,
     trace_summaries,
     vaas_records,
@@ -223,17 +224,37 @@ async def test_expired_traces_go_with_all_their_spans(
 ) -> None:
     old = (await chat(client, user, "You are old.")).headers["traceparent"].split("-")[1]
     fresh = (await chat(client, user, "You are fresh.")).headers["traceparent"].split("-")[1]
+    sent = await client.post("/v1/otlp/traces", json=otlp_span(old), headers=bearer(user.api_key))
+    assert sent.status_code == 200, sent.text
     await services.traces.flush()
-    assert await count(services, trace_spans, trace_spans.c.trace_id == old) > 1
+    async with services.database.read() as conn:  # the call's spans packed, the sent one a row
+        packed = await conn.scalar(
+            select(trace_call_spans.c.span_count).where(trace_call_spans.c.trace_id == old)
+        )
+    assert int(packed or 0) > 1
+    assert await count(services, trace_spans, trace_spans.c.trace_id == old) == 1
     await age(services, trace_summaries, "created_at", 31, trace_summaries.c.trace_id == old)
 
     assert (await purge(services))["traces"] == 1
 
     async with services.database.read() as conn:
         assert set((await conn.execute(select(trace_summaries.c.trace_id))).scalars()) == {fresh}
-        assert set((await conn.execute(select(trace_spans.c.trace_id))).scalars()) == {fresh}
+        assert set((await conn.execute(select(trace_call_spans.c.trace_id))).scalars()) == {fresh}
+        assert set((await conn.execute(select(trace_spans.c.trace_id))).scalars()) == set()
     response = await client.get(f"/v1/traces/{old}", headers=bearer(user.api_key))
     assert response.status_code == 404
+
+
+def otlp_span(trace_id: str) -> dict[str, Any]:
+    span = {
+        "traceId": trace_id,
+        "spanId": "00000000000000aa",
+        "name": "agent step",
+        "kind": 1,
+        "startTimeUnixNano": "1700000000000000000",
+        "endTimeUnixNano": "1700000001000000000",
+    }
+    return {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
 
 
 async def test_expired_prompt_samples_go(

@@ -184,7 +184,8 @@ class TraceService:
     async def _write(self, batch: list[tuple[TraceRecord, Sequence[Span] | CallFacts]]) -> None:
         await self._store.write(
             [summary for summary, _ in batch],
-            [(summary.user_id, span) for summary, spans in batch for span in self._built(spans)],
+            [],
+            [(summary.user_id, self._built(spans)) for summary, spans in batch],
         )
 
     def _built(self, spans: Sequence[Span] | CallFacts) -> Sequence[Span]:

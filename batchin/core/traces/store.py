@@ -4,25 +4,32 @@ same W3C trace id reported by two users is two traces, and neither can see the o
 On a SQLite store with the ledger's group-commit writer (batchin/store/group_commit.py), a batch of
 trace rows is one operation of that writer: it joins the ledger's and the audit log's next
 transaction as plain sqlite3 statements, instead of a SQLAlchemy transaction of its own on another
-connection (four thread hand-offs and a second writer contending for SQLite's write lock)."""
+connection (four thread hand-offs and a second writer contending for SQLite's write lock).
+
+Spans live in two forms: each of our own calls' spans packed in one trace_call_spans row
+(packed.py), and a row per span in trace_spans for those sent over OTLP (and our calls' spans
+stored before revision 0020). Every read reads both and returns what one table of spans would."""
 
 from __future__ import annotations
 
 import functools
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-import orjson
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import ColumnElement, Select, exists, func, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batchin.core.traces.otlp import STATUS_ERROR, Span
+from batchin.core.traces.packed import PACKED_COLUMNS, pack_call, unpack
+from batchin.core.traces.span_rows import SPAN_FIELDS, span_from_row, span_row
 from batchin.store.database import Database
 from batchin.store.group_commit import GroupCommitWriter
 from batchin.store.named_writes import named_write
 from batchin.store.statements import Statement, bound
-from batchin.store.tables import trace_spans, trace_summaries
+from batchin.store.tables import trace_call_spans, trace_spans, trace_summaries
 from batchin.store.upsert import upsert_insert
 
 SUMMARY_FIELDS = (
@@ -34,8 +41,6 @@ SUMMARY_FIELDS = (
     "prompt_version_id",
     "model_id",
 )
-_SPAN_JSON_FIELDS = ("attributes", "resource_attributes", "events", "links")
-_SPAN_FIELDS = tuple(f.name for f in fields(Span))
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,21 +74,31 @@ class SpanTotals:
     end_unix_nano: int
     failed: bool  # some span has status ERROR
 
+    def merged(self, other: SpanTotals) -> SpanTotals:
+        return SpanTotals(
+            self.spans + other.spans,
+            min(self.start_unix_nano, other.start_unix_nano),
+            max(self.end_unix_nano, other.end_unix_nano),
+            self.failed or other.failed,
+        )
+
+
+def _insert_ignoring_repeats(dialect: str, table: str, columns: tuple[str, ...]) -> str:
+    """A driver-level INSERT of plain tuples (a fraction of SQLAlchemy's per-row parameter
+    processing); table and column names are our own constants, never input."""
+    marks = [f"${i}" if dialect == "postgresql" else "?" for i in range(1, len(columns) + 1)]
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(marks)})"  # noqa: S608
+        " ON CONFLICT DO NOTHING"
+    )
+
 
 class _TraceWrites:
-    """The two write statements for one dialect."""
+    """The write statements for one dialect."""
 
     def __init__(self, dialect: str) -> None:
-        # Spans are the bulk of what is written (five rows per call): a driver-level executemany of
-        # plain tuples costs a fraction of SQLAlchemy's per-row parameter processing.
-        columns = ("user_id", *_SPAN_FIELDS)
-        dollar = dialect == "postgresql"
-        marks = [f"${i}" if dollar else "?" for i in range(1, len(columns) + 1)]
-        # Table and column names are our own constants, never input.
-        self.insert_spans = (
-            f"INSERT INTO {trace_spans.name} ({', '.join(columns)}) VALUES ({', '.join(marks)})"  # noqa: S608
-            " ON CONFLICT DO NOTHING"
-        )
+        self.insert_spans = _insert_ignoring_repeats(dialect, trace_spans.name, ("user_id", *SPAN_FIELDS))
+        self.insert_calls = _insert_ignoring_repeats(dialect, trace_call_spans.name, PACKED_COLUMNS)
         insert = upsert_insert(dialect)(trace_summaries).values(**bound(*_SUMMARY_COLUMNS))
         # A trace first seen through OTLP gets its call facts when our own call reports; facts
         # already stored are kept (the first call of a trace names it).
@@ -105,13 +120,18 @@ def _sqlite_writes() -> _TraceWrites:
 
 @named_write
 def _write_sqlite(
-    cur: sqlite3.Cursor, summary_rows: list[dict[str, Any]], span_rows: list[tuple[Any, ...]]
+    cur: sqlite3.Cursor,
+    summary_rows: list[dict[str, Any]],
+    span_rows: list[tuple[Any, ...]],
+    call_rows: list[tuple[Any, ...]],
 ) -> None:
     """On the group-commit writer's thread, inside its transaction (own savepoint); by name, so
     that the writer may be another process's (serve --workers N: batchin/store/write_relay.py)."""
     writes = _sqlite_writes()
     if summary_rows:
         writes.upsert_summaries.run(cur, summary_rows)
+    if call_rows:
+        cur.executemany(writes.insert_calls, call_rows)
     if span_rows:
         cur.executemany(writes.insert_spans, span_rows)
 
@@ -122,8 +142,14 @@ class TraceStore:
         self._writer = writer
         self._writes = _TraceWrites(database.dialect)
 
-    async def write(self, records: list[TraceRecord], spans: list[tuple[str, Span]]) -> None:
-        """Upsert summaries and add spans (user id, span) in one transaction; repeats are no-ops."""
+    async def write(
+        self,
+        records: list[TraceRecord],
+        spans: list[tuple[str, Span]],
+        calls: Sequence[tuple[str, Sequence[Span]]] = (),
+    ) -> None:
+        """Upsert summaries and add spans in one transaction: `spans` (user id, span) a row each,
+        `calls` (user id, one call's spans) packed a row per call. Repeats are no-ops."""
         # One statement may not touch a row twice (PostgreSQL's ON CONFLICT rule): merge first.
         summaries: dict[tuple[str, str], TraceRecord] = {}
         for record in records:
@@ -131,15 +157,40 @@ class TraceStore:
             known = summaries.get(key)
             summaries[key] = known.filled_from(record) if known else record
         summary_rows = [_summary_row(s) for s in summaries.values()]
-        span_rows = list({(user, s.trace_id, s.span_id): _span_row(user, s) for user, s in spans}.values())
+        packs: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+        loose = list(spans)
+        for user, call in calls:
+            row, rest = pack_call(user, call)
+            if row is not None:
+                packs[(user, row[1], row[2])] = row
+            loose += [(user, span) for span in rest]
+        span_rows = list({(user, s.trace_id, s.span_id): span_row(user, s) for user, s in loose}.values())
+        if span_rows:
+            span_rows = await self._not_packed(span_rows)
+        call_rows = list(packs.values())
         if self._writer is not None:
-            await self._writer.run(_write_sqlite(summary_rows, span_rows))
+            await self._writer.run(_write_sqlite(summary_rows, span_rows, call_rows))
             return
         async with self._db.write() as conn:
             if summary_rows:
                 await conn.execute(self._writes.upsert_summaries.clause, summary_rows)
+            if call_rows:
+                await conn.exec_driver_sql(self._writes.insert_calls, call_rows)
             if span_rows:
                 await conn.exec_driver_sql(self._writes.insert_spans, span_rows)
+
+    async def _not_packed(self, span_rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The span rows whose span is not already stored in a call's pack: a span sent again
+        over OTLP (say, exported by /v1/otlp/export and sent back) stays one span."""
+        traces = sorted({(row[0], row[1]) for row in span_rows})
+        query = select(trace_call_spans.c.user_id, trace_call_spans.c.trace_id, trace_call_spans.c.spans)
+        query = query.where(tuple_(trace_call_spans.c.user_id, trace_call_spans.c.trace_id).in_(traces))
+        async with self._db.read() as conn:
+            packs = (await conn.execute(query)).all()
+        if not packs:
+            return span_rows
+        packed = {(user, trace, span.span_id) for user, trace, blob in packs for span in unpack(trace, blob)}
+        return [row for row in span_rows if (row[0], row[1], row[2]) not in packed]
 
     async def newest(
         self, user_id: str, limit: int, *, model_id: str | None = None, failed: bool | None = None
@@ -149,10 +200,15 @@ class TraceStore:
         if model_id is not None:
             query = query.where(trace_summaries.c.model_id == model_id)
         if failed is not None:
-            has_error = exists().where(
-                trace_spans.c.user_id == trace_summaries.c.user_id,
-                trace_spans.c.trace_id == trace_summaries.c.trace_id,
-                trace_spans.c.status_code == STATUS_ERROR,
+            has_error = or_(
+                *(
+                    exists().where(
+                        table.c.user_id == trace_summaries.c.user_id,
+                        table.c.trace_id == trace_summaries.c.trace_id,
+                        table.c.status_code == STATUS_ERROR,  # a pack's: its spans' highest
+                    )
+                    for table in (trace_call_spans, trace_spans)
+                )
             )
             query = query.where(has_error if failed else ~has_error)
         query = query.order_by(trace_summaries.c.created_at.desc(), trace_summaries.c.trace_id.desc())
@@ -164,20 +220,29 @@ class TraceStore:
         """Per trace: how many spans, when the first started and the last ended, any error."""
         if not trace_ids:
             return {}
-        query = (
-            select(
-                trace_spans.c.trace_id,
-                func.count(),
-                func.min(trace_spans.c.start_unix_nano),
-                func.max(trace_spans.c.end_unix_nano),
-                func.max(trace_spans.c.status_code),  # ERROR is the highest OTLP status code
-            )
-            .where(trace_spans.c.user_id == user_id, trace_spans.c.trace_id.in_(trace_ids))
-            .group_by(trace_spans.c.trace_id)
-        )
+        packs, rows = trace_call_spans.c, trace_spans.c
+        # ERROR is the highest OTLP status code.
+        of_packs = select(
+            packs.trace_id,
+            func.sum(packs.span_count),
+            func.min(packs.start_unix_nano),
+            func.max(packs.end_unix_nano),
+            func.max(packs.status_code),
+        ).where(packs.user_id == user_id, packs.trace_id.in_(trace_ids))
+        of_rows = select(
+            rows.trace_id,
+            func.count(),
+            func.min(rows.start_unix_nano),
+            func.max(rows.end_unix_nano),
+            func.max(rows.status_code),
+        ).where(rows.user_id == user_id, rows.trace_id.in_(trace_ids))
+        totals: dict[str, SpanTotals] = {}
         async with self._db.read() as conn:
-            rows = (await conn.execute(query)).all()
-        return {r[0]: SpanTotals(int(r[1]), int(r[2]), int(r[3]), r[4] == STATUS_ERROR) for r in rows}
+            for query in (of_packs.group_by(packs.trace_id), of_rows.group_by(rows.trace_id)):
+                for trace_id, spans, start, end, status in (await conn.execute(query)).all():
+                    found = SpanTotals(int(spans), int(start), int(end), status == STATUS_ERROR)
+                    totals[trace_id] = found.merged(totals[trace_id]) if trace_id in totals else found
+        return totals
 
     async def named_spans(self, user_id: str, trace_ids: list[str], name: str) -> list[Span]:
         """The spans called `name` in these traces of the user (e.g. each call's root span)."""
@@ -188,9 +253,11 @@ class TraceStore:
             trace_spans.c.trace_id.in_(trace_ids),
             trace_spans.c.name == name,
         )
+        packs = _packs(user_id).where(trace_call_spans.c.trace_id.in_(trace_ids))
         async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
-        return [_span(r) for r in rows]
+            packed = await _unpacked(conn, packs)
+        return [span for span in packed if span.name == name] + [span_from_row(r) for r in rows]
 
     async def trace(self, user_id: str, trace_id: str) -> tuple[TraceRecord, list[Span]] | None:
         """A trace and its spans, oldest first; None when this user has no such trace."""
@@ -213,21 +280,58 @@ class TraceStore:
                     )
                 )
             ).all()
-        return _record(row), _parents_first([_span(s) for s in spans])
+            packed = await _unpacked(conn, _packs(user_id).where(trace_call_spans.c.trace_id == trace_id))
+        return _record(row), _parents_first([*packed, *(span_from_row(s) for s in spans)])
 
     async def spans(self, user_id: str, *, trace_id: str | None, limit: int) -> list[Span]:
         """The user's newest `limit` spans (of one trace, if named), returned oldest first."""
         query = select(trace_spans).where(trace_spans.c.user_id == user_id)
         start: ColumnElement[int] = trace_spans.c.start_unix_nano
+        packs = _packs(user_id)
         if trace_id is not None:
             # One trace: read by its key and sort its spans (`start + 0` keeps SQLite from walking
             # every span of the user in the (user, start) index to skip the sort).
             query = query.where(trace_spans.c.trace_id == trace_id)
             start = start + 0
+            packs = packs.where(trace_call_spans.c.trace_id == trace_id)
         query = query.order_by(start.desc(), trace_spans.c.span_id).limit(limit)
         async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
-        return [_span(r) for r in reversed(rows)]
+            if trace_id is None:
+                packs = await _newest_packs(conn, packs, user_id, limit)
+            packed = await _unpacked(conn, packs)
+        # Newest first, ties by span id (the ORDER BY above), then the `limit` of them oldest first.
+        spans = [*packed, *(span_from_row(r) for r in rows)]
+        spans.sort(key=lambda s: (-s.start_unix_nano, s.span_id))
+        return spans[:limit][::-1]
+
+
+def _packs(user_id: str) -> Select[str, bytes]:
+    return select(trace_call_spans.c.trace_id, trace_call_spans.c.spans).where(
+        trace_call_spans.c.user_id == user_id
+    )
+
+
+async def _unpacked(conn: AsyncConnection, packs: Select[str, bytes]) -> list[Span]:
+    return [span for trace_id, blob in (await conn.execute(packs)).all() for span in unpack(trace_id, blob)]
+
+
+async def _newest_packs(
+    conn: AsyncConnection, packs: Select[str, bytes], user_id: str, limit: int
+) -> Select[str, bytes]:
+    """The packs that may hold some of the user's newest `limit` spans: those whose latest span
+    starts no earlier than the `limit`-th latest of those starts. (A pack of one of those spans is
+    among them: fewer than `limit` packs can hold a span that starts later than that span.)"""
+    last_start = trace_call_spans.c.last_start_unix_nano
+    nth = (
+        select(last_start)
+        .where(trace_call_spans.c.user_id == user_id)
+        .order_by(last_start.desc())
+        .offset(limit - 1)
+        .limit(1)
+    )
+    threshold = (await conn.execute(nth)).scalar()
+    return packs if threshold is None else packs.where(last_start >= threshold)
 
 
 def _summary_row(s: TraceRecord) -> dict[str, Any]:
@@ -236,59 +340,6 @@ def _summary_row(s: TraceRecord) -> dict[str, Any]:
 
 def _record(r: Any) -> TraceRecord:
     return TraceRecord(**{f.name: getattr(r, f.name) for f in fields(TraceRecord)})
-
-
-def _span_row(user_id: str, span: Span) -> tuple[Any, ...]:
-    """The user id, then the span's values in `fields(Span)` order (the INSERT's column order)."""
-    return (
-        user_id,
-        span.trace_id,
-        span.span_id,
-        span.parent_span_id,
-        span.name,
-        span.kind,
-        span.start_unix_nano,
-        span.end_unix_nano,
-        span.status_code,
-        span.status_message,
-        _json_list(span.attributes),
-        _shared_json_list(span.resource_attributes),
-        _json_list(span.events),
-        _json_list(span.links),
-        span.trace_state,
-        span.flags,
-        span.scope_name[:200],
-        span.scope_version[:200],
-        span.source,
-    )
-
-
-def _json_list(values: list[Any]) -> str:
-    return orjson.dumps(values).decode() if values else "[]"
-
-
-# The resource attributes of our own spans are one list per (environment, region), shared by every
-# span (builder._resource): its JSON is made once. Keyed by identity, the list held alongside so
-# its id cannot be reused while cached; lists sent over OTLP just pass through a bounded cache.
-_SHARED_JSON: dict[int, tuple[list[Any], str]] = {}
-
-
-def _shared_json_list(values: list[Any]) -> str:
-    known = _SHARED_JSON.get(id(values))
-    if known is not None and known[0] is values:
-        return known[1]
-    text = _json_list(values)
-    if len(_SHARED_JSON) >= 64:
-        _SHARED_JSON.clear()
-    _SHARED_JSON[id(values)] = (values, text)
-    return text
-
-
-def _span(r: Any) -> Span:
-    values = {name: getattr(r, name) for name in _SPAN_FIELDS}
-    for name in _SPAN_JSON_FIELDS:
-        values[name] = orjson.loads(values[name])
-    return Span(**values)
 
 
 def _parents_first(spans: list[Span]) -> list[Span]:

@@ -34,7 +34,7 @@ from batchin.store.tables.prompts import (
     prompt_samples,
     prompt_versions,
 )
-from batchin.store.tables.traces import trace_spans, trace_summaries
+from batchin.store.tables.traces import trace_call_spans, trace_spans, trace_summaries
 from batchin.store.tables.webhooks import webhook_attempts, webhook_deliveries, webhook_secrets
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "signup_invites",
     "storage_usage",
     "topups",
+    "trace_call_spans",
     "trace_spans",
     "trace_summaries",
     "usage_logs",

@@ -8,6 +8,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -35,8 +36,9 @@ trace_summaries = Table(
     Index("ix_trace_summaries_created", "created_at"),  # the retention purge: oldest first
 )
 
-# Spans of our own calls (source batchin) and those sent to /v1/otlp/traces (source otlp).
-# Attributes, events and links are kept in OTLP's JSON form so export loses nothing.
+# Spans sent to /v1/otlp/traces (source otlp), and those of our own calls (source batchin) stored
+# before trace_call_spans (0020). Attributes, events and links are kept in OTLP's JSON form so
+# export loses nothing.
 trace_spans = Table(
     "trace_spans",
     metadata,
@@ -60,4 +62,25 @@ trace_spans = Table(
     Column("links", Text, nullable=False),
     Column("source", String(8), nullable=False),
     Index("ix_trace_spans_user_start", "user_id", "start_unix_nano"),
+)
+
+# The spans of each of our own calls (source batchin), packed into one row keyed by the call's root
+# span (core/traces/packed.py): three B-tree inserts a call (the row and two index entries) where
+# a row per span made fifteen. The columns beside the pack are what reads filter and sort on without
+# unpacking: the spans' earliest start and latest end (a trace's totals), latest start (the newest
+# spans first), highest status code (ERROR is the highest: a failed trace) and count.
+trace_call_spans = Table(
+    "trace_call_spans",
+    metadata,
+    Column("user_id", String(UUID_LEN), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("trace_id", String(32), primary_key=True),
+    Column("span_id", String(16), primary_key=True),  # the call's root span
+    Column("start_unix_nano", BigInteger, nullable=False),
+    Column("end_unix_nano", BigInteger, nullable=False),
+    Column("last_start_unix_nano", BigInteger, nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("span_count", Integer, nullable=False),
+    Column("spans", LargeBinary, nullable=False),
+    # The count rides along so that the spans stored are counted from the index alone.
+    Index("ix_trace_call_spans_user_last_start", "user_id", "last_start_unix_nano", "span_count"),
 )
