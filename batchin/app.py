@@ -270,17 +270,13 @@ def create_app(
     *,
     relay: RelayAddress | None = None,
     freeze_heap: bool = False,
-    proxy_headers: bool = False,
 ) -> Starlette:
     """The ASGI app: the HTTP API and, mounted under it, MCP at /v1/mcp. Without `services`, its
     lifespan builds them (and migrates) at start-up; with `relay` (an API process of `serve
     --workers N`) it builds them on the supervisor's engines, which has migrated already.
-    `freeze_heap`: `freeze_startup_heap` once started (`batchin serve`). `proxy_headers`: the app
-    applies X-Forwarded-* from trusted proxies as uvicorn would (`batchin serve`, which turns
-    uvicorn's own off: http_api/forwarded.py)."""
+    `freeze_heap`: `freeze_startup_heap` once started (`batchin serve`)."""
     from batchin.http_api.app import build_http_app
     from batchin.http_api.body_limit import LimitedBody
-    from batchin.http_api.forwarded import ForwardedHeaders
     from batchin.mcp_server.http import MCP_PATH, UnauthorizedAsEnvelope, build_mcp_http_app
     from batchin.mcp_server.runtime import McpRuntime
 
@@ -308,8 +304,7 @@ def create_app(
     mcp_route = Route(
         MCP_PATH, endpoint=LimitedBody(UnauthorizedAsEnvelope(mcp_app), settings.max_body_bytes)
     )
-    forwarded = ForwardedHeaders.as_uvicorn_would() if proxy_headers else None
-    app = build_http_app(lifespan=lifespan, extra_routes=[mcp_route], forwarded=forwarded)
+    app = build_http_app(lifespan=lifespan, extra_routes=[mcp_route])
     if services is not None:
         app.state.services = services
     return app

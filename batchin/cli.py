@@ -122,14 +122,13 @@ def serve(
         serve_workers(settings, count, log_level)
         return
     uvicorn.run(
-        create_app(settings, freeze_heap=True, proxy_headers=True),
+        create_app(settings, freeze_heap=True),
         host=settings.host,
         port=settings.port,
         log_level=log_level,
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
-        proxy_headers=False,  # applied by the app, without a frame per request (http_api/forwarded.py)
     )
 
 

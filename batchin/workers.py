@@ -262,12 +262,11 @@ def _api_process(relay: RelayAddress, log_level: str, parent: int) -> None:
     configure_logging()
     settings = Settings.load()
     config = uvicorn.Config(
-        create_app(settings, relay=relay, freeze_heap=True, proxy_headers=True),
+        create_app(settings, relay=relay, freeze_heap=True),
         log_level=log_level,
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
-        proxy_headers=False,  # applied by the app, without a frame per request (http_api/forwarded.py)
     )
     server = _api_server_class()(config)
     listener = _bind(settings.host, settings.port)

@@ -14,7 +14,6 @@ from starlette.types import Receive, Scope, Send
 from batchin.console import console_routes
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.errors import EXCEPTION_HANDLERS
-from batchin.http_api.forwarded import ForwardedHeaders
 from batchin.http_api.hot_routes import HotRoutes
 from batchin.http_api.middleware import BODY_SEND, RequestIdMiddleware
 from batchin.http_api.openapi import build_openapi
@@ -71,13 +70,8 @@ class _HttpApp(Starlette):
 
     _passes_bodies: bool | None = None  # settled with the middleware stack, on the first call
     hot_routes: HotRoutes | None = None  # set by build_http_app
-    # X-Forwarded-* applied here, not by the server's middleware frame (http_api/forwarded.py).
-    forwarded: ForwardedHeaders | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        forwarded = self.forwarded
-        if forwarded is not None and scope["type"] != "lifespan":
-            await forwarded.apply(scope, receive, send)
         passes = self._passes_bodies
         if passes is None:
             classes: list[object] = [m.cls for m in self.user_middleware]
@@ -101,10 +95,8 @@ def build_http_app(
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
     server_url: str = "/",
     extra_routes: list[BaseRoute] | None = None,
-    forwarded: ForwardedHeaders | None = None,
 ) -> Starlette:
-    """`extra_routes` (MCP at /v1/mcp) go after every declared route. `forwarded`: the app applies
-    X-Forwarded-* itself (the server's proxy-header middleware must then be off)."""
+    """`extra_routes` (MCP at /v1/mcp) go after every declared route."""
     endpoints = all_endpoints()
     # The inference routes first: Starlette tests the routes in order until one matches (a regex
     # each), and these take almost every request. No other route's path overlaps theirs.
@@ -133,7 +125,6 @@ def build_http_app(
         lifespan=lifespan,
     )
     app.hot_routes = HotRoutes(hot_routes, app.exception_handlers)
-    app.forwarded = forwarded
     app.state.openapi = build_openapi(endpoints, server_url=server_url)
     return app
 
