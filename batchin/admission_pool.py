@@ -22,8 +22,6 @@ import heapq
 import itertools
 import time
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -74,26 +72,23 @@ class AdmissionPool:
     def queued(self) -> int:
         return sum(1 for w in self._waiters if not w.future.done())
 
-    @asynccontextmanager
-    async def slot(
-        self, priority: Priority = Priority.INTERACTIVE, *, preemptible: bool = False
-    ) -> AsyncIterator[float]:
-        """Hold one unit of concurrency; yields the seconds spent queued. `preemptible` (fill
-        priority only): the holding task is cancelled when a call of higher priority must wait;
-        only for a caller whose cancellation charges nothing (a batch task's call)."""
-        holder = asyncio.current_task() if preemptible and priority is Priority.FILL else None
-        queued_for = await self._acquire(priority, holder)
-        started = time.monotonic()
+    def slot(self, priority: Priority = Priority.INTERACTIVE, *, preemptible: bool = False) -> _Slot:
+        """Hold one unit of concurrency (`async with`); gives the seconds spent queued. `preemptible`
+        (fill priority only): the holding task is cancelled when a call of higher priority must
+        wait; only for a caller whose cancellation charges nothing (a batch task's call)."""
+        return _Slot(self, priority, preemptible)
+
+    def _enter(self, holder: asyncio.Task[object] | None) -> float:
         if holder is not None:
             self._preemptible[holder] = None  # already there when a waiter was handed the slot
-        try:
-            yield queued_for
-        finally:
-            if holder is not None:
-                self._preemptible.pop(holder, None)
-            held = time.monotonic() - started
-            self._service_ema = 0.8 * self._service_ema + 0.2 * held
-            self._release()
+        return time.monotonic()
+
+    def _leave(self, holder: asyncio.Task[object] | None, started: float) -> None:
+        if holder is not None:
+            self._preemptible.pop(holder, None)
+        held = time.monotonic() - started
+        self._service_ema = 0.8 * self._service_ema + 0.2 * held
+        self._release()
 
     async def _acquire(self, priority: Priority, holder: asyncio.Task[object] | None) -> float:
         if self.running < self.max_concurrency and not self._has_waiters_at_or_above(priority):
@@ -147,3 +142,25 @@ class AdmissionPool:
                     self._preemptible[waiter.holder] = None
                 return
         self.running -= 1
+
+
+class _Slot:
+    """`AdmissionPool.slot`'s context: a class, not an `asynccontextmanager`, which costs an async
+    generator (registered with the loop and unregistered when collected) and its frames per call."""
+
+    __slots__ = ("_holder", "_pool", "_preemptible", "_priority", "_started")
+
+    def __init__(self, pool: AdmissionPool, priority: Priority, preemptible: bool) -> None:
+        self._pool, self._priority, self._preemptible = pool, priority, preemptible
+        self._holder: asyncio.Task[object] | None = None
+        self._started = 0.0
+
+    async def __aenter__(self) -> float:
+        preemptible = self._preemptible and self._priority is Priority.FILL
+        holder = self._holder = asyncio.current_task() if preemptible else None
+        queued_for = await self._pool._acquire(self._priority, holder)
+        self._started = self._pool._enter(holder)
+        return queued_for
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._pool._leave(self._holder, self._started)

@@ -84,7 +84,10 @@ class GroupCommitWriter:
         self._on_loop = False  # the connection's settings are _ON_LOOP's
         self._inline_left = _THREAD_EVERY
         self._pending: list[_Queued] = []
-        self._flusher: asyncio.Task[None] | None = None
+        # Batches are taken by loop callbacks, not a task of their own (`_flush`): set from the
+        # first operation queued while idle until the queue is empty again.
+        self._flushing = False
+        self._idle: asyncio.Future[None] | None = None  # what `close` waits on while flushing
         # The writer thread's inbox: a batch and the future its outcomes go to, or None to stop.
         # A thread of our own rather than an executor: a batch costs one queue put and one
         # call_soon_threadsafe back, without an executor's futures chained to the loop's.
@@ -116,15 +119,19 @@ class GroupCommitWriter:
         loop = asyncio.get_running_loop()
         queued = _Queued(operation, loop.create_future(), on_taken, urgent)
         self._pending.append(queued)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush())
+        if not self._flushing:
+            self._flushing = True
+            # Two turns of the loop before the first batch (what the flusher task it replaces took:
+            # its first step, then a `sleep(0)`): operations that tasks woken alongside the first
+            # submitter queue at once (a call's log append beside its settlement) join it.
+            loop.call_soon(loop.call_soon, self._flush)
         return queued.future
 
-    async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        # One turn of the loop before the first batch: operations that tasks woken alongside the
-        # first submitter queue at once (a call's log append beside its settlement) join it.
-        await asyncio.sleep(0)
+    def _flush(self) -> None:
+        """Commit the queued batches one after another, on the loop: a callback, not a task (a task
+        per burst of writes, its steps and its registration cost more than the batches' own loop
+        work at low concurrency). A batch for the thread hands over and `_from_thread` resumes
+        here when its outcomes are back, so batches never overlap."""
         while self._pending:
             batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
             for queued in batch:
@@ -133,24 +140,39 @@ class GroupCommitWriter:
             operations = [q.operation for q in batch]
             try:
                 outcomes = self._apply_inline(operations) if self._inline(batch) else None
-                if outcomes is None:
-                    outcomes = await self._on_thread(loop, partial(self._apply, operations))
-            except BaseException as exc:  # the transaction itself failed: every operation in it did
-                for queued in batch:
-                    if not queued.future.done():
-                        queued.future.set_exception(
-                            exc if isinstance(exc, Exception) else RuntimeError(str(exc))
-                        )
+            except BaseException as exc:
+                self._fail(batch, exc)
                 if not isinstance(exc, Exception):
+                    self._stop_flushing()
                     raise
                 continue
-            for queued, (ok, value) in zip(batch, outcomes, strict=True):
-                if queued.future.done():
-                    continue
-                if ok:
-                    queued.future.set_result(value)
-                else:
-                    queued.future.set_exception(value)
+            if outcomes is None:
+                on_thread = self._on_thread(asyncio.get_running_loop(), partial(self._apply, operations))
+                on_thread.add_done_callback(partial(self._from_thread, batch))
+                return
+            _deliver(batch, outcomes)
+        self._stop_flushing()
+
+    def _from_thread(self, batch: list[_Queued], done: asyncio.Future[list[tuple[bool, Any]]]) -> None:
+        error = done.exception()  # a future of ours, never cancelled (see `_settle`)
+        if error is not None:
+            self._fail(batch, error)
+        else:
+            _deliver(batch, done.result())
+        self._flush()
+
+    @staticmethod
+    def _fail(batch: list[_Queued], exc: BaseException) -> None:
+        """The transaction itself failed: every operation in it did."""
+        for queued in batch:
+            if not queued.future.done():
+                queued.future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+
+    def _stop_flushing(self) -> None:
+        self._flushing = False
+        idle, self._idle = self._idle, None
+        if idle is not None and not idle.done():
+            idle.set_result(None)
 
     def _on_thread(self, loop: asyncio.AbstractEventLoop, work: Callable[[], Any]) -> asyncio.Future[Any]:
         """`work()` on the writer thread; its outcome on the returned future."""
@@ -253,8 +275,10 @@ class GroupCommitWriter:
         return self._apply(operations)
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        while self._flushing:  # the queued batches commit first
+            if self._idle is None:
+                self._idle = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._idle)
         if self._thread is not None:
             await self._on_thread(asyncio.get_running_loop(), self._close_connection)
             self._inbox.put(None)
@@ -266,6 +290,16 @@ class GroupCommitWriter:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _deliver(batch: list[_Queued], outcomes: list[tuple[bool, Any]]) -> None:
+    for queued, (ok, value) in zip(batch, outcomes, strict=True):
+        if queued.future.done():
+            continue  # its caller gave up: only the outcome is dropped
+        if ok:
+            queued.future.set_result(value)
+        else:
+            queued.future.set_exception(value)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -240,12 +240,13 @@ class Transactions:
             return await self.run(script)
         return await asyncio.shield(self.start(script))
 
-    def start(self, script: Script[T] | Write) -> asyncio.Future[T]:
+    def start(self, script: Script[T] | Write, *, urgent: bool | None = None) -> asyncio.Future[T]:
         """Start `script`, which then runs to its end whatever becomes of the caller: await it
         through `asyncio.shield` to learn its outcome even after a cancellation. (On the writer it
-        is already queued, so this costs no task.)"""
+        is already queued, so this costs no task.) `urgent`: as for `run`."""
         if self._writer is not None:
-            return cast("asyncio.Future[T]", self._writer.submit(_operation(script), urgent=self._urgent))
+            urgency = self._urgent if urgent is None else urgent
+            return cast("asyncio.Future[T]", self._writer.submit(_operation(script), urgent=urgency))
         return asyncio.ensure_future(self._through_sqlalchemy(_script(script)))
 
     async def _through_sqlalchemy(self, script: Script[T]) -> T:

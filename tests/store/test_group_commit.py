@@ -112,6 +112,16 @@ async def test_a_small_batch_waits_for_a_busy_store_on_the_thread_not_the_loop(t
     assert _rows(path) == [("first", 0), ("other", -1), ("second", 2)]
 
 
+async def test_close_commits_what_is_queued_first(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    _table(path)
+    writer = GroupCommitWriter(str(path))
+    queued = [writer.submit(_insert(f"k{i}"), urgent=i < 2) for i in range(group_commit._INLINE_MAX + 3)]
+    await writer.close()  # nothing awaited before: the batches are still to be taken
+    assert all(future.done() and future.exception() is None for future in queued)
+    assert len(_rows(path)) == len(queued)
+
+
 async def test_a_failed_transaction_fails_every_operation_in_it(tmp_path: Path) -> None:
     writer = GroupCommitWriter(str(tmp_path / "missing-dir" / "w.db"))  # cannot be opened
     try:

@@ -17,7 +17,6 @@ through SQLAlchemy; the statements and stored values are the same on both paths.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import sqlite3
 from collections.abc import Sequence
@@ -89,6 +88,7 @@ def _node_keys(keys: Sequence[mt.NodeKey]) -> dict[str, int]:
 
 _Frontier = tuple[int, dict[mt.NodeKey, bytes]]
 _Appended = tuple[int, dict[mt.NodeKey, bytes], dict[mt.NodeKey, bytes]]  # (first index, known, made)
+_Batch = list[tuple["LogRow", asyncio.Future[int]]]  # rows queued for the log, each with its index
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +132,11 @@ class TransparencyLog:
         (closed by the ledger). Without one, a SQLite file store gets a writer of its own."""
         self._db = database
         self._key = key
-        self._queue: list[tuple[LogRow, asyncio.Future[int]]] = []
-        self._drain: asyncio.Task[None] | None = None
+        self._queue: _Batch = []
+        # Appends are written one batch at a time by loop callbacks (`_write_next`), not a task:
+        # set from the first row queued while idle until the queue is empty again.
+        self._draining = False
+        self._idle: asyncio.Future[None] | None = None  # what `close` waits on while draining
         self._frontier: _Frontier = (-1, {})
         self._writer = writer
         self._owns_writer = False
@@ -153,51 +156,69 @@ class TransparencyLog:
     def submit(self, row: LogRow) -> asyncio.Future[int]:
         """Queue `row` for the log; the future gets its leaf index once committed. Once queued it
         is written whatever becomes of the caller (cancelling the future only drops the index)."""
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
         self._queue.append((row, future))
-        if self._drain is None or self._drain.done():
-            # A task of its own: a caller cancelled mid-write must not abandon the others' batch.
-            self._drain = asyncio.get_running_loop().create_task(self._drain_queue())
+        if not self._draining:
+            # Rows queued until the next loop turn go in one batch. Callbacks, not a task of their
+            # own (the drain task this replaces: created per burst of appends, one a call at low
+            # concurrency); no caller's cancellation can reach them either.
+            self._draining = True
+            loop.call_soon(self._write_next)
         return future
 
-    async def _drain_queue(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
-            try:
-                first = await self._write([row for row, _ in batch])
-            except BaseException as exc:
-                self._frontier = (-1, {})
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for offset, (_, future) in enumerate(batch):
-                if not future.done():
-                    future.set_result(first + offset)
-
-    async def _write(self, rows: Sequence[LogRow]) -> int:
-        # Only the drain task writes: nothing moves the frontier while this batch is written.
+    def _write_next(self) -> None:
+        """Start writing the next batch. One batch at a time: its outcome (`_written`) moves the
+        frontier before the next is started, so nothing moves it while a batch is written."""
+        if not self._queue:
+            self._draining = False
+            idle, self._idle = self._idle, None
+            if idle is not None and not idle.done():
+                idle.set_result(None)
+            return
+        batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+        rows = [row for row, _ in batch]
         # By name on the SQLite writer: it may be the supervisor's, shared by every API process.
         append = _named_append if self._writer is not None else _append
-        # Urgent (the writer may commit it on the loop) only while it is a few calls' records.
-        appended: _Appended = await self._transactions.run(
-            append(list(rows), self._frontier, utcnow()), urgent=len(rows) <= _URGENT_ROWS
-        )
-        size, known, made = appended
-        # Only once committed: a failed batch leaves the frontier to be reset by the drain loop.
-        self._remember(size + len(rows), known, made)
-        return size
+        try:
+            # Urgent (the writer may commit it on the loop) only while it is a few calls' records.
+            written = self._transactions.start(
+                append(rows, self._frontier, utcnow()), urgent=len(rows) <= _URGENT_ROWS
+            )
+        except Exception as exc:  # not even queued: these rows fail, the queue goes on
+            self._failed(batch, exc)
+            asyncio.get_running_loop().call_soon(self._write_next)
+            return
+        written.add_done_callback(functools.partial(self._written, batch))
+
+    def _written(self, batch: _Batch, done: asyncio.Future[_Appended]) -> None:
+        error = RuntimeError("the log append was cancelled") if done.cancelled() else done.exception()
+        if error is not None:
+            self._failed(batch, error)
+        else:
+            size, known, made = done.result()
+            # Only once committed: a failed batch leaves the frontier to be read again.
+            self._remember(size + len(batch), known, made)
+            for offset, (_, future) in enumerate(batch):
+                if not future.done():
+                    future.set_result(size + offset)
+        self._write_next()
+
+    def _failed(self, batch: _Batch, error: BaseException) -> None:
+        self._frontier = (-1, {})  # unknown after a failed batch: read again by the next
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(error if isinstance(error, Exception) else RuntimeError(str(error)))
 
     def _remember(self, new_size: int, known: dict[mt.NodeKey, bytes], made: dict[mt.NodeKey, bytes]) -> None:
         merged = {**known, **made}
         self._frontier = (new_size, {key: merged[key] for key in mt.frontier_keys(new_size)})
 
     async def close(self) -> None:
-        if self._drain is not None:
-            with contextlib.suppress(Exception):
-                await self._drain
+        while self._draining:  # the queued appends are written first
+            if self._idle is None:
+                self._idle = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._idle)
         if self._owns_writer and self._writer is not None:
             await self._writer.close()
 

@@ -164,10 +164,19 @@ class SealedRecord:
     index: asyncio.Future[int]  # the leaf index, once the append commits
 
     async def receipt(self) -> AuditReceipt:
-        """The receipt once the record is committed; a cancelled wait leaves the append running."""
-        leaf = await asyncio.shield(self.index)
+        """The receipt once the record is committed; a cancelled wait leaves the append running
+        (and `index` to a later wait: shielded, as any number of waits may come)."""
+        return self._receipt_at(await asyncio.shield(self.index))
+
+    async def receipt_unshielded(self) -> AuditReceipt:
+        """`receipt` for a record's only wait (the inference path's): a cancel of it cancels `index`,
+        which drops only the index (AuditLog.submit), the append is written anyway. No shield: a
+        future and two callbacks fewer per call, for a record nobody else waits for."""
+        return self._receipt_at(await self.index)
+
+    def _receipt_at(self, leaf_index: int) -> AuditReceipt:
         return AuditReceipt(
-            self.record_id, self.signature_hex, self.public_key_hex, self.key_id, leaf, self.payload
+            self.record_id, self.signature_hex, self.public_key_hex, self.key_id, leaf_index, self.payload
         )
 
 

@@ -35,6 +35,7 @@ by name: batchin/store/write_relay.py), elsewhere SQLAlchemy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from datetime import datetime, timedelta
 from typing import Any
@@ -132,11 +133,14 @@ class LedgerService:
         if budget_units is not None and amount_units > budget_units:
             raise budget_refusal(reservation.month, budget_units)
         write = self._transactions.start(self._write("reserve", reservation, budget_units, now))
-        try:
-            await asyncio.shield(write)
-        except asyncio.CancelledError:
-            await asyncio.shield(self._release_once_written(write, reservation))
-            raise
+        if self.sqlite_writer is not None:
+            await self._reserved_on_writer(write, reservation)
+        else:
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._release_once_written(write, reservation))
+                raise
         if held_here:
             self._held_here.add(reservation.id)
         return reservation
@@ -159,6 +163,22 @@ class LedgerService:
                 raise budget_refusal(month, budget_units)
         if balance is None or balance < amount_units:
             raise balance_refusal()
+
+    async def _reserved_on_writer(self, write: asyncio.Future[None], reservation: Reservation) -> None:
+        """Wait for a reservation queued on the SQLite writer, without a shield per call: cancelling
+        `write` only drops its outcome (the queued reserve runs anyway). A caller cancelled while
+        waiting queues a release right behind it instead of waiting for that outcome: the writer
+        runs one process's operations in the order they were queued, so the release finds the
+        reservation held (and releases it) if the reserve committed, and nothing if it was refused
+        or failed (a release of no held row writes nothing) — the reservation is released at once,
+        as `_release_once_written` does on the other path."""
+        try:
+            await write
+        except asyncio.CancelledError:
+            # A failed release leaves the reservation to the sweep; the caller's cancel stands.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.release(reservation))
+            raise
 
     async def _release_once_written(self, write: asyncio.Future[None], reservation: Reservation) -> None:
         """The caller of a reserve gave up while its write was queued or under way: the write may

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -117,46 +115,71 @@ class MeteringService:
         units = min_cost_units if billing is None else scale_cost(min_cost_units, billing.price_ratio)
         await self._ledger.check_funds(ctx.principal, units)
 
-    @asynccontextmanager
-    async def call(
-        self, ctx: CallContext, *, model: str, endpoint: str, max_cost_units: int
-    ) -> AsyncIterator[MeteredCall]:
-        billing = ctx.billing
-        if billing is None:
-            reservation = await self._ledger.reserve(ctx.principal, max_cost_units)
-            call = MeteredCall(reservation, model, endpoint, ctx.request_id)
-        else:
-            reservation = await self._ledger.reserve(
-                ctx.principal,
-                scale_cost(max_cost_units, billing.price_ratio),
-                reservation_id=billing.reservation_id,
-            )
-            call = MeteredCall(reservation, model, endpoint, ctx.request_id, price_ratio=billing.price_ratio)
-        try:
-            yield call
-        except (asyncio.CancelledError, ClientGone, Preempted):
-            # Preempted: a fill call whose slot at the shared engine was taken (`serve --workers`),
-            # as a cancelled one whose slot in this process was taken.
-            if billing is not None:  # no result reaches the batch: nothing is charged, it runs again
-                await asyncio.shield(self._ledger.release(reservation))
-            else:
-                await asyncio.shield(self._close(call, "cancelled", charge=True))
-            raise
-        except (WorkLost, StorageQuotaExceeded):  # its engine died, or no room to keep what it made
-            await asyncio.shield(self._ledger.release(reservation))
-            raise
-        except BaseException:
-            await asyncio.shield(self._close(call, "failed", charge=False))
-            raise
-        else:
-            if billing is not None and call.started:
-                call.charged_units = max(0, min(call.cost_units, reservation.amount_units))
-                billing.call = call  # settled by the batch worker, with the task's result
-                return
-            await self._close(call, "succeeded", charge=True)
+    def call(self, ctx: CallContext, *, model: str, endpoint: str, max_cost_units: int) -> _Metered:
+        """`async with`: reserves on entry, settles or releases on exit (the module docstring)."""
+        return _Metered(self, ctx, model, endpoint, max_cost_units)
 
     async def _close(self, call: MeteredCall, status: str, *, charge: bool) -> None:
         if not call.started:
             await self._ledger.release(call.reservation)
             return
         call.charged_units = await self._ledger.settle(call.reservation, call.usage(status, charge=charge))
+
+
+class _Metered:
+    """`MeteringService.call`'s context: a class, not an `asynccontextmanager`, which costs an async
+    generator (registered with the loop, unregistered when collected) and its frames per call. The
+    exit is the generator's `except`/`else` as it was: an exception leaving the block is raised
+    again after its closing (`__aexit__` returns None)."""
+
+    __slots__ = ("_call", "_ctx", "_endpoint", "_max_cost_units", "_metering", "_model")
+
+    def __init__(
+        self, metering: MeteringService, ctx: CallContext, model: str, endpoint: str, max_cost_units: int
+    ) -> None:
+        self._metering, self._ctx = metering, ctx
+        self._model, self._endpoint, self._max_cost_units = model, endpoint, max_cost_units
+        self._call: MeteredCall | None = None
+
+    async def __aenter__(self) -> MeteredCall:
+        ctx, ledger = self._ctx, self._metering._ledger
+        billing = ctx.billing
+        if billing is None:
+            reservation = await ledger.reserve(ctx.principal, self._max_cost_units)
+            call = MeteredCall(reservation, self._model, self._endpoint, ctx.request_id)
+        else:
+            reservation = await ledger.reserve(
+                ctx.principal,
+                scale_cost(self._max_cost_units, billing.price_ratio),
+                reservation_id=billing.reservation_id,
+            )
+            call = MeteredCall(
+                reservation, self._model, self._endpoint, ctx.request_id, price_ratio=billing.price_ratio
+            )
+        self._call = call
+        return call
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: object, tb: object) -> None:
+        call, metering, billing = self._call, self._metering, self._ctx.billing
+        if call is None:  # unreachable: an exit follows a successful entry
+            return
+        ledger, reservation = metering._ledger, call.reservation
+        if kind is None:
+            if billing is not None and call.started:
+                call.charged_units = max(0, min(call.cost_units, reservation.amount_units))
+                billing.call = call  # settled by the batch worker, with the task's result
+                return
+            await metering._close(call, "succeeded", charge=True)
+        elif issubclass(kind, (asyncio.CancelledError, ClientGone, Preempted)):
+            # Preempted: a fill call whose slot at the shared engine was taken (`serve --workers`),
+            # as a cancelled one whose slot in this process was taken.
+            if billing is not None:  # no result reaches the batch: nothing is charged, it runs again
+                await asyncio.shield(ledger.release(reservation))
+            else:
+                await asyncio.shield(metering._close(call, "cancelled", charge=True))
+        elif issubclass(
+            kind, (WorkLost, StorageQuotaExceeded)
+        ):  # its engine died, or no room to keep what it made
+            await asyncio.shield(ledger.release(reservation))
+        else:
+            await asyncio.shield(metering._close(call, "failed", charge=False))

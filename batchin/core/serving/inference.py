@@ -325,7 +325,7 @@ class InferenceService:
             failed: asyncio.Future[AuditReceipt] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
             return failed
-        return sealed.receipt()
+        return sealed.receipt_unshielded()  # `_sealed` is its only wait
 
     @staticmethod
     async def _sealed(started: StartedText, sealing: Awaitable[AuditReceipt]) -> None:

@@ -24,6 +24,7 @@ from batchin.core.audit.service import AuditService, AuditUsage
 from batchin.core.audit.verify import verify_evidence
 from batchin.core.context import CallContext, Principal
 from batchin.core.trace_context import continue_trace
+from batchin.errors import NotFound
 from batchin.models.registry import ModelRegistry
 from batchin.services import Services
 from batchin.store.tables import vaas_log_nodes, vaas_records
@@ -143,6 +144,29 @@ async def test_a_sealed_record_is_logged_though_its_waiter_is_cancelled(
     assert (await services.audit.verify(pending.record_id)).valid is True
     with pytest.raises(RuntimeError):
         services.audit.seal(pending, output_text="again")
+
+
+async def test_a_record_whose_only_unshielded_wait_is_cancelled_is_logged_all_the_same(
+    services: Services, ctx: CallContext
+) -> None:
+    """The inference path's wait (`receipt_unshielded`): its cancel drops the leaf index, not the
+    queued append; the record is committed and verifiable."""
+    pending = services.audit.begin_call(ctx, model_id="m", input_text="prompt")
+    sealed = services.audit.seal(pending, output_text="the answer")
+    waiter = asyncio.ensure_future(sealed.receipt_unshielded())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:
+        try:
+            verified = await services.audit.verify(pending.record_id)
+            break
+        except NotFound:
+            assert asyncio.get_running_loop().time() < deadline, "the record was never committed"
+            await asyncio.sleep(0.01)
+    assert verified.valid is True
 
 
 async def test_modified_row_fails_verification(services: Services, ctx: CallContext) -> None:
