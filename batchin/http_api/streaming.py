@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -51,6 +51,13 @@ def _event(item: bytes | BaseModel | dict[str, Any]) -> bytes:
     if isinstance(item, BaseModel):
         return _DATA + item.model_dump_json(exclude_none=False).encode() + _END
     return _DATA + orjson.dumps(item) + _END
+
+
+def _events(batch: Sequence[bytes | BaseModel | dict[str, Any]]) -> bytes:
+    """The events of one batch (core's chunks of the deltas that were ready together), for one write."""
+    if len(batch) == 1:
+        return _event(batch[0])
+    return b"".join([_event(item) for item in batch])
 
 
 def _error_event(error: BatchInError) -> bytes:
@@ -196,15 +203,18 @@ class _EventStream(EventSourceResponse):
 
 def sse_response(
     request: Request,
-    items: AsyncIterator[bytes | BaseModel | dict[str, Any]],
+    batches: AsyncIterator[Sequence[bytes | BaseModel | dict[str, Any]]],
     *,
     headers: dict[str, str],
     on_close: Callable[[], Awaitable[None]],
 ) -> EventSourceResponse:
+    """`batches`: lists of events, each list sent in one write (what arrived together goes out
+    together: one send and one pass through these layers per wake of the stream, not per event)."""
+
     async def events() -> AsyncIterator[bytes]:
         try:
-            async for item in items:
-                yield _event(item)
+            async for batch in batches:
+                yield _events(batch)
         except BatchInError as exc:
             yield _error_event(exc)
         except ClientGone:

@@ -47,13 +47,30 @@ class StreamDecoder:
         text, or a delta when the event carries tool-call pieces."""
         if self._pending:
             chunk = self._pending + chunk
-        *lines, self._pending = chunk.split(b"\n")
         texts: list[str | TextDelta] = []
-        for line in lines:
-            text = self._line(line)
-            if text:
-                texts.append(text)
+        if self._data or self._event or b"\r" in chunk:
+            lines = chunk.split(b"\n")
+        else:
+            # What engines send: events of one `data: ` line each, LF line ends, an event per
+            # chunk or several. Split at the blank lines, an event is one slice and one dispatch
+            # instead of two lines through `_line`; anything else in a block (comments, `event:`,
+            # several data lines) is read line by line, as are the lines after the last blank one.
+            *blocks, rest = chunk.split(b"\n\n")
+            for block in blocks:
+                if block[:6] == b"data: " and b"\n" not in block and not self._event:
+                    text = self._dispatch_data(block[6:], b"")
+                    if text:
+                        texts.append(text)
+                else:
+                    texts += self._lines([*block.split(b"\n"), b""])
+            lines = rest.split(b"\n")
+        self._pending = lines.pop()
+        if lines:
+            texts += self._lines(lines)
         return texts
+
+    def _lines(self, lines: list[bytes]) -> list[str | TextDelta]:
+        return [text for text in map(self._line, lines) if text]
 
     def end(self) -> list[str | TextDelta]:
         """The body ended: take an unterminated last line and an event no blank line ended."""
@@ -86,6 +103,9 @@ class StreamDecoder:
         data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
         event, self._event = self._event, b""
         self._data.clear()
+        return self._dispatch_data(data, event)
+
+    def _dispatch_data(self, data: bytes, event: bytes) -> str | TextDelta | None:
         if data == b"[DONE]":
             self.done = True
             return None
