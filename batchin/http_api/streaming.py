@@ -42,26 +42,26 @@ CLIENT_CLOSED_REQUEST = 499  # nginx's status for a caller that went away (sent 
 # line break (they are escaped inside strings), so the data is always one line.
 _DATA, _END = b"data: ", b"\r\n\r\n"
 _DONE = _DATA + b"[DONE]" + _END
+_BETWEEN = _END + _DATA
 
 
-def _event(item: bytes | BaseModel | dict[str, Any]) -> bytes:
-    """`bytes`: JSON already serialised (the per-token chunks of core's TokenChunks)."""
+def _data(item: bytes | BaseModel | dict[str, Any]) -> bytes:
+    """An event's data. `bytes`: JSON already serialised (the per-token chunks of core's TokenChunks)."""
     if type(item) is bytes:
-        return _DATA + item + _END
+        return item
     if isinstance(item, BaseModel):
-        return _DATA + item.model_dump_json(exclude_none=False).encode() + _END
-    return _DATA + orjson.dumps(item) + _END
+        return item.model_dump_json(exclude_none=False).encode()
+    return orjson.dumps(item)
 
 
 def _events(batch: Sequence[bytes | BaseModel | dict[str, Any]]) -> bytes:
-    """The events of one batch (core's chunks of the deltas that were ready together), for one write."""
-    if len(batch) == 1:
-        return _event(batch[0])
-    return b"".join([_event(item) for item in batch])
+    """The events of one batch (core's chunks of the deltas that were ready together), for one
+    write: "data: " before each, a blank line after each."""
+    return _DATA + _BETWEEN.join([item if type(item) is bytes else _data(item) for item in batch]) + _END
 
 
 def _error_event(error: BatchInError) -> bytes:
-    return _DATA + orjson.dumps(error.body()) + _END
+    return _events([error.body()])
 
 
 class _ShutdownStop:

@@ -47,6 +47,17 @@ class StreamDecoder:
         text, or a delta when the event carries tool-call pieces."""
         if self._pending:
             chunk = self._pending + chunk
+        elif (
+            chunk[:6] == b"data: "
+            and chunk.find(b"\n") == len(chunk) - 2
+            and chunk[-1:] == b"\n"
+            and b"\r" not in chunk
+            and not self._data
+            and not self._event
+        ):
+            # The commonest chunk by far: exactly one whole event of one data line.
+            text = self._dispatch_data(chunk[6:-2], b"")
+            return [text] if text else []
         texts: list[str | TextDelta] = []
         if self._data or self._event or b"\r" in chunk:
             lines = chunk.split(b"\n")
