@@ -58,7 +58,8 @@ def _events(batch: Sequence[bytes | BaseModel | dict[str, Any]]) -> bytes:
     """The events of one batch (core's chunks of the deltas that were ready together), for one
     write: "data: " before each, a blank line after each."""
     if len(batch) == 1:  # one event per wake: an idle stream's every token
-        return _DATA + _data(batch[0]) + _END
+        item = batch[0]
+        return _DATA + (item if type(item) is bytes else _data(item)) + _END
     return _DATA + _BETWEEN.join([item if type(item) is bytes else _data(item) for item in batch]) + _END
 
 

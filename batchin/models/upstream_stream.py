@@ -20,6 +20,10 @@ from batchin.models.base import TextDelta, ToolCallDelta, Usage
 
 __all__ = ["FINISH_REASONS", "StreamDecoder"]
 
+# Bytes as ints: `byte in data` is then a memchr (~0.07 µs over an event), a one-byte `bytes`
+# needle the general search (~0.4 µs).
+_CR, _LF = 13, 10
+
 # Engines name the end of generation differently; core speaks OpenAI's names.
 FINISH_REASONS = {"length": "length", "content_filter": "content_filter", "tool_calls": "tool_calls"}
 
@@ -49,9 +53,9 @@ class StreamDecoder:
             chunk = self._pending + chunk
         elif (
             chunk[:6] == b"data: "
-            and chunk.find(b"\n") == len(chunk) - 2
+            and chunk.find(_LF) == len(chunk) - 2
             and chunk[-1:] == b"\n"
-            and b"\r" not in chunk
+            and _CR not in chunk
             and not self._data
             and not self._event
         ):
@@ -59,7 +63,7 @@ class StreamDecoder:
             text = self._dispatch_data(chunk[6:-2], b"")
             return [text] if text else []
         texts: list[str | TextDelta] = []
-        if self._data or self._event or b"\r" in chunk:
+        if self._data or self._event or _CR in chunk:
             lines = chunk.split(b"\n")
         else:
             # What engines send: events of one `data: ` line each, LF line ends, an event per
@@ -68,7 +72,7 @@ class StreamDecoder:
             # several data lines) is read line by line, as are the lines after the last blank one.
             *blocks, rest = chunk.split(b"\n\n")
             for block in blocks:
-                if block[:6] == b"data: " and b"\n" not in block and not self._event:
+                if block[:6] == b"data: " and _LF not in block and not self._event:
                     text = self._dispatch_data(block[6:], b"")
                     if text:
                         texts.append(text)
