@@ -147,12 +147,14 @@ def _token_maker() -> Any:
 
 
 def _token_event(tokens: int) -> float:
-    from batchin.http_api.streaming import _event
+    from batchin.http_api import streaming
 
+    # `_events` frames a batch (trees where streams send what arrived together in one write).
+    frame = getattr(streaming, "_event", None) or (lambda item: streaming._events([item]))
     make = _token_maker()
     start = time.thread_time()
     for _ in range(tokens):
-        _event(make(" token"))
+        frame(make(" token"))
     return (time.thread_time() - start) / tokens
 
 
@@ -160,17 +162,20 @@ async def _sse_stream(streams: int, path: str = "/bench-sse") -> float:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from batchin.http_api import streaming
     from batchin.http_api.app import build_http_app
     from batchin.http_api.streaming import sse_response
 
     make = _token_maker()
+    # A tree whose sse_response takes batches (lists) gets each event as a batch of one.
+    wrap = (lambda item: [item]) if hasattr(streaming, "_events") else (lambda item: item)
 
     async def items() -> Any:
-        yield {"id": "x", "object": "chat.completion.chunk", "choices": []}
+        yield wrap({"id": "x", "object": "chat.completion.chunk", "choices": []})
         for _ in range(20):
             await asyncio.sleep(0)  # the stream waits for its next token
-            yield make(" token")
-        yield {"id": "x", "object": "chat.completion.chunk", "choices": [], "finish_reason": "stop"}
+            yield wrap(make(" token"))
+        yield wrap({"id": "x", "object": "chat.completion.chunk", "choices": [], "finish_reason": "stop"})
 
     async def closed() -> None:
         return None

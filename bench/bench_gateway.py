@@ -38,10 +38,21 @@ Target = tuple[str, dict[str, str], str]  # url, headers, model
 
 
 async def run(
-    url: str, headers: dict[str, str], model: str, *, stream: bool, concurrency: int, count: int
+    url: str,
+    headers: dict[str, str],
+    model: str,
+    *,
+    stream: bool,
+    concurrency: int,
+    count: int,
+    max_tokens: int = 64,
 ) -> tuple[list[float], list[float]]:
-    """Returns (latencies, ttfts) in seconds."""
-    body = {"model": model, "messages": [{"role": "user", "content": "benchmark prompt"}], "max_tokens": 64}
+    """Returns (latencies, ttfts) in seconds. The fake upstream sends min(its tokens, max_tokens)."""
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "benchmark prompt"}],
+        "max_tokens": max_tokens,
+    }
     if stream:
         body["stream"] = True
     latencies: list[float] = []

@@ -4,7 +4,7 @@ and 20-token streams at c=16; the samples are folded into text summaries (top fu
 time and by cumulative time) in bench/profiles/, small enough to diff and keep.
 
     python bench/profile_gateway.py [--seconds 20] [--tag before]
-    python bench/profile_gateway.py --cprofile [--cpu-clock] [--tag before]
+    python bench/profile_gateway.py --cprofile [--cpu-clock] [--modes chat,stream] [--tag before]
 
 Needs py-spy (the [dev] extra) and permission to ptrace the server (root, or ptrace_scope 0).
 
@@ -182,8 +182,8 @@ def thread_table(before: ThreadTimes, after: ThreadTimes, calls: int) -> str:
     return "\n".join([*lines, f"{total * 1000 / calls:8.3f} ms/call  all threads"])
 
 
-def cprofile_modes(tag: str, cpu_clock: bool) -> None:
-    """Per-thread CPU (unprofiled), then cProfile of the event loop, for chat and stream at c=16."""
+def cprofile_modes(tag: str, cpu_clock: bool, modes: list[str]) -> None:
+    """Per-thread CPU (unprofiled), then cProfile of the event loop, for `modes` (chat, stream) at c=16."""
     out = Path(tempfile.mkdtemp()) / "gateway.prof"
     launcher = [sys.executable, str(Path(__file__).resolve().parent / "cprofile_serve.py"), str(out)]
     clock = {"BATCHIN_PROFILE_CLOCK": "cpu"} if cpu_clock else {}
@@ -200,6 +200,8 @@ def cprofile_modes(tag: str, cpu_clock: bool) -> None:
             asyncio.run(run(*gateway, stream=True, concurrency=4, count=40))  # warm-up
             asyncio.run(run(*gateway, stream=False, concurrency=4, count=40))
             for mode, calls in CPROFILE_CALLS.items():
+                if mode not in modes:
+                    continue
                 stream = mode == "stream"
                 before = thread_cpu_seconds(pid)
                 asyncio.run(run(*gateway, stream=stream, concurrency=16, count=calls))
@@ -241,10 +243,11 @@ def main() -> None:
     parser.add_argument("--folded-dir", default=tempfile.mkdtemp(), help="where the raw samples go")
     parser.add_argument("--cprofile", action="store_true", help="per-thread CPU and cProfile, not py-spy")
     parser.add_argument("--cpu-clock", action="store_true", help="with --cprofile: time with the CPU clock")
+    parser.add_argument("--modes", default="chat,stream", help="with --cprofile: which of chat, stream")
     args = parser.parse_args()
     PROFILES.mkdir(exist_ok=True)
     if args.cprofile:
-        cprofile_modes(args.tag, args.cpu_clock)
+        cprofile_modes(args.tag, args.cpu_clock, args.modes.split(","))
         return
     with fake_upstream(core=1, tokens=TOKENS, delay_ms=DELAY_MS) as upstream_url:
         catalog = remote_catalog(upstream_url)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -42,19 +42,29 @@ CLIENT_CLOSED_REQUEST = 499  # nginx's status for a caller that went away (sent 
 # line break (they are escaped inside strings), so the data is always one line.
 _DATA, _END = b"data: ", b"\r\n\r\n"
 _DONE = _DATA + b"[DONE]" + _END
+_BETWEEN = _END + _DATA
 
 
-def _event(item: bytes | BaseModel | dict[str, Any]) -> bytes:
-    """`bytes`: JSON already serialised (the per-token chunks of core's TokenChunks)."""
+def _data(item: bytes | BaseModel | dict[str, Any]) -> bytes:
+    """An event's data. `bytes`: JSON already serialised (the per-token chunks of core's TokenChunks)."""
     if type(item) is bytes:
-        return _DATA + item + _END
+        return item
     if isinstance(item, BaseModel):
-        return _DATA + item.model_dump_json(exclude_none=False).encode() + _END
-    return _DATA + orjson.dumps(item) + _END
+        return item.model_dump_json(exclude_none=False).encode()
+    return orjson.dumps(item)
+
+
+def _events(batch: Sequence[bytes | BaseModel | dict[str, Any]]) -> bytes:
+    """The events of one batch (core's chunks of the deltas that were ready together), for one
+    write: "data: " before each, a blank line after each."""
+    if len(batch) == 1:  # one event per wake: an idle stream's every token
+        item = batch[0]
+        return _DATA + (item if type(item) is bytes else _data(item)) + _END
+    return _DATA + _BETWEEN.join([item if type(item) is bytes else _data(item) for item in batch]) + _END
 
 
 def _error_event(error: BatchInError) -> bytes:
-    return _DATA + orjson.dumps(error.body()) + _END
+    return _events([error.body()])
 
 
 class _ShutdownStop:
@@ -196,15 +206,18 @@ class _EventStream(EventSourceResponse):
 
 def sse_response(
     request: Request,
-    items: AsyncIterator[bytes | BaseModel | dict[str, Any]],
+    batches: AsyncIterator[Sequence[bytes | BaseModel | dict[str, Any]]],
     *,
     headers: dict[str, str],
     on_close: Callable[[], Awaitable[None]],
 ) -> EventSourceResponse:
+    """`batches`: lists of events, each list sent in one write (what arrived together goes out
+    together: one send and one pass through these layers per wake of the stream, not per event)."""
+
     async def events() -> AsyncIterator[bytes]:
         try:
-            async for item in items:
-                yield _event(item)
+            async for batch in batches:
+                yield _events(batch)
         except BatchInError as exc:
             yield _error_event(exc)
         except ClientGone:

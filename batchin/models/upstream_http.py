@@ -207,7 +207,18 @@ class HttpConnection(asyncio.Protocol):
         while not self._body:
             if self._complete:
                 return b""
-            await self._wait()
+            # `_wait` inline: a stream waits here once per read, and each frame of the wait is
+            # suspended and resumed with it.
+            if self._error is not None:
+                raise self._error
+            self._last_data = self._loop.time()
+            waiter = self._waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+            if self._error is not None:
+                raise self._error
         body = self._body
         chunk = body[0] if len(body) == 1 else b"".join(body)
         body.clear()

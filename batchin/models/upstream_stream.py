@@ -20,6 +20,10 @@ from batchin.models.base import TextDelta, ToolCallDelta, Usage
 
 __all__ = ["FINISH_REASONS", "StreamDecoder"]
 
+# Bytes as ints: `byte in data` is then a memchr (~0.07 µs over an event), a one-byte `bytes`
+# needle the general search (~0.4 µs).
+_CR, _LF = 13, 10
+
 # Engines name the end of generation differently; core speaks OpenAI's names.
 FINISH_REASONS = {"length": "length", "content_filter": "content_filter", "tool_calls": "tool_calls"}
 
@@ -47,13 +51,41 @@ class StreamDecoder:
         text, or a delta when the event carries tool-call pieces."""
         if self._pending:
             chunk = self._pending + chunk
-        *lines, self._pending = chunk.split(b"\n")
+        elif (
+            chunk[:6] == b"data: "
+            and chunk.find(_LF) == len(chunk) - 2
+            and chunk[-1:] == b"\n"
+            and _CR not in chunk
+            and not self._data
+            and not self._event
+        ):
+            # The commonest chunk by far: exactly one whole event of one data line.
+            text = self._dispatch_data(chunk[6:-2], b"")
+            return [text] if text else []
         texts: list[str | TextDelta] = []
-        for line in lines:
-            text = self._line(line)
-            if text:
-                texts.append(text)
+        if self._data or self._event or _CR in chunk:
+            lines = chunk.split(b"\n")
+        else:
+            # What engines send: events of one `data: ` line each, LF line ends, an event per
+            # chunk or several. Split at the blank lines, an event is one slice and one dispatch
+            # instead of two lines through `_line`; anything else in a block (comments, `event:`,
+            # several data lines) is read line by line, as are the lines after the last blank one.
+            *blocks, rest = chunk.split(b"\n\n")
+            for block in blocks:
+                if block[:6] == b"data: " and _LF not in block and not self._event:
+                    text = self._dispatch_data(block[6:], b"")
+                    if text:
+                        texts.append(text)
+                else:
+                    texts += self._lines([*block.split(b"\n"), b""])
+            lines = rest.split(b"\n")
+        self._pending = lines.pop()
+        if lines:
+            texts += self._lines(lines)
         return texts
+
+    def _lines(self, lines: list[bytes]) -> list[str | TextDelta]:
+        return [text for text in map(self._line, lines) if text]
 
     def end(self) -> list[str | TextDelta]:
         """The body ended: take an unterminated last line and an event no blank line ended."""
@@ -86,6 +118,9 @@ class StreamDecoder:
         data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
         event, self._event = self._event, b""
         self._data.clear()
+        return self._dispatch_data(data, event)
+
+    def _dispatch_data(self, data: bytes, event: bytes) -> str | TextDelta | None:
         if data == b"[DONE]":
             self.done = True
             return None

@@ -107,3 +107,27 @@ async def test_the_servers_shutdown_ends_the_stream() -> None:
     finally:
         AppStatus.should_exit = False
     assert closed == ["closed"]
+
+
+async def test_a_batch_of_events_is_one_body_message() -> None:
+    from types import SimpleNamespace
+
+    from batchin.http_api.streaming import sse_response
+
+    async def batches() -> AsyncIterator[list[Any]]:
+        yield [b'{"a":1}', {"b": 2}]
+        yield [b'{"c":3}']
+
+    async def closed() -> None:
+        return None
+
+    client = Client()
+    request: Any = SimpleNamespace(state=SimpleNamespace(request_id="r"))
+    await sse_response(request, batches(), headers={}, on_close=closed)(SCOPE, client.receive, client.send)
+    bodies = [m["body"] for m in client.sent if m["type"] == "http.response.body"]
+    assert bodies == [
+        b'data: {"a":1}\r\n\r\ndata: {"b":2}\r\n\r\n',
+        b'data: {"c":3}\r\n\r\n',
+        b"data: [DONE]\r\n\r\n",
+        b"",
+    ]

@@ -194,6 +194,42 @@ class BufferedStream(Generic[T]):
         finally:
             await self.aclose()
 
+    def batches(self) -> AsyncIterator[list[T]]:
+        """As iterating, but everything buffered at each wake in one list: a reader that writes
+        what it reads (an SSE stream) sends the items that arrived together in one write, and
+        passes through its own layers once per wake rather than once per item. A batch counts
+        against the buffer until the reader asks for the next one, so a reader never holds more
+        than the buffer's size (a slow one is dropped as above)."""
+        return self._read_batches()
+
+    async def _read_batches(self) -> AsyncIterator[list[T]]:
+        items = self._items
+        try:
+            while True:
+                if items:
+                    batch = list(items)
+                    yield batch
+                    if len(items) == len(batch):
+                        items.clear()
+                    else:  # the producer added more meanwhile: they stay for the next batch
+                        for _ in batch:
+                            items.popleft()
+                    room = self._room
+                    if room is not None and not room.done():
+                        room.set_result(None)
+                    continue
+                if self._final is not None:
+                    break
+                reader = self._reader = asyncio.get_running_loop().create_future()
+                try:
+                    await reader
+                finally:
+                    self._reader = None
+            if isinstance(self._final, BaseException):
+                raise self._final
+        finally:
+            await self.aclose()
+
     async def aclose(self) -> None:
         """Stop the producer (if still running) and wait until its call is settled."""
         task = self._task
@@ -226,8 +262,17 @@ class TextGeneration(BufferedStream[TextDelta]):
             self.stats.first_token_at = time.monotonic()
 
     def push_nowait(self, item: TextDelta) -> bool:
-        self._stamp(item)
-        return super().push_nowait(item)
+        # BufferedStream.push_nowait with the stamp, inline: this runs once per token.
+        if self.stats.first_token_at is None and (item.text or item.tool_calls):
+            self.stats.first_token_at = time.monotonic()
+        items = self._items
+        if len(items) >= self._capacity:
+            return False
+        items.append(item)
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+        return True
 
     async def push(self, item: TextDelta) -> None:
         self._stamp(item)

@@ -350,29 +350,35 @@ class InferenceService:
         request's choice i gets seed + i); usage counts the prompt once, as OpenAI does, and the
         completion tokens of every choice."""
         prompt_tokens, finished = prepared.prompt_tokens, 0  # finished: tokens of earlier choices
+        # Bound once: the loop below runs once per token.
+        stats, record, cost, push_nowait = gen.stats, call.record, self._cost, gen.push_nowait
         for index in range(choices):
             completion = 0
             async with contextlib.aclosing(runner.generate(_nth_sample(prepared, index))) as deltas:
                 async for delta in deltas:
-                    if delta.usage is not None:
-                        prompt_tokens, completion = delta.usage.prompt_tokens, delta.usage.completion_tokens
-                    elif delta.text or delta.tool_calls:
+                    text, usage = delta.text, delta.usage
+                    if usage is not None:
+                        prompt_tokens, completion = usage.prompt_tokens, usage.completion_tokens
+                    elif text or delta.tool_calls:
                         completion += 1
                     total = finished + completion
-                    call.record(
-                        cost_units=self._cost(pricing, prompt_tokens, total),
+                    record(
+                        cost_units=cost(pricing, prompt_tokens, total),
                         input_tokens=prompt_tokens,
                         output_tokens=total,
                     )
-                    gen.stats.prompt_tokens, gen.stats.completion_tokens = prompt_tokens, total
-                    if delta.finish_reason is not None and index == 0:
-                        gen.stats.finish_reason = delta.finish_reason
-                    if delta.text:
-                        gen.stats.text_parts.append(delta.text)
+                    stats.prompt_tokens, stats.completion_tokens = prompt_tokens, total
+                    if text:
+                        stats.text_parts.append(text)
                     if index == 0:
-                        gen.stats.tool_calls.extend(delta.tool_calls)
-                    item = delta if index == 0 else delta.of_choice(index)
-                    if not gen.push_nowait(item):  # the buffer is full: wait for room (or drop)
+                        if delta.finish_reason is not None:
+                            stats.finish_reason = delta.finish_reason
+                        if delta.tool_calls:
+                            stats.tool_calls.extend(delta.tool_calls)
+                        item = delta
+                    else:
+                        item = delta.of_choice(index)
+                    if not push_nowait(item):  # the buffer is full: wait for room (or drop)
                         await gen.push(item)
             finished += completion
 

@@ -92,22 +92,28 @@ async def response_object(started: StartedText, request: ResponseCreateRequest) 
 
 async def response_events(
     started: StartedText, request: ResponseCreateRequest
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[list[dict[str, Any]]]:
     """The typed event sequence the openai SDK parses, each with its sequence_number. The message
     item opens with the first text (or at the end, empty, when the reply has neither text nor
-    calls); each tool call is an item of its own, its arguments streamed as they are written."""
+    calls); each tool call is an item of its own, its arguments streamed as they are written.
+    A list of events per batch of deltas that were ready together (one write for them)."""
     b = ResponseBuilder(started, request)
     events = _ResponseEvents(b)
-    yield events.event("response.created", response=b.response(done=False).model_dump(mode="json"))
-    yield events.event("response.in_progress", response=b.response(done=False).model_dump(mode="json"))
-    async for delta in started.generation:
-        for event in events.delta(delta.text, delta.tool_calls):
-            yield event
+    yield [
+        events.event("response.created", response=b.response(done=False).model_dump(mode="json")),
+        events.event("response.in_progress", response=b.response(done=False).model_dump(mode="json")),
+    ]
+    async for deltas in started.generation.batches():
+        out: list[dict[str, Any]] = []
+        for delta in deltas:
+            out += events.delta(delta.text, delta.tool_calls)
+        if out:
+            yield out
     final = b.response(done=True)
-    for event in events.close(final):
-        yield event
+    last = list(events.close(final))
     kind = "response.incomplete" if final.status == "incomplete" else "response.completed"
-    yield events.event(kind, response=final.model_dump(mode="json"))
+    last.append(events.event(kind, response=final.model_dump(mode="json")))
+    yield last
 
 
 class _ResponseEvents:

@@ -166,10 +166,11 @@ class TokenChunks:
 
 async def chat_chunks(
     started: StartedText, *, include_usage: bool
-) -> AsyncIterator[ChatCompletionChunk | bytes]:
+) -> AsyncIterator[list[ChatCompletionChunk | bytes]]:
     """Choices stream one after another (n > 1): each opens with its role and ends with its
     finish_reason, and every chunk names its choice's index. Token chunks come as JSON bytes
-    (TokenChunks), the rest as models."""
+    (TokenChunks), the rest as models. Each list holds the chunks of the deltas that were ready
+    together (the generation's batches): one write for the events of one upstream read."""
     ident, created, model = _id("chatcmpl-"), int(time.time()), started.entry.id
 
     def chunk(delta: ChatDelta, index: int, finish: str | None = None) -> ChatCompletionChunk:
@@ -183,32 +184,43 @@ async def chat_chunks(
     template = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
     tokens = TokenChunks(template, field=b'"delta":{"content":', close=b"}")
     current, finished = 0, False
-    yield chunk(ChatDelta(role="assistant", content=""), 0)
-    async for delta in started.generation:
-        if delta.index != current:
-            current, finished = delta.index, False
-            yield chunk(ChatDelta(role="assistant", content=""), current)
-        if delta.text or delta.logprobs:
-            if delta.logprobs is None:
-                yield tokens.text(current, delta.text)
-            else:
-                choice = {
-                    "index": current,
-                    "delta": {"content": delta.text},
-                    "finish_reason": None,
-                    "logprobs": _chat_logprobs(delta.logprobs),
-                }
-                yield tokens.choice(choice)
-        if delta.tool_calls:
-            calls = {"tool_calls": chunk_tool_calls(delta.tool_calls)}
-            yield tokens.choice({"index": current, "delta": calls, "finish_reason": None, "logprobs": None})
-        if delta.finish_reason is not None:
-            finished = True
-            yield chunk(ChatDelta(), current, delta.finish_reason)
+    yield [chunk(ChatDelta(role="assistant", content=""), 0)]
+    async for deltas in started.generation.batches():
+        out: list[ChatCompletionChunk | bytes] = []
+        for delta in deltas:
+            if delta.index != current:
+                current, finished = delta.index, False
+                out.append(chunk(ChatDelta(role="assistant", content=""), current))
+            if delta.text or delta.logprobs:
+                if delta.logprobs is None:
+                    out.append(tokens.text(current, delta.text))
+                else:
+                    choice = {
+                        "index": current,
+                        "delta": {"content": delta.text},
+                        "finish_reason": None,
+                        "logprobs": _chat_logprobs(delta.logprobs),
+                    }
+                    out.append(tokens.choice(choice))
+            if delta.tool_calls:
+                calls = {"tool_calls": chunk_tool_calls(delta.tool_calls)}
+                out.append(
+                    tokens.choice({"index": current, "delta": calls, "finish_reason": None, "logprobs": None})
+                )
+            if delta.finish_reason is not None:
+                finished = True
+                out.append(chunk(ChatDelta(), current, delta.finish_reason))
+        if out:
+            yield out
+    last: list[ChatCompletionChunk | bytes] = []
     if not finished:
-        yield chunk(ChatDelta(), current, started.generation.stats.finish_reason or "stop")
+        last.append(chunk(ChatDelta(), current, started.generation.stats.finish_reason or "stop"))
     if include_usage:
-        yield ChatCompletionChunk(id=ident, created=created, model=model, choices=[], usage=_usage(started))
+        last.append(
+            ChatCompletionChunk(id=ident, created=created, model=model, choices=[], usage=_usage(started))
+        )
+    if last:
+        yield last
 
 
 async def completion(started: StartedText) -> Completion:
@@ -234,8 +246,9 @@ async def completion(started: StartedText) -> Completion:
 
 async def completion_chunks(
     started: StartedText, *, include_usage: bool
-) -> AsyncIterator[Completion | bytes]:
-    """Token chunks as JSON bytes (TokenChunks), the rest as models."""
+) -> AsyncIterator[list[Completion | bytes]]:
+    """Token chunks as JSON bytes (TokenChunks), the rest as models; a list per batch of deltas
+    (as chat_chunks)."""
     ident, created, model = _id("cmpl-"), int(time.time()), started.entry.id
     template = {"id": ident, "object": "text_completion", "created": created, "model": model}
     tokens = TokenChunks(template, field=b'"text":', close=b"")
@@ -249,23 +262,35 @@ async def completion_chunks(
         )
 
     current, offset, finished = 0, 0, False
-    async for delta in started.generation:
-        if delta.index != current:
-            current, offset, finished = delta.index, 0, False
-        if delta.text or delta.logprobs:
-            logprobs = None
-            if delta.logprobs is not None:
-                logprobs = _completion_logprobs(delta.logprobs, offset)
-                offset += len(delta.text)
-            if logprobs is None:
-                yield tokens.text(current, delta.text)
-            else:
-                choice = {"index": current, "text": delta.text, "finish_reason": None, "logprobs": logprobs}
-                yield tokens.choice(choice)
-        if delta.finish_reason is not None:
-            finished = True
-            yield finish(current, delta.finish_reason)
+    async for deltas in started.generation.batches():
+        out: list[Completion | bytes] = []
+        for delta in deltas:
+            if delta.index != current:
+                current, offset, finished = delta.index, 0, False
+            if delta.text or delta.logprobs:
+                logprobs = None
+                if delta.logprobs is not None:
+                    logprobs = _completion_logprobs(delta.logprobs, offset)
+                    offset += len(delta.text)
+                if logprobs is None:
+                    out.append(tokens.text(current, delta.text))
+                else:
+                    choice = {
+                        "index": current,
+                        "text": delta.text,
+                        "finish_reason": None,
+                        "logprobs": logprobs,
+                    }
+                    out.append(tokens.choice(choice))
+            if delta.finish_reason is not None:
+                finished = True
+                out.append(finish(current, delta.finish_reason))
+        if out:
+            yield out
+    last: list[Completion | bytes] = []
     if not finished:
-        yield finish(current, started.generation.stats.finish_reason or "stop")
+        last.append(finish(current, started.generation.stats.finish_reason or "stop"))
     if include_usage:
-        yield Completion(id=ident, created=created, model=model, choices=[], usage=_usage(started))
+        last.append(Completion(id=ident, created=created, model=model, choices=[], usage=_usage(started)))
+    if last:
+        yield last

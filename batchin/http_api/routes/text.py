@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -51,7 +51,7 @@ async def _respond(
     stream: bool,
     start: Start,
     whole: Callable[[StartedText], Awaitable[BaseModel]],
-    chunks: Callable[[StartedText], AsyncIterator[bytes | BaseModel | dict[str, Any]]],
+    chunks: Callable[[StartedText], AsyncIterator[Sequence[bytes | BaseModel | dict[str, Any]]]],
 ) -> Response:
     """Admission (which may queue) and, when not streaming, the whole generation run under a
     disconnect watch: a caller that leaves while queued or waiting cancels its work."""

@@ -161,3 +161,25 @@ async def test_push_nowait_hands_over_only_while_there_is_room() -> None:
     assert [delta.text async for delta in generation] == ["a", "b"]
     assert handed == [True, False]
     assert generation.stats.first_token_at is not None  # stamped on the first token handed over
+
+
+async def test_batches_hand_over_what_was_buffered_together_and_count_until_the_next() -> None:
+    generation = TextGeneration(buffer_size=2, stall_timeout=5, prompt_tokens=0)
+    held = asyncio.Event()
+    handed: list[bool] = []
+
+    async def produce(gen: TextGeneration, admitted: asyncio.Future[None]) -> None:
+        gen.admitted(admitted, 0.0)
+        handed.extend([gen.push_nowait(TextDelta("a")), gen.push_nowait(TextDelta("b"))])
+        await held.wait()
+        handed.append(gen.push_nowait(TextDelta("c")))  # the held batch still fills the buffer
+        await gen.push(TextDelta("c"))  # room once the reader comes back for more
+
+    await generation.start(produce)
+    reader = generation.batches()
+    first = await anext(reader)
+    held.set()
+    await asyncio.sleep(0)  # the producer tries while the reader holds its batch
+    rest = [batch async for batch in reader]
+    assert [[delta.text for delta in batch] for batch in [first, *rest]] == [["a", "b"], ["c"]]
+    assert handed == [True, True, False]
