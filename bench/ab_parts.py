@@ -8,7 +8,7 @@ the thread's CPU clock. Pieces (CPU µs per unit, median over rounds):
 - `buffer_item`: one item through a generation's buffer (push by the producer task, read by the
   reader), 20 items per generation as in a 20-token stream;
 - `disconnect_watch`: one `until_disconnect` around work that finishes (every non-streamed call);
-- `observe`: a finished call's metrics (`InferenceService._observe`);
+- `observe`: a finished call's metrics (`text_producer.observe_generation`);
 - `token_event`: one token's stream chunk made and framed as an SSE event (TokenChunks where the
   tree has it, else the chunk's dict through orjson);
 - `sse_stream`: one 22-event stream (20 token chunks as bytes or dicts, as the tree makes them)
@@ -120,16 +120,25 @@ async def _disconnect_watch(calls: int) -> float:
 
 def _observe(calls: int) -> float:
     from batchin.core.serving.generation import TextGeneration
-    from batchin.core.serving.inference import InferenceService
     from batchin.core.serving.metrics import InferenceMetrics
 
-    holder = type("Holder", (), {"_metrics": InferenceMetrics()})()
+    metrics = InferenceMetrics()
+    try:
+        from batchin.core.serving.text_producer import observe_generation
+    except ImportError:  # a base tree from before the producer had its own module
+        from batchin.core.serving.inference import InferenceService
+
+        holder = type("Holder", (), {"_metrics": metrics})()
+
+        def observe_generation(_m: Any, *args: Any) -> None:
+            InferenceService._observe(holder, *args)  # type: ignore[attr-defined]
+
     gen = TextGeneration(buffer_size=4, stall_timeout=1, prompt_tokens=10)
     gen.stats.admitted_at, gen.stats.first_token_at, gen.stats.finished_at = 1.0, 1.01, 1.1
     gen.stats.completion_tokens = 20
     start = time.thread_time()
     for _ in range(calls):
-        InferenceService._observe(holder, "remote-bench", "chat.completions", gen, "succeeded")
+        observe_generation(metrics, "remote-bench", "chat.completions", gen, "succeeded")
     return (time.thread_time() - start) / calls
 
 

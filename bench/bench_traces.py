@@ -2,7 +2,7 @@
 SQLite, and OTLP decode/encode throughput. In process, no server.
 
 Baseline (same run): the Prometheus observations the inference path already makes per call
-(`InferenceService._observe`: a counter and four histograms), so `record_vs_metrics` says what
+(`text_producer.observe_generation`: a counter and four histograms), so `record_vs_metrics` says what
 tracing adds relative to the instrumentation we already pay for. Prints one JSON line.
 """
 

@@ -37,6 +37,8 @@ _ASYNC_STEPS = [
     ("batchin.core.audit.service", "AuditService.finish", "audit.finish(sign+append)"),
     ("batchin.core.audit.log", "TransparencyLog.append", "log.append"),
     ("batchin.core.traces.store", "TraceStore.write", "trace rows"),
+    ("batchin.core.serving.text_producer", "TextProducer._pump", "upstream (runner)"),
+    # The same step in base trees from before the producer had its own module:
     ("batchin.core.serving.inference", "InferenceService._pump", "upstream (runner)"),
 ]
 # Plain functions: "label" once, when called.
@@ -90,7 +92,11 @@ def _wrap_sync(function: Callable[..., Any], label: str, *, around: bool) -> Cal
 
 def _instrument() -> None:
     for module, path, label in _ASYNC_STEPS:
-        owner, name = _owner(module, path)
+        try:
+            owner, name = _owner(module, path)
+            getattr(owner, name)
+        except (ImportError, AttributeError):  # a step this tree has under another name
+            continue
         setattr(owner, name, _wrap_async(getattr(owner, name), label))
     for steps, around in ((_SYNC_STEPS, False), (_THREAD_STEPS, True)):
         for module, path, label in steps:

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Self, TypeVar
 from pydantic import BaseModel, Field
 
 from batchin.core.serving import text_serving
-from batchin.core.serving.inference import InferenceService, StartedText
+from batchin.core.serving.inference import InferenceService
+from batchin.core.serving.text_producer import StartedText
 from batchin.mcp_server.caller import current, uses
 from batchin.protocol.chat_messages import ChatMessageIn
 from batchin.protocol.common import validate

@@ -20,7 +20,8 @@ from batchin.core.context import CallContext
 from batchin.core.media.embeddings import EmbeddingsService
 from batchin.core.serving import text_serving
 from batchin.core.serving.admission import Priority
-from batchin.core.serving.inference import InferenceService, StartedText
+from batchin.core.serving.inference import InferenceService
+from batchin.core.serving.text_producer import StartedText
 from batchin.errors import BatchInError, NotFound, RateLimited
 from batchin.protocol.common import validate
 from batchin.protocol.embeddings import EmbeddingRequest

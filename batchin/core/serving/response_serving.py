@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from batchin.core.serving.inference import StartedText
+from batchin.core.serving.text_producer import StartedText
 from batchin.core.serving.tool_replies import FunctionCallItems
 from batchin.models.base import ToolCallDelta
 from batchin.protocol.responses import (

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 
 from batchin.core.random_ids import token_hex
-from batchin.core.serving.inference import StartedText
 from batchin.core.serving.response_serving import response_events, response_object
+from batchin.core.serving.text_producer import StartedText
 from batchin.core.serving.tool_replies import chat_tool_calls, chunk_tool_calls
 from batchin.models.base import TokenLogprob, ToolCallDelta
 from batchin.protocol.structured import ChatLogprobs, CompletionLogprobs

@@ -12,7 +12,8 @@ from starlette.responses import Response
 
 from batchin.core.context import CallContext
 from batchin.core.serving import text_serving
-from batchin.core.serving.inference import InferenceService, StartedText
+from batchin.core.serving.inference import InferenceService
+from batchin.core.serving.text_producer import StartedText
 from batchin.http_api.endpoint import Endpoint
 from batchin.http_api.rendering import parse_json, render
 from batchin.http_api.streaming import (

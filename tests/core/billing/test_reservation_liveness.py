@@ -18,7 +18,7 @@ from batchin.config import Settings
 from batchin.core.billing.ledger import LedgerService
 from batchin.core.billing.money import UNITS_PER_CENT
 from batchin.core.clock import utcnow
-from batchin.core.serving.inference import StartedText
+from batchin.core.serving.text_producer import StartedText
 from batchin.protocol.accounts import UserCreated
 from batchin.protocol.text import ChatCompletionRequest
 from batchin.services import Services
