@@ -232,6 +232,11 @@ class TraceService:
                 span.trace_id: TraceRecord(span.trace_id, user_id, "otlp", now, **_summary_hints(span))
                 for span in reversed(decoded.spans)  # the first span of a trace gives its hints
             }
+            # Our calls' packs first: a sent span that repeats one of their span ids (a client
+            # echoing the call span of a traceparent it was just answered with) is then dropped by
+            # the store as already stored, instead of kept beside a pack written after it. Calls
+            # buffered by another API process (`serve --workers`) are not flushed from here.
+            await self.flush()
             await self._store.write(list(summaries.values()), [(user_id, span) for span in decoded.spans])
         return decoded.rejected, decoded.error_message
 

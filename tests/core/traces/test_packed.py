@@ -166,6 +166,21 @@ async def test_a_span_of_ours_sent_back_over_otlp_stays_one_span(
     assert after.spans[3] == ours
 
 
+async def test_a_span_sent_before_its_call_is_written_stays_one_span(
+    services: Services, make_user: MakeUser
+) -> None:
+    """The call span's id is in the traceparent the caller is answered with, before the call's
+    pack leaves the write-behind buffer: an echo of it sent at once is still one span."""
+    user = await make_user()
+    ctx = await context(services, user)
+    record(services, ctx)  # buffered, not yet written
+    await send(services, ctx, [otlp_span(ctx.trace.trace_id, ctx.trace.span_id, 5)])
+    trace = await services.traces.get_trace(user.id, ctx.trace.trace_id)
+    ids = [s.span_id for s in trace.spans]
+    assert ids.count(ctx.trace.span_id) == 1
+    assert next(s for s in trace.spans if s.span_id == ctx.trace.span_id).name == "batchin.call"
+
+
 async def calls_and_sent_spans(services: Services, user: UserCreated) -> tuple[CallContext, list[Span]]:
     """Three calls of one trace and spans sent over OTLP whose starts fall among theirs (some at
     the same instant as one of ours), all the user's spans in the order of one table of them."""
