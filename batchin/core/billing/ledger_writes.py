@@ -213,12 +213,13 @@ class LedgerWrites:
         return True
 
     def settle_block(self, block: Sequence[GuardedSettlement], now: datetime) -> Script[list[bool | None]]:
-        """Many guarded settlements as one operation (the batch dispatcher's group commit): per
-        settlement True (charged, its guard's write done), None (its reservation was already closed:
-        nothing written, as `settle` returning False) or False (its guard refused: nothing of it
-        written, as SettlementRefused). The same rows as one `settle` each, fewer statements: the
-        reservations are closed and the guards run one by one (each decides its settlement), the
-        usage logs go in one executemany, and the refunds and rollups are summed per row first."""
+        """Many settlements as one operation (the batch dispatcher's group commit, the calls'
+        settlements queued while the writer was busy): per settlement True (charged, its guard's
+        write done if it has one), None (its reservation was already closed: nothing written, as
+        `settle` returning False) or False (its guard refused: nothing of it written, as
+        SettlementRefused). The same rows as one `settle` each, fewer statements: the reservations
+        are closed and the guards run one by one (each decides its settlement), the usage logs go
+        in one executemany, and the refunds and rollups are summed per row first."""
         outcomes: list[bool | None] = []
         charged_ones: list[GuardedSettlement] = []
         for one in block:
@@ -227,7 +228,7 @@ class LedgerWrites:
             if (yield _CLOSE, closing).rowcount != 1:
                 outcomes.append(None)
                 continue
-            if (yield one.guard.statement, one.guard.params).rowcount != 1:
+            if one.guard is not None and (yield one.guard.statement, one.guard.params).rowcount != 1:
                 # The guard refused: undo this close (the only write of this settlement so far; the
                 # row was `held` with no closed_at a statement ago, in this same transaction).
                 yield _REOPEN, {"reservation_id": r.id}
@@ -254,7 +255,7 @@ class LedgerWrites:
             totals[1] += u.input_tokens
             totals[2] += u.output_tokens
             totals[3] += charged
-        yield _LOG, logs
+        yield _LOG, logs if len(logs) > 1 else logs[0]  # one row: execute, not executemany
         for (key_id, month), units in sorted(unspent.items()):  # spend rows first, as in _refund
             yield _UNSPEND, {"spend_key": key_id, "spend_month": month, "units": units}
         for user_id, units in sorted(credits.items()):
