@@ -46,6 +46,7 @@ from sqlalchemy import func, select
 
 from batchin.core.billing.ledger_records import (
     GuardedSettlement,
+    PendingReserve,
     Reservation,
     SettleGuard,
     SettlementRefused,
@@ -55,6 +56,7 @@ from batchin.core.billing.ledger_records import (
 )
 from batchin.core.billing.ledger_writes import LedgerWrites
 from batchin.core.billing.money import cents_to_units
+from batchin.core.billing.reserve_blocks import ReserveBlocks
 from batchin.core.billing.settle_blocks import SettlementBlocks
 from batchin.core.clock import month_of, utcnow
 from batchin.core.context import Principal
@@ -68,7 +70,9 @@ from batchin.store.tables import key_spend, reservations, users, video_jobs
 
 # The writes another process's SQLite writer may run for this one (serve --workers N, where the
 # supervisor holds the one writer: batchin/store/write_relay.py), by LedgerWrites method name.
-_RELAYED = frozenset({"reserve", "settle", "settle_block", "release", "release_silent", "renew"})
+_RELAYED = frozenset(
+    {"reserve", "reserve_block", "settle", "settle_block", "release", "release_silent", "renew"}
+)
 _SQLITE_WRITES = LedgerWrites("sqlite")
 
 
@@ -100,7 +104,9 @@ class LedgerService:
         self._held_here: set[str] = set()
         # On SQLite, settlements asked for while the writer is busy are written together.
         self._blocks: SettlementBlocks | None = None
+        self._reserves: ReserveBlocks | None = None
         if self.sqlite_writer is not None:
+            self._reserves = ReserveBlocks(self.sqlite_writer, self._transactions, _ledger_write)
             self._blocks = SettlementBlocks(
                 self.sqlite_writer, self._writes, self._transactions, _ledger_write
             )
@@ -139,10 +145,13 @@ class LedgerService:
         )
         if budget_units is not None and amount_units > budget_units:
             raise budget_refusal(reservation.month, budget_units)
-        write = self._transactions.start(self._write("reserve", reservation, budget_units, now))
-        if self.sqlite_writer is not None:
-            await self._reserved_on_writer(write, reservation)
+        if self._reserves is not None:
+            # With the other calls' reservations asked for meanwhile (reserve_blocks.py).
+            await self._reserved_on_writer(
+                self._reserves.join(PendingReserve(reservation, budget_units)), reservation
+            )
         else:
+            write = self._transactions.start(self._writes.reserve(reservation, budget_units, now))
             try:
                 await asyncio.shield(write)
             except asyncio.CancelledError:

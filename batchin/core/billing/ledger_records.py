@@ -63,6 +63,14 @@ class GuardedSettlement:
     guard: SettleGuard | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PendingReserve:
+    """One reservation of a block (LedgerWrites.reserve_block), with its key's budget if it has one."""
+
+    reservation: Reservation
+    budget_units: int | None
+
+
 class SettlementRefused(Exception):
     """The guard of a settlement refused: nothing was charged, the reservation is still held."""
 

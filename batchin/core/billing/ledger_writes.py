@@ -14,6 +14,7 @@ from sqlalchemy import Integer, String, bindparam, func, insert, literal_column,
 
 from batchin.core.billing.ledger_records import (
     GuardedSettlement,
+    PendingReserve,
     Reservation,
     SettleGuard,
     SettlementRefused,
@@ -172,18 +173,37 @@ class LedgerWrites:
             yield self._charge_spend, spend
         if (yield _DEBIT, {"user_id": r.user_id, "units": r.amount_units}).rowcount == 0:
             raise balance_refusal()
-        yield (
-            _HOLD,
-            {
-                "id": r.id,
-                "user_id": r.user_id,
-                "key_id": r.key_id,
-                "month": r.month,
-                "amount_units": r.amount_units,
-                "created_at": now,
-                "renewed_at": now,
-            },
-        )
+        yield _HOLD, _hold(r, now)
+
+    def reserve_block(self, block: Sequence[PendingReserve], now: datetime) -> Script[list[str | None]]:
+        """Many reservations as one operation (the calls' reservations queued while the writer was
+        busy): per reservation None (held) or what refused it, "budget" or "balance" (nothing of it
+        left written), decided in the order `reserve` decides. The same rows as one `reserve` each,
+        fewer statements: the spend and the debit one by one (each decides its reservation; a debit
+        refused takes back the spend added a statement before, in this same transaction), the
+        reservations in one executemany."""
+        refusals: list[str | None] = []
+        holds = []
+        for one in block:
+            r = one.reservation
+            spend = {"key_id": r.key_id, "month": r.month, "amount_units": r.amount_units}
+            if one.budget_units is not None:
+                charge = {**spend, "budget_units": one.budget_units}
+                if (yield self._charge_budget, charge).rowcount == 0:
+                    refusals.append("budget")
+                    continue
+            elif r.key_id is not None:
+                yield self._charge_spend, spend
+            if (yield _DEBIT, {"user_id": r.user_id, "units": r.amount_units}).rowcount == 0:
+                if one.budget_units is not None or r.key_id is not None:  # its spend: taken back
+                    yield _UNSPEND, {"spend_key": r.key_id, "spend_month": r.month, "units": r.amount_units}
+                refusals.append("balance")
+                continue
+            holds.append(_hold(r, now))
+            refusals.append(None)
+        if holds:
+            yield _HOLD, holds if len(holds) > 1 else holds[0]  # one row: execute, not executemany
+        return refusals
 
     def settle(
         self,
@@ -297,6 +317,18 @@ class LedgerWrites:
             chunk = reservation_ids[start : start + _RENEW_CHUNK]
             renewed += (yield _RENEW, {"reservation_ids": chunk, "now": now}).rowcount
         return renewed
+
+
+def _hold(r: Reservation, now: datetime) -> dict[str, object]:
+    return {
+        "id": r.id,
+        "user_id": r.user_id,
+        "key_id": r.key_id,
+        "month": r.month,
+        "amount_units": r.amount_units,
+        "created_at": now,
+        "renewed_at": now,
+    }
 
 
 def _usage_log(r: Reservation, u: UsageRecord, charged: int, now: datetime) -> dict[str, object]:
