@@ -27,9 +27,8 @@ from batchin.store.statements import Transactions
 
 __all__ = ["ReserveBlocks"]
 
-# As a calls' settlement block (settle_blocks.py): a few such blocks in one batch on the event loop
-# stay a short stall of it.
-_BLOCK_MAX = 8
+# As a calls' settlement block (settle_blocks.py), for the same reason.
+_BLOCK_MAX = 4
 
 
 @dataclass(slots=True)

@@ -32,9 +32,11 @@ from batchin.store.statements import Transactions, run_script
 
 __all__ = ["SettlementBlocks"]
 
-# A calls' block may commit on the event loop (group_commit.py: a batch of a few urgent operations),
-# so it closes at this many: four such blocks in one batch stay a stall of the loop under ~1 ms.
-_CALLS_BLOCK_MAX = 8
+# A calls' block may commit on the event loop (group_commit.py: a batch of at most 4 urgent
+# operations), so it closes at this many, as an urgent log append does (audit/log.py): what the
+# loop may commit at once stays the few calls' rows the writer's inline batches were sized for, and
+# a busier store's batches still go to the writer thread.
+_CALLS_BLOCK_MAX = 4
 
 # True: charged; None: the reservation was already closed (nothing written); False: its guard refused.
 Settled = bool | None
