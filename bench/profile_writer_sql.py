@@ -6,8 +6,10 @@ upstream, the settlement and the receipt's log append together, the trace write-
 wrapped so that each statement's thread CPU (sqlite3's C code and the bind) is summed by SQL text,
 and each operation's (the Python that drives its statements included): per call, the SQL's own cost
 next to the Python around it. The wrapper adds a little to both; compare trees with the same script.
+`--relay`: the writes go by name over a write relay served in this process (the supervisor's writer
+of `serve --workers N`: store/write_relay.py), which runs the same operations on its own thread.
 
-    PYTHONPATH=TREE python bench/profile_writer_sql.py [--calls 2000] [--concurrency 16]
+    PYTHONPATH=TREE python bench/profile_writer_sql.py [--calls 2000] [--concurrency 16] [--relay]
 """
 
 from __future__ import annotations
@@ -111,7 +113,8 @@ class _TimedConnection:
         return self._conn.in_transaction
 
 
-async def _main(calls: int, concurrency: int) -> dict[str, Any]:
+async def _main(calls: int, concurrency: int, relay: bool) -> dict[str, Any]:
+    from batchin import app
     from batchin.app import build_services
     from batchin.config import Settings
     from batchin.core.audit.service import AuditUsage
@@ -120,6 +123,16 @@ async def _main(calls: int, concurrency: int) -> dict[str, Any]:
     from batchin.protocol.accounts import KeyCreateRequest
 
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="profile-writer-sql-")))
+    served = None
+    if relay:
+        import os
+
+        from batchin.store.write_relay import WRITER_SOCKET, RelayedWriter, WriteRelay
+
+        database_file = str(settings.data_dir / "batchin.db")  # migrated by build_services
+        served = WriteRelay(settings.data_dir / WRITER_SOCKET, os.urandom(32), database_file)
+        address = served.address
+        app._relayed_writer = lambda _database, _relay: RelayedWriter(database_file, address)  # type: ignore[assignment]
     services = await build_services(settings)
     user = await services.accounts.create_user("p@example.com", "p", 10**9)
     key = await services.accounts.create_key(user.id, KeyCreateRequest())
@@ -161,6 +174,8 @@ async def _main(calls: int, concurrency: int) -> dict[str, Any]:
         await services.traces.flush()
     finally:
         await services.close()
+        if served is not None:
+            await served.close()
     done = calls // concurrency * concurrency
     per_call = {
         "statements_us": {
@@ -173,15 +188,22 @@ async def _main(calls: int, concurrency: int) -> dict[str, Any]:
         },
         "sql_total_us": round(sum(ns for _, ns in _SQL_NS.values()) / done / 1000, 2),
     }
-    return {"bench": "profile_writer_sql", "calls": done, "concurrency": concurrency, **per_call}
+    return {
+        "bench": "profile_writer_sql",
+        "calls": done,
+        "concurrency": concurrency,
+        "relay": relay,
+        **per_call,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--relay", action="store_true", help="write through an in-process write relay")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(_main(args.calls, args.concurrency))))
+    print(json.dumps(asyncio.run(_main(args.calls, args.concurrency, args.relay))))
 
 
 if __name__ == "__main__":
