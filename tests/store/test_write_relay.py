@@ -199,6 +199,31 @@ async def test_the_ledger_reserves_refuses_and_settles_through_the_relay(
     assert await balance_units(services, user.id) == UNITS_PER_CENT - UNITS_PER_CENT // 4
 
 
+async def test_calls_settled_together_through_the_relay_each_charge_once(
+    services: Services, make_user: MakeUser, tmp_path: Path
+) -> None:
+    path = sqlite_file(services.database)
+    if path is None:
+        pytest.skip("the relay serves a SQLite file store")
+    user = await make_user(credit_cents=10)
+    principal = await principal_for(services, user.id)
+    relay = WriteRelay(tmp_path / WRITER_SOCKET, _KEY, path)
+    writer = RelayedWriter(path, relay.address)
+    ledger = LedgerService(services.database, writer)
+    try:
+        held = [await ledger.reserve(principal, UNITS_PER_CENT) for _ in range(3)]
+        settled = await asyncio.gather(
+            *(ledger.settle(r, usage(UNITS_PER_CENT // 4)) for r in held),
+            ledger.settle(held[0], usage(UNITS_PER_CENT // 4)),
+        )
+        assert writer._conn is None  # nothing ran on this process's own writer (never opened)
+    finally:
+        await ledger.close()
+        await relay.close()
+    assert settled == [UNITS_PER_CENT // 4] * 3 + [0]
+    assert await balance_units(services, user.id) == 10 * UNITS_PER_CENT - 3 * (UNITS_PER_CENT // 4)
+
+
 def test_the_wire_carries_dataclasses_times_and_errors_exactly() -> None:
     now = datetime.now(UTC)
     reservation = Reservation("r1", "u1", None, "2026-12", 5)

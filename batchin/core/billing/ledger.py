@@ -22,9 +22,11 @@ the last renewal.
     settle(..., guard=g)            also runs the guard's write in the same transaction; if the guard
                                     refuses (e.g. the batch task is no longer this worker's), nothing
                                     is written and SettlementRefused is raised: a batch task is
-                                    billed exactly when its result is recorded. On SQLite the
-                                    guarded settlements asked for while the writer is busy go in
-                                    one block (LedgerWrites.settle_block), each with its own outcome
+                                    billed exactly when its result is recorded
+
+On SQLite the settlements asked for while the writer is busy go in one block (settle_blocks.py:
+LedgerWrites.settle_block, one writer operation; the calls' and the guarded ones apart), each with
+its own outcome.
 
 Each write is one script of statements (ledger_writes.py) with one transaction path per store: on
 the default SQLite store the group-commit writer (batchin/store/group_commit.py, the hot path; the
@@ -44,6 +46,7 @@ from sqlalchemy import func, select
 
 from batchin.core.billing.ledger_records import (
     GuardedSettlement,
+    PendingReserve,
     Reservation,
     SettleGuard,
     SettlementRefused,
@@ -53,6 +56,8 @@ from batchin.core.billing.ledger_records import (
 )
 from batchin.core.billing.ledger_writes import LedgerWrites
 from batchin.core.billing.money import cents_to_units
+from batchin.core.billing.reserve_blocks import ReserveBlocks
+from batchin.core.billing.settle_blocks import SettlementBlocks
 from batchin.core.clock import month_of, utcnow
 from batchin.core.context import Principal
 from batchin.core.random_ids import uuid7_text
@@ -65,7 +70,9 @@ from batchin.store.tables import key_spend, reservations, users, video_jobs
 
 # The writes another process's SQLite writer may run for this one (serve --workers N, where the
 # supervisor holds the one writer: batchin/store/write_relay.py), by LedgerWrites method name.
-_RELAYED = frozenset({"reserve", "settle", "release", "release_silent", "renew"})
+_RELAYED = frozenset(
+    {"reserve", "reserve_block", "settle", "settle_block", "release", "release_silent", "renew"}
+)
 _SQLITE_WRITES = LedgerWrites("sqlite")
 
 
@@ -95,8 +102,14 @@ class LedgerService:
         self._writes = LedgerWrites(database.dialect)
         # Reservations held by live calls of this process: renewed by `renew_held`, never swept here.
         self._held_here: set[str] = set()
-        # Guarded settlements waiting for the SQLite writer, written together (`_join_block`).
-        self._block: list[tuple[GuardedSettlement, asyncio.Future[bool | None]]] | None = None
+        # On SQLite, settlements asked for while the writer is busy are written together.
+        self._blocks: SettlementBlocks | None = None
+        self._reserves: ReserveBlocks | None = None
+        if self.sqlite_writer is not None:
+            self._reserves = ReserveBlocks(self.sqlite_writer, self._transactions, _ledger_write)
+            self._blocks = SettlementBlocks(
+                self.sqlite_writer, self._writes, self._transactions, _ledger_write
+            )
 
     @property
     def live_reservations(self) -> int:
@@ -132,10 +145,13 @@ class LedgerService:
         )
         if budget_units is not None and amount_units > budget_units:
             raise budget_refusal(reservation.month, budget_units)
-        write = self._transactions.start(self._write("reserve", reservation, budget_units, now))
-        if self.sqlite_writer is not None:
-            await self._reserved_on_writer(write, reservation)
+        if self._reserves is not None:
+            # With the other calls' reservations asked for meanwhile (reserve_blocks.py).
+            await self._reserved_on_writer(
+                self._reserves.join(PendingReserve(reservation, budget_units)), reservation
+            )
         else:
+            write = self._transactions.start(self._writes.reserve(reservation, budget_units, now))
             try:
                 await asyncio.shield(write)
             except asyncio.CancelledError:
@@ -192,8 +208,18 @@ class LedgerService:
     async def settle(self, reservation: Reservation, usage: UsageRecord) -> int:
         """Charge the call; returns the units charged (0 if this reservation was already closed)."""
         charged = max(0, min(usage.cost_units, reservation.amount_units))
-        closed = await self._close(reservation, self._write("settle", reservation, usage, charged, utcnow()))
-        return charged if closed else 0
+        if self._blocks is None:
+            closed = await self._close(
+                reservation, self._writes.settle(reservation, usage, charged, utcnow())
+            )
+            return charged if closed else 0
+        # On SQLite one operation of the writer's next transaction with the other calls' settlements
+        # asked for meanwhile (settle_blocks.py); it runs whatever becomes of the caller.
+        try:
+            outcome = await self._blocks.join(GuardedSettlement(reservation, usage, charged))
+        finally:
+            self._held_here.discard(reservation.id)
+        return charged if outcome else 0
 
     async def settle_guarded(
         self, reservation: Reservation, usage: UsageRecord, guard: SettleGuard
@@ -202,78 +228,21 @@ class LedgerService:
         None if the reservation was already closed (nothing written, guard not run); raises
         SettlementRefused if the guard refused."""
         charged = max(0, min(usage.cost_units, reservation.amount_units))
-        writer = self.sqlite_writer
-        if writer is None:
+        if self._blocks is None:
             settle = self._writes.settle(reservation, usage, charged, utcnow(), guard)
             closed = await self._close(reservation, settle)
             return charged if closed else None
         # On SQLite the settlements asked for while the writer is busy are one operation of its
-        # next transaction (LedgerWrites.settle_block): a batch dispatcher's group commit.
+        # next transaction (settle_blocks.py): a batch dispatcher's group commit.
         try:
             outcome = await asyncio.shield(
-                self._join_block(writer, GuardedSettlement(reservation, usage, charged, guard))
+                self._blocks.join(GuardedSettlement(reservation, usage, charged, guard))
             )
         finally:
             self._held_here.discard(reservation.id)
         if outcome is False:
             raise SettlementRefused(reservation.id)
         return charged if outcome else None
-
-    def _join_block(
-        self, writer: GroupCommitWriter, settlement: GuardedSettlement
-    ) -> asyncio.Future[bool | None]:
-        """Add the settlement to the block waiting for the writer (opening one if none waits):
-        the block gathers settlements until the writer takes it, i.e. while the writer is busy
-        with the previous transaction, so the busier the store, the larger the blocks."""
-        future: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
-        block = self._block if self._block is not None else self._open_block(writer)
-        block.append((settlement, future))
-        return future
-
-    def _open_block(
-        self, writer: GroupCommitWriter
-    ) -> list[tuple[GuardedSettlement, asyncio.Future[bool | None]]]:
-        block: list[tuple[GuardedSettlement, asyncio.Future[bool | None]]] = []
-        self._block = block
-
-        def taken() -> None:  # on the event loop: later settlements go to a new block
-            if self._block is block:
-                self._block = None
-
-        def write(cur: sqlite3.Cursor) -> list[bool | None]:  # on the writer thread, block closed
-            return run_script(cur, self._writes.settle_block([one for one, _ in block], utcnow()))
-
-        def deliver(done: asyncio.Future[list[bool | None]]) -> None:
-            if not done.cancelled() and done.exception() is None:
-                for (_, future), outcome in zip(block, done.result(), strict=True):
-                    if not future.done():
-                        future.set_result(outcome)
-                return
-            # The block failed as a whole (a store error in one of its rows): each is written
-            # again on its own, so one bad row never fails its neighbours' tasks.
-            for settlement, future in block:
-                self._write_alone(settlement, future)
-
-        writer.submit(write, on_taken=taken).add_done_callback(deliver)
-        return block
-
-    def _write_alone(self, one: GuardedSettlement, future: asyncio.Future[bool | None]) -> None:
-        script = self._writes.settle(one.reservation, one.usage, one.charged, utcnow(), one.guard)
-        written = self._transactions.start(script)
-
-        def deliver(done: asyncio.Future[bool]) -> None:
-            if future.done():
-                return
-            if done.cancelled():
-                future.set_exception(RuntimeError("the settlement's write was cancelled"))
-            elif isinstance(done.exception(), SettlementRefused):
-                future.set_result(False)
-            elif (error := done.exception()) is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(True if done.result() else None)
-
-        written.add_done_callback(deliver)
 
     async def load(self, reservation_id: str) -> Reservation | None:
         """A held reservation by id (None when it does not exist or is already closed)."""

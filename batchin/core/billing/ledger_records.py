@@ -54,12 +54,21 @@ class SettleGuard(Protocol):
 @dataclass(frozen=True, slots=True)
 class GuardedSettlement:
     """One settlement of a block (LedgerWrites.settle_block): `charged` already bounded by the
-    reservation."""
+    reservation. Without a guard (a call's settlement) it is plain data, sent by name to another
+    process's writer."""
 
     reservation: Reservation
     usage: UsageRecord
     charged: int
-    guard: SettleGuard
+    guard: SettleGuard | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReserve:
+    """One reservation of a block (LedgerWrites.reserve_block), with its key's budget if it has one."""
+
+    reservation: Reservation
+    budget_units: int | None
 
 
 class SettlementRefused(Exception):

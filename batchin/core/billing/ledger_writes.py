@@ -14,6 +14,7 @@ from sqlalchemy import Integer, String, bindparam, func, insert, literal_column,
 
 from batchin.core.billing.ledger_records import (
     GuardedSettlement,
+    PendingReserve,
     Reservation,
     SettleGuard,
     SettlementRefused,
@@ -172,18 +173,37 @@ class LedgerWrites:
             yield self._charge_spend, spend
         if (yield _DEBIT, {"user_id": r.user_id, "units": r.amount_units}).rowcount == 0:
             raise balance_refusal()
-        yield (
-            _HOLD,
-            {
-                "id": r.id,
-                "user_id": r.user_id,
-                "key_id": r.key_id,
-                "month": r.month,
-                "amount_units": r.amount_units,
-                "created_at": now,
-                "renewed_at": now,
-            },
-        )
+        yield _HOLD, _hold(r, now)
+
+    def reserve_block(self, block: Sequence[PendingReserve], now: datetime) -> Script[list[str | None]]:
+        """Many reservations as one operation (the calls' reservations queued while the writer was
+        busy): per reservation None (held) or what refused it, "budget" or "balance" (nothing of it
+        left written), decided in the order `reserve` decides. The same rows as one `reserve` each,
+        fewer statements: the spend and the debit one by one (each decides its reservation; a debit
+        refused takes back the spend added a statement before, in this same transaction), the
+        reservations in one executemany."""
+        refusals: list[str | None] = []
+        holds = []
+        for one in block:
+            r = one.reservation
+            spend = {"key_id": r.key_id, "month": r.month, "amount_units": r.amount_units}
+            if one.budget_units is not None:
+                charge = {**spend, "budget_units": one.budget_units}
+                if (yield self._charge_budget, charge).rowcount == 0:
+                    refusals.append("budget")
+                    continue
+            elif r.key_id is not None:
+                yield self._charge_spend, spend
+            if (yield _DEBIT, {"user_id": r.user_id, "units": r.amount_units}).rowcount == 0:
+                if one.budget_units is not None or r.key_id is not None:  # its spend: taken back
+                    yield _UNSPEND, {"spend_key": r.key_id, "spend_month": r.month, "units": r.amount_units}
+                refusals.append("balance")
+                continue
+            holds.append(_hold(r, now))
+            refusals.append(None)
+        if holds:
+            yield _HOLD, holds if len(holds) > 1 else holds[0]  # one row: execute, not executemany
+        return refusals
 
     def settle(
         self,
@@ -213,12 +233,13 @@ class LedgerWrites:
         return True
 
     def settle_block(self, block: Sequence[GuardedSettlement], now: datetime) -> Script[list[bool | None]]:
-        """Many guarded settlements as one operation (the batch dispatcher's group commit): per
-        settlement True (charged, its guard's write done), None (its reservation was already closed:
-        nothing written, as `settle` returning False) or False (its guard refused: nothing of it
-        written, as SettlementRefused). The same rows as one `settle` each, fewer statements: the
-        reservations are closed and the guards run one by one (each decides its settlement), the
-        usage logs go in one executemany, and the refunds and rollups are summed per row first."""
+        """Many settlements as one operation (the batch dispatcher's group commit, the calls'
+        settlements queued while the writer was busy): per settlement True (charged, its guard's
+        write done if it has one), None (its reservation was already closed: nothing written, as
+        `settle` returning False) or False (its guard refused: nothing of it written, as
+        SettlementRefused). The same rows as one `settle` each, fewer statements: the reservations
+        are closed and the guards run one by one (each decides its settlement), the usage logs go
+        in one executemany, and the refunds and rollups are summed per row first."""
         outcomes: list[bool | None] = []
         charged_ones: list[GuardedSettlement] = []
         for one in block:
@@ -227,7 +248,7 @@ class LedgerWrites:
             if (yield _CLOSE, closing).rowcount != 1:
                 outcomes.append(None)
                 continue
-            if (yield one.guard.statement, one.guard.params).rowcount != 1:
+            if one.guard is not None and (yield one.guard.statement, one.guard.params).rowcount != 1:
                 # The guard refused: undo this close (the only write of this settlement so far; the
                 # row was `held` with no closed_at a statement ago, in this same transaction).
                 yield _REOPEN, {"reservation_id": r.id}
@@ -254,7 +275,7 @@ class LedgerWrites:
             totals[1] += u.input_tokens
             totals[2] += u.output_tokens
             totals[3] += charged
-        yield _LOG, logs
+        yield _LOG, logs if len(logs) > 1 else logs[0]  # one row: execute, not executemany
         for (key_id, month), units in sorted(unspent.items()):  # spend rows first, as in _refund
             yield _UNSPEND, {"spend_key": key_id, "spend_month": month, "units": units}
         for user_id, units in sorted(credits.items()):
@@ -296,6 +317,18 @@ class LedgerWrites:
             chunk = reservation_ids[start : start + _RENEW_CHUNK]
             renewed += (yield _RENEW, {"reservation_ids": chunk, "now": now}).rowcount
         return renewed
+
+
+def _hold(r: Reservation, now: datetime) -> dict[str, object]:
+    return {
+        "id": r.id,
+        "user_id": r.user_id,
+        "key_id": r.key_id,
+        "month": r.month,
+        "amount_units": r.amount_units,
+        "created_at": now,
+        "renewed_at": now,
+    }
 
 
 def _usage_log(r: Reservation, u: UsageRecord, charged: int, now: datetime) -> dict[str, object]:
