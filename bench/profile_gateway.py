@@ -146,24 +146,48 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
+OTHER = "other (builtins, json, uuid…)"
+
+
+def _part(file: str, name: str) -> str:
+    where = f"{file} {name}"
+    return next((p for p, marks in PARTS if any(m in where for m in marks)), OTHER)
+
+
 def parts_table(prof: Path, calls: int) -> str:
-    """The profiled thread's own time per call, summed by part of the path."""
+    """The profiled thread's own time per call, summed by part of the path; then the same with the
+    "other" functions' own time charged to their callers' parts (split as cProfile's caller
+    records split it, one level up: what is still "other" was called from "other" code)."""
     stats = pstats.Stats(str(prof)).stats  # type: ignore[attr-defined]
     by_part: collections.Counter[str] = collections.Counter()
-    for (file, _line, name), (_cc, _nc, own, _cum, _callers) in stats.items():
-        where = f"{file} {name}"
-        part = next(
-            (p for p, marks in PARTS if any(m in where for m in marks)), "other (builtins, json, uuid…)"
-        )
+    charged: collections.Counter[str] = collections.Counter()
+    for (file, _line, name), (_cc, _nc, own, _cum, callers) in stats.items():
+        part = _part(file, name)
         by_part[part] += own
+        if part != OTHER or not callers:
+            charged[part] += own
+            continue
+        from_callers = sum(record[2] for record in callers.values()) or 1.0
+        for (caller_file, _, caller_name), record in callers.items():
+            charged[_part(caller_file, caller_name)] += own * record[2] / from_callers
     total = sum(by_part.values())
-    rows = [
+    return "\n".join(
+        [
+            *_part_rows(by_part, total, calls),
+            f"{total * 1000 / calls:7.3f} ms/call  total (profiled: inflated by the profiler)",
+            "",
+            '## the same, "other" charged to its callers\' parts',
+            "",
+            *_part_rows(charged, total, calls),
+        ]
+    )
+
+
+def _part_rows(by_part: collections.Counter[str], total: float, calls: int) -> list[str]:
+    return [
         f"{own * 1000 / calls:7.3f} ms/call {own * 100 / total:5.1f}%  {part}"
         for part, own in by_part.most_common()
     ]
-    return "\n".join(
-        [*rows, f"{total * 1000 / calls:7.3f} ms/call  total (profiled: inflated by the profiler)"]
-    )
 
 
 ThreadTimes = dict[str, tuple[float, float]]

@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections import deque
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from batchin.errors import PayloadTooLarge
 
-__all__ = ["LimitedBody", "check_declared_length", "limit_body"]
+__all__ = ["LimitedBody", "check_declared_length", "limit_body", "read_limited"]
 
 _BODY = "Request body"
 
@@ -31,6 +31,36 @@ def limit_body(
     once more than `max_bytes` have been declared or have arrived."""
     check_declared_length(request, max_bytes, subject=subject, param=param)
     return Request(request.scope, _capped(request.receive, max_bytes, subject, param))
+
+
+async def read_limited(request: Request, max_bytes: int) -> bytes:
+    """`await limit_body(request, max_bytes).body()`, read from `receive` in one loop: no second
+    Request, Headers object, receive wrapper or body stream generator (every JSON request's body,
+    read before anything else, so from the request's own messages as the limited Request reads
+    them). A disconnect raises ClientDisconnect, as Request.stream does."""
+    for name, value in request.scope["headers"]:
+        if name == b"content-length":
+            declared = value.decode("latin-1")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise _too_large(max_bytes, _BODY, None)
+            break  # the first one counts, as Headers.get reads it
+    receive = request.receive
+    chunks: list[bytes] = []
+    seen = 0
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            body = message.get("body", b"")
+            seen += len(body)
+            if seen > max_bytes:
+                raise _too_large(max_bytes, _BODY, None)
+            if body:
+                chunks.append(body)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        elif kind == "http.disconnect":
+            raise ClientDisconnect()
 
 
 def check_declared_length(

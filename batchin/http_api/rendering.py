@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from batchin.errors import InvalidRequest
-from batchin.http_api.body_limit import limit_body
+from batchin.http_api.body_limit import read_limited
 from batchin.protocol.common import validate
 
 M = TypeVar("M", bound=BaseModel)
@@ -42,7 +42,7 @@ def render(
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The raw body, refused with 413 as soon as it passes `max_bytes` (declared or streamed)."""
-    return await limit_body(request, max_bytes).body()
+    return await read_limited(request, max_bytes)
 
 
 async def parse_json(request: Request, model: type[M], max_bytes: int) -> M:

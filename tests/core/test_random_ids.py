@@ -4,6 +4,7 @@ and a forked child that does not repeat its parent's pool."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 
@@ -56,3 +57,19 @@ def test_time_ordered_ids_lead_with_the_milliseconds_and_sort_by_time() -> None:
     assert len(trace_id) == 32
     assert before <= int(trace_id[:12], 16) <= after
     assert len({uuid7_text() for _ in range(1000)}) == 1000  # the random rest tells ids of one ms apart
+
+
+def test_threads_sharing_the_pool_never_get_the_same_bytes() -> None:
+    taken: list[list[str]] = [[] for _ in range(4)]
+
+    def draw(into: list[str]) -> None:
+        for _ in range(20 * random_ids._READ // 16):
+            into.append(token_hex(16))
+
+    threads = [threading.Thread(target=draw, args=(into,)) for into in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [value for into in taken for value in into]
+    assert len(set(ids)) == len(ids)

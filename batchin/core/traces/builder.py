@@ -19,7 +19,9 @@ import functools
 import random
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import orjson
 
 from batchin import __version__
 from batchin.core.billing.money import units_to_cents
@@ -124,7 +126,59 @@ class CallFacts:
 
     def spans(self, environment: str) -> list[Span]:
         """The call's spans; `status` "succeeded", "cancelled" or the failure's name."""
-        trace_id, root_id = self.trace.trace_id, self.trace.span_id
+        resource, values = self._packed_values(environment)
+        trace_id = self.trace.trace_id
+        spans = []
+        for span_id, parent, name, kind, start, end, code, message, attributes, *rest in values:
+            events, links, trace_state, flags, scope_name, scope_version = rest
+            spans.append(
+                Span(
+                    trace_id,
+                    span_id,
+                    parent,
+                    name,
+                    kind,
+                    start,
+                    end,
+                    code,
+                    message,
+                    attributes,
+                    resource,
+                    events,
+                    links,
+                    trace_state,
+                    flags,
+                    scope_name,
+                    scope_version,
+                )
+            )
+        return spans
+
+    def packed(self, user_id: str, environment: str) -> tuple[Any, ...]:
+        """The call's trace_call_spans row, as `pack_call(user_id, self.spans(environment))` makes
+        it, without building the Span objects it would take apart again (18 of the ~28 us the
+        trace writer spent per call)."""
+        resource, values = self._packed_values(environment)
+        root = values[0]  # its id is the row's key
+        first_start = last_start = root[4]
+        last_end, status = root[5], root[6]
+        for value in values:
+            start, end, code = value[4], value[5], value[6]
+            if start < first_start:
+                first_start = start
+            if start > last_start:
+                last_start = start
+            if end > last_end:
+                last_end = end
+            if code > status:
+                status = code
+        trace_id, count = self.trace.trace_id, len(values)
+        packed = orjson.dumps([resource, values])
+        return (user_id, trace_id, root[0], first_start, last_end, last_start, status, count, packed)
+
+    def _packed_values(self, environment: str) -> tuple[list[JSON], list[list[Any]]]:
+        """The resource attributes and each span in packed.py's PACKED_FIELDS order."""
+        root_id = self.trace.span_id
         # Built once per call; each span's attributes are these followed by its own. The values'
         # OTLP types are known here (the fields' types), so the attributes are written out as
         # `key_values` would make them, without its per-value dispatch (~18 values a call).
@@ -149,10 +203,8 @@ class CallFacts:
             finish: int,
             own: list[JSON],
             status: tuple[int, str] = (STATUS_UNSET, ""),
-        ) -> Span:
-            # Positional, in Span's field order: five spans a call, built by the trace writer.
-            return Span(
-                trace_id,
+        ) -> list[Any]:
+            return [
                 span_id,
                 parent,
                 name,
@@ -162,14 +214,13 @@ class CallFacts:
                 status[0],
                 status[1],
                 common + own,
-                resource,
                 [],
                 [],
                 "",
                 0,
                 SCOPE_NAME,
                 __version__,
-            )
+            ]
 
         start, end, admitted = self.start_ns, self.end_ns, self.admitted_ns
         input_tokens = _attribute("gen_ai.usage.input_tokens", self.prompt_tokens)
@@ -196,7 +247,7 @@ class CallFacts:
             _attribute("batchin.admitted", admitted is not None),
         ]
         if admitted is None:
-            return [
+            return resource, [
                 root,
                 span("batchin.admission", new_span_id(), root_id, start, end, queue, (code, message)),
             ]
@@ -214,12 +265,11 @@ class CallFacts:
             spans.append(span("batchin.encode", new_span_id(), root_id, engine_end, end, [], (code, message)))
         first = self.first_token_ns
         if first is not None:
+            engine_id = engine[0]
             ttft = [_attribute("batchin.ttft_seconds", (first - admitted) / 1e9)]
-            spans.append(span("batchin.first_token", new_span_id(), engine.span_id, admitted, first, ttft))
-            spans.append(
-                span("batchin.completion", new_span_id(), engine.span_id, first, end, [output_tokens])
-            )
-        return spans
+            spans.append(span("batchin.first_token", new_span_id(), engine_id, admitted, first, ttft))
+            spans.append(span("batchin.completion", new_span_id(), engine_id, first, end, [output_tokens]))
+        return resource, spans
 
 
 def call_spans(

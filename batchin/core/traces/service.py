@@ -182,11 +182,15 @@ class TraceService:
         await self._buffer.flush()
 
     async def _write(self, batch: list[tuple[TraceRecord, Sequence[Span] | CallFacts]]) -> None:
-        await self._store.write(
-            [summary for summary, _ in batch],
-            [],
-            [(summary.user_id, self._built(spans)) for summary, spans in batch],
-        )
+        calls: list[tuple[str, Sequence[Span]]] = []
+        packed: list[tuple[Any, ...]] = []
+        for summary, spans in batch:
+            if isinstance(spans, CallFacts) and not (self.sink is not None and spans.trace.sampled):
+                # Nothing else wants this call's Span objects: its row is packed from the facts.
+                packed.append(spans.packed(summary.user_id, self.environment))
+            else:
+                calls.append((summary.user_id, self._built(spans)))
+        await self._store.write([summary for summary, _ in batch], [], calls, packed=packed)
 
     def _built(self, spans: Sequence[Span] | CallFacts) -> Sequence[Span]:
         if not isinstance(spans, CallFacts):

@@ -147,9 +147,11 @@ class TraceStore:
         records: list[TraceRecord],
         spans: list[tuple[str, Span]],
         calls: Sequence[tuple[str, Sequence[Span]]] = (),
+        packed: Sequence[tuple[Any, ...]] = (),
     ) -> None:
         """Upsert summaries and add spans in one transaction: `spans` (user id, span) a row each,
-        `calls` (user id, one call's spans) packed a row per call. Repeats are no-ops."""
+        `calls` (user id, one call's spans) packed a row per call, `packed` calls' rows packed
+        already (CallFacts.packed). Repeats are no-ops."""
         # One statement may not touch a row twice (PostgreSQL's ON CONFLICT rule): merge first.
         summaries: dict[tuple[str, str], TraceRecord] = {}
         for record in records:
@@ -157,7 +159,7 @@ class TraceStore:
             known = summaries.get(key)
             summaries[key] = known.filled_from(record) if known else record
         summary_rows = [_summary_row(s) for s in summaries.values()]
-        packs: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+        packs = {(row[0], row[1], row[2]): row for row in packed}
         loose = list(spans)
         for user, call in calls:
             row, rest = pack_call(user, call)

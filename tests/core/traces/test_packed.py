@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import random
+
 import orjson
+import pytest
 from sqlalchemy import func, select
 
 from batchin.core.context import CallContext
 from batchin.core.trace_context import continue_trace
+from batchin.core.traces.builder import CallFacts
 from batchin.core.traces.otlp import STATUS_ERROR, Span
 from batchin.core.traces.packed import pack_call, unpack
 from batchin.core.traces.service import call_spans
@@ -57,6 +61,33 @@ def test_a_packed_call_unpacks_to_equal_spans() -> None:
     assert row is not None
     assert row[:3] == ("u1", spans[0].trace_id, spans[0].span_id)
     assert unpack(row[1], row[-1]) == spans
+
+
+@pytest.mark.parametrize(
+    ("status", "admitted", "first_token", "engine_end", "region"),
+    [
+        ("succeeded", 2_000, 3_000, None, None),
+        ("cancelled", 2_000, None, None, "eu"),
+        ("EngineFailed", None, None, None, None),
+        ("succeeded", 2_000, None, 4_000, "us"),
+        ("EncodeFailed", 2_000, 3_000, 9_500, None),
+    ],
+)
+def test_a_call_packed_from_its_facts_is_the_row_its_spans_pack_into(
+    status: str, admitted: int | None, first_token: int | None, engine_end: int | None, region: str | None
+) -> None:
+    trace = continue_trace(TRACEPARENT)
+    facts = CallFacts(
+        trace, "u1", "req_1", "run_1", "default", region, "chat.completions", "m", "r", "p", status,
+        "rec_1", 3, 2**40, 7, 0.25, 1_000, admitted, first_token, 10_000, engine_end,
+    )  # fmt: skip
+    random.seed(7)  # the same child span ids both ways
+    direct = facts.packed("u1", "production")
+    random.seed(7)
+    row, rest = pack_call("u1", facts.spans("production"))
+
+    assert rest == []
+    assert direct == row
 
 
 def test_a_packed_row_states_its_spans_range_status_and_count() -> None:
