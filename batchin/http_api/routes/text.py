@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from pydantic import BaseModel
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -64,19 +65,28 @@ async def _respond(
         headers = {**ctx.response_headers(), **started.audit_headers()}
         return sse_response(request, chunks(started), headers=headers, on_close=started.generation.aclose)
 
-    async def run() -> tuple[BaseModel, dict[str, str]]:
+    async def run() -> tuple[BaseModel, StartedText]:
         started = await start()
+        started.generation.hold_epilogue()  # run below, once the answer is sent
         try:
             result = await whole(started)
         finally:
             await started.generation.aclose()
-        return result, started.audit_headers()
+        return result, started
 
     try:
-        result, audit_headers = await until_disconnect(request, run())
+        result, started = await until_disconnect(request, run())
     except ClientDisconnected:
         return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody is left to read it
-    return render(result, headers={**ctx.response_headers(), **audit_headers})
+    response = render(result, headers={**ctx.response_headers(), **started.audit_headers()})
+    # The call's metrics and trace are recorded after its answer has left (it waited for the
+    # settlement and the receipt only); before any later request of the client's is read.
+    response.background = BackgroundTask(_epilogue, started)
+    return response
+
+
+async def _epilogue(started: StartedText) -> None:
+    started.generation.run_epilogue()
 
 
 async def create_chat_completion(request: Request, ctx: CallContext, deps: TextDeps) -> Response:
