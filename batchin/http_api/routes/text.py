@@ -63,7 +63,10 @@ async def _respond(
         except ClientDisconnected:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         headers = {**ctx.response_headers(), **started.audit_headers()}
-        return sse_response(request, chunks(started), headers=headers, on_close=started.generation.aclose)
+        started.generation.hold_epilogue()
+        events = sse_response(request, chunks(started), headers=headers, on_close=started.generation.aclose)
+        events.background = BackgroundTask(_epilogue, started)  # after `[DONE]`
+        return events
 
     async def run() -> tuple[BaseModel, StartedText]:
         started = await start()
@@ -79,13 +82,14 @@ async def _respond(
     except ClientDisconnected:
         return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody is left to read it
     response = render(result, headers={**ctx.response_headers(), **started.audit_headers()})
-    # The call's metrics and trace are recorded after its answer has left (it waited for the
-    # settlement and the receipt only); before any later request of the client's is read.
     response.background = BackgroundTask(_epilogue, started)
     return response
 
 
 async def _epilogue(started: StartedText) -> None:
+    """The call's metrics, trace and prompt sample, recorded once its answer has left (the answer
+    waited for the settlement and the receipt only), before the connection's next request is read.
+    Where the response never gets here (the caller left), the loop runs it instead."""
     started.generation.run_epilogue()
 
 
