@@ -45,6 +45,8 @@ _ASYNC_STEPS = [
     ("batchin.core.serving.inference", "InferenceService.start_chat", "start_chat(until admitted)"),
     ("batchin.core.serving.text_producer", "TextProducer._sealed", "receipt wait"),
     ("batchin.core.serving.text_serving", "chat_completion", "answer collected+built"),
+    # ">": the request to the upstream starts; "<": the upstream's response head is read.
+    ("batchin.models.upstream_client", "UpstreamClient.post_json", "upstream request"),
 ]
 # Plain functions: "label" once, when called.
 _SYNC_STEPS = [
@@ -61,6 +63,7 @@ _AROUND_STEPS = [
     ("batchin.core.prompts.service", "PromptService.record", "prompt sample"),
     ("batchin.core.audit.service", "AuditService.seal", "audit.seal(sign+queue)"),
     ("batchin.http_api.routes.text", "render", "render"),
+    ("batchin.models.upstream_stream", "StreamDecoder.feed", "upstream chunk decoded"),
 ]
 
 _EVENTS: list[tuple[int, int, str, str]] = []  # (monotonic ns, thread CPU ns, thread name, label)
@@ -159,6 +162,8 @@ def _instrument() -> None:
             _stamp("response head sent")
         elif message["type"] == "http.response.body" and not message.get("more_body", False):
             _stamp("RESPONSE SENT")
+        elif message["type"] == "http.response.body":
+            _stamp("body chunk sent")
 
     cycle.send = traced_send  # type: ignore[method-assign]
 
@@ -203,7 +208,7 @@ def _report(events: list[list[Any]]) -> str:
         spans = [
             b - a
             for call in calls
-            if (a := _at(call, first)) is not None and (b := _at(call, last)) is not None
+            if (a := _at(call, first)) is not None and (b := _at(call, last, a)) is not None
         ]
         if spans:
             lines.append(f"{statistics.median(spans) / 1e6:8.3f}  {name}")
@@ -240,7 +245,7 @@ def _report(events: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-# name: (first event, last event) of one call, each the first of its label in the call.
+# name: (first event, last event) of one call: the first of its label, the first of its label after it.
 _INTERVALS = {
     "request parsed -> reservation asked": ("ACCEPT", "ledger.reserve>"),
     "reservation (its commit round trip)": ("ledger.reserve>", "ledger.reserve<"),
@@ -251,6 +256,11 @@ _INTERVALS = {
     "generation end offered -> answer built": ("generation end offered", "answer collected+built<"),
     "answer built -> response sent": ("answer collected+built<", "RESPONSE SENT"),
     "receipt in hand -> response sent": ("receipt wait<", "RESPONSE SENT"),
+    # streams
+    "request parsed -> upstream request started": ("ACCEPT", "upstream request>"),
+    "request parsed -> response head sent": ("ACCEPT", "response head sent"),
+    "upstream request started -> its head read": ("upstream request>", "upstream request<"),
+    "upstream's first chunk decoded -> a body chunk sent": ("upstream chunk decoded<", "body chunk sent"),
 }
 
 
@@ -282,8 +292,9 @@ def _kind(label: str) -> str:
     return label
 
 
-def _at(call: list[list[Any]], label: str) -> int | None:
-    return next((event[0] for event in call if event[3] == label), None)
+def _at(call: list[list[Any]], label: str, since: int = 0) -> int | None:
+    """When the call's first event of `label` (at or after `since`) happened."""
+    return next((event[0] for event in call if event[3] == label and event[0] >= since), None)
 
 
 def main() -> None:
@@ -293,6 +304,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--events", help="also keep the raw events (JSON) in this file")
+    parser.add_argument("--stream", action="store_true", help="streamed calls (TTFT: the first token's line)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import httpx
@@ -312,20 +324,37 @@ def main() -> None:
         env = {"BATCHIN_MODELS": str(remote_catalog(upstream_url))}
         server = stack.enter_context(batchin_server(core=0, env=env, workers=1, launcher=launcher))
         body = {"model": "remote-bench", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64}
+        body["stream"] = args.stream
         headers = {"Authorization": f"Bearer {server.api_key}"}
+        ttfts: list[float] = []
         with httpx.Client(headers=headers, timeout=60) as client:
+
+            def call() -> None:
+                start = time.perf_counter()
+                with client.stream("POST", f"{server.base}/v1/chat/completions", json=body) as response:
+                    response.raise_for_status()
+                    first = None
+                    for line in response.iter_lines():
+                        if first is None and "tok" in line:
+                            first = time.perf_counter() - start
+                    if first is not None:
+                        ttfts.append(first * 1000)
+
             for _ in range(20):
-                client.post(f"{server.base}/v1/chat/completions", json=body).raise_for_status()
+                call()
             os.kill(server.process.pid, signal.SIGUSR1)
             time.sleep(0.5)
+            ttfts.clear()
             for _ in range(args.calls):
-                client.post(f"{server.base}/v1/chat/completions", json=body).raise_for_status()
+                call()
             time.sleep(0.5)  # the last call's trace rows
             os.kill(server.process.pid, signal.SIGUSR2)
             time.sleep(1.0)
         if args.events:
             Path(args.events).write_text(out.read_text())
         print(_report(json.loads(out.read_text())))
+        if args.stream and ttfts:
+            print(f"\nclient TTFT (its first token's line), median: {statistics.median(ttfts):.3f} ms")
 
 
 if __name__ == "__main__":
