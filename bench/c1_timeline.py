@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import inspect
 import json
 import os
 import signal
@@ -40,23 +41,49 @@ _ASYNC_STEPS = [
     ("batchin.core.serving.text_producer", "TextProducer._pump", "upstream (runner)"),
     # The same step in base trees from before the producer had its own module:
     ("batchin.core.serving.inference", "InferenceService._pump", "upstream (runner)"),
+    ("batchin.http_api.routes.text", "parse_json", "parse body"),
+    ("batchin.core.serving.inference", "InferenceService.start_chat", "start_chat(until admitted)"),
+    ("batchin.core.serving.text_producer", "TextProducer._sealed", "receipt wait"),
+    ("batchin.core.serving.text_serving", "chat_completion", "answer collected+built"),
+    # ">": the request to the upstream starts; "<": the upstream's response head is read.
+    ("batchin.models.upstream_client", "UpstreamClient.post_json", "upstream request"),
 ]
 # Plain functions: "label" once, when called.
 _SYNC_STEPS = [
-    ("batchin.core.traces.service", "TraceService.record_generation", "trace.record_generation"),
     ("batchin.store.group_commit", "GroupCommitWriter.submit", "writer.submit"),
     ("batchin.store.group_commit", "GroupCommitWriter._on_thread", "writer.queue_put(thread wake)"),
     ("batchin.store.group_commit", "_settle", "loop: writer outcome delivered"),
-    ("asyncio.selector_events", "BaseSelectorEventLoop._write_to_self", "self-pipe write"),
+    ("batchin.core.serving.generation", "BufferedStream._offer", "generation end offered"),
 ]
-# Run on the writer thread: "label>" / "label<" with that thread's CPU clock.
-_THREAD_STEPS = [("batchin.store.group_commit", "GroupCommitWriter._apply", "writer txn")]
+# Plain functions timed: "label>" / "label<" (on the loop, or on the writer thread for "writer txn").
+_AROUND_STEPS = [
+    ("batchin.store.group_commit", "GroupCommitWriter._apply", "writer txn"),
+    ("batchin.core.traces.service", "TraceService.record_generation", "trace.record_generation"),
+    ("batchin.core.serving.text_producer", "observe_generation", "metrics"),
+    ("batchin.core.prompts.service", "PromptService.record", "prompt sample"),
+    ("batchin.core.audit.service", "AuditService.seal", "audit.seal(sign+queue)"),
+    ("batchin.http_api.routes.text", "render", "render"),
+    ("batchin.models.upstream_stream", "StreamDecoder.feed", "upstream chunk decoded"),
+]
 
 _EVENTS: list[tuple[int, int, str, str]] = []  # (monotonic ns, thread CPU ns, thread name, label)
+# At these the loop's time spent runnable but not running (the kernel's schedstat) is stamped too
+# ("runq NS"): the server runs on uvloop, whose turns and waits Python cannot see, so the part of
+# the call's wall time that is neither its loop's CPU nor preemption is what the loop sat waiting.
+_RUNQ_AT = frozenset({"ACCEPT", "upstream (runner)>", "upstream (runner)<", "RESPONSE SENT"})
+
+
+_SCHEDSTAT: dict[str, int] = {}  # thread name -> its schedstat file, open
 
 
 def _stamp(label: str) -> None:
-    _EVENTS.append((time.monotonic_ns(), time.thread_time_ns(), threading.current_thread().name, label))
+    thread = threading.current_thread().name
+    _EVENTS.append((time.monotonic_ns(), time.thread_time_ns(), thread, label))
+    if label in _RUNQ_AT:
+        if thread not in _SCHEDSTAT:  # /proc/thread-self is resolved when opened: this thread's
+            _SCHEDSTAT[thread] = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        waited = os.pread(_SCHEDSTAT[thread], 100, 0).split()[1].decode()
+        _EVENTS.append((time.monotonic_ns(), time.thread_time_ns(), thread, f"runq {waited}"))
 
 
 def _owner(module: str, path: str) -> tuple[Any, str]:
@@ -90,6 +117,12 @@ def _wrap_sync(function: Callable[..., Any], label: str, *, around: bool) -> Cal
     return wrapped
 
 
+def _replace(owner: Any, name: str, wrapped: Callable[..., Any]) -> None:
+    """`owner.name = wrapped`, a static method staying one (else it would be bound to `self`)."""
+    static = isinstance(inspect.getattr_static(owner, name), staticmethod)
+    setattr(owner, name, staticmethod(wrapped) if static else wrapped)
+
+
 def _instrument() -> None:
     for module, path, label in _ASYNC_STEPS:
         try:
@@ -97,11 +130,15 @@ def _instrument() -> None:
             getattr(owner, name)
         except (ImportError, AttributeError):  # a step this tree has under another name
             continue
-        setattr(owner, name, _wrap_async(getattr(owner, name), label))
-    for steps, around in ((_SYNC_STEPS, False), (_THREAD_STEPS, True)):
+        _replace(owner, name, _wrap_async(getattr(owner, name), label))
+    for steps, around in ((_SYNC_STEPS, False), (_AROUND_STEPS, True)):
         for module, path, label in steps:
-            owner, name = _owner(module, path)
-            setattr(owner, name, _wrap_sync(getattr(owner, name), label, around=around))
+            try:
+                owner, name = _owner(module, path)
+                getattr(owner, name)
+            except (ImportError, AttributeError):
+                continue
+            _replace(owner, name, _wrap_sync(getattr(owner, name), label, around=around))
     from batchin.store.group_commit import GroupCommitWriter
 
     connect = GroupCommitWriter._connection
@@ -112,19 +149,6 @@ def _instrument() -> None:
         return conn
 
     GroupCommitWriter._connection = traced_connection  # type: ignore[method-assign]
-    import selectors
-
-    select = selectors.EpollSelector.select
-
-    def timed_select(self: Any, timeout: float | None = None) -> Any:  # the loop idle, and why
-        start = time.monotonic_ns()
-        ready = select(self, timeout)
-        if time.monotonic_ns() - start > 100_000:
-            waited = "none" if timeout is None else f"{timeout * 1000:.3f} ms"
-            _stamp(f"loop idle {(time.monotonic_ns() - start) / 1e6:.3f} ms (timeout {waited})")
-        return ready
-
-    selectors.EpollSelector.select = timed_select  # type: ignore[method-assign]
     from uvicorn.protocols.http import httptools_impl
 
     protocol = httptools_impl.HttpToolsProtocol
@@ -134,8 +158,12 @@ def _instrument() -> None:
 
     async def traced_send(self: Any, message: Any) -> None:
         await send(self, message)
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
+        if message["type"] == "http.response.start":
+            _stamp("response head sent")
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
             _stamp("RESPONSE SENT")
+        elif message["type"] == "http.response.body":
+            _stamp("body chunk sent")
 
     cycle.send = traced_send  # type: ignore[method-assign]
 
@@ -164,7 +192,7 @@ def _report(events: list[list[Any]]) -> str:
     for call in calls:
         t0, seen, opened = call[0][0], {}, {}
         for wall, thread_cpu, thread, label in call:
-            key = f"{label} [{'loop' if thread == 'MainThread' else thread}]"
+            key = f"{_kind(label)} [{'loop' if thread == 'MainThread' else thread}]"
             seen[key] = seen.get(key, 0) + 1
             nth = f"{key} #{seen[key]}"
             offsets.setdefault(nth, []).append((wall - t0) / 1e6)
@@ -180,7 +208,7 @@ def _report(events: list[list[Any]]) -> str:
         spans = [
             b - a
             for call in calls
-            if (a := _at(call, first)) is not None and (b := _at(call, last)) is not None
+            if (a := _at(call, first)) is not None and (b := _at(call, last, a)) is not None
         ]
         if spans:
             lines.append(f"{statistics.median(spans) / 1e6:8.3f}  {name}")
@@ -190,10 +218,13 @@ def _report(events: list[list[Any]]) -> str:
         - ((_at(c, "upstream (runner)<") or 0) - (_at(c, "upstream (runner)>") or 0))
         for c in calls
     ]
-    lines += [
-        f"{statistics.median(own) / 1e6:8.3f}  gateway's own time (request to response less the upstream)",
-        "",
-    ]
+    own_ms = statistics.median(own) / 1e6
+    lines.append(f"{own_ms:8.3f}  gateway's own time (request to response, less the upstream)")
+    split = [t for call in calls if (t := _own_time(call)) is not None]
+    if split:
+        for index, name in enumerate(("wall", "loop CPU", "loop preempted", "loop waiting (the rest)")):
+            lines.append(f"{statistics.median(t[index] for t in split):8.3f}    of it: {name}")
+    lines.append("")
     for call in calls[10:13]:  # three whole calls as recorded
         lines.append("one call: ms  [thread CPU ms]  event")
         for wall, thread_cpu, thread, label in call:
@@ -214,19 +245,56 @@ def _report(events: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-# name: (first event, last event) of one call, each the first of its label in the call.
+# name: (first event, last event) of one call: the first of its label, the first of its label after it.
 _INTERVALS = {
     "request parsed -> reservation asked": ("ACCEPT", "ledger.reserve>"),
     "reservation (its commit round trip)": ("ledger.reserve>", "ledger.reserve<"),
     "reservation -> upstream asked": ("ledger.reserve<", "upstream (runner)>"),
     "upstream answered -> settlement asked": ("upstream (runner)<", "ledger.settle>"),
-    "settlement + receipt (sign, one commit)": ("ledger.settle>", "audit.finish(sign+append)<"),
-    "receipt logged -> response sent": ("audit.finish(sign+append)<", "RESPONSE SENT"),
+    "settlement asked -> receipt in hand (one commit)": ("ledger.settle>", "receipt wait<"),
+    "receipt in hand -> generation end offered": ("receipt wait<", "generation end offered"),
+    "generation end offered -> answer built": ("generation end offered", "answer collected+built<"),
+    "answer built -> response sent": ("answer collected+built<", "RESPONSE SENT"),
+    "receipt in hand -> response sent": ("receipt wait<", "RESPONSE SENT"),
+    # streams
+    "request parsed -> upstream request started": ("ACCEPT", "upstream request>"),
+    "request parsed -> response head sent": ("ACCEPT", "response head sent"),
+    "upstream request started -> its head read": ("upstream request>", "upstream request<"),
+    "upstream's first chunk decoded -> a body chunk sent": ("upstream chunk decoded<", "body chunk sent"),
 }
 
 
-def _at(call: list[list[Any]], label: str) -> int | None:
-    return next((event[0] for event in call if event[3] == label), None)
+def _own_time(call: list[list[Any]]) -> tuple[float, float, float, float] | None:
+    """(wall, loop CPU, loop preempted, loop waiting) in ms from the parsed request to the response
+    sent, less the upstream step: preempted = runnable but not running, waiting = the rest."""
+    marks: dict[str, tuple[list[Any], int]] = {}
+    for event, after in zip(call, [*call[1:], None], strict=True):
+        if event[2] == "MainThread" and event[3] in _RUNQ_AT and after and after[3].startswith("runq "):
+            marks.setdefault(event[3], (event, int(after[3].split()[1])))
+    need = ("ACCEPT", "upstream (runner)>", "upstream (runner)<", "RESPONSE SENT")
+    if any(label not in marks for label in need):
+        return None
+    (accept, q0), (up_in, q1), (up_out, q2), (sent, q3) = (marks[label] for label in need)
+    wall = (sent[0] - accept[0]) - (up_out[0] - up_in[0])
+    cpu = (sent[1] - accept[1]) - (up_out[1] - up_in[1])
+    preempted = (q3 - q0) - (q2 - q1)
+    return wall / 1e6, cpu / 1e6, preempted / 1e6, (wall - cpu - preempted) / 1e6
+
+
+def _kind(label: str) -> str:
+    """A label without its values (statements', idle times'): the counts per call group by it."""
+    if label.startswith("runq "):
+        return "runq"
+    if not label.startswith("sql: "):
+        return label
+    for cut in (" (", " VALUES", " SET", " WHERE"):
+        label = label.split(cut)[0]
+    return label
+
+
+def _at(call: list[list[Any]], label: str, since: int = 0) -> int | None:
+    """When the call's first event of `label` (at or after `since`) happened."""
+    return next((event[0] for event in call if event[3] == label and event[0] >= since), None)
 
 
 def main() -> None:
@@ -235,9 +303,16 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--events", help="also keep the raw events (JSON) in this file")
+    parser.add_argument("--stream", action="store_true", help="streamed calls (TTFT: the first token's line)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import httpx
+
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        # As bench_gateway: the client shares core 1 with the upstream. A client on the server's
+        # core takes it from the loop as soon as the response's head is written (wakeup preemption).
+        os.sched_setaffinity(0, {1})
 
     from bench.bench_gateway import DELAY_MS, TOKENS
     from bench.harness import batchin_server, fake_upstream_process, remote_catalog
@@ -249,18 +324,37 @@ def main() -> None:
         env = {"BATCHIN_MODELS": str(remote_catalog(upstream_url))}
         server = stack.enter_context(batchin_server(core=0, env=env, workers=1, launcher=launcher))
         body = {"model": "remote-bench", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64}
+        body["stream"] = args.stream
         headers = {"Authorization": f"Bearer {server.api_key}"}
+        ttfts: list[float] = []
         with httpx.Client(headers=headers, timeout=60) as client:
+
+            def call() -> None:
+                start = time.perf_counter()
+                with client.stream("POST", f"{server.base}/v1/chat/completions", json=body) as response:
+                    response.raise_for_status()
+                    first = None
+                    for line in response.iter_lines():
+                        if first is None and "tok" in line:
+                            first = time.perf_counter() - start
+                    if first is not None:
+                        ttfts.append(first * 1000)
+
             for _ in range(20):
-                client.post(f"{server.base}/v1/chat/completions", json=body).raise_for_status()
+                call()
             os.kill(server.process.pid, signal.SIGUSR1)
             time.sleep(0.5)
+            ttfts.clear()
             for _ in range(args.calls):
-                client.post(f"{server.base}/v1/chat/completions", json=body).raise_for_status()
+                call()
             time.sleep(0.5)  # the last call's trace rows
             os.kill(server.process.pid, signal.SIGUSR2)
             time.sleep(1.0)
+        if args.events:
+            Path(args.events).write_text(out.read_text())
         print(_report(json.loads(out.read_text())))
+        if args.stream and ttfts:
+            print(f"\nclient TTFT (its first token's line), median: {statistics.median(ttfts):.3f} ms")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ On the loop the connection never waits for the lock (busy timeout 0: a busy stor
 to the thread, which waits as before) and never checkpoints (automatic checkpoints off: copying
 16 MB of WAL must not stall every call in flight); every `_THREAD_EVERY`-th batch, every larger
 one and every batch holding any other operation (bulk task rows, trace rows, claims: their size is
-not bounded) still go to the thread, with automatic checkpoints on, so the WAL is checkpointed there.
+not bounded) still go to the thread, with automatic checkpoints on, so the WAL is checkpointed there;
+a batch that went to the thread for any of these reasons counts as the thread's turn (at c=1 the
+trace rows' flushes are the thread's turns, and no call waits for a hand-off).
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ _MAX_BATCH = 512
 # Batches of at most this many operations may commit on the event loop (see the module docstring);
 # larger ones (high concurrency) keep the thread, where SQLite's C code runs outside the GIL.
 _INLINE_MAX = 4
-# One batch in this many goes to the thread even when small: its COMMIT runs the automatic
-# checkpoint that the loop's commits skip (a WAL of 4,000 pages gains ~16 calls' pages meanwhile).
+# At most this many batches in a row commit on the loop: the next goes to the thread even when small,
+# as its COMMIT runs the automatic checkpoint that the loop's commits skip (a WAL of 4,000 pages gains
+# ~16 calls' pages meanwhile). Any batch committed on the thread restarts the count: where the trace
+# rows' flushes (every 0.2 s) reach the thread anyway, no call's own commit is sent there for it.
 _THREAD_EVERY = 16
 # The connection's settings on the loop / on the thread (those of SQLITE_PRAGMAS), set on a switch.
 _ON_LOOP = "PRAGMA busy_timeout=0", "PRAGMA wal_autocheckpoint=0"
@@ -147,6 +151,7 @@ class GroupCommitWriter:
                     raise
                 continue
             if outcomes is None:
+                self._inline_left = _THREAD_EVERY  # its COMMIT runs the automatic checkpoint
                 on_thread = self._on_thread(asyncio.get_running_loop(), partial(self._apply, operations))
                 on_thread.add_done_callback(partial(self._from_thread, batch))
                 return
@@ -220,7 +225,6 @@ class GroupCommitWriter:
         turn of the thread (None: run it on the thread)."""
         self._inline_left -= 1
         if self._inline_left <= 0:
-            self._inline_left = _THREAD_EVERY
             return None
         conn = self._connection()
         self._settings(conn, on_loop=True)

@@ -3,10 +3,14 @@ the spans name the model and the audit record, and other tenants cannot see it."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx2
+import orjson
 import pytest
+from starlette.applications import Starlette
 
 from batchin.config import Settings
 from batchin.protocol.accounts import UserCreated
@@ -71,3 +75,49 @@ async def test_another_tenant_gets_404(
     other = await make_user()
     response = await client.get(f"/v1/traces/{TRACE_ID}", headers=bearer(other.api_key))
     assert response.status_code == 404
+
+
+async def test_the_call_is_traced_once_its_answer_is_sent(
+    app: Starlette, services: Services, user: UserCreated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    record = services.traces.record_generation
+
+    def recorded(*args: Any, **kwargs: Any) -> None:
+        seen.append("traced")
+        record(*args, **kwargs)
+
+    monkeypatch.setattr(services.traces, "record_generation", recorded)
+    body = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # the client stays connected
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        seen.append(f"{message['type']} {message.get('status', '')}".strip())
+
+    headers = [(b"host", b"testserver"), (b"content-type", b"application/json")]
+    headers.append((b"authorization", f"Bearer {user.api_key}".encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("203.0.113.9", 5555),
+        "server": ("testserver", 80),
+    }
+    await app(scope, receive, send)
+    # The answer waited for its receipt only; the call's trace (and metrics) follow it out.
+    assert seen == ["http.response.start 200", "http.response.body", "traced"]

@@ -92,6 +92,25 @@ async def test_a_large_batch_one_not_urgent_and_every_nth_small_one_commit_on_th
     assert len(_rows(path)) == large + group_commit._THREAD_EVERY + 1
 
 
+async def test_a_batch_on_the_thread_for_its_own_reasons_counts_as_the_threads_turn(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    _table(path)
+    writer = GroupCommitWriter(str(path))
+    try:
+        every = group_commit._THREAD_EVERY
+        loop_thread = threading.current_thread().name
+        first = [await writer.run(_insert(f"a{i}"), urgent=True) for i in range(every - 1)]
+        # Trace rows, say: not urgent, so on the thread, whose COMMIT runs the automatic checkpoint.
+        assert await writer.run(_insert("background")) == "batchin-ledger"
+        # The count starts again: the small batches that follow need not go to the thread for it.
+        then = [await writer.run(_insert(f"b{i}"), urgent=True) for i in range(every - 1)]
+        assert set(first) == set(then) == {loop_thread}
+        assert await writer.run(_insert("turn"), urgent=True) == "batchin-ledger"
+    finally:
+        await writer.close()
+    assert len(_rows(path)) == 2 * every
+
+
 async def test_a_small_batch_waits_for_a_busy_store_on_the_thread_not_the_loop(tmp_path: Path) -> None:
     path = tmp_path / "w.db"
     _table(path)

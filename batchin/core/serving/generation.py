@@ -6,12 +6,15 @@ and it pays for what was made.
 
 The producer task owns the whole paid call (reserve → admission slot → engine → settle), so a
 disconnect (the reader cancels it), an engine error and a normal end all close the call exactly once.
+What the call records once it is over (metrics, trace, prompt sample: its epilogue) runs after the
+reader has its end, and where the reader asks for it, after its answer is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +26,8 @@ from batchin.core.serving.admission import Preempted, was_preempted
 from batchin.errors import ServiceUnavailable
 from batchin.models.base import TextDelta, ToolCallDelta
 from batchin.models.tool_calls import assembled_calls
+
+log = logging.getLogger("batchin.inference")
 
 
 class SlowConsumer(ClientGone):
@@ -87,6 +92,8 @@ class BufferedStream(Generic[T]):
         self._task: asyncio.Task[None] | None = None
         self._final: object = None  # _END or the producer's exception, once it is done
         self._stopping = False
+        self._epilogue: Callable[[], None] | None = None  # see `set_epilogue`
+        self._epilogue_held = False  # the reader runs it after its answer (`hold_epilogue`)
 
     async def start(self, produce: Callable[[Self, asyncio.Future[None]], Awaitable[None]]) -> None:
         """Run `produce` in its own task; returns once it has opened (or raises its refusal)."""
@@ -123,9 +130,35 @@ class BufferedStream(Generic[T]):
                 opened.set_exception(exc)
             else:
                 self._offer(exc)
+        else:
+            self.open(opened)  # a producer that ended without opening: its reader gets the end
+            self._offer(_END)
+        finally:
+            if self._epilogue is not None:
+                # Queued after the reader's wake-up, so a reader runs it first (see `aclose`): this
+                # is for a call that no reader ends (refused before it opened, a reader gone).
+                asyncio.get_running_loop().call_soon(self.run_epilogue)
+
+    def set_epilogue(self, epilogue: Callable[[], None]) -> None:
+        """Producer side, as it ends: what the call records once it is over (metrics, trace), run
+        once after the reader has its end instead of before it: when the reading ends (`aclose`),
+        after the reader's answer is sent where it holds it (`hold_epilogue`), or on the loop's next
+        turn where nobody reads."""
+        self._epilogue = epilogue
+
+    def hold_epilogue(self) -> None:
+        """Reader side: ending the reading leaves the epilogue to the reader, who runs it
+        (`run_epilogue`) once its answer is out; if it never gets there, the loop does."""
+        self._epilogue_held = True
+
+    def run_epilogue(self) -> None:
+        epilogue, self._epilogue = self._epilogue, None
+        if epilogue is None:
             return
-        self.open(opened)  # a producer that ended without opening: its reader gets the end
-        self._offer(_END)
+        try:
+            epilogue()
+        except Exception:  # the call's answer stands; what failed is only its record
+            log.exception("recording a finished generation failed")
 
     @staticmethod
     def open(opened: asyncio.Future[None]) -> None:
@@ -231,20 +264,24 @@ class BufferedStream(Generic[T]):
             await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the producer (if still running) and wait until its call is settled."""
+        """Stop the producer (if still running) and wait until its call is settled; then its
+        epilogue, unless the reader holds it (`hold_epilogue`)."""
         task = self._task
-        if task is None or task.done():
-            return
-        if not self._stopping:
-            # Once: a reader's close and its response's close may both come here, and a second
-            # cancel would interrupt the producer while it settles what was made.
-            self._stopping = True
-            task.cancel()
-        await asyncio.wait({task})
+        if task is not None and not task.done():
+            if not self._stopping:
+                # Once: a reader's close and its response's close may both come here, and a second
+                # cancel would interrupt the producer while it settles what was made.
+                self._stopping = True
+                task.cancel()
+            await asyncio.wait({task})
+        if not self._epilogue_held:
+            self.run_epilogue()
 
     async def wait(self) -> None:
         if self._task is not None:
             await asyncio.wait({self._task})
+        if not self._epilogue_held:
+            self.run_epilogue()
 
 
 class TextGeneration(BufferedStream[TextDelta]):

@@ -1,8 +1,9 @@
 """A text call's producer: the task that runs one admitted generation from start to record.
 
 It takes the call's money (reservation → settlement), its admission slot, the engine's deltas into
-the generation's buffer, then the call's signed record, prompt-registry sample, metrics and trace,
-whatever becomes of the call. `InferenceService` prepares the call and starts this task.
+the generation's buffer, then the call's signed record, whatever becomes of the call; its
+prompt-registry sample, metrics and trace follow the answer (the generation's epilogue).
+`InferenceService` prepares the call and starts this task.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
+from functools import partial
 
 from batchin.core.audit.records import AuditReceipt, AuditUsage, PendingRecord
 from batchin.core.audit.service import AuditService
@@ -139,27 +141,34 @@ class TextProducer:
             if sealing is not None:
                 await self._sealed(started, sealing)
             started.cost_units = (metered.charged_units or 0) if metered else 0
-            if started.prompt is not None and status == "succeeded" and self._prompts is not None:
-                self._prompts.record(
-                    started.prompt,
-                    output_text=gen.stats.output_text(),
-                    latency_ms=_engine_ms(gen),
-                    cost_units=started.cost_units,
-                )
-            observe_generation(self._metrics, entry.id, endpoint, gen, status)
-            self._traces.record_generation(
-                ctx,
-                endpoint=endpoint,
-                model_id=entry.id,
-                timings=gen.stats,
-                status=status,
-                route_id=started.audit.route_id,
-                provider=started.audit.provider,
-                record_id=started.receipt.record_id if started.receipt else None,
-                prompt_tokens=gen.stats.prompt_tokens,
-                completion_tokens=gen.stats.completion_tokens,
-                cost_units=(metered.charged_units or 0) if metered else 0,
+            # The answer waits for its settlement and receipt only; what the call records once it is
+            # over follows it (BufferedStream.set_epilogue).
+            gen.set_epilogue(partial(self._record, started, ctx, endpoint, status))
+
+    def _record(self, started: StartedText, ctx: CallContext, endpoint: str, status: str) -> None:
+        """A finished call's prompt-registry sample, metrics and trace."""
+        gen, model_id = started.generation, started.entry.id
+        if started.prompt is not None and status == "succeeded" and self._prompts is not None:
+            self._prompts.record(
+                started.prompt,
+                output_text=gen.stats.output_text(),
+                latency_ms=_engine_ms(gen),
+                cost_units=started.cost_units,
             )
+        observe_generation(self._metrics, model_id, endpoint, gen, status)
+        self._traces.record_generation(
+            ctx,
+            endpoint=endpoint,
+            model_id=model_id,
+            timings=gen.stats,
+            status=status,
+            route_id=started.audit.route_id,
+            provider=started.audit.provider,
+            record_id=started.receipt.record_id if started.receipt else None,
+            prompt_tokens=gen.stats.prompt_tokens,
+            completion_tokens=gen.stats.completion_tokens,
+            cost_units=started.cost_units,
+        )
 
     def _seal(self, started: StartedText) -> Awaitable[AuditReceipt]:
         """Sign the call's audit record over what was actually produced (also for a cancelled

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from pydantic import BaseModel
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -62,21 +63,34 @@ async def _respond(
         except ClientDisconnected:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         headers = {**ctx.response_headers(), **started.audit_headers()}
-        return sse_response(request, chunks(started), headers=headers, on_close=started.generation.aclose)
+        started.generation.hold_epilogue()
+        events = sse_response(request, chunks(started), headers=headers, on_close=started.generation.aclose)
+        events.background = BackgroundTask(_epilogue, started)  # after `[DONE]`
+        return events
 
-    async def run() -> tuple[BaseModel, dict[str, str]]:
+    async def run() -> tuple[BaseModel, StartedText]:
         started = await start()
+        started.generation.hold_epilogue()  # run below, once the answer is sent
         try:
             result = await whole(started)
         finally:
             await started.generation.aclose()
-        return result, started.audit_headers()
+        return result, started
 
     try:
-        result, audit_headers = await until_disconnect(request, run())
+        result, started = await until_disconnect(request, run())
     except ClientDisconnected:
         return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody is left to read it
-    return render(result, headers={**ctx.response_headers(), **audit_headers})
+    response = render(result, headers={**ctx.response_headers(), **started.audit_headers()})
+    response.background = BackgroundTask(_epilogue, started)
+    return response
+
+
+async def _epilogue(started: StartedText) -> None:
+    """The call's metrics, trace and prompt sample, recorded once its answer has left (the answer
+    waited for the settlement and the receipt only), before the connection's next request is read.
+    Where the response never gets here (the caller left), the loop runs it instead."""
+    started.generation.run_epilogue()
 
 
 async def create_chat_completion(request: Request, ctx: CallContext, deps: TextDeps) -> Response:

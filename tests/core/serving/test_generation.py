@@ -183,3 +183,54 @@ async def test_batches_hand_over_what_was_buffered_together_and_count_until_the_
     rest = [batch async for batch in reader]
     assert [[delta.text for delta in batch] for batch in [first, *rest]] == [["a", "b"], ["c"]]
     assert handed == [True, True, False]
+
+
+async def _ended_with_epilogue(ran: list[str]) -> TextGeneration:
+    generation = TextGeneration(buffer_size=2, stall_timeout=5, prompt_tokens=0)
+
+    async def produce(gen: TextGeneration, admitted: asyncio.Future[None]) -> None:
+        gen.admitted(admitted, 0.0)
+        await gen.push(TextDelta("a", finish_reason="stop"))
+        gen.set_epilogue(lambda: ran.append("epilogue"))
+
+    await generation.start(produce)
+    return generation
+
+
+async def test_the_epilogue_runs_once_when_the_reading_ends() -> None:
+    ran: list[str] = []
+    generation = await _ended_with_epilogue(ran)
+    texts = []
+    async for delta in generation:
+        texts.append(delta.text)
+        assert ran == []  # the reader has the output before the call's records are made
+    assert (texts, ran) == (["a"], ["epilogue"])
+    await asyncio.sleep(0)  # the loop's turn for an epilogue nobody ran: nothing left to run
+    await generation.aclose()
+    assert ran == ["epilogue"]
+
+
+async def test_a_held_epilogue_is_the_readers_to_run_after_its_answer() -> None:
+    ran: list[str] = []
+    generation = await _ended_with_epilogue(ran)
+    generation.hold_epilogue()
+    assert [delta.text async for delta in generation] == ["a"]
+    await generation.aclose()
+    assert ran == []  # the reading has ended: the answer is the reader's to send first
+    generation.run_epilogue()
+    generation.run_epilogue()
+    assert ran == ["epilogue"]
+
+
+async def test_an_epilogue_no_reader_runs_runs_on_the_loop() -> None:
+    ran: list[str] = []
+    generation = TextGeneration(buffer_size=2, stall_timeout=5, prompt_tokens=0)
+
+    async def refused(gen: TextGeneration, admitted: asyncio.Future[None]) -> None:
+        gen.set_epilogue(lambda: ran.append("epilogue"))
+        raise SlowConsumer("refused before it opened")  # any refusal: the caller gets it
+
+    with pytest.raises(SlowConsumer):
+        await generation.start(refused)
+    await asyncio.sleep(0)
+    assert ran == ["epilogue"]
