@@ -124,10 +124,9 @@ async def test_a_batch_of_events_is_one_body_message() -> None:
     client = Client()
     request: Any = SimpleNamespace(state=SimpleNamespace(request_id="r"))
     await sse_response(request, batches(), headers={}, on_close=closed)(SCOPE, client.receive, client.send)
-    bodies = [m["body"] for m in client.sent if m["type"] == "http.response.body"]
+    bodies = [(m["body"], m["more_body"]) for m in client.sent if m["type"] == "http.response.body"]
     assert bodies == [
-        b'data: {"a":1}\r\n\r\ndata: {"b":2}\r\n\r\n',
-        b'data: {"c":3}\r\n\r\n',
-        b"data: [DONE]\r\n\r\n",
-        b"",
+        (b'data: {"a":1}\r\n\r\ndata: {"b":2}\r\n\r\n', True),
+        (b'data: {"c":3}\r\n\r\n', True),
+        (b"data: [DONE]\r\n\r\n", False),  # the end goes with the response's last message
     ]
