@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from pydantic import BaseModel
@@ -26,11 +26,20 @@ from starlette.types import Receive, Scope, Send
 from batchin.core.billing.metering import ClientGone
 from batchin.core.serving.generation import BufferedStream
 from batchin.errors import BatchInError, ServiceUnavailable
+from batchin.http_api.disconnect import ClientDisconnected, DisconnectWatch, until_disconnect
 from batchin.http_api.middleware import BODY_SEND
+
+__all__ = [
+    "CLIENT_CLOSED_REQUEST",
+    "ClientDisconnected",
+    "ClosingStream",
+    "DisconnectWatch",
+    "sse_response",
+    "until_disconnect",
+]
 
 log = logging.getLogger("batchin.http")
 
-T = TypeVar("T")
 
 _PING_SECONDS = 15
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a caller that went away (sent to nobody)
@@ -101,13 +110,14 @@ class _EventStream(EventSourceResponse):
     task waits for it once. Stopping the stream cancels that task, never the request's."""
 
     def __init__(
-        self, content: AsyncIterator[bytes], *, headers: Mapping[str, str] | None = None, ping: float
+        self, content: AsyncIterator[Any], *, headers: Mapping[str, str] | None = None, ping: float
     ) -> None:
         # What this class uses of sse-starlette's __init__, which costs ~25 µs a stream (an ABC
         # isinstance check, an anyio Lock, the headers through MutableHeaders): the same raw
         # headers (test_sse_stream.py compares them), built directly when no given header name
         # meets one it sets. The rest of its state only its own __call__ needs (see there).
         self._given = (content, headers, ping)
+        self._watch: DisconnectWatch | None = None  # a request's watch, handed over by sse_response
         raw = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in (headers or {}).items()
@@ -125,6 +135,8 @@ class _EventStream(EventSourceResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if asyncio.current_task() is None:  # not under asyncio: sse-starlette's own way
+            if self._watch is not None:
+                self._watch.cancel()
             content, headers, interval = self._given
             EventSourceResponse.__init__(self, content, headers=headers, ping=interval)
             await super().__call__(scope, receive, send)
@@ -132,12 +144,6 @@ class _EventStream(EventSourceResponse):
         loop = asyncio.get_running_loop()
         # Body messages skip the wrappers that only look at the start (see middleware.BODY_SEND).
         send_body: Send = scope.get("state", {}).get(BODY_SEND, send)
-
-        async def send_events() -> None:
-            async for chunk in self.body_iterator:
-                await send_body({"type": "http.response.body", "body": chunk, "more_body": True})
-            self.active = False
-            await send_body({"type": "http.response.body", "body": b"", "more_body": False})
 
         sender: asyncio.Task[None] | None = None
         stopped = False  # ended by a disconnect or the shutdown, not by the events running out
@@ -148,11 +154,6 @@ class _EventStream(EventSourceResponse):
                 stopped, self.active = True, False
                 if sender is not None:
                     sender.cancel()
-
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            stop()
 
         pings: list[asyncio.Task[None]] = []
 
@@ -171,7 +172,12 @@ class _EventStream(EventSourceResponse):
         on_shutdown = _ShutdownStop(stop)
         shutdown.events.add(on_shutdown)  # type: ignore[arg-type]  # only `set()` is called
         _ensure_watcher_started_on_this_loop()
-        watcher = loop.create_task(watch())
+        watch = self._watch
+        if watch is None:
+            watch = DisconnectWatch(receive)
+        watch.then(stop)
+        if watch.gone:  # the caller left between its call's start and this response
+            stop()
         timer = [loop.call_later(self.ping_interval, ping_due)]
         try:
             await send(
@@ -180,7 +186,7 @@ class _EventStream(EventSourceResponse):
             if AppStatus.should_exit:
                 stop()
             if not stopped:
-                sender = loop.create_task(send_events())
+                sender = loop.create_task(self._send_events(send_body))
                 await sender
         except asyncio.CancelledError:
             # The sender cancelled by our own stop: the response simply ends. A cancel of this task
@@ -194,14 +200,81 @@ class _EventStream(EventSourceResponse):
             self.active = False
             shutdown.events.discard(on_shutdown)  # type: ignore[arg-type,unused-ignore]
             timer[0].cancel()
-            watcher.cancel()
+            watch.cancel()
             for task in pings:
                 task.cancel()
-            aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:  # runs the generator's cleanup if it was left mid-way
-                await aclose()
+            await self._cleanup()
         if self.background is not None:
             await self.background()
+
+    async def _cleanup(self) -> None:
+        aclose = getattr(self.body_iterator, "aclose", None)
+        if aclose is not None:  # runs the generator's cleanup if it was left mid-way
+            await aclose()
+
+    async def _send_events(self, send_body: Send) -> None:
+        async for chunk in self.body_iterator:
+            await send_body({"type": "http.response.body", "body": chunk, "more_body": True})
+        self.active = False
+        await send_body({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class _BatchStream(_EventStream):
+    """An inference stream: batches of events from core (what was ready together), each batch
+    framed with one join and sent in one write, by the sending task itself (no generator layer
+    between the batches and the writes). The end — `[DONE]`, after an error its event — goes out
+    with the response's last message, one write with the chunked body's terminator."""
+
+    def __init__(
+        self,
+        request: Request,
+        batches: AsyncIterator[Sequence[bytes | BaseModel | dict[str, Any]]],
+        *,
+        headers: Mapping[str, str] | None,
+        on_close: Callable[[], Awaitable[None]],
+        watch: DisconnectWatch | None,
+    ) -> None:
+        # No send_timeout: a stalled reader is already cut off from the engine by its generation's
+        # bounded buffer (core/serving/generation.py), and a timeout costs a cancel scope per event.
+        super().__init__(batches, headers=headers, ping=_PING_SECONDS)
+        self._request, self._on_close, self._closed = request, on_close, False
+        self._watch = watch
+
+    async def _send_events(self, send_body: Send) -> None:
+        batches = self.body_iterator
+        end = _DONE
+        try:
+            while True:
+                try:
+                    batch = await batches.__anext__()  # type: ignore[attr-defined]
+                except StopAsyncIteration:
+                    break
+                except BatchInError as exc:
+                    end = _error_event(exc) + _DONE
+                    break
+                except ClientGone:
+                    # A reader that stalled past the timeout was dropped: tell it, if it ever reads again.
+                    gone = ServiceUnavailable("The stream was dropped: the reader fell too far behind.")
+                    end = _error_event(gone) + _DONE
+                    break
+                except Exception:
+                    log.exception("stream failed (request %s)", self._request.state.request_id)
+                    end = _error_event(BatchInError("The stream failed on the server.")) + _DONE
+                    break
+                await send_body({"type": "http.response.body", "body": _events(batch), "more_body": True})
+        finally:
+            await self._close()
+        self.active = False
+        await send_body({"type": "http.response.body", "body": end, "more_body": False})
+
+    async def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._on_close()
+
+    async def _cleanup(self) -> None:
+        await super()._cleanup()
+        await self._close()  # a stream stopped before its sender ran
 
 
 def sse_response(
@@ -210,33 +283,13 @@ def sse_response(
     *,
     headers: dict[str, str],
     on_close: Callable[[], Awaitable[None]],
+    watch: DisconnectWatch | None = None,
 ) -> EventSourceResponse:
     """`batches`: lists of events, each list sent in one write (what arrived together goes out
-    together: one send and one pass through these layers per wake of the stream, not per event)."""
-
-    async def events() -> AsyncIterator[bytes]:
-        try:
-            async for batch in batches:
-                yield _events(batch)
-        except BatchInError as exc:
-            yield _error_event(exc)
-        except ClientGone:
-            # A reader that stalled past the timeout was dropped: tell it, if it ever reads again.
-            yield _error_event(ServiceUnavailable("The stream was dropped: the reader fell too far behind."))
-        except Exception:
-            log.exception("stream failed (request %s)", request.state.request_id)
-            yield _error_event(BatchInError("The stream failed on the server."))
-        finally:
-            await on_close()
-        yield _DONE
-
-    # No send_timeout: a stalled reader is already cut off from the engine by its generation's
-    # bounded buffer (core/serving/generation.py), and a timeout here costs a cancel scope per event.
-    return _EventStream(
-        events(),
-        headers=headers,
-        ping=_PING_SECONDS,
-    )
+    together: one send and one pass through these layers per wake of the stream, not per event).
+    `watch`: the request's disconnect watch, if the route made one (see disconnect.py); the
+    response ends it."""
+    return _BatchStream(request, batches, headers=headers, on_close=on_close, watch=watch)
 
 
 class ClosingStream(StreamingResponse):
@@ -253,53 +306,3 @@ class ClosingStream(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             await self._stream.aclose()
-
-
-class ClientDisconnected(Exception):
-    """The caller went away before the response was ready; its work has been cancelled."""
-
-
-async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Run `work`; if the client disconnects first, cancel it and raise ClientDisconnected (a route
-    may let it go: the error handlers answer it with a bodiless 499).
-
-    Not CancelledError: this task was not cancelled, and the server would log that as a crash of
-    the ASGI application on every disconnect.
-
-    `work` runs in this task and one watcher task cancels this task when the caller leaves: a call
-    pays one task and no `asyncio.wait`. Why that cancel always lands inside `work`, so no cancel is
-    left pending for the caller's next await (Python 3.11's `uncancel()` would not clear one): the
-    watcher runs only while this task is suspended, and between the watcher's start and the
-    `finally` below this task suspends nowhere but inside `await work`; the cancel is thrown at the
-    point where it resumes (if its awaited future was already done, the cancel waits for that
-    resumption, still inside `work`). Once `work` has returned, `finally` cancels the watcher before
-    this task could suspend again, and a watcher whose wait already ended is then cancelled where
-    it resumes, before it can cancel anything. tests/http_api/test_until_disconnect.py races the
-    two in both orders."""
-    current = asyncio.current_task()
-    if current is None:  # not in a task: nothing the watcher could cancel
-        return await work
-    gone = False
-
-    async def watch() -> None:
-        nonlocal gone
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        gone = True
-        current.cancel()
-
-    watcher = asyncio.get_running_loop().create_task(watch())
-    try:
-        result = await work
-    except BaseException:
-        # Once our watcher has cancelled this task, what `work` ended with (the cancel, or an error
-        # while it stopped) means the caller left. A cancel from elsewhere too (server shutdown)
-        # stays a cancel.
-        if gone and current.uncancel() == 0:
-            raise ClientDisconnected from None
-        raise
-    finally:
-        watcher.cancel()
-    if gone:  # `work` swallowed the cancel and finished anyway: its answer stands
-        current.uncancel()
-    return result

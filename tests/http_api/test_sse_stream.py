@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 from sse_starlette import EventSourceResponse
 from sse_starlette.sse import AppStatus
@@ -124,10 +125,62 @@ async def test_a_batch_of_events_is_one_body_message() -> None:
     client = Client()
     request: Any = SimpleNamespace(state=SimpleNamespace(request_id="r"))
     await sse_response(request, batches(), headers={}, on_close=closed)(SCOPE, client.receive, client.send)
-    bodies = [m["body"] for m in client.sent if m["type"] == "http.response.body"]
+    bodies = [(m["body"], m["more_body"]) for m in client.sent if m["type"] == "http.response.body"]
     assert bodies == [
-        b'data: {"a":1}\r\n\r\ndata: {"b":2}\r\n\r\n',
-        b'data: {"c":3}\r\n\r\n',
-        b"data: [DONE]\r\n\r\n",
-        b"",
+        (b'data: {"a":1}\r\n\r\ndata: {"b":2}\r\n\r\n', True),
+        (b'data: {"c":3}\r\n\r\n', True),
+        (b"data: [DONE]\r\n\r\n", False),  # the end goes with the response's last message
     ]
+
+
+async def test_an_error_in_the_stream_goes_out_with_done_in_the_last_message() -> None:
+    from types import SimpleNamespace
+
+    from batchin.errors import BatchInError
+    from batchin.http_api.streaming import sse_response
+
+    async def batches() -> AsyncIterator[list[Any]]:
+        yield [b'{"a":1}']
+        raise BatchInError("broke")
+
+    closes: list[str] = []
+
+    async def closed() -> None:
+        closes.append("closed")
+
+    client = Client()
+    request: Any = SimpleNamespace(state=SimpleNamespace(request_id="r"))
+    await sse_response(request, batches(), headers={}, on_close=closed)(SCOPE, client.receive, client.send)
+    bodies = [(m["body"], m["more_body"]) for m in client.sent if m["type"] == "http.response.body"]
+    error = b"data: " + orjson.dumps(BatchInError("broke").body()) + b"\r\n\r\n"
+    assert bodies == [(b'data: {"a":1}\r\n\r\n', True), (error + b"data: [DONE]\r\n\r\n", False)]
+    assert closes == ["closed"]
+
+
+async def test_the_watch_a_route_hands_over_ends_the_stream_when_the_caller_leaves() -> None:
+    from types import SimpleNamespace
+
+    from batchin.http_api.streaming import DisconnectWatch, sse_response
+
+    never, closes = asyncio.Event(), []
+
+    async def batches() -> AsyncIterator[list[Any]]:
+        yield [b'{"a":1}']
+        await never.wait()
+
+    async def closed() -> None:
+        closes.append("closed")
+
+    client = Client()
+    watch = DisconnectWatch(client.receive)
+    request: Any = SimpleNamespace(state=SimpleNamespace(request_id="r"))
+    response = sse_response(request, batches(), headers={}, on_close=closed, watch=watch)
+    call = asyncio.create_task(response(SCOPE, client.receive, client.send))
+    await asyncio.sleep(0.05)
+    client.gone.set()
+    await asyncio.wait_for(call, 5)
+    assert not call.cancelled()
+    assert closes == ["closed"]
+    assert client.body() == b'data: {"a":1}\r\n\r\n'
+    await asyncio.sleep(0)
+    assert watch.task.done()  # the one watcher of the call, ended with its response

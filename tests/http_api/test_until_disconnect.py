@@ -107,3 +107,43 @@ async def test_a_disconnect_in_the_same_loop_pass_as_the_answer_leaves_no_cancel
 
     # whichever wait ended first decides: the caller left, or the answer stands
     assert await asyncio.wait_for(call(), 5) == ("gone" if disconnect_first else "answer")
+
+
+async def test_a_handed_watch_outlives_the_work_and_takes_a_later_action() -> None:
+    from batchin.http_api.disconnect import DisconnectWatch
+
+    disconnect = asyncio.Event()
+    request = _request(disconnect)
+    watch = DisconnectWatch(request.receive)
+
+    async def work() -> str:
+        await asyncio.sleep(0)
+        return "answer"
+
+    assert await until_disconnect(request, work(), watch=watch) == "answer"
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+    assert not watch.task.done()  # still watching, for the response it is handed to
+    stopped: list[bool] = []
+    watch.then(lambda: stopped.append(True))
+    disconnect.set()
+    await asyncio.wait_for(watch.task, 5)
+    assert (watch.gone, stopped, task.cancelling()) == (True, [True], 0)
+
+
+async def test_a_handed_watch_turns_a_disconnect_during_the_work_into_client_disconnected() -> None:
+    from batchin.http_api.disconnect import DisconnectWatch
+
+    disconnect = asyncio.Event()
+    request = _request(disconnect)
+    watch = DisconnectWatch(request.receive)
+
+    async def work() -> str:
+        disconnect.set()
+        await asyncio.sleep(10)
+        return "never"
+
+    with pytest.raises(ClientDisconnected):
+        await asyncio.wait_for(until_disconnect(request, work(), watch=watch), 5)
+    assert watch.gone

@@ -203,42 +203,50 @@ class TextProducer:
         prepared: PreparedPrompt,
         choices: int,
     ) -> None:
-        """Engine → buffer, recording usage as it grows so a cancellation charges what was made.
+        """Engine → buffer, counting usage as it grows so a cancellation charges what was made.
         With `n` > 1 the choices are generated one after another, each its own sample (a seeded
         request's choice i gets seed + i); usage counts the prompt once, as OpenAI does, and the
-        completion tokens of every choice."""
+        completion tokens of every choice.
+
+        The counts are kept per token and priced once, when the pump stops for any reason (the
+        end, a cancel, an error): the metered call reads its figures only when it closes, after
+        this returns or raises, so pricing every token (two calls per token) bought nothing."""
         prompt_tokens, finished = prepared.prompt_tokens, 0  # finished: tokens of earlier choices
+        total = -1  # completion tokens so far; -1 until the engine's first delta (nothing to record)
         # Bound once: the loop below runs once per token.
-        stats, record, cost, push_nowait = gen.stats, call.record, text_cost, gen.push_nowait
-        for index in range(choices):
-            completion = 0
-            async with contextlib.aclosing(runner.generate(_nth_sample(prepared, index))) as deltas:
-                async for delta in deltas:
-                    text, usage = delta.text, delta.usage
-                    if usage is not None:
-                        prompt_tokens, completion = usage.prompt_tokens, usage.completion_tokens
-                    elif text or delta.tool_calls:
-                        completion += 1
-                    total = finished + completion
-                    record(
-                        cost_units=cost(pricing, prompt_tokens, total),
-                        input_tokens=prompt_tokens,
-                        output_tokens=total,
-                    )
-                    stats.prompt_tokens, stats.completion_tokens = prompt_tokens, total
-                    if text:
-                        stats.text_parts.append(text)
-                    if index == 0:
-                        if delta.finish_reason is not None:
-                            stats.finish_reason = delta.finish_reason
-                        if delta.tool_calls:
-                            stats.tool_calls.extend(delta.tool_calls)
-                        item = delta
-                    else:
-                        item = delta.of_choice(index)
-                    if not push_nowait(item):  # the buffer is full: wait for room (or drop)
-                        await gen.push(item)
-            finished += completion
+        stats, push_nowait = gen.stats, gen.push_nowait
+        try:
+            for index in range(choices):
+                completion = 0
+                async with contextlib.aclosing(runner.generate(_nth_sample(prepared, index))) as deltas:
+                    async for delta in deltas:
+                        text, usage = delta.text, delta.usage
+                        if usage is not None:
+                            prompt_tokens, completion = usage.prompt_tokens, usage.completion_tokens
+                        elif text or delta.tool_calls:
+                            completion += 1
+                        total = finished + completion
+                        stats.prompt_tokens, stats.completion_tokens = prompt_tokens, total
+                        if text:
+                            stats.text_parts.append(text)
+                        if index == 0:
+                            if delta.finish_reason is not None:
+                                stats.finish_reason = delta.finish_reason
+                            if delta.tool_calls:
+                                stats.tool_calls.extend(delta.tool_calls)
+                            item = delta
+                        else:
+                            item = delta.of_choice(index)
+                        if not push_nowait(item):  # the buffer is full: wait for room (or drop)
+                            await gen.push(item)
+                finished += completion
+        finally:
+            if total >= 0:
+                call.record(
+                    cost_units=text_cost(pricing, prompt_tokens, total),
+                    input_tokens=prompt_tokens,
+                    output_tokens=total,
+                )
 
 
 def observe_generation(

@@ -19,10 +19,8 @@ from batchin.models.base import TokenLogprob, ToolCallDelta
 from batchin.protocol.structured import ChatLogprobs, CompletionLogprobs
 from batchin.protocol.text import (
     ChatChoice,
-    ChatChunkChoice,
     ChatCompletion,
     ChatCompletionChunk,
-    ChatDelta,
     ChatMessageOut,
     Completion,
     CompletionChoice,
@@ -163,6 +161,17 @@ class TokenChunks:
         """The chunk of any one choice (log probabilities, tool calls)."""
         return self._prefix + orjson.dumps(choice) + b"]}"
 
+    def modelled(self, index: int, rest: bytes) -> bytes:
+        """A one-choice chunk as ChatCompletionChunk serialises it (its `"usage":null` too), the
+        choice's fields after `index` being `rest`: a stream's opening and finishing chunks,
+        without a pydantic model built and dumped for each (~10 µs a chunk)."""
+        return b'%s{"index":%d,%s}],"usage":null}' % (self._prefix, index, rest)
+
+
+# The rest of a chat choice's opening and finishing chunks (TokenChunks.modelled).
+_CHAT_OPENING = b'"delta":{"role":"assistant","content":""},"finish_reason":null,"logprobs":null'
+_CHAT_FINISH = b'"delta":{},"finish_reason":%s,"logprobs":null'
+
 
 async def chat_chunks(
     started: StartedText, *, include_usage: bool
@@ -172,25 +181,23 @@ async def chat_chunks(
     (TokenChunks), the rest as models. Each list holds the chunks of the deltas that were ready
     together (the generation's batches): one write for the events of one upstream read."""
     ident, created, model = _id("chatcmpl-"), int(time.time()), started.entry.id
-
-    def chunk(delta: ChatDelta, index: int, finish: str | None = None) -> ChatCompletionChunk:
-        return ChatCompletionChunk(
-            id=ident,
-            created=created,
-            model=model,
-            choices=[ChatChunkChoice(index=index, delta=delta, finish_reason=finish)],
-        )
-
     template = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model}
     tokens = TokenChunks(template, field=b'"delta":{"content":', close=b"}")
+
+    def opening(index: int) -> bytes:  # ChatDelta(role="assistant", content="") as a chunk model
+        return tokens.modelled(index, _CHAT_OPENING)
+
+    def finish(index: int, reason: str) -> bytes:  # ChatDelta() with the reason, as a chunk model
+        return tokens.modelled(index, _CHAT_FINISH % orjson.dumps(reason))
+
     current, finished = 0, False
-    yield [chunk(ChatDelta(role="assistant", content=""), 0)]
+    yield [opening(0)]
     async for deltas in started.generation.batches():
         out: list[ChatCompletionChunk | bytes] = []
         for delta in deltas:
             if delta.index != current:
                 current, finished = delta.index, False
-                out.append(chunk(ChatDelta(role="assistant", content=""), current))
+                out.append(opening(current))
             if delta.text or delta.logprobs:
                 if delta.logprobs is None:
                     out.append(tokens.text(current, delta.text))
@@ -209,12 +216,12 @@ async def chat_chunks(
                 )
             if delta.finish_reason is not None:
                 finished = True
-                out.append(chunk(ChatDelta(), current, delta.finish_reason))
+                out.append(finish(current, delta.finish_reason))
         if out:
             yield out
     last: list[ChatCompletionChunk | bytes] = []
     if not finished:
-        last.append(chunk(ChatDelta(), current, started.generation.stats.finish_reason or "stop"))
+        last.append(finish(current, started.generation.stats.finish_reason or "stop"))
     if include_usage:
         last.append(
             ChatCompletionChunk(id=ident, created=created, model=model, choices=[], usage=_usage(started))
@@ -253,13 +260,10 @@ async def completion_chunks(
     template = {"id": ident, "object": "text_completion", "created": created, "model": model}
     tokens = TokenChunks(template, field=b'"text":', close=b"")
 
-    def finish(index: int, reason: str) -> Completion:
-        return Completion(
-            id=ident,
-            created=created,
-            model=model,
-            choices=[CompletionChoice(index=index, text="", finish_reason=reason)],
-        )
+    def finish(index: int, reason: str) -> bytes:
+        # What the Completion model makes of one CompletionChoice(index, text="", finish_reason),
+        # without building it: the same keys in the same order, and no "usage" (it omits a None).
+        return tokens.choice({"index": index, "text": "", "finish_reason": reason, "logprobs": None})
 
     current, offset, finished = 0, 0, False
     async for deltas in started.generation.batches():

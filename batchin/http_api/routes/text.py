@@ -20,6 +20,7 @@ from batchin.http_api.rendering import parse_json, render
 from batchin.http_api.streaming import (
     CLIENT_CLOSED_REQUEST,
     ClientDisconnected,
+    DisconnectWatch,
     sse_response,
     until_disconnect,
 )
@@ -58,13 +59,21 @@ async def _respond(
     """Admission (which may queue) and, when not streaming, the whole generation run under a
     disconnect watch: a caller that leaves while queued or waiting cancels its work."""
     if stream:
+        # One watch for the whole call: it cancels the start if the caller leaves while queued,
+        # then the response takes it over to end the stream (one watcher task, not two).
+        watch = DisconnectWatch(request.receive)
         try:
-            started = await until_disconnect(request, start())
-        except ClientDisconnected:
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
+            started = await until_disconnect(request, start(), watch=watch)
+        except BaseException as exc:
+            watch.cancel()
+            if isinstance(exc, ClientDisconnected):
+                return Response(status_code=CLIENT_CLOSED_REQUEST)
+            raise
         headers = {**ctx.response_headers(), **started.audit_headers()}
         started.generation.hold_epilogue()
-        events = sse_response(request, chunks(started), headers=headers, on_close=started.generation.aclose)
+        events = sse_response(
+            request, chunks(started), headers=headers, on_close=started.generation.aclose, watch=watch
+        )
         events.background = BackgroundTask(_epilogue, started)  # after `[DONE]`
         return events
 

@@ -44,3 +44,42 @@ def test_completion_token_chunks_are_the_dicts_bytes(text: str) -> None:
     assert chunks.text(3, text) == orjson.dumps({**template, "choices": [choice]})
     assert chunks.choice(choice) == orjson.dumps({**template, "choices": [choice]})
     Completion.model_validate_json(chunks.text(3, text))
+
+
+@pytest.mark.parametrize("index", [0, 1, 12])
+@pytest.mark.parametrize("model", ["m/x", 'ünï😀 \u2028 " \\ \x01'])
+def test_a_chat_streams_opening_and_finishing_chunks_are_the_models_bytes(index: int, model: str) -> None:
+    from batchin.core.serving.text_serving import _CHAT_FINISH, _CHAT_OPENING
+    from batchin.protocol.text import ChatChunkChoice, ChatDelta
+
+    head = {"id": "chatcmpl-1", "created": 1700000000, "model": model}
+    template = {
+        "id": head["id"],
+        "object": "chat.completion.chunk",
+        "created": head["created"],
+        "model": model,
+    }
+    chunks = TokenChunks(template, field=b'"delta":{"content":', close=b"}")
+    opening = ChatChunkChoice(index=index, delta=ChatDelta(role="assistant", content=""))
+    expected = ChatCompletionChunk(**head, choices=[opening]).model_dump_json(exclude_none=False)
+    assert chunks.modelled(index, _CHAT_OPENING) == expected.encode()
+    for reason in ("stop", "length", "tool_calls"):
+        finish = ChatChunkChoice(index=index, delta=ChatDelta(), finish_reason=reason)
+        expected = ChatCompletionChunk(**head, choices=[finish]).model_dump_json(exclude_none=False)
+        assert chunks.modelled(index, _CHAT_FINISH % orjson.dumps(reason)) == expected.encode()
+
+
+@pytest.mark.parametrize("reason", ["stop", "length"])
+def test_a_completion_streams_finishing_chunk_is_the_models_bytes(reason: str) -> None:
+    from batchin.protocol.text import CompletionChoice
+
+    template = {"id": "cmpl-1", "object": "text_completion", "created": 5, "model": "ünï"}
+    chunks = TokenChunks(template, field=b'"text":', close=b"")
+    choice = {"index": 2, "text": "", "finish_reason": reason, "logprobs": None}
+    model = Completion(
+        id="cmpl-1",
+        created=5,
+        model="ünï",
+        choices=[CompletionChoice(index=2, text="", finish_reason=reason)],
+    )
+    assert chunks.choice(choice) == model.model_dump_json(exclude_none=False).encode()
