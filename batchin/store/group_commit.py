@@ -244,7 +244,8 @@ class GroupCommitWriter:
     def _run(conn: sqlite3.Connection, operations: list[Operation]) -> list[tuple[bool, Any]]:
         """The operations inside the open transaction, then COMMIT: a SAVEPOINT each, so that
         one's failure rolls back only its own writes; a lone operation needs none (its failure
-        rolls back the transaction, which holds nothing else)."""
+        rolls back the transaction, which holds nothing else). The last one's savepoint is not
+        released: COMMIT ends every savepoint with the transaction (a statement fewer a batch)."""
         cur = conn.cursor()
         outcomes: list[tuple[bool, Any]] = []
         try:
@@ -255,14 +256,16 @@ class GroupCommitWriter:
                     cur.execute("ROLLBACK")
                     return [(False, exc)]
             else:
-                for operation in operations:
+                last = len(operations) - 1
+                for position, operation in enumerate(operations):
                     cur.execute("SAVEPOINT op")
                     try:
                         outcomes.append((True, operation(cur)))
                     except Exception as exc:
                         cur.execute("ROLLBACK TO op")
                         outcomes.append((False, exc))
-                    cur.execute("RELEASE op")
+                    if position != last:
+                        cur.execute("RELEASE op")
             cur.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

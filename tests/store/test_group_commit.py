@@ -70,6 +70,37 @@ async def test_writes_queued_together_share_one_transaction_on_the_loop(tmp_path
     assert not any(t.name == "batchin-ledger" and t.is_alive() for t in threading.enumerate())
 
 
+@pytest.mark.parametrize("urgent", [True, False], ids=["on the loop", "on the thread"])
+async def test_the_last_operation_of_a_batch_refused_is_rolled_back_alone(
+    tmp_path: Path, urgent: bool
+) -> None:
+    # The last operation's savepoint is left to COMMIT (no RELEASE): its refusal still undoes
+    # only its own writes, and the transaction commits the others.
+    path = tmp_path / "w.db"
+    _table(path)
+    writer = GroupCommitWriter(str(path))
+    try:
+        refused_error = sqlite3.IntegrityError("refused")
+
+        def refused(cur: sqlite3.Cursor) -> None:
+            cur.execute("INSERT INTO t (k, tx) VALUES ('bad', -1)")
+            cur.execute("INSERT INTO t (k, tx) VALUES ('worse', -2)")
+            raise refused_error
+
+        futures = [
+            writer.submit(_insert("a"), urgent=urgent),
+            writer.submit(_insert("b"), urgent=urgent),
+            writer.submit(refused, urgent=urgent),
+        ]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        assert outcomes[2] is refused_error
+        assert _rows(path) == [("a", 0), ("b", 1)]
+        await writer.run(_insert("c"), urgent=urgent)  # the next transaction starts clean
+    finally:
+        await writer.close()
+    assert _rows(path) == [("a", 0), ("b", 1), ("c", 2)]
+
+
 async def test_a_large_batch_one_not_urgent_and_every_nth_small_one_commit_on_the_writer_thread(
     tmp_path: Path,
 ) -> None:
