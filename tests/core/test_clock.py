@@ -5,16 +5,18 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import pytest
+
 from batchin.core import clock
 from batchin.core.clock import isoformat, utcnow_text
 
 
-def test_utcnow_text_is_the_isoformat_of_the_same_reading(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_utcnow_text_is_the_isoformat_of_the_same_reading(monkeypatch: pytest.MonkeyPatch) -> None:
     readings = [datetime(2026, 12, 4, 5, 6, 7, 890123, tzinfo=UTC), datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)]
 
     class FixedClock(datetime):
         @classmethod
-        def now(cls, tz=None):  # type: ignore[no-untyped-def,override]
+        def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
             return readings[0]
 
     monkeypatch.setattr(clock, "datetime", FixedClock)
