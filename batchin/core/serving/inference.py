@@ -74,7 +74,7 @@ class InferenceService:
         images = any(m.has_images() for m in request.messages)
         entry, runner = await self._text_model(request.model, "chat", ctx.principal, images=images)
         renamed = {"response_format": format_param}
-        require_capabilities(request, entry, self._registry.entries(), ctx.principal, renamed=renamed)
+        require_capabilities(request, entry, self._registry.entries, ctx.principal, renamed=renamed)
         tools = engine_tools(request)
         if tools is not None and tools.choice != "none" and not runner.supports_tools:
             raise InvalidRequest(
@@ -109,7 +109,7 @@ class InferenceService:
         entry, runner = await self._text_model(request.model, "completion", ctx.principal)
         if request.suffix is not None and not runner.supports_fim:
             raise InvalidRequest(no_fim_message(self._registry, entry, ctx.principal), param="suffix")
-        require_capabilities(request, entry, self._registry.entries(), ctx.principal)
+        require_capabilities(request, entry, self._registry.entries, ctx.principal)
         sampling = sampling_params(request, entry, request.max_tokens or DEFAULT_COMPLETION_MAX_TOKENS)
         params = CompletionParams(
             request.prompt_text(), sampling, suffix=request.suffix, stream=request.stream
