@@ -9,7 +9,10 @@ process (thread CPU clock, best of several repeats). Prints one JSON line.
 - `datetimes`: a settlement's closed_at and usage log created_at bound for SQLite, formatted per
   column (the old per-statement cache, each its first use) against the shared one;
 - `metrics`: a finished call's four histogram observations and outcome count, prometheus_client's
-  `Histogram`/`Counter` against `call_metrics`.
+  `Histogram`/`Counter` against `call_metrics`;
+- `batch_of_two`: a transaction of two operations (a call's settlement and receipt append at c=1),
+  each one INSERT here, on a WAL file: main's savepoints (SAVEPOINT/RELEASE each) against
+  `GroupCommitWriter._run` (none for the first, the last left to COMMIT).
 
     python bench/micro_core9.py
 """
@@ -19,7 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
+import sqlite3
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -38,18 +44,21 @@ from batchin.core.serving.metrics import _ITL_BUCKETS, _LATENCY_BUCKETS, _TPS_BU
 from batchin.models.catalog import parse_catalog
 from batchin.models.registry import ModelRegistry
 from batchin.store import statements
+from batchin.store.database import SQLITE_PRAGMAS
+from batchin.store.group_commit import GroupCommitWriter
 from batchin.store.tables import TS
 
 REPEATS, LOOPS = 7, 20_000
 
 
-def per_call_us(work: Callable[[], Any]) -> float:
+def per_call_us(work: Callable[[], Any], loops: int = 0) -> float:
+    loops = loops or LOOPS
     best = float("inf")
     for _ in range(REPEATS):
         start = time.thread_time_ns()
-        for _ in range(LOOPS):
+        for _ in range(loops):
             work()
-        best = min(best, (time.thread_time_ns() - start) / LOOPS / 1000)
+        best = min(best, (time.thread_time_ns() - start) / loops / 1000)
     return round(best, 3)
 
 
@@ -174,6 +183,38 @@ def metrics() -> tuple[float, float]:
     return per_call_us(old), per_call_us(new)
 
 
+def batch_of_two() -> tuple[float, float]:
+    folder = tempfile.mkdtemp(prefix="micro-core9-")
+    conn = sqlite3.connect(Path(folder) / "b.db", isolation_level=None, check_same_thread=False)
+    for pragma in SQLITE_PRAGMAS:
+        conn.execute(pragma)
+    conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+    keys = iter(range(10**9))
+
+    def operation(cur: sqlite3.Cursor) -> None:
+        cur.execute("INSERT INTO t (k, v) VALUES (?, 'x')", (next(keys),))
+
+    def mains() -> None:  # group_commit._run at main, for two operations
+        conn.execute("BEGIN IMMEDIATE")
+        cur = conn.cursor()
+        for op in (operation, operation):
+            cur.execute("SAVEPOINT op")
+            op(cur)
+            cur.execute("RELEASE op")
+        cur.execute("COMMIT")
+        cur.close()
+
+    def ours() -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        GroupCommitWriter._run(conn, [operation, operation])
+
+    try:
+        return per_call_us(mains, loops=2_000), per_call_us(ours, loops=2_000)
+    finally:
+        conn.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     document = payload()
     figures = {
@@ -188,6 +229,7 @@ def main() -> None:
         ),
         "datetimes": datetimes(),
         "metrics": metrics(),
+        "batch_of_two": batch_of_two(),
     }
     print(json.dumps({name: {"old_us": old, "new_us": new} for name, (old, new) in figures.items()}))
 
