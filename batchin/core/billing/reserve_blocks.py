@@ -50,12 +50,12 @@ class ReserveBlocks:
 
     def join(self, reserve: PendingReserve, now: datetime | None = None) -> asyncio.Future[None]:
         """Add `reserve` to the block waiting for the writer (opening one if none waits or it is
-        full); the future resolves once it is held and committed, or raises PaymentRequired. `now`:
-        the caller's clock reading, the time of a block it opens (the block's rows are stamped
-        with its opening, so that is one reading fewer). Once
+        full); the future resolves once it is held and committed, or raises PaymentRequired. Once
         joined it is written whatever becomes of the caller (cancelling the future drops the
         outcome: the writer runs one process's operations in the order they were queued, so a
-        release queued after this finds it held if it was)."""
+        release queued after this finds it held if it was). `now`: the caller's clock reading
+        (the ledger's, for the month), the time of a block this opens: a block's rows are stamped
+        with its opening, which needs no reading of its own then."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         block = self._waiting
         if block is None or len(block.reserves) >= _BLOCK_MAX:
