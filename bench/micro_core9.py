@@ -10,6 +10,8 @@ process (thread CPU clock, best of several repeats). Prints one JSON line.
   column (the old per-statement cache, each its first use) against the shared one;
 - `metrics`: a finished call's four histogram observations and outcome count, prometheus_client's
   `Histogram`/`Counter` against `call_metrics`;
+- `frontier`: the transparency log's frontier after an append (once per append batch) at a
+  million-leaf log, `subtree_keys(0, size)` (main) against `frontier_keys`;
 - `batch_of_two`: a transaction of two operations (a call's settlement and receipt append at c=1),
   each one INSERT here, on a WAL file: main's savepoints (SAVEPOINT/RELEASE each) against
   `GroupCommitWriter._run` (none for the first, the last left to COMMIT).
@@ -36,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from batchin.core.audit import transparency as mt
 from batchin.core.audit.canonical import canonical, canonical_of_our_keys
 from batchin.core.audit.records import AuditUsage, PendingRecord, sha256_ref
 from batchin.core.clock import isoformat, utcnow, utcnow_text
@@ -229,6 +232,10 @@ def main() -> None:
         ),
         "datetimes": datetimes(),
         "metrics": metrics(),
+        "frontier": (
+            per_call_us(lambda: mt.subtree_keys(0, 1_048_575)),
+            per_call_us(lambda: mt.frontier_keys(1_048_575)),
+        ),
         "batch_of_two": batch_of_two(),
     }
     print(json.dumps({name: {"old_us": old, "new_us": new} for name, (old, new) in figures.items()}))
