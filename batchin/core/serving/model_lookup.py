@@ -35,8 +35,8 @@ def usable_model(
 
 
 def usable_slot(registry: ModelRegistry, model_id: str | None, kind: Kind, principal: Principal) -> ModelSlot:
-    """`usable_model`'s registry slot: a call looks its model up once and asks the slot for the
-    runner (the text path's six lookups a call were one)."""
+    """`usable_model`'s registry slot, for a call that then asks the registry for the runner by
+    slot: one lookup of the model a call, where the text path made six."""
     if model_id is None:
         entry = next(
             (
