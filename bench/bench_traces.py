@@ -64,12 +64,12 @@ async def main() -> None:
     metrics = InferenceMetrics()
 
     def observe() -> None:
-        m = metrics
-        m.requests.labels("m", "chat.completions", "succeeded").inc()
-        m.queue_seconds.labels("m", "chat.completions").observe(0.01)
-        m.ttft_seconds.labels("m", "chat.completions").observe(0.2)
-        m.inter_token_seconds.labels("m", "chat.completions").observe(0.006)
-        m.tokens_per_second.labels("m", "chat.completions").observe(150.0)
+        metrics.count_request("m", "chat.completions", "succeeded")
+        series = metrics.series("m", "chat.completions")
+        series.queue_seconds.observe(0.01)
+        series.ttft_seconds.observe(0.2)
+        series.inter_token_seconds.observe(0.006)
+        series.tokens_per_second.observe(150.0)
 
     traces = TraceService(database, environment="bench", buffer_calls=CALLS * 2, flush_interval=3600)
 

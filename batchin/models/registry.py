@@ -42,6 +42,7 @@ __all__ = [
     "EngineWorkerStats",
     "LoadableRunner",
     "ModelRegistry",
+    "ModelSlot",
     "SupervisedRunner",
     "WritesDerivedFiles",
 ]
@@ -97,7 +98,10 @@ class SupervisedRunner(Protocol):
 
 
 @dataclass(eq=False)
-class _Slot:
+class ModelSlot:
+    """One catalog entry's place in the registry: what a call looks up once (`ModelRegistry.slot`)
+    and hands back to `unavailable` and `text_runner` instead of the model's name."""
+
     entry: CatalogEntry
     state: Literal["idle", "loading", "ready", "unavailable", "hidden"] = "idle"
     reason: str | None = None
@@ -123,7 +127,7 @@ class ModelRegistry:
         self._engines = dict(engines)
         self._hosted = dict(hosted)
         self._verifier = verifier or WeightsVerifier()
-        self._slots = {entry.id: _Slot(entry) for entry in catalog.entries}
+        self._slots = {entry.id: ModelSlot(entry) for entry in catalog.entries}
         # Each alias reaches its entry's slot: one runner, one load, whichever name is called.
         self._aliases = {alias: entry.id for entry in catalog.entries for alias in entry.aliases}
         self._closed = False
@@ -171,16 +175,19 @@ class ModelRegistry:
 
     def entry(self, model_id: str) -> CatalogEntry:
         """The entry named by its id or one of its aliases."""
-        return self._slot(model_id).entry
+        return self.slot(model_id).entry
 
-    def _slot(self, model_id: str) -> _Slot:
+    def slot(self, model_id: str) -> ModelSlot:
+        """The model named by its id or one of its aliases (NotFound otherwise). A call that asks
+        several things of its model looks it up once and hands the slot to `unavailable` and
+        `text_runner`."""
         slot = self._slots.get(self._aliases.get(model_id, model_id))
         if slot is None or slot.state == "hidden":
             raise NotFound(f"The model '{model_id}' does not exist", param="model")
         return slot
 
     def status(self, model_id: str) -> RunnerHealth:
-        slot = self._slot(model_id)
+        slot = self.slot(model_id)
         if slot.state == "unavailable":
             return RunnerHealth(status="unavailable", reason=slot.reason)
         if slot.state == "loading":
@@ -197,11 +204,11 @@ class ModelRegistry:
             )
         return RunnerHealth(status=slot.entry.status, extra={"loaded": False})
 
-    def unavailable(self, model_id: str) -> RunnerHealth | None:
+    def unavailable(self, model: str | ModelSlot) -> RunnerHealth | None:
         """The model's status when it is `unavailable` (it cannot take calls now), else None: what
         a call needs to know of `status`, asked once per call, without building the full status
         (its merged extras are for the model listing and health endpoints)."""
-        slot = self._slot(model_id)
+        slot = model if type(model) is ModelSlot else self.slot(cast(str, model))
         if slot.state == "unavailable":
             return RunnerHealth(status="unavailable", reason=slot.reason)
         if slot.state == "ready":
@@ -220,7 +227,9 @@ class ModelRegistry:
 
     async def runner(self, model_id: str) -> Any:
         """The model's runner, loading it first when needed (waits for a load in progress)."""
-        slot = self._slot(model_id)
+        return await self._runner(self.slot(model_id), model_id)
+
+    async def _runner(self, slot: ModelSlot, model_id: str) -> Any:
         if self._closed:
             raise ServiceUnavailable(f"model {model_id} is unavailable: the server is shutting down")
         if slot.state != "ready":
@@ -229,17 +238,18 @@ class ModelRegistry:
             raise ServiceUnavailable(f"model {model_id} is unavailable: {slot.reason}")
         return slot.runner
 
-    async def text_runner(self, model_id: str) -> TextRunner:
-        entry = self._slot(model_id).entry
+    async def text_runner(self, model: str | ModelSlot, *, called: str | None = None) -> TextRunner:
+        """`model`: its name or its slot; `called`: the name the caller used, for the messages."""
+        slot = model if type(model) is ModelSlot else self.slot(cast(str, model))
+        entry = slot.entry
+        name = called or (model if isinstance(model, str) else entry.id)
         if not TEXT_KINDS.intersection(entry.kind):
-            raise InvalidRequest(
-                f"model {model_id} is not a text model ({', '.join(entry.kind)})", param="model"
-            )
-        return cast(TextRunner, await self.runner(model_id))
+            raise InvalidRequest(f"model {name} is not a text model ({', '.join(entry.kind)})", param="model")
+        return cast(TextRunner, await self._runner(slot, name))
 
     # -- loading -----------------------------------------------------------------------------
 
-    async def _ensure_loaded(self, slot: _Slot) -> None:
+    async def _ensure_loaded(self, slot: ModelSlot) -> None:
         if slot.state in ("ready", "unavailable", "hidden"):
             return
         if slot.task is None:
@@ -250,7 +260,7 @@ class ModelRegistry:
         # A caller that goes away must not cancel a load others share.
         await asyncio.shield(slot.task)
 
-    async def _load(self, slot: _Slot) -> None:
+    async def _load(self, slot: ModelSlot) -> None:
         entry = slot.entry
         try:
             runner_class = self._import_engine(entry.engine)
@@ -290,7 +300,7 @@ class ModelRegistry:
         build = getattr(runner_class, "from_entry", runner_class)
         return build(entry)
 
-    def _fail(self, slot: _Slot, reason: str) -> None:
+    def _fail(self, slot: ModelSlot, reason: str) -> None:
         log.warning("model %s unavailable: %s", slot.entry.id, reason)
         slot.state, slot.reason = "unavailable", reason
 

@@ -5,8 +5,9 @@ Through SQLAlchemy + aiosqlite a small write transaction costs ~1.4 ms of CPU (e
 thread hand-off); a paid call needs two. Here every write operation (the ledger's, the audit log's,
 the batch store's) queued while the previous batch was committing goes into the next batch: one
 thread hand-off and one `BEGIN IMMEDIATE … COMMIT` per batch, plain sqlite3 statements inside, and a
-SAVEPOINT per operation so one refusal or failure never affects its neighbours. The statements are
-the same ones the SQLAlchemy path runs (batchin/store/statements.py), compiled for SQLite once.
+SAVEPOINT per operation after the first, so one refusal or failure never affects its neighbours.
+The statements are the same ones the SQLAlchemy path runs (batchin/store/statements.py), compiled
+for SQLite once.
 
 A small batch of urgent operations (a call's reservation, its settlement and receipt append at low
 concurrency: writes of a few rows that the call's answer waits for) commits on the event loop
@@ -155,6 +156,9 @@ class GroupCommitWriter:
                 on_thread = self._on_thread(asyncio.get_running_loop(), partial(self._apply, operations))
                 on_thread.add_done_callback(partial(self._from_thread, batch))
                 return
+            if len(outcomes) < len(batch):  # the rest could not begin at once (`_run`): queued again
+                self._pending[:0] = batch[len(outcomes) :]
+                batch = batch[: len(outcomes)]
             _deliver(batch, outcomes)
         self._stop_flushing()
 
@@ -232,7 +236,7 @@ class GroupCommitWriter:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError:  # busy (another connection writes): the thread waits
             return None
-        return self._run(conn, operations)
+        return self._run(conn, operations, on_loop=True)
 
     def _apply(self, operations: list[Operation]) -> list[tuple[bool, Any]]:
         conn = self._connection()
@@ -241,27 +245,42 @@ class GroupCommitWriter:
         return self._run(conn, operations)
 
     @staticmethod
-    def _run(conn: sqlite3.Connection, operations: list[Operation]) -> list[tuple[bool, Any]]:
-        """The operations inside the open transaction, then COMMIT: a SAVEPOINT each, so that
-        one's failure rolls back only its own writes; a lone operation needs none (its failure
-        rolls back the transaction, which holds nothing else)."""
+    def _run(
+        conn: sqlite3.Connection, operations: list[Operation], *, on_loop: bool = False
+    ) -> list[tuple[bool, Any]]:
+        """The operations inside the open transaction, then COMMIT. Each after the first has a
+        SAVEPOINT, so that its failure rolls back only its own writes; the first needs none: the
+        transaction holds nothing else yet, so its failure rolls the transaction back and the rest
+        run in a new one. The last savepoint is not released: COMMIT ends it with the transaction.
+        (Two statements fewer a batch of several, three for a call's settlement and receipt.)
+        On the loop, a new transaction that cannot begin at once (busy) ends the batch there: the
+        outcomes so far come back, and `_flush` queues the rest again."""
         cur = conn.cursor()
         outcomes: list[tuple[bool, Any]] = []
         try:
-            if len(operations) == 1:
+            try:
+                outcomes.append((True, operations[0](cur)))
+            except Exception as exc:
+                cur.execute("ROLLBACK")
+                outcomes.append((False, exc))
+                if len(operations) == 1:
+                    return outcomes
                 try:
-                    outcomes.append((True, operations[0](cur)))
+                    cur.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError:
+                    if not on_loop:  # the thread waited the busy timeout: the rest fail with it
+                        raise
+                    return outcomes
+                return outcomes + GroupCommitWriter._run(conn, operations[1:], on_loop=on_loop)
+            last = len(operations) - 1
+            for position in range(1, len(operations)):
+                cur.execute("SAVEPOINT op")
+                try:
+                    outcomes.append((True, operations[position](cur)))
                 except Exception as exc:
-                    cur.execute("ROLLBACK")
-                    return [(False, exc)]
-            else:
-                for operation in operations:
-                    cur.execute("SAVEPOINT op")
-                    try:
-                        outcomes.append((True, operation(cur)))
-                    except Exception as exc:
-                        cur.execute("ROLLBACK TO op")
-                        outcomes.append((False, exc))
+                    cur.execute("ROLLBACK TO op")
+                    outcomes.append((False, exc))
+                if position != last:
                     cur.execute("RELEASE op")
             cur.execute("COMMIT")
         except BaseException:

@@ -167,12 +167,18 @@ class Statement:
         return self._sqlite
 
 
+# The last datetime formatted for SQLite and its text, shared by every statement's datetime
+# parameters: one write's rows share a timestamp (a reservation's created_at and renewed_at, a
+# settlement's closed_at and usage log, an audit batch's records), so it is formatted once, not once
+# per column or statement. One tuple, swapped whole: safe across the loop and the writer thread.
+_last_formatted: list[tuple[object, str]] = [(object(), "")]
+
+
 def _fast_datetime(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """SQLAlchemy's SQLite DateTime format ("YYYY-MM-DD HH:MM:SS.ffffff", the zone dropped) from
     datetime's own C formatter, a third of the cost of SQLAlchemy's %-formatting; the last value is
-    remembered, since the rows of one write share a timestamp (the records of an audit batch).
-    Anything but a datetime goes to SQLAlchemy's processor."""
-    last: list[tuple[object, str]] = [(object(), "")]  # one tuple, swapped whole: safe across threads
+    remembered (`_last_formatted`). Anything but a datetime goes to SQLAlchemy's processor."""
+    last = _last_formatted
 
     def formatted(value: Any) -> Any:
         seen, text = last[0]

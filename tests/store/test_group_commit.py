@@ -70,6 +70,116 @@ async def test_writes_queued_together_share_one_transaction_on_the_loop(tmp_path
     assert not any(t.name == "batchin-ledger" and t.is_alive() for t in threading.enumerate())
 
 
+@pytest.mark.parametrize("urgent", [True, False], ids=["on the loop", "on the thread"])
+async def test_the_last_operation_of_a_batch_refused_is_rolled_back_alone(
+    tmp_path: Path, urgent: bool
+) -> None:
+    # The last operation's savepoint is left to COMMIT (no RELEASE): its refusal still undoes
+    # only its own writes, and the transaction commits the others.
+    path = tmp_path / "w.db"
+    _table(path)
+    writer = GroupCommitWriter(str(path))
+    try:
+        refused_error = sqlite3.IntegrityError("refused")
+
+        def refused(cur: sqlite3.Cursor) -> None:
+            cur.execute("INSERT INTO t (k, tx) VALUES ('bad', -1)")
+            cur.execute("INSERT INTO t (k, tx) VALUES ('worse', -2)")
+            raise refused_error
+
+        futures = [
+            writer.submit(_insert("a"), urgent=urgent),
+            writer.submit(_insert("b"), urgent=urgent),
+            writer.submit(refused, urgent=urgent),
+        ]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        assert outcomes[2] is refused_error
+        assert _rows(path) == [("a", 0), ("b", 1)]
+        await writer.run(_insert("c"), urgent=urgent)  # the next transaction starts clean
+    finally:
+        await writer.close()
+    assert _rows(path) == [("a", 0), ("b", 1), ("c", 2)]
+
+
+@pytest.mark.parametrize("urgent", [True, False], ids=["on the loop", "on the thread"])
+async def test_the_first_operation_of_a_batch_refused_is_rolled_back_alone(
+    tmp_path: Path, urgent: bool
+) -> None:
+    # The first operation runs without a savepoint: its refusal rolls back the transaction, which
+    # held only its writes, and the others run in a new one.
+    path = tmp_path / "w.db"
+    _table(path)
+    writer = GroupCommitWriter(str(path))
+    try:
+        refused_error = sqlite3.IntegrityError("refused")
+
+        def refused(cur: sqlite3.Cursor) -> None:
+            cur.execute("INSERT INTO t (k, tx) VALUES ('bad', -1)")
+            raise refused_error
+
+        futures = [
+            writer.submit(refused, urgent=urgent),
+            writer.submit(_insert("a"), urgent=urgent),
+            writer.submit(_insert("b"), urgent=urgent),
+        ]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        assert outcomes[0] is refused_error
+        assert outcomes[1] == outcomes[2] == (threading.current_thread().name if urgent else "batchin-ledger")
+    finally:
+        await writer.close()
+    assert _rows(path) == [("a", 0), ("b", 1)]
+
+
+class _BusyOnBegin(sqlite3.Cursor):
+    """A cursor whose `BEGIN IMMEDIATE` finds the store busy while `busy` holds a turn."""
+
+    busy: list[None] = []
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:  # type: ignore[override]
+        if sql == "BEGIN IMMEDIATE" and self.busy:
+            self.busy.pop()
+            raise sqlite3.OperationalError("database is locked")
+        return super().execute(sql, *args)  # type: ignore[arg-type]
+
+
+class _BusyConnection(sqlite3.Connection):
+    def cursor(self, factory: type[sqlite3.Cursor] = _BusyOnBegin) -> sqlite3.Cursor:  # type: ignore[override]
+        return super().cursor(factory)
+
+
+async def test_the_rest_of_a_batch_whose_first_operation_failed_waits_for_a_busy_store_in_the_queue(
+    tmp_path: Path,
+) -> None:
+    # On the loop, the new transaction for the rest of the batch cannot wait for the lock: the
+    # rest go back to the queue (here the next loop batch takes them), in their order.
+    path = tmp_path / "w.db"
+    _table(path)
+    writer = GroupCommitWriter(str(path))
+    writer._conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, factory=_BusyConnection
+    )
+    _BusyOnBegin.busy[:] = [None]
+    try:
+        refused_error = sqlite3.IntegrityError("refused")
+
+        def refused(cur: sqlite3.Cursor) -> None:
+            cur.execute("INSERT INTO t (k, tx) VALUES ('bad', -1)")
+            raise refused_error
+
+        futures = [
+            writer.submit(refused, urgent=True),
+            writer.submit(_insert("a"), urgent=True),
+            writer.submit(_insert("b"), urgent=True),
+        ]
+        outcomes = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 30)
+        assert _BusyOnBegin.busy == []  # the busy store was met
+        assert outcomes[0] is refused_error
+        assert outcomes[1] == outcomes[2] == threading.current_thread().name
+    finally:
+        await writer.close()
+    assert _rows(path) == [("a", 0), ("b", 1)]
+
+
 async def test_a_large_batch_one_not_urgent_and_every_nth_small_one_commit_on_the_writer_thread(
     tmp_path: Path,
 ) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import rfc8785
 
-__all__ = ["MAX_SAFE_INTEGER", "canonical"]
+__all__ = ["MAX_SAFE_INTEGER", "canonical", "canonical_of_our_keys"]
 
 MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -30,6 +30,28 @@ def _flat_and_simple(document: dict[str, Any]) -> bool:
             continue
         return False
     return True
+
+
+def _simple_values(document: dict[str, Any]) -> bool:
+    for value in document.values():
+        kind = type(value)
+        if kind is str or value is None or kind is bool:
+            continue
+        if kind is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            continue
+        return False
+    return True
+
+
+def canonical_of_our_keys(document: dict[str, Any]) -> bytes:
+    """`canonical` of a flat document whose keys are ours (ASCII names in the code, as an audit
+    record's payload): the same bytes, without checking each key (a signed record has ~25)."""
+    if _simple_values(document):
+        try:
+            return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass
+    return bytes(rfc8785.dumps(document))
 
 
 def canonical(document: dict[str, Any]) -> bytes:

@@ -77,6 +77,9 @@ class PendingRecord:
     # Signs canonical bytes; the opening signature is made only when a stream asks for headers.
     signer: Callable[[dict[str, Any]], str] = field(repr=False)
     attestation: str = SERVED
+    # The model's engine and kind, for the energy estimate at `seal`: looked up once, at the start.
+    engine: str | None = field(default=None, repr=False)
+    energy_kind: str = field(default="text", repr=False)
     finished: bool = field(default=False)
     _opening_signature: str | None = field(default=None, repr=False)
 

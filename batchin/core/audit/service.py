@@ -18,7 +18,7 @@ from sqlalchemy import select
 from batchin.config import Settings
 from batchin.core.audit import keys as audit_keys
 from batchin.core.audit import transparency as mt
-from batchin.core.audit.canonical import canonical
+from batchin.core.audit.canonical import canonical, canonical_of_our_keys
 from batchin.core.audit.energy import approximate_tokens, estimate
 from batchin.core.audit.key_registry import key_path, register_key
 from batchin.core.audit.log import Checkpoint, LogRow, TransparencyLog
@@ -34,10 +34,11 @@ from batchin.core.audit.records import (
     receipt_headers,
     sha256_ref,
 )
-from batchin.core.clock import isoformat, utcnow
+from batchin.core.clock import utcnow_text
 from batchin.core.context import CallContext
 from batchin.core.random_ids import uuid7_text
 from batchin.errors import InvalidRequest, NotFound
+from batchin.models.catalog import CatalogEntry
 from batchin.models.registry import ModelRegistry
 from batchin.protocol.audit import (
     ConsistencyProof,
@@ -104,24 +105,29 @@ class AuditService:
         route_id: str = DEFAULT_ROUTE,
         provider: str | None = None,
         attestation: str = SERVED,
+        entry: CatalogEntry | None = None,
     ) -> PendingRecord:
+        """`entry`: the model's catalog entry when the caller has it (no lookup of `model_id`)."""
+        engine, energy_kind = self._model_class(model_id) if entry is None else _class_of(entry)
         pending = PendingRecord(
             record_id=uuid7_text(),  # time-ordered: appended to the records' id index
             user_id=ctx.principal.user_id,
             run_id=ctx.run_id,
             trace_id=ctx.trace.trace_id,
             route_id=route_id,
-            provider=provider or self._provider(model_id),
+            provider=provider or ("upstream" if engine == "remote" else "batchin-managed"),
             environment=self._settings.environment,
             prompt_version_id=ctx.prompt_version,
             model_id=model_id,
             gpu_id=gpu_id,
             input_hash=sha256_ref(input_text),
-            started_at=isoformat(utcnow()) or "",
+            started_at=utcnow_text(),
             key_id=self._key.key_id,
             public_key_hex=self._key.public_key_hex,
             signer=self._sign_document,
             attestation=attestation,
+            engine=engine,
+            energy_kind=energy_kind,
         )
         return pending
 
@@ -153,10 +159,10 @@ class AuditService:
         payload = pending.payload(
             output_hash=sha256_ref(output_text),
             usage=usage,
-            energy=self._energy(pending.model_id, usage),
-            finished_at=isoformat(utcnow()) or "",
+            energy=self._energy(pending.engine, pending.energy_kind, usage),
+            finished_at=utcnow_text(),
         )
-        signed = canonical(payload)
+        signed = canonical_of_our_keys(payload)  # PendingRecord.payload names every key
         signature = self._key.sign(signed).hex()
         row = LogRow(pending.record_id, pending.user_id, self._key.key_id, signed, signature)
         index = self.log.submit(row)
@@ -195,15 +201,9 @@ class AuditService:
             entry = self._registry.entry(model_id)
         except NotFound:
             return None, "text"  # POST /v1/vaas may name a model served elsewhere
-        kind = entry.kind[0] if entry.kind else "chat"
-        return entry.engine, _KIND_OF.get(kind, kind)
+        return _class_of(entry)
 
-    def _provider(self, model_id: str) -> str:
-        engine, _ = self._model_class(model_id)
-        return "upstream" if engine == "remote" else "batchin-managed"
-
-    def _energy(self, model_id: str, usage: AuditUsage) -> dict[str, Any]:
-        engine, kind = self._model_class(model_id)
+    def _energy(self, engine: str | None, kind: str, usage: AuditUsage) -> dict[str, Any]:
         e = estimate(
             engine=engine,
             kind=kind,
@@ -368,6 +368,12 @@ class AuditService:
 
     def opening_statement(self, payload: dict[str, Any]) -> bytes:
         return canonical(opening_statement(payload))
+
+
+def _class_of(entry: CatalogEntry) -> tuple[str | None, str]:
+    """(engine, kind) of a model, as the energy estimate and the record's provider read them."""
+    kind = entry.kind[0] if entry.kind else "chat"
+    return entry.engine, _KIND_OF.get(kind, kind)
 
 
 _ENVELOPE = ("record_id", "run_id", "trace_id", "route_id", "provider", "environment", "prompt_version_id")

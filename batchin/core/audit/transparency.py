@@ -71,8 +71,17 @@ def _subtree(start: int, end: int, get: NodeSource) -> bytes:
 
 
 def frontier_keys(size: int) -> list[NodeKey]:
-    """The perfect subtrees that make up a tree of `size` leaves, largest (leftmost) first."""
-    return subtree_keys(0, size) if size else []
+    """The perfect subtrees that make up a tree of `size` leaves, largest (leftmost) first:
+    `subtree_keys(0, size)`, one subtree per bit set in `size`, read off the bits (every log
+    append asks for them; the recursion built and unpacked a list per level)."""
+    keys: list[NodeKey] = []
+    start, rest = 0, size
+    while rest:
+        level = rest.bit_length() - 1
+        keys.append((level, start >> level))
+        start += 1 << level
+        rest -= 1 << level
+    return keys
 
 
 def root_hash(size: int, get: NodeSource) -> bytes:

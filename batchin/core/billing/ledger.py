@@ -148,7 +148,7 @@ class LedgerService:
         if self._reserves is not None:
             # With the other calls' reservations asked for meanwhile (reserve_blocks.py).
             await self._reserved_on_writer(
-                self._reserves.join(PendingReserve(reservation, budget_units)), reservation
+                self._reserves.join(PendingReserve(reservation, budget_units), now), reservation
             )
         else:
             write = self._transactions.start(self._writes.reserve(reservation, budget_units, now))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 
 from batchin.core.billing.ledger_records import PendingReserve, balance_refusal, budget_refusal
@@ -47,28 +48,30 @@ class ReserveBlocks:
         self._by_name = by_name
         self._waiting: _Block | None = None
 
-    def join(self, reserve: PendingReserve) -> asyncio.Future[None]:
+    def join(self, reserve: PendingReserve, now: datetime | None = None) -> asyncio.Future[None]:
         """Add `reserve` to the block waiting for the writer (opening one if none waits or it is
         full); the future resolves once it is held and committed, or raises PaymentRequired. Once
         joined it is written whatever becomes of the caller (cancelling the future drops the
         outcome: the writer runs one process's operations in the order they were queued, so a
-        release queued after this finds it held if it was)."""
+        release queued after this finds it held if it was). `now`: the caller's clock reading
+        (the ledger's, for the month), the time of a block this opens: a block's rows are stamped
+        with its opening, which needs no reading of its own then."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         block = self._waiting
         if block is None or len(block.reserves) >= _BLOCK_MAX:
-            block = self._waiting = self._open()
+            block = self._waiting = self._open(now or utcnow())
         block.reserves.append(reserve)
         block.futures.append(future)
         return future
 
-    def _open(self) -> _Block:
+    def _open(self, now: datetime) -> _Block:
         block = _Block()
 
         def taken() -> None:  # on the event loop: later reservations go to a new block
             if self._waiting is block:
                 self._waiting = None
 
-        operation = self._by_name("reserve_block", block.reserves, utcnow())
+        operation = self._by_name("reserve_block", block.reserves, now)
         written = self._writer.submit(operation, on_taken=taken, urgent=True)
         written.add_done_callback(partial(self._deliver, block))
         return block

@@ -21,7 +21,7 @@ from batchin.core.serving.admission import Priority
 from batchin.core.serving.flow import FlowPolicy
 from batchin.core.serving.generation import TextGeneration
 from batchin.core.serving.metrics import InferenceMetrics
-from batchin.core.serving.model_lookup import no_fim_message, no_vision_message, usable_model
+from batchin.core.serving.model_lookup import no_fim_message, no_vision_message, usable_slot
 from batchin.core.serving.text_options import require_capabilities, sampling_params
 from batchin.core.serving.text_producer import StartedText, TextProducer
 from batchin.core.serving.tool_requests import check_tool_schemas, engine_messages, engine_tools, transcript
@@ -74,7 +74,7 @@ class InferenceService:
         images = any(m.has_images() for m in request.messages)
         entry, runner = await self._text_model(request.model, "chat", ctx.principal, images=images)
         renamed = {"response_format": format_param}
-        require_capabilities(request, entry, self._registry.entries(), ctx.principal, renamed=renamed)
+        require_capabilities(request, entry, self._registry.entries, ctx.principal, renamed=renamed)
         tools = engine_tools(request)
         if tools is not None and tools.choice != "none" and not runner.supports_tools:
             raise InvalidRequest(
@@ -109,7 +109,7 @@ class InferenceService:
         entry, runner = await self._text_model(request.model, "completion", ctx.principal)
         if request.suffix is not None and not runner.supports_fim:
             raise InvalidRequest(no_fim_message(self._registry, entry, ctx.principal), param="suffix")
-        require_capabilities(request, entry, self._registry.entries(), ctx.principal)
+        require_capabilities(request, entry, self._registry.entries, ctx.principal)
         sampling = sampling_params(request, entry, request.max_tokens or DEFAULT_COMPLETION_MAX_TOKENS)
         params = CompletionParams(
             request.prompt_text(), sampling, suffix=request.suffix, stream=request.stream
@@ -157,10 +157,11 @@ class InferenceService:
     async def _text_model(
         self, model_id: str, kind: Kind, principal: Principal, *, images: bool = False
     ) -> tuple[CatalogEntry, TextRunner]:
-        entry = usable_model(self._registry, model_id, kind, principal)
+        slot = usable_slot(self._registry, model_id, kind, principal)
+        entry = slot.entry
         if images and "vision" not in entry.capabilities:
             raise InvalidRequest(no_vision_message(self._registry, entry, principal), param="messages")
-        return entry, await self._registry.text_runner(model_id)
+        return entry, await self._registry.text_runner(slot, called=model_id)
 
     async def _start(
         self,
@@ -180,7 +181,7 @@ class InferenceService:
             stall_timeout=self._settings.slow_consumer_timeout_seconds,
             prompt_tokens=prepared.prompt_tokens,
         )
-        audit = self._audit.begin_call(ctx, model_id=entry.id, input_text=audit_input)
+        audit = self._audit.begin_call(ctx, model_id=entry.id, input_text=audit_input, entry=entry)
         started = StartedText(generation, entry, prepared.prompt_tokens, audit, prompt=prompt)
 
         # The producer's coroutine itself (not one awaiting it): one frame less at each of its waits.

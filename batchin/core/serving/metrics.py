@@ -10,15 +10,15 @@ measured them (core/retention.py): a scrape reads figures in memory and counts n
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from batchin.core.retention import RetentionStats
+from batchin.core.serving.call_metrics import CallCollector, CallSeries, HistogramSpec
 from batchin.core.write_behind import BufferStats
 from batchin.models.registry import EngineWorkerStats
 
@@ -127,77 +127,36 @@ class _StoreCollector(Collector):
         yield from (rows, files, file_bytes, purged, finished)
 
 
-@dataclass(frozen=True, slots=True)
-class CallSeries:
-    """One (model, endpoint)'s histograms, looked up once: `labels()` validates and locks on every
-    call, a cost each request paid five times."""
-
-    queue_seconds: Any
-    ttft_seconds: Any
-    inter_token_seconds: Any
-    tokens_per_second: Any
-
-
 class InferenceMetrics:
     def __init__(self) -> None:
         self._series: dict[tuple[str, str], CallSeries] = {}
-        self._outcomes: dict[tuple[str, str, str], Any] = {}
+        self._outcomes: dict[tuple[str, str, str], list[float]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
-        labels = ["model", "endpoint"]
-        self.queue_seconds = Histogram(
-            "batchin_queue_seconds",
-            "Time spent waiting for an engine slot",
-            labels,
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+        # A call's histograms and outcome, counted without prometheus_client's locks (call_metrics.py).
+        self._specs = (
+            HistogramSpec("batchin_queue_seconds", "Time spent waiting for an engine slot", _LATENCY_BUCKETS),
+            HistogramSpec("batchin_ttft_seconds", "Time from admission to the first token", _LATENCY_BUCKETS),
+            HistogramSpec(
+                "batchin_inter_token_seconds", "Mean time between tokens, per request", _ITL_BUCKETS
+            ),
+            HistogramSpec("batchin_tokens_per_second", "Decode speed per request", _TPS_BUCKETS),
         )
-        self.ttft_seconds = Histogram(
-            "batchin_ttft_seconds",
-            "Time from admission to the first token",
-            labels,
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.inter_token_seconds = Histogram(
-            "batchin_inter_token_seconds",
-            "Mean time between tokens, per request",
-            labels,
-            buckets=_ITL_BUCKETS,
-            registry=self.registry,
-        )
-        self.tokens_per_second = Histogram(
-            "batchin_tokens_per_second",
-            "Decode speed per request",
-            labels,
-            buckets=_TPS_BUCKETS,
-            registry=self.registry,
-        )
-        self.requests = Counter(
-            "batchin_inference_requests",
-            "Inference requests by outcome",
-            [*labels, "status"],
-            registry=self.registry,
-        )
+        self.registry.register(CallCollector(self._specs, self._series, self._outcomes))
 
     def series(self, model: str, endpoint: str) -> CallSeries:
         """The per-request histograms of (model, endpoint), from a cache after the first call."""
         found = self._series.get((model, endpoint))
         if found is None:
-            found = self._series[(model, endpoint)] = CallSeries(
-                self.queue_seconds.labels(model, endpoint),
-                self.ttft_seconds.labels(model, endpoint),
-                self.inter_token_seconds.labels(model, endpoint),
-                self.tokens_per_second.labels(model, endpoint),
-            )
+            found = self._series[(model, endpoint)] = CallSeries(self._specs)
         return found
 
     def count_request(self, model: str, endpoint: str, status: str) -> None:
         """One request's outcome in `batchin_inference_requests`."""
         key = (model, endpoint, status)
-        counter = self._outcomes.get(key)
-        if counter is None:
-            counter = self._outcomes[key] = self.requests.labels(model, endpoint, status)
-        counter.inc()
+        counted = self._outcomes.get(key)
+        if counted is None:
+            counted = self._outcomes[key] = [0.0, time.time()]  # (count, created)
+        counted[0] += 1.0
 
     def watch_admission(self, snapshot: Callable[[], dict[str, dict[str, int]]]) -> None:
         self.registry.register(_AdmissionCollector(snapshot))

@@ -7,9 +7,9 @@ from batchin.core.context import Principal
 from batchin.core.permissions import may_use_model, require_model
 from batchin.errors import InvalidRequest, NotFound, ServiceUnavailable
 from batchin.models.catalog import CatalogEntry, Kind, Pricing
-from batchin.models.registry import ModelRegistry
+from batchin.models.registry import ModelRegistry, ModelSlot
 
-__all__ = ["no_fim_message", "no_vision_message", "prices_for", "usable_model"]
+__all__ = ["no_fim_message", "no_vision_message", "prices_for", "usable_model", "usable_slot"]
 
 
 def prices_for(entry: CatalogEntry, principal: Principal) -> Pricing:
@@ -31,6 +31,12 @@ def usable_model(
     """The named model (by its id or an alias), which must serve `kind` (400 otherwise; 404 if
     unknown), be among the key's models (403) and have a price in the account's currency (400), or
     with no name the first such model of that kind; an unavailable model is a 503."""
+    return usable_slot(registry, model_id, kind, principal).entry
+
+
+def usable_slot(registry: ModelRegistry, model_id: str | None, kind: Kind, principal: Principal) -> ModelSlot:
+    """`usable_model`'s registry slot, for a call that then asks the registry for the runner by
+    slot: one lookup of the model a call, where the text path made six."""
     if model_id is None:
         entry = next(
             (
@@ -44,8 +50,10 @@ def usable_model(
         )
         if entry is None:
             raise NotFound(f"This server has no {kind} model this API key may call.", param="model")
+        slot = registry.slot(entry.id)
     else:
-        entry = registry.entry(model_id)
+        slot = registry.slot(model_id)
+        entry = slot.entry
         require_model(principal, model_id, *entry.names)
         if kind not in entry.kind:
             raise InvalidRequest(
@@ -53,10 +61,10 @@ def usable_model(
                 param="model",
             )
     prices_for(entry, principal)
-    health = registry.unavailable(entry.id)
+    health = registry.unavailable(slot)
     if health is not None:
         raise ServiceUnavailable(f"Model '{entry.id}' is unavailable: {health.reason}.")
-    return entry
+    return slot
 
 
 def no_vision_message(registry: ModelRegistry, entry: CatalogEntry, principal: Principal) -> str:

@@ -4,7 +4,7 @@ capability, or a JSON schema its grammar cannot enforce, is a 400 naming the par
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from batchin.core.context import Principal
 from batchin.core.permissions import may_use_model
@@ -27,19 +27,19 @@ __all__ = ["json_output", "require_capabilities", "sampling_params"]
 def require_capabilities(
     request: SamplingFields,
     entry: CatalogEntry,
-    catalog: Iterable[CatalogEntry],
+    catalog: Callable[[], Iterable[CatalogEntry]],
     principal: Principal,
     *,
     renamed: dict[str, str] | None = None,
 ) -> None:
     """400 for the first parameter that needs what the model lacks, naming the models (this key may
-    call) that have it. `renamed`: the caller's name for a parameter (the Responses API's
-    `text.format` for `response_format`)."""
+    call) that have it (`catalog()`: read only then, not on every call). `renamed`: the caller's
+    name for a parameter (the Responses API's `text.format` for `response_format`)."""
     for capability, param in request.capability_params():
         if capability in entry.served_capabilities:
             continue
         name = (renamed or {}).get(param, param)
-        able = [e.id for e in catalog if _serves(e, capability, principal)]
+        able = [e.id for e in catalog() if _serves(e, capability, principal)]
         where = f"models that do: {', '.join(able)}" if able else "no model here does"
         raise InvalidRequest(
             f"Model '{entry.id}' does not support {name} ({capability}); {where}.", param=name

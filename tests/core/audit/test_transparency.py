@@ -47,6 +47,12 @@ def test_batched_appends_give_the_rfc_root_at_every_size(batches: list[int]) -> 
         assert mt.root_hash(n, store.__getitem__) == reference_root(leaves[:n])
 
 
+def test_the_frontier_is_the_subtrees_that_make_up_the_tree() -> None:
+    assert mt.frontier_keys(0) == []
+    for size in [*range(1, 1100), 2**40 - 1, 2**40, 2**40 + 12345]:
+        assert mt.frontier_keys(size) == mt.subtree_keys(0, size)
+
+
 def test_append_stores_about_two_nodes_per_leaf() -> None:
     _, store = build([1] * 64)
     assert len(store) == 127  # a perfect tree of 64 leaves
